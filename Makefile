@@ -1,0 +1,41 @@
+# Grantflow: `make run` starts the embedded stack and the demo, `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: install run test lint protos stack-up stack-down clean
+
+install: $(VENV)/.installed
+
+# A fresh machine has only Python 3.11 with pip: bootstrap uv inside the venv, then install
+# exactly what uv.lock pins (the project itself included, editable).
+$(VENV)/.installed: pyproject.toml uv.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q uv==0.13.8
+	$(BIN)/uv sync --frozen --quiet
+	touch $@
+
+protos: install
+	$(BIN)/python -m scripts.gen_protos
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+run: install
+	$(BIN)/grantflow run
+
+test: lint
+	$(BIN)/python -m tests.runner
+
+stack-up: install
+	$(BIN)/grantflow stack up
+
+stack-down: install
+	$(BIN)/grantflow stack down
+
+clean:
+	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache

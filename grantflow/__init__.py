@@ -1,0 +1,1 @@
+"""Grantflow: the command-line client and the generated API code (grantflow.v1)."""

@@ -395,3 +395,82 @@ class PublishProgramVersionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PublishProgramVersionRequest: _TypeAlias = PublishProgramVersionRequest  # noqa: Y015
+
+@_typing.final
+class GrantStageChanged(_message.Message):
+    """The grant workflow's report of a stage; published on the grants topic."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AWARD_AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    stage: _common_pb2.GrantStage.ValueType
+    reason: _builtins.str
+    award_amount_fen: _builtins.int
+    program_code: _builtins.str
+    plan_id: _builtins.str
+    sequence: _builtins.int
+    """increases along one grant's history; projections ignore older ones"""
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        stage: _common_pb2.GrantStage.ValueType = ...,
+        reason: _builtins.str = ...,
+        award_amount_fen: _builtins.int = ...,
+        program_code: _builtins.str = ...,
+        plan_id: _builtins.str = ...,
+        sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "award_amount_fen", b"award_amount_fen", "plan_id", b"plan_id", "program_code", b"program_code", "reason", b"reason", "sequence", b"sequence", "stage", b"stage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GrantStageChanged: _TypeAlias = GrantStageChanged  # noqa: Y015
+
+@_typing.final
+class ReportGrantStageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    CHANGE_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """deterministic: grant-<application id>-<sequence>"""
+    @_builtins.property
+    def change(self) -> Global___GrantStageChanged: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        change: Global___GrantStageChanged | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["change", b"change"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "event_id", b"event_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportGrantStageRequest: _TypeAlias = ReportGrantStageRequest  # noqa: Y015
+
+@_typing.final
+class ReportGrantStageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportGrantStageResponse: _TypeAlias = ReportGrantStageResponse  # noqa: Y015

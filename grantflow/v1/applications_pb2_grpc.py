@@ -70,6 +70,11 @@ class ApplicationServiceStub:
                 request_serializer=grantflow_dot_v1_dot_applications__pb2.PublishProgramVersionRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_common__pb2.ProgramRule.FromString,
                 _registered_method=True)
+        self.ReportGrantStage = channel.unary_unary(
+                '/grantflow.v1.ApplicationService/ReportGrantStage',
+                request_serializer=grantflow_dot_v1_dot_applications__pb2.ReportGrantStageRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_applications__pb2.ReportGrantStageResponse.FromString,
+                _registered_method=True)
 
 
 class ApplicationServiceServicer:
@@ -123,6 +128,15 @@ class ApplicationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportGrantStage(self, request, context):
+        """The grant workflow reports a stage (system role). The service publishes it through its outbox
+        as GrantStageChanged; the status projection is built by consuming that event. Idempotent on
+        event_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApplicationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +174,11 @@ def add_ApplicationServiceServicer_to_server(servicer, server):
                     servicer.PublishProgramVersion,
                     request_deserializer=grantflow_dot_v1_dot_applications__pb2.PublishProgramVersionRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_common__pb2.ProgramRule.SerializeToString,
+            ),
+            'ReportGrantStage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportGrantStage,
+                    request_deserializer=grantflow_dot_v1_dot_applications__pb2.ReportGrantStageRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_applications__pb2.ReportGrantStageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -351,6 +370,33 @@ class ApplicationService:
             '/grantflow.v1.ApplicationService/PublishProgramVersion',
             grantflow_dot_v1_dot_applications__pb2.PublishProgramVersionRequest.SerializeToString,
             grantflow_dot_v1_dot_common__pb2.ProgramRule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportGrantStage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ApplicationService/ReportGrantStage',
+            grantflow_dot_v1_dot_applications__pb2.ReportGrantStageRequest.SerializeToString,
+            grantflow_dot_v1_dot_applications__pb2.ReportGrantStageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,11 @@ class ApplicationServiceStub:
     """The program catalogue: every version of every program's rules."""
     PublishProgramVersion: _grpc.UnaryUnaryMultiCallable[_applications_pb2.PublishProgramVersionRequest, _common_pb2.ProgramRule]
     """Publishes a new version of a program's rules (ops role)."""
+    ReportGrantStage: _grpc.UnaryUnaryMultiCallable[_applications_pb2.ReportGrantStageRequest, _applications_pb2.ReportGrantStageResponse]
+    """The grant workflow reports a stage (system role). The service publishes it through its outbox
+    as GrantStageChanged; the status projection is built by consuming that event. Idempotent on
+    event_id.
+    """
 
 @_typing.type_check_only
 class ApplicationServiceAsyncStub(ApplicationServiceStub):
@@ -64,6 +69,11 @@ class ApplicationServiceAsyncStub(ApplicationServiceStub):
     """The program catalogue: every version of every program's rules."""
     PublishProgramVersion: _aio.UnaryUnaryMultiCallable[_applications_pb2.PublishProgramVersionRequest, _common_pb2.ProgramRule]  # type: ignore[assignment]
     """Publishes a new version of a program's rules (ops role)."""
+    ReportGrantStage: _aio.UnaryUnaryMultiCallable[_applications_pb2.ReportGrantStageRequest, _applications_pb2.ReportGrantStageResponse]  # type: ignore[assignment]
+    """The grant workflow reports a stage (system role). The service publishes it through its outbox
+    as GrantStageChanged; the status projection is built by consuming that event. Idempotent on
+    event_id.
+    """
 
 class ApplicationServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -121,5 +131,16 @@ class ApplicationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.ProgramRule, _abc.Awaitable[_common_pb2.ProgramRule]]:
         """Publishes a new version of a program's rules (ops role)."""
+
+    @_abc_1.abstractmethod
+    def ReportGrantStage(
+        self,
+        request: _applications_pb2.ReportGrantStageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_applications_pb2.ReportGrantStageResponse, _abc.Awaitable[_applications_pb2.ReportGrantStageResponse]]:
+        """The grant workflow reports a stage (system role). The service publishes it through its outbox
+        as GrantStageChanged; the status projection is built by consuming that event. Idempotent on
+        event_id.
+        """
 
 def add_ApplicationServiceServicer_to_server(servicer: ApplicationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

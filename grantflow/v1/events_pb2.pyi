@@ -66,7 +66,7 @@ class EventEnvelope(_message.Message):
     @_builtins.property
     def application_supplemented(self) -> Global___ApplicationSupplemented: ...
     @_builtins.property
-    def grant_stage_changed(self) -> Global___GrantStageChanged: ...
+    def grant_stage_changed(self) -> _applications_pb2.GrantStageChanged: ...
     @_builtins.property
     def review_task_created(self) -> Global___ReviewTaskCreated: ...
     @_builtins.property
@@ -102,7 +102,7 @@ class EventEnvelope(_message.Message):
         application_submitted: Global___ApplicationSubmitted | None = ...,
         application_withdrawn: Global___ApplicationWithdrawn | None = ...,
         application_supplemented: Global___ApplicationSupplemented | None = ...,
-        grant_stage_changed: Global___GrantStageChanged | None = ...,
+        grant_stage_changed: _applications_pb2.GrantStageChanged | None = ...,
         review_task_created: Global___ReviewTaskCreated | None = ...,
         review_task_claimed: Global___ReviewTaskClaimed | None = ...,
         review_task_decided: Global___ReviewTaskDecided | None = ...,
@@ -229,46 +229,6 @@ class ApplicationSupplemented(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ApplicationSupplemented: _TypeAlias = ApplicationSupplemented  # noqa: Y015
-
-@_typing.final
-class GrantStageChanged(_message.Message):
-    """Grants topic (published by the grant workflow's activities) ---------------------------------"""
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    APPLICATION_ID_FIELD_NUMBER: _builtins.int
-    STAGE_FIELD_NUMBER: _builtins.int
-    REASON_FIELD_NUMBER: _builtins.int
-    AWARD_AMOUNT_FEN_FIELD_NUMBER: _builtins.int
-    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
-    PLAN_ID_FIELD_NUMBER: _builtins.int
-    SEQUENCE_FIELD_NUMBER: _builtins.int
-    application_id: _builtins.str
-    stage: _common_pb2.GrantStage.ValueType
-    reason: _builtins.str
-    award_amount_fen: _builtins.int
-    program_code: _builtins.str
-    plan_id: _builtins.str
-    sequence: _builtins.int
-    """increases along one grant's history; projections ignore older ones"""
-    def __init__(
-        self,
-        *,
-        application_id: _builtins.str = ...,
-        stage: _common_pb2.GrantStage.ValueType = ...,
-        reason: _builtins.str = ...,
-        award_amount_fen: _builtins.int = ...,
-        program_code: _builtins.str = ...,
-        plan_id: _builtins.str = ...,
-        sequence: _builtins.int = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "award_amount_fen", b"award_amount_fen", "plan_id", b"plan_id", "program_code", b"program_code", "reason", b"reason", "sequence", b"sequence", "stage", b"stage"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GrantStageChanged: _TypeAlias = GrantStageChanged  # noqa: Y015
 
 @_typing.final
 class ReviewTaskCreated(_message.Message):

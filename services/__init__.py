@@ -1,0 +1,1 @@
+"""Grantflow's gRPC services: applications, review, disbursement, and what they share (common)."""

@@ -1,0 +1,1 @@
+"""What every service shares: configuration, databases, outbox, Kafka, gRPC serving, auth."""

@@ -1,0 +1,65 @@
+"""gRPC clients of the three services, authenticated with a bearer token.
+
+Used by the worker's activities (system token), the consumers, the CLI and the tests.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from grantflow.v1 import applications_pb2_grpc, disbursement_pb2_grpc, review_pb2_grpc
+from services.common.auth import mint_token
+from services.common.config import Settings
+
+
+class _BearerAuth(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, token: str) -> None:
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        metadata = tuple(details.metadata or ()) + self._metadata
+        details = details._replace(metadata=metadata)
+        return await continuation(details, request)
+
+
+def system_token(settings: Settings) -> str:
+    """The token Grantflow's own processes use to call each other."""
+    return settings.service_token or mint_token(
+        settings.auth_secret, "grantflow-system", "system", ttl_seconds=365 * 24 * 3600
+    )
+
+
+class ServiceClients:
+    """Async stubs for applications, review and disbursement with one caller's token."""
+
+    def __init__(self, settings: Settings, token: str) -> None:
+        interceptors = [_BearerAuth(token)]
+        self._channels = [
+            grpc.aio.insecure_channel(address, interceptors=interceptors)
+            for address in (
+                settings.applications_address,
+                settings.review_address,
+                settings.disbursement_address,
+            )
+        ]
+        self.applications = applications_pb2_grpc.ApplicationServiceStub(self._channels[0])
+        self.review = review_pb2_grpc.ReviewServiceStub(self._channels[1])
+        self.disbursement = disbursement_pb2_grpc.DisbursementServiceStub(self._channels[2])
+
+    async def close(self) -> None:
+        for channel in self._channels:
+            await channel.close()
+
+    async def __aenter__(self) -> ServiceClients:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

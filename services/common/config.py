@@ -1,0 +1,79 @@
+"""Configuration of every Grantflow process, read from the environment (pydantic-settings).
+
+Every endpoint is configuration so the same code runs on the embedded stack, a Temporal cluster,
+an Apache Kafka cluster and PostgreSQL. Variable names are the field names in upper case, e.g.
+TEMPORAL_ADDRESS, KAFKA_BOOTSTRAP_SERVERS, APPLICATIONS_DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development-only signing key for bearer tokens; real deployments set AUTH_SECRET.
+DEV_AUTH_SECRET = "grantflow-dev-secret-change-me-in-production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    data_dir: Path = Path("data")
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "grantflow"
+    temporal_ui_port: int = 8233
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic_prefix: str = "grantflow"
+    # Tansu joins consumer groups slowly with the client defaults; short timeouts help.
+    kafka_session_timeout_ms: int = 6000
+    kafka_heartbeat_interval_ms: int = 500
+    kafka_rebalance_timeout_ms: int = 3000
+    consumer_max_attempts: int = 5  # then the event goes to the dead-letter topic
+
+    applications_address: str = "127.0.0.1:50051"
+    review_address: str = "127.0.0.1:50052"
+    disbursement_address: str = "127.0.0.1:50053"
+
+    # Empty means a SQLite file under data_dir.
+    applications_database_url: str = ""
+    review_database_url: str = ""
+    disbursement_database_url: str = ""
+    treasury_database_url: str = ""
+
+    auth_secret: str = DEV_AUTH_SECRET
+    # Token the worker, consumers and services use to call each other.
+    service_token: str = ""
+
+    outbox_poll_seconds: float = 0.2
+    outbox_retention_hours: int = 24 * 7
+    outbox_check_broker_seconds: float = 5.0
+
+    # Timer overrides for demos and tests: when set, the period lasts this many seconds instead of
+    # the program's working days.
+    notice_period_seconds: float | None = None
+    supplement_period_seconds: float | None = None
+    review_period_seconds: float | None = None
+
+    # The local simulated treasury (the payment gateway's default adapter).
+    treasury_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    treasury_timeout_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    treasury_seed: int | None = None
+
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    def database_url(self, service: str) -> str:
+        explicit: str = getattr(self, f"{service}_database_url")
+        if explicit:
+            return explicit
+        return f"sqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

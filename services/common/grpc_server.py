@@ -1,0 +1,172 @@
+"""Serving a Grantflow service: grpc.aio server with auth, error mapping, the standard health
+service and server reflection, background tasks (outbox relay, consumers) and clean shutdown.
+
+Each servicer declares which roles may call each method (METHOD_ROLES); the interceptor refuses
+everything else before the servicer runs, so no method can forget its check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import grpc
+import structlog
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from services.common.auth import set_current_principal, verify_token
+from services.common.errors import (
+    InvalidArgument,
+    PermissionDenied,
+    ServiceError,
+    Unauthenticated,
+)
+
+log = structlog.get_logger(__name__)
+
+# Open to every caller: generic tools (grpcurl, grpc_health_probe) must work without a token.
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def _status_for(error: ServiceError) -> status_pb2.Status:
+    status = status_pb2.Status(code=error.code.value[0], message=error.message)
+    if isinstance(error, InvalidArgument):
+        detail = any_pb2.Any()
+        detail.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=error.field, description=error.problem
+                    )
+                ]
+            )
+        )
+        status.details.append(detail)
+    return status
+
+
+class AuthAndErrorsInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates the bearer token, checks the role table and maps errors to statuses."""
+
+    def __init__(self, secret: str, method_roles: Mapping[str, frozenset[str]]) -> None:
+        self._secret = secret
+        self._method_roles = method_roles
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method: str = details.method  # type: ignore[attr-defined]
+        if handler is None or method.startswith(PUBLIC_PREFIXES) or not handler.unary_unary:
+            return handler
+        short_name = method.rsplit("/", 1)[-1]
+        roles = self._method_roles.get(short_name)
+        behaviour = handler.unary_unary
+        secret = self._secret
+
+        async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                token = ""
+                for key, value in context.invocation_metadata() or ():
+                    if key == "authorization" and isinstance(value, str):
+                        token = value.removeprefix("Bearer ").removeprefix("bearer ").strip()
+                if not token:
+                    raise Unauthenticated("missing bearer token (authorization metadata)")
+                caller = verify_token(secret, token)
+                if roles is None or caller.role not in roles:
+                    raise PermissionDenied(f"role {caller.role!r} may not call {short_name}")
+                set_current_principal(caller)
+                return await behaviour(request, context)
+            except ServiceError as error:
+                await context.abort_with_status(rpc_status.to_status(_status_for(error)))
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception:
+                reference = uuid.uuid4().hex[:12]
+                log.exception("rpc failed", method=method, reference=reference)
+                await context.abort(
+                    grpc.StatusCode.INTERNAL, f"internal error (reference {reference})"
+                )
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+BackgroundTask = Callable[[asyncio.Event], Awaitable[None]]
+
+
+async def serve(
+    *,
+    name: str,
+    address: str,
+    secret: str,
+    register: Callable[[grpc.aio.Server], None],
+    service_full_names: list[str],
+    method_roles: Mapping[str, frozenset[str]],
+    background: list[BackgroundTask] = [],  # noqa: B006 - never mutated
+    tls_cert: bytes | None = None,
+    tls_key: bytes | None = None,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[], None] | None = None,
+) -> None:
+    """Runs the server until SIGTERM/SIGINT (or `stop` is set), then drains and stops."""
+    server = grpc.aio.server(interceptors=[AuthAndErrorsInterceptor(secret, method_roles)])
+    register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*service_full_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME],
+        server,
+    )
+    if tls_cert and tls_key:
+        server.add_secure_port(address, grpc.ssl_server_credentials([(tls_key, tls_cert)]))
+    else:
+        server.add_insecure_port(address)
+    await server.start()
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass
+    tasks = [asyncio.create_task(task(stop), name=f"{name}-bg") for task in background]
+    for full_name in [*service_full_names, ""]:
+        await health_servicer.set(full_name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving", service=name, address=address)
+    if ready:
+        ready()
+
+    stop_wait = asyncio.create_task(stop.wait())
+    watched = {stop_wait, *tasks}
+    done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        if task is not stop_wait and task.exception():
+            log.error("background task failed", service=name, error=repr(task.exception()))
+    stop.set()
+    for full_name in [*service_full_names, ""]:
+        await health_servicer.set(full_name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.stop(grace=3)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    log.info("stopped", service=name)
+
+
+def roles(*names: str) -> frozenset[str]:
+    return frozenset(names)
+

@@ -1,0 +1,252 @@
+"""Kafka plumbing: topic names, the event envelope, producers, and an at-least-once consumer loop
+with bounded retries and a dead-letter topic per topic.
+
+Consumers are idempotent by contract: a handler either records the event ids it applied in its own
+database, in the same transaction as its effect, or relies on an idempotent target (Temporal's
+workflow-id uniqueness). The loop commits offsets only after an event was applied or dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from google.protobuf.message import DecodeError, Message
+
+from grantflow.v1 import events_pb2
+from services.common.config import Settings
+from services.common.db import now_utc, to_timestamp
+
+log = structlog.get_logger(__name__)
+
+APPLICATIONS = "applications"
+GRANTS = "grants"
+REVIEW = "review"
+DISBURSEMENT = "disbursement"
+ALL_STREAMS = (APPLICATIONS, GRANTS, REVIEW, DISBURSEMENT)
+PARTITIONS = 3
+DLQ_SUFFIX = ".dlq"
+
+# Payload message full name -> the envelope's oneof field that carries it.
+_PAYLOAD_FIELDS = {
+    field.message_type.full_name: field.name
+    for field in events_pb2.EventEnvelope.DESCRIPTOR.oneofs_by_name["payload"].fields
+}
+
+
+def topic(settings: Settings, stream: str) -> str:
+    return f"{settings.kafka_topic_prefix}.{stream}.v1"
+
+
+def dead_letter_topic(source_topic: str) -> str:
+    return source_topic + DLQ_SUFFIX
+
+
+def all_topics(settings: Settings) -> list[str]:
+    names = [topic(settings, stream) for stream in ALL_STREAMS]
+    return names + [dead_letter_topic(name) for name in names]
+
+
+def make_envelope(
+    source: str,
+    subject: str,
+    payload: Message,
+    *,
+    event_id: str | None = None,
+    occurred_at: datetime | None = None,
+) -> events_pb2.EventEnvelope:
+    full_name = payload.DESCRIPTOR.full_name
+    envelope = events_pb2.EventEnvelope(
+        event_id=event_id or str(uuid.uuid4()),
+        type=full_name,
+        source=source,
+        subject=subject,
+        occurred_at=to_timestamp(occurred_at or now_utc()),
+    )
+    getattr(envelope, _PAYLOAD_FIELDS[full_name]).CopyFrom(payload)
+    return envelope
+
+
+def payload_of(envelope: events_pb2.EventEnvelope) -> Message | None:
+    field = envelope.WhichOneof("payload")
+    return getattr(envelope, field) if field else None
+
+
+async def ensure_topics(settings: Settings, names: list[str] | None = None) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [n for n in (names or all_topics(settings)) if n not in existing]
+        if wanted:
+            try:
+                await admin.create_topics(
+                    [NewTopic(name, PARTITIONS, 1) for name in wanted]
+                )
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+def make_producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        acks="all",
+        linger_ms=2,
+        request_timeout_ms=15000,
+    )
+
+
+def make_consumer(settings: Settings, group_id: str, topics: list[str]) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
+        max_poll_interval_ms=60000,
+        metadata_max_age_ms=5000,
+    )
+
+
+Handler = Callable[[events_pb2.EventEnvelope], Awaitable[None]]
+
+
+class EventConsumer:
+    """Consumes topics in a group and applies each event with a handler, at least once.
+
+    A handler failure is retried with backoff; after `max_attempts` the raw record goes to the
+    topic's dead-letter topic with the error in its headers (`grantflow ops redrive` sends it back).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        group_id: str,
+        topics: list[str],
+        handler: Handler,
+        *,
+        max_attempts: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.group_id = group_id
+        self.topics = topics
+        self.handler = handler
+        self.max_attempts = max_attempts or settings.consumer_max_attempts
+        self.applied = 0
+        self.dead_lettered = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._run_once(stop)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker gone: wait and join again
+                log.warning("consumer restarting", group=self.group_id, error=repr(exc))
+                await _sleep_or_stop(stop, 2.0)
+
+    async def _run_once(self, stop: asyncio.Event) -> None:
+        await ensure_topics(self.settings)
+        consumer = make_consumer(self.settings, self.group_id, self.topics)
+        producer = make_producer(self.settings)
+        await consumer.start()
+        await producer.start()
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=500, max_records=200)
+                for records in batches.values():
+                    for record in records:
+                        await self._apply(record, producer, stop)
+                if batches:
+                    await consumer.commit()
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    async def _apply(
+        self, record: ConsumerRecord, producer: AIOKafkaProducer, stop: asyncio.Event
+    ) -> None:
+        error = ""
+        try:
+            envelope = events_pb2.EventEnvelope.FromString(record.value)
+        except DecodeError as exc:
+            await self._dead_letter(record, producer, f"undecodable envelope: {exc}")
+            return
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                await self.handler(envelope)
+                self.applied += 1
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "event handler failed",
+                    group=self.group_id,
+                    event_id=envelope.event_id,
+                    type=envelope.type,
+                    attempt=attempt,
+                    error=error,
+                )
+                if stop.is_set():
+                    raise
+                await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+        await self._dead_letter(record, producer, error)
+
+    async def _dead_letter(
+        self, record: ConsumerRecord, producer: AIOKafkaProducer, error: str
+    ) -> None:
+        headers = [
+            ("grantflow-error", error[:1000].encode()),
+            ("grantflow-source-topic", record.topic.encode()),
+            ("grantflow-consumer-group", self.group_id.encode()),
+        ]
+        await producer.send_and_wait(
+            dead_letter_topic(record.topic), record.value, key=record.key, headers=headers
+        )
+        self.dead_lettered += 1
+        log.error("event dead-lettered", group=self.group_id, topic=record.topic, error=error)
+
+
+async def redrive(settings: Settings, source_topic: str, timeout_s: float = 5.0) -> int:
+    """Sends every dead-lettered record of source_topic back to it; returns how many."""
+    dlq = dead_letter_topic(source_topic)
+    consumer = make_consumer(settings, f"{settings.kafka_topic_prefix}-redrive", [dlq])
+    producer = make_producer(settings)
+    await consumer.start()
+    await producer.start()
+    moved = 0
+    try:
+        idle_deadline = asyncio.get_running_loop().time() + timeout_s
+        while asyncio.get_running_loop().time() < idle_deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    await producer.send_and_wait(source_topic, record.value, key=record.key)
+                    moved += 1
+            if batches:
+                await consumer.commit()
+                idle_deadline = asyncio.get_running_loop().time() + timeout_s
+    finally:
+        await consumer.stop()
+        await producer.stop()
+    return moved
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

@@ -1,0 +1,221 @@
+"""Transactional outbox and idempotent-consumer records, shared by every service's database.
+
+A service writes its row and the event in one transaction (`enqueue`); `OutboxRelay` publishes
+pending events to Kafka with acks=all and marks them published (rows are kept for the retention
+window, not deleted). Tansu keeps messages in memory, so the outbox is the durable record: when
+the relay sees the broker has lost what it was given (a partition's offsets went backwards, or its
+end offset is below what was published), it publishes the retained events of that topic again;
+consumers skip what they already applied by event id (`claim_event`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import Column, LargeBinary, func, update
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from grantflow.v1 import events_pb2
+from services.common.config import Settings
+from services.common.db import Database, now_utc
+from services.common.kafka import ensure_topics, make_producer
+
+log = structlog.get_logger(__name__)
+
+
+class OutboxEvent(SQLModel, table=True):
+    __tablename__ = "outbox_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=64, unique=True)
+    topic: str = Field(max_length=200)
+    key: str = Field(max_length=200)
+    event_type: str = Field(max_length=200)
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(index=True)
+    published_at: datetime | None = Field(default=None, index=True)
+    kafka_partition: int | None = None
+    kafka_offset: int | None = None
+
+
+class ProcessedEvent(SQLModel, table=True):
+    __tablename__ = "processed_event"
+
+    consumer: str = Field(primary_key=True, max_length=100)
+    event_id: str = Field(primary_key=True, max_length=64)
+    processed_at: datetime
+
+
+def enqueue(session: Session, topic: str, envelope: events_pb2.EventEnvelope) -> None:
+    """Adds the event to the outbox inside the caller's transaction."""
+    session.add(
+        OutboxEvent(
+            event_id=envelope.event_id,
+            topic=topic,
+            key=envelope.subject,
+            event_type=envelope.type,
+            payload=envelope.SerializeToString(),
+            created_at=now_utc(),
+        )
+    )
+
+
+def claim_event(session: Session, consumer: str, event_id: str) -> bool:
+    """Records that consumer applies event_id in this transaction; False if it already did."""
+    if session.get(ProcessedEvent, (consumer, event_id)) is not None:
+        return False
+    session.add(ProcessedEvent(consumer=consumer, event_id=event_id, processed_at=now_utc()))
+    return True
+
+
+class OutboxRelay:
+    """Publishes a service's outbox to Kafka, in order of writing, at least once."""
+
+    def __init__(self, settings: Settings, database: Database, *, batch_size: int = 200) -> None:
+        self.settings = settings
+        self.db = database
+        self.batch_size = batch_size
+        self.retention = timedelta(hours=settings.outbox_retention_hours)
+        self.published = 0
+        self.republished_topics = 0
+        self._high: dict[tuple[str, int], int] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._run_connected(stop)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker unreachable: keep the rows, try again
+                log.warning("outbox relay reconnecting", error=repr(exc))
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+                except TimeoutError:
+                    pass
+
+    async def _run_connected(self, stop: asyncio.Event) -> None:
+        await ensure_topics(self.settings)
+        producer = make_producer(self.settings)
+        await producer.start()
+        try:
+            self._high = await self.db.run(self._load_high_offsets)
+            await self._check_broker()
+            loop = asyncio.get_running_loop()
+            next_check = loop.time() + self.settings.outbox_check_broker_seconds
+            next_purge = loop.time()
+            while not stop.is_set():
+                rows = await self.db.run(self._pending)
+                if rows:
+                    sent: list[tuple[int, str, int, int]] = []
+                    for row_id, topic, key, payload in rows:
+                        meta = await producer.send_and_wait(topic, payload, key=key.encode())
+                        sent.append((row_id, topic, meta.partition, meta.offset))
+                    await self._mark_published(sent)
+                    self.published += len(sent)
+                if loop.time() >= next_check:
+                    await self._check_broker()
+                    next_check = loop.time() + self.settings.outbox_check_broker_seconds
+                if loop.time() >= next_purge:
+                    await self.db.run(self._purge)
+                    next_purge = loop.time() + 3600
+                if len(rows) < self.batch_size:
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=self.settings.outbox_poll_seconds)
+                    except TimeoutError:
+                        pass
+        finally:
+            await producer.stop()
+
+    def _pending(self, session: Session) -> list[tuple[int, str, str, bytes]]:
+        rows = session.exec(
+            select(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.key, OutboxEvent.payload)
+            .where(col(OutboxEvent.published_at).is_(None))
+            .order_by(col(OutboxEvent.id))
+            .limit(self.batch_size)
+        ).all()
+        return [(int(r[0] or 0), r[1], r[2], r[3]) for r in rows]
+
+    def _load_high_offsets(self, session: Session) -> dict[tuple[str, int], int]:
+        rows = session.exec(
+            select(OutboxEvent.topic, OutboxEvent.kafka_partition, func.max(OutboxEvent.kafka_offset))
+            .where(col(OutboxEvent.published_at).is_not(None))
+            .where(col(OutboxEvent.kafka_partition).is_not(None))
+            .group_by(col(OutboxEvent.topic), col(OutboxEvent.kafka_partition))
+        ).all()
+        return {(t, int(p)): int(o) for t, p, o in rows if p is not None and o is not None}
+
+    async def _mark_published(self, sent: list[tuple[int, str, int, int]]) -> None:
+        # An offset at or below one we already got for the same partition means the broker
+        # started a fresh log: everything it had from us before is gone.
+        lost = {
+            topic
+            for _, topic, partition, offset in sent
+            if offset <= self._high.get((topic, partition), -1)
+        }
+        fresh_ids = [row_id for row_id, *_ in sent]
+
+        def work(session: Session) -> None:
+            stamp = now_utc()
+            for row_id, _, partition, offset in sent:
+                session.execute(
+                    update(OutboxEvent)
+                    .where(col(OutboxEvent.id) == row_id)
+                    .values(published_at=stamp, kafka_partition=partition, kafka_offset=offset)
+                )
+            for topic in lost:
+                self._unpublish(session, topic, exclude=fresh_ids)
+
+        await self.db.run(work)
+        for topic in lost:
+            self._forget(topic)
+        for _, topic, partition, offset in sent:
+            key = (topic, partition)
+            self._high[key] = max(self._high.get(key, -1), offset)
+
+    async def _check_broker(self) -> None:
+        """Compares the broker's end offsets with what we published; republishes what it lost."""
+        if not self._high:
+            return
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(t, p) for t, p in self._high]
+            ends = await consumer.end_offsets(partitions)
+        finally:
+            await consumer.stop()
+        lost = {tp.topic for tp, end in ends.items() if end <= self._high[(tp.topic, tp.partition)]}
+        if lost:
+            await self.db.run(lambda s: [self._unpublish(s, t, exclude=[]) for t in lost])
+            for topic in lost:
+                self._forget(topic)
+
+    def _unpublish(self, session: Session, topic: str, *, exclude: list[int]) -> None:
+        cutoff = now_utc() - self.retention
+        result = session.execute(
+            update(OutboxEvent)
+            .where(col(OutboxEvent.topic) == topic)
+            .where(col(OutboxEvent.published_at).is_not(None))
+            .where(col(OutboxEvent.created_at) >= cutoff)
+            .where(col(OutboxEvent.id).not_in(exclude))
+            .values(published_at=None, kafka_partition=None, kafka_offset=None)
+        )
+        self.republished_topics += 1
+        log.warning("broker lost events; republishing retained outbox", topic=topic,
+                    rows=getattr(result, "rowcount", -1))
+
+    def _forget(self, topic: str) -> None:
+        for key in [k for k in self._high if k[0] == topic]:
+            del self._high[key]
+
+    def _purge(self, session: Session) -> None:
+        cutoff = now_utc() - self.retention
+        old = session.exec(
+            select(OutboxEvent)
+            .where(col(OutboxEvent.published_at).is_not(None))
+            .where(col(OutboxEvent.created_at) < cutoff)
+        ).all()
+        for row in old:
+            session.delete(row)

@@ -1,0 +1,44 @@
+"""How every Grantflow entry point ends its process (services, worker, consumers, CLI, tests).
+
+Known upstream bug temporalio/sdk-python#300: a process that used a Temporal client can abort
+during interpreter teardown with "PyGILState_Release ... finalizing" (about 1 run in 10 here),
+turning a clean exit into a crash. So, after the program's own work is done, we flush our streams
+and leave with os._exit and the real status, skipping interpreter teardown. Everything that must
+be closed (servers, databases, Kafka clients, Temporal workers) is closed by the program itself
+before this point; this is the only place in Grantflow that calls os._exit.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+
+def exit_now(status: int) -> None:
+    """Flush and leave without interpreter teardown (see the module docstring)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(status)
+
+
+def run_and_exit(main: Callable[[], int | None]) -> None:
+    """Runs main() and exits with its status (0 for None); exceptions exit with status 1."""
+    status = 1
+    try:
+        result = main()
+        status = 0 if result is None else int(result)
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, int | None):
+            print(exc.code, file=sys.stderr)
+    except KeyboardInterrupt:
+        status = 130
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        status = 1
+    exit_now(status)

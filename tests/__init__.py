@@ -1,0 +1,1 @@
+"""Grantflow's test suite: unit, workflows, replay, integration, e2e."""

@@ -1,0 +1,115 @@
+"""The interface of Grantflow's workflows: ids, update and signal names, and their payloads.
+
+Services and consumers talk to the workflows only through these names and models, so this module
+imports nothing from the workflow code itself.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+GRANT_WORKFLOW = "GrantWorkflow"
+FUNDING_PLAN_WORKFLOW = "FundingPlanWorkflow"
+
+# Updates (the caller learns at once whether the workflow took it)
+CLAIM_REVIEW_TASK = "claim_review_task"
+DECIDE_REVIEW_TASK = "decide_review_task"
+
+# Signals (no answer needed)
+WITHDRAW = "withdraw"
+SUPPLEMENT = "supplement"
+PAYMENT_SETTLED = "payment_settled"
+PAYMENT_FAILED = "payment_failed"
+FUNDING_PLAN_ASSIGNED = "funding_plan_assigned"
+
+# Queries
+GRANT_STATUS = "status"
+
+# ApplicationError types raised by update validators; the services map them to gRPC codes.
+ERR_NOT_FOUND = "NotFound"
+ERR_PERMISSION_DENIED = "PermissionDenied"
+ERR_FAILED_PRECONDITION = "FailedPrecondition"
+
+# Search attributes every grant carries (registered on the Temporal namespace by `stack up`).
+SA_STAGE = "GrantStage"
+SA_PROGRAM = "GrantProgram"
+SA_APPLICANT = "ApplicantCreditCode"
+SA_PENDING_DEPARTMENTS = "PendingDepartments"
+SEARCH_ATTRIBUTES = {
+    SA_STAGE: "Keyword",
+    SA_PROGRAM: "Keyword",
+    SA_APPLICANT: "Keyword",
+    SA_PENDING_DEPARTMENTS: "KeywordList",
+}
+
+
+def grant_workflow_id(application_id: str) -> str:
+    return f"grant-{application_id}"
+
+
+def plan_workflow_id(plan_id: str) -> str:
+    return f"plan-{plan_id}"
+
+
+Decision = Literal["approve", "reject", "return"]
+
+
+class ClaimReviewTask(BaseModel):
+    task_id: str
+    reviewer: str
+    department: str  # industry, finance or hr
+
+
+class DecideReviewTask(BaseModel):
+    task_id: str
+    reviewer: str
+    department: str
+    decision: Decision
+    reason: str = ""
+    approved_amount_fen: int = Field(default=0, ge=0)
+
+
+class ReviewTaskAck(BaseModel):
+    """What an accepted claim or decision answers."""
+
+    task_id: str
+    round: int
+    stage: str
+
+
+class Withdraw(BaseModel):
+    reason: str = ""
+    withdrawn_by: str = ""
+
+
+class Supplement(BaseModel):
+    figures: dict[str, int]
+    supplement_count: int
+    note: str = ""
+
+
+class FundingPlanAssigned(BaseModel):
+    plan_id: str
+    line_id: str
+
+
+class PaymentSettled(BaseModel):
+    plan_id: str
+    line_id: str
+    amount_fen: int
+    gateway_reference: str
+
+
+class PaymentFailed(BaseModel):
+    plan_id: str
+    line_id: str
+    reason: str
+
+
+class FundingPlanInput(BaseModel):
+    plan_id: str
+    program_code: str
+    line_ids: list[str]
+    application_ids: list[str]

@@ -23,7 +23,9 @@ INIT_TEXT = '"""Generated from protos/grantflow/v1 by `make protos`; do not edit
 
 def generate(out_root: Path) -> list[Path]:
     """Generates messages, gRPC stubs and mypy stubs for every proto file under out_root."""
-    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PACKAGE_DIR).glob("*.proto"))
+    protos = sorted(
+        str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PACKAGE_DIR).glob("*.proto")
+    )
     well_known = str(resources.files("grpc_tools") / "_proto")
     out_dir = out_root / PACKAGE_DIR
     out_dir.mkdir(parents=True, exist_ok=True)

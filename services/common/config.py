@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     treasury_timeout_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     treasury_seed: int | None = None
 
+    # The local enterprise registry (the edge adapter): comma-separated credit codes on a
+    # joint-punishment list, and whether codes registered outside the city are accepted.
+    registry_barred_credit_codes: str = ""
+    registry_accept_all_divisions: bool = False
+
     log_level: str = "INFO"
     log_json: bool = False
 

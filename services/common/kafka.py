@@ -35,7 +35,7 @@ DLQ_SUFFIX = ".dlq"
 
 # Payload message full name -> the envelope's oneof field that carries it.
 _PAYLOAD_FIELDS = {
-    field.message_type.full_name: field.name
+    field.message_type.full_name: field.name  # type: ignore[union-attr]
     for field in events_pb2.EventEnvelope.DESCRIPTOR.oneofs_by_name["payload"].fields
 }
 
@@ -86,9 +86,7 @@ async def ensure_topics(settings: Settings, names: list[str] | None = None) -> N
         wanted = [n for n in (names or all_topics(settings)) if n not in existing]
         if wanted:
             try:
-                await admin.create_topics(
-                    [NewTopic(name, PARTITIONS, 1) for name in wanted]
-                )
+                await admin.create_topics([NewTopic(name, PARTITIONS, 1) for name in wanted])
             except TopicAlreadyExistsError:
                 pass
     finally:

@@ -13,9 +13,7 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
     for noisy in ("aiokafka", "kafka", "temporalio.activity", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     renderer = (
-        structlog.processors.JSONRenderer()
-        if json
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
         processors=[

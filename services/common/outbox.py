@@ -123,7 +123,9 @@ class OutboxRelay:
                     next_purge = loop.time() + 3600
                 if len(rows) < self.batch_size:
                     try:
-                        await asyncio.wait_for(stop.wait(), timeout=self.settings.outbox_poll_seconds)
+                        await asyncio.wait_for(
+                            stop.wait(), timeout=self.settings.outbox_poll_seconds
+                        )
                     except TimeoutError:
                         pass
         finally:
@@ -140,7 +142,9 @@ class OutboxRelay:
 
     def _load_high_offsets(self, session: Session) -> dict[tuple[str, int], int]:
         rows = session.exec(
-            select(OutboxEvent.topic, OutboxEvent.kafka_partition, func.max(OutboxEvent.kafka_offset))
+            select(
+                OutboxEvent.topic, OutboxEvent.kafka_partition, func.max(OutboxEvent.kafka_offset)
+            )
             .where(col(OutboxEvent.published_at).is_not(None))
             .where(col(OutboxEvent.kafka_partition).is_not(None))
             .group_by(col(OutboxEvent.topic), col(OutboxEvent.kafka_partition))
@@ -188,7 +192,12 @@ class OutboxRelay:
             await consumer.stop()
         lost = {tp.topic for tp, end in ends.items() if end <= self._high[(tp.topic, tp.partition)]}
         if lost:
-            await self.db.run(lambda s: [self._unpublish(s, t, exclude=[]) for t in lost])
+
+            def work(session: Session) -> None:
+                for topic in lost:
+                    self._unpublish(session, topic, exclude=[])
+
+            await self.db.run(work)
             for topic in lost:
                 self._forget(topic)
 
@@ -203,8 +212,11 @@ class OutboxRelay:
             .values(published_at=None, kafka_partition=None, kafka_offset=None)
         )
         self.republished_topics += 1
-        log.warning("broker lost events; republishing retained outbox", topic=topic,
-                    rows=getattr(result, "rowcount", -1))
+        log.warning(
+            "broker lost events; republishing retained outbox",
+            topic=topic,
+            rows=getattr(result, "rowcount", -1),
+        )
 
     def _forget(self, topic: str) -> None:
         for key in [k for k in self._high if k[0] == topic]:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import structlog
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from services.common.config import Settings
+
+log = structlog.get_logger(__name__)
 
 
 async def connect_temporal(settings: Settings) -> Client:
@@ -14,3 +19,19 @@ async def connect_temporal(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
     )
+
+
+async def connect_temporal_patiently(settings: Settings, attempts: int = 120) -> Client:
+    """Connects, waiting for Temporal to come up (the stack starts its processes in parallel)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await connect_temporal(settings)
+        except RuntimeError as error:
+            if attempt == attempts:
+                raise
+            if attempt % 10 == 1:
+                log.info(
+                    "waiting for temporal", address=settings.temporal_address, error=str(error)
+                )
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")

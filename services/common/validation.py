@@ -30,7 +30,9 @@ def text(field: str, value: str, *, max_len: int, required: bool = True) -> str:
 
 def request_id(field: str, value: str) -> str:
     if not value:
-        raise InvalidArgument(field, "is required (a client-chosen id that makes the call idempotent)")
+        raise InvalidArgument(
+            field, "is required (a client-chosen id that makes the call idempotent)"
+        )
     if not REQUEST_ID.match(value):
         raise InvalidArgument(field, "must be 8-128 characters of letters, digits and _.:-")
     return value

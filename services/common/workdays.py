@@ -24,8 +24,9 @@ def is_working_day(day: date) -> bool:
     except NotImplementedError:
         if day.year not in _warned_years:
             _warned_years.add(day.year)
-            log.warning("holiday calendar has no data for this year; using Monday-Friday",
-                        year=day.year)
+            log.warning(
+                "holiday calendar has no data for this year; using Monday-Friday", year=day.year
+            )
         return day.weekday() < 5
 
 

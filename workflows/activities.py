@@ -1,0 +1,205 @@
+"""Activities of the grant and funding-plan workflows: every side effect of a workflow goes
+through one of these, and each calls a service over gRPC (or the registry at the edge).
+
+Activities are retried by Temporal, so each is idempotent: creating calls carry deterministic
+request ids, reports carry deterministic event ids, payments are idempotent per line. A service's
+answer that retrying cannot change (bad input, wrong state) becomes a non-retryable error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import grpc
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2, review_pb2
+from services.common.auth import DEPARTMENTS
+from services.common.clients import ServiceClients
+from services.common.db import to_timestamp
+from services.common.workdays import add_working_days
+from workflows.models import (
+    CreateReviewTaskRequest,
+    DeadlineRequest,
+    EligibilityRecord,
+    EligibilityRequest,
+    PaymentFailure,
+    PaymentRequest,
+    PaymentResult,
+    ReserveRequest,
+    StageReport,
+)
+from workflows.registry import EnterpriseRegistry
+
+T = TypeVar("T")
+
+# Answers that no retry can change.
+FINAL_CODES = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.UNAUTHENTICATED,
+}
+
+
+async def call(rpc: Awaitable[T]) -> T:
+    """Awaits a service call; final answers become non-retryable ApplicationErrors typed with
+    the status code name, anything else propagates and is retried."""
+    try:
+        return await rpc
+    except grpc.aio.AioRpcError as error:
+        if error.code() in FINAL_CODES:
+            raise ApplicationError(
+                error.details() or error.code().name, type=error.code().name, non_retryable=True
+            ) from None
+        raise
+
+
+class GrantActivities:
+    def __init__(self, clients: ServiceClients, registry: EnterpriseRegistry) -> None:
+        self.clients = clients
+        self.registry = registry
+
+    @activity.defn(name="look_up_enterprise")
+    async def look_up_enterprise(self, request: EligibilityRequest) -> EligibilityRecord:
+        record = await self.registry.lookup(request.applicant_credit_code, request.applicant_name)
+        return EligibilityRecord(enterprise=record)
+
+    @activity.defn(name="working_days_deadline")
+    async def working_days_deadline(self, request: DeadlineRequest) -> DeadlineRequest:
+        """The end of a period of working days (the calendar is data that changes, so it is read
+        in an activity and recorded in history, never in workflow code)."""
+        end = add_working_days(request.start, request.working_days)
+        return DeadlineRequest(start=end, working_days=request.working_days)
+
+    @activity.defn(name="create_review_task")
+    async def create_review_task(self, request: CreateReviewTaskRequest) -> str:
+        task = await call(
+            self.clients.review.CreateTask(
+                review_pb2.CreateTaskRequest(
+                    request_id=request.request_id,
+                    application_id=request.application_id,
+                    program_code=request.program_code,
+                    department=DEPARTMENTS[request.department],
+                    round=request.round,
+                    proposed_amount_fen=request.proposed_amount_fen,
+                    due_at=to_timestamp(request.due_at),
+                    applicant_name=request.applicant_name,
+                    project_title=request.project_title,
+                )
+            )
+        )
+        return task.task_id
+
+    @activity.defn(name="cancel_review_tasks")
+    async def cancel_review_tasks(self, application_id: str, reason: str) -> int:
+        answer = await call(
+            self.clients.review.CancelTasks(
+                review_pb2.CancelTasksRequest(application_id=application_id, reason=reason)
+            )
+        )
+        return answer.cancelled
+
+    @activity.defn(name="report_stage")
+    async def report_stage(self, report: StageReport) -> None:
+        await call(
+            self.clients.applications.ReportGrantStage(
+                applications_pb2.ReportGrantStageRequest(
+                    event_id=report.event_id,
+                    change=applications_pb2.GrantStageChanged(
+                        application_id=report.application_id,
+                        stage=common_pb2.GrantStage.Value(f"GRANT_STAGE_{report.stage}"),
+                        reason=report.reason,
+                        award_amount_fen=report.award_amount_fen,
+                        program_code=report.program_code,
+                        plan_id=report.plan_id,
+                        sequence=report.sequence,
+                    ),
+                )
+            )
+        )
+
+    @activity.defn(name="reserve_budget")
+    async def reserve_budget(self, request: ReserveRequest) -> int:
+        reservation = await call(
+            self.clients.disbursement.ReserveBudget(
+                disbursement_pb2.ReserveBudgetRequest(
+                    application_id=request.application_id,
+                    program_code=request.program_code,
+                    amount_fen=request.amount_fen,
+                    applicant_credit_code=request.applicant_credit_code,
+                    applicant_name=request.applicant_name,
+                )
+            )
+        )
+        return reservation.amount_fen
+
+    @activity.defn(name="release_reservation")
+    async def release_reservation(self, application_id: str, reason: str) -> None:
+        await call(
+            self.clients.disbursement.ReleaseReservation(
+                disbursement_pb2.ReleaseReservationRequest(
+                    application_id=application_id, reason=reason
+                )
+            )
+        )
+
+    @activity.defn(name="confirm_award")
+    async def confirm_award(self, application_id: str) -> None:
+        await call(
+            self.clients.disbursement.ConfirmAward(
+                disbursement_pb2.ConfirmAwardRequest(application_id=application_id)
+            )
+        )
+
+    @activity.defn(name="execute_payment")
+    async def execute_payment(self, request: PaymentRequest) -> PaymentResult:
+        line = await call(
+            self.clients.disbursement.ExecutePayment(
+                disbursement_pb2.ExecutePaymentRequest(
+                    plan_id=request.plan_id, line_id=request.line_id
+                )
+            )
+        )
+        return PaymentResult(
+            line_id=line.line_id,
+            amount_fen=line.amount_fen,
+            gateway_reference=line.gateway_reference,
+        )
+
+    @activity.defn(name="mark_payment_failed")
+    async def mark_payment_failed(self, failure: PaymentFailure) -> None:
+        await call(
+            self.clients.disbursement.MarkPaymentFailed(
+                disbursement_pb2.MarkPaymentFailedRequest(
+                    plan_id=failure.plan_id, line_id=failure.line_id, reason=failure.reason
+                )
+            )
+        )
+
+    @activity.defn(name="complete_funding_plan")
+    async def complete_funding_plan(self, plan_id: str) -> None:
+        await call(
+            self.clients.disbursement.CompleteFundingPlan(
+                disbursement_pb2.CompleteFundingPlanRequest(plan_id=plan_id)
+            )
+        )
+
+    def all(self) -> list[object]:
+        return [
+            self.look_up_enterprise,
+            self.working_days_deadline,
+            self.create_review_task,
+            self.cancel_review_tasks,
+            self.report_stage,
+            self.reserve_budget,
+            self.release_reservation,
+            self.confirm_award,
+            self.execute_payment,
+            self.mark_payment_failed,
+            self.complete_funding_plan,
+        ]

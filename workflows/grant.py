@@ -1,0 +1,539 @@
+"""GrantWorkflow: one per application (`grant-<application id>`), from filing to paid or closed.
+
+Stages (DOMAIN.md): formal check and eligibility → (supplement) → parallel co-review by the
+program's departments, in rounds → decision → budget reservation → public notice of N working
+days → waiting for the funding plan → payment → paid. Rejection, withdrawal and
+return-for-supplement are paths of the same workflow; a reservation is released whenever an award
+falls away. Reviewers' claims and decisions arrive as Updates with validators, withdrawals,
+supplements and payment results as signals. Every stage is reported to the applications service,
+which publishes it (the applicant's status is a projection of those events).
+
+Determinism: only workflow APIs for time and waiting; the holiday calendar is read in an activity.
+Changes to this code that alter the commands of a running grant need workflow.patched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows import contracts, rules
+    from workflows.activities import GrantActivities
+    from workflows.contracts import (
+        ClaimReviewTask,
+        DecideReviewTask,
+        FundingPlanAssigned,
+        PaymentFailed,
+        PaymentSettled,
+        ReviewTaskAck,
+        Supplement,
+        Withdraw,
+    )
+    from workflows.models import (
+        CreateReviewTaskRequest,
+        DeadlineRequest,
+        EligibilityRequest,
+        GrantInput,
+        GrantOutcome,
+        GrantStatus,
+        ReserveRequest,
+        StageReport,
+    )
+
+STAGE_KEY = SearchAttributeKey.for_keyword(contracts.SA_STAGE)
+PROGRAM_KEY = SearchAttributeKey.for_keyword(contracts.SA_PROGRAM)
+APPLICANT_KEY = SearchAttributeKey.for_keyword(contracts.SA_APPLICANT)
+PENDING_KEY = SearchAttributeKey.for_keyword_list(contracts.SA_PENDING_DEPARTMENTS)
+
+# Service calls are retried until they succeed (a service being down must not fail a grant);
+# final answers (bad input, wrong state) are non-retryable errors raised by the activity.
+SERVICE_TIMEOUT = timedelta(seconds=30)
+SERVICE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+)
+# Stages after which a withdrawal can no longer be honoured.
+NOT_WITHDRAWABLE = {"IN_PAYMENT", "PAID", "REJECTED", "WITHDRAWN"}
+
+
+@dataclass
+class _Task:
+    task_id: str
+    department: str
+    round: int
+    proposed_amount_fen: int
+    state: str = "open"  # open, claimed, decided, cancelled
+    claimant: str = ""
+    decision: str = ""
+    reason: str = ""
+    approved_amount_fen: int = 0
+
+
+def _final_error_type(error: ActivityError) -> str:
+    cause = error.cause
+    return cause.type or "" if isinstance(cause, ApplicationError) else ""
+
+
+@workflow.defn(name=contracts.GRANT_WORKFLOW)
+class GrantWorkflow:
+    def __init__(self) -> None:
+        self._stage = "SUBMITTED"
+        self._reason = ""
+        self._amount = 0
+        self._sequence = 1  # the applications service recorded SUBMITTED itself
+        self._round = 0
+        self._tasks: dict[str, _Task] = {}
+        self._creating_tasks = False
+        self._figures: dict[str, int] = {}
+        self._supplement: Supplement | None = None
+        self._supplement_count = 0
+        self._withdraw: Withdraw | None = None
+        self._plan: FundingPlanAssigned | None = None
+        self._settled: PaymentSettled | None = None
+        self._failed: PaymentFailed | None = None
+        self._reserved = False
+        self._input: GrantInput | None = None
+
+    # ----------------------------------------------------------------------------- the process
+
+    @workflow.run
+    async def run(self, grant: GrantInput) -> GrantOutcome:
+        self._input = grant
+        self._figures = dict(grant.figures)
+
+        await self._report("FORMAL_CHECK")
+        record = await workflow.execute_activity_method(
+            GrantActivities.look_up_enterprise,
+            EligibilityRequest(
+                applicant_credit_code=grant.applicant_credit_code,
+                applicant_name=grant.applicant_name,
+            ),
+            start_to_close_timeout=SERVICE_TIMEOUT,
+            retry_policy=SERVICE_RETRY,
+        )
+        while True:
+            check = rules.formal_check(
+                grant.rule, self._figures, grant.submitted_at, record.enterprise
+            )
+            if check.outcome == "reject":
+                return await self._close("REJECTED", "formal check: " + "; ".join(check.reasons))
+            if check.outcome == "pass":
+                break
+            if not await self._await_supplement("formal check: " + "; ".join(check.reasons)):
+                return await self._after_failed_wait()
+            await self._report("FORMAL_CHECK")
+
+        while True:
+            amount = rules.award_fen(
+                grant.rule.amount_rule, self._figures, grant.requested_amount_fen
+            )
+            if amount <= 0:
+                return await self._close("REJECTED", "the figures give no eligible amount")
+            self._amount = amount
+            verdict = await self._review_round(amount)
+            if verdict == "withdrawn":
+                return await self._withdrawn()
+            if verdict == "reject":
+                return await self._close("REJECTED", self._reason)
+            if verdict == "return":
+                if not await self._await_supplement(self._reason):
+                    return await self._after_failed_wait()
+                continue
+            approved = [
+                t.approved_amount_fen or t.proposed_amount_fen
+                for t in self._tasks.values()
+                if t.round == self._round and t.decision == "approve"
+            ]
+            self._amount = min([amount, *approved])
+            break
+
+        await self._report("APPROVED")
+        try:
+            await workflow.execute_activity_method(
+                GrantActivities.reserve_budget,
+                ReserveRequest(
+                    application_id=grant.application_id,
+                    program_code=grant.rule.code,
+                    amount_fen=self._amount,
+                    applicant_credit_code=grant.applicant_credit_code,
+                    applicant_name=grant.applicant_name,
+                ),
+                start_to_close_timeout=SERVICE_TIMEOUT,
+                retry_policy=SERVICE_RETRY,
+            )
+        except ActivityError as error:
+            if _final_error_type(error) != "FAILED_PRECONDITION":
+                raise
+            return await self._close("REJECTED", f"no budget: {error.cause}")
+        self._reserved = True
+
+        await self._report("IN_NOTICE")
+        notice = await self._period(grant.timing.notice_seconds, grant.rule.notice_working_days)
+        if await self._wait(lambda: self._withdraw is not None, notice):
+            return await self._withdrawn()
+        await workflow.execute_activity_method(
+            GrantActivities.confirm_award,
+            grant.application_id,
+            start_to_close_timeout=SERVICE_TIMEOUT,
+            retry_policy=SERVICE_RETRY,
+        )
+        await self._report("AWAITING_FUNDING_PLAN")
+
+        while True:
+            await workflow.wait_condition(
+                lambda: self._plan is not None or self._withdraw is not None
+            )
+            if self._plan is None:
+                if await self._release("withdrawn by the applicant"):
+                    return await self._withdrawn()
+                self._withdraw = None
+                await self._report(
+                    "AWAITING_FUNDING_PLAN", "withdrawal refused: the award is in a funding plan"
+                )
+                continue
+            plan = self._plan
+            await self._report("IN_PAYMENT", plan_id=plan.plan_id)
+            await workflow.wait_condition(
+                lambda: self._settled is not None or self._failed is not None
+            )
+            if self._settled is not None:
+                await self._report("PAID", plan_id=plan.plan_id)
+                return self._outcome(gateway_reference=self._settled.gateway_reference)
+            failure = self._failed
+            self._plan = None
+            self._failed = None
+            await self._report(
+                "PAYMENT_FAILED",
+                f"payment failed: {failure.reason if failure else ''}; awaiting a later plan",
+                plan_id=plan.plan_id,
+            )
+
+    async def _review_round(self, amount: int) -> str:
+        """Creates one task per co-reviewing department and waits for their decisions."""
+        assert self._input is not None
+        grant = self._input
+        self._round += 1
+        current = self._round
+        review_period = await self._period(
+            grant.timing.review_seconds, grant.rule.review_working_days
+        )
+        due_at = workflow.now() + review_period
+        await self._report("IN_REVIEW", f"review round {current}")
+        self._creating_tasks = True
+        departments = list(grant.rule.review_departments)
+        task_ids = await asyncio.gather(
+            *[
+                workflow.execute_activity_method(
+                    GrantActivities.create_review_task,
+                    CreateReviewTaskRequest(
+                        request_id=f"{workflow.info().workflow_id}-r{current}-{department}",
+                        application_id=grant.application_id,
+                        program_code=grant.rule.code,
+                        department=department,
+                        round=current,
+                        proposed_amount_fen=amount,
+                        due_at=due_at,
+                        applicant_name=grant.applicant_name,
+                        project_title=grant.project_title,
+                    ),
+                    start_to_close_timeout=SERVICE_TIMEOUT,
+                    retry_policy=SERVICE_RETRY,
+                )
+                for department in departments
+            ]
+        )
+        for department, task_id in zip(departments, task_ids, strict=True):
+            self._tasks[task_id] = _Task(task_id, department, current, amount)
+        self._creating_tasks = False
+        self._publish_pending()
+
+        await workflow.wait_condition(
+            lambda: self._withdraw is not None or self._round_settled(current)
+        )
+        if self._withdraw is not None:
+            return "withdrawn"
+        decided = [t for t in self._tasks.values() if t.round == current and t.state == "decided"]
+        for verdict in ("reject", "return"):
+            deciding = [t for t in decided if t.decision == verdict]
+            if deciding:
+                first = deciding[0]
+                await self._cancel_open_tasks(f"{first.department} decided {verdict}")
+                label = "rejected" if verdict == "reject" else "returned for supplement"
+                self._reason = f"{label} by {first.department}: {first.reason}"
+                return verdict
+        return "approve"
+
+    def _round_settled(self, current: int) -> bool:
+        tasks = [t for t in self._tasks.values() if t.round == current]
+        if any(t.decision in ("reject", "return") for t in tasks):
+            return True
+        return all(t.state == "decided" for t in tasks)
+
+    async def _await_supplement(self, reason: str) -> bool:
+        """Asks for more information (补正) and waits for it until the deadline."""
+        assert self._input is not None
+        self._supplement = None
+        await self._report("AWAITING_SUPPLEMENT", reason)
+        period = await self._period(
+            self._input.timing.supplement_seconds, self._input.rule.supplement_working_days
+        )
+        answered = await self._wait(
+            lambda: self._supplement is not None or self._withdraw is not None, period
+        )
+        if self._withdraw is not None:
+            return False
+        if not answered or self._supplement is None:
+            self._reason = "no supplement before the deadline"
+            return False
+        self._figures = dict(self._supplement.figures)
+        return True
+
+    async def _after_failed_wait(self) -> GrantOutcome:
+        if self._withdraw is not None:
+            return await self._withdrawn()
+        return await self._close("REJECTED", self._reason)
+
+    # ------------------------------------------------------------------------- endings
+
+    async def _withdrawn(self) -> GrantOutcome:
+        assert self._withdraw is not None
+        reason = self._withdraw.reason or "withdrawn by the applicant"
+        await self._cancel_open_tasks("application withdrawn")
+        await self._release(reason)
+        return await self._close("WITHDRAWN", reason)
+
+    async def _close(self, stage: str, reason: str) -> GrantOutcome:
+        await self._cancel_open_tasks(reason)
+        if stage == "REJECTED":
+            await self._release(reason)
+        await self._report(stage, reason)
+        return self._outcome()
+
+    async def _release(self, reason: str) -> bool:
+        """Compensation: gives the reservation back to the budget. False if it is in a plan."""
+        assert self._input is not None
+        if not self._reserved:
+            return True
+        try:
+            await workflow.execute_activity_method(
+                GrantActivities.release_reservation,
+                args=[self._input.application_id, reason],
+                start_to_close_timeout=SERVICE_TIMEOUT,
+                retry_policy=SERVICE_RETRY,
+            )
+        except ActivityError as error:
+            if _final_error_type(error) != "FAILED_PRECONDITION":
+                raise
+            return False
+        self._reserved = False
+        return True
+
+    async def _cancel_open_tasks(self, reason: str) -> None:
+        assert self._input is not None
+        open_tasks = [t for t in self._tasks.values() if t.state in ("open", "claimed")]
+        if not open_tasks:
+            return
+        await workflow.execute_activity_method(
+            GrantActivities.cancel_review_tasks,
+            args=[self._input.application_id, reason],
+            start_to_close_timeout=SERVICE_TIMEOUT,
+            retry_policy=SERVICE_RETRY,
+        )
+        for task in open_tasks:
+            task.state = "cancelled"
+        self._publish_pending()
+
+    def _outcome(self, gateway_reference: str = "") -> GrantOutcome:
+        assert self._input is not None
+        return GrantOutcome(
+            application_id=self._input.application_id,
+            stage=self._stage,
+            reason=self._reason,
+            award_amount_fen=self._amount,
+            plan_id=self._plan.plan_id if self._plan else "",
+            gateway_reference=gateway_reference,
+        )
+
+    # ------------------------------------------------------------------------- helpers
+
+    async def _report(self, stage: str, reason: str = "", plan_id: str = "") -> None:
+        assert self._input is not None
+        self._stage = stage
+        self._reason = reason
+        self._sequence += 1
+        workflow.upsert_search_attributes([STAGE_KEY.value_set(stage)])
+        await workflow.execute_activity_method(
+            GrantActivities.report_stage,
+            StageReport(
+                event_id=f"{workflow.info().workflow_id}-{self._sequence}",
+                application_id=self._input.application_id,
+                stage=stage,
+                reason=reason,
+                award_amount_fen=self._amount,
+                program_code=self._input.rule.code,
+                plan_id=plan_id,
+                sequence=self._sequence,
+            ),
+            start_to_close_timeout=SERVICE_TIMEOUT,
+            retry_policy=SERVICE_RETRY,
+        )
+
+    async def _period(self, override_seconds: float | None, working_days: int) -> timedelta:
+        if override_seconds is not None:
+            return timedelta(seconds=override_seconds)
+        end = await workflow.execute_activity_method(
+            GrantActivities.working_days_deadline,
+            DeadlineRequest(start=workflow.now(), working_days=working_days),
+            start_to_close_timeout=SERVICE_TIMEOUT,
+            retry_policy=SERVICE_RETRY,
+        )
+        return max(end.start - workflow.now(), timedelta(seconds=1))
+
+    @staticmethod
+    async def _wait(condition: object, limit: timedelta) -> bool:
+        """True if the condition came true before the timeout."""
+        try:
+            await workflow.wait_condition(condition, timeout=limit)  # type: ignore[arg-type]
+            return True
+        except TimeoutError:
+            return False
+
+    def _publish_pending(self) -> None:
+        pending = sorted(
+            {t.department for t in self._tasks.values() if t.state in ("open", "claimed")}
+        )
+        workflow.upsert_search_attributes([PENDING_KEY.value_set(pending)])
+
+    # ------------------------------------------------------------------------- updates
+
+    def _task_for(self, task_id: str, department: str) -> _Task:
+        task = self._tasks.get(task_id)
+        if task is None:
+            raise ApplicationError(
+                f"review task {task_id} does not belong to this grant", type=contracts.ERR_NOT_FOUND
+            )
+        if task.department != department:
+            raise ApplicationError(
+                f"review task {task_id} belongs to the {task.department} department",
+                type=contracts.ERR_PERMISSION_DENIED,
+            )
+        return task
+
+    def _check_claim(self, request: ClaimReviewTask) -> _Task:
+        task = self._task_for(request.task_id, request.department)
+        if task.state == "claimed" and task.claimant == request.reviewer:
+            return task
+        if task.state != "open":
+            holder = f" by {task.claimant}" if task.state == "claimed" else ""
+            raise ApplicationError(
+                f"review task {task.task_id} is {task.state}{holder}",
+                type=contracts.ERR_FAILED_PRECONDITION,
+            )
+        return task
+
+    def _check_decision(self, request: DecideReviewTask) -> _Task:
+        task = self._task_for(request.task_id, request.department)
+        if task.state != "claimed":
+            problem = "not claimed: claim it first" if task.state == "open" else task.state
+            raise ApplicationError(
+                f"review task {task.task_id} is {problem}", type=contracts.ERR_FAILED_PRECONDITION
+            )
+        if task.claimant != request.reviewer:
+            raise ApplicationError(
+                f"review task {task.task_id} is claimed by {task.claimant}",
+                type=contracts.ERR_FAILED_PRECONDITION,
+            )
+        if request.approved_amount_fen > task.proposed_amount_fen:
+            raise ApplicationError(
+                "approved amount exceeds the proposed amount",
+                type=contracts.ERR_FAILED_PRECONDITION,
+            )
+        return task
+
+    @workflow.update(name=contracts.CLAIM_REVIEW_TASK)
+    async def claim_review_task(self, request: ClaimReviewTask) -> ReviewTaskAck:
+        # A task may be claimed the instant the review service created it, before the activity's
+        # result reached us: wait until the round's tasks are known, then check again.
+        await workflow.wait_condition(lambda: not self._creating_tasks)
+        task = self._check_claim(request)
+        task.state = "claimed"
+        task.claimant = request.reviewer
+        return ReviewTaskAck(task_id=task.task_id, round=task.round, stage=self._stage)
+
+    @claim_review_task.validator
+    def _validate_claim(self, request: ClaimReviewTask) -> None:
+        if self._creating_tasks and request.task_id not in self._tasks:
+            return
+        self._check_claim(request)
+
+    @workflow.update(name=contracts.DECIDE_REVIEW_TASK)
+    async def decide_review_task(self, request: DecideReviewTask) -> ReviewTaskAck:
+        task = self._check_decision(request)
+        task.state = "decided"
+        task.decision = request.decision
+        task.reason = request.reason
+        task.approved_amount_fen = request.approved_amount_fen
+        self._publish_pending()
+        return ReviewTaskAck(task_id=task.task_id, round=task.round, stage=self._stage)
+
+    @decide_review_task.validator
+    def _validate_decision(self, request: DecideReviewTask) -> None:
+        self._check_decision(request)
+
+    # ------------------------------------------------------------------------- signals, query
+
+    @workflow.signal(name=contracts.WITHDRAW)
+    def withdraw(self, request: Withdraw) -> None:
+        if self._stage in NOT_WITHDRAWABLE:
+            workflow.logger.info("withdrawal ignored at stage %s", self._stage)
+            return
+        self._withdraw = request
+
+    @workflow.signal(name=contracts.SUPPLEMENT)
+    def supplement(self, request: Supplement) -> None:
+        # Redelivered events repeat a supplement; only a newer one counts.
+        if request.supplement_count > self._supplement_count:
+            self._supplement_count = request.supplement_count
+            self._supplement = request
+
+    @workflow.signal(name=contracts.FUNDING_PLAN_ASSIGNED)
+    def funding_plan_assigned(self, request: FundingPlanAssigned) -> None:
+        if self._plan is None:
+            self._plan = request
+
+    @workflow.signal(name=contracts.PAYMENT_SETTLED)
+    def payment_settled(self, request: PaymentSettled) -> None:
+        if self._plan is None or request.plan_id == self._plan.plan_id:
+            self._settled = request
+
+    @workflow.signal(name=contracts.PAYMENT_FAILED)
+    def payment_failed(self, request: PaymentFailed) -> None:
+        if self._plan is not None and request.plan_id == self._plan.plan_id:
+            self._failed = request
+
+    @workflow.query(name=contracts.GRANT_STATUS)
+    def status(self) -> GrantStatus:
+        return GrantStatus(
+            application_id=self._input.application_id if self._input else "",
+            stage=self._stage,
+            reason=self._reason,
+            award_amount_fen=self._amount,
+            review_round=self._round,
+            pending_departments=sorted(
+                {t.department for t in self._tasks.values() if t.state in ("open", "claimed")}
+            ),
+            open_tasks={
+                t.task_id: t.department
+                for t in self._tasks.values()
+                if t.state in ("open", "claimed")
+            },
+            plan_id=self._plan.plan_id if self._plan else "",
+            supplement_count=self._supplement_count,
+        )

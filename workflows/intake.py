@@ -1,0 +1,180 @@
+"""The intake consumer: turns events into workflow starts and signals.
+
+ApplicationSubmitted starts GrantWorkflow `grant-<application id>`; ApplicationWithdrawn and
+ApplicationSupplemented signal it; FundingPlanApproved starts FundingPlanWorkflow `plan-<plan id>`.
+Redelivered events are harmless: a workflow id is used once (a second start is refused by
+Temporal and ignored here), a repeated supplement carries the same count, a repeated withdrawal
+is the same request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+
+import structlog
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from grantflow.v1 import events_pb2
+from services.common import kafka
+from services.common.config import Settings, get_settings
+from services.common.db import from_timestamp
+from services.common.logging import configure_logging
+from services.common.process import run_and_exit
+from services.common.temporal import connect_temporal_patiently
+from workflows import contracts
+from workflows.grant import APPLICANT_KEY, PENDING_KEY, PROGRAM_KEY, STAGE_KEY
+from workflows.models import GrantInput, Timing
+from workflows.rules import ProgramRuleModel
+
+log = structlog.get_logger(__name__)
+GROUP = "grant-intake"
+
+
+class Intake:
+    def __init__(self, settings: Settings, client: Client) -> None:
+        self.settings = settings
+        self.client = client
+        self.timing = Timing(
+            notice_seconds=settings.notice_period_seconds,
+            supplement_seconds=settings.supplement_period_seconds,
+            review_seconds=settings.review_period_seconds,
+        )
+
+    async def handle(self, envelope: events_pb2.EventEnvelope) -> None:
+        kind = envelope.WhichOneof("payload")
+        if kind == "application_submitted":
+            await self._start_grant(envelope.application_submitted)
+        elif kind == "application_withdrawn":
+            event = envelope.application_withdrawn
+            await self._signal(
+                contracts.grant_workflow_id(event.application_id),
+                contracts.WITHDRAW,
+                contracts.Withdraw(reason=event.reason, withdrawn_by=event.withdrawn_by),
+            )
+        elif kind == "application_supplemented":
+            supplemented = envelope.application_supplemented
+            await self._signal(
+                contracts.grant_workflow_id(supplemented.application_id),
+                contracts.SUPPLEMENT,
+                contracts.Supplement(
+                    figures=dict(supplemented.figures),
+                    supplement_count=supplemented.supplement_count,
+                    note=supplemented.note,
+                ),
+            )
+        elif kind == "funding_plan_approved":
+            await self._start_plan(envelope.funding_plan_approved)
+
+    async def _start_grant(self, event: events_pb2.ApplicationSubmitted) -> None:
+        application = event.application
+        grant = GrantInput(
+            application_id=application.application_id,
+            rule=ProgramRuleModel.from_proto(event.rule),
+            applicant_credit_code=application.applicant_credit_code,
+            applicant_name=application.applicant_name,
+            project_title=application.project_title,
+            figures=dict(application.figures),
+            requested_amount_fen=application.requested_amount_fen,
+            submitted_at=from_timestamp(application.submitted_at),
+            timing=self.timing,
+        )
+        attributes = TypedSearchAttributes(
+            [
+                SearchAttributePair(STAGE_KEY, "SUBMITTED"),
+                SearchAttributePair(PROGRAM_KEY, event.rule.code),
+                SearchAttributePair(APPLICANT_KEY, application.applicant_credit_code),
+                SearchAttributePair(PENDING_KEY, []),
+            ]
+        )
+        await self._start(
+            contracts.GRANT_WORKFLOW,
+            grant,
+            contracts.grant_workflow_id(application.application_id),
+            attributes,
+        )
+
+    async def _start_plan(self, event: events_pb2.FundingPlanApproved) -> None:
+        plan = contracts.FundingPlanInput(
+            plan_id=event.plan_id,
+            program_code=event.program_code,
+            line_ids=list(event.line_ids),
+            application_ids=list(event.application_ids),
+        )
+        attributes = TypedSearchAttributes([SearchAttributePair(PROGRAM_KEY, event.program_code)])
+        await self._start(
+            contracts.FUNDING_PLAN_WORKFLOW,
+            plan,
+            contracts.plan_workflow_id(event.plan_id),
+            attributes,
+        )
+
+    async def _start(
+        self, workflow: str, arg: object, workflow_id: str, attributes: TypedSearchAttributes
+    ) -> None:
+        try:
+            await self.client.start_workflow(
+                workflow,
+                arg,
+                id=workflow_id,
+                task_queue=self.settings.temporal_task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=attributes,
+            )
+            log.info("workflow started", workflow_id=workflow_id)
+        except WorkflowAlreadyStartedError:
+            log.info("workflow already started; event was a redelivery", workflow_id=workflow_id)
+
+    async def _signal(self, workflow_id: str, name: str, payload: object) -> None:
+        handle: WorkflowHandle = self.client.get_workflow_handle(workflow_id)
+        try:
+            await handle.signal(name, payload)
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # The grant has already closed (or never existed): nothing is left to tell it.
+            log.warning(
+                "signal to a closed or unknown workflow dropped",
+                workflow_id=workflow_id,
+                signal=name,
+            )
+
+
+async def run(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[], None] | None = None,
+) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    client = await connect_temporal_patiently(settings)
+    intake = Intake(settings, client)
+    consumer = kafka.EventConsumer(
+        settings,
+        GROUP,
+        [kafka.topic(settings, kafka.APPLICATIONS), kafka.topic(settings, kafka.DISBURSEMENT)],
+        intake.handle,
+    )
+    if ready:
+        ready()
+    await consumer.run(stop)
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    run_and_exit(main)

@@ -1,0 +1,178 @@
+"""Program rules as data, and the pure functions that apply them: award amounts, required
+figures, enterprise size (工信部联企业〔2011〕300号) and the automated formal check.
+
+Everything here is deterministic and free of I/O, so the grant workflow may call it directly.
+A rule version is pinned to an application when it is filed (see ProgramRuleModel.from_proto).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel
+
+from grantflow.v1 import common_pb2
+
+DEPARTMENT_CODES = {
+    common_pb2.DEPARTMENT_INDUSTRY: "industry",
+    common_pb2.DEPARTMENT_FINANCE: "finance",
+    common_pb2.DEPARTMENT_HR: "hr",
+}
+FEN_PER_YUAN = 100
+BASIS_POINTS = 10_000
+
+
+class AmountRuleModel(BaseModel):
+    basis_figure: str
+    rate_basis_points: int
+    cap_fen: int
+    minimum_basis_fen: int = 0
+
+
+class ProgramRuleModel(BaseModel):
+    code: str
+    version: int
+    name: str
+    owner_department: str
+    review_departments: list[str]
+    window_opens_at: datetime
+    window_closes_at: datetime
+    amount_rule: AmountRuleModel
+    required_figures: list[str]
+    sme_only: bool = False
+    notice_working_days: int = 7
+    supplement_working_days: int = 5
+    review_working_days: int = 10
+
+    @classmethod
+    def from_proto(cls, rule: common_pb2.ProgramRule) -> ProgramRuleModel:
+        return cls(
+            code=rule.code,
+            version=rule.version,
+            name=rule.name,
+            owner_department=DEPARTMENT_CODES.get(rule.owner_department, ""),
+            review_departments=[DEPARTMENT_CODES[d] for d in rule.review_departments],
+            window_opens_at=rule.window_opens_at.ToDatetime(tzinfo=UTC),
+            window_closes_at=rule.window_closes_at.ToDatetime(tzinfo=UTC),
+            amount_rule=AmountRuleModel(
+                basis_figure=rule.amount_rule.basis_figure,
+                rate_basis_points=rule.amount_rule.rate_basis_points,
+                cap_fen=rule.amount_rule.cap_fen,
+                minimum_basis_fen=rule.amount_rule.minimum_basis_fen,
+            ),
+            required_figures=list(rule.required_figures),
+            sme_only=rule.sme_only,
+            notice_working_days=rule.notice_working_days or 7,
+            supplement_working_days=rule.supplement_working_days or 5,
+            review_working_days=rule.review_working_days or 10,
+        )
+
+
+def award_fen(rule: AmountRuleModel, figures: dict[str, int], requested_fen: int = 0) -> int:
+    """min(basis × rate, cap), and never more than the applicant asked for; integer fen, floored."""
+    basis = figures.get(rule.basis_figure, 0)
+    if basis <= 0 or basis < rule.minimum_basis_fen:
+        return 0
+    amount = min(basis * rule.rate_basis_points // BASIS_POINTS, rule.cap_fen)
+    if requested_fen > 0:
+        amount = min(amount, requested_fen)
+    return amount
+
+
+def missing_figures(rule: ProgramRuleModel, figures: dict[str, int]) -> list[str]:
+    return [name for name in rule.required_figures if name not in figures]
+
+
+class Sector(StrEnum):
+    INDUSTRY = "industry"
+    SOFTWARE = "software"
+    TRANSMISSION = "transmission"
+    WHOLESALE = "wholesale"
+    RETAIL = "retail"
+    LEASING = "leasing"
+    OTHER = "other"
+
+
+Size = Literal["medium", "small", "micro", "large"]
+M = 1_000_000 * FEN_PER_YUAN  # one million yuan in fen
+
+# sector: (SME ceiling staff, SME ceiling revenue/assets, medium staff, medium money,
+#          small staff, small money); money None = staff only. Leasing measures assets.
+_SIZE_TABLE: dict[Sector, tuple[int, int | None, int, int | None, int, int | None]] = {
+    Sector.INDUSTRY: (1000, 400 * M, 300, 20 * M, 20, 3 * M),
+    Sector.SOFTWARE: (300, 100 * M, 100, 10 * M, 10, M // 2),
+    Sector.TRANSMISSION: (2000, 1000 * M, 100, 10 * M, 10, 1 * M),
+    Sector.WHOLESALE: (200, 400 * M, 20, 50 * M, 5, 10 * M),
+    Sector.RETAIL: (300, 200 * M, 50, 5 * M, 10, 1 * M),
+    Sector.LEASING: (300, 1200 * M, 100, 80 * M, 10, 1 * M),
+    Sector.OTHER: (300, None, 100, None, 10, None),
+}
+
+
+def enterprise_size(sector: Sector, staff: int, money_fen: int) -> Size:
+    """Size class by the 2011 standard: SME if staff below A or money below B; medium and small
+    need both lower bounds; micro is below either. money is revenue (assets for leasing)."""
+    ceiling_staff, ceiling_money, med_staff, med_money, small_staff, small_money = _SIZE_TABLE[
+        sector
+    ]
+    sme = staff < ceiling_staff or (ceiling_money is not None and money_fen < ceiling_money)
+    if not sme:
+        return "large"
+
+    def meets(min_staff: int, min_money: int | None) -> bool:
+        return staff >= min_staff and (min_money is None or money_fen >= min_money)
+
+    if meets(med_staff, med_money):
+        return "medium"
+    if meets(small_staff, small_money):
+        return "small"
+    return "micro"
+
+
+class EnterpriseRecord(BaseModel):
+    """What the enterprise registry knows of an applicant."""
+
+    credit_code: str
+    registered_name: str
+    sector: Sector
+    registered_in_city: bool
+    barred_from_fiscal_funds: bool  # on a joint-punishment list (失信联合惩戒)
+
+
+class FormalCheck(BaseModel):
+    outcome: Literal["pass", "supplement", "reject"]
+    reasons: list[str] = []
+
+
+def formal_check(
+    rule: ProgramRuleModel,
+    figures: dict[str, int],
+    filed_at: datetime,
+    enterprise: EnterpriseRecord | None,
+) -> FormalCheck:
+    """合规性初审: window, registry and credit, required figures, SME status where asked."""
+    if enterprise is None:
+        return FormalCheck(outcome="reject", reasons=["credit code not found in the registry"])
+    if not rule.window_opens_at <= filed_at <= rule.window_closes_at:
+        return FormalCheck(outcome="reject", reasons=["filed outside the program's window"])
+    if enterprise.barred_from_fiscal_funds:
+        return FormalCheck(outcome="reject", reasons=["applicant is barred from fiscal funds"])
+    if not enterprise.registered_in_city:
+        return FormalCheck(outcome="reject", reasons=["applicant is not registered in the city"])
+    missing = missing_figures(rule, figures)
+    if missing:
+        return FormalCheck(outcome="supplement", reasons=[f"missing figures: {', '.join(missing)}"])
+    if rule.sme_only:
+        size = enterprise_size(
+            enterprise.sector, figures.get("staff_count", 0), figures.get("annual_revenue_fen", 0)
+        )
+        if size == "large":
+            return FormalCheck(outcome="reject", reasons=["not a small or medium enterprise"])
+    if award_fen(rule.amount_rule, figures) <= 0:
+        return FormalCheck(
+            outcome="supplement",
+            reasons=[f"{rule.amount_rule.basis_figure} gives no eligible amount"],
+        )
+    return FormalCheck(outcome="pass")

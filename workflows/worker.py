@@ -1,0 +1,77 @@
+"""The Temporal worker: runs GrantWorkflow and FundingPlanWorkflow and their activities.
+
+`python -m workflows.worker` (the stack starts it). Activities reach the services over gRPC with
+the system token; the enterprise registry is the local adapter unless configured otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from datetime import timedelta
+
+import structlog
+from temporalio.worker import Worker
+
+from services.common.clients import ServiceClients, system_token
+from services.common.config import Settings, get_settings
+from services.common.logging import configure_logging
+from services.common.process import run_and_exit
+from services.common.temporal import connect_temporal_patiently
+from workflows.activities import GrantActivities
+from workflows.funding_plan import FundingPlanWorkflow
+from workflows.grant import GrantWorkflow
+from workflows.registry import LocalEnterpriseRegistry
+
+log = structlog.get_logger(__name__)
+
+
+def make_registry(settings: Settings) -> LocalEnterpriseRegistry:
+    barred = {c.strip() for c in settings.registry_barred_credit_codes.split(",") if c.strip()}
+    return LocalEnterpriseRegistry(
+        barred=barred, accept_all_divisions=settings.registry_accept_all_divisions
+    )
+
+
+async def run(
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[], None] | None = None,
+) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    client = await connect_temporal_patiently(settings)
+    clients = ServiceClients(settings, system_token(settings))
+    activities = GrantActivities(clients, make_registry(settings))
+    worker = Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=[GrantWorkflow, FundingPlanWorkflow],
+        activities=activities.all(),  # type: ignore[arg-type]
+        max_concurrent_activities=50,
+        graceful_shutdown_timeout=timedelta(seconds=5),
+    )
+    async with worker:
+        log.info("worker running", task_queue=settings.temporal_task_queue)
+        if ready:
+            ready()
+        await stop.wait()
+    await clients.close()
+    log.info("worker stopped")
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    run_and_exit(main)

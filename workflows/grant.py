@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -368,7 +368,7 @@ class GrantWorkflow:
         self._stage = stage
         self._reason = reason
         self._sequence += 1
-        workflow.upsert_search_attributes([STAGE_KEY.value_set(stage)])
+        self._upsert(STAGE_KEY.value_set(stage))
         await workflow.execute_activity_method(
             GrantActivities.report_stage,
             StageReport(
@@ -409,7 +409,15 @@ class GrantWorkflow:
         pending = sorted(
             {t.department for t in self._tasks.values() if t.state in ("open", "claimed")}
         )
-        workflow.upsert_search_attributes([PENDING_KEY.value_set(pending)])
+        self._upsert(PENDING_KEY.value_set(pending))
+
+    @staticmethod
+    def _upsert(update: SearchAttributeUpdate) -> None:
+        # Grants are started with their search attributes (the intake consumer sets them all);
+        # only those are kept current. A namespace without them registered (Temporal's
+        # time-skipping test server cannot register any) then still runs grants.
+        if workflow.info().typed_search_attributes.get(update.key) is not None:
+            workflow.upsert_search_attributes([update])
 
     # ------------------------------------------------------------------------- updates
 

@@ -1,0 +1,142 @@
+"""Stand-ins for the grant workflows' activities: they record what the workflow asked of the
+services and answer as the services would (task ids, budget refusals, payment outcomes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from grantflow.sample import credit_code
+from services.common.workdays import add_working_days
+from workflows.models import (
+    CreateReviewTaskRequest,
+    DeadlineRequest,
+    EligibilityRecord,
+    EligibilityRequest,
+    PaymentFailure,
+    PaymentRequest,
+    PaymentResult,
+    ReserveRequest,
+    StageReport,
+)
+from workflows.registry import LocalEnterpriseRegistry
+
+BARRED = credit_code(999)
+
+
+@dataclass
+class FakeServices:
+    budget_fen: int = 10**12
+    refuse_payment_lines: set[str] = field(default_factory=set)
+    reports: list[StageReport] = field(default_factory=list)
+    tasks: dict[str, CreateReviewTaskRequest] = field(default_factory=dict)
+    cancelled: list[str] = field(default_factory=list)
+    reserved: dict[str, int] = field(default_factory=dict)
+    released: list[str] = field(default_factory=list)
+    confirmed: list[str] = field(default_factory=list)
+    paid: dict[str, int] = field(default_factory=dict)
+    failed_lines: list[str] = field(default_factory=list)
+    completed_plans: list[str] = field(default_factory=list)
+    line_amounts: dict[str, int] = field(default_factory=dict)
+
+    def stages(self, application_id: str) -> list[str]:
+        return [r.stage for r in self.reports if r.application_id == application_id]
+
+    def task_ids(self, application_id: str, round_: int) -> dict[str, str]:
+        """department -> task id of that round."""
+        return {
+            t.department: tid
+            for tid, t in self.tasks.items()
+            if t.application_id == application_id and t.round == round_
+        }
+
+    def activities(self) -> list[object]:
+        registry = LocalEnterpriseRegistry(barred={BARRED})
+
+        @activity.defn(name="look_up_enterprise")
+        async def look_up_enterprise(request: EligibilityRequest) -> EligibilityRecord:
+            return EligibilityRecord(
+                enterprise=await registry.lookup(
+                    request.applicant_credit_code, request.applicant_name
+                )
+            )
+
+        @activity.defn(name="working_days_deadline")
+        async def working_days_deadline(request: DeadlineRequest) -> DeadlineRequest:
+            return DeadlineRequest(
+                start=add_working_days(request.start, request.working_days),
+                working_days=request.working_days,
+            )
+
+        @activity.defn(name="create_review_task")
+        async def create_review_task(request: CreateReviewTaskRequest) -> str:
+            task_id = f"task-{request.request_id}"
+            self.tasks[task_id] = request
+            return task_id
+
+        @activity.defn(name="cancel_review_tasks")
+        async def cancel_review_tasks(application_id: str, reason: str) -> int:
+            self.cancelled.append(application_id)
+            return 1
+
+        @activity.defn(name="report_stage")
+        async def report_stage(report: StageReport) -> None:
+            if all(r.event_id != report.event_id for r in self.reports):
+                self.reports.append(report)
+
+        @activity.defn(name="reserve_budget")
+        async def reserve_budget(request: ReserveRequest) -> int:
+            if request.application_id not in self.reserved:
+                if sum(self.reserved.values()) + request.amount_fen > self.budget_fen:
+                    raise ApplicationError(
+                        "budget exhausted", type="FAILED_PRECONDITION", non_retryable=True
+                    )
+                self.reserved[request.application_id] = request.amount_fen
+            return self.reserved[request.application_id]
+
+        @activity.defn(name="release_reservation")
+        async def release_reservation(application_id: str, reason: str) -> None:
+            self.reserved.pop(application_id, None)
+            self.released.append(application_id)
+
+        @activity.defn(name="confirm_award")
+        async def confirm_award(application_id: str) -> None:
+            self.confirmed.append(application_id)
+
+        @activity.defn(name="execute_payment")
+        async def execute_payment(request: PaymentRequest) -> PaymentResult:
+            if request.line_id in self.refuse_payment_lines:
+                raise ApplicationError(
+                    "account closed", type="FAILED_PRECONDITION", non_retryable=True
+                )
+            amount = self.line_amounts.get(request.line_id, 100)
+            self.paid.setdefault(request.line_id, amount)
+            return PaymentResult(
+                line_id=request.line_id,
+                amount_fen=amount,
+                gateway_reference=f"ref-{request.line_id}",
+            )
+
+        @activity.defn(name="mark_payment_failed")
+        async def mark_payment_failed(failure: PaymentFailure) -> None:
+            self.failed_lines.append(failure.line_id)
+
+        @activity.defn(name="complete_funding_plan")
+        async def complete_funding_plan(plan_id: str) -> None:
+            self.completed_plans.append(plan_id)
+
+        return [
+            look_up_enterprise,
+            working_days_deadline,
+            create_review_task,
+            cancel_review_tasks,
+            report_stage,
+            reserve_budget,
+            release_reservation,
+            confirm_award,
+            execute_payment,
+            mark_payment_failed,
+            complete_funding_plan,
+        ]

@@ -1,0 +1,427 @@
+"""GrantWorkflow on the time-skipping server: every path of a grant's life, the validators that
+guard reviewers' updates, and the compensation when an award falls away."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import pytest_asyncio
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from grantflow.sample import credit_code
+from tests.workflows.fakes import BARRED, FakeServices
+from workflows import contracts
+from workflows.funding_plan import FundingPlanWorkflow
+from workflows.grant import GrantWorkflow
+from workflows.models import GrantInput, GrantOutcome, GrantStatus, Timing
+from workflows.rules import AmountRuleModel, ProgramRuleModel
+
+TASK_QUEUE = "grant-tests"
+
+
+def sme_cloud_rule(**overrides: object) -> ProgramRuleModel:
+    values: dict[str, object] = {
+        "code": "SME-CLOUD",
+        "version": 1,
+        "name": "SME cloud adoption subsidy",
+        "owner_department": "industry",
+        "review_departments": ["industry", "finance"],
+        "window_opens_at": datetime(2020, 1, 1, tzinfo=UTC),
+        "window_closes_at": datetime(2099, 1, 1, tzinfo=UTC),
+        "amount_rule": AmountRuleModel(
+            basis_figure="cloud_fee_paid_fen", rate_basis_points=5000, cap_fen=200_000
+        ),
+        "required_figures": ["cloud_fee_paid_fen", "staff_count", "annual_revenue_fen"],
+        "sme_only": True,
+    }
+    values.update(overrides)
+    return ProgramRuleModel.model_validate(values)
+
+
+def grant_input(**overrides: object) -> GrantInput:
+    values: dict[str, object] = {
+        "application_id": uuid.uuid4().hex,
+        "rule": sme_cloud_rule(),
+        "applicant_credit_code": credit_code(42),
+        "applicant_name": "Shenzhen Example Tech Co., Ltd.",
+        "project_title": "Move ERP to the cloud",
+        "figures": {
+            "cloud_fee_paid_fen": 300_000,
+            "staff_count": 50,
+            "annual_revenue_fen": 2_000_000_000,
+        },
+        "submitted_at": datetime.now(UTC),
+        "timing": Timing(),
+    }
+    values.update(overrides)
+    return GrantInput.model_validate(values)
+
+
+@dataclass
+class Harness:
+    env: WorkflowEnvironment
+    services: FakeServices
+
+    async def start(self, grant: GrantInput) -> WorkflowHandle[GrantWorkflow, GrantOutcome]:
+        return await self.env.client.start_workflow(
+            GrantWorkflow.run,
+            grant,
+            id=contracts.grant_workflow_id(grant.application_id),
+            task_queue=TASK_QUEUE,
+        )
+
+    async def until(self, check: Callable[[], bool], what: str) -> None:
+        for _ in range(400):
+            if check():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    async def tasks_of_round(self, grant: GrantInput, round_: int) -> dict[str, str]:
+        expected = len(grant.rule.review_departments)
+        await self.until(
+            lambda: len(self.services.task_ids(grant.application_id, round_)) == expected,
+            f"review round {round_}",
+        )
+        handle = self.env.client.get_workflow_handle(
+            contracts.grant_workflow_id(grant.application_id)
+        )
+        # The workflow knows the tasks once the activities' results are recorded.
+        for _ in range(200):
+            status = await handle.query(contracts.GRANT_STATUS, result_type=GrantStatus)
+            if status.review_round == round_ and len(status.open_tasks) == expected:
+                break
+            await asyncio.sleep(0.02)
+        return self.services.task_ids(grant.application_id, round_)
+
+    async def decide(
+        self,
+        handle: WorkflowHandle,
+        task_id: str,
+        department: str,
+        decision: str,
+        *,
+        reviewer: str | None = None,
+        amount: int = 0,
+        reason: str = "",
+    ) -> None:
+        reviewer = reviewer or f"{department}-reviewer"
+        await handle.execute_update(
+            contracts.CLAIM_REVIEW_TASK,
+            contracts.ClaimReviewTask(task_id=task_id, reviewer=reviewer, department=department),
+        )
+        await handle.execute_update(
+            contracts.DECIDE_REVIEW_TASK,
+            contracts.DecideReviewTask(
+                task_id=task_id,
+                reviewer=reviewer,
+                department=department,
+                decision=decision,  # type: ignore[arg-type]
+                approved_amount_fen=amount,
+                reason=reason or f"{decision} by {department}",
+            ),
+        )
+
+    async def approve_all(self, handle: WorkflowHandle, grant: GrantInput, round_: int = 1) -> None:
+        for department, task_id in (await self.tasks_of_round(grant, round_)).items():
+            await self.decide(handle, task_id, department, "approve")
+
+
+@pytest_asyncio.fixture
+async def harness(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Harness]:
+    services = FakeServices()
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=TASK_QUEUE,
+        workflows=[GrantWorkflow, FundingPlanWorkflow],
+        activities=services.activities(),  # type: ignore[arg-type]
+    ):
+        yield Harness(time_skipping_env, services)
+
+
+async def pay(harness: Harness, grant: GrantInput, plan_id: str = "plan-1") -> None:
+    handle = harness.env.client.get_workflow_handle(
+        contracts.grant_workflow_id(grant.application_id)
+    )
+    await handle.signal(
+        contracts.FUNDING_PLAN_ASSIGNED,
+        contracts.FundingPlanAssigned(plan_id=plan_id, line_id=f"line-{grant.application_id}"),
+    )
+    await handle.signal(
+        contracts.PAYMENT_SETTLED,
+        contracts.PaymentSettled(
+            plan_id=plan_id,
+            line_id=f"line-{grant.application_id}",
+            amount_fen=100,
+            gateway_reference="ref-1",
+        ),
+    )
+
+
+async def test_approved_grant_is_noticed_for_seven_working_days_then_paid(harness: Harness) -> None:
+    grant = grant_input()
+    handle = await harness.start(grant)
+    await harness.approve_all(handle, grant)
+    await harness.until(
+        lambda: "IN_NOTICE" in harness.services.stages(grant.application_id), "notice"
+    )
+    # The notice is a durable timer of 7 working days: after 4 calendar days nothing moved.
+    await harness.env.sleep(timedelta(days=4))
+    await asyncio.sleep(0.3)
+    assert grant.application_id not in harness.services.confirmed
+    await harness.env.sleep(timedelta(days=12))
+    await harness.until(
+        lambda: grant.application_id in harness.services.confirmed, "notice to expire"
+    )
+    await pay(harness, grant)
+    outcome = await handle.result()
+    assert outcome.stage == "PAID"
+    # 50 % of 3,000 yuan paid is 1,500 yuan: under the 2,000-yuan cap.
+    assert outcome.award_amount_fen == 150_000
+    assert harness.services.reserved[grant.application_id] == 150_000
+    assert harness.services.stages(grant.application_id) == [
+        "FORMAL_CHECK",
+        "IN_REVIEW",
+        "APPROVED",
+        "IN_NOTICE",
+        "AWAITING_FUNDING_PLAN",
+        "IN_PAYMENT",
+        "PAID",
+    ]
+    sequences = [r.sequence for r in harness.services.reports]
+    assert sequences == sorted(sequences)
+
+
+async def test_lowest_approved_amount_is_awarded(harness: Harness) -> None:
+    grant = grant_input(timing=Timing(notice_seconds=5))
+    handle = await harness.start(grant)
+    tasks = await harness.tasks_of_round(grant, 1)
+    await harness.decide(handle, tasks["industry"], "industry", "approve", amount=120_000)
+    await harness.decide(handle, tasks["finance"], "finance", "approve")
+    await harness.until(
+        lambda: "AWAITING_FUNDING_PLAN" in harness.services.stages(grant.application_id), "award"
+    )
+    assert harness.services.reserved[grant.application_id] == 120_000
+    await pay(harness, grant)
+    assert (await handle.result()).award_amount_fen == 120_000
+
+
+async def test_rejection_by_one_department_cancels_the_other_task(harness: Harness) -> None:
+    grant = grant_input()
+    handle = await harness.start(grant)
+    tasks = await harness.tasks_of_round(grant, 1)
+    await harness.decide(handle, tasks["finance"], "finance", "reject", reason="duplicate funding")
+    outcome = await handle.result()
+    assert outcome.stage == "REJECTED"
+    assert "finance" in outcome.reason and "duplicate funding" in outcome.reason
+    assert grant.application_id in harness.services.cancelled
+    assert grant.application_id not in harness.services.reserved
+
+
+async def test_return_for_supplement_then_new_round_on_new_figures(harness: Harness) -> None:
+    grant = grant_input(timing=Timing(notice_seconds=1))
+    handle = await harness.start(grant)
+    tasks = await harness.tasks_of_round(grant, 1)
+    await harness.decide(
+        handle, tasks["industry"], "industry", "return", reason="invoice for the fee is missing"
+    )
+    await harness.until(
+        lambda: "AWAITING_SUPPLEMENT" in harness.services.stages(grant.application_id),
+        "supplement request",
+    )
+    figures = dict(grant.figures, cloud_fee_paid_fen=200_000)
+    await handle.signal(
+        contracts.SUPPLEMENT, contracts.Supplement(figures=figures, supplement_count=1)
+    )
+    await harness.approve_all(handle, grant, round_=2)
+    await harness.until(
+        lambda: grant.application_id in harness.services.confirmed, "award after supplement"
+    )
+    await pay(harness, grant)
+    outcome = await handle.result()
+    assert outcome.stage == "PAID"
+    assert outcome.award_amount_fen == 100_000  # 50 % of the corrected 2,000 yuan
+
+
+async def test_missing_figures_without_supplement_before_deadline_is_rejected(
+    harness: Harness,
+) -> None:
+    figures = {"cloud_fee_paid_fen": 300_000}
+    grant = grant_input(figures=figures)
+    handle = await harness.start(grant)
+    outcome = await handle.result()  # time skips through the 5-working-day deadline
+    assert outcome.stage == "REJECTED"
+    assert outcome.reason == "no supplement before the deadline"
+    assert "AWAITING_SUPPLEMENT" in harness.services.stages(grant.application_id)
+    assert not harness.services.tasks or all(
+        t.application_id != grant.application_id for t in harness.services.tasks.values()
+    )
+
+
+async def test_withdrawal_during_notice_releases_the_reservation(harness: Harness) -> None:
+    grant = grant_input()
+    handle = await harness.start(grant)
+    await harness.approve_all(handle, grant)
+    await harness.until(
+        lambda: "IN_NOTICE" in harness.services.stages(grant.application_id), "notice"
+    )
+    await handle.signal(contracts.WITHDRAW, contracts.Withdraw(reason="project cancelled"))
+    outcome = await handle.result()
+    assert outcome.stage == "WITHDRAWN"
+    assert grant.application_id in harness.services.released
+    assert grant.application_id not in harness.services.reserved
+
+
+async def test_budget_exhausted_rejects_without_reservation(harness: Harness) -> None:
+    harness.services.budget_fen = 1_000
+    grant = grant_input()
+    handle = await harness.start(grant)
+    await harness.approve_all(handle, grant)
+    outcome = await handle.result()
+    assert outcome.stage == "REJECTED"
+    assert "budget" in outcome.reason
+    assert grant.application_id not in harness.services.reserved
+
+
+async def test_barred_applicant_is_rejected_at_formal_check(harness: Harness) -> None:
+    grant = grant_input(applicant_credit_code=BARRED)
+    outcome = await (await harness.start(grant)).result()
+    assert outcome.stage == "REJECTED"
+    assert "barred" in outcome.reason
+
+
+async def test_large_enterprise_is_not_eligible_for_an_sme_program(harness: Harness) -> None:
+    figures = {"cloud_fee_paid_fen": 300_000, "staff_count": 5000, "annual_revenue_fen": 10**12}
+    outcome = await (await harness.start(grant_input(figures=figures))).result()
+    assert outcome.stage == "REJECTED"
+    assert "small or medium" in outcome.reason
+
+
+async def test_validators_refuse_wrong_department_unclaimed_and_foreign_claims(
+    harness: Harness,
+) -> None:
+    grant = grant_input()
+    handle = await harness.start(grant)
+    tasks = await harness.tasks_of_round(grant, 1)
+
+    async def refused(update: str, payload: object) -> ApplicationError:
+        with pytest.raises(WorkflowUpdateFailedError) as failure:
+            await handle.execute_update(update, payload)
+        assert isinstance(failure.value.cause, ApplicationError)
+        return failure.value.cause
+
+    error = await refused(
+        contracts.CLAIM_REVIEW_TASK,
+        contracts.ClaimReviewTask(task_id=tasks["industry"], reviewer="hr-1", department="hr"),
+    )
+    assert error.type == contracts.ERR_PERMISSION_DENIED
+    error = await refused(
+        contracts.DECIDE_REVIEW_TASK,
+        contracts.DecideReviewTask(
+            task_id=tasks["industry"], reviewer="ind-1", department="industry", decision="approve"
+        ),
+    )
+    assert error.type == contracts.ERR_FAILED_PRECONDITION
+    assert "claim it first" in error.message
+    await handle.execute_update(
+        contracts.CLAIM_REVIEW_TASK,
+        contracts.ClaimReviewTask(
+            task_id=tasks["industry"], reviewer="ind-1", department="industry"
+        ),
+    )
+    error = await refused(
+        contracts.CLAIM_REVIEW_TASK,
+        contracts.ClaimReviewTask(
+            task_id=tasks["industry"], reviewer="ind-2", department="industry"
+        ),
+    )
+    assert error.type == contracts.ERR_FAILED_PRECONDITION
+    error = await refused(
+        contracts.DECIDE_REVIEW_TASK,
+        contracts.DecideReviewTask(
+            task_id=tasks["industry"], reviewer="ind-2", department="industry", decision="approve"
+        ),
+    )
+    assert "claimed by ind-1" in error.message
+    error = await refused(
+        contracts.CLAIM_REVIEW_TASK,
+        contracts.ClaimReviewTask(task_id="no-such-task", reviewer="ind-1", department="industry"),
+    )
+    assert error.type == contracts.ERR_NOT_FOUND
+    # After the decision the task is no longer open.
+    await handle.execute_update(
+        contracts.DECIDE_REVIEW_TASK,
+        contracts.DecideReviewTask(
+            task_id=tasks["industry"], reviewer="ind-1", department="industry", decision="approve"
+        ),
+    )
+    error = await refused(
+        contracts.DECIDE_REVIEW_TASK,
+        contracts.DecideReviewTask(
+            task_id=tasks["industry"], reviewer="ind-1", department="industry", decision="reject"
+        ),
+    )
+    assert error.type == contracts.ERR_FAILED_PRECONDITION
+    await handle.signal(contracts.WITHDRAW, contracts.Withdraw(reason="test over"))
+    assert (await handle.result()).stage == "WITHDRAWN"
+
+
+async def test_failed_payment_waits_for_a_later_plan(harness: Harness) -> None:
+    grant = grant_input(timing=Timing(notice_seconds=1))
+    handle = await harness.start(grant)
+    await harness.approve_all(handle, grant)
+    await harness.until(lambda: grant.application_id in harness.services.confirmed, "award")
+    await handle.signal(
+        contracts.FUNDING_PLAN_ASSIGNED, contracts.FundingPlanAssigned(plan_id="p1", line_id="l1")
+    )
+    await handle.signal(
+        contracts.PAYMENT_FAILED,
+        contracts.PaymentFailed(plan_id="p1", line_id="l1", reason="account closed"),
+    )
+    await harness.until(
+        lambda: "PAYMENT_FAILED" in harness.services.stages(grant.application_id), "failure"
+    )
+    await pay(harness, grant, plan_id="p2")
+    outcome = await handle.result()
+    assert outcome.stage == "PAID"
+    assert outcome.plan_id == "p2"
+
+
+async def test_funding_plan_pays_lines_reports_failures_and_tells_grants(harness: Harness) -> None:
+    grants = [grant_input(timing=Timing(notice_seconds=1)) for _ in range(3)]
+    handles = [await harness.start(g) for g in grants]
+    for handle, grant in zip(handles, grants, strict=True):
+        await harness.approve_all(handle, grant)
+    await harness.until(
+        lambda: all(g.application_id in harness.services.confirmed for g in grants), "awards"
+    )
+    lines = [f"line-{i}" for i in range(3)]
+    harness.services.refuse_payment_lines = {"line-2"}
+    plan = contracts.FundingPlanInput(
+        plan_id="plan-x",
+        program_code="SME-CLOUD",
+        line_ids=lines,
+        application_ids=[g.application_id for g in grants],
+    )
+    result = await harness.env.client.execute_workflow(
+        FundingPlanWorkflow.run, plan, id="plan-plan-x", task_queue=TASK_QUEUE
+    )
+    assert (result.paid_lines, result.failed_lines) == (2, 1)
+    assert harness.services.failed_lines == ["line-2"]
+    assert harness.services.completed_plans == ["plan-x"]
+    assert (await handles[0].result()).stage == "PAID"
+    assert (await handles[1].result()).stage == "PAID"
+    await harness.until(
+        lambda: "PAYMENT_FAILED" in harness.services.stages(grants[2].application_id),
+        "failed line reported to its grant",
+    )
+    await handles[2].signal(contracts.WITHDRAW, contracts.Withdraw(reason="gave up"))
+    assert (await handles[2].result()).stage == "WITHDRAWN"

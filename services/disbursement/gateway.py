@@ -1,0 +1,60 @@
+"""The payment gateway interface: how the disbursement service hands money to the outside world.
+
+The simulated treasury (treasury.py) is the default adapter; a real bank or treasury adapter
+implements the same Protocol. Its errors tell the caller what is safe to do next:
+GatewayUnavailable means nothing happened; GatewayTimeout means the outcome is unknown (the
+payment may have been made), so only a retry with the same idempotency key is safe;
+GatewayRejected is permanent.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from services.common.config import Settings
+
+
+class GatewayError(Exception):
+    """Base of every gateway failure."""
+
+
+class GatewayUnavailable(GatewayError):
+    """Transient: the gateway could not be reached or refused to start; nothing was paid."""
+
+
+class GatewayTimeout(GatewayError):
+    """The answer was lost: the payment may or may not have been made. Retry with the same key."""
+
+
+class GatewayRejected(GatewayError):
+    """Permanent: the gateway refuses this payment (closed account, bad details, ...)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PaymentGateway(Protocol):
+    async def pay(
+        self, idempotency_key: str, payee_credit_code: str, payee_name: str, amount_fen: int
+    ) -> str:
+        """Pays amount_fen to the payee once per idempotency_key; returns the gateway reference.
+
+        Calling again with a key that was already paid returns the first reference and pays
+        nothing.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Releases connections; the gateway is not used afterwards."""
+        ...
+
+
+def make_gateway(settings: Settings) -> PaymentGateway:
+    """The gateway chosen by configuration (PAYMENT_GATEWAY; only "simulated" exists yet)."""
+    kind = str(getattr(settings, "payment_gateway", "simulated") or "simulated")
+    if kind == "simulated":
+        from services.disbursement.treasury import SimulatedTreasury
+
+        return SimulatedTreasury.from_settings(settings)
+    raise ValueError(f"unknown payment gateway {kind!r}; known: simulated")

@@ -1,0 +1,128 @@
+"""Operator tools behind `grantflow ops`: replaying workflows, finding grants by business keys,
+reading events from the broker."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from grantflow.v1 import events_pb2
+from services.common import kafka
+from services.common.config import Settings
+from services.common.temporal import connect_temporal
+from workflows import contracts
+from workflows.funding_plan import FundingPlanWorkflow
+from workflows.grant import GrantWorkflow
+
+WORKFLOWS = [GrantWorkflow, FundingPlanWorkflow]
+
+
+@dataclass
+class ReplayReport:
+    workflow_id: str
+    events: int
+    error: str = ""
+
+
+def replayer() -> Replayer:
+    return Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+
+
+async def replay_history(history: WorkflowHistory) -> ReplayReport:
+    """Replays one recorded history against the current workflow code."""
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+    error = str(result.replay_failure) if result.replay_failure else ""
+    return ReplayReport(history.workflow_id, len(history.events), error)
+
+
+async def replay_workflow(settings: Settings, workflow_id: str, save: Path | None) -> ReplayReport:
+    client = await connect_temporal(settings)
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    if save is not None:
+        await asyncio.to_thread(_write, save, history.to_json())
+    return await replay_history(history)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def grant_query(stage: str = "", program: str = "", applicant: str = "") -> str:
+    clauses = [f"WorkflowType = '{contracts.GRANT_WORKFLOW}'"]
+    if stage:
+        clauses.append(f"{contracts.SA_STAGE} = '{stage}'")
+    if program:
+        clauses.append(f"{contracts.SA_PROGRAM} = '{program}'")
+    if applicant:
+        clauses.append(f"{contracts.SA_APPLICANT} = '{applicant}'")
+    return " AND ".join(clauses)
+
+
+async def find_grants(
+    settings: Settings, stage: str, program: str, applicant: str, limit: int
+) -> list[tuple[str, str, str, str, str]]:
+    client = await connect_temporal(settings)
+    rows = []
+    async for execution in client.list_workflows(
+        grant_query(stage, program, applicant), limit=limit
+    ):
+        attributes = execution.typed_search_attributes
+        rows.append(
+            (
+                execution.id,
+                execution.status.name if execution.status else "",
+                str(attributes.get(_keyword(contracts.SA_STAGE)) or ""),
+                str(attributes.get(_keyword(contracts.SA_PROGRAM)) or ""),
+                str(attributes.get(_keyword(contracts.SA_APPLICANT)) or ""),
+            )
+        )
+    return rows
+
+
+def _keyword(name: str):  # type: ignore[no-untyped-def]
+    from temporalio.common import SearchAttributeKey
+
+    return SearchAttributeKey.for_keyword(name)
+
+
+async def read_events(
+    settings: Settings, stream: str, limit: int, timeout_s: float = 5.0
+) -> list[events_pb2.EventEnvelope]:
+    """The first `limit` events of a stream's topic, read without a consumer group."""
+    name = kafka.topic(settings, stream)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
+    )
+    await consumer.start()
+    envelopes: list[events_pb2.EventEnvelope] = []
+    try:
+        partitions = [
+            TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or [])
+        ]
+        if not partitions:
+            await consumer.topics()
+            partitions = [
+                TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or [])
+            ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(envelopes) < limit and asyncio.get_running_loop().time() < deadline:
+            done = all([await consumer.position(tp) >= ends[tp] for tp in partitions])
+            if done:
+                break
+            batches = await consumer.getmany(timeout_ms=300)
+            for records in batches.values():
+                for record in records:
+                    envelopes.append(events_pb2.EventEnvelope.FromString(record.value))
+    finally:
+        await consumer.stop()
+    return envelopes[:limit]

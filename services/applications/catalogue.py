@@ -1,0 +1,114 @@
+"""The program catalogue as data: loading the seed file and checking a ProgramRule before it is
+published. Pure functions, no database: the servicer and the CLI share them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from grantflow.v1 import common_pb2
+from services.common import validation
+from services.common.errors import InvalidArgument
+
+CATALOGUE_FILE = Path(__file__).with_name("catalogue.json")
+PROGRAM_CODE = re.compile(r"^[A-Z][A-Z0-9-]{1,31}$")
+MAX_WORKING_DAYS = 365
+KNOWN_DEPARTMENTS = frozenset(
+    value for value in common_pb2.Department.values() if value != common_pb2.DEPARTMENT_UNSPECIFIED
+)
+
+
+def program_code(field: str, value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if not PROGRAM_CODE.match(value):
+        raise InvalidArgument(
+            field, "must be 2-32 characters: an upper-case letter, then A-Z, 0-9 or -"
+        )
+    return value
+
+
+def _working_days(field: str, value: int) -> None:
+    if value < 1:
+        raise InvalidArgument(field, "must be at least 1 working day")
+    if value > MAX_WORKING_DAYS:
+        raise InvalidArgument(field, f"must be at most {MAX_WORKING_DAYS} working days")
+
+
+def validate_rule(rule: common_pb2.ProgramRule, field: str = "rule") -> common_pb2.ProgramRule:
+    """Checks a rule version; returns a normalised copy (trimmed text) or raises InvalidArgument
+    naming the offending field, e.g. "rule.amount_rule.cap_fen"."""
+    checked = common_pb2.ProgramRule()
+    checked.CopyFrom(rule)
+    checked.code = program_code(f"{field}.code", rule.code)
+    if rule.version < 1:
+        raise InvalidArgument(f"{field}.version", "must be at least 1")
+    checked.name = validation.text(f"{field}.name", rule.name, max_len=200)
+    if rule.owner_department not in KNOWN_DEPARTMENTS:
+        raise InvalidArgument(f"{field}.owner_department", "must name a department")
+    if not rule.review_departments:
+        raise InvalidArgument(f"{field}.review_departments", "needs at least one department")
+    seen_departments: set[int] = set()
+    for index, department in enumerate(rule.review_departments):
+        if department not in KNOWN_DEPARTMENTS:
+            raise InvalidArgument(f"{field}.review_departments[{index}]", "is not a department")
+        if department in seen_departments:
+            raise InvalidArgument(f"{field}.review_departments[{index}]", "is listed twice")
+        seen_departments.add(department)
+
+    if not rule.HasField("window_opens_at"):
+        raise InvalidArgument(f"{field}.window_opens_at", "is required")
+    if not rule.HasField("window_closes_at"):
+        raise InvalidArgument(f"{field}.window_closes_at", "is required")
+    if rule.window_closes_at.ToNanoseconds() <= rule.window_opens_at.ToNanoseconds():
+        raise InvalidArgument(f"{field}.window_closes_at", "must be after window_opens_at")
+
+    if len(rule.required_figures) > 50:
+        raise InvalidArgument(f"{field}.required_figures", "has more than 50 entries")
+    seen_figures: set[str] = set()
+    for index, name in enumerate(rule.required_figures):
+        if not validation.FIGURE_NAME.match(name):
+            raise InvalidArgument(f"{field}.required_figures[{index}]", "is not a figure name")
+        if name in seen_figures:
+            raise InvalidArgument(f"{field}.required_figures[{index}]", "is listed twice")
+        seen_figures.add(name)
+
+    if not rule.HasField("amount_rule"):
+        raise InvalidArgument(f"{field}.amount_rule", "is required")
+    amount = rule.amount_rule
+    amount_field = f"{field}.amount_rule"
+    if not amount.basis_figure:
+        raise InvalidArgument(f"{amount_field}.basis_figure", "is required")
+    if amount.basis_figure not in seen_figures:
+        raise InvalidArgument(
+            f"{amount_field}.basis_figure", "must be one of the rule's required_figures"
+        )
+    if not 1 <= amount.rate_basis_points <= 10_000:
+        raise InvalidArgument(
+            f"{amount_field}.rate_basis_points", "must be between 1 and 10000 basis points"
+        )
+    validation.fen(f"{amount_field}.cap_fen", amount.cap_fen, required=True)
+    validation.fen(f"{amount_field}.minimum_basis_fen", amount.minimum_basis_fen)
+
+    _working_days(f"{field}.notice_working_days", rule.notice_working_days)
+    _working_days(f"{field}.supplement_working_days", rule.supplement_working_days)
+    _working_days(f"{field}.review_working_days", rule.review_working_days)
+    return checked
+
+
+def load_catalogue(path: Path = CATALOGUE_FILE) -> list[common_pb2.ProgramRule]:
+    """The seed catalogue, each rule checked; a bad data file fails loudly, naming the entry."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    rules: list[common_pb2.ProgramRule] = []
+    for index, entry in enumerate(document["programs"]):
+        rule = json_format.ParseDict(entry, common_pb2.ProgramRule())
+        try:
+            rules.append(validate_rule(rule, field=f"programs[{index}]"))
+        except InvalidArgument as error:
+            raise ValueError(f"{path}: {error.message}") from error
+    return rules

@@ -1,0 +1,152 @@
+"""Tables of the applications database (program rule versions, applications, supplements) and
+the conversions between rows and API messages.
+
+Every datetime written here is UTC (SQLite keeps no zone; `as_utc` restores it on the way out).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from grantflow.v1 import applications_pb2, common_pb2
+from services.common.db import as_utc, from_timestamp, to_timestamp
+
+
+class ProgramVersion(SQLModel, table=True):
+    """One published version of a program's rules; never changed after publication."""
+
+    __tablename__ = "program_version"
+    __table_args__ = (UniqueConstraint("code", "version", name="uq_program_version_code_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=32, index=True)
+    version: int
+    rule: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # ProgramRule, serialized
+    window_opens_at: datetime
+    window_closes_at: datetime
+    published_at: datetime
+
+    def to_proto(self) -> common_pb2.ProgramRule:
+        return common_pb2.ProgramRule.FromString(self.rule)
+
+    def is_open(self, at: datetime) -> bool:
+        return as_utc(self.window_opens_at) <= at < as_utc(self.window_closes_at)
+
+    @classmethod
+    def from_proto(cls, rule: common_pb2.ProgramRule, published_at: datetime) -> ProgramVersion:
+        return cls(
+            code=rule.code,
+            version=rule.version,
+            rule=rule.SerializeToString(deterministic=True),
+            window_opens_at=from_timestamp(rule.window_opens_at),
+            window_closes_at=from_timestamp(rule.window_closes_at),
+            published_at=published_at,
+        )
+
+
+class ApplicationRecord(SQLModel, table=True):
+    """An application as filed and supplemented, plus the status projected from grant events."""
+
+    __tablename__ = "application"
+    __table_args__ = (
+        # Request ids are chosen by the enterprise, so they are unique per enterprise.
+        UniqueConstraint(
+            "applicant_credit_code", "request_id", name="uq_application_applicant_request"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)  # insertion order, for paging
+    application_id: str = Field(max_length=32, unique=True)
+    request_id: str = Field(max_length=128)
+    request_fingerprint: str = Field(max_length=64)
+    program_code: str = Field(max_length=32, index=True)
+    rule_version: int
+    applicant_credit_code: str = Field(max_length=18, index=True)
+    applicant_name: str = Field(max_length=200)
+    project_title: str = Field(max_length=200)
+    project_description: str = Field(sa_column=Column(Text, nullable=False))
+    figures: dict[str, int] = Field(sa_column=Column(JSON, nullable=False))
+    documents: list[dict[str, str]] = Field(sa_column=Column(JSON, nullable=False))
+    requested_amount_fen: int = Field(sa_column=Column(BigInteger, nullable=False))
+    status: int = Field(index=True)
+    status_reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    status_sequence: int = 0  # sequence of the last GrantStageChanged applied
+    award_amount_fen: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    plan_id: str = Field(default="", max_length=64)
+    supplement_count: int = 0
+    workflow_id: str = Field(max_length=64)
+    submitted_at: datetime
+    updated_at: datetime
+    withdrawal_requested_at: datetime | None = None
+    withdrawal_reason: str = Field(default="", sa_column=Column(Text, nullable=False))
+    withdrawn_by: str = Field(default="", max_length=200)
+
+    def to_proto(self) -> applications_pb2.Application:
+        return applications_pb2.Application(
+            application_id=self.application_id,
+            program_code=self.program_code,
+            rule_version=self.rule_version,
+            applicant_credit_code=self.applicant_credit_code,
+            applicant_name=self.applicant_name,
+            project_title=self.project_title,
+            project_description=self.project_description,
+            figures=self.figures,
+            documents=[common_pb2.DocumentRef(**document) for document in self.documents],
+            requested_amount_fen=self.requested_amount_fen,
+            status=self.status,  # type: ignore[arg-type]
+            status_reason=self.status_reason,
+            award_amount_fen=self.award_amount_fen,
+            submitted_at=to_timestamp(self.submitted_at),
+            updated_at=to_timestamp(self.updated_at),
+            supplement_count=self.supplement_count,
+            workflow_id=self.workflow_id,
+            plan_id=self.plan_id,
+        )
+
+
+class SupplementRecord(SQLModel, table=True):
+    """One answer to a request for more information; kept so a retried request is recognised."""
+
+    __tablename__ = "application_supplement"
+    __table_args__ = (
+        UniqueConstraint("application_id", "request_id", name="uq_application_supplement_request"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: str = Field(max_length=32, index=True)
+    request_id: str = Field(max_length=128)
+    request_fingerprint: str = Field(max_length=64)
+    number: int
+    note: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_at: datetime
+
+
+def program_versions(session: Session, code: str) -> list[ProgramVersion]:
+    return list(
+        session.exec(
+            select(ProgramVersion)
+            .where(ProgramVersion.code == code)
+            .order_by(col(ProgramVersion.version))
+        ).all()
+    )
+
+
+def application_by_id(
+    session: Session, application_id: str, *, for_update: bool = False
+) -> ApplicationRecord | None:
+    query = select(ApplicationRecord).where(ApplicationRecord.application_id == application_id)
+    if for_update:
+        # Serialises writers of one application on PostgreSQL (SQLite locks the whole file).
+        query = query.with_for_update()
+    return session.exec(query).first()
+
+
+def document_dicts(documents: Any) -> list[dict[str, str]]:
+    return [
+        {"name": document.name.strip(), "uri": document.uri.strip(), "sha256": document.sha256}
+        for document in documents
+    ]

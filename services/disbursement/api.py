@@ -711,17 +711,47 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
         line_id = validation.identifier("line_id", request.line_id)
         reason = optional_text("reason", request.reason, max_len=MAX_REASON) or "payment failed"
 
-        def work(session: Session) -> PaymentLineRow:
-            plan = store.lock_plan(session, plan_id)
-            line = store.lock_line(session, line_id)
+        def check(session: Session, *, lock: bool) -> PaymentLineRow:
+            if lock:
+                plan = store.lock_plan(session, plan_id)
+                line = store.lock_line(session, line_id)
+            else:
+                plan = session.get(FundingPlanRow, plan_id)
+                line = session.get(PaymentLineRow, line_id)
             if plan is None or line is None or line.plan_id != plan_id:
                 raise NotFound(f"payment line {line_id} not found in funding plan {plan_id}")
-            if line.state == store.FAILED:
-                return line
             if line.state == store.PAID:
                 raise FailedPrecondition(f"payment line {line_id} is already paid")
-            if plan.state not in PAYABLE_PLAN_STATES:
+            if line.state != store.FAILED and plan.state not in PAYABLE_PLAN_STATES:
                 raise FailedPrecondition(f"funding plan {plan_id} is {plan.state}, not approved")
+            return line
+
+        seen = await self.db.run(lambda session: check(session, lock=False))
+        if seen.state == store.FAILED:
+            return line_pb(seen)
+        if seen.attempts:
+            # An attempt whose answer was lost may have paid: giving the award back to a later
+            # plan (a new line, a new idempotency key) would then pay it twice.
+            try:
+                reference = await asyncio.wait_for(
+                    self.gateway.find_payment(line_id), timeout=GATEWAY_CALL_TIMEOUT_S
+                )
+            except (GatewayUnavailable, GatewayTimeout, TimeoutError) as exc:
+                raise Unavailable(
+                    "cannot confirm with the payment gateway that this line was not paid; retry"
+                ) from exc
+            if reference:
+                raise FailedPrecondition(
+                    f"the payment gateway paid line {line_id} (reference {reference}): "
+                    "execute the payment again to settle it instead of marking it failed"
+                )
+
+        def work(session: Session) -> PaymentLineRow:
+            line = check(session, lock=True)
+            if line.state == store.FAILED:
+                return line
+            if line.attempts != seen.attempts:
+                raise Unavailable(f"a payment attempt on line {line_id} started meanwhile; retry")
             now = now_utc()
             line.state = store.FAILED
             line.failure_reason = reason

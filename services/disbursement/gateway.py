@@ -4,7 +4,8 @@ The simulated treasury (treasury.py) is the default adapter; a real bank or trea
 implements the same Protocol. Its errors tell the caller what is safe to do next:
 GatewayUnavailable means nothing happened; GatewayTimeout means the outcome is unknown (the
 payment may have been made), so only a retry with the same idempotency key is safe;
-GatewayRejected is permanent.
+GatewayRejected is permanent. find_payment answers what happened to a key, so a payment whose
+answer was lost is never mistaken for one that was not made.
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ class PaymentGateway(Protocol):
 
         Calling again with a key that was already paid returns the first reference and pays
         nothing.
+        """
+        ...
+
+    async def find_payment(self, idempotency_key: str) -> str | None:
+        """The reference of the payment made under this key, or None if none was made.
+
+        A status query, asked before giving up on a payment whose outcome was unknown.
         """
         ...
 

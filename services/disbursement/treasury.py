@@ -128,6 +128,13 @@ class SimulatedTreasury:
             raise GatewayTimeout("treasury answer lost (simulated); the payment was made")
         return reference
 
+    async def find_payment(self, idempotency_key: str) -> str | None:
+        def work(session: Session) -> str | None:
+            row = session.get(TreasuryPayment, idempotency_key)
+            return row.reference if row is not None else None
+
+        return await self._db.run(work)
+
     async def list_payments(self) -> list[TreasuryRecord]:
         def work(session: Session) -> list[TreasuryRecord]:
             rows = session.exec(

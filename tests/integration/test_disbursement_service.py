@@ -552,6 +552,17 @@ async def test_a_lost_gateway_answer_is_retried_into_exactly_one_payment(
                 pb.GetFundingPlanRequest(plan_id=plan.plan_id)
             )
             assert unsettled.lines[0].state == pb.PAYMENT_STATE_PENDING
+            # Giving up now would hand the award to a later plan and pay it twice: refused.
+            error = await expect_error(
+                h.system.MarkPaymentFailed(
+                    pb.MarkPaymentFailedRequest(
+                        plan_id=plan.plan_id, line_id=plan.lines[0].line_id, reason="timeouts"
+                    )
+                ),
+                grpc.StatusCode.FAILED_PRECONDITION,
+            )
+            assert made.reference in (error.details() or "")
+            assert h.outbox("PaymentFailed") == []
             settled = await h.system.ExecutePayment(execute)
             assert settled.state == pb.PAYMENT_STATE_PAID
             assert settled.gateway_reference == made.reference

@@ -122,6 +122,8 @@ async def test_timeout_rate_one_pays_then_loses_the_answer_and_a_retry_learns_it
             await treasury.pay("line-1", PAYEE, "Shenzhen Cloud Ltd", 150_000)
         paid = await treasury.list_payments()
         assert [p.idempotency_key for p in paid] == ["line-1"]
+        assert await treasury.find_payment("line-1") == paid[0].reference
+        assert await treasury.find_payment("line-2") is None
         # The retry finds the payment already made: it answers, and pays nothing more.
         assert await treasury.pay("line-1", PAYEE, "Shenzhen Cloud Ltd", 150_000) == (
             paid[0].reference

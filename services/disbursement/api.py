@@ -122,6 +122,12 @@ def optional_text(field: str, value: str, *, max_len: int) -> str:
     return validation.text(field, value, max_len=max_len, required=False)
 
 
+def reason_text(field: str, value: str) -> str:
+    # Reasons are the workflow's error texts: cut to length rather than refuse, because a
+    # failure or release refused over its wording would be worse than a shortened reason.
+    return optional_text(field, value.strip()[:MAX_REASON], max_len=MAX_REASON)
+
+
 # Conversions ------------------------------------------------------------------------------------
 
 
@@ -364,7 +370,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
         self, request: pb.ReleaseReservationRequest, context: Any
     ) -> pb.Reservation:
         application_id = validation.identifier("application_id", request.application_id)
-        reason = optional_text("reason", request.reason, max_len=MAX_REASON)
+        reason = reason_text("reason", request.reason)
 
         def work(session: Session) -> ReservationRow:
             row = store.lock_reservation(session, application_id)
@@ -709,7 +715,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
     ) -> pb.PaymentLine:
         plan_id = validation.identifier("plan_id", request.plan_id)
         line_id = validation.identifier("line_id", request.line_id)
-        reason = optional_text("reason", request.reason, max_len=MAX_REASON) or "payment failed"
+        reason = reason_text("reason", request.reason) or "payment failed"
 
         def check(session: Session, *, lock: bool) -> PaymentLineRow:
             if lock:

@@ -600,6 +600,15 @@ async def test_an_unavailable_gateway_pays_nothing_and_leaves_the_line_pending(
         ).lines[0]
         assert (line.state, line.attempts) == (pb.PAYMENT_STATE_PENDING, 2)
         assert h.outbox("PaymentSettled") == []
+        # The gateway confirms nothing was paid, so the line may be given up; the workflow's
+        # long error text is kept, shortened.
+        failed = await h.system.MarkPaymentFailed(
+            pb.MarkPaymentFailedRequest(
+                plan_id=plan.plan_id, line_id=line.line_id, reason="unavailable " * 60
+            )
+        )
+        assert failed.state == pb.PAYMENT_STATE_FAILED
+        assert failed.failure_reason.startswith("unavailable") and len(failed.failure_reason) == 500
         await assert_books_balance(h)
 
 
@@ -771,7 +780,7 @@ async def test_bad_input_is_refused_naming_the_field_and_writes_nothing(
             ),
             (
                 "ReleaseReservation",
-                pb.ReleaseReservationRequest(application_id="app-1", reason="r" * 501),
+                pb.ReleaseReservationRequest(application_id="app-1", reason="bell\x07"),
                 "reason",
             ),
             ("ApproveFundingPlan", pb.ApproveFundingPlanRequest(), "plan_id"),

@@ -1,0 +1,123 @@
+"""The people of the system, for tests on the real stack: an applicant files, reviewers of each
+department claim and decide, finance officers make and check funding plans."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable
+
+from grantflow.sample import credit_code
+from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2, review_pb2
+from services.common.auth import DEPARTMENTS, mint_token
+from services.common.clients import ServiceClients
+from services.common.config import Settings
+
+
+class Actors:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        secret = settings.auth_secret
+        self.ops = ServiceClients(settings, mint_token(secret, "ops.test", "ops"))
+        self.reviewers = {
+            dept: ServiceClients(
+                settings, mint_token(secret, f"{dept}.test", "reviewer", department=dept)
+            )
+            for dept in DEPARTMENTS
+        }
+        self.maker = ServiceClients(settings, mint_token(secret, "maker.test", "finance"))
+        self.checker = ServiceClients(settings, mint_token(secret, "checker.test", "finance"))
+
+    async def close(self) -> None:
+        for clients in [self.ops, self.maker, self.checker, *self.reviewers.values()]:
+            await clients.close()
+
+    async def submit_sme_cloud(self, number: int, fee_fen: int = 300_000) -> str:
+        code = credit_code(50_000 + number)
+        applicant = ServiceClients(
+            self.settings,
+            mint_token(self.settings.auth_secret, code, "applicant", enterprise=code),
+        )
+        async with applicant:
+            answer = await applicant.applications.SubmitApplication(
+                applications_pb2.SubmitApplicationRequest(
+                    request_id=f"test-{uuid.uuid4().hex}",
+                    program_code="SME-CLOUD",
+                    applicant_credit_code=code,
+                    applicant_name=f"Test Enterprise {number}",
+                    project_title=f"Cloud ERP {number}",
+                    figures={
+                        "cloud_fee_paid_fen": fee_fen,
+                        "staff_count": 40,
+                        "annual_revenue_fen": 3_000_000_000,
+                    },
+                )
+            )
+        return answer.application_id
+
+    async def status(self, application_id: str) -> applications_pb2.Application:
+        return await self.ops.applications.GetApplication(
+            applications_pb2.GetApplicationRequest(application_id=application_id)
+        )
+
+    async def wait_for(
+        self, application_ids: Iterable[str], stages: set[int], timeout: float = 120.0
+    ) -> dict[str, int]:
+        ids = list(application_ids)
+        deadline = time.monotonic() + timeout
+        seen: dict[str, int] = {}
+        while True:
+            for application_id in ids:
+                seen[application_id] = int((await self.status(application_id)).status)
+            if all(stage in stages for stage in seen.values()):
+                return seen
+            if time.monotonic() > deadline:
+                names = {k: common_pb2.GrantStage.Name(v) for k, v in seen.items()}  # type: ignore[arg-type]
+                raise AssertionError(f"not all reached {stages}: {names}")
+            await asyncio.sleep(0.3)
+
+    async def approve(
+        self, application_id: str, departments: Iterable[str] = ("industry", "finance")
+    ) -> None:
+        for dept in departments:
+            reviewer = self.reviewers[dept]
+            task = await self.open_task(application_id, dept)
+            await reviewer.review.ClaimTask(review_pb2.ClaimTaskRequest(task_id=task.task_id))
+            await reviewer.review.DecideTask(
+                review_pb2.DecideTaskRequest(
+                    task_id=task.task_id,
+                    decision=review_pb2.REVIEW_DECISION_APPROVE,
+                    reason="meets the rules",
+                )
+            )
+
+    async def open_task(
+        self, application_id: str, department: str, timeout: float = 60.0
+    ) -> review_pb2.ReviewTask:
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = await self.reviewers[department].review.ListTasks(
+                review_pb2.ListTasksRequest(
+                    department=DEPARTMENTS[department],
+                    application_id=application_id,
+                    filter=review_pb2.TASK_FILTER_OPEN,
+                )
+            )
+            if answer.tasks:
+                return answer.tasks[0]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no open {department} task for {application_id}")
+            await asyncio.sleep(0.2)
+
+    async def fund(self, program: str = "SME-CLOUD") -> disbursement_pb2.FundingPlan:
+        plan = await self.maker.disbursement.CreateFundingPlan(
+            disbursement_pb2.CreateFundingPlanRequest(
+                request_id=f"plan-{uuid.uuid4().hex}",
+                program_code=program,
+                title=f"{program} batch",
+            )
+        )
+        return await self.checker.disbursement.ApproveFundingPlan(
+            disbursement_pb2.ApproveFundingPlanRequest(plan_id=plan.plan_id)
+        )

@@ -1,0 +1,50 @@
+"""The embedded stack for integration and end-to-end tests: every process real (Temporal dev
+server, Tansu, the three services, the worker, the intake consumer), on free ports, with its data
+under the test's temporary folder and the service databases on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from infra.local.stack import LocalStack
+from services.common.config import Settings
+from tests.support import free_port, postgres_database
+
+SERVICES = ("applications", "review", "disbursement")
+
+
+@contextmanager
+def running_stack(
+    data_dir: Path, database: str = "sqlite", **overrides: object
+) -> Iterator[LocalStack]:
+    with ExitStack() as cleanup:
+        urls: dict[str, str] = {}
+        if database == "postgres":
+            for service in (*SERVICES, "treasury"):
+                urls[f"{service}_database_url"] = cleanup.enter_context(
+                    postgres_database(f"gf_{service}")
+                )
+        values: dict[str, object] = {
+            "data_dir": data_dir,
+            "temporal_address": f"127.0.0.1:{free_port()}",
+            "temporal_ui_port": free_port(),
+            "kafka_bootstrap_servers": f"127.0.0.1:{free_port()}",
+            "applications_address": f"127.0.0.1:{free_port()}",
+            "review_address": f"127.0.0.1:{free_port()}",
+            "disbursement_address": f"127.0.0.1:{free_port()}",
+            "notice_period_seconds": 2.0,
+            "supplement_period_seconds": 300.0,
+            "review_period_seconds": 3600.0,
+            **urls,
+            **overrides,
+        }
+        settings = Settings(**values)  # type: ignore[arg-type]
+        stack = LocalStack(settings)
+        stack.start()
+        try:
+            stack.wait_ready(120)
+            yield stack
+        finally:
+            stack.stop()

@@ -72,11 +72,16 @@ class DecideReviewTask(BaseModel):
 
 
 class ReviewTaskAck(BaseModel):
-    """What an accepted claim or decision answers."""
+    """What an accepted claim or decision answers. For a decision it carries what the workflow
+    recorded: a retried update (same update id) answers the first decision, whatever the retry
+    asked, and the review service records that."""
 
     task_id: str
     round: int
     stage: str
+    decision: str = ""
+    reason: str = ""
+    approved_amount_fen: int = 0
 
 
 class Withdraw(BaseModel):

@@ -19,7 +19,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows import contracts
     from workflows.activities import GrantActivities
     from workflows.grant import SERVICE_RETRY, SERVICE_TIMEOUT
-    from workflows.models import FundingPlanOutcome, PaymentFailure, PaymentRequest
+    from workflows.models import (
+        FundingPlanOutcome,
+        PaymentFailure,
+        PaymentRequest,
+        PaymentResult,
+    )
 
 # A payment attempt that keeps failing is reported after this many tries, not retried forever.
 PAYMENT_ATTEMPTS = 6
@@ -73,12 +78,24 @@ class FundingPlanWorkflow:
             )
         except ActivityError as error:
             reason = str(error.cause or error)
-            await workflow.execute_activity_method(
-                GrantActivities.mark_payment_failed,
-                PaymentFailure(plan_id=plan_id, line_id=line_id, reason=reason),
-                start_to_close_timeout=SERVICE_TIMEOUT,
-                retry_policy=SERVICE_RETRY,
-            )
+            try:
+                await workflow.execute_activity_method(
+                    GrantActivities.mark_payment_failed,
+                    PaymentFailure(plan_id=plan_id, line_id=line_id, reason=reason),
+                    start_to_close_timeout=SERVICE_TIMEOUT,
+                    retry_policy=SERVICE_RETRY,
+                )
+            except ActivityError:
+                # The gateway says the payment went through after all (its answer was lost):
+                # settle the line with the same idempotency key instead of failing it.
+                result = await workflow.execute_activity_method(
+                    GrantActivities.execute_payment,
+                    PaymentRequest(plan_id=plan_id, line_id=line_id),
+                    start_to_close_timeout=SERVICE_TIMEOUT,
+                    retry_policy=SERVICE_RETRY,
+                )
+                await self._settled(plan_id, line_id, application_id, result)
+                return
             self._failed += 1
             await self._tell_grant(
                 application_id,
@@ -86,6 +103,11 @@ class FundingPlanWorkflow:
                 contracts.PaymentFailed(plan_id=plan_id, line_id=line_id, reason=reason),
             )
             return
+        await self._settled(plan_id, line_id, application_id, result)
+
+    async def _settled(
+        self, plan_id: str, line_id: str, application_id: str, result: PaymentResult
+    ) -> None:
         self._paid += 1
         await self._tell_grant(
             application_id,

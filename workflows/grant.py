@@ -489,7 +489,14 @@ class GrantWorkflow:
         task.reason = request.reason
         task.approved_amount_fen = request.approved_amount_fen
         self._publish_pending()
-        return ReviewTaskAck(task_id=task.task_id, round=task.round, stage=self._stage)
+        return ReviewTaskAck(
+            task_id=task.task_id,
+            round=task.round,
+            stage=self._stage,
+            decision=task.decision,
+            reason=task.reason,
+            approved_amount_fen=task.approved_amount_fen,
+        )
 
     @decide_review_task.validator
     def _validate_decision(self, request: DecideReviewTask) -> None:

@@ -59,7 +59,9 @@ class Settings(BaseSettings):
     supplement_period_seconds: float | None = None
     review_period_seconds: float | None = None
 
-    # The local simulated treasury (the payment gateway's default adapter).
+    # The payment gateway adapter; "simulated" is the local simulated treasury, the default.
+    payment_gateway: str = "simulated"
+    # The local simulated treasury.
     treasury_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     treasury_timeout_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     treasury_seed: int | None = None

@@ -60,7 +60,7 @@ class PaymentGateway(Protocol):
 
 def make_gateway(settings: Settings) -> PaymentGateway:
     """The gateway chosen by configuration (PAYMENT_GATEWAY; only "simulated" exists yet)."""
-    kind = str(getattr(settings, "payment_gateway", "simulated") or "simulated")
+    kind = settings.payment_gateway
     if kind == "simulated":
         from services.disbursement.treasury import SimulatedTreasury
 

@@ -342,7 +342,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
             return row.to_proto(now_utc())
         if row.state != store.CLAIMED or row.assignee != caller.subject:
             raise FailedPrecondition(f"cannot decide: {_STATE_PROBLEMS[row.state]}")
-        await self.workflows.decide(
+        recorded = await self.workflows.decide(
             row.application_id,
             contracts.DecideReviewTask(
                 task_id=row.task_id,
@@ -353,6 +353,12 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
                 approved_amount_fen=decided_amount,
             ),
         )
+
+        if recorded.decision:
+            # A retried update answers the decision the workflow took first; record that one.
+            decision = recorded.decision
+            reason, decided_amount = recorded.reason, recorded.approved_amount_fen
+            outcome = (decision, reason, decided_amount)
 
         def work(session: Session) -> review_pb2.ReviewTask:
             now = now_utc()

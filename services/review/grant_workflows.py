@@ -61,19 +61,24 @@ class GrantWorkflows:
             update_id=f"claim-{claim.task_id}-{claim.reviewer}",
         )
 
-    async def decide(self, application_id: str, decision: contracts.DecideReviewTask) -> None:
-        await self._update(
+    async def decide(
+        self, application_id: str, decision: contracts.DecideReviewTask
+    ) -> contracts.ReviewTaskAck:
+        """Sends the decision; answers what the workflow recorded (see ReviewTaskAck)."""
+        return await self._update(
             application_id,
             contracts.DECIDE_REVIEW_TASK,
             decision,
             update_id=f"decide-{decision.task_id}",
         )
 
-    async def _update(self, application_id: str, name: str, arg: Any, *, update_id: str) -> None:
+    async def _update(
+        self, application_id: str, name: str, arg: Any, *, update_id: str
+    ) -> contracts.ReviewTaskAck:
         handle = self._client.get_workflow_handle(contracts.grant_workflow_id(application_id))
         try:
             async with asyncio.timeout(self._timeout):
-                await handle.execute_update(
+                return await handle.execute_update(
                     name, arg, id=update_id, result_type=contracts.ReviewTaskAck
                 )
         except WorkflowUpdateFailedError as exc:

@@ -96,10 +96,14 @@ class GrantActivities:
         return task.task_id
 
     @activity.defn(name="cancel_review_tasks")
-    async def cancel_review_tasks(self, application_id: str, reason: str) -> int:
+    async def cancel_review_tasks(
+        self, application_id: str, reason: str, task_ids: list[str]
+    ) -> int:
         answer = await call(
             self.clients.review.CancelTasks(
-                review_pb2.CancelTasksRequest(application_id=application_id, reason=reason)
+                review_pb2.CancelTasksRequest(
+                    application_id=application_id, reason=reason, task_ids=task_ids
+                )
             )
         )
         return answer.cancelled

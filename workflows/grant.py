@@ -342,7 +342,7 @@ class GrantWorkflow:
             return
         await workflow.execute_activity_method(
             GrantActivities.cancel_review_tasks,
-            args=[self._input.application_id, reason],
+            args=[self._input.application_id, reason, [t.task_id for t in open_tasks]],
             start_to_close_timeout=SERVICE_TIMEOUT,
             retry_policy=SERVICE_RETRY,
         )

@@ -192,8 +192,14 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
         application_id = validation.identifier("application_id", request.application_id)
         reason = validation.text("reason", request.reason, max_len=1000, required=False)
 
+        only = {validation.identifier("task_ids", task_id) for task_id in request.task_ids}
+
         def work(session: Session) -> int:
-            rows = store.active_tasks_of(session, application_id)
+            rows = [
+                row
+                for row in store.active_tasks_of(session, application_id)
+                if not only or row.task_id in only
+            ]
             for row in rows:
                 row.state = store.CANCELLED
                 row.reason = reason

@@ -735,6 +735,21 @@ async def test_cancel_tasks_is_idempotent(review: Review) -> None:
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+async def test_cancel_tasks_touches_only_the_tasks_named(review: Review) -> None:
+    app = app_id()
+    deciding = await review.create(application_id=app)
+    still_open = await review.create(application_id=app, department=FINANCE)
+    request = review_pb2.CancelTasksRequest(
+        application_id=app, reason="rejected by finance", task_ids=[still_open.task_id]
+    )
+    assert (await review.call("CancelTasks", request, SYSTEM)).cancelled == 1
+    ops = review.token("ops-1", "ops")
+    kept = await review.call("GetTask", review_pb2.GetTaskRequest(task_id=deciding.task_id), ops)
+    gone = await review.call("GetTask", review_pb2.GetTaskRequest(task_id=still_open.task_id), ops)
+    assert kept.state == review_pb2.TASK_STATE_OPEN
+    assert gone.state == review_pb2.TASK_STATE_CANCELLED
+
+
 # Temporal out of reach -------------------------------------------------------------------------
 
 

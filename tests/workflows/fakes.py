@@ -33,6 +33,7 @@ class FakeServices:
     reports: list[StageReport] = field(default_factory=list)
     tasks: dict[str, CreateReviewTaskRequest] = field(default_factory=dict)
     cancelled: list[str] = field(default_factory=list)
+    cancelled_tasks: list[str] = field(default_factory=list)
     reserved: dict[str, int] = field(default_factory=dict)
     released: list[str] = field(default_factory=list)
     confirmed: list[str] = field(default_factory=list)
@@ -77,9 +78,10 @@ class FakeServices:
             return task_id
 
         @activity.defn(name="cancel_review_tasks")
-        async def cancel_review_tasks(application_id: str, reason: str) -> int:
+        async def cancel_review_tasks(application_id: str, reason: str, task_ids: list[str]) -> int:
             self.cancelled.append(application_id)
-            return 1
+            self.cancelled_tasks.extend(task_ids)
+            return len(task_ids)
 
         @activity.defn(name="report_stage")
         async def report_stage(report: StageReport) -> None:

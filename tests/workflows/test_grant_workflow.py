@@ -222,7 +222,8 @@ async def test_rejection_by_one_department_cancels_the_other_task(harness: Harne
     outcome = await handle.result()
     assert outcome.stage == "REJECTED"
     assert "finance" in outcome.reason and "duplicate funding" in outcome.reason
-    assert grant.application_id in harness.services.cancelled
+    # Only the task still open is cancelled, never the one whose decision ended the round.
+    assert harness.services.cancelled_tasks == [tasks["industry"]]
     assert grant.application_id not in harness.services.reserved
 
 

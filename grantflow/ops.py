@@ -111,6 +111,8 @@ async def read_events(
             partitions = [
                 TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or [])
             ]
+        if not partitions:
+            return []  # the topic does not exist (yet)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

@@ -201,7 +201,7 @@ async def test_approved_grant_is_noticed_for_seven_working_days_then_paid(harnes
 
 
 async def test_lowest_approved_amount_is_awarded(harness: Harness) -> None:
-    grant = grant_input(timing=Timing(notice_seconds=5))
+    grant = grant_input(timing=Timing(notice_seconds=1))
     handle = await harness.start(grant)
     tasks = await harness.tasks_of_round(grant, 1)
     await harness.decide(handle, tasks["industry"], "industry", "approve", amount=120_000)

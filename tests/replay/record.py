@@ -1,0 +1,64 @@
+"""Records histories of complete lifecycles for the replay tests.
+
+`python -m tests.replay.record` starts a throw-away embedded stack, runs the scripted demo, and
+writes one history per kind of life (paid, paid at a lower amount, rejected, withdrawn, returned
+for supplement, incomplete at filing) and a funding plan's into tests/replay/histories/. Re-record
+only for a deliberate, versioned workflow change: these files are what running grants look like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+
+from grantflow.demo import run_demo
+from grantflow.ops import replay_workflow
+from tests.stack_fixture import running_stack
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def record(stack_settings: object) -> list[Path]:
+    from services.common.config import Settings
+
+    settings: Settings = stack_settings  # type: ignore[assignment]
+    summary = await run_demo(settings, Console(), count=12)
+    if not summary.ok:
+        raise SystemExit("the demo did not end as scripted; nothing recorded")
+    written: list[Path] = []
+    seen: set[str] = set()
+    plans: set[str] = set()
+    for grant in summary.grants:
+        if grant.scenario.kind in seen:
+            continue
+        seen.add(grant.scenario.kind)
+        path = HISTORIES / f"grant-{grant.scenario.kind}.json"
+        report = await replay_workflow(settings, f"grant-{grant.application_id}", path)
+        assert not report.error, report.error
+        written.append(path)
+    from temporalio.client import Client
+
+    client: Client = await Client.connect(settings.temporal_address)
+    async for execution in client.list_workflows("WorkflowType = 'FundingPlanWorkflow'"):
+        plans.add(execution.id)
+    for index, plan in enumerate(sorted(plans)[:1]):
+        path = HISTORIES / f"funding-plan-{index}.json"
+        await replay_workflow(settings, plan, path)
+        written.append(path)
+    return written
+
+
+def main() -> None:
+    HISTORIES.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp)) as stack:
+        for path in asyncio.run(record(stack.settings)):
+            print(f"recorded {path}")
+
+
+if __name__ == "__main__":
+    from services.common.process import run_and_exit
+
+    run_and_exit(main)

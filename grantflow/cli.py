@@ -246,7 +246,8 @@ def run_everything(
         )
         summary = run(run_demo(settings, console, count))
         console.print(
-            f"demo finished {time.monotonic() - started:.1f} s after `make run` started the stack"
+            f"demo finished {time.monotonic() - started:.1f} s after `grantflow run` started "
+            "the stack"
         )
         _print_addresses(stack.addresses())
         if not summary.ok:

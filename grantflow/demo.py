@@ -427,9 +427,9 @@ def print_summary(console: Console, summary: DemoSummary) -> None:
     table = Table("application", "program", "applicant", "scenario", "status", "award", "s")
     for g in summary.grants:
         table.add_row(
-            g.application_id[:12],
+            g.application_id[:8],
             g.scenario.program,
-            g.name[:34],
+            g.name.removeprefix("Shenzhen ").removesuffix(" Co., Ltd.")[:22],
             g.scenario.kind,
             stage_name(g.status),
             yuan(g.award_fen) if g.award_fen else "",

@@ -313,6 +313,7 @@ class GrantWorkflow:
         await self._cancel_open_tasks(reason)
         if stage == "REJECTED":
             await self._release(reason)
+        self._amount = 0  # nothing is awarded to a rejected or withdrawn application
         await self._report(stage, reason)
         return self._outcome()
 

@@ -222,6 +222,7 @@ async def test_rejection_by_one_department_cancels_the_other_task(harness: Harne
     outcome = await handle.result()
     assert outcome.stage == "REJECTED"
     assert "finance" in outcome.reason and "duplicate funding" in outcome.reason
+    assert outcome.award_amount_fen == 0
     # Only the task still open is cancelled, never the one whose decision ended the round.
     assert harness.services.cancelled_tasks == [tasks["industry"]]
     assert grant.application_id not in harness.services.reserved

@@ -1,0 +1,1 @@
+"""Benchmarks that print figures (timing goals live here, not in tests)."""

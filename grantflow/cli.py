@@ -28,6 +28,7 @@ from services.common.auth import DEPARTMENTS, mint_token
 from services.common.clients import ServiceClients
 from services.common.config import Settings, get_settings
 from services.common.process import run_and_exit
+from services.common.workdays import SHANGHAI
 
 T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
@@ -378,7 +379,8 @@ def tasks(
             review_pb2.TaskState.Name(t.state).removeprefix("TASK_STATE_"),
             t.assignee,
             yuan(t.proposed_amount_fen),
-            t.due_at.ToDatetime().isoformat(timespec="minutes") + (" overdue" if t.overdue else ""),
+            t.due_at.ToDatetime(tzinfo=SHANGHAI).strftime("%Y-%m-%d %H:%M")
+            + (" overdue" if t.overdue else ""),
         )
     console.print(table)
 

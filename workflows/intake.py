@@ -10,7 +10,6 @@ is the same request.
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Callable
 
 import structlog
@@ -24,8 +23,8 @@ from services.common import kafka
 from services.common.config import Settings, get_settings
 from services.common.db import from_timestamp
 from services.common.logging import configure_logging
-from services.common.process import run_and_exit
-from services.common.temporal import connect_temporal_patiently
+from services.common.process import run_and_exit, stop_on_signals
+from services.common.temporal import connect_until_reachable
 from workflows import contracts
 from workflows.grant import APPLICANT_KEY, PENDING_KEY, PROGRAM_KEY, STAGE_KEY
 from workflows.models import GrantInput, Timing
@@ -151,13 +150,10 @@ async def run(
     ready: Callable[[], None] | None = None,
 ) -> None:
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
-    client = await connect_temporal_patiently(settings)
+    stop_on_signals(stop)
+    client = await connect_until_reachable(settings, stop)
+    if client is None:
+        return
     intake = Intake(settings, client)
     consumer = kafka.EventConsumer(
         settings,

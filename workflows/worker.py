@@ -7,7 +7,6 @@ the system token; the enterprise registry is the local adapter unless configured
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -17,8 +16,8 @@ from temporalio.worker import Worker
 from services.common.clients import ServiceClients, system_token
 from services.common.config import Settings, get_settings
 from services.common.logging import configure_logging
-from services.common.process import run_and_exit
-from services.common.temporal import connect_temporal_patiently
+from services.common.process import run_and_exit, stop_on_signals
+from services.common.temporal import connect_until_reachable
 from workflows.activities import GrantActivities
 from workflows.funding_plan import FundingPlanWorkflow
 from workflows.grant import GrantWorkflow
@@ -41,13 +40,10 @@ async def run(
     ready: Callable[[], None] | None = None,
 ) -> None:
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
-    client = await connect_temporal_patiently(settings)
+    stop_on_signals(stop)
+    client = await connect_until_reachable(settings, stop)
+    if client is None:
+        return
     clients = ServiceClients(settings, system_token(settings))
     activities = GrantActivities(clients, make_registry(settings))
     worker = Worker(

@@ -14,7 +14,7 @@ from services.applications.api import METHOD_ROLES, SERVICE_NAME, ApplicationSer
 from services.applications.projection import StatusProjection
 from services.common.config import Settings
 from services.common.db import Database, migrate
-from services.common.grpc_server import BackgroundTask, serve
+from services.common.grpc_server import BackgroundTask, serve, server_credentials
 from services.common.outbox import OutboxRelay
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -45,6 +45,7 @@ async def run(
             name="applications",
             address=settings.applications_address,
             secret=settings.auth_secret,
+            tls=server_credentials(settings),
             register=register,
             service_full_names=[SERVICE_NAME],
             method_roles=METHOD_ROLES,

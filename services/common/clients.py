@@ -37,8 +37,15 @@ class ServiceClients:
 
     def __init__(self, settings: Settings, token: str) -> None:
         interceptors = [_BearerAuth(token)]
+        credentials = (
+            grpc.ssl_channel_credentials(settings.tls_ca_file.read_bytes())
+            if settings.tls_ca_file is not None
+            else None
+        )
         self._channels = [
-            grpc.aio.insecure_channel(address, interceptors=interceptors)
+            grpc.aio.secure_channel(address, credentials, interceptors=interceptors)
+            if credentials is not None
+            else grpc.aio.insecure_channel(address, interceptors=interceptors)
             for address in (
                 settings.applications_address,
                 settings.review_address,

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     disbursement_database_url: str = ""
     treasury_database_url: str = ""
 
+    # TLS for the gRPC servers (PEM files); unset means plaintext on the embedded stack.
+    # Clients trust TLS_CA_FILE when it is set.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+
     auth_secret: str = DEV_AUTH_SECRET
     # Token the worker, consumers and services use to call each other.
     service_token: str = ""

@@ -8,7 +8,6 @@ everything else before the servicer runs, so no method can forget its check.
 from __future__ import annotations
 
 import asyncio
-import signal
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
@@ -22,12 +21,14 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from services.common.auth import set_current_principal, verify_token
+from services.common.config import Settings
 from services.common.errors import (
     InvalidArgument,
     PermissionDenied,
     ServiceError,
     Unauthenticated,
 )
+from services.common.process import stop_on_signals
 
 log = structlog.get_logger(__name__)
 
@@ -116,8 +117,7 @@ async def serve(
     service_full_names: list[str],
     method_roles: Mapping[str, frozenset[str]],
     background: list[BackgroundTask] = [],  # noqa: B006 - never mutated
-    tls_cert: bytes | None = None,
-    tls_key: bytes | None = None,
+    tls: grpc.ServerCredentials | None = None,
     stop: asyncio.Event | None = None,
     ready: Callable[[], None] | None = None,
 ) -> None:
@@ -134,19 +134,14 @@ async def serve(
         ],
         server,
     )
-    if tls_cert and tls_key:
-        server.add_secure_port(address, grpc.ssl_server_credentials([(tls_key, tls_cert)]))
+    if tls is not None:
+        server.add_secure_port(address, tls)
     else:
         server.add_insecure_port(address)
     await server.start()
 
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
-            pass
+    stop_on_signals(stop)
     tasks = [asyncio.create_task(task(stop), name=f"{name}-bg") for task in background]
     for full_name in [*service_full_names, ""]:
         await health_servicer.set(full_name, health_pb2.HealthCheckResponse.SERVING)
@@ -168,6 +163,15 @@ async def serve(
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     log.info("stopped", service=name)
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials from TLS_CERT_FILE and TLS_KEY_FILE, or None for plaintext."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    return grpc.ssl_server_credentials(
+        [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
+    )
 
 
 def roles(*names: str) -> frozenset[str]:

@@ -160,6 +160,7 @@ class EventConsumer:
         producer = make_producer(self.settings)
         await consumer.start()
         await producer.start()
+        keeper = asyncio.create_task(self._keep_topics(stop))
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=500, max_records=200)
@@ -169,8 +170,19 @@ class EventConsumer:
                 if batches:
                     await consumer.commit()
         finally:
+            keeper.cancel()
             await consumer.stop()
             await producer.stop()
+
+    async def _keep_topics(self, stop: asyncio.Event) -> None:
+        """Recreates our topics if the broker lost them (Tansu forgets everything on a restart):
+        until they exist, offset commits fail and are retried forever, and the loop stalls."""
+        while not stop.is_set():
+            await _sleep_or_stop(stop, self.settings.outbox_check_broker_seconds)
+            try:
+                await ensure_topics(self.settings)
+            except Exception as exc:  # broker down right now: try again next round
+                log.info("topic check failed", group=self.group_id, error=repr(exc))
 
     async def _apply(
         self, record: ConsumerRecord, producer: AIOKafkaProducer, stop: asyncio.Event

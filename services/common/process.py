@@ -10,7 +10,9 @@ before this point; this is the only place in Grantflow that calls os._exit.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -42,3 +44,13 @@ def run_and_exit(main: Callable[[], int | None]) -> None:
         traceback.print_exc()
         status = 1
     exit_now(status)
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set `stop`, so a long-running process drains and exits cleanly."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (in-process tests)
+            pass

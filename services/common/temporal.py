@@ -21,20 +21,26 @@ async def connect_temporal(settings: Settings) -> Client:
     )
 
 
-async def connect_temporal_patiently(settings: Settings, attempts: int = 120) -> Client:
-    """Connects, waiting for Temporal to come up (the stack starts its processes in parallel)."""
-    for attempt in range(1, attempts + 1):
+async def connect_until_reachable(settings: Settings, stop: asyncio.Event) -> Client | None:
+    """Connects to Temporal, waiting with backoff while it is down (the stack starts its
+    processes in any order); None if asked to stop first."""
+    delay = 0.5
+    while not stop.is_set():
         try:
             return await connect_temporal(settings)
-        except RuntimeError as error:
-            if attempt == attempts:
-                raise
-            if attempt % 10 == 1:
-                log.info(
-                    "waiting for temporal", address=settings.temporal_address, error=str(error)
-                )
-            await asyncio.sleep(0.5)
-    raise AssertionError("unreachable")
+        except Exception as exc:
+            log.warning(
+                "temporal unreachable; retrying",
+                address=settings.temporal_address,
+                error=str(exc),
+                retry_in=delay,
+            )
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        except TimeoutError:
+            pass
+        delay = min(delay * 2, 10.0)
+    return None
 
 
 async def register_search_attributes(client: Client, attributes: dict[str, str]) -> None:

@@ -13,7 +13,7 @@ import grpc
 from grantflow.v1 import disbursement_pb2_grpc
 from services.common.config import Settings
 from services.common.db import Database, migrate
-from services.common.grpc_server import serve
+from services.common.grpc_server import serve, server_credentials
 from services.common.outbox import OutboxRelay
 from services.disbursement.api import METHOD_ROLES, SERVICE_FULL_NAME, DisbursementServicer
 from services.disbursement.gateway import PaymentGateway, make_gateway
@@ -45,6 +45,7 @@ async def run(
             name="disbursement",
             address=settings.disbursement_address,
             secret=settings.auth_secret,
+            tls=server_credentials(settings),
             register=register,
             service_full_names=[SERVICE_FULL_NAME],
             method_roles=METHOD_ROLES,

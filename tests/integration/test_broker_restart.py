@@ -12,6 +12,7 @@ import pytest
 from grantflow.demo import seed_catalogue
 from grantflow.ops import read_events
 from grantflow.v1 import common_pb2
+from services.common.temporal import connect_temporal
 from tests.actors import Actors
 from tests.stack_fixture import running_stack
 
@@ -49,6 +50,28 @@ async def test_broker_restart_loses_no_event(tmp_path: Path) -> None:
             await actors.fund()
             await actors.wait_for(ids, {S.GRANT_STAGE_PAID})
             stages = await read_events(settings, "grants", 5000)
+
+            # Restart again once every grant is closed: the intake consumer sees each
+            # ApplicationSubmitted again, and still no grant is started a second time.
+            intake_log = stack.data_dir / "logs" / "intake.log"
+            redeliveries = intake_log.read_text().count("event was a redelivery")
+            stack.kill("tansu")
+            stack.start(["tansu"])
+            stack.wait_ready(30, ["tansu"])
+            for _ in range(120):
+                if intake_log.read_text().count("event was a redelivery") >= redeliveries + len(
+                    ids
+                ):
+                    break
+                await asyncio.sleep(0.5)
+            else:
+                raise AssertionError("the intake consumer did not see the republished events")
+            client = await connect_temporal(settings)
+            for application_id in ids:
+                runs = [
+                    w async for w in client.list_workflows(f"WorkflowId = 'grant-{application_id}'")
+                ]
+                assert len(runs) == 1, application_id
         finally:
             await actors.close()
         # The stage history on the broker is whole again, not only what came after the restart.

@@ -8,7 +8,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from rich.console import Console
 from sqlalchemy import create_engine, text
 
@@ -89,6 +92,27 @@ async def test_demo_lifecycle_pays_awards_once_and_everything_agrees(stack: Loca
     assert len(treasury) == len(paid)
     assert sorted(treasury.values()) == sorted(pay_journals.values())
     assert sorted(treasury.values()) == sorted(g.award_fen for g in paid)
+
+
+def test_every_service_answers_health_and_reflection(stack: LocalStack) -> None:
+    """Generic gRPC tools work: health without a token, reflection lists the service."""
+    expected = {
+        stack.settings.applications_address: "grantflow.v1.ApplicationService",
+        stack.settings.review_address: "grantflow.v1.ReviewService",
+        stack.settings.disbursement_address: "grantflow.v1.DisbursementService",
+    }
+    for address, service in expected.items():
+        with grpc.insecure_channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=5
+            )
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+            answers = reflection.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+            )
+            names = {s.name for a in answers for s in a.list_services_response.service}
+            assert {service, "grpc.health.v1.Health"} <= names
 
 
 def gateway_payments(url: str) -> dict[str, int]:

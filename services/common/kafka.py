@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from google.protobuf.message import DecodeError, Message
@@ -93,6 +100,50 @@ async def ensure_topics(settings: Settings, names: list[str] | None = None) -> N
         await admin.close()
 
 
+def incarnation_topic(settings: Settings) -> str:
+    return f"{settings.kafka_topic_prefix}.broker-incarnation"
+
+
+async def broker_incarnation(settings: Settings) -> str:
+    """The id of the broker's current log: the first record of a one-partition marker topic,
+    written by whichever Grantflow process finds it empty. A broker that lost its data (Tansu
+    keeps everything in memory) has a new id, which tells relays to publish their retained
+    outbox again and consumers to read their topics from the beginning."""
+    name = incarnation_topic(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        if name not in set(await admin.list_topics()):
+            try:
+                await admin.create_topics([NewTopic(name, 1, 1)])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+    marker = TopicPartition(name, 0)
+    reader = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
+    )
+    await reader.start()
+    try:
+        reader.assign([marker])
+        for _ in range(20):
+            await reader.seek_to_beginning(marker)
+            records = (await reader.getmany(marker, timeout_ms=500)).get(marker, [])
+            if records:
+                return bytes(records[0].value).decode()
+            # Empty: propose an id; whoever's record lands first at offset 0 wins.
+            producer = make_producer(settings)
+            await producer.start()
+            try:
+                await producer.send_and_wait(name, uuid.uuid4().hex.encode())
+            finally:
+                await producer.stop()
+        raise RuntimeError(f"could not read {name}")
+    finally:
+        await reader.stop()
+
+
 def make_producer(settings: Settings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -103,6 +154,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
 
 
 def make_consumer(settings: Settings, group_id: str, topics: list[str]) -> AIOKafkaConsumer:
+    """A group consumer; with no topics, the caller subscribes (with a rebalance listener)."""
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -143,6 +195,8 @@ class EventConsumer:
         self.max_attempts = max_attempts or settings.consumer_max_attempts
         self.applied = 0
         self.dead_lettered = 0
+        self._incarnation: str | None = None
+        self._rewind = False
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -156,33 +210,54 @@ class EventConsumer:
 
     async def _run_once(self, stop: asyncio.Event) -> None:
         await ensure_topics(self.settings)
-        consumer = make_consumer(self.settings, self.group_id, self.topics)
+        incarnation = await broker_incarnation(self.settings)
+        if self._incarnation is not None and incarnation != self._incarnation:
+            # The broker lost its log and our group's offsets with it, but positions we held
+            # may be committed again; read everything from the start (handlers are idempotent).
+            self._rewind = True
+        self._incarnation = incarnation
+        consumer = make_consumer(self.settings, self.group_id, [])
+        consumer.subscribe(self.topics, listener=_Rewinder(self, consumer))
         producer = make_producer(self.settings)
         await consumer.start()
         await producer.start()
-        keeper = asyncio.create_task(self._keep_topics(stop))
+        consuming = asyncio.create_task(self._consume(consumer, producer, stop))
+        watching = asyncio.create_task(self._watch_broker(stop))
         try:
-            while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=500, max_records=200)
-                for records in batches.values():
-                    for record in records:
-                        await self._apply(record, producer, stop)
-                if batches:
-                    await consumer.commit()
+            done, _ = await asyncio.wait({consuming, watching}, return_when=FIRST_COMPLETED)
+            if consuming in done:
+                consuming.result()  # raises what stopped it
         finally:
-            keeper.cancel()
-            await consumer.stop()
-            await producer.stop()
+            for task in (consuming, watching):
+                task.cancel()
+            await asyncio.gather(consuming, watching, return_exceptions=True)
+            await close_quietly(consumer.stop(), producer.stop())
 
-    async def _keep_topics(self, stop: asyncio.Event) -> None:
-        """Recreates our topics if the broker lost them (Tansu forgets everything on a restart):
-        until they exist, offset commits fail and are retried forever, and the loop stalls."""
+    async def _consume(
+        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, stop: asyncio.Event
+    ) -> None:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=500, max_records=200)
+            for records in batches.values():
+                for record in records:
+                    await self._apply(record, producer, stop)
+            if batches:
+                await consumer.commit()
+
+    async def _watch_broker(self, stop: asyncio.Event) -> None:
+        """Returns when the broker has lost its log (a new incarnation), so the consumer is
+        rebuilt; meanwhile recreates lost topics, without which offset commits retry forever."""
         while not stop.is_set():
             await _sleep_or_stop(stop, self.settings.outbox_check_broker_seconds)
             try:
                 await ensure_topics(self.settings)
-            except Exception as exc:  # broker down right now: try again next round
-                log.info("topic check failed", group=self.group_id, error=repr(exc))
+                if await broker_incarnation(self.settings) != self._incarnation:
+                    log.warning(
+                        "broker lost its log; consuming again from the start", group=self.group_id
+                    )
+                    return
+            except Exception as exc:  # broker down right now: look again next round
+                log.info("broker check failed", group=self.group_id, error=repr(exc))
 
     async def _apply(
         self, record: ConsumerRecord, producer: AIOKafkaProducer, stop: asyncio.Event
@@ -230,6 +305,22 @@ class EventConsumer:
         log.error("event dead-lettered", group=self.group_id, topic=record.topic, error=error)
 
 
+class _Rewinder(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Seeks newly assigned partitions to the beginning after the broker lost its log."""
+
+    def __init__(self, owner: EventConsumer, consumer: AIOKafkaConsumer) -> None:
+        self.owner = owner
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if self.owner._rewind and assigned:
+            await self.consumer.seek_to_beginning(*assigned)
+            self.owner._rewind = False
+
+
 async def redrive(settings: Settings, source_topic: str, timeout_s: float = 5.0) -> int:
     """Sends every dead-lettered record of source_topic back to it; returns how many."""
     dlq = dead_letter_topic(source_topic)
@@ -253,6 +344,15 @@ async def redrive(settings: Settings, source_topic: str, timeout_s: float = 5.0)
         await consumer.stop()
         await producer.stop()
     return moved
+
+
+async def close_quietly(*closing: Awaitable[None], seconds: float = 10.0) -> None:
+    """Closes Kafka clients without hanging on a broker that went away mid-conversation."""
+    for close in closing:
+        try:
+            await asyncio.wait_for(close, timeout=seconds)
+        except Exception as exc:  # a client of a lost broker: nothing more to save
+            log.info("kafka client closed uncleanly", error=repr(exc))
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

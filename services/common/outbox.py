@@ -3,9 +3,9 @@
 A service writes its row and the event in one transaction (`enqueue`); `OutboxRelay` publishes
 pending events to Kafka with acks=all and marks them published (rows are kept for the retention
 window, not deleted). Tansu keeps messages in memory, so the outbox is the durable record: when
-the relay sees the broker has lost what it was given (a partition's offsets went backwards, or its
-end offset is below what was published), it publishes the retained events of that topic again;
-consumers skip what they already applied by event id (`claim_event`).
+the relay sees the broker has lost what it was given (a new broker incarnation, a partition's
+offsets going backwards, or an end offset below what was published), it publishes the retained
+events again; consumers skip what they already applied by event id (`claim_event`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from grantflow.v1 import events_pb2
 from services.common.config import Settings
 from services.common.db import Database, now_utc
-from services.common.kafka import ensure_topics, make_producer
+from services.common.kafka import broker_incarnation, close_quietly, ensure_topics, make_producer
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +82,7 @@ class OutboxRelay:
         self.published = 0
         self.republished_topics = 0
         self._high: dict[tuple[str, int], int] = {}
+        self._incarnation: str | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -102,6 +103,7 @@ class OutboxRelay:
         await producer.start()
         try:
             self._high = await self.db.run(self._load_high_offsets)
+            await self._check_incarnation()
             await self._check_broker()
             loop = asyncio.get_running_loop()
             next_check = loop.time() + self.settings.outbox_check_broker_seconds
@@ -116,6 +118,8 @@ class OutboxRelay:
                     await self._mark_published(sent)
                     self.published += len(sent)
                 if loop.time() >= next_check:
+                    await ensure_topics(self.settings)  # a restarted broker has none
+                    await self._check_incarnation()
                     await self._check_broker()
                     next_check = loop.time() + self.settings.outbox_check_broker_seconds
                 if loop.time() >= next_purge:
@@ -129,7 +133,7 @@ class OutboxRelay:
                     except TimeoutError:
                         pass
         finally:
-            await producer.stop()
+            await close_quietly(producer.stop())
 
     def _pending(self, session: Session) -> list[tuple[int, str, str, bytes]]:
         rows = session.exec(
@@ -178,6 +182,20 @@ class OutboxRelay:
         for _, topic, partition, offset in sent:
             key = (topic, partition)
             self._high[key] = max(self._high.get(key, -1), offset)
+
+    async def _check_incarnation(self) -> None:
+        """A broker with a new incarnation lost everything: publish every retained row again."""
+        incarnation = await broker_incarnation(self.settings)
+        if self._incarnation is not None and incarnation != self._incarnation:
+
+            def work(session: Session) -> None:
+                topics = session.exec(select(OutboxEvent.topic).distinct()).all()
+                for topic in topics:
+                    self._unpublish(session, topic, exclude=[])
+
+            await self.db.run(work)
+            self._high.clear()
+        self._incarnation = incarnation
 
     async def _check_broker(self) -> None:
         """Compares the broker's end offsets with what we published; republishes what it lost."""

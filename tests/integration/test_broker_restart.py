@@ -36,7 +36,7 @@ async def test_broker_restart_loses_no_event(tmp_path: Path) -> None:
             stack.wait_ready(30, ["tansu"])
 
             # Everything published before the restart is back on the new broker.
-            for _ in range(60):
+            for _ in range(120):
                 after = await read_events(settings, "applications", 1000)
                 if {e.subject for e in after if e.HasField("application_submitted")} >= set(ids):
                     break

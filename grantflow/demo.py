@@ -135,10 +135,38 @@ async def seed_catalogue(settings: Settings, token: str = "") -> tuple[int, int]
     budgets: dict[str, int] = json.loads(BUDGETS_FILE.read_text())["budgets_fen"]
     async with ServiceClients(settings, finance) as clients:
         for program, total in budgets.items():
+            try:
+                await clients.disbursement.GetProgramBudget(
+                    disbursement_pb2.GetProgramBudgetRequest(program_code=program)
+                )
+                continue  # finance already set it; seeding never overrides a budget
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
             await clients.disbursement.SetProgramBudget(
                 disbursement_pb2.SetProgramBudgetRequest(program_code=program, total_fen=total)
             )
     return len(rules), len(budgets)
+
+
+async def top_up_budgets(settings: Settings) -> list[str]:
+    """For a repeated demo on the same data: raises each program's total so that its configured
+    budget is available again (a new budget year, as it were). Returns what it changed."""
+    finance = mint_token(settings.auth_secret, "demo.finance", "finance")
+    budgets: dict[str, int] = json.loads(BUDGETS_FILE.read_text())["budgets_fen"]
+    changed = []
+    async with ServiceClients(settings, finance) as clients:
+        for program, wanted in budgets.items():
+            budget = await clients.disbursement.GetProgramBudget(
+                disbursement_pb2.GetProgramBudgetRequest(program_code=program)
+            )
+            if budget.available_fen < wanted:
+                total = budget.total_fen + wanted - budget.available_fen
+                await clients.disbursement.SetProgramBudget(
+                    disbursement_pb2.SetProgramBudgetRequest(program_code=program, total_fen=total)
+                )
+                changed.append(f"{program} to {yuan(total)}")
+    return changed
 
 
 class Demo:
@@ -397,6 +425,9 @@ async def retry_unavailable(call: Callable[[], Awaitable[object]], attempts: int
 async def run_demo(settings: Settings, console: Console, count: int = 24) -> DemoSummary:
     programs, budgets = await seed_catalogue(settings)
     console.print(f"seeded {programs} program versions and {budgets} budgets")
+    topped = await top_up_budgets(settings)
+    if topped:
+        console.print("earlier runs spent the budgets; raised " + ", ".join(topped))
     demo = Demo(settings, console, count)
     try:
         runner = asyncio.create_task(demo.run())

@@ -29,6 +29,7 @@ from services.applications.store import (
     application_by_id,
     document_dicts,
     program_versions,
+    programs_involving,
 )
 from services.common import validation
 from services.common.auth import Principal, current_principal
@@ -65,6 +66,7 @@ MAX_NAME = 200
 MAX_TITLE = 200
 MAX_DESCRIPTION = 5000
 MAX_REASON = 1000
+ELLIPSIS = "…"
 MAX_NOTE = 2000
 MAX_DOCUMENTS_PER_REQUEST = 20
 MAX_DOCUMENTS = 100
@@ -109,6 +111,25 @@ def _enterprise_of(caller: Principal) -> str:
 def _check_owner(caller: Principal, record: ApplicationRecord) -> None:
     if caller.role == "applicant" and record.applicant_credit_code != _enterprise_of(caller):
         raise PermissionDenied("this application belongs to another enterprise")
+
+
+def _check_reviewer_sees(session: Session, caller: Principal, record: ApplicationRecord) -> None:
+    # Finance, ops and the system see every program (finance pays them all); a reviewer sees
+    # only the programs its department owns or reviews.
+    if caller.role == "reviewer" and not programs_involving(
+        session, caller.department_enum, record.program_code
+    ):
+        raise PermissionDenied("your department does not review this application's program")
+
+
+def _stage_reason(field: str, value: str) -> str:
+    """A stage report states what already happened, so an over-long reason (a reviewer's full
+    reason behind a prefix such as "rejected by finance: ") is cut to MAX_REASON characters,
+    ending in an ellipsis, rather than refused; malformed text is still refused."""
+    value = validation.text(field, value, max_len=len(value), required=False)
+    if len(value) > MAX_REASON:
+        value = value[: MAX_REASON - len(ELLIPSIS)].rstrip() + ELLIPSIS
+    return value
 
 
 @dataclass(frozen=True)
@@ -327,6 +348,7 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
             if record is None:
                 raise NotFound(f"application {application_id} not found")
             _check_owner(caller, record)
+            _check_reviewer_sees(session, caller, record)
             return record.to_proto()
 
         return await self.db.run(work)
@@ -361,6 +383,13 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
                 query = query.where(
                     ApplicationRecord.applicant_credit_code == _enterprise_of(caller)
                 )
+            if caller.role == "reviewer":
+                visible = programs_involving(session, caller.department_enum)
+                if program_filter and program_filter not in visible:
+                    raise PermissionDenied(
+                        f"your department does not review program {program_filter}"
+                    )
+                query = query.where(col(ApplicationRecord.program_code).in_(sorted(visible)))
             if credit_filter:
                 query = query.where(ApplicationRecord.applicant_credit_code == credit_filter)
             if program_filter:
@@ -520,9 +549,7 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
         if change.sequence < 1:
             raise InvalidArgument("change.sequence", "must be at least 1")
         validation.fen("change.award_amount_fen", change.award_amount_fen)
-        change.reason = validation.text(
-            "change.reason", change.reason, max_len=MAX_REASON, required=False
-        )
+        change.reason = _stage_reason("change.reason", change.reason)
         if change.plan_id:
             validation.identifier("change.plan_id", change.plan_id)
             if len(change.plan_id) > 64:

@@ -33,6 +33,13 @@ def program_code(field: str, value: str) -> str:
     return value
 
 
+def involves(rule: common_pb2.ProgramRule, department: int) -> bool:
+    """Whether a department owns or reviews this rule version (and so may see its filings)."""
+    return department != common_pb2.DEPARTMENT_UNSPECIFIED and (
+        rule.owner_department == department or department in rule.review_departments
+    )
+
+
 def _working_days(field: str, value: int) -> None:
     if value < 1:
         raise InvalidArgument(field, "must be at least 1 working day")

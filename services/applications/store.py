@@ -13,6 +13,7 @@ from sqlalchemy import JSON, BigInteger, Column, LargeBinary, Text, UniqueConstr
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from grantflow.v1 import applications_pb2, common_pb2
+from services.applications.catalogue import involves
 from services.common.db import as_utc, from_timestamp, to_timestamp
 
 
@@ -133,6 +134,15 @@ def program_versions(session: Session, code: str) -> list[ProgramVersion]:
             .order_by(col(ProgramVersion.version))
         ).all()
     )
+
+
+def programs_involving(session: Session, department: int, code: str = "") -> set[str]:
+    """Codes of the programs a department owns or reviews in any published version (a version
+    that changed the departments does not hide filings made under an earlier one)."""
+    query = select(ProgramVersion)
+    if code:
+        query = query.where(ProgramVersion.code == code)
+    return {row.code for row in session.exec(query).all() if involves(row.to_proto(), department)}
 
 
 def application_by_id(

@@ -330,6 +330,12 @@ async def test_bad_input_names_the_field_and_writes_nothing(service: Application
         "change.sequence",
     )
     await assert_invalid(
+        service.stub.ReportGrantStage(
+            report("grant-x-2", reason="rejected by finance: \x07" + "x" * 2000), metadata=system
+        ),
+        "change.reason",
+    )
+    await assert_invalid(
         service.stub.WithdrawApplication(
             applications_pb2.WithdrawApplicationRequest(
                 application_id=filed.application_id, reason="x" * 1001
@@ -585,6 +591,123 @@ async def test_stage_reports_go_to_the_outbox_once(service: ApplicationsHarness)
     missing = await rpc_error(service.stub.ReportGrantStage(unknown, metadata=system))
     assert missing.code() == grpc.StatusCode.NOT_FOUND
     assert len(service.outbox_payloads(STAGE_CHANGED)) == 1
+
+
+async def test_an_over_long_stage_reason_is_cut_not_refused(service: ApplicationsHarness) -> None:
+    applicant = service.auth("applicant", enterprise=ENTERPRISE_A)
+    system = service.auth("system")
+    filed = await service.stub.SubmitApplication(submission(), metadata=applicant)
+
+    def rejection(sequence: int, reason: str) -> applications_pb2.ReportGrantStageRequest:
+        return applications_pb2.ReportGrantStageRequest(
+            event_id=f"grant-{filed.application_id}-{sequence}",
+            change=applications_pb2.GrantStageChanged(
+                application_id=filed.application_id,
+                stage=common_pb2.GRANT_STAGE_REJECTED,
+                sequence=sequence,
+                reason=reason,
+            ),
+        )
+
+    # The grant workflow prefixes a reviewer's reason, which may itself be 1000 characters.
+    prefix = "rejected by finance: "
+    long_reason = prefix + "预算不足" * 250
+    await service.stub.ReportGrantStage(rejection(2, long_reason), metadata=system)
+    await service.stub.ReportGrantStage(rejection(2, long_reason), metadata=system)
+    exact = "x" * 1000
+    await service.stub.ReportGrantStage(rejection(3, exact), metadata=system)
+
+    cut, kept = [
+        envelope.grant_stage_changed.reason
+        for envelope in decoded(service.outbox_payloads(STAGE_CHANGED))
+    ]
+    assert len(cut) == 1000
+    assert cut.endswith("…")
+    assert long_reason.startswith(cut.removesuffix("…"))
+    assert kept == exact
+
+
+async def test_reviewers_see_only_programs_their_department_reviews(
+    service: ApplicationsHarness,
+) -> None:
+    applicant = service.auth("applicant", enterprise=ENTERPRISE_A)
+    ops = service.auth("ops")
+    hr = service.auth("reviewer", department="hr")
+    industry = service.auth("reviewer", department="industry")
+    finance_reviewer = service.auth("reviewer", department="finance")
+
+    # An hr program whose second version moves it to industry: both departments keep seeing it.
+    [template] = [rule for rule in load_catalogue() if rule.code == "SME-CLOUD"]
+    talent_v1 = common_pb2.ProgramRule()
+    talent_v1.CopyFrom(template)
+    talent_v1.code = "TALENT-HR"
+    talent_v1.owner_department = common_pb2.DEPARTMENT_HR
+    talent_v1.ClearField("review_departments")
+    talent_v1.review_departments.append(common_pb2.DEPARTMENT_HR)
+    talent_v2 = common_pb2.ProgramRule()
+    talent_v2.CopyFrom(talent_v1)
+    talent_v2.version = 2
+    talent_v2.owner_department = common_pb2.DEPARTMENT_INDUSTRY
+    talent_v2.review_departments[:] = [common_pb2.DEPARTMENT_INDUSTRY]
+    await service.stub.PublishProgramVersion(
+        applications_pb2.PublishProgramVersionRequest(rule=talent_v1), metadata=ops
+    )
+
+    sme = await service.stub.SubmitApplication(submission(), metadata=applicant)
+    talent = await service.stub.SubmitApplication(
+        submission("req-0000002", program="TALENT-HR"), metadata=applicant
+    )
+
+    async def get(application_id: str, metadata: Any) -> grpc.StatusCode:
+        try:
+            await service.stub.GetApplication(
+                applications_pb2.GetApplicationRequest(application_id=application_id),
+                metadata=metadata,
+            )
+        except grpc.aio.AioRpcError as error:
+            return error.code()
+        return grpc.StatusCode.OK
+
+    async def listed(metadata: Any, **filters: Any) -> list[str]:
+        answer = await service.stub.ListApplications(
+            applications_pb2.ListApplicationsRequest(**filters), metadata=metadata
+        )
+        return [a.application_id for a in answer.applications]
+
+    ok, denied = grpc.StatusCode.OK, grpc.StatusCode.PERMISSION_DENIED
+    both = [talent.application_id, sme.application_id]
+
+    # SME-CLOUD is industry's and finance's: hr sees nothing of it.
+    assert await get(sme.application_id, hr) == denied
+    assert await get(talent.application_id, hr) == ok
+    assert await listed(hr) == [talent.application_id]
+    assert await listed(hr, applicant_credit_code=ENTERPRISE_A) == [talent.application_id]
+    refused = await rpc_error(
+        service.stub.ListApplications(
+            applications_pb2.ListApplicationsRequest(program_code="SME-CLOUD"), metadata=hr
+        )
+    )
+    assert refused.code() == denied
+
+    assert await get(sme.application_id, industry) == ok
+    assert await get(talent.application_id, industry) == denied
+    assert await listed(industry) == [sme.application_id]
+    assert await listed(industry, program_code="SME-CLOUD") == [sme.application_id]
+    assert await get(sme.application_id, finance_reviewer) == ok
+    assert await listed(finance_reviewer) == [sme.application_id]
+
+    await service.stub.PublishProgramVersion(
+        applications_pb2.PublishProgramVersionRequest(rule=talent_v2), metadata=ops
+    )
+    assert await get(talent.application_id, industry) == ok
+    assert await listed(industry) == both
+    assert await listed(hr) == [talent.application_id]
+    assert await listed(finance_reviewer) == [sme.application_id]
+
+    # Finance pays every program; ops and the system run them all.
+    for everything in (service.auth("finance"), ops, service.auth("system")):
+        assert await listed(everything) == both
+        assert await get(talent.application_id, everything) == ok
 
 
 async def eventually(check: Any, within: float = 20.0) -> Any:

@@ -12,7 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grantflow.v1 import common_pb2
-from services.applications.catalogue import CATALOGUE_FILE, load_catalogue, validate_rule
+from services.applications.catalogue import (
+    CATALOGUE_FILE,
+    involves,
+    load_catalogue,
+    validate_rule,
+)
 from services.common.errors import InvalidArgument
 
 SHANGHAI = timezone(timedelta(hours=8))
@@ -138,3 +143,19 @@ def test_a_broken_catalogue_file_fails_naming_the_entry(tmp_path: Path) -> None:
     broken.write_text(json.dumps(document), encoding="utf-8")
     with pytest.raises(ValueError, match=r"programs\[1\]\.amount_rule\.cap_fen"):
         load_catalogue(broken)
+
+
+def test_a_program_involves_its_owner_and_its_reviewers_only() -> None:
+    sme = by_code()["SME-CLOUD"]
+    assert involves(sme, common_pb2.DEPARTMENT_INDUSTRY)
+    assert involves(sme, common_pb2.DEPARTMENT_FINANCE)
+    assert not involves(sme, common_pb2.DEPARTMENT_HR)
+    assert not involves(sme, common_pb2.DEPARTMENT_UNSPECIFIED)
+
+    owned_only = common_pb2.ProgramRule()
+    owned_only.CopyFrom(sme)
+    owned_only.owner_department = common_pb2.DEPARTMENT_HR
+    owned_only.review_departments[:] = [common_pb2.DEPARTMENT_FINANCE]
+    assert involves(owned_only, common_pb2.DEPARTMENT_HR)
+    assert involves(owned_only, common_pb2.DEPARTMENT_FINANCE)
+    assert not involves(owned_only, common_pb2.DEPARTMENT_INDUSTRY)

@@ -42,6 +42,7 @@ from services.disbursement.gateway import (
     GatewayTimeout,
     GatewayUnavailable,
     PaymentGateway,
+    award_payment_key,
 )
 from services.disbursement.store import (
     BudgetFigures,
@@ -372,6 +373,25 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
         application_id = validation.identifier("application_id", request.application_id)
         reason = reason_text("reason", request.reason)
 
+        def attempted(session: Session) -> bool:
+            row = session.get(ReservationRow, application_id)
+            return (
+                row is not None
+                and row.state in (store.RESERVED, store.AWARDED)
+                and store.award_attempted(session, application_id)
+            )
+
+        if await self.db.run(attempted):
+            # An award whose payment line was given up may have been paid late: giving its
+            # money back to the budget would spend it twice.
+            reference = await self._award_payment(application_id)
+            if reference:
+                raise FailedPrecondition(
+                    f"the payment gateway paid the award of application {application_id} "
+                    f"(reference {reference}) after its payment line failed: it cannot be "
+                    "released; its line in the next funding plan settles the payment"
+                )
+
         def work(session: Session) -> ReservationRow:
             row = store.lock_reservation(session, application_id)
             if row is None:
@@ -631,10 +651,12 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             return line_pb(line)
 
         try:
-            # The line id is the idempotency key: however often this runs, the gateway pays once.
+            # The award's key, not the line's: however often this runs, and from whichever plan's
+            # line, the gateway pays the award once. A line given up after a lost answer may have
+            # been paid late; the award's line in a later plan then gets that payment back.
             reference = await asyncio.wait_for(
                 self.gateway.pay(
-                    idempotency_key=line_id,
+                    idempotency_key=award_payment_key(line.application_id),
                     payee_credit_code=line.applicant_credit_code,
                     payee_name=line.applicant_name,
                     amount_fen=line.amount_fen,
@@ -659,17 +681,9 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
                 raise NotFound(f"payment line {line_id} not found in funding plan {plan_id}")
             if row.state == store.PAID:
                 return row  # a concurrent call settled it
-            if row.state == store.FAILED:
-                log.error(
-                    "gateway paid a line already marked failed",
-                    line_id=line_id,
-                    reference=reference,
-                )
-                raise FailedPrecondition(
-                    f"payment line {line_id} was marked failed while the gateway paid it "
-                    f"(reference {reference}): reconcile with the treasury"
-                )
             reservation = store.lock_reservation(session, row.application_id)
+            if row.state == store.FAILED:
+                raise self._paid_after_failure(row, reservation, reference)
             now = now_utc()
             row.state = store.PAID
             row.gateway_reference = reference
@@ -710,6 +724,66 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
 
         return line_pb(await self._transact(settle))
 
+    @staticmethod
+    def _paid_after_failure(
+        line: PaymentLineRow, reservation: ReservationRow | None, reference: str
+    ) -> FailedPrecondition:
+        """The answer to a gateway payment that completed after its line was marked failed.
+
+        A failed line keeps no journal, so the line is not revived: the payment belongs to the
+        award (its key is the award's), and the award's next line settles it with this reference
+        without paying again. Only an award that fell away meanwhile leaves money to recover.
+        """
+        state = reservation.state if reservation is not None else "missing"
+        where = f"payment line {line.line_id} was marked failed before the gateway paid it"
+        if state == store.PAID:
+            log.info(
+                "late payment of a failed line; the award is settled already",
+                line_id=line.line_id,
+                application_id=line.application_id,
+                reference=reference,
+            )
+            return FailedPrecondition(
+                f"{where} (reference {reference}); the award of application "
+                f"{line.application_id} is settled by a later line with that payment"
+            )
+        if state in (store.AWARDED, store.IN_PLAN):
+            log.warning(
+                "late payment of a failed line; the award's next line settles it",
+                line_id=line.line_id,
+                application_id=line.application_id,
+                reference=reference,
+            )
+            return FailedPrecondition(
+                f"{where} (reference {reference}); the award of application "
+                f"{line.application_id} stays reserved and its line in the next funding plan "
+                "settles this payment without paying again"
+            )
+        log.error(
+            "gateway paid an award that fell away: reconcile with the treasury",
+            line_id=line.line_id,
+            application_id=line.application_id,
+            reservation_state=state,
+            reference=reference,
+        )
+        return FailedPrecondition(
+            f"{where} (reference {reference}), and the award of application "
+            f"{line.application_id} is {state}: reconcile with the treasury"
+        )
+
+    async def _award_payment(self, application_id: str) -> str | None:
+        """The gateway reference of the award's payment, if one was made; Unavailable if unsure."""
+        try:
+            return await asyncio.wait_for(
+                self.gateway.find_payment(award_payment_key(application_id)),
+                timeout=GATEWAY_CALL_TIMEOUT_S,
+            )
+        except (GatewayUnavailable, GatewayTimeout, TimeoutError) as exc:
+            raise Unavailable(
+                "cannot confirm with the payment gateway that the award of application "
+                f"{application_id} was not paid; retry"
+            ) from exc
+
     async def MarkPaymentFailed(
         self, request: pb.MarkPaymentFailedRequest, context: Any
     ) -> pb.PaymentLine:
@@ -717,7 +791,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
         line_id = validation.identifier("line_id", request.line_id)
         reason = reason_text("reason", request.reason) or "payment failed"
 
-        def check(session: Session, *, lock: bool) -> PaymentLineRow:
+        def check(session: Session, *, lock: bool) -> tuple[PaymentLineRow, bool]:
             if lock:
                 plan = store.lock_plan(session, plan_id)
                 line = store.lock_line(session, line_id)
@@ -730,30 +804,24 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
                 raise FailedPrecondition(f"payment line {line_id} is already paid")
             if line.state != store.FAILED and plan.state not in PAYABLE_PLAN_STATES:
                 raise FailedPrecondition(f"funding plan {plan_id} is {plan.state}, not approved")
-            return line
+            return line, store.award_attempted(session, line.application_id)
 
-        seen = await self.db.run(lambda session: check(session, lock=False))
+        seen, attempted = await self.db.run(lambda session: check(session, lock=False))
         if seen.state == store.FAILED:
             return line_pb(seen)
-        if seen.attempts:
-            # An attempt whose answer was lost may have paid: giving the award back to a later
-            # plan (a new line, a new idempotency key) would then pay it twice.
-            try:
-                reference = await asyncio.wait_for(
-                    self.gateway.find_payment(line_id), timeout=GATEWAY_CALL_TIMEOUT_S
-                )
-            except (GatewayUnavailable, GatewayTimeout, TimeoutError) as exc:
-                raise Unavailable(
-                    "cannot confirm with the payment gateway that this line was not paid; retry"
-                ) from exc
+        if attempted:
+            # An attempt whose answer was lost, on this line or an earlier one of the award, may
+            # have paid: the payment is then settled on this line, never given up.
+            reference = await self._award_payment(seen.application_id)
             if reference:
                 raise FailedPrecondition(
-                    f"the payment gateway paid line {line_id} (reference {reference}): "
-                    "execute the payment again to settle it instead of marking it failed"
+                    f"the payment gateway paid the award of application {seen.application_id} "
+                    f"(reference {reference}): execute line {line_id} again to settle it instead "
+                    "of marking it failed"
                 )
 
         def work(session: Session) -> PaymentLineRow:
-            line = check(session, lock=True)
+            line, _ = check(session, lock=True)
             if line.state == store.FAILED:
                 return line
             if line.attempts != seen.attempts:

@@ -6,13 +6,34 @@ GatewayUnavailable means nothing happened; GatewayTimeout means the outcome is u
 payment may have been made), so only a retry with the same idempotency key is safe;
 GatewayRejected is permanent. find_payment answers what happened to a key, so a payment whose
 answer was lost is never mistaken for one that was not made.
+
+The idempotency key belongs to the award, not to a payment line (award_payment_key): a line given
+up after a lost answer may still be paid late, and the award's line in a later plan must then get
+that payment back instead of paying the award a second time.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Protocol
 
 from services.common.config import Settings
+
+# Gateways take keys of at most this many characters (the simulated treasury's column).
+MAX_KEY = 128
+AWARD_KEY_PREFIX = "award-"
+
+
+def award_payment_key(application_id: str) -> str:
+    """The idempotency key of the payment of an application's award, the same in every plan.
+
+    One payment per award for now; instalments will need a key per instalment. Application ids
+    too long for the gateway's key are replaced by their SHA-256, so the key stays one per award.
+    """
+    key = AWARD_KEY_PREFIX + application_id
+    if len(key) <= MAX_KEY:
+        return key
+    return AWARD_KEY_PREFIX + "sha256-" + hashlib.sha256(application_id.encode()).hexdigest()
 
 
 class GatewayError(Exception):

@@ -31,9 +31,13 @@ async def run(
     """Serves until stopped. A gateway passed in stays open: its owner closes it."""
     url = settings.database_url("disbursement")
     await asyncio.to_thread(migrate, url, MIGRATIONS)
-    db = Database(url)
     own_gateway = gateway is None
-    active_gateway = gateway if gateway is not None else make_gateway(settings)
+    # Building the simulated treasury creates its table and may wait up to 30 s on a locked
+    # SQLite file: done in a thread, like every other blocking database call.
+    active_gateway = (
+        gateway if gateway is not None else await asyncio.to_thread(make_gateway, settings)
+    )
+    db = Database(url)
     try:
         servicer = DisbursementServicer(settings, db, active_gateway)
         relay = OutboxRelay(settings, db)

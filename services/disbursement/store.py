@@ -235,3 +235,16 @@ def plan_lines(session: Session, plan_id: str) -> list[PaymentLineRow]:
             .order_by(col(PaymentLineRow.application_id))
         ).all()
     )
+
+
+def award_attempted(session: Session, application_id: str) -> bool:
+    """Whether any payment line of the award, in any plan, ever called the payment gateway."""
+    return (
+        session.exec(
+            select(PaymentLineRow.line_id)
+            .where(col(PaymentLineRow.application_id) == application_id)
+            .where(col(PaymentLineRow.attempts) > 0)
+            .limit(1)
+        ).first()
+        is not None
+    )

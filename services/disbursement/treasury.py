@@ -10,6 +10,7 @@ payment was recorded, as if the answer was lost on the way back.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import Iterable
@@ -22,13 +23,18 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from services.common.config import Settings
 from services.common.db import Database, as_utc, now_utc
-from services.disbursement.gateway import GatewayRejected, GatewayTimeout, GatewayUnavailable
+from services.disbursement.gateway import (
+    MAX_KEY,
+    GatewayRejected,
+    GatewayTimeout,
+    GatewayUnavailable,
+)
 
 
 class TreasuryPayment(SQLModel, table=True):
     __tablename__ = "treasury_payment"
 
-    idempotency_key: str = Field(primary_key=True, max_length=128)
+    idempotency_key: str = Field(primary_key=True, max_length=MAX_KEY)
     reference: str = Field(max_length=64, unique=True)
     payee_credit_code: str = Field(max_length=32)
     payee_name: str = Field(max_length=200)
@@ -92,8 +98,8 @@ class SimulatedTreasury:
         times_out = self._rng.random() < self.timeout_rate
         if fails:
             raise GatewayUnavailable("treasury unavailable (simulated)")
-        if not idempotency_key or len(idempotency_key) > 128:
-            raise GatewayRejected("idempotency key must be 1-128 characters")
+        if not idempotency_key or len(idempotency_key) > MAX_KEY:
+            raise GatewayRejected(f"idempotency key must be 1-{MAX_KEY} characters")
         if amount_fen <= 0:
             raise GatewayRejected("amount must be positive")
         if payee_credit_code in self.rejected_payees:
@@ -157,4 +163,4 @@ class SimulatedTreasury:
         return await self._db.run(work)
 
     async def close(self) -> None:
-        self._db.dispose()
+        await asyncio.to_thread(self._db.dispose)

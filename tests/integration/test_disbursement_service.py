@@ -26,7 +26,7 @@ from services.common.clients import ServiceClients
 from services.common.config import Settings
 from services.common.db import make_engine
 from services.common.kafka import DISBURSEMENT, PARTITIONS, topic
-from services.disbursement.gateway import PaymentGateway
+from services.disbursement.gateway import GatewayTimeout, PaymentGateway, award_payment_key
 from services.disbursement.server import run
 from services.disbursement.treasury import SimulatedTreasury
 from tests.support import free_port
@@ -190,6 +190,77 @@ async def awarded_plan(h: Harness, amounts: dict[str, int]) -> pb.FundingPlan:
     )
     checker = h.as_("fin-b", "finance")
     return await checker.ApproveFundingPlan(pb.ApproveFundingPlanRequest(plan_id=plan.plan_id))
+
+
+async def next_plan(h: Harness, title: str) -> pb.FundingPlan:
+    """A further plan of the awards waiting for one, made by fin-a and approved by fin-b."""
+    plan = await h.as_("fin-a", "finance").CreateFundingPlan(
+        pb.CreateFundingPlanRequest(
+            request_id=f"plan-{uuid.uuid4().hex}", program_code=PROGRAM, title=title
+        )
+    )
+    return await h.as_("fin-b", "finance").ApproveFundingPlan(
+        pb.ApproveFundingPlanRequest(plan_id=plan.plan_id)
+    )
+
+
+async def payment_journals(h: Harness) -> set[str]:
+    entries = (
+        await h.as_("ops-1", "ops").ListLedgerEntries(
+            pb.ListLedgerEntriesRequest(account_prefix=f"paid:{PROGRAM}")
+        )
+    ).entries
+    return {e.journal_id for e in entries}
+
+
+class SlowNetwork:
+    """The simulated treasury behind a slow network: the first payment request reaches the
+    treasury only when the test opens the way (`deliver`), as a bank may receive a request late.
+
+    With answer_lost the caller hears a timeout at once while its request is still on the way;
+    without, the caller waits for the late answer.
+    """
+
+    def __init__(self, treasury: SimulatedTreasury, *, answer_lost: bool) -> None:
+        self.treasury = treasury
+        self.answer_lost = answer_lost
+        self.sent = asyncio.Event()
+        self._open = asyncio.Event()
+        self._late: asyncio.Task[str] | None = None
+
+    async def pay(
+        self, idempotency_key: str, payee_credit_code: str, payee_name: str, amount_fen: int
+    ) -> str:
+        if self._late is not None:
+            return await self.treasury.pay(
+                idempotency_key, payee_credit_code, payee_name, amount_fen
+            )
+
+        async def arrive_late() -> str:
+            await self._open.wait()
+            return await self.treasury.pay(
+                idempotency_key, payee_credit_code, payee_name, amount_fen
+            )
+
+        self._late = asyncio.create_task(arrive_late())
+        self.sent.set()
+        if self.answer_lost:
+            raise GatewayTimeout("no answer; the request is still on its way")
+        # The caller giving up does not stop the request, as with a real network.
+        return await asyncio.shield(self._late)
+
+    async def deliver(self) -> str:
+        """Lets the held request reach the treasury; its reference."""
+        assert self._late is not None, "no request was sent"
+        self._open.set()
+        return await self._late
+
+    async def find_payment(self, idempotency_key: str) -> str | None:
+        return await self.treasury.find_payment(idempotency_key)
+
+    async def close(self) -> None:
+        if self._late is not None and not self._late.done():
+            self._late.cancel()
 
 
 async def assert_books_balance(h: Harness, program: str = PROGRAM) -> None:
@@ -505,9 +576,11 @@ async def test_executing_a_payment_twice_pays_once(
             payments = await treasury.list_payments()
         finally:
             await treasury.close()
-        assert sorted((p.idempotency_key, p.amount_fen) for p in payments) == sorted(
-            [(one.line_id, 150_000), (two.line_id, 250_000)]
-        )
+        # Keyed by award, so a later plan's line for the same award could never pay it again.
+        assert sorted((p.idempotency_key, p.amount_fen) for p in payments) == [
+            ("award-app-1", 150_000),
+            ("award-app-2", 250_000),
+        ]
         assert {p.payee_credit_code for p in payments} == {credit_code(1), credit_code(2)}
         finance = h.as_("fin-1", "finance")
         journal = await finance.ListLedgerEntries(
@@ -580,6 +653,128 @@ async def test_a_lost_gateway_answer_is_retried_into_exactly_one_payment(
         }
         assert journals == {f"pay-{plan.lines[0].line_id}"}
         await assert_books_balance(h)
+
+
+async def test_a_line_given_up_and_paid_late_is_settled_by_the_awards_next_line_paying_once(
+    database_url: str, tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    treasury = SimulatedTreasury(f"sqlite:///{tmp_path / 'treasury.db'}")
+    network = SlowNetwork(treasury, answer_lost=True)
+    try:
+        async with service(database_url, tmp_path, kafka_bootstrap, gateway=network) as h:
+            first = await awarded_plan(h, {"app-1": 150_000})
+            [given_up] = first.lines
+            await expect_error(
+                h.system.ExecutePayment(
+                    pb.ExecutePaymentRequest(plan_id=first.plan_id, line_id=given_up.line_id)
+                ),
+                grpc.StatusCode.UNAVAILABLE,
+            )
+            # The treasury shows no payment yet, so the workflow may give the line up.
+            assert await treasury.list_payments() == []
+            failed = await h.system.MarkPaymentFailed(
+                pb.MarkPaymentFailedRequest(
+                    plan_id=first.plan_id, line_id=given_up.line_id, reason="timed out"
+                )
+            )
+            assert failed.state == pb.PAYMENT_STATE_FAILED
+            done = await h.system.CompleteFundingPlan(
+                pb.CompleteFundingPlanRequest(plan_id=first.plan_id)
+            )
+            assert done.state == pb.PLAN_STATE_COMPLETED_WITH_FAILURES
+
+            reference = await network.deliver()  # the bank receives the request after all
+            [made] = await treasury.list_payments()
+            assert (made.reference, made.amount_fen) == (reference, 150_000)
+            # Its money went out, so the award's reservation is not given back to the budget.
+            error = await expect_error(
+                h.system.ReleaseReservation(
+                    pb.ReleaseReservationRequest(application_id="app-1", reason="withdrawn")
+                ),
+                grpc.StatusCode.FAILED_PRECONDITION,
+            )
+            assert reference in (error.details() or "")
+
+            second = await next_plan(h, "2021 batch 2")
+            [line] = second.lines
+            assert (line.application_id, line.line_id != given_up.line_id) == ("app-1", True)
+            settled = await h.system.ExecutePayment(
+                pb.ExecutePaymentRequest(plan_id=second.plan_id, line_id=line.line_id)
+            )
+            assert (settled.state, settled.gateway_reference) == (pb.PAYMENT_STATE_PAID, reference)
+            payments = await treasury.list_payments()
+            assert [(p.idempotency_key, p.reference) for p in payments] == [
+                (award_payment_key("app-1"), reference)
+            ]
+            assert await payment_journals(h) == {f"pay-{line.line_id}"}
+            [event] = h.outbox("PaymentSettled")
+            assert (event.payment_settled.line_id, event.payment_settled.gateway_reference) == (
+                line.line_id,
+                reference,
+            )
+            budget = await h.system.GetProgramBudget(
+                pb.GetProgramBudgetRequest(program_code=PROGRAM)
+            )
+            assert (budget.paid_fen, budget.reserved_fen) == (150_000, 0)
+            await assert_books_balance(h)
+    finally:
+        await network.close()
+        await treasury.close()
+
+
+async def test_a_payment_answered_after_its_line_failed_is_left_to_the_awards_next_line(
+    database_url: str, tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    treasury = SimulatedTreasury(f"sqlite:///{tmp_path / 'treasury.db'}")
+    network = SlowNetwork(treasury, answer_lost=False)
+    try:
+        async with service(database_url, tmp_path, kafka_bootstrap, gateway=network) as h:
+            first = await awarded_plan(h, {"app-1": 150_000})
+            [given_up] = first.lines
+            stub = h.system
+
+            async def execute(plan_id: str, line_id: str) -> pb.PaymentLine:
+                return await stub.ExecutePayment(
+                    pb.ExecutePaymentRequest(plan_id=plan_id, line_id=line_id)
+                )
+
+            in_flight = asyncio.create_task(execute(first.plan_id, given_up.line_id))
+            await asyncio.wait_for(network.sent.wait(), timeout=10)
+            # The call is still on its way: the gateway shows nothing, the line is given up.
+            failed = await stub.MarkPaymentFailed(
+                pb.MarkPaymentFailedRequest(
+                    plan_id=first.plan_id, line_id=given_up.line_id, reason="activity timed out"
+                )
+            )
+            assert failed.state == pb.PAYMENT_STATE_FAILED
+            reference = await network.deliver()
+            error = await expect_error(in_flight, grpc.StatusCode.FAILED_PRECONDITION)
+            assert "next funding plan" in (error.details() or "")
+            # The failed line keeps no journal; the award stays reserved for its next line.
+            assert await payment_journals(h) == set()
+            assert h.outbox("PaymentSettled") == []
+            budget = await stub.GetProgramBudget(pb.GetProgramBudgetRequest(program_code=PROGRAM))
+            assert (budget.paid_fen, budget.reserved_fen) == (0, 150_000)
+
+            second = await next_plan(h, "2021 batch 2")
+            [line] = second.lines
+            # The gateway reports the award paid: its new line is settled, never given up.
+            error = await expect_error(
+                stub.MarkPaymentFailed(
+                    pb.MarkPaymentFailedRequest(plan_id=second.plan_id, line_id=line.line_id)
+                ),
+                grpc.StatusCode.FAILED_PRECONDITION,
+            )
+            assert reference in (error.details() or "")
+            settled = await execute(second.plan_id, line.line_id)
+            assert (settled.state, settled.gateway_reference) == (pb.PAYMENT_STATE_PAID, reference)
+            assert [p.reference for p in await treasury.list_payments()] == [reference]
+            assert await payment_journals(h) == {f"pay-{line.line_id}"}
+            assert [e.payment_settled.line_id for e in h.outbox("PaymentSettled")] == [line.line_id]
+            await assert_books_balance(h)
+    finally:
+        await network.close()
+        await treasury.close()
 
 
 async def test_an_unavailable_gateway_pays_nothing_and_leaves_the_line_pending(

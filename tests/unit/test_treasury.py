@@ -10,10 +10,12 @@ from stdnum.cn import uscc
 
 from services.common.config import Settings
 from services.disbursement.gateway import (
+    MAX_KEY,
     GatewayRejected,
     GatewayTimeout,
     GatewayUnavailable,
     PaymentGateway,
+    award_payment_key,
     make_gateway,
 )
 from services.disbursement.treasury import SimulatedTreasury
@@ -46,6 +48,21 @@ async def test_a_repeated_key_returns_the_first_reference_and_never_pays_again(
         ("line-2", 80_000),
     ]
     assert next(p for p in payments if p.idempotency_key == "line-1").reference == first
+
+
+async def test_every_award_has_one_key_the_treasury_accepts(tmp_path: Path) -> None:
+    assert award_payment_key("app-1") == "award-app-1"
+    longest = [f"{n}" + "a" * 127 for n in range(2)]  # application ids go up to 128 characters
+    keys = [award_payment_key(application_id) for application_id in longest]
+    assert keys[0] != keys[1]
+    assert keys[0] == award_payment_key(longest[0])  # the same award, the same key, every time
+    assert all(len(key) <= MAX_KEY for key in keys)
+    treasury = SimulatedTreasury(f"sqlite:///{tmp_path / 't.db'}")
+    try:
+        references = [await treasury.pay(key, PAYEE, "Shenzhen Cloud Ltd", 100) for key in keys]
+        assert [await treasury.find_payment(key) for key in keys] == references
+    finally:
+        await treasury.close()
 
 
 async def test_idempotency_survives_a_restart_of_the_treasury(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """FundingPlanWorkflow: one per approved funding plan (`plan-<plan id>`), the payment run.
 
-Each line is paid through the disbursement service (which calls the payment gateway with the line
-id as idempotency key, so retries never pay twice), a bounded number of times with backoff; a
+Each line is paid through the disbursement service (which calls the payment gateway with the
+award's idempotency key, so neither retries nor a later plan for the same award pay twice), a bounded number of times with backoff; a
 line that still fails is recorded as failed and reported. Each grant is told of its plan first,
 then of its payment's outcome, by signals; the plan is closed when every line is settled.
 """
@@ -28,6 +28,9 @@ with workflow.unsafe.imports_passed_through():
 
 # A payment attempt that keeps failing is reported after this many tries, not retried forever.
 PAYMENT_ATTEMPTS = 6
+# Longer than the gateway's own call timeout (30 s), so an attempt is never abandoned while the
+# disbursement service may still be waiting for the bank's answer.
+PAYMENT_TIMEOUT = timedelta(seconds=60)
 PAYMENT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -73,7 +76,7 @@ class FundingPlanWorkflow:
             result = await workflow.execute_activity_method(
                 GrantActivities.execute_payment,
                 PaymentRequest(plan_id=plan_id, line_id=line_id),
-                start_to_close_timeout=SERVICE_TIMEOUT,
+                start_to_close_timeout=PAYMENT_TIMEOUT,
                 retry_policy=PAYMENT_RETRY,
             )
         except ActivityError as error:

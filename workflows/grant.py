@@ -59,6 +59,8 @@ SERVICE_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
 )
+# Longest reason a stage report carries (the applications service's limit is 1000).
+MAX_REASON = 900
 # Stages after which a withdrawal can no longer be honoured.
 NOT_WITHDRAWABLE = {"IN_PAYMENT", "PAID", "REJECTED", "WITHDRAWN"}
 
@@ -95,9 +97,10 @@ class GrantWorkflow:
         self._supplement: Supplement | None = None
         self._supplement_count = 0
         self._withdraw: Withdraw | None = None
-        self._plan: FundingPlanAssigned | None = None
+        # Plans this grant was put in, in order, and the payment failures reported per plan.
+        self._plans: dict[str, FundingPlanAssigned] = {}
+        self._failures: dict[str, PaymentFailed] = {}
         self._settled: PaymentSettled | None = None
-        self._failed: PaymentFailed | None = None
         self._reserved = False
         self._input: GrantInput | None = None
 
@@ -188,9 +191,15 @@ class GrantWorkflow:
 
         while True:
             await workflow.wait_condition(
-                lambda: self._plan is not None or self._withdraw is not None
+                lambda: (
+                    self._settled is not None
+                    or self._pending_plan() is not None
+                    or self._withdraw is not None
+                )
             )
-            if self._plan is None:
+            pending = self._pending_plan()
+            plan_id = self._settled.plan_id if self._settled else pending.plan_id if pending else ""
+            if not plan_id:
                 if await self._release("withdrawn by the applicant"):
                     return await self._withdrawn()
                 self._withdraw = None
@@ -198,22 +207,32 @@ class GrantWorkflow:
                     "AWAITING_FUNDING_PLAN", "withdrawal refused: the award is in a funding plan"
                 )
                 continue
-            plan = self._plan
-            await self._report("IN_PAYMENT", plan_id=plan.plan_id)
-            await workflow.wait_condition(
-                lambda: self._settled is not None or self._failed is not None
-            )
-            if self._settled is not None:
-                await self._report("PAID", plan_id=plan.plan_id)
+            await self._report("IN_PAYMENT", plan_id=plan_id)
+            if await self._payment_settles(plan_id) and self._settled is not None:
+                await self._report("PAID", plan_id=self._settled.plan_id)
                 return self._outcome(gateway_reference=self._settled.gateway_reference)
-            failure = self._failed
-            self._plan = None
-            self._failed = None
             await self._report(
                 "PAYMENT_FAILED",
-                f"payment failed: {failure.reason if failure else ''}; awaiting a later plan",
-                plan_id=plan.plan_id,
+                f"payment failed: {self._failures[plan_id].reason}; awaiting a later plan",
+                plan_id=plan_id,
             )
+
+    async def _payment_settles(self, plan_id: str) -> bool:
+        """Waits for the payment of plan_id: True when settled, False when it failed."""
+        await workflow.wait_condition(
+            lambda: self._settled is not None or plan_id in self._failures
+        )
+        return self._settled is not None
+
+    def _current_plan_id(self) -> str:
+        if self._settled is not None:
+            return self._settled.plan_id
+        pending = self._pending_plan()
+        return pending.plan_id if pending else ""
+
+    def _pending_plan(self) -> FundingPlanAssigned | None:
+        """The earliest plan this grant is in whose payment has not failed."""
+        return next((p for p in self._plans.values() if p.plan_id not in self._failures), None)
 
     async def _review_round(self, amount: int) -> str:
         """Creates one task per co-reviewing department and waits for their decisions."""
@@ -341,15 +360,17 @@ class GrantWorkflow:
         open_tasks = [t for t in self._tasks.values() if t.state in ("open", "claimed")]
         if not open_tasks:
             return
+        # Cancelled here first, so a claim or decision arriving while the service cancels them
+        # is refused by the validators instead of being accepted and then overwritten.
+        for task in open_tasks:
+            task.state = "cancelled"
+        self._publish_pending()
         await workflow.execute_activity_method(
             GrantActivities.cancel_review_tasks,
             args=[self._input.application_id, reason, [t.task_id for t in open_tasks]],
             start_to_close_timeout=SERVICE_TIMEOUT,
             retry_policy=SERVICE_RETRY,
         )
-        for task in open_tasks:
-            task.state = "cancelled"
-        self._publish_pending()
 
     def _outcome(self, gateway_reference: str = "") -> GrantOutcome:
         assert self._input is not None
@@ -358,7 +379,7 @@ class GrantWorkflow:
             stage=self._stage,
             reason=self._reason,
             award_amount_fen=self._amount,
-            plan_id=self._plan.plan_id if self._plan else "",
+            plan_id=self._settled.plan_id if self._settled else "",
             gateway_reference=gateway_reference,
         )
 
@@ -366,6 +387,8 @@ class GrantWorkflow:
 
     async def _report(self, stage: str, reason: str = "", plan_id: str = "") -> None:
         assert self._input is not None
+        if len(reason) > MAX_REASON:  # reviewers' reasons are long; a report has a limit
+            reason = reason[: MAX_REASON - 1] + "…"
         self._stage = stage
         self._reason = reason
         self._sequence += 1
@@ -519,20 +542,24 @@ class GrantWorkflow:
             self._supplement_count = request.supplement_count
             self._supplement = request
 
+    # Payment signals may arrive together in one activation (a worker catching up), so each
+    # handler only records; the main loop works through the plans in order.
+
     @workflow.signal(name=contracts.FUNDING_PLAN_ASSIGNED)
     def funding_plan_assigned(self, request: FundingPlanAssigned) -> None:
-        if self._plan is None:
-            self._plan = request
+        self._plans.setdefault(request.plan_id, request)
 
     @workflow.signal(name=contracts.PAYMENT_SETTLED)
     def payment_settled(self, request: PaymentSettled) -> None:
-        if self._plan is None or request.plan_id == self._plan.plan_id:
+        self._plans.setdefault(
+            request.plan_id, FundingPlanAssigned(plan_id=request.plan_id, line_id=request.line_id)
+        )
+        if self._settled is None:
             self._settled = request
 
     @workflow.signal(name=contracts.PAYMENT_FAILED)
     def payment_failed(self, request: PaymentFailed) -> None:
-        if self._plan is not None and request.plan_id == self._plan.plan_id:
-            self._failed = request
+        self._failures.setdefault(request.plan_id, request)
 
     @workflow.query(name=contracts.GRANT_STATUS)
     def status(self) -> GrantStatus:
@@ -550,6 +577,6 @@ class GrantWorkflow:
                 for t in self._tasks.values()
                 if t.state in ("open", "claimed")
             },
-            plan_id=self._plan.plan_id if self._plan else "",
+            plan_id=self._current_plan_id(),
             supplement_count=self._supplement_count,
         )

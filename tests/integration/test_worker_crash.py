@@ -13,6 +13,7 @@ import pytest
 from grantflow.demo import seed_catalogue
 from grantflow.ops import read_events
 from grantflow.v1 import common_pb2, disbursement_pb2
+from services.disbursement.gateway import award_payment_key
 from tests.actors import Actors
 from tests.integration.test_lifecycle import gateway_payments
 from tests.stack_fixture import running_stack
@@ -79,7 +80,10 @@ async def test_killing_the_worker_mid_run_loses_nothing_and_pays_once(tmp_path: 
             if e.journal_id.startswith("pay-") and e.debit_fen
         }
         assert paid_journals == amounts  # one payment journal per line, for the line's amount
-        assert gateway_payments(settings.database_url("treasury")) == amounts  # the bank agrees
+        # The bank agrees: one payment per award, under the award's idempotency key.
+        assert gateway_payments(settings.database_url("treasury")) == {
+            award_payment_key(line.application_id): line.amount_fen for line in plan_now.lines
+        }
         assert sum(e.debit_fen for e in entries) == sum(e.credit_fen for e in entries)
 
         # No event lost: every grant's stage reports are on the broker without a gap.

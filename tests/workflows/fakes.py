@@ -3,6 +3,7 @@ services and answer as the services would (task ids, budget refusals, payment ou
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from temporalio import activity
@@ -29,6 +30,7 @@ BARRED = credit_code(999)
 @dataclass
 class FakeServices:
     budget_fen: int = 10**12
+    cancel_delay_s: float = 0.0
     refuse_payment_lines: set[str] = field(default_factory=set)
     reports: list[StageReport] = field(default_factory=list)
     tasks: dict[str, CreateReviewTaskRequest] = field(default_factory=dict)
@@ -79,12 +81,17 @@ class FakeServices:
 
         @activity.defn(name="cancel_review_tasks")
         async def cancel_review_tasks(application_id: str, reason: str, task_ids: list[str]) -> int:
+            await asyncio.sleep(self.cancel_delay_s)
             self.cancelled.append(application_id)
             self.cancelled_tasks.extend(task_ids)
             return len(task_ids)
 
         @activity.defn(name="report_stage")
         async def report_stage(report: StageReport) -> None:
+            if len(report.reason) > 1000:  # as the applications service refuses it
+                raise ApplicationError(
+                    "reason too long", type="INVALID_ARGUMENT", non_retryable=True
+                )
             if all(r.event_id != report.event_id for r in self.reports):
                 self.reports.append(report)
 

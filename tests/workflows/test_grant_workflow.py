@@ -427,3 +427,71 @@ async def test_funding_plan_pays_lines_reports_failures_and_tells_grants(harness
     )
     await handles[2].signal(contracts.WITHDRAW, contracts.Withdraw(reason="gave up"))
     assert (await handles[2].result()).stage == "WITHDRAWN"
+
+
+async def test_a_reviewers_long_reason_does_not_break_the_grant(harness: Harness) -> None:
+    grant = grant_input()
+    handle = await harness.start(grant)
+    tasks = await harness.tasks_of_round(grant, 1)
+    await harness.decide(handle, tasks["finance"], "finance", "reject", reason="重复申报。" * 200)
+    outcome = await handle.result()
+    assert outcome.stage == "REJECTED"
+    assert 0 < len(outcome.reason) <= 1000 and outcome.reason.endswith("…")
+
+
+async def test_a_decision_arriving_while_tasks_are_cancelled_is_refused(harness: Harness) -> None:
+    harness.services.cancel_delay_s = 1.0
+    grant = grant_input()
+    handle = await harness.start(grant)
+    tasks = await harness.tasks_of_round(grant, 1)
+    await handle.execute_update(
+        contracts.CLAIM_REVIEW_TASK,
+        contracts.ClaimReviewTask(
+            task_id=tasks["industry"], reviewer="ind-1", department="industry"
+        ),
+    )
+    await harness.decide(handle, tasks["finance"], "finance", "reject", reason="not eligible")
+    # The cancellation of the industry task is under way in the review service right now.
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            contracts.DECIDE_REVIEW_TASK,
+            contracts.DecideReviewTask(
+                task_id=tasks["industry"],
+                reviewer="ind-1",
+                department="industry",
+                decision="approve",
+            ),
+        )
+    assert isinstance(refused.value.cause, ApplicationError)
+    assert refused.value.cause.type == contracts.ERR_FAILED_PRECONDITION
+    assert (await handle.result()).stage == "REJECTED"
+
+
+async def test_payment_signals_arriving_together_are_all_honoured(harness: Harness) -> None:
+    grant = grant_input(timing=Timing(notice_seconds=1))
+    handle = await harness.start(grant)
+    await harness.approve_all(handle, grant)
+    await harness.until(lambda: grant.application_id in harness.services.confirmed, "award")
+    # A worker catching up sees these in one go: p1 failed, then p2 assigned and paid.
+    await asyncio.gather(
+        handle.signal(
+            contracts.FUNDING_PLAN_ASSIGNED,
+            contracts.FundingPlanAssigned(plan_id="p1", line_id="l1"),
+        ),
+        handle.signal(
+            contracts.PAYMENT_FAILED,
+            contracts.PaymentFailed(plan_id="p1", line_id="l1", reason="bank down"),
+        ),
+        handle.signal(
+            contracts.FUNDING_PLAN_ASSIGNED,
+            contracts.FundingPlanAssigned(plan_id="p2", line_id="l2"),
+        ),
+        handle.signal(
+            contracts.PAYMENT_SETTLED,
+            contracts.PaymentSettled(
+                plan_id="p2", line_id="l2", amount_fen=100, gateway_reference="r"
+            ),
+        ),
+    )
+    outcome = await handle.result()
+    assert (outcome.stage, outcome.plan_id) == ("PAID", "p2")

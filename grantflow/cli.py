@@ -194,7 +194,9 @@ def seed(token: TokenOpt = "") -> None:
 
     settings = get_settings()
     counts = run(seed_catalogue(settings, token))
-    console.print(f"catalogue: {counts[0]} program versions; budgets of {counts[1]} programs set where none was")
+    console.print(
+        f"catalogue: {counts[0]} program versions; budgets of {counts[1]} programs set where none was"
+    )
 
 
 @app.command("demo")

@@ -18,8 +18,9 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from grantflow.v1 import events_pb2
+from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2, events_pb2
 from services.common import kafka
+from services.common.clients import ServiceClients, system_token
 from services.common.config import Settings, get_settings
 from services.common.db import from_timestamp
 from services.common.logging import configure_logging
@@ -34,10 +35,24 @@ log = structlog.get_logger(__name__)
 GROUP = "grant-intake"
 
 
+# Stages after which a grant is closed; a redelivered submission of such a grant is not started
+# again, even once Temporal has deleted the closed workflow after its retention period.
+CLOSED = {
+    common_pb2.GRANT_STAGE_PAID,
+    common_pb2.GRANT_STAGE_REJECTED,
+    common_pb2.GRANT_STAGE_WITHDRAWN,
+}
+PLAN_CLOSED = {
+    disbursement_pb2.PLAN_STATE_COMPLETED,
+    disbursement_pb2.PLAN_STATE_COMPLETED_WITH_FAILURES,
+}
+
+
 class Intake:
-    def __init__(self, settings: Settings, client: Client) -> None:
+    def __init__(self, settings: Settings, client: Client, services: ServiceClients) -> None:
         self.settings = settings
         self.client = client
+        self.services = services
         self.timing = Timing(
             notice_seconds=settings.notice_period_seconds,
             supplement_seconds=settings.supplement_period_seconds,
@@ -71,6 +86,15 @@ class Intake:
 
     async def _start_grant(self, event: events_pb2.ApplicationSubmitted) -> None:
         application = event.application
+        current = await self.services.applications.GetApplication(
+            applications_pb2.GetApplicationRequest(application_id=application.application_id)
+        )
+        if current.status in CLOSED:
+            log.info(
+                "grant already closed; event was a redelivery",
+                application_id=application.application_id,
+            )
+            return
         grant = GrantInput(
             application_id=application.application_id,
             rule=ProgramRuleModel.from_proto(event.rule),
@@ -98,6 +122,14 @@ class Intake:
         )
 
     async def _start_plan(self, event: events_pb2.FundingPlanApproved) -> None:
+        current = await self.services.disbursement.GetFundingPlan(
+            disbursement_pb2.GetFundingPlanRequest(plan_id=event.plan_id)
+        )
+        if current.state in PLAN_CLOSED:
+            log.info(
+                "funding plan already completed; event was a redelivery", plan_id=event.plan_id
+            )
+            return
         plan = contracts.FundingPlanInput(
             plan_id=event.plan_id,
             program_code=event.program_code,
@@ -154,7 +186,8 @@ async def run(
     client = await connect_until_reachable(settings, stop)
     if client is None:
         return
-    intake = Intake(settings, client)
+    services = ServiceClients(settings, system_token(settings))
+    intake = Intake(settings, client, services)
     consumer = kafka.EventConsumer(
         settings,
         GROUP,
@@ -163,7 +196,10 @@ async def run(
     )
     if ready:
         ready()
-    await consumer.run(stop)
+    try:
+        await consumer.run(stop)
+    finally:
+        await services.close()
 
 
 def main() -> None:

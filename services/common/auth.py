@@ -67,7 +67,13 @@ def mint_token(
 
 def verify_token(secret: str, token: str) -> Principal:
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"], issuer=ISSUER)
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "iss", "sub"]},
+        )
     except jwt.ExpiredSignatureError as exc:
         raise Unauthenticated("bearer token has expired") from exc
     except jwt.PyJWTError as exc:

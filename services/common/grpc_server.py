@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from services.common.auth import set_current_principal, verify_token
-from services.common.config import Settings
+from services.common.config import DEV_AUTH_SECRET, Settings
 from services.common.errors import (
     InvalidArgument,
     PermissionDenied,
@@ -67,8 +67,13 @@ class AuthAndErrorsInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
         method: str = details.method  # type: ignore[attr-defined]
-        if handler is None or method.startswith(PUBLIC_PREFIXES) or not handler.unary_unary:
+        if handler is None or method.startswith(PUBLIC_PREFIXES):
             return handler
+        if not handler.unary_unary:
+            # Only unary methods are guarded; a streaming method would bypass authentication,
+            # so it is not served at all until this interceptor learns to guard it.
+            log.error("streaming method refused: not guarded by auth", method=method)
+            return None  # type: ignore[return-value]
         short_name = method.rsplit("/", 1)[-1]
         roles = self._method_roles.get(short_name)
         behaviour = handler.unary_unary
@@ -122,6 +127,12 @@ async def serve(
     ready: Callable[[], None] | None = None,
 ) -> None:
     """Runs the server until SIGTERM/SIGINT (or `stop` is set), then drains and stops."""
+    if secret == DEV_AUTH_SECRET:
+        log.warning(
+            "AUTH_SECRET is the public development secret: anyone can mint tokens; "
+            "set AUTH_SECRET outside the embedded stack",
+            service=name,
+        )
     server = grpc.aio.server(interceptors=[AuthAndErrorsInterceptor(secret, method_roles)])
     register(server)
     health_servicer = health.aio.HealthServicer()

@@ -14,6 +14,7 @@ from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+import grpc
 import structlog
 from aiokafka import (
     AIOKafkaConsumer,
@@ -219,18 +220,19 @@ class EventConsumer:
         consumer = make_consumer(self.settings, self.group_id, [])
         consumer.subscribe(self.topics, listener=_Rewinder(self, consumer))
         producer = make_producer(self.settings)
-        await consumer.start()
-        await producer.start()
-        consuming = asyncio.create_task(self._consume(consumer, producer, stop))
-        watching = asyncio.create_task(self._watch_broker(stop))
+        tasks: list[asyncio.Task[None]] = []
         try:
-            done, _ = await asyncio.wait({consuming, watching}, return_when=FIRST_COMPLETED)
+            await consumer.start()
+            await producer.start()
+            consuming = asyncio.create_task(self._consume(consumer, producer, stop))
+            tasks = [consuming, asyncio.create_task(self._watch_broker(stop))]
+            done, _ = await asyncio.wait(tasks, return_when=FIRST_COMPLETED)
             if consuming in done:
                 consuming.result()  # raises what stopped it
         finally:
-            for task in (consuming, watching):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(consuming, watching, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             await close_quietly(consumer.stop(), producer.stop())
 
     async def _consume(
@@ -268,7 +270,8 @@ class EventConsumer:
         except DecodeError as exc:
             await self._dead_letter(record, producer, f"undecodable envelope: {exc}")
             return
-        for attempt in range(1, self.max_attempts + 1):
+        attempt = 0
+        while attempt < self.max_attempts:
             try:
                 await self.handler(envelope)
                 self.applied += 1
@@ -277,17 +280,23 @@ class EventConsumer:
                 raise
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
+                transient = is_transient(exc)
+                if not transient:
+                    attempt += 1
                 log.warning(
                     "event handler failed",
                     group=self.group_id,
                     event_id=envelope.event_id,
                     type=envelope.type,
                     attempt=attempt,
+                    transient=transient,
                     error=error,
                 )
                 if stop.is_set():
                     raise
-                await asyncio.sleep(min(0.2 * 2**attempt, 5.0))
+                # An outage (Temporal, a service, a locked database) holds the partition and is
+                # waited out; only an event that fails for itself goes to the dead-letter topic.
+                await asyncio.sleep(min(0.2 * 2 ** max(attempt, 1), 5.0))
         await self._dead_letter(record, producer, error)
 
     async def _dead_letter(
@@ -303,6 +312,18 @@ class EventConsumer:
         )
         self.dead_lettered += 1
         log.error("event dead-lettered", group=self.group_id, topic=record.topic, error=error)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Failures of something the handler depends on, not of the event: retried without limit."""
+    from sqlalchemy.exc import OperationalError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    if isinstance(error, RPCError):
+        return error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
+    if isinstance(error, grpc.aio.AioRpcError):
+        return error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    return isinstance(error, OperationalError | ConnectionError | TimeoutError)
 
 
 class _Rewinder(ConsumerRebalanceListener):  # type: ignore[misc]

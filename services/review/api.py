@@ -10,7 +10,7 @@ transaction.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import grpc
 from google.protobuf.message import Message
@@ -41,8 +41,6 @@ SOURCE = "review"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 MAX_ROUND = 100
-# The workflow computes due dates from its own clock; a little skew must not refuse its task.
-CLOCK_SKEW = timedelta(minutes=1)
 # What a CreateTask request says; a repeated request id must say the same.
 CONTENT_FIELDS = (
     "application_id",
@@ -150,9 +148,6 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
             existing = store.find_by_request(session, request_id)
             if existing is not None:
                 return self._same_request(existing, wanted, now)
-            # Checked only for new tasks: a retried activity may repeat its request late.
-            if due_at <= now - CLOCK_SKEW:
-                raise InvalidArgument("due_at", "is in the past")
             row = ReviewTaskRow.model_validate(wanted.model_dump())
             row.created_at = now
             session.add(row)

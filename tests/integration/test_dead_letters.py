@@ -58,3 +58,40 @@ async def test_failing_event_is_dead_lettered_then_redriven(kafka_bootstrap: str
     finally:
         stop.set()
         await running
+
+
+async def test_an_outage_is_waited_out_not_dead_lettered(kafka_bootstrap: str) -> None:
+    settings = Settings(
+        kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_prefix=f"out{uuid.uuid4().hex[:8]}"
+    )
+    source = kafka.topic(settings, kafka.APPLICATIONS)
+    await kafka.ensure_topics(settings)
+    envelope = kafka.make_envelope(
+        "test", "app-2", events_pb2.ApplicationWithdrawn(application_id="app-2", reason="test")
+    )
+    producer = kafka.make_producer(settings)
+    await producer.start()
+    await producer.send_and_wait(source, envelope.SerializeToString(), key=b"app-2")
+    await producer.stop()
+
+    calls: list[str] = []
+
+    async def handler(event: events_pb2.EventEnvelope) -> None:
+        calls.append(event.event_id)
+        if len(calls) <= 4:  # more failures than max_attempts allows for a bad event
+            raise ConnectionError("temporal frontend restarting")
+
+    consumer = kafka.EventConsumer(settings, "outage-test", [source], handler, max_attempts=2)
+    stop = asyncio.Event()
+    running = asyncio.create_task(consumer.run(stop))
+    try:
+        for _ in range(300):
+            if consumer.applied:
+                break
+            await asyncio.sleep(0.1)
+        assert consumer.applied == 1
+        assert consumer.dead_lettered == 0
+        assert len(calls) == 5
+    finally:
+        stop.set()
+        await running

@@ -188,12 +188,15 @@ def _print_addresses(addresses: dict[str, str]) -> None:
 
 
 @app.command("seed")
-def seed(token: TokenOpt = "") -> None:
-    """Publish the program catalogue and set the programs' budgets (idempotent)."""
+def seed(
+    ops_token: Annotated[str, typer.Option(help="publishes the catalogue")] = "",
+    finance_token: Annotated[str, typer.Option(help="sets the budgets")] = "",
+) -> None:
+    """Publish the program catalogue and set budgets where none is set (idempotent)."""
     from grantflow.demo import seed_catalogue
 
     settings = get_settings()
-    counts = run(seed_catalogue(settings, token))
+    counts = run(seed_catalogue(settings, ops_token, finance_token))
     console.print(
         f"catalogue: {counts[0]} program versions; budgets of {counts[1]} programs set where none was"
     )
@@ -332,7 +335,11 @@ def withdraw(
 ) -> None:
     """Withdraw an application."""
     settings = get_settings()
-    bearer = token_for(settings, token, "applicant", credit_code or "ops", enterprise=credit_code)
+    bearer = (
+        token_for(settings, token, "applicant", credit_code, enterprise=credit_code)
+        if credit_code
+        else token_for(settings, token, "ops", "ops")  # an operator withdraws on request
+    )
     run(
         with_clients(
             bearer,
@@ -587,12 +594,13 @@ def main() -> None:
             return int(done.exit_code)
         except (typer.Abort, KeyboardInterrupt):
             return 130
-        except Exception as error:  # click usage errors and the like
-            import click
-
-            if isinstance(error, click.ClickException):
-                error.show()
-                return error.exit_code
+        except Exception as error:
+            # Usage errors come from the click that typer bundles; they know how to show
+            # themselves and which exit status they mean.
+            show, exit_code = getattr(error, "show", None), getattr(error, "exit_code", None)
+            if callable(show) and isinstance(exit_code, int):
+                show()
+                return exit_code
             raise
         return 0
 

@@ -120,19 +120,26 @@ def scenarios(count: int) -> list[Scenario]:
     return result
 
 
-async def seed_catalogue(settings: Settings, token: str = "") -> tuple[int, int]:
-    """Publishes every program version of the catalogue and sets the local budgets."""
+def configured_budgets() -> dict[str, int]:
+    loaded: dict[str, int] = json.loads(BUDGETS_FILE.read_text())["budgets_fen"]
+    return loaded
+
+
+async def seed_catalogue(
+    settings: Settings, ops_token: str = "", finance_token: str = ""
+) -> tuple[int, int]:
+    """Publishes every program version of the catalogue and sets budgets where none is set."""
     from services.applications.catalogue import load_catalogue
 
-    ops = token or mint_token(settings.auth_secret, "seed", "ops")
-    finance = token or mint_token(settings.auth_secret, "seed", "finance")
-    rules = load_catalogue()
+    ops = ops_token or mint_token(settings.auth_secret, "seed", "ops")
+    finance = finance_token or mint_token(settings.auth_secret, "seed", "finance")
+    rules = await asyncio.to_thread(load_catalogue)
     async with ServiceClients(settings, ops) as clients:
         for rule in rules:
             await clients.applications.PublishProgramVersion(
                 applications_pb2.PublishProgramVersionRequest(rule=rule)
             )
-    budgets: dict[str, int] = json.loads(BUDGETS_FILE.read_text())["budgets_fen"]
+    budgets = await asyncio.to_thread(configured_budgets)
     async with ServiceClients(settings, finance) as clients:
         for program, total in budgets.items():
             try:
@@ -153,7 +160,7 @@ async def top_up_budgets(settings: Settings) -> list[str]:
     """For a repeated demo on the same data: raises each program's total so that its configured
     budget is available again (a new budget year, as it were). Returns what it changed."""
     finance = mint_token(settings.auth_secret, "demo.finance", "finance")
-    budgets: dict[str, int] = json.loads(BUDGETS_FILE.read_text())["budgets_fen"]
+    budgets = await asyncio.to_thread(configured_budgets)
     changed = []
     async with ServiceClients(settings, finance) as clients:
         for program, wanted in budgets.items():

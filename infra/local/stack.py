@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -44,9 +45,14 @@ def port_open(address: str, timeout: float = 0.2) -> bool:
         return False
 
 
-def grpc_serving(address: str, timeout: float = 1.0) -> bool:
+def grpc_serving(address: str, timeout: float = 1.0, ca_file: Path | None = None) -> bool:
+    channel = (
+        grpc.secure_channel(address, grpc.ssl_channel_credentials(ca_file.read_bytes()))
+        if ca_file is not None
+        else grpc.insecure_channel(address)
+    )
     try:
-        with grpc.insecure_channel(address) as channel:
+        with channel:
             answer = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout
             )
@@ -219,7 +225,7 @@ class LocalStack:
                     )
                 ready = not spec.ready_address or port_open(spec.ready_address)
                 if ready and spec.grpc_health:
-                    ready = grpc_serving(spec.ready_address)
+                    ready = grpc_serving(spec.ready_address, ca_file=self.settings.tls_ca_file)
                 if ready:
                     break
                 if time.monotonic() > deadline:
@@ -258,6 +264,10 @@ class LocalStack:
         state = {
             "detached": detached,
             "pids": {name: p.pid for name, p in self.processes.items()},
+            "argv": {
+                name: [str(a) for a in cast(list[str], p.args)]
+                for name, p in self.processes.items()
+            },
             "addresses": self.addresses(),
         }
         (self.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -298,7 +308,10 @@ def stop_detached(data_dir: Path, timeout: float = 15.0) -> list[str]:
     state = read_state(data_dir)
     if not state:
         return []
-    pids: dict[str, int] = state["pids"]  # type: ignore[assignment]
+    recorded: dict[str, int] = state["pids"]  # type: ignore[assignment]
+    argv: dict[str, list[str]] = state.get("argv", {})  # type: ignore[assignment]
+    # A pid in the file may have been reused since (a reboot, a crash): signal only our own.
+    pids = {name: pid for name, pid in recorded.items() if is_ours(pid, argv.get(name))}
     for pid in reversed(list(pids.values())):
         _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -309,6 +322,19 @@ def stop_detached(data_dir: Path, timeout: float = 15.0) -> list[str]:
             _signal_group(pid, signal.SIGKILL)
     (data_dir / STATE_FILE).unlink(missing_ok=True)
     return list(pids)
+
+
+def is_ours(pid: int, argv: list[str] | None) -> bool:
+    """Whether pid still runs the command the stack started under that pid."""
+    if not pid_alive(pid):
+        return False
+    if not argv:
+        return True
+    try:
+        running = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return [part.decode(errors="replace") for part in running if part] == argv
 
 
 def _signal_group(pid: int, sig: int) -> None:

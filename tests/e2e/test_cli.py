@@ -106,6 +106,8 @@ def test_tokens_are_minted_and_bad_roles_refused(stack: LocalStack) -> None:
     assert token.count(".") == 2  # a JWT
     refused = grantflow(stack, "token", "--role", "reviewer", ok=False)
     assert "department" in refused
+    usage = grantflow(stack, "submit", "--program", "SME-CLOUD", ok=False)
+    assert "Missing option" in usage and "Traceback" not in usage
     os.environ.pop("GRANTFLOW_TOKEN", None)
     out = grantflow(stack, "budget", "show", "SME-CLOUD", "--token", "not-a-token", ok=False)
     assert "UNAUTHENTICATED" in out

@@ -21,10 +21,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2, events_pb2
 from services.common import kafka
 from services.common.clients import ServiceClients, system_token
-from services.common.config import Settings, get_settings
+from services.common.config import Settings
 from services.common.db import from_timestamp
-from services.common.logging import configure_logging
-from services.common.process import run_and_exit, stop_on_signals
+from services.common.process import run_process, stop_on_signals
 from services.common.temporal import connect_until_reachable
 from workflows import contracts
 from workflows.grant import APPLICANT_KEY, PENDING_KEY, PROGRAM_KEY, STAGE_KEY
@@ -202,11 +201,5 @@ async def run(
         await services.close()
 
 
-def main() -> None:
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(run(settings))
-
-
 if __name__ == "__main__":
-    run_and_exit(main)
+    run_process(run)

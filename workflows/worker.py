@@ -14,9 +14,8 @@ import structlog
 from temporalio.worker import Worker
 
 from services.common.clients import ServiceClients, system_token
-from services.common.config import Settings, get_settings
-from services.common.logging import configure_logging
-from services.common.process import run_and_exit, stop_on_signals
+from services.common.config import Settings
+from services.common.process import run_process, stop_on_signals
 from services.common.temporal import connect_until_reachable
 from workflows.activities import GrantActivities
 from workflows.funding_plan import FundingPlanWorkflow
@@ -63,11 +62,5 @@ async def run(
     log.info("worker stopped")
 
 
-def main() -> None:
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(run(settings))
-
-
 if __name__ == "__main__":
-    run_and_exit(main)
+    run_process(run)

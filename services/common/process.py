@@ -14,7 +14,11 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from services.common.config import Settings
 
 
 def exit_now(status: int) -> None:
@@ -54,3 +58,17 @@ def stop_on_signals(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread (in-process tests)
             pass
+
+
+def run_process(run: Callable[[Settings], Coroutine[Any, Any, None]]) -> None:
+    """The whole `main` of a long-running Grantflow process: settings from the environment,
+    logging, run until SIGTERM/SIGINT, then leave through exit_now."""
+    from services.common.config import get_settings
+    from services.common.logging import configure_logging
+
+    def main() -> None:
+        settings = get_settings()
+        configure_logging(settings.log_level, settings.log_json)
+        asyncio.run(run(settings))
+
+    run_and_exit(main)

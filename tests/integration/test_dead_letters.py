@@ -12,9 +12,12 @@ from services.common import kafka
 from services.common.config import Settings
 
 
-async def test_failing_event_is_dead_lettered_then_redriven(kafka_bootstrap: str) -> None:
+async def one_event_on_a_fresh_topic(
+    kafka_bootstrap: str,
+) -> tuple[Settings, str, events_pb2.EventEnvelope]:
+    """Settings with topics of their own on the shared broker, and one event published."""
     settings = Settings(
-        kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_prefix=f"dlq{uuid.uuid4().hex[:8]}"
+        kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_prefix=f"t{uuid.uuid4().hex[:10]}"
     )
     source = kafka.topic(settings, kafka.APPLICATIONS)
     await kafka.ensure_topics(settings)
@@ -25,6 +28,11 @@ async def test_failing_event_is_dead_lettered_then_redriven(kafka_bootstrap: str
     await producer.start()
     await producer.send_and_wait(source, envelope.SerializeToString(), key=b"app-1")
     await producer.stop()
+    return settings, source, envelope
+
+
+async def test_failing_event_is_dead_lettered_then_redriven(kafka_bootstrap: str) -> None:
+    settings, source, envelope = await one_event_on_a_fresh_topic(kafka_bootstrap)
 
     broken = True
     applied: list[str] = []
@@ -61,18 +69,7 @@ async def test_failing_event_is_dead_lettered_then_redriven(kafka_bootstrap: str
 
 
 async def test_an_outage_is_waited_out_not_dead_lettered(kafka_bootstrap: str) -> None:
-    settings = Settings(
-        kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_prefix=f"out{uuid.uuid4().hex[:8]}"
-    )
-    source = kafka.topic(settings, kafka.APPLICATIONS)
-    await kafka.ensure_topics(settings)
-    envelope = kafka.make_envelope(
-        "test", "app-2", events_pb2.ApplicationWithdrawn(application_id="app-2", reason="test")
-    )
-    producer = kafka.make_producer(settings)
-    await producer.start()
-    await producer.send_and_wait(source, envelope.SerializeToString(), key=b"app-2")
-    await producer.stop()
+    settings, source, _ = await one_event_on_a_fresh_topic(kafka_bootstrap)
 
     calls: list[str] = []
 

@@ -108,6 +108,21 @@ class GrantActivities:
         )
         return answer.cancelled
 
+    @activity.defn(name="remind_overdue_tasks")
+    async def remind_overdue_tasks(
+        self, application_id: str, task_ids: list[str], level: int
+    ) -> int:
+        answer = await call(
+            self.clients.review.RemindOverdueTasks(
+                review_pb2.RemindOverdueTasksRequest(
+                    application_id=application_id,
+                    task_ids=task_ids,
+                    level=level,  # type: ignore[arg-type]
+                )
+            )
+        )
+        return answer.reminded
+
     @activity.defn(name="report_stage")
     async def report_stage(self, report: StageReport) -> None:
         await call(
@@ -199,6 +214,7 @@ class GrantActivities:
             self.working_days_deadline,
             self.create_review_task,
             self.cancel_review_tasks,
+            self.remind_overdue_tasks,
             self.report_stage,
             self.reserve_budget,
             self.release_reservation,

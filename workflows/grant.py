@@ -1,7 +1,8 @@
 """GrantWorkflow: one per application (`grant-<application id>`), from filing to paid or closed.
 
 Stages (DOMAIN.md): formal check and eligibility → (supplement) → parallel co-review by the
-program's departments, in rounds → decision → budget reservation → public notice of N working
+program's departments, in rounds, with a durable due-date timer that reminds and then escalates
+overdue reviews → decision → budget reservation → public notice of N working
 days → waiting for the funding plan → payment → paid. Rejection, withdrawal and
 return-for-supplement are paths of the same workflow; a reservation is released whenever an award
 falls away. Reviewers' claims and decisions arrive as Updates with validators, withdrawals,
@@ -15,8 +16,9 @@ Changes to this code that alter the commands of a running grant need workflow.pa
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
@@ -59,6 +61,9 @@ SERVICE_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
 )
+# workflow.patched id of the review deadline reminders (grants started before keep their path).
+REVIEW_REMINDERS_PATCH = "review-deadline-reminders"
+REMINDER, ESCALATION = 1, 2  # review.proto EscalationLevel
 # Longest reason a stage report carries (the applications service's limit is 1000).
 MAX_REASON = 900
 # Stages after which a withdrawal can no longer be honoured.
@@ -273,9 +278,13 @@ class GrantWorkflow:
         self._creating_tasks = False
         self._publish_pending()
 
-        await workflow.wait_condition(
-            lambda: self._withdraw is not None or self._round_settled(current)
-        )
+        def round_over() -> bool:
+            return self._withdraw is not None or self._round_settled(current)
+
+        if workflow.patched(REVIEW_REMINDERS_PATCH):
+            await self._wait_reminding(round_over, due_at, review_period, current)
+        else:  # grants started before reminders existed keep their recorded path
+            await workflow.wait_condition(round_over)
         if self._withdraw is not None:
             return "withdrawn"
         decided = [t for t in self._tasks.values() if t.round == current and t.state == "decided"]
@@ -288,6 +297,34 @@ class GrantWorkflow:
                 self._reason = f"{label} by {first.department}: {first.reason}"
                 return verdict
         return "approve"
+
+    async def _wait_reminding(
+        self,
+        round_over: Callable[[], bool],
+        due_at: datetime,
+        review_period: timedelta,
+        current: int,
+    ) -> None:
+        """Waits for the round; reminds the reviewers when the due date passes and escalates
+        after another review period (durable timers), then keeps waiting."""
+        assert self._input is not None
+        limit = max(due_at - workflow.now(), timedelta(seconds=1))
+        for level in (REMINDER, ESCALATION):
+            if await self._wait(round_over, limit):
+                return
+            overdue = [
+                t.task_id
+                for t in self._tasks.values()
+                if t.round == current and t.state in ("open", "claimed")
+            ]
+            await workflow.execute_activity_method(
+                GrantActivities.remind_overdue_tasks,
+                args=[self._input.application_id, overdue, level],
+                start_to_close_timeout=SERVICE_TIMEOUT,
+                retry_policy=SERVICE_RETRY,
+            )
+            limit = review_period
+        await workflow.wait_condition(round_over)
 
     def _round_settled(self, current: int) -> bool:
         tasks = [t for t in self._tasks.values() if t.round == current]

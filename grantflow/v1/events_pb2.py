@@ -28,7 +28,7 @@ from grantflow.v1 import common_pb2 as grantflow_dot_v1_dot_common__pb2
 from grantflow.v1 import review_pb2 as grantflow_dot_v1_dot_review__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19grantflow/v1/events.proto\x12\x0cgrantflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fgrantflow/v1/applications.proto\x1a\x19grantflow/v1/common.proto\x1a\x19grantflow/v1/review.proto\"\x98\t\n\rEventEnvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\x15\x61pplication_submitted\x18\n \x01(\x0b\x32\".grantflow.v1.ApplicationSubmittedH\x00\x12\x43\n\x15\x61pplication_withdrawn\x18\x0b \x01(\x0b\x32\".grantflow.v1.ApplicationWithdrawnH\x00\x12I\n\x18\x61pplication_supplemented\x18\x0c \x01(\x0b\x32%.grantflow.v1.ApplicationSupplementedH\x00\x12>\n\x13grant_stage_changed\x18\x14 \x01(\x0b\x32\x1f.grantflow.v1.GrantStageChangedH\x00\x12>\n\x13review_task_created\x18\x1e \x01(\x0b\x32\x1f.grantflow.v1.ReviewTaskCreatedH\x00\x12>\n\x13review_task_claimed\x18\x1f \x01(\x0b\x32\x1f.grantflow.v1.ReviewTaskClaimedH\x00\x12>\n\x13review_task_decided\x18  \x01(\x0b\x32\x1f.grantflow.v1.ReviewTaskDecidedH\x00\x12\x44\n\x16review_tasks_cancelled\x18! \x01(\x0b\x32\".grantflow.v1.ReviewTasksCancelledH\x00\x12\x37\n\x0f\x62udget_reserved\x18( \x01(\x0b\x32\x1c.grantflow.v1.BudgetReservedH\x00\x12\x41\n\x14reservation_released\x18) \x01(\x0b\x32!.grantflow.v1.ReservationReleasedH\x00\x12\x37\n\x0f\x61ward_confirmed\x18* \x01(\x0b\x32\x1c.grantflow.v1.AwardConfirmedH\x00\x12@\n\x14\x66unding_plan_created\x18+ \x01(\x0b\x32 .grantflow.v1.FundingPlanCreatedH\x00\x12\x42\n\x15\x66unding_plan_approved\x18, \x01(\x0b\x32!.grantflow.v1.FundingPlanApprovedH\x00\x12\x37\n\x0fpayment_settled\x18- \x01(\x0b\x32\x1c.grantflow.v1.PaymentSettledH\x00\x12\x35\n\x0epayment_failed\x18. \x01(\x0b\x32\x1b.grantflow.v1.PaymentFailedH\x00\x12\x44\n\x16\x66unding_plan_completed\x18/ \x01(\x0b\x32\".grantflow.v1.FundingPlanCompletedH\x00\x42\t\n\x07payload\"o\n\x14\x41pplicationSubmitted\x12.\n\x0b\x61pplication\x18\x01 \x01(\x0b\x32\x19.grantflow.v1.Application\x12\'\n\x04rule\x18\x02 \x01(\x0b\x32\x19.grantflow.v1.ProgramRule\"T\n\x14\x41pplicationWithdrawn\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0cwithdrawn_by\x18\x03 \x01(\t\"\xce\x01\n\x17\x41pplicationSupplemented\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x43\n\x07\x66igures\x18\x02 \x03(\x0b\x32\x32.grantflow.v1.ApplicationSupplemented.FiguresEntry\x12\x18\n\x10supplement_count\x18\x03 \x01(\x05\x12\x0c\n\x04note\x18\x04 \x01(\t\x1a.\n\x0c\x46iguresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\";\n\x11ReviewTaskCreated\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.grantflow.v1.ReviewTask\";\n\x11ReviewTaskClaimed\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.grantflow.v1.ReviewTask\";\n\x11ReviewTaskDecided\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.grantflow.v1.ReviewTask\"P\n\x14ReviewTasksCancelled\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"R\n\x0e\x42udgetReserved\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x12\n\namount_fen\x18\x03 \x01(\x03\"g\n\x13ReservationReleased\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x12\n\namount_fen\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\"R\n\x0e\x41wardConfirmed\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x12\n\namount_fen\x18\x03 \x01(\x03\"v\n\x12\x46undingPlanCreated\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x11\n\ttotal_fen\x18\x03 \x01(\x03\x12\x12\n\nline_count\x18\x04 \x01(\x05\x12\x12\n\ncreated_by\x18\x05 \x01(\t\"|\n\x13\x46undingPlanApproved\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x13\n\x0b\x61pproved_by\x18\x03 \x01(\t\x12\x10\n\x08line_ids\x18\x04 \x03(\t\x12\x17\n\x0f\x61pplication_ids\x18\x05 \x03(\t\"y\n\x0ePaymentSettled\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x03 \x01(\t\x12\x12\n\namount_fen\x18\x04 \x01(\x03\x12\x19\n\x11gateway_reference\x18\x05 \x01(\t\"m\n\rPaymentFailed\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x03 \x01(\t\x12\x12\n\namount_fen\x18\x04 \x01(\x03\x12\x0e\n\x06reason\x18\x05 \x01(\t\"c\n\x14\x46undingPlanCompleted\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x12\n\npaid_lines\x18\x02 \x01(\x05\x12\x14\n\x0c\x66\x61iled_lines\x18\x03 \x01(\x05\x12\x10\n\x08paid_fen\x18\x04 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19grantflow/v1/events.proto\x12\x0cgrantflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fgrantflow/v1/applications.proto\x1a\x19grantflow/v1/common.proto\x1a\x19grantflow/v1/review.proto\"\xd8\t\n\rEventEnvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\x15\x61pplication_submitted\x18\n \x01(\x0b\x32\".grantflow.v1.ApplicationSubmittedH\x00\x12\x43\n\x15\x61pplication_withdrawn\x18\x0b \x01(\x0b\x32\".grantflow.v1.ApplicationWithdrawnH\x00\x12I\n\x18\x61pplication_supplemented\x18\x0c \x01(\x0b\x32%.grantflow.v1.ApplicationSupplementedH\x00\x12>\n\x13grant_stage_changed\x18\x14 \x01(\x0b\x32\x1f.grantflow.v1.GrantStageChangedH\x00\x12>\n\x13review_task_created\x18\x1e \x01(\x0b\x32\x1f.grantflow.v1.ReviewTaskCreatedH\x00\x12>\n\x13review_task_claimed\x18\x1f \x01(\x0b\x32\x1f.grantflow.v1.ReviewTaskClaimedH\x00\x12>\n\x13review_task_decided\x18  \x01(\x0b\x32\x1f.grantflow.v1.ReviewTaskDecidedH\x00\x12\x44\n\x16review_tasks_cancelled\x18! \x01(\x0b\x32\".grantflow.v1.ReviewTasksCancelledH\x00\x12>\n\x13review_task_overdue\x18\" \x01(\x0b\x32\x1f.grantflow.v1.ReviewTaskOverdueH\x00\x12\x37\n\x0f\x62udget_reserved\x18( \x01(\x0b\x32\x1c.grantflow.v1.BudgetReservedH\x00\x12\x41\n\x14reservation_released\x18) \x01(\x0b\x32!.grantflow.v1.ReservationReleasedH\x00\x12\x37\n\x0f\x61ward_confirmed\x18* \x01(\x0b\x32\x1c.grantflow.v1.AwardConfirmedH\x00\x12@\n\x14\x66unding_plan_created\x18+ \x01(\x0b\x32 .grantflow.v1.FundingPlanCreatedH\x00\x12\x42\n\x15\x66unding_plan_approved\x18, \x01(\x0b\x32!.grantflow.v1.FundingPlanApprovedH\x00\x12\x37\n\x0fpayment_settled\x18- \x01(\x0b\x32\x1c.grantflow.v1.PaymentSettledH\x00\x12\x35\n\x0epayment_failed\x18. \x01(\x0b\x32\x1b.grantflow.v1.PaymentFailedH\x00\x12\x44\n\x16\x66unding_plan_completed\x18/ \x01(\x0b\x32\".grantflow.v1.FundingPlanCompletedH\x00\x42\t\n\x07payload\"o\n\x14\x41pplicationSubmitted\x12.\n\x0b\x61pplication\x18\x01 \x01(\x0b\x32\x19.grantflow.v1.Application\x12\'\n\x04rule\x18\x02 \x01(\x0b\x32\x19.grantflow.v1.ProgramRule\"T\n\x14\x41pplicationWithdrawn\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0cwithdrawn_by\x18\x03 \x01(\t\"\xce\x01\n\x17\x41pplicationSupplemented\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x43\n\x07\x66igures\x18\x02 \x03(\x0b\x32\x32.grantflow.v1.ApplicationSupplemented.FiguresEntry\x12\x18\n\x10supplement_count\x18\x03 \x01(\x05\x12\x0c\n\x04note\x18\x04 \x01(\t\x1a.\n\x0c\x46iguresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\";\n\x11ReviewTaskCreated\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.grantflow.v1.ReviewTask\";\n\x11ReviewTaskClaimed\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.grantflow.v1.ReviewTask\";\n\x11ReviewTaskDecided\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.grantflow.v1.ReviewTask\"i\n\x11ReviewTaskOverdue\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.grantflow.v1.ReviewTask\x12,\n\x05level\x18\x02 \x01(\x0e\x32\x1d.grantflow.v1.EscalationLevel\"P\n\x14ReviewTasksCancelled\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"R\n\x0e\x42udgetReserved\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x12\n\namount_fen\x18\x03 \x01(\x03\"g\n\x13ReservationReleased\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x12\n\namount_fen\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\"R\n\x0e\x41wardConfirmed\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x12\n\namount_fen\x18\x03 \x01(\x03\"v\n\x12\x46undingPlanCreated\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x11\n\ttotal_fen\x18\x03 \x01(\x03\x12\x12\n\nline_count\x18\x04 \x01(\x05\x12\x12\n\ncreated_by\x18\x05 \x01(\t\"|\n\x13\x46undingPlanApproved\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x13\n\x0b\x61pproved_by\x18\x03 \x01(\t\x12\x10\n\x08line_ids\x18\x04 \x03(\t\x12\x17\n\x0f\x61pplication_ids\x18\x05 \x03(\t\"y\n\x0ePaymentSettled\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x03 \x01(\t\x12\x12\n\namount_fen\x18\x04 \x01(\x03\x12\x19\n\x11gateway_reference\x18\x05 \x01(\t\"m\n\rPaymentFailed\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x03 \x01(\t\x12\x12\n\namount_fen\x18\x04 \x01(\x03\x12\x0e\n\x06reason\x18\x05 \x01(\t\"c\n\x14\x46undingPlanCompleted\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x12\n\npaid_lines\x18\x02 \x01(\x05\x12\x14\n\x0c\x66\x61iled_lines\x18\x03 \x01(\x05\x12\x10\n\x08paid_fen\x18\x04 \x01(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,37 +38,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPLICATIONSUPPLEMENTED_FIGURESENTRY']._loaded_options = None
   _globals['_APPLICATIONSUPPLEMENTED_FIGURESENTRY']._serialized_options = b'8\001'
   _globals['_EVENTENVELOPE']._serialized_start=164
-  _globals['_EVENTENVELOPE']._serialized_end=1340
-  _globals['_APPLICATIONSUBMITTED']._serialized_start=1342
-  _globals['_APPLICATIONSUBMITTED']._serialized_end=1453
-  _globals['_APPLICATIONWITHDRAWN']._serialized_start=1455
-  _globals['_APPLICATIONWITHDRAWN']._serialized_end=1539
-  _globals['_APPLICATIONSUPPLEMENTED']._serialized_start=1542
-  _globals['_APPLICATIONSUPPLEMENTED']._serialized_end=1748
-  _globals['_APPLICATIONSUPPLEMENTED_FIGURESENTRY']._serialized_start=1702
-  _globals['_APPLICATIONSUPPLEMENTED_FIGURESENTRY']._serialized_end=1748
-  _globals['_REVIEWTASKCREATED']._serialized_start=1750
-  _globals['_REVIEWTASKCREATED']._serialized_end=1809
-  _globals['_REVIEWTASKCLAIMED']._serialized_start=1811
-  _globals['_REVIEWTASKCLAIMED']._serialized_end=1870
-  _globals['_REVIEWTASKDECIDED']._serialized_start=1872
-  _globals['_REVIEWTASKDECIDED']._serialized_end=1931
-  _globals['_REVIEWTASKSCANCELLED']._serialized_start=1933
-  _globals['_REVIEWTASKSCANCELLED']._serialized_end=2013
-  _globals['_BUDGETRESERVED']._serialized_start=2015
-  _globals['_BUDGETRESERVED']._serialized_end=2097
-  _globals['_RESERVATIONRELEASED']._serialized_start=2099
-  _globals['_RESERVATIONRELEASED']._serialized_end=2202
-  _globals['_AWARDCONFIRMED']._serialized_start=2204
-  _globals['_AWARDCONFIRMED']._serialized_end=2286
-  _globals['_FUNDINGPLANCREATED']._serialized_start=2288
-  _globals['_FUNDINGPLANCREATED']._serialized_end=2406
-  _globals['_FUNDINGPLANAPPROVED']._serialized_start=2408
-  _globals['_FUNDINGPLANAPPROVED']._serialized_end=2532
-  _globals['_PAYMENTSETTLED']._serialized_start=2534
-  _globals['_PAYMENTSETTLED']._serialized_end=2655
-  _globals['_PAYMENTFAILED']._serialized_start=2657
-  _globals['_PAYMENTFAILED']._serialized_end=2766
-  _globals['_FUNDINGPLANCOMPLETED']._serialized_start=2768
-  _globals['_FUNDINGPLANCOMPLETED']._serialized_end=2867
+  _globals['_EVENTENVELOPE']._serialized_end=1404
+  _globals['_APPLICATIONSUBMITTED']._serialized_start=1406
+  _globals['_APPLICATIONSUBMITTED']._serialized_end=1517
+  _globals['_APPLICATIONWITHDRAWN']._serialized_start=1519
+  _globals['_APPLICATIONWITHDRAWN']._serialized_end=1603
+  _globals['_APPLICATIONSUPPLEMENTED']._serialized_start=1606
+  _globals['_APPLICATIONSUPPLEMENTED']._serialized_end=1812
+  _globals['_APPLICATIONSUPPLEMENTED_FIGURESENTRY']._serialized_start=1766
+  _globals['_APPLICATIONSUPPLEMENTED_FIGURESENTRY']._serialized_end=1812
+  _globals['_REVIEWTASKCREATED']._serialized_start=1814
+  _globals['_REVIEWTASKCREATED']._serialized_end=1873
+  _globals['_REVIEWTASKCLAIMED']._serialized_start=1875
+  _globals['_REVIEWTASKCLAIMED']._serialized_end=1934
+  _globals['_REVIEWTASKDECIDED']._serialized_start=1936
+  _globals['_REVIEWTASKDECIDED']._serialized_end=1995
+  _globals['_REVIEWTASKOVERDUE']._serialized_start=1997
+  _globals['_REVIEWTASKOVERDUE']._serialized_end=2102
+  _globals['_REVIEWTASKSCANCELLED']._serialized_start=2104
+  _globals['_REVIEWTASKSCANCELLED']._serialized_end=2184
+  _globals['_BUDGETRESERVED']._serialized_start=2186
+  _globals['_BUDGETRESERVED']._serialized_end=2268
+  _globals['_RESERVATIONRELEASED']._serialized_start=2270
+  _globals['_RESERVATIONRELEASED']._serialized_end=2373
+  _globals['_AWARDCONFIRMED']._serialized_start=2375
+  _globals['_AWARDCONFIRMED']._serialized_end=2457
+  _globals['_FUNDINGPLANCREATED']._serialized_start=2459
+  _globals['_FUNDINGPLANCREATED']._serialized_end=2577
+  _globals['_FUNDINGPLANAPPROVED']._serialized_start=2579
+  _globals['_FUNDINGPLANAPPROVED']._serialized_end=2703
+  _globals['_PAYMENTSETTLED']._serialized_start=2705
+  _globals['_PAYMENTSETTLED']._serialized_end=2826
+  _globals['_PAYMENTFAILED']._serialized_start=2828
+  _globals['_PAYMENTFAILED']._serialized_end=2937
+  _globals['_FUNDINGPLANCOMPLETED']._serialized_start=2939
+  _globals['_FUNDINGPLANCOMPLETED']._serialized_end=3038
 # @@protoc_insertion_point(module_scope)

@@ -41,6 +41,7 @@ class EventEnvelope(_message.Message):
     REVIEW_TASK_CLAIMED_FIELD_NUMBER: _builtins.int
     REVIEW_TASK_DECIDED_FIELD_NUMBER: _builtins.int
     REVIEW_TASKS_CANCELLED_FIELD_NUMBER: _builtins.int
+    REVIEW_TASK_OVERDUE_FIELD_NUMBER: _builtins.int
     BUDGET_RESERVED_FIELD_NUMBER: _builtins.int
     RESERVATION_RELEASED_FIELD_NUMBER: _builtins.int
     AWARD_CONFIRMED_FIELD_NUMBER: _builtins.int
@@ -76,6 +77,8 @@ class EventEnvelope(_message.Message):
     @_builtins.property
     def review_tasks_cancelled(self) -> Global___ReviewTasksCancelled: ...
     @_builtins.property
+    def review_task_overdue(self) -> Global___ReviewTaskOverdue: ...
+    @_builtins.property
     def budget_reserved(self) -> Global___BudgetReserved: ...
     @_builtins.property
     def reservation_released(self) -> Global___ReservationReleased: ...
@@ -107,6 +110,7 @@ class EventEnvelope(_message.Message):
         review_task_claimed: Global___ReviewTaskClaimed | None = ...,
         review_task_decided: Global___ReviewTaskDecided | None = ...,
         review_tasks_cancelled: Global___ReviewTasksCancelled | None = ...,
+        review_task_overdue: Global___ReviewTaskOverdue | None = ...,
         budget_reserved: Global___BudgetReserved | None = ...,
         reservation_released: Global___ReservationReleased | None = ...,
         award_confirmed: Global___AwardConfirmed | None = ...,
@@ -116,11 +120,11 @@ class EventEnvelope(_message.Message):
         payment_failed: Global___PaymentFailed | None = ...,
         funding_plan_completed: Global___FundingPlanCompleted | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "funding_plan_approved", b"funding_plan_approved", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_tasks_cancelled", b"review_tasks_cancelled"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "funding_plan_approved", b"funding_plan_approved", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_tasks_cancelled", b"review_tasks_cancelled"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "event_id", b"event_id", "funding_plan_approved", b"funding_plan_approved", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_tasks_cancelled", b"review_tasks_cancelled", "source", b"source", "subject", b"subject", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "event_id", b"event_id", "funding_plan_approved", b"funding_plan_approved", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_tasks_cancelled", b"review_tasks_cancelled", "source", b"source", "subject", b"subject", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["application_submitted", "application_withdrawn", "application_supplemented", "grant_stage_changed", "review_task_created", "review_task_claimed", "review_task_decided", "review_tasks_cancelled", "budget_reserved", "reservation_released", "award_confirmed", "funding_plan_created", "funding_plan_approved", "payment_settled", "payment_failed", "funding_plan_completed"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["application_submitted", "application_withdrawn", "application_supplemented", "grant_stage_changed", "review_task_created", "review_task_claimed", "review_task_decided", "review_tasks_cancelled", "review_task_overdue", "budget_reserved", "reservation_released", "award_confirmed", "funding_plan_created", "funding_plan_approved", "payment_settled", "payment_failed", "funding_plan_completed"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -291,6 +295,29 @@ class ReviewTaskDecided(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReviewTaskDecided: _TypeAlias = ReviewTaskDecided  # noqa: Y015
+
+@_typing.final
+class ReviewTaskOverdue(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    level: _review_pb2.EscalationLevel.ValueType
+    @_builtins.property
+    def task(self) -> _review_pb2.ReviewTask: ...
+    def __init__(
+        self,
+        *,
+        task: _review_pb2.ReviewTask | None = ...,
+        level: _review_pb2.EscalationLevel.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["level", b"level", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewTaskOverdue: _TypeAlias = ReviewTaskOverdue  # noqa: Y015
 
 @_typing.final
 class ReviewTasksCancelled(_message.Message):

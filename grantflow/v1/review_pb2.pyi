@@ -21,6 +21,27 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _EscalationLevel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EscalationLevelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EscalationLevel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ESCALATION_LEVEL_UNSPECIFIED: _EscalationLevel.ValueType  # 0
+    ESCALATION_LEVEL_REMINDER: _EscalationLevel.ValueType  # 1
+    """the due date passed: the reviewer is reminded"""
+    ESCALATION_LEVEL_ESCALATION: _EscalationLevel.ValueType  # 2
+    """another review period passed: the department head is told"""
+
+class EscalationLevel(_EscalationLevel, metaclass=_EscalationLevelEnumTypeWrapper): ...
+
+ESCALATION_LEVEL_UNSPECIFIED: EscalationLevel.ValueType  # 0
+ESCALATION_LEVEL_REMINDER: EscalationLevel.ValueType  # 1
+"""the due date passed: the reviewer is reminded"""
+ESCALATION_LEVEL_ESCALATION: EscalationLevel.ValueType  # 2
+"""another review period passed: the department head is told"""
+Global___EscalationLevel: _TypeAlias = EscalationLevel  # noqa: Y015
+
 class _TaskState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -372,3 +393,48 @@ class CancelTasksResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CancelTasksResponse: _TypeAlias = CancelTasksResponse  # noqa: Y015
+
+@_typing.final
+class RemindOverdueTasksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    TASK_IDS_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    level: Global___EscalationLevel.ValueType
+    @_builtins.property
+    def task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        task_ids: _abc.Iterable[_builtins.str] | None = ...,
+        level: Global___EscalationLevel.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "level", b"level", "task_ids", b"task_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemindOverdueTasksRequest: _TypeAlias = RemindOverdueTasksRequest  # noqa: Y015
+
+@_typing.final
+class RemindOverdueTasksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REMINDED_FIELD_NUMBER: _builtins.int
+    reminded: _builtins.int
+    def __init__(
+        self,
+        *,
+        reminded: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reminded", b"reminded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemindOverdueTasksResponse: _TypeAlias = RemindOverdueTasksResponse  # noqa: Y015

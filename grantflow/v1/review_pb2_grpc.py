@@ -64,6 +64,11 @@ class ReviewServiceStub:
                 request_serializer=grantflow_dot_v1_dot_review__pb2.CancelTasksRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_review__pb2.CancelTasksResponse.FromString,
                 _registered_method=True)
+        self.RemindOverdueTasks = channel.unary_unary(
+                '/grantflow.v1.ReviewService/RemindOverdueTasks',
+                request_serializer=grantflow_dot_v1_dot_review__pb2.RemindOverdueTasksRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_review__pb2.RemindOverdueTasksResponse.FromString,
+                _registered_method=True)
 
 
 class ReviewServiceServicer:
@@ -109,6 +114,14 @@ class ReviewServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemindOverdueTasks(self, request, context):
+        """Announces that review tasks are past due (system role; the grant workflow's deadline timer
+        calls it): one ReviewTaskOverdue event per task still open, once per escalation level.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReviewServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -141,6 +154,11 @@ def add_ReviewServiceServicer_to_server(servicer, server):
                     servicer.CancelTasks,
                     request_deserializer=grantflow_dot_v1_dot_review__pb2.CancelTasksRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_review__pb2.CancelTasksResponse.SerializeToString,
+            ),
+            'RemindOverdueTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemindOverdueTasks,
+                    request_deserializer=grantflow_dot_v1_dot_review__pb2.RemindOverdueTasksRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_review__pb2.RemindOverdueTasksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -305,6 +323,33 @@ class ReviewService:
             '/grantflow.v1.ReviewService/CancelTasks',
             grantflow_dot_v1_dot_review__pb2.CancelTasksRequest.SerializeToString,
             grantflow_dot_v1_dot_review__pb2.CancelTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemindOverdueTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ReviewService/RemindOverdueTasks',
+            grantflow_dot_v1_dot_review__pb2.RemindOverdueTasksRequest.SerializeToString,
+            grantflow_dot_v1_dot_review__pb2.RemindOverdueTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

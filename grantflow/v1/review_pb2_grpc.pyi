@@ -41,6 +41,10 @@ class ReviewServiceStub:
     """Creates a task for a grant workflow (system role). Idempotent on request_id."""
     CancelTasks: _grpc.UnaryUnaryMultiCallable[_review_pb2.CancelTasksRequest, _review_pb2.CancelTasksResponse]
     """Cancels the open tasks of an application (system role), e.g. after withdrawal."""
+    RemindOverdueTasks: _grpc.UnaryUnaryMultiCallable[_review_pb2.RemindOverdueTasksRequest, _review_pb2.RemindOverdueTasksResponse]
+    """Announces that review tasks are past due (system role; the grant workflow's deadline timer
+    calls it): one ReviewTaskOverdue event per task still open, once per escalation level.
+    """
 
 @_typing.type_check_only
 class ReviewServiceAsyncStub(ReviewServiceStub):
@@ -55,6 +59,10 @@ class ReviewServiceAsyncStub(ReviewServiceStub):
     """Creates a task for a grant workflow (system role). Idempotent on request_id."""
     CancelTasks: _aio.UnaryUnaryMultiCallable[_review_pb2.CancelTasksRequest, _review_pb2.CancelTasksResponse]  # type: ignore[assignment]
     """Cancels the open tasks of an application (system role), e.g. after withdrawal."""
+    RemindOverdueTasks: _aio.UnaryUnaryMultiCallable[_review_pb2.RemindOverdueTasksRequest, _review_pb2.RemindOverdueTasksResponse]  # type: ignore[assignment]
+    """Announces that review tasks are past due (system role; the grant workflow's deadline timer
+    calls it): one ReviewTaskOverdue event per task still open, once per escalation level.
+    """
 
 class ReviewServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -102,5 +110,15 @@ class ReviewServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_review_pb2.CancelTasksResponse, _abc.Awaitable[_review_pb2.CancelTasksResponse]]:
         """Cancels the open tasks of an application (system role), e.g. after withdrawal."""
+
+    @_abc_1.abstractmethod
+    def RemindOverdueTasks(
+        self,
+        request: _review_pb2.RemindOverdueTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_review_pb2.RemindOverdueTasksResponse, _abc.Awaitable[_review_pb2.RemindOverdueTasksResponse]]:
+        """Announces that review tasks are past due (system role; the grant workflow's deadline timer
+        calls it): one ReviewTaskOverdue event per task still open, once per escalation level.
+        """
 
 def add_ReviewServiceServicer_to_server(servicer: ReviewServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -15,7 +15,7 @@ from datetime import datetime
 import grpc
 from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from grantflow.v1 import common_pb2, events_pb2, review_pb2, review_pb2_grpc
 from services.common import validation
@@ -31,7 +31,7 @@ from services.common.errors import (
 )
 from services.common.grpc_server import roles
 from services.common.kafka import REVIEW, make_envelope, topic
-from services.common.outbox import enqueue
+from services.common.outbox import OutboxEvent, enqueue
 from services.review import store
 from services.review.grant_workflows import GrantWorkflows
 from services.review.store import ReviewTaskRow
@@ -96,6 +96,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
         "DecideTask": roles("reviewer"),
         "CreateTask": roles("system"),
         "CancelTasks": roles("system"),
+        "RemindOverdueTasks": roles("system"),
     }
 
     def __init__(self, settings: Settings, db: Database, workflows: GrantWorkflows) -> None:
@@ -209,6 +210,42 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
             return len(rows)
 
         return review_pb2.CancelTasksResponse(cancelled=await self.db.run(work))
+
+    async def RemindOverdueTasks(
+        self, request: review_pb2.RemindOverdueTasksRequest, context: grpc.aio.ServicerContext
+    ) -> review_pb2.RemindOverdueTasksResponse:
+        application_id = validation.identifier("application_id", request.application_id)
+        only = {validation.identifier("task_ids", task_id) for task_id in request.task_ids}
+        if request.level not in (
+            review_pb2.ESCALATION_LEVEL_REMINDER,
+            review_pb2.ESCALATION_LEVEL_ESCALATION,
+        ):
+            raise InvalidArgument("level", "must be REMINDER or ESCALATION")
+
+        def work(session: Session) -> int:
+            now = now_utc()
+            reminded = 0
+            for row in store.active_tasks_of(session, application_id):
+                if only and row.task_id not in only:
+                    continue
+                # One event per task and level: the workflow's activity may be retried.
+                event_id = str(
+                    uuid.uuid5(uuid.NAMESPACE_URL, f"overdue/{row.task_id}/{request.level}")
+                )
+                if session.exec(
+                    select(OutboxEvent).where(OutboxEvent.event_id == event_id)
+                ).first():
+                    continue
+                payload = events_pb2.ReviewTaskOverdue(task=row.to_proto(now), level=request.level)
+                enqueue(
+                    session,
+                    self.topic,
+                    make_envelope(SOURCE, application_id, payload, event_id=event_id),
+                )
+                reminded += 1
+            return reminded
+
+        return review_pb2.RemindOverdueTasksResponse(reminded=await self.db.run(work))
 
     # Reading ----------------------------------------------------------------------------------
 

@@ -750,6 +750,38 @@ async def test_a_task_due_in_the_past_is_created_overdue(review: Review) -> None
     assert late.task_id in {t.task_id for t in listed.tasks}
 
 
+async def test_overdue_tasks_are_announced_once_per_level(review: Review) -> None:
+    app = app_id()
+    waiting = await review.create(application_id=app)
+    done = await review.create(application_id=app, department=FINANCE)
+    await review.call(
+        "CancelTasks",
+        review_pb2.CancelTasksRequest(application_id=app, task_ids=[done.task_id]),
+        SYSTEM,
+    )
+    remind = review_pb2.RemindOverdueTasksRequest(
+        application_id=app, level=review_pb2.ESCALATION_LEVEL_REMINDER
+    )
+    assert (await review.call("RemindOverdueTasks", remind, SYSTEM)).reminded == 1
+    assert (await review.call("RemindOverdueTasks", remind, SYSTEM)).reminded == 0  # a retry
+    escalate = review_pb2.RemindOverdueTasksRequest(
+        application_id=app, task_ids=[waiting.task_id], level=review_pb2.ESCALATION_LEVEL_ESCALATION
+    )
+    assert (await review.call("RemindOverdueTasks", escalate, SYSTEM)).reminded == 1
+    overdue = [e for e in await review.outbox_envelopes() if e.HasField("review_task_overdue")]
+    assert [(e.review_task_overdue.task.task_id, e.review_task_overdue.level) for e in overdue] == [
+        (waiting.task_id, review_pb2.ESCALATION_LEVEL_REMINDER),
+        (waiting.task_id, review_pb2.ESCALATION_LEVEL_ESCALATION),
+    ]
+    error = await review.refused(
+        "RemindOverdueTasks", review_pb2.RemindOverdueTasksRequest(application_id=app), SYSTEM
+    )
+    assert violated_field(error) == "level"
+    wang = review.token("wang", "reviewer", "industry")
+    error = await review.refused("RemindOverdueTasks", remind, wang)
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
 async def test_cancel_tasks_touches_only_the_tasks_named(review: Review) -> None:
     app = app_id()
     deciding = await review.create(application_id=app)

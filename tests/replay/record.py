@@ -21,7 +21,7 @@ from tests.stack_fixture import running_stack
 HISTORIES = Path(__file__).parent / "histories"
 
 
-async def record(stack_settings: object) -> list[Path]:
+async def record(stack_settings: object, suffix: str) -> list[Path]:
     from services.common.config import Settings
 
     settings: Settings = stack_settings  # type: ignore[assignment]
@@ -35,7 +35,7 @@ async def record(stack_settings: object) -> list[Path]:
         if grant.scenario.kind in seen:
             continue
         seen.add(grant.scenario.kind)
-        path = HISTORIES / f"grant-{grant.scenario.kind}.json"
+        path = HISTORIES / f"grant-{grant.scenario.kind}{suffix}.json"
         report = await replay_workflow(settings, f"grant-{grant.application_id}", path)
         assert not report.error, report.error
         written.append(path)
@@ -45,16 +45,23 @@ async def record(stack_settings: object) -> list[Path]:
     async for execution in client.list_workflows("WorkflowType = 'FundingPlanWorkflow'"):
         plans.add(execution.id)
     for index, plan in enumerate(sorted(plans)[:1]):
-        path = HISTORIES / f"funding-plan-{index}.json"
+        path = HISTORIES / f"funding-plan-{index}{suffix}.json"
         await replay_workflow(settings, plan, path)
         written.append(path)
     return written
 
 
 def main() -> None:
+    """`--suffix -v2` names the new files so earlier recordings stay: they stand for grants
+    started under the earlier code, which must keep replaying."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--suffix", default="")
+    args = parser.parse_args()
     HISTORIES.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp)) as stack:
-        for path in asyncio.run(record(stack.settings)):
+        for path in asyncio.run(record(stack.settings, args.suffix)):
             print(f"recorded {path}")
 
 

@@ -36,6 +36,7 @@ class FakeServices:
     tasks: dict[str, CreateReviewTaskRequest] = field(default_factory=dict)
     cancelled: list[str] = field(default_factory=list)
     cancelled_tasks: list[str] = field(default_factory=list)
+    reminders: list[tuple[str, int, list[str]]] = field(default_factory=list)
     reserved: dict[str, int] = field(default_factory=dict)
     released: list[str] = field(default_factory=list)
     confirmed: list[str] = field(default_factory=list)
@@ -84,6 +85,11 @@ class FakeServices:
             await asyncio.sleep(self.cancel_delay_s)
             self.cancelled.append(application_id)
             self.cancelled_tasks.extend(task_ids)
+            return len(task_ids)
+
+        @activity.defn(name="remind_overdue_tasks")
+        async def remind_overdue_tasks(application_id: str, task_ids: list[str], level: int) -> int:
+            self.reminders.append((application_id, level, task_ids))
             return len(task_ids)
 
         @activity.defn(name="report_stage")
@@ -141,6 +147,7 @@ class FakeServices:
             working_days_deadline,
             create_review_task,
             cancel_review_tasks,
+            remind_overdue_tasks,
             report_stage,
             reserve_budget,
             release_reservation,

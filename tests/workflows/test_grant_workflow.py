@@ -495,3 +495,30 @@ async def test_payment_signals_arriving_together_are_all_honoured(harness: Harne
     )
     outcome = await handle.result()
     assert (outcome.stage, outcome.plan_id) == ("PAID", "p2")
+
+
+async def test_overdue_review_is_reminded_then_escalated(harness: Harness) -> None:
+    grant = grant_input()
+    handle = await harness.start(grant)
+    tasks = await harness.tasks_of_round(grant, 1)
+    await harness.decide(handle, tasks["industry"], "industry", "approve")
+    mine = [r for r in harness.services.reminders if r[0] == grant.application_id]
+    assert mine == []
+    # 10 working days pass without the finance decision: a reminder for its task only.
+    await harness.env.sleep(timedelta(days=16))
+    await harness.until(
+        lambda: any(r[0] == grant.application_id for r in harness.services.reminders), "reminder"
+    )
+    mine = [r for r in harness.services.reminders if r[0] == grant.application_id]
+    assert mine == [(grant.application_id, 1, [tasks["finance"]])]
+    # Another review period: escalation.
+    await harness.env.sleep(timedelta(days=16))
+    await harness.until(
+        lambda: len([r for r in harness.services.reminders if r[0] == grant.application_id]) == 2,
+        "escalation",
+    )
+    mine = [r for r in harness.services.reminders if r[0] == grant.application_id]
+    assert mine[1] == (grant.application_id, 2, [tasks["finance"]])
+    # The grant still goes on once finance decides.
+    await harness.decide(handle, tasks["finance"], "finance", "reject", reason="late but no")
+    assert (await handle.result()).stage == "REJECTED"

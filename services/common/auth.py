@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import jwt
 
 from grantflow.v1 import common_pb2
-from services.common.errors import PermissionDenied, Unauthenticated
+from services.common.errors import Unauthenticated
 
 ROLES = ("applicant", "reviewer", "finance", "ops", "system")
 DEPARTMENTS = {
@@ -99,10 +99,3 @@ def set_current_principal(principal: Principal) -> None:
 def current_principal() -> Principal:
     """The caller of the RPC being served (set by the server's auth interceptor)."""
     return _current.get()
-
-
-def require_role(*roles: str) -> Principal:
-    caller = current_principal()
-    if caller.role not in roles:
-        raise PermissionDenied(f"role {caller.role!r} may not do this; needs {' or '.join(roles)}")
-    return caller

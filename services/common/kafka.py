@@ -81,11 +81,6 @@ def make_envelope(
     return envelope
 
 
-def payload_of(envelope: events_pb2.EventEnvelope) -> Message | None:
-    field = envelope.WhichOneof("payload")
-    return getattr(envelope, field) if field else None
-
-
 async def ensure_topics(settings: Settings, names: list[str] | None = None) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()

@@ -41,32 +41,3 @@ async def connect_until_reachable(settings: Settings, stop: asyncio.Event) -> Cl
             pass
         delay = min(delay * 2, 10.0)
     return None
-
-
-async def register_search_attributes(client: Client, attributes: dict[str, str]) -> None:
-    """Registers custom search attributes (name -> Keyword, KeywordList, ...) on the namespace;
-    names that already exist are left alone."""
-    from temporalio.api.enums.v1 import IndexedValueType
-    from temporalio.api.operatorservice.v1 import (
-        AddSearchAttributesRequest,
-        ListSearchAttributesRequest,
-    )
-
-    namespace = client.namespace
-    existing = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=namespace)
-    )
-    missing = {
-        name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{_snake(kind)}")
-        for name, kind in attributes.items()
-        if name not in existing.custom_attributes
-    }
-    if missing:
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(search_attributes=missing, namespace=namespace)
-        )
-
-
-def _snake(kind: str) -> str:
-    """KeywordList -> KEYWORD_LIST."""
-    return "".join(f"_{c}" if c.isupper() and i else c for i, c in enumerate(kind)).upper()

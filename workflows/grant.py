@@ -105,6 +105,7 @@ class GrantWorkflow:
         # Plans this grant was put in, in order, and the payment failures reported per plan.
         self._plans: dict[str, FundingPlanAssigned] = {}
         self._failures: dict[str, PaymentFailed] = {}
+        self._failed_reported: set[str] = set()  # failed plans the applicant was told of
         self._settled: PaymentSettled | None = None
         self._reserved = False
         self._input: GrantInput | None = None
@@ -203,7 +204,8 @@ class GrantWorkflow:
                 )
             )
             pending = self._pending_plan()
-            plan_id = self._settled.plan_id if self._settled else pending.plan_id if pending else ""
+            # Plans in the order they came, so a failed one is reported before a later one paid.
+            plan_id = pending.plan_id if pending else self._settled.plan_id if self._settled else ""
             if not plan_id:
                 if await self._release("withdrawn by the applicant"):
                     return await self._withdrawn()
@@ -221,13 +223,16 @@ class GrantWorkflow:
                 f"payment failed: {self._failures[plan_id].reason}; awaiting a later plan",
                 plan_id=plan_id,
             )
+            self._failed_reported.add(plan_id)
 
     async def _payment_settles(self, plan_id: str) -> bool:
         """Waits for the payment of plan_id: True when settled, False when it failed."""
         await workflow.wait_condition(
             lambda: self._settled is not None or plan_id in self._failures
         )
-        return self._settled is not None
+        if self._settled is not None and self._settled.plan_id == plan_id:
+            return True
+        return plan_id not in self._failures  # paid through another plan, this one not failed
 
     def _current_plan_id(self) -> str:
         if self._settled is not None:
@@ -236,8 +241,11 @@ class GrantWorkflow:
         return pending.plan_id if pending else ""
 
     def _pending_plan(self) -> FundingPlanAssigned | None:
-        """The earliest plan this grant is in whose payment has not failed."""
-        return next((p for p in self._plans.values() if p.plan_id not in self._failures), None)
+        """The earliest plan this grant is in that has not been worked through: a plan whose
+        failure arrived together with its assignment is still reported as failed."""
+        return next(
+            (p for p in self._plans.values() if p.plan_id not in self._failed_reported), None
+        )
 
     async def _review_round(self, amount: int) -> str:
         """Creates one task per co-reviewing department and waits for their decisions."""

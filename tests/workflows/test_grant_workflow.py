@@ -472,29 +472,35 @@ async def test_payment_signals_arriving_together_are_all_honoured(harness: Harne
     handle = await harness.start(grant)
     await harness.approve_all(handle, grant)
     await harness.until(lambda: grant.application_id in harness.services.confirmed, "award")
-    # A worker catching up sees these in one go: p1 failed, then p2 assigned and paid.
-    await asyncio.gather(
-        handle.signal(
+    # A worker catching up sees these in one go: p1 failed, then p2 assigned and paid (sent in
+    # that order, as one plan's run ends before the next plan is made).
+    signals: list[tuple[str, object]] = [
+        (
             contracts.FUNDING_PLAN_ASSIGNED,
             contracts.FundingPlanAssigned(plan_id="p1", line_id="l1"),
         ),
-        handle.signal(
+        (
             contracts.PAYMENT_FAILED,
             contracts.PaymentFailed(plan_id="p1", line_id="l1", reason="bank down"),
         ),
-        handle.signal(
+        (
             contracts.FUNDING_PLAN_ASSIGNED,
             contracts.FundingPlanAssigned(plan_id="p2", line_id="l2"),
         ),
-        handle.signal(
+        (
             contracts.PAYMENT_SETTLED,
             contracts.PaymentSettled(
                 plan_id="p2", line_id="l2", amount_fen=100, gateway_reference="r"
             ),
         ),
-    )
+    ]
+    for name, payload in signals:
+        await handle.signal(name, payload)
     outcome = await handle.result()
     assert (outcome.stage, outcome.plan_id) == ("PAID", "p2")
+    # The applicant was told of the failed plan too, not only of the one that paid.
+    stages = harness.services.stages(grant.application_id)
+    assert stages[-4:] == ["IN_PAYMENT", "PAYMENT_FAILED", "IN_PAYMENT", "PAID"]
 
 
 async def test_overdue_review_is_reminded_then_escalated(harness: Harness) -> None:

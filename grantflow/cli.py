@@ -3,6 +3,9 @@ finance officers and operators do, over the services' gRPC APIs.
 
 Calls need a bearer token: `--token` (or GRANTFLOW_TOKEN), else a development token is minted
 for the identity given by --user/--department/--enterprise with the local AUTH_SECRET.
+
+Exit status: 0 done, 1 refused or failed (the message says why), 2 usage error, 3 a service could
+not be reached, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import grpc
 import typer
@@ -47,16 +50,55 @@ TokenOpt = Annotated[str, typer.Option("--token", envvar="GRANTFLOW_TOKEN", help
 UserOpt = Annotated[str, typer.Option("--user", help="Who you are (development tokens)")]
 
 
-class CliError(Exception):
-    """An error already explained to the user."""
+EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+
+# What each status means to the person at the terminal; the code name follows for searching.
+STATUS_WORDS = {
+    "INVALID_ARGUMENT": "参数无效",
+    "NOT_FOUND": "未找到",
+    "ALREADY_EXISTS": "已存在",
+    "PERMISSION_DENIED": "无权限",
+    "UNAUTHENTICATED": "未认证",
+    "FAILED_PRECONDITION": "当前状态不允许",
+    "RESOURCE_EXHAUSTED": "资源不足",
+    "DEADLINE_EXCEEDED": "超时",
+    "UNAVAILABLE": "服务不可用",
+    "INTERNAL": "服务内部错误",
+}
+# Connection failures of the Temporal and Kafka clients, recognised without importing them here.
+UNREACHABLE_ERRORS = {"NoBrokersAvailable", "KafkaConnectionError", "KafkaTimeoutError"}
 
 
-def run(coro: Awaitable[T]) -> T:
+def fail(status: int, message: str) -> NoReturn:
+    """Explains a failure on stderr and ends the command with `status`."""
+    err_console.print(message, highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(status)
+
+
+def unreachable(service: str, address: str, detail: str) -> NoReturn:
+    fail(
+        EXIT_UNREACHABLE,
+        f"无法连接 {service}（{address}）：服务没有运行或地址有误；"
+        f"`grantflow stack status` 可查看本地栈。\n(could not reach {service} at {address}: {detail})",
+    )
+
+
+def run(work: Awaitable[T], service: str = "", address: str = "") -> T:
+    """Runs one asynchronous operation of a command; a refusal or an unreachable service ends
+    the command with a message and its exit status, never a traceback."""
     try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
+        return asyncio.run(work)  # type: ignore[arg-type]
     except grpc.aio.AioRpcError as error:
-        err_console.print(f"[red]{error.code().name}[/red]: {error.details()}")
-        raise typer.Exit(2) from None
+        code, details = error.code().name, error.details() or ""
+        if code == "UNAVAILABLE" and service:
+            unreachable(service, address, details)
+        status = EXIT_UNREACHABLE if code == "UNAVAILABLE" else EXIT_FAILED
+        fail(status, f"{STATUS_WORDS.get(code, '失败')}（{code}）：{details}")
+    except Exception as error:
+        connect_failed = isinstance(error, OSError) or "Failed client connect" in str(error)
+        if service and (connect_failed or type(error).__name__ in UNREACHABLE_ERRORS):
+            unreachable(service, address, str(error) or type(error).__name__)
+        raise
 
 
 def token_for(
@@ -78,6 +120,12 @@ def token_for(
 async def with_clients(token: str, work: Callable[[ServiceClients], Awaitable[T]]) -> T:
     async with ServiceClients(get_settings(), token) as clients:
         return await work(clients)
+
+
+def call(token: str, service: str, rpc: Callable[[ServiceClients], Awaitable[T]]) -> T:
+    """One RPC to one service (applications, review or disbursement) as the token's caller."""
+    address = getattr(get_settings(), f"{service}_address")
+    return run(with_clients(token, rpc), service, address)
 
 
 # ---------------------------------------------------------------------------------- tokens
@@ -104,8 +152,7 @@ def token(
             )
         )
     except ValueError as error:
-        err_console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
+        fail(EXIT_USAGE, f"无法签发令牌 (cannot mint the token): {error}")
 
 
 # ---------------------------------------------------------------------------------- stack
@@ -125,23 +172,44 @@ def stack_up(
     ] = None,
 ) -> None:
     """Start the embedded stack in the background and wait until it is ready."""
-    from infra.local.stack import read_state
-
     settings = get_settings()
     if notice_seconds is not None:
         settings = settings.model_copy(update={"notice_period_seconds": notice_seconds})
-    if read_state(settings.data_dir.resolve()):
-        err_console.print("a stack is already recorded in the data folder; `grantflow stack down`")
-        raise typer.Exit(1)
+    _refuse_a_running_stack(settings)
     stack = _stack(settings)
     stack.start(detach=True)
     try:
         stack.wait_ready(timeout)
     except (RuntimeError, TimeoutError) as error:
-        err_console.print(f"[red]{error}[/red]")
         stack.stop()
-        raise typer.Exit(1) from None
+        fail(EXIT_FAILED, f"栈没有启动 (the stack did not start): {error}")
     _print_addresses(stack.addresses())
+
+
+def _refuse_a_running_stack(settings: Settings) -> None:
+    """Refuses while a recorded stack still runs; forgets one whose processes all died (killed,
+    crashed, a reboot) so that it can start again."""
+    from infra.local.stack import forget_state, recorded_processes
+
+    data_dir = settings.data_dir.resolve()
+    processes = recorded_processes(data_dir)
+    if processes is None:
+        return
+    running = [name for name, alive in processes.items() if alive]
+    if running:
+        fail(
+            EXIT_FAILED,
+            f"{data_dir} 记录的栈仍在运行（{', '.join(running)}）；先执行 `grantflow stack down`。\n"
+            f"(a stack recorded in {data_dir} still runs: {', '.join(running)})",
+        )
+    forget_state(data_dir)
+    err_console.print(
+        "上次的栈没有正常停止，记录的进程都已不在运行；已清除记录，重新启动。\n"
+        "(the recorded stack was not stopped cleanly and none of its processes runs: "
+        "record cleared)",
+        highlight=False,
+        markup=False,
+    )
 
 
 @stack_app.command("down")
@@ -156,19 +224,26 @@ def stack_down() -> None:
 @stack_app.command("status")
 def stack_status() -> None:
     """Show the stack's processes and whether each answers."""
-    from infra.local.stack import grpc_serving, pid_alive, port_open, read_state
+    from infra.local.stack import grpc_serving, is_ours, port_open, read_state
 
-    state = read_state(get_settings().data_dir.resolve())
+    data_dir = get_settings().data_dir.resolve()
+    state = read_state(data_dir)
     if not state:
-        console.print("no stack is running (no state in the data folder)")
-        raise typer.Exit(1)
+        fail(
+            EXIT_FAILED,
+            "没有正在运行的栈；用 `grantflow stack up` 启动。\n"
+            f"(no stack is recorded in {data_dir})",
+        )
     table = Table("process", "pid", "alive")
-    pids: dict[str, int] = state["pids"]  # type: ignore[assignment]
+    pids: dict[str, int] = state.get("pids", {})  # type: ignore[assignment]
+    argv: dict[str, list[str]] = state.get("argv", {})  # type: ignore[assignment]
+    stopped = [name for name, pid in pids.items() if not is_ours(pid, argv.get(name))]
     for name, pid in pids.items():
-        table.add_row(name, str(pid), "yes" if pid_alive(pid) else "[red]no[/red]")
+        table.add_row(name, str(pid), "[red]no[/red]" if name in stopped else "yes")
     console.print(table)
-    addresses: dict[str, str] = state["addresses"]  # type: ignore[assignment]
+    addresses: dict[str, str] = state.get("addresses", {})  # type: ignore[assignment]
     checks = Table("endpoint", "address", "answers")
+    silent = []
     for name, address in addresses.items():
         if address.startswith("http"):
             ok = port_open(address.split("//", 1)[1])
@@ -176,8 +251,17 @@ def stack_status() -> None:
             ok = grpc_serving(address)
         else:
             ok = port_open(address.split(",")[0])
+        if not ok:
+            silent.append(name)
         checks.add_row(name, address, "yes" if ok else "[red]no[/red]")
     console.print(checks)
+    if stopped or silent or not pids:
+        fail(
+            EXIT_FAILED,
+            "栈没有完全运行：全部进程都已停止时 `grantflow stack up` 会清理并重新启动，"
+            "否则先 `grantflow stack down`。\n"
+            f"(not running: {', '.join(stopped) or '-'}; not answering: {', '.join(silent) or '-'})",
+        )
 
 
 def _print_addresses(addresses: dict[str, str]) -> None:
@@ -235,6 +319,7 @@ def run_everything(
         "supplement deadlines 10 min and review deadlines 1 h, so the demo finishes in minutes. "
         "Without these overrides the periods are working days on the Chinese holiday calendar."
     )
+    _refuse_a_running_stack(settings)
     stack = _stack(settings)
     stop = {"now": False}
 
@@ -304,7 +389,7 @@ def submit(
         project_title=title,
         figures=figures,
     )
-    answer = run(with_clients(bearer, lambda c: c.applications.SubmitApplication(request)))
+    answer = call(bearer, "applications", lambda c: c.applications.SubmitApplication(request))
     console.print(f"submitted {answer.application_id} (workflow {answer.workflow_id})")
 
 
@@ -312,13 +397,12 @@ def submit(
 def status(application_id: str, token: TokenOpt = "", user: UserOpt = "ops") -> None:
     """Show an application and the status the applicant sees."""
     bearer = token_for(get_settings(), token, "ops", user)
-    a = run(
-        with_clients(
-            bearer,
-            lambda c: c.applications.GetApplication(
-                applications_pb2.GetApplicationRequest(application_id=application_id)
-            ),
-        )
+    a = call(
+        bearer,
+        "applications",
+        lambda c: c.applications.GetApplication(
+            applications_pb2.GetApplicationRequest(application_id=application_id)
+        ),
     )
     console.print(
         f"{a.application_id} {a.program_code} v{a.rule_version} {a.applicant_name} "
@@ -340,15 +424,14 @@ def withdraw(
         if credit_code
         else token_for(settings, token, "ops", "ops")  # an operator withdraws on request
     )
-    run(
-        with_clients(
-            bearer,
-            lambda c: c.applications.WithdrawApplication(
-                applications_pb2.WithdrawApplicationRequest(
-                    application_id=application_id, reason=reason
-                )
-            ),
-        )
+    call(
+        bearer,
+        "applications",
+        lambda c: c.applications.WithdrawApplication(
+            applications_pb2.WithdrawApplicationRequest(
+                application_id=application_id, reason=reason
+            )
+        ),
     )
     console.print(f"withdrawal of {application_id} requested")
 
@@ -377,7 +460,7 @@ def tasks(
         assignee=user if mine else "",
         filter=review_pb2.TASK_FILTER_OVERDUE if overdue else review_pb2.TASK_FILTER_OPEN,
     )
-    answer = run(with_clients(bearer, lambda c: c.review.ListTasks(request)))
+    answer = call(bearer, "review", lambda c: c.review.ListTasks(request))
     table = Table("task", "application", "program", "round", "state", "assignee", "proposed", "due")
     for t in answer.tasks:
         table.add_row(
@@ -403,10 +486,8 @@ def claim(
 ) -> None:
     """Claim a review task."""
     bearer = token_for(get_settings(), token, "reviewer", user, department=department)
-    run(
-        with_clients(
-            bearer, lambda c: c.review.ClaimTask(review_pb2.ClaimTaskRequest(task_id=task_id))
-        )
+    call(
+        bearer, "review", lambda c: c.review.ClaimTask(review_pb2.ClaimTaskRequest(task_id=task_id))
     )
     console.print(f"claimed {task_id}")
 
@@ -435,7 +516,7 @@ def decide(
     request = review_pb2.DecideTaskRequest(
         task_id=task_id, decision=DECISIONS[decision], reason=reason, approved_amount_fen=amount_fen
     )
-    run(with_clients(bearer, lambda c: c.review.DecideTask(request)))
+    call(bearer, "review", lambda c: c.review.DecideTask(request))
     console.print(f"{decision}: {task_id}")
 
 
@@ -445,13 +526,12 @@ def decide(
 @budget_app.command("show")
 def budget_show(program: str, token: TokenOpt = "", user: UserOpt = "finance") -> None:
     bearer = token_for(get_settings(), token, "finance", user)
-    b = run(
-        with_clients(
-            bearer,
-            lambda c: c.disbursement.GetProgramBudget(
-                disbursement_pb2.GetProgramBudgetRequest(program_code=program)
-            ),
-        )
+    b = call(
+        bearer,
+        "disbursement",
+        lambda c: c.disbursement.GetProgramBudget(
+            disbursement_pb2.GetProgramBudgetRequest(program_code=program)
+        ),
     )
     console.print(
         f"{program}: total {yuan(b.total_fen)}, reserved {yuan(b.reserved_fen)}, "
@@ -470,7 +550,7 @@ def plan_create(
     request = disbursement_pb2.CreateFundingPlanRequest(
         request_id=uuid.uuid4().hex, program_code=program, title=title or f"{program} funding plan"
     )
-    plan = run(with_clients(bearer, lambda c: c.disbursement.CreateFundingPlan(request)))
+    plan = call(bearer, "disbursement", lambda c: c.disbursement.CreateFundingPlan(request))
     console.print(f"plan {plan.plan_id}: {len(plan.lines)} lines, {yuan(plan.total_fen)}")
 
 
@@ -478,13 +558,12 @@ def plan_create(
 def plan_approve(plan_id: str, user: UserOpt = "finance-checker", token: TokenOpt = "") -> None:
     """Approve a funding plan (you are the checker, not its maker); payment starts."""
     bearer = token_for(get_settings(), token, "finance", user)
-    plan = run(
-        with_clients(
-            bearer,
-            lambda c: c.disbursement.ApproveFundingPlan(
-                disbursement_pb2.ApproveFundingPlanRequest(plan_id=plan_id)
-            ),
-        )
+    plan = call(
+        bearer,
+        "disbursement",
+        lambda c: c.disbursement.ApproveFundingPlan(
+            disbursement_pb2.ApproveFundingPlanRequest(plan_id=plan_id)
+        ),
     )
     console.print(
         f"plan {plan.plan_id} approved by {plan.approved_by}; workflow plan-{plan.plan_id}"
@@ -494,13 +573,12 @@ def plan_approve(plan_id: str, user: UserOpt = "finance-checker", token: TokenOp
 @plan_app.command("show")
 def plan_show(plan_id: str, user: UserOpt = "finance", token: TokenOpt = "") -> None:
     bearer = token_for(get_settings(), token, "finance", user)
-    plan = run(
-        with_clients(
-            bearer,
-            lambda c: c.disbursement.GetFundingPlan(
-                disbursement_pb2.GetFundingPlanRequest(plan_id=plan_id)
-            ),
-        )
+    plan = call(
+        bearer,
+        "disbursement",
+        lambda c: c.disbursement.GetFundingPlan(
+            disbursement_pb2.GetFundingPlanRequest(plan_id=plan_id)
+        ),
     )
     table = Table("line", "application", "payee", "amount", "state", "reference", title=plan.title)
     for line in plan.lines:
@@ -530,7 +608,10 @@ def ops_replay(
     """Replay a running or closed workflow's history against the current code."""
     from grantflow.ops import replay_workflow
 
-    report = asyncio.run(replay_workflow(get_settings(), workflow_id, save))
+    settings = get_settings()
+    report = run(
+        replay_workflow(settings, workflow_id, save), "Temporal", settings.temporal_address
+    )
     if report.error:
         err_console.print(f"[red]NONDETERMINISM[/red] in {workflow_id}: {report.error}")
         raise typer.Exit(1)
@@ -549,7 +630,12 @@ def ops_find(
     """Find grants by business keys (search attributes), like `temporal workflow list --query`."""
     from grantflow.ops import find_grants
 
-    rows = asyncio.run(find_grants(get_settings(), stage, program, applicant, limit))
+    settings = get_settings()
+    rows = run(
+        find_grants(settings, stage, program, applicant, limit),
+        "Temporal",
+        settings.temporal_address,
+    )
     table = Table("workflow", "status", "stage", "program", "applicant")
     for row in rows:
         table.add_row(*row)
@@ -564,7 +650,11 @@ def ops_redrive(
     from services.common import kafka
 
     settings = get_settings()
-    moved = asyncio.run(kafka.redrive(settings, kafka.topic(settings, stream)))
+    moved = run(
+        kafka.redrive(settings, kafka.topic(settings, stream)),
+        "Kafka",
+        settings.kafka_bootstrap_servers,
+    )
     console.print(f"re-drove {moved} events to {kafka.topic(settings, stream)}")
 
 
@@ -577,7 +667,9 @@ def ops_events(
     """Read events from the broker with a plain Kafka client and decode them with the protos."""
     from grantflow.ops import read_events
 
-    for envelope in asyncio.run(read_events(get_settings(), stream, limit)):
+    settings = get_settings()
+    envelopes = run(read_events(settings, stream, limit), "Kafka", settings.kafka_bootstrap_servers)
+    for envelope in envelopes:
         if as_json:
             from google.protobuf.json_format import MessageToDict
 
@@ -589,10 +681,10 @@ def ops_events(
 def main() -> None:
     def entry() -> int:
         try:
-            app(standalone_mode=False)
-        except typer.Exit as done:
-            return int(done.exit_code)
-        except (typer.Abort, KeyboardInterrupt):
+            # Outside standalone mode typer does not exit: it returns the status of a typer.Exit
+            # (and a command's own return value, None, when it simply finishes).
+            status = app(standalone_mode=False)
+        except typer.Abort:
             return 130
         except Exception as error:
             # Usage errors come from the click that typer bundles; they know how to show
@@ -602,7 +694,7 @@ def main() -> None:
                 show()
                 return exit_code
             raise
-        return 0
+        return status if isinstance(status, int) else 0
 
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.stdout.flush()

@@ -10,28 +10,22 @@ not be reached, 130 interrupted.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import signal
 import sys
-import time
 from collections.abc import Awaitable, Callable
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
-import grpc
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from grantflow.format import stage_name, yuan
-from grantflow.v1 import applications_pb2, disbursement_pb2, review_pb2
-from services.common.auth import DEPARTMENTS, mint_token
-from services.common.clients import ServiceClients
-from services.common.config import Settings, get_settings
-from services.common.process import run_and_exit
-from services.common.workdays import SHANGHAI
+# Start-up time is what a person waits for on every command: this module imports only typer.
+# Each command imports what it needs (gRPC stubs, settings, rich tables, Temporal, the demo).
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from services.common.clients import ServiceClients
+    from services.common.config import Settings
 
 T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
@@ -43,8 +37,27 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(plan_app, name="plan")
 app.add_typer(ops_app, name="ops")
 app.add_typer(budget_app, name="budget")
-console = Console()
-err_console = Console(stderr=True)
+
+
+@cache
+def out() -> Console:
+    from rich.console import Console
+
+    return Console()
+
+
+@cache
+def err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def get_settings() -> Settings:
+    from services.common.config import get_settings as settings_from_environment
+
+    return settings_from_environment()
+
 
 TokenOpt = Annotated[str, typer.Option("--token", envvar="GRANTFLOW_TOKEN", help="Bearer token")]
 UserOpt = Annotated[str, typer.Option("--user", help="Who you are (development tokens)")]
@@ -71,7 +84,7 @@ UNREACHABLE_ERRORS = {"NoBrokersAvailable", "KafkaConnectionError", "KafkaTimeou
 
 def fail(status: int, message: str) -> NoReturn:
     """Explains a failure on stderr and ends the command with `status`."""
-    err_console.print(message, highlight=False, markup=False, soft_wrap=True)
+    err().print(message, highlight=False, markup=False, soft_wrap=True)
     raise typer.Exit(status)
 
 
@@ -86,6 +99,10 @@ def unreachable(service: str, address: str, detail: str) -> NoReturn:
 def run(work: Awaitable[T], service: str = "", address: str = "") -> T:
     """Runs one asynchronous operation of a command; a refusal or an unreachable service ends
     the command with a message and its exit status, never a traceback."""
+    import asyncio
+
+    import grpc
+
     try:
         return asyncio.run(work)  # type: ignore[arg-type]
     except grpc.aio.AioRpcError as error:
@@ -112,12 +129,16 @@ def token_for(
 ) -> str:
     if token:
         return token
+    from services.common.auth import mint_token
+
     return mint_token(
         settings.auth_secret, user, role, department=department, enterprise=enterprise
     )
 
 
 async def with_clients(token: str, work: Callable[[ServiceClients], Awaitable[T]]) -> T:
+    from services.common.clients import ServiceClients
+
     async with ServiceClients(get_settings(), token) as clients:
         return await work(clients)
 
@@ -140,6 +161,8 @@ def token(
     ttl_hours: int = 24 * 30,
 ) -> None:
     """Mint a development bearer token signed with AUTH_SECRET."""
+    from services.common.auth import mint_token
+
     try:
         print(
             mint_token(
@@ -203,7 +226,7 @@ def _refuse_a_running_stack(settings: Settings) -> None:
             f"(a stack recorded in {data_dir} still runs: {', '.join(running)})",
         )
     forget_state(data_dir)
-    err_console.print(
+    err().print(
         "上次的栈没有正常停止，记录的进程都已不在运行；已清除记录，重新启动。\n"
         "(the recorded stack was not stopped cleanly and none of its processes runs: "
         "record cleared)",
@@ -218,12 +241,14 @@ def stack_down() -> None:
     from infra.local.stack import stop_detached
 
     stopped = stop_detached(get_settings().data_dir.resolve())
-    console.print(f"stopped {', '.join(stopped)}" if stopped else "no stack is running")
+    out().print(f"stopped {', '.join(stopped)}" if stopped else "no stack is running")
 
 
 @stack_app.command("status")
 def stack_status() -> None:
     """Show the stack's processes and whether each answers."""
+    from rich.table import Table
+
     from infra.local.stack import grpc_serving, is_ours, port_open, read_state
 
     data_dir = get_settings().data_dir.resolve()
@@ -240,7 +265,7 @@ def stack_status() -> None:
     stopped = [name for name, pid in pids.items() if not is_ours(pid, argv.get(name))]
     for name, pid in pids.items():
         table.add_row(name, str(pid), "[red]no[/red]" if name in stopped else "yes")
-    console.print(table)
+    out().print(table)
     addresses: dict[str, str] = state.get("addresses", {})  # type: ignore[assignment]
     checks = Table("endpoint", "address", "answers")
     silent = []
@@ -254,7 +279,7 @@ def stack_status() -> None:
         if not ok:
             silent.append(name)
         checks.add_row(name, address, "yes" if ok else "[red]no[/red]")
-    console.print(checks)
+    out().print(checks)
     if stopped or silent or not pids:
         fail(
             EXIT_FAILED,
@@ -265,10 +290,12 @@ def stack_status() -> None:
 
 
 def _print_addresses(addresses: dict[str, str]) -> None:
+    from rich.table import Table
+
     table = Table("endpoint", "address", title="Grantflow is serving")
     for name, address in addresses.items():
         table.add_row(name, address)
-    console.print(table)
+    out().print(table)
 
 
 @app.command("seed")
@@ -281,7 +308,7 @@ def seed(
 
     settings = get_settings()
     counts = run(seed_catalogue(settings, ops_token, finance_token))
-    console.print(
+    out().print(
         f"catalogue: {counts[0]} program versions; budgets of {counts[1]} programs set where none was"
     )
 
@@ -292,7 +319,7 @@ def demo(count: int = 24) -> None:
     from grantflow.demo import run_demo
 
     settings = get_settings()
-    summary = run(run_demo(settings, console, count))
+    summary = run(run_demo(settings, out(), count))
     if not summary.ok:
         raise typer.Exit(1)
 
@@ -304,6 +331,9 @@ def run_everything(
     serve: Annotated[bool, typer.Option(help="keep serving after the demo")] = True,
 ) -> None:
     """Start the stack, seed it, run the demo, then serve until Ctrl-C or SIGTERM."""
+    import signal
+    import time
+
     from grantflow.demo import run_demo
 
     started = time.monotonic()
@@ -314,7 +344,7 @@ def run_everything(
             "review_period_seconds": 3600.0,
         }
     )
-    console.print(
+    out().print(
         f"[bold]Demo timers[/bold]: the 7-working-day public notice lasts {notice_seconds:g} s, "
         "supplement deadlines 10 min and review deadlines 1 h, so the demo finishes in minutes. "
         "Without these overrides the periods are working days on the Chinese holiday calendar."
@@ -329,14 +359,14 @@ def run_everything(
 
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        with console.status("starting Temporal, Tansu, the services, the worker and intake"):
+        with out().status("starting Temporal, Tansu, the services, the worker and intake"):
             stack.start()
             stack.wait_ready(120)
-        console.print(
+        out().print(
             f"stack ready in {time.monotonic() - started:.1f} s (logs: {settings.data_dir}/logs)"
         )
-        summary = run(run_demo(settings, console, count))
-        console.print(
+        summary = run(run_demo(settings, out(), count))
+        out().print(
             f"demo finished {time.monotonic() - started:.1f} s after `grantflow run` started "
             "the stack"
         )
@@ -344,15 +374,15 @@ def run_everything(
         if not summary.ok:
             raise typer.Exit(1)
         if serve:
-            console.print("serving; Ctrl-C or SIGTERM stops every process")
+            out().print("serving; Ctrl-C or SIGTERM stops every process")
             while not stop["now"]:
                 time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
-        with console.status("stopping every process"):
+        with out().status("stopping every process"):
             stack.stop()
-        console.print("stopped")
+        out().print("stopped")
 
 
 # ---------------------------------------------------------------------------------- applicants
@@ -371,6 +401,8 @@ def submit(
     """File an application."""
     import uuid
 
+    from grantflow.v1 import applications_pb2
+
     settings = get_settings()
     figures = {}
     for item in figure:
@@ -378,7 +410,7 @@ def submit(
         try:
             figures[key] = int(value)
         except ValueError:
-            err_console.print(f"[red]figure {key!r} must be an integer (fen or a count)[/red]")
+            err().print(f"[red]figure {key!r} must be an integer (fen or a count)[/red]")
             raise typer.Exit(2) from None
     bearer = token_for(settings, token, "applicant", credit_code, enterprise=credit_code)
     request = applications_pb2.SubmitApplicationRequest(
@@ -390,12 +422,15 @@ def submit(
         figures=figures,
     )
     answer = call(bearer, "applications", lambda c: c.applications.SubmitApplication(request))
-    console.print(f"submitted {answer.application_id} (workflow {answer.workflow_id})")
+    out().print(f"submitted {answer.application_id} (workflow {answer.workflow_id})")
 
 
 @app.command()
 def status(application_id: str, token: TokenOpt = "", user: UserOpt = "ops") -> None:
     """Show an application and the status the applicant sees."""
+    from grantflow.format import stage_name, yuan
+    from grantflow.v1 import applications_pb2
+
     bearer = token_for(get_settings(), token, "ops", user)
     a = call(
         bearer,
@@ -404,7 +439,7 @@ def status(application_id: str, token: TokenOpt = "", user: UserOpt = "ops") -> 
             applications_pb2.GetApplicationRequest(application_id=application_id)
         ),
     )
-    console.print(
+    out().print(
         f"{a.application_id} {a.program_code} v{a.rule_version} {a.applicant_name} "
         f"[bold]{stage_name(a.status)}[/bold] {a.status_reason} award {yuan(a.award_amount_fen)}"
     )
@@ -418,6 +453,8 @@ def withdraw(
     token: TokenOpt = "",
 ) -> None:
     """Withdraw an application."""
+    from grantflow.v1 import applications_pb2
+
     settings = get_settings()
     bearer = (
         token_for(settings, token, "applicant", credit_code, enterprise=credit_code)
@@ -433,13 +470,15 @@ def withdraw(
             )
         ),
     )
-    console.print(f"withdrawal of {application_id} requested")
+    out().print(f"withdrawal of {application_id} requested")
 
 
 # ---------------------------------------------------------------------------------- reviewers
 
 
 def _department(value: str) -> str:
+    from services.common.auth import DEPARTMENTS
+
     if value not in DEPARTMENTS:
         raise typer.BadParameter(f"one of {', '.join(DEPARTMENTS)}")
     return value
@@ -454,6 +493,13 @@ def tasks(
     token: TokenOpt = "",
 ) -> None:
     """List your department's open review tasks."""
+    from rich.table import Table
+
+    from grantflow.format import yuan
+    from grantflow.v1 import review_pb2
+    from services.common.auth import DEPARTMENTS
+    from services.common.workdays import SHANGHAI
+
     bearer = token_for(get_settings(), token, "reviewer", user, department=department)
     request = review_pb2.ListTasksRequest(
         department=DEPARTMENTS[department],
@@ -474,7 +520,7 @@ def tasks(
             t.due_at.ToDatetime(tzinfo=SHANGHAI).strftime("%Y-%m-%d %H:%M")
             + (" overdue" if t.overdue else ""),
         )
-    console.print(table)
+    out().print(table)
 
 
 @app.command()
@@ -485,17 +531,19 @@ def claim(
     token: TokenOpt = "",
 ) -> None:
     """Claim a review task."""
+    from grantflow.v1 import review_pb2
+
     bearer = token_for(get_settings(), token, "reviewer", user, department=department)
     call(
         bearer, "review", lambda c: c.review.ClaimTask(review_pb2.ClaimTaskRequest(task_id=task_id))
     )
-    console.print(f"claimed {task_id}")
+    out().print(f"claimed {task_id}")
 
 
 DECISIONS = {
-    "approve": review_pb2.REVIEW_DECISION_APPROVE,
-    "reject": review_pb2.REVIEW_DECISION_REJECT,
-    "return": review_pb2.REVIEW_DECISION_RETURN_FOR_SUPPLEMENT,
+    "approve": "REVIEW_DECISION_APPROVE",
+    "reject": "REVIEW_DECISION_REJECT",
+    "return": "REVIEW_DECISION_RETURN_FOR_SUPPLEMENT",
 }
 
 
@@ -510,14 +558,19 @@ def decide(
     token: TokenOpt = "",
 ) -> None:
     """Decide a claimed review task."""
+    from grantflow.v1 import review_pb2
+
     if decision not in DECISIONS:
         raise typer.BadParameter("approve, reject or return")
     bearer = token_for(get_settings(), token, "reviewer", user, department=department)
     request = review_pb2.DecideTaskRequest(
-        task_id=task_id, decision=DECISIONS[decision], reason=reason, approved_amount_fen=amount_fen
+        task_id=task_id,
+        decision=review_pb2.ReviewDecision.Value(DECISIONS[decision]),
+        reason=reason,
+        approved_amount_fen=amount_fen,
     )
     call(bearer, "review", lambda c: c.review.DecideTask(request))
-    console.print(f"{decision}: {task_id}")
+    out().print(f"{decision}: {task_id}")
 
 
 # ---------------------------------------------------------------------------------- finance
@@ -525,6 +578,9 @@ def decide(
 
 @budget_app.command("show")
 def budget_show(program: str, token: TokenOpt = "", user: UserOpt = "finance") -> None:
+    from grantflow.format import yuan
+    from grantflow.v1 import disbursement_pb2
+
     bearer = token_for(get_settings(), token, "finance", user)
     b = call(
         bearer,
@@ -533,7 +589,7 @@ def budget_show(program: str, token: TokenOpt = "", user: UserOpt = "finance") -
             disbursement_pb2.GetProgramBudgetRequest(program_code=program)
         ),
     )
-    console.print(
+    out().print(
         f"{program}: total {yuan(b.total_fen)}, reserved {yuan(b.reserved_fen)}, "
         f"paid {yuan(b.paid_fen)}, available {yuan(b.available_fen)}"
     )
@@ -546,17 +602,22 @@ def plan_create(
     """Collect a program's noticed awards into a funding plan (you are the maker)."""
     import uuid
 
+    from grantflow.format import yuan
+    from grantflow.v1 import disbursement_pb2
+
     bearer = token_for(get_settings(), token, "finance", user)
     request = disbursement_pb2.CreateFundingPlanRequest(
         request_id=uuid.uuid4().hex, program_code=program, title=title or f"{program} funding plan"
     )
     plan = call(bearer, "disbursement", lambda c: c.disbursement.CreateFundingPlan(request))
-    console.print(f"plan {plan.plan_id}: {len(plan.lines)} lines, {yuan(plan.total_fen)}")
+    out().print(f"plan {plan.plan_id}: {len(plan.lines)} lines, {yuan(plan.total_fen)}")
 
 
 @plan_app.command("approve")
 def plan_approve(plan_id: str, user: UserOpt = "finance-checker", token: TokenOpt = "") -> None:
     """Approve a funding plan (you are the checker, not its maker); payment starts."""
+    from grantflow.v1 import disbursement_pb2
+
     bearer = token_for(get_settings(), token, "finance", user)
     plan = call(
         bearer,
@@ -565,13 +626,16 @@ def plan_approve(plan_id: str, user: UserOpt = "finance-checker", token: TokenOp
             disbursement_pb2.ApproveFundingPlanRequest(plan_id=plan_id)
         ),
     )
-    console.print(
-        f"plan {plan.plan_id} approved by {plan.approved_by}; workflow plan-{plan.plan_id}"
-    )
+    out().print(f"plan {plan.plan_id} approved by {plan.approved_by}; workflow plan-{plan.plan_id}")
 
 
 @plan_app.command("show")
 def plan_show(plan_id: str, user: UserOpt = "finance", token: TokenOpt = "") -> None:
+    from rich.table import Table
+
+    from grantflow.format import yuan
+    from grantflow.v1 import disbursement_pb2
+
     bearer = token_for(get_settings(), token, "finance", user)
     plan = call(
         bearer,
@@ -590,8 +654,8 @@ def plan_show(plan_id: str, user: UserOpt = "finance", token: TokenOpt = "") -> 
             disbursement_pb2.PaymentState.Name(line.state).removeprefix("PAYMENT_STATE_"),
             line.gateway_reference,
         )
-    console.print(table)
-    console.print(
+    out().print(table)
+    out().print(
         f"state {disbursement_pb2.PlanState.Name(plan.state).removeprefix('PLAN_STATE_')}, "
         f"maker {plan.created_by}, checker {plan.approved_by}, total {yuan(plan.total_fen)}"
     )
@@ -613,9 +677,9 @@ def ops_replay(
         replay_workflow(settings, workflow_id, save), "Temporal", settings.temporal_address
     )
     if report.error:
-        err_console.print(f"[red]NONDETERMINISM[/red] in {workflow_id}: {report.error}")
+        err().print(f"[red]NONDETERMINISM[/red] in {workflow_id}: {report.error}")
         raise typer.Exit(1)
-    console.print(
+    out().print(
         f"{workflow_id}: {report.events} events replayed against the current code; deterministic"
     )
 
@@ -628,6 +692,8 @@ def ops_find(
     limit: int = 50,
 ) -> None:
     """Find grants by business keys (search attributes), like `temporal workflow list --query`."""
+    from rich.table import Table
+
     from grantflow.ops import find_grants
 
     settings = get_settings()
@@ -639,7 +705,7 @@ def ops_find(
     table = Table("workflow", "status", "stage", "program", "applicant")
     for row in rows:
         table.add_row(*row)
-    console.print(table)
+    out().print(table)
 
 
 @ops_app.command("redrive")
@@ -655,7 +721,7 @@ def ops_redrive(
         "Kafka",
         settings.kafka_bootstrap_servers,
     )
-    console.print(f"re-drove {moved} events to {kafka.topic(settings, stream)}")
+    out().print(f"re-drove {moved} events to {kafka.topic(settings, stream)}")
 
 
 @ops_app.command("events")
@@ -671,11 +737,13 @@ def ops_events(
     envelopes = run(read_events(settings, stream, limit), "Kafka", settings.kafka_bootstrap_servers)
     for envelope in envelopes:
         if as_json:
+            import json
+
             from google.protobuf.json_format import MessageToDict
 
             print(json.dumps(MessageToDict(envelope), ensure_ascii=False))
         else:
-            console.print(f"{envelope.type} {envelope.subject} {envelope.event_id}")
+            out().print(f"{envelope.type} {envelope.subject} {envelope.event_id}")
 
 
 def main() -> None:
@@ -695,6 +763,8 @@ def main() -> None:
                 return exit_code
             raise
         return status if isinstance(status, int) else 0
+
+    from services.common.process import run_and_exit
 
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.stdout.flush()

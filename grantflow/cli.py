@@ -38,6 +38,9 @@ app.add_typer(plan_app, name="plan")
 app.add_typer(ops_app, name="ops")
 app.add_typer(budget_app, name="budget")
 
+TokenOpt = Annotated[str, typer.Option("--token", envvar="GRANTFLOW_TOKEN", help="Bearer token")]
+UserOpt = Annotated[str, typer.Option("--user", help="Who you are (development tokens)")]
+
 
 @cache
 def out() -> Console:
@@ -57,10 +60,6 @@ def get_settings() -> Settings:
     from services.common.config import get_settings as settings_from_environment
 
     return settings_from_environment()
-
-
-TokenOpt = Annotated[str, typer.Option("--token", envvar="GRANTFLOW_TOKEN", help="Bearer token")]
-UserOpt = Annotated[str, typer.Option("--user", help="Who you are (development tokens)")]
 
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3

@@ -24,10 +24,20 @@ from rich.table import Table
 
 from grantflow.format import stage_name, yuan
 from grantflow.v1 import applications_pb2, disbursement_pb2, review_pb2
-from services.common.auth import DEPARTMENTS, mint_token
+from services.common.auth import mint_token
 from services.common.clients import ServiceClients
 from services.common.config import Settings, get_settings
 from services.common.process import run_and_exit
+from services.common.vocabulary import (
+    Decision,
+    Department,
+    GrantStage,
+    PaymentState,
+    PlanState,
+    Role,
+    TaskState,
+    VocabularyError,
+)
 from services.common.workdays import SHANGHAI
 
 T = TypeVar("T")
@@ -295,7 +305,7 @@ def submit(
         except ValueError:
             err_console.print(f"[red]figure {key!r} must be an integer (fen or a count)[/red]")
             raise typer.Exit(2) from None
-    bearer = token_for(settings, token, "applicant", credit_code, enterprise=credit_code)
+    bearer = token_for(settings, token, Role.APPLICANT, credit_code, enterprise=credit_code)
     request = applications_pb2.SubmitApplicationRequest(
         request_id=request_id or uuid.uuid4().hex,
         program_code=program,
@@ -311,7 +321,7 @@ def submit(
 @app.command()
 def status(application_id: str, token: TokenOpt = "", user: UserOpt = "ops") -> None:
     """Show an application and the status the applicant sees."""
-    bearer = token_for(get_settings(), token, "ops", user)
+    bearer = token_for(get_settings(), token, Role.OPS, user)
     a = run(
         with_clients(
             bearer,
@@ -336,9 +346,9 @@ def withdraw(
     """Withdraw an application."""
     settings = get_settings()
     bearer = (
-        token_for(settings, token, "applicant", credit_code, enterprise=credit_code)
+        token_for(settings, token, Role.APPLICANT, credit_code, enterprise=credit_code)
         if credit_code
-        else token_for(settings, token, "ops", "ops")  # an operator withdraws on request
+        else token_for(settings, token, Role.OPS, "ops")  # an operator withdraws on request
     )
     run(
         with_clients(
@@ -357,23 +367,24 @@ def withdraw(
 
 
 def _department(value: str) -> str:
-    if value not in DEPARTMENTS:
-        raise typer.BadParameter(f"one of {', '.join(DEPARTMENTS)}")
-    return value
+    try:
+        return Department.parse(value)
+    except VocabularyError:
+        raise typer.BadParameter(f"one of {', '.join(Department)}") from None
 
 
 @app.command()
 def tasks(
-    department: Annotated[str, typer.Option(callback=_department)] = "industry",
+    department: Annotated[str, typer.Option(callback=_department)] = Department.INDUSTRY.value,
     user: UserOpt = "reviewer",
     mine: bool = False,
     overdue: bool = False,
     token: TokenOpt = "",
 ) -> None:
     """List your department's open review tasks."""
-    bearer = token_for(get_settings(), token, "reviewer", user, department=department)
+    bearer = token_for(get_settings(), token, Role.REVIEWER, user, department=department)
     request = review_pb2.ListTasksRequest(
-        department=DEPARTMENTS[department],
+        department=Department.parse(department).to_proto(),
         assignee=user if mine else "",
         filter=review_pb2.TASK_FILTER_OVERDUE if overdue else review_pb2.TASK_FILTER_OPEN,
     )
@@ -385,7 +396,7 @@ def tasks(
             t.application_id,
             t.program_code,
             str(t.round),
-            review_pb2.TaskState.Name(t.state).removeprefix("TASK_STATE_"),
+            TaskState.from_proto(t.state).name,
             t.assignee,
             yuan(t.proposed_amount_fen),
             t.due_at.ToDatetime(tzinfo=SHANGHAI).strftime("%Y-%m-%d %H:%M")
@@ -397,12 +408,12 @@ def tasks(
 @app.command()
 def claim(
     task_id: str,
-    department: Annotated[str, typer.Option(callback=_department)] = "industry",
+    department: Annotated[str, typer.Option(callback=_department)] = Department.INDUSTRY.value,
     user: UserOpt = "reviewer",
     token: TokenOpt = "",
 ) -> None:
     """Claim a review task."""
-    bearer = token_for(get_settings(), token, "reviewer", user, department=department)
+    bearer = token_for(get_settings(), token, Role.REVIEWER, user, department=department)
     run(
         with_clients(
             bearer, lambda c: c.review.ClaimTask(review_pb2.ClaimTaskRequest(task_id=task_id))
@@ -411,29 +422,24 @@ def claim(
     console.print(f"claimed {task_id}")
 
 
-DECISIONS = {
-    "approve": review_pb2.REVIEW_DECISION_APPROVE,
-    "reject": review_pb2.REVIEW_DECISION_REJECT,
-    "return": review_pb2.REVIEW_DECISION_RETURN_FOR_SUPPLEMENT,
-}
-
-
 @app.command()
 def decide(
     task_id: str,
     decision: Annotated[str, typer.Argument(help="approve, reject or return")],
     reason: str = "",
     amount_fen: Annotated[int, typer.Option(help="approve a lower amount (fen)")] = 0,
-    department: Annotated[str, typer.Option(callback=_department)] = "industry",
+    department: Annotated[str, typer.Option(callback=_department)] = Department.INDUSTRY.value,
     user: UserOpt = "reviewer",
     token: TokenOpt = "",
 ) -> None:
     """Decide a claimed review task."""
-    if decision not in DECISIONS:
-        raise typer.BadParameter("approve, reject or return")
-    bearer = token_for(get_settings(), token, "reviewer", user, department=department)
+    try:
+        term = Decision.parse(decision)
+    except VocabularyError:
+        raise typer.BadParameter(", ".join(Decision)) from None
+    bearer = token_for(get_settings(), token, Role.REVIEWER, user, department=department)
     request = review_pb2.DecideTaskRequest(
-        task_id=task_id, decision=DECISIONS[decision], reason=reason, approved_amount_fen=amount_fen
+        task_id=task_id, decision=term.to_proto(), reason=reason, approved_amount_fen=amount_fen
     )
     run(with_clients(bearer, lambda c: c.review.DecideTask(request)))
     console.print(f"{decision}: {task_id}")
@@ -444,7 +450,7 @@ def decide(
 
 @budget_app.command("show")
 def budget_show(program: str, token: TokenOpt = "", user: UserOpt = "finance") -> None:
-    bearer = token_for(get_settings(), token, "finance", user)
+    bearer = token_for(get_settings(), token, Role.FINANCE, user)
     b = run(
         with_clients(
             bearer,
@@ -466,7 +472,7 @@ def plan_create(
     """Collect a program's noticed awards into a funding plan (you are the maker)."""
     import uuid
 
-    bearer = token_for(get_settings(), token, "finance", user)
+    bearer = token_for(get_settings(), token, Role.FINANCE, user)
     request = disbursement_pb2.CreateFundingPlanRequest(
         request_id=uuid.uuid4().hex, program_code=program, title=title or f"{program} funding plan"
     )
@@ -477,7 +483,7 @@ def plan_create(
 @plan_app.command("approve")
 def plan_approve(plan_id: str, user: UserOpt = "finance-checker", token: TokenOpt = "") -> None:
     """Approve a funding plan (you are the checker, not its maker); payment starts."""
-    bearer = token_for(get_settings(), token, "finance", user)
+    bearer = token_for(get_settings(), token, Role.FINANCE, user)
     plan = run(
         with_clients(
             bearer,
@@ -493,7 +499,7 @@ def plan_approve(plan_id: str, user: UserOpt = "finance-checker", token: TokenOp
 
 @plan_app.command("show")
 def plan_show(plan_id: str, user: UserOpt = "finance", token: TokenOpt = "") -> None:
-    bearer = token_for(get_settings(), token, "finance", user)
+    bearer = token_for(get_settings(), token, Role.FINANCE, user)
     plan = run(
         with_clients(
             bearer,
@@ -509,12 +515,12 @@ def plan_show(plan_id: str, user: UserOpt = "finance", token: TokenOpt = "") -> 
             line.application_id,
             line.applicant_name,
             yuan(line.amount_fen),
-            disbursement_pb2.PaymentState.Name(line.state).removeprefix("PAYMENT_STATE_"),
+            PaymentState.from_proto(line.state).name,
             line.gateway_reference,
         )
     console.print(table)
     console.print(
-        f"state {disbursement_pb2.PlanState.Name(plan.state).removeprefix('PLAN_STATE_')}, "
+        f"state {PlanState.from_proto(plan.state).name}, "
         f"maker {plan.created_by}, checker {plan.approved_by}, total {yuan(plan.total_fen)}"
     )
 
@@ -539,9 +545,16 @@ def ops_replay(
     )
 
 
+def _stage(value: str) -> str:
+    try:
+        return GrantStage.parse(value.upper()) if value else ""
+    except VocabularyError:
+        raise typer.BadParameter(f"one of {', '.join(GrantStage)}") from None
+
+
 @ops_app.command("find")
 def ops_find(
-    stage: str = "",
+    stage: Annotated[str, typer.Option(callback=_stage)] = "",
     program: str = "",
     applicant: str = "",
     limit: int = 50,

@@ -45,21 +45,22 @@ from services.common.errors import (
 from services.common.grpc_server import roles
 from services.common.kafka import APPLICATIONS, GRANTS, make_envelope, topic
 from services.common.outbox import OutboxEvent, enqueue
+from services.common.vocabulary import NOT_WITHDRAWABLE_STAGES, GrantStage, Role
 
 T = TypeVar("T")
 
 SOURCE = "applications"
 SERVICE_NAME = applications_pb2.DESCRIPTOR.services_by_name["ApplicationService"].full_name
-EVERYONE = roles("applicant", "reviewer", "finance", "ops", "system")
+EVERYONE = roles(*Role)
 METHOD_ROLES: Mapping[str, frozenset[str]] = {
-    "SubmitApplication": roles("applicant"),
+    "SubmitApplication": roles(Role.APPLICANT),
     "GetApplication": EVERYONE,
     "ListApplications": EVERYONE,
-    "WithdrawApplication": roles("applicant", "ops"),
-    "SupplementApplication": roles("applicant"),
+    "WithdrawApplication": roles(Role.APPLICANT, Role.OPS),
+    "SupplementApplication": roles(Role.APPLICANT),
     "ListPrograms": EVERYONE,
-    "PublishProgramVersion": roles("ops", "system"),
-    "ReportGrantStage": roles("system"),
+    "PublishProgramVersion": roles(Role.OPS, Role.SYSTEM),
+    "ReportGrantStage": roles(Role.SYSTEM),
 }
 
 MAX_NAME = 200
@@ -74,17 +75,6 @@ MAX_EVENT_ID = 64  # outbox_event.event_id
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 PAGE_TOKEN_PREFIX = "app-after:"
-
-# The money has gone or is going out, or the grant has already ended: nothing left to withdraw.
-NOT_WITHDRAWABLE = {
-    common_pb2.GRANT_STAGE_IN_PAYMENT,
-    common_pb2.GRANT_STAGE_PAID,
-    common_pb2.GRANT_STAGE_REJECTED,
-    common_pb2.GRANT_STAGE_WITHDRAWN,
-}
-KNOWN_STAGES = frozenset(
-    value for value in common_pb2.GrantStage.values() if value != common_pb2.GRANT_STAGE_UNSPECIFIED
-)
 
 
 def _fingerprint(parts: dict[str, Any]) -> str:
@@ -109,15 +99,15 @@ def _enterprise_of(caller: Principal) -> str:
 
 
 def _check_owner(caller: Principal, record: ApplicationRecord) -> None:
-    if caller.role == "applicant" and record.applicant_credit_code != _enterprise_of(caller):
+    if caller.role == Role.APPLICANT and record.applicant_credit_code != _enterprise_of(caller):
         raise PermissionDenied("this application belongs to another enterprise")
 
 
 def _check_reviewer_sees(session: Session, caller: Principal, record: ApplicationRecord) -> None:
     # Finance, ops and the system see every program (finance pays them all); a reviewer sees
     # only the programs its department owns or reviews.
-    if caller.role == "reviewer" and not programs_involving(
-        session, caller.department_enum, record.program_code
+    if caller.role == Role.REVIEWER and not programs_involving(
+        session, caller.department, record.program_code
     ):
         raise PermissionDenied("your department does not review this application's program")
 
@@ -313,7 +303,7 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
                 figures=submission.figures,
                 documents=submission.documents,
                 requested_amount_fen=submission.requested_amount_fen,
-                status=common_pb2.GRANT_STAGE_SUBMITTED,
+                status=GrantStage.SUBMITTED.to_proto(),
                 workflow_id=f"grant-{application_id}",
                 submitted_at=now,
                 updated_at=now,
@@ -369,8 +359,7 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
             if request.program_code.strip()
             else ""
         )
-        if request.status and request.status not in KNOWN_STAGES:
-            raise InvalidArgument("status", "is not a grant stage")
+        status = validation.optional_term("status", GrantStage, request.status)
         if request.page_size < 0:
             raise InvalidArgument("page_size", "must not be negative")
         page_size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -378,13 +367,13 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
 
         def work(session: Session) -> applications_pb2.ListApplicationsResponse:
             query = select(ApplicationRecord)
-            if caller.role == "applicant":
+            if caller.role == Role.APPLICANT:
                 # Whatever it asks for, an applicant sees only its own enterprise's filings.
                 query = query.where(
                     ApplicationRecord.applicant_credit_code == _enterprise_of(caller)
                 )
-            if caller.role == "reviewer":
-                visible = programs_involving(session, caller.department_enum)
+            if caller.role == Role.REVIEWER:
+                visible = programs_involving(session, caller.department)
                 if program_filter and program_filter not in visible:
                     raise PermissionDenied(
                         f"your department does not review program {program_filter}"
@@ -394,8 +383,8 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
                 query = query.where(ApplicationRecord.applicant_credit_code == credit_filter)
             if program_filter:
                 query = query.where(ApplicationRecord.program_code == program_filter)
-            if request.status:
-                query = query.where(ApplicationRecord.status == int(request.status))
+            if status is not None:
+                query = query.where(ApplicationRecord.status == status.to_proto())
             if after_id is not None:
                 query = query.where(col(ApplicationRecord.id) < after_id)
             rows = session.exec(
@@ -425,8 +414,8 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
             _check_owner(caller, record)
             if record.withdrawal_requested_at is not None:
                 return record.to_proto()
-            if record.status in NOT_WITHDRAWABLE:
-                stage = common_pb2.GrantStage.Name(record.status)  # type: ignore[arg-type]
+            stage = GrantStage.from_proto(record.status)
+            if stage in NOT_WITHDRAWABLE_STAGES:
                 raise FailedPrecondition(f"application {application_id} is {stage}")
             now = now_utc()
             record.withdrawal_requested_at = now
@@ -484,8 +473,8 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
                 return record.to_proto()
             if record.withdrawal_requested_at is not None:
                 raise FailedPrecondition(f"application {application_id} is being withdrawn")
-            if record.status != common_pb2.GRANT_STAGE_AWAITING_SUPPLEMENT:
-                stage = common_pb2.GrantStage.Name(record.status)  # type: ignore[arg-type]
+            stage = GrantStage.from_proto(record.status)
+            if stage != GrantStage.AWAITING_SUPPLEMENT:
                 raise FailedPrecondition(
                     f"application {application_id} is {stage}, not awaiting a supplement"
                 )
@@ -544,8 +533,7 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
         change = applications_pb2.GrantStageChanged()
         change.CopyFrom(request.change)
         application_id = _application_id("change.application_id", change.application_id)
-        if change.stage not in KNOWN_STAGES:
-            raise InvalidArgument("change.stage", "must be a grant stage")
+        validation.term("change.stage", GrantStage, change.stage)
         if change.sequence < 1:
             raise InvalidArgument("change.sequence", "must be at least 1")
         validation.fen("change.award_amount_fen", change.award_amount_fen)

@@ -15,6 +15,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from grantflow.v1 import applications_pb2, common_pb2
 from services.applications.catalogue import involves
 from services.common.db import as_utc, from_timestamp, to_timestamp
+from services.common.vocabulary import Department
 
 
 class ProgramVersion(SQLModel, table=True):
@@ -73,7 +74,7 @@ class ApplicationRecord(SQLModel, table=True):
     figures: dict[str, int] = Field(sa_column=Column(JSON, nullable=False))
     documents: list[dict[str, str]] = Field(sa_column=Column(JSON, nullable=False))
     requested_amount_fen: int = Field(sa_column=Column(BigInteger, nullable=False))
-    status: int = Field(index=True)
+    status: int = Field(index=True)  # a GrantStage, as its proto number
     status_reason: str = Field(default="", sa_column=Column(Text, nullable=False))
     status_sequence: int = 0  # sequence of the last GrantStageChanged applied
     award_amount_fen: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
@@ -136,7 +137,7 @@ def program_versions(session: Session, code: str) -> list[ProgramVersion]:
     )
 
 
-def programs_involving(session: Session, department: int, code: str = "") -> set[str]:
+def programs_involving(session: Session, department: Department | None, code: str = "") -> set[str]:
     """Codes of the programs a department owns or reviews in any published version (a version
     that changed the departments does not hide filings made under an earlier one)."""
     query = select(ProgramVersion)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+from typing import TypeVar
 
 from stdnum.cn import uscc
 
 from services.common.errors import InvalidArgument
+from services.common.vocabulary import Term, VocabularyError
+
+TermT = TypeVar("TermT", bound=Term)
 
 # 10 billion yuan: nothing a municipal program pays comes near it; larger figures are typos.
 MAX_FEN = 10**12
@@ -88,3 +92,16 @@ def document(field: str, name: str, uri: str, sha256: str) -> None:
     text(f"{field}.uri", uri, max_len=1000)
     if not SHA256.match(sha256):
         raise InvalidArgument(f"{field}.sha256", "must be 64 lowercase hexadecimal characters")
+
+
+def term(field: str, vocabulary: type[TermT], number: int) -> TermT:
+    """The term a proto enum field holds; UNSPECIFIED or an unknown number is bad input."""
+    try:
+        return vocabulary.from_proto(number)
+    except VocabularyError:
+        raise InvalidArgument(field, f"must be one of {', '.join(vocabulary)}") from None
+
+
+def optional_term(field: str, vocabulary: type[TermT], number: int) -> TermT | None:
+    """Like term, but UNSPECIFIED (0) means "not given"."""
+    return None if number == 0 else term(field, vocabulary, number)

@@ -36,6 +36,14 @@ from services.common.errors import (
 from services.common.grpc_server import roles
 from services.common.kafka import DISBURSEMENT, make_envelope, topic
 from services.common.outbox import enqueue
+from services.common.vocabulary import (
+    CLOSED_PLAN_STATES,
+    PAYABLE_PLAN_STATES,
+    PaymentState,
+    PlanState,
+    ReservationState,
+    Role,
+)
 from services.disbursement import store
 from services.disbursement.gateway import (
     GatewayRejected,
@@ -67,43 +75,23 @@ MAX_TITLE = 200
 MAX_REASON = 500
 MAX_NAME = 200
 
-READERS = roles("finance", "ops", "system")
+READERS = roles(Role.FINANCE, Role.OPS, Role.SYSTEM)
 METHOD_ROLES = {
-    "SetProgramBudget": roles("finance"),
-    "GetProgramBudget": roles("finance", "ops", "system", "reviewer"),
-    "ReserveBudget": roles("system"),
-    "ReleaseReservation": roles("system"),
-    "ConfirmAward": roles("system"),
-    "CreateFundingPlan": roles("finance"),
-    "ApproveFundingPlan": roles("finance"),
+    "SetProgramBudget": roles(Role.FINANCE),
+    "GetProgramBudget": roles(Role.FINANCE, Role.OPS, Role.SYSTEM, Role.REVIEWER),
+    "ReserveBudget": roles(Role.SYSTEM),
+    "ReleaseReservation": roles(Role.SYSTEM),
+    "ConfirmAward": roles(Role.SYSTEM),
+    "CreateFundingPlan": roles(Role.FINANCE),
+    "ApproveFundingPlan": roles(Role.FINANCE),
     "GetFundingPlan": READERS,
     "ListFundingPlans": READERS,
-    "ExecutePayment": roles("system"),
-    "MarkPaymentFailed": roles("system"),
-    "CompleteFundingPlan": roles("system"),
-    "ListLedgerEntries": roles("finance", "ops"),
+    "ExecutePayment": roles(Role.SYSTEM),
+    "MarkPaymentFailed": roles(Role.SYSTEM),
+    "CompleteFundingPlan": roles(Role.SYSTEM),
+    "ListLedgerEntries": roles(Role.FINANCE, Role.OPS),
 }
 
-RESERVATION_STATES = {
-    store.RESERVED: pb.RESERVATION_STATE_RESERVED,
-    store.AWARDED: pb.RESERVATION_STATE_AWARDED,
-    store.IN_PLAN: pb.RESERVATION_STATE_IN_PLAN,
-    store.PAID: pb.RESERVATION_STATE_PAID,
-    store.RELEASED: pb.RESERVATION_STATE_RELEASED,
-}
-PLAN_STATES = {
-    store.DRAFT: pb.PLAN_STATE_DRAFT,
-    store.APPROVED: pb.PLAN_STATE_APPROVED,
-    store.PAYING: pb.PLAN_STATE_PAYING,
-    store.COMPLETED: pb.PLAN_STATE_COMPLETED,
-    store.COMPLETED_WITH_FAILURES: pb.PLAN_STATE_COMPLETED_WITH_FAILURES,
-}
-PAYMENT_STATES = {
-    store.PENDING: pb.PAYMENT_STATE_PENDING,
-    store.PAID: pb.PAYMENT_STATE_PAID,
-    store.FAILED: pb.PAYMENT_STATE_FAILED,
-}
-PAYABLE_PLAN_STATES = (store.APPROVED, store.PAYING)
 
 T = TypeVar("T")
 
@@ -147,7 +135,7 @@ def reservation_pb(row: ReservationRow) -> pb.Reservation:
         application_id=row.application_id,
         program_code=row.program_code,
         amount_fen=row.amount_fen,
-        state=RESERVATION_STATES[row.state],
+        state=ReservationState.parse(row.state).to_proto(),
         plan_id=row.plan_id or "",
         applicant_credit_code=row.applicant_credit_code,
         applicant_name=row.applicant_name,
@@ -162,7 +150,7 @@ def line_pb(row: PaymentLineRow) -> pb.PaymentLine:
         applicant_credit_code=row.applicant_credit_code,
         applicant_name=row.applicant_name,
         amount_fen=row.amount_fen,
-        state=PAYMENT_STATES[row.state],
+        state=PaymentState.parse(row.state).to_proto(),
         gateway_reference=row.gateway_reference,
         failure_reason=row.failure_reason,
         attempts=row.attempts,
@@ -175,7 +163,7 @@ def plan_pb(plan: FundingPlanRow, lines: list[PaymentLineRow]) -> pb.FundingPlan
         plan_id=plan.plan_id,
         program_code=plan.program_code,
         title=plan.title,
-        state=PLAN_STATES[plan.state],
+        state=PlanState.parse(plan.state).to_proto(),
         created_by=plan.created_by,
         approved_by=plan.approved_by,
         total_fen=plan.total_fen,
@@ -316,7 +304,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             budget = store.lock_budget(session, program)
             existing = store.lock_reservation(session, application_id)
             if existing is not None:
-                if existing.state == store.RELEASED:
+                if existing.state == ReservationState.RELEASED:
                     raise FailedPrecondition(
                         f"the reservation of application {application_id} was released; "
                         "a released award is not reserved again"
@@ -340,7 +328,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
                 application_id=application_id,
                 program_code=program,
                 amount_fen=amount,
-                state=store.RESERVED,
+                state=ReservationState.RESERVED,
                 applicant_credit_code=credit_code,
                 applicant_name=name,
                 created_at=now,
@@ -377,7 +365,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             row = session.get(ReservationRow, application_id)
             return (
                 row is not None
-                and row.state in (store.RESERVED, store.AWARDED)
+                and row.state in (ReservationState.RESERVED, ReservationState.AWARDED)
                 and store.award_attempted(session, application_id)
             )
 
@@ -396,9 +384,9 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             row = store.lock_reservation(session, application_id)
             if row is None:
                 raise NotFound(f"application {application_id} has no reservation")
-            if row.state == store.RELEASED:
+            if row.state == ReservationState.RELEASED:
                 return row
-            if row.state not in (store.RESERVED, store.AWARDED):
+            if row.state not in (ReservationState.RESERVED, ReservationState.AWARDED):
                 raise FailedPrecondition(
                     f"the reservation of application {application_id} is {row.state}; "
                     "only a reserved or awarded one can be released"
@@ -412,7 +400,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
                 store.reserved(program),
                 row.amount_fen,
             )
-            row.state = store.RELEASED
+            row.state = ReservationState.RELEASED
             row.updated_at = now_utc()
             session.add(row)
             self._emit(
@@ -437,13 +425,13 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             row = store.lock_reservation(session, application_id)
             if row is None:
                 raise NotFound(f"application {application_id} has no reservation")
-            if row.state == store.RELEASED:
+            if row.state == ReservationState.RELEASED:
                 raise FailedPrecondition(
                     f"the reservation of application {application_id} was released"
                 )
-            if row.state != store.RESERVED:
+            if row.state != ReservationState.RESERVED:
                 return row  # awarded already, or further along: nothing to do
-            row.state = store.AWARDED
+            row.state = ReservationState.AWARDED
             row.updated_at = now_utc()
             session.add(row)
             self._emit(
@@ -490,7 +478,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             awards = session.exec(
                 select(ReservationRow)
                 .where(col(ReservationRow.program_code) == program)
-                .where(col(ReservationRow.state) == store.AWARDED)
+                .where(col(ReservationRow.state) == ReservationState.AWARDED)
                 .where(col(ReservationRow.plan_id).is_(None))
                 .order_by(col(ReservationRow.application_id))
                 .with_for_update()
@@ -506,7 +494,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
                 request_fingerprint=fingerprint,
                 program_code=program,
                 title=title,
-                state=store.DRAFT,
+                state=PlanState.DRAFT,
                 created_by=maker,
                 total_fen=sum(award.amount_fen for award in awards),
                 created_at=now,
@@ -522,11 +510,11 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
                     applicant_credit_code=award.applicant_credit_code,
                     applicant_name=award.applicant_name,
                     amount_fen=award.amount_fen,
-                    state=store.PENDING,
+                    state=PaymentState.PENDING,
                 )
                 session.add(line)
                 lines.append(line)
-                award.state = store.IN_PLAN
+                award.state = ReservationState.IN_PLAN
                 award.plan_id = plan.plan_id
                 award.updated_at = now
                 session.add(award)
@@ -562,7 +550,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
                     "must (maker-checker)"
                 )
             lines = store.plan_lines(session, plan_id)
-            if plan.state != store.DRAFT:
+            if plan.state != PlanState.DRAFT:
                 if plan.approved_by == checker:
                     return plan, lines
                 raise FailedPrecondition(
@@ -570,7 +558,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
                     + (f", approved by {plan.approved_by}" if plan.approved_by else "")
                 )
             now = now_utc()
-            plan.state = store.APPROVED
+            plan.state = PlanState.APPROVED
             plan.approved_by = checker
             plan.approved_at = now
             plan.updated_at = now
@@ -634,13 +622,13 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             line = store.lock_line(session, line_id)
             if line is None or line.plan_id != plan_id:
                 raise NotFound(f"payment line {line_id} not found in funding plan {plan_id}")
-            if line.state == store.PAID:
+            if line.state == PaymentState.PAID:
                 return line, False
             plan = session.get(FundingPlanRow, plan_id)
             if plan is None or plan.state not in PAYABLE_PLAN_STATES:
                 state = plan.state if plan else "missing"
                 raise FailedPrecondition(f"funding plan {plan_id} is {state}, not approved")
-            if line.state == store.FAILED:
+            if line.state == PaymentState.FAILED:
                 raise FailedPrecondition(f"payment line {line_id} was marked failed")
             line.attempts += 1
             session.add(line)
@@ -679,18 +667,18 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             row = store.lock_line(session, line_id)
             if plan is None or row is None:
                 raise NotFound(f"payment line {line_id} not found in funding plan {plan_id}")
-            if row.state == store.PAID:
+            if row.state == PaymentState.PAID:
                 return row  # a concurrent call settled it
             reservation = store.lock_reservation(session, row.application_id)
-            if row.state == store.FAILED:
+            if row.state == PaymentState.FAILED:
                 raise self._paid_after_failure(row, reservation, reference)
             now = now_utc()
-            row.state = store.PAID
+            row.state = PaymentState.PAID
             row.gateway_reference = reference
             row.paid_at = now
             session.add(row)
             if reservation is not None:
-                reservation.state = store.PAID
+                reservation.state = ReservationState.PAID
                 reservation.updated_at = now
                 session.add(reservation)
             program = plan.program_code
@@ -703,8 +691,8 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
                 store.reserved(program),
                 row.amount_fen,
             )
-            if plan.state == store.APPROVED:
-                plan.state = store.PAYING
+            if plan.state == PlanState.APPROVED:
+                plan.state = PlanState.PAYING
                 plan.updated_at = now
                 session.add(plan)
             # Keyed by application so every event of one grant stays in order on its partition.
@@ -736,7 +724,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
         """
         state = reservation.state if reservation is not None else "missing"
         where = f"payment line {line.line_id} was marked failed before the gateway paid it"
-        if state == store.PAID:
+        if state == ReservationState.PAID:
             log.info(
                 "late payment of a failed line; the award is settled already",
                 line_id=line.line_id,
@@ -747,7 +735,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
                 f"{where} (reference {reference}); the award of application "
                 f"{line.application_id} is settled by a later line with that payment"
             )
-        if state in (store.AWARDED, store.IN_PLAN):
+        if state in (ReservationState.AWARDED, ReservationState.IN_PLAN):
             log.warning(
                 "late payment of a failed line; the award's next line settles it",
                 line_id=line.line_id,
@@ -800,14 +788,14 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
                 line = session.get(PaymentLineRow, line_id)
             if plan is None or line is None or line.plan_id != plan_id:
                 raise NotFound(f"payment line {line_id} not found in funding plan {plan_id}")
-            if line.state == store.PAID:
+            if line.state == PaymentState.PAID:
                 raise FailedPrecondition(f"payment line {line_id} is already paid")
-            if line.state != store.FAILED and plan.state not in PAYABLE_PLAN_STATES:
+            if line.state != PaymentState.FAILED and plan.state not in PAYABLE_PLAN_STATES:
                 raise FailedPrecondition(f"funding plan {plan_id} is {plan.state}, not approved")
             return line, store.award_attempted(session, line.application_id)
 
         seen, attempted = await self.db.run(lambda session: check(session, lock=False))
-        if seen.state == store.FAILED:
+        if seen.state == PaymentState.FAILED:
             return line_pb(seen)
         if attempted:
             # An attempt whose answer was lost, on this line or an earlier one of the award, may
@@ -822,22 +810,22 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
 
         def work(session: Session) -> PaymentLineRow:
             line, _ = check(session, lock=True)
-            if line.state == store.FAILED:
+            if line.state == PaymentState.FAILED:
                 return line
             if line.attempts != seen.attempts:
                 raise Unavailable(f"a payment attempt on line {line_id} started meanwhile; retry")
             now = now_utc()
-            line.state = store.FAILED
+            line.state = PaymentState.FAILED
             line.failure_reason = reason
             session.add(line)
             reservation = store.lock_reservation(session, line.application_id)
             if (
                 reservation is not None
-                and reservation.state == store.IN_PLAN
+                and reservation.state == ReservationState.IN_PLAN
                 and reservation.plan_id == plan_id
             ):
                 # The award still stands and its money stays reserved: a later plan takes it.
-                reservation.state = store.AWARDED
+                reservation.state = ReservationState.AWARDED
                 reservation.plan_id = None
                 reservation.updated_at = now
                 session.add(reservation)
@@ -867,19 +855,19 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             if plan is None:
                 raise NotFound(f"funding plan {plan_id} not found")
             lines = store.plan_lines(session, plan_id)
-            if plan.state in (store.COMPLETED, store.COMPLETED_WITH_FAILURES):
+            if plan.state in CLOSED_PLAN_STATES:
                 return plan, lines
             if plan.state not in PAYABLE_PLAN_STATES:
                 raise FailedPrecondition(f"funding plan {plan_id} is {plan.state}, not approved")
-            pending = sum(1 for line in lines if line.state == store.PENDING)
+            pending = sum(1 for line in lines if line.state == PaymentState.PENDING)
             if pending:
                 raise FailedPrecondition(
                     f"funding plan {plan_id} still has {pending} pending payment line(s)"
                 )
-            paid_lines = [line for line in lines if line.state == store.PAID]
+            paid_lines = [line for line in lines if line.state == PaymentState.PAID]
             failed = len(lines) - len(paid_lines)
             now = now_utc()
-            plan.state = store.COMPLETED_WITH_FAILURES if failed else store.COMPLETED
+            plan.state = PlanState.COMPLETED_WITH_FAILURES if failed else PlanState.COMPLETED
             plan.completed_at = now
             plan.updated_at = now
             session.add(plan)

@@ -18,23 +18,7 @@ from sqlalchemy import BigInteger, DateTime, Integer, UniqueConstraint, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from services.common.db import now_utc
-
-RESERVED = "reserved"
-AWARDED = "awarded"
-IN_PLAN = "in_plan"
-PAID = "paid"
-RELEASED = "released"
-# States in which an amount still counts against the budget without being paid.
-HOLDING = (RESERVED, AWARDED, IN_PLAN)
-
-DRAFT = "draft"
-APPROVED = "approved"
-PAYING = "paying"
-COMPLETED = "completed"
-COMPLETED_WITH_FAILURES = "completed_with_failures"
-
-PENDING = "pending"
-FAILED = "failed"
+from services.common.vocabulary import HOLDING_RESERVATION_STATES, ReservationState
 
 MONEY = BigInteger()
 # SQLite only auto-increments an INTEGER primary key; PostgreSQL gets a 64-bit one.
@@ -75,7 +59,7 @@ class ReservationRow(SQLModel, table=True):
     application_id: str = Field(primary_key=True, max_length=128)
     program_code: str = Field(max_length=128, index=True)
     amount_fen: int = Field(sa_type=MONEY)
-    state: str = Field(max_length=20)
+    state: str = Field(max_length=20)  # a ReservationState
     plan_id: str | None = Field(default=None, max_length=32, index=True)
     applicant_credit_code: str = Field(max_length=32)
     applicant_name: str = Field(max_length=200)
@@ -91,7 +75,7 @@ class FundingPlanRow(SQLModel, table=True):
     request_fingerprint: str = Field(max_length=64)
     program_code: str = Field(max_length=128, index=True)
     title: str = Field(max_length=200)
-    state: str = Field(max_length=30)
+    state: str = Field(max_length=30)  # a PlanState
     created_by: str = Field(max_length=200)
     approved_by: str = Field(default="", max_length=200)
     total_fen: int = Field(sa_type=MONEY)
@@ -110,7 +94,7 @@ class PaymentLineRow(SQLModel, table=True):
     applicant_credit_code: str = Field(max_length=32)
     applicant_name: str = Field(max_length=200)
     amount_fen: int = Field(sa_type=MONEY)
-    state: str = Field(max_length=20)
+    state: str = Field(max_length=20)  # a PaymentState
     gateway_reference: str = Field(default="", max_length=128)
     failure_reason: str = Field(default="", max_length=500)
     attempts: int = 0
@@ -182,15 +166,15 @@ def budget_figures(session: Session, budget: ProgramBudgetRow) -> BudgetFigures:
     rows = session.exec(
         select(ReservationRow.state, func.coalesce(func.sum(ReservationRow.amount_fen), 0))
         .where(col(ReservationRow.program_code) == budget.program_code)
-        .where(col(ReservationRow.state).in_([*HOLDING, PAID]))
+        .where(col(ReservationRow.state).in_([*HOLDING_RESERVATION_STATES, ReservationState.PAID]))
         .group_by(col(ReservationRow.state))
     ).all()
     sums = {state: int(total) for state, total in rows}
     return BudgetFigures(
         program_code=budget.program_code,
         total_fen=budget.total_fen,
-        reserved_fen=sum(sums.get(state, 0) for state in HOLDING),
-        paid_fen=sums.get(PAID, 0),
+        reserved_fen=sum(sums.get(state, 0) for state in HOLDING_RESERVATION_STATES),
+        paid_fen=sums.get(ReservationState.PAID, 0),
     )
 
 

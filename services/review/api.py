@@ -17,9 +17,9 @@ from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from grantflow.v1 import common_pb2, events_pb2, review_pb2, review_pb2_grpc
+from grantflow.v1 import events_pb2, review_pb2, review_pb2_grpc
 from services.common import validation
-from services.common.auth import DEPARTMENT_NAMES, DEPARTMENTS, Principal, current_principal
+from services.common.auth import Principal, current_principal
 from services.common.config import Settings
 from services.common.db import Database, as_utc, from_timestamp, now_utc
 from services.common.errors import (
@@ -32,6 +32,7 @@ from services.common.errors import (
 from services.common.grpc_server import roles
 from services.common.kafka import REVIEW, make_envelope, topic
 from services.common.outbox import OutboxEvent, enqueue
+from services.common.vocabulary import ACTIVE_TASK_STATES, Decision, Department, Role, TaskState
 from services.review import store
 from services.review.grant_workflows import GrantWorkflows
 from services.review.store import ReviewTaskRow
@@ -54,31 +55,22 @@ CONTENT_FIELDS = (
 )
 FULL_NAME = review_pb2.DESCRIPTOR.services_by_name["ReviewService"].full_name
 
-_STATE_PROBLEMS = {
-    store.OPEN: "the task is not claimed by you; claim it first",
-    store.CLAIMED: "the task is claimed by another reviewer",
-    store.DECIDED: "the task is already decided",
-    store.CANCELLED: "the task was cancelled",
+_STATE_PROBLEMS: dict[str, str] = {
+    TaskState.OPEN: "the task is not claimed by you; claim it first",
+    TaskState.CLAIMED: "the task is claimed by another reviewer",
+    TaskState.DECIDED: "the task is already decided",
+    TaskState.CANCELLED: "the task was cancelled",
 }
 
 
-def _department_name(field: str, value: int, *, required: bool) -> str:
-    if value == common_pb2.DEPARTMENT_UNSPECIFIED and not required:
-        return ""
-    name = DEPARTMENT_NAMES.get(value)  # type: ignore[call-overload]
-    if name is None:
-        raise InvalidArgument(field, f"must be one of {', '.join(DEPARTMENTS)}")
-    return name
-
-
-def _own_department(caller: Principal) -> str:
-    if caller.department not in DEPARTMENTS:
+def _own_department(caller: Principal) -> Department:
+    if caller.department is None:
         raise PermissionDenied("your reviewer token names no department")
     return caller.department
 
 
 def _check_may_see(caller: Principal, row: ReviewTaskRow) -> None:
-    if caller.role == "reviewer" and row.department != _own_department(caller):
+    if caller.role == Role.REVIEWER and row.department != _own_department(caller):
         raise PermissionDenied(
             f"the task belongs to the {row.department} department, not to {caller.department}"
         )
@@ -90,13 +82,13 @@ def _event(subject: str, payload: Message) -> events_pb2.EventEnvelope:
 
 class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
     METHOD_ROLES = {
-        "ListTasks": roles("reviewer", "ops", "system"),
-        "GetTask": roles("reviewer", "ops", "system"),
-        "ClaimTask": roles("reviewer"),
-        "DecideTask": roles("reviewer"),
-        "CreateTask": roles("system"),
-        "CancelTasks": roles("system"),
-        "RemindOverdueTasks": roles("system"),
+        "ListTasks": roles(Role.REVIEWER, Role.OPS, Role.SYSTEM),
+        "GetTask": roles(Role.REVIEWER, Role.OPS, Role.SYSTEM),
+        "ClaimTask": roles(Role.REVIEWER),
+        "DecideTask": roles(Role.REVIEWER),
+        "CreateTask": roles(Role.SYSTEM),
+        "CancelTasks": roles(Role.SYSTEM),
+        "RemindOverdueTasks": roles(Role.SYSTEM),
     }
 
     def __init__(self, settings: Settings, db: Database, workflows: GrantWorkflows) -> None:
@@ -113,7 +105,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
         request_id = validation.request_id("request_id", request.request_id)
         application_id = validation.identifier("application_id", request.application_id)
         program_code = validation.identifier("program_code", request.program_code)
-        department = _department_name("department", request.department, required=True)
+        department = validation.term("department", Department, request.department)
         if not 1 <= request.round <= MAX_ROUND:
             raise InvalidArgument("round", f"must be between 1 and {MAX_ROUND}")
         proposed = validation.fen("proposed_amount_fen", request.proposed_amount_fen)
@@ -136,7 +128,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
             program_code=program_code,
             department=department,
             round=request.round,
-            state=store.OPEN,
+            state=TaskState.OPEN,
             proposed_amount_fen=proposed,
             created_at=now_utc(),
             due_at=due_at,
@@ -197,7 +189,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
                 if not only or row.task_id in only
             ]
             for row in rows:
-                row.state = store.CANCELLED
+                row.state = TaskState.CANCELLED
                 row.reason = reason
                 session.add(row)
             if rows:
@@ -253,8 +245,8 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
         self, request: review_pb2.ListTasksRequest, context: grpc.aio.ServicerContext
     ) -> review_pb2.ListTasksResponse:
         caller = current_principal()
-        department = _department_name("department", request.department, required=False)
-        if caller.role == "reviewer":
+        department = validation.optional_term("department", Department, request.department)
+        if caller.role == Role.REVIEWER:
             own = _own_department(caller)
             if department and department != own:
                 raise PermissionDenied(
@@ -264,11 +256,11 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
         now = now_utc()
         due_before: datetime | None = None
         if request.filter in (review_pb2.TASK_FILTER_UNSPECIFIED, review_pb2.TASK_FILTER_OPEN):
-            states: tuple[str, ...] = store.ACTIVE_STATES
+            states: frozenset[TaskState] = ACTIVE_TASK_STATES
         elif request.filter == review_pb2.TASK_FILTER_OVERDUE:
-            states, due_before = store.ACTIVE_STATES, now
+            states, due_before = ACTIVE_TASK_STATES, now
         elif request.filter == review_pb2.TASK_FILTER_ALL:
-            states = ()
+            states = frozenset()
         else:
             raise InvalidArgument("filter", "is not a known task filter")
         assignee = validation.text("assignee", request.assignee, max_len=128, required=False)
@@ -316,9 +308,9 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
         caller = current_principal()
         department = _own_department(caller)
         row = await self._load_visible(caller, request.task_id)
-        if row.state == store.CLAIMED and row.assignee == caller.subject:
+        if row.state == TaskState.CLAIMED and row.assignee == caller.subject:
             return row.to_proto(now_utc())
-        if row.state != store.OPEN:
+        if row.state != TaskState.OPEN:
             raise FailedPrecondition(f"cannot claim: {_STATE_PROBLEMS[row.state]}")
         await self.workflows.claim(
             row.application_id,
@@ -331,11 +323,11 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
             now = now_utc()
             current = store.get_task(session, row.task_id, for_update=True)
             assert current is not None  # tasks are never deleted
-            if current.state == store.CLAIMED and current.assignee == caller.subject:
+            if current.state == TaskState.CLAIMED and current.assignee == caller.subject:
                 return current.to_proto(now)
-            if current.state != store.OPEN:
+            if current.state != TaskState.OPEN:
                 raise FailedPrecondition(f"cannot claim: {_STATE_PROBLEMS[current.state]}")
-            current.state = store.CLAIMED
+            current.state = TaskState.CLAIMED
             current.assignee = caller.subject
             current.claimed_at = now
             session.add(current)
@@ -351,14 +343,12 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
     ) -> review_pb2.ReviewTask:
         caller = current_principal()
         department = _own_department(caller)
-        decision = store.DECISION_NAMES.get(request.decision)
-        if decision is None:
-            raise InvalidArgument("decision", "is required: approve, reject or return")
+        decision = validation.term("decision", Decision, request.decision)
         reason = validation.text(
-            "reason", request.reason, max_len=1000, required=decision != store.APPROVE
+            "reason", request.reason, max_len=1000, required=decision != Decision.APPROVE
         )
         approved = validation.fen("approved_amount_fen", request.approved_amount_fen)
-        if approved and decision != store.APPROVE:
+        if approved and decision != Decision.APPROVE:
             raise InvalidArgument("approved_amount_fen", "applies only to an approval")
         row = await self._load_visible(caller, request.task_id)
         if approved > row.proposed_amount_fen:
@@ -366,19 +356,21 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
                 "approved_amount_fen",
                 f"must not exceed the proposed amount of {row.proposed_amount_fen} fen",
             )
-        decided_amount = (approved or row.proposed_amount_fen) if decision == store.APPROVE else 0
+        decided_amount = (
+            (approved or row.proposed_amount_fen) if decision == Decision.APPROVE else 0
+        )
         outcome = (decision, reason, decided_amount)
 
         def same_decision(task: ReviewTaskRow) -> bool:
             return (
-                task.state == store.DECIDED
+                task.state == TaskState.DECIDED
                 and task.assignee == caller.subject
                 and (task.decision, task.reason, task.decided_amount_fen) == outcome
             )
 
         if same_decision(row):
             return row.to_proto(now_utc())
-        if row.state != store.CLAIMED or row.assignee != caller.subject:
+        if row.state != TaskState.CLAIMED or row.assignee != caller.subject:
             raise FailedPrecondition(f"cannot decide: {_STATE_PROBLEMS[row.state]}")
         recorded = await self.workflows.decide(
             row.application_id,
@@ -386,7 +378,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
                 task_id=row.task_id,
                 reviewer=caller.subject,
                 department=department,
-                decision=decision,  # type: ignore[arg-type]
+                decision=decision,
                 reason=reason,
                 approved_amount_fen=decided_amount,
             ),
@@ -394,7 +386,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
 
         if recorded.decision:
             # A retried update answers the decision the workflow took first; record that one.
-            decision = recorded.decision
+            decision = Decision.parse(recorded.decision)
             reason, decided_amount = recorded.reason, recorded.approved_amount_fen
             outcome = (decision, reason, decided_amount)
 
@@ -404,9 +396,9 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
             assert current is not None  # tasks are never deleted
             if same_decision(current):
                 return current.to_proto(now)
-            if current.state != store.CLAIMED or current.assignee != caller.subject:
+            if current.state != TaskState.CLAIMED or current.assignee != caller.subject:
                 raise FailedPrecondition(f"cannot decide: {_STATE_PROBLEMS[current.state]}")
-            current.state = store.DECIDED
+            current.state = TaskState.DECIDED
             current.decision = decision
             current.reason = reason
             current.decided_amount_fen = decided_amount

@@ -20,6 +20,7 @@ from grantflow.v1 import applications_pb2, common_pb2, events_pb2
 from services.applications.catalogue import load_catalogue
 from services.common.db import to_timestamp
 from services.common.kafka import APPLICATIONS, topic
+from services.common.vocabulary import Department, Role
 from tests.integration._applications_server import ApplicationsHarness, applications_service
 
 ENTERPRISE_A = "91440300MA5000000G"
@@ -91,9 +92,9 @@ def decoded(payloads: list[bytes]) -> list[events_pb2.EventEnvelope]:
 
 
 async def test_submit_get_and_list(service: ApplicationsHarness) -> None:
-    applicant_a = service.auth("applicant", enterprise=ENTERPRISE_A)
-    applicant_b = service.auth("applicant", enterprise=ENTERPRISE_B)
-    finance = service.auth("finance")
+    applicant_a = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+    applicant_b = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_B)
+    finance = service.auth(Role.FINANCE)
 
     filed = await service.stub.SubmitApplication(submission(), metadata=applicant_a)
     assert len(filed.application_id) == 32
@@ -120,7 +121,7 @@ async def test_submit_get_and_list(service: ApplicationsHarness) -> None:
         )
         == filed
     )
-    reviewer = service.auth("reviewer", department="finance")
+    reviewer = service.auth(Role.REVIEWER, department=Department.FINANCE)
     seen_by_reviewer = await service.stub.GetApplication(
         applications_pb2.GetApplicationRequest(application_id=filed.application_id),
         metadata=reviewer,
@@ -178,7 +179,7 @@ async def test_submit_get_and_list(service: ApplicationsHarness) -> None:
 
 
 async def test_submit_is_idempotent_on_request_id(service: ApplicationsHarness) -> None:
-    applicant = service.auth("applicant", enterprise=ENTERPRISE_A)
+    applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
     first = await service.stub.SubmitApplication(submission(), metadata=applicant)
     again = await service.stub.SubmitApplication(submission(), metadata=applicant)
     assert again == first
@@ -205,9 +206,9 @@ async def test_submit_is_idempotent_on_request_id(service: ApplicationsHarness) 
 
 
 async def test_bad_input_names_the_field_and_writes_nothing(service: ApplicationsHarness) -> None:
-    applicant = service.auth("applicant", enterprise=ENTERPRISE_A)
-    ops = service.auth("ops")
-    system = service.auth("system")
+    applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+    ops = service.auth(Role.OPS)
+    system = service.auth(Role.SYSTEM)
     filed = await service.stub.SubmitApplication(submission(), metadata=applicant)
     before = row_counts(service)
 
@@ -349,8 +350,8 @@ async def test_bad_input_names_the_field_and_writes_nothing(service: Application
 
 
 async def test_callers_without_the_right_are_refused(service: ApplicationsHarness) -> None:
-    applicant_a = service.auth("applicant", enterprise=ENTERPRISE_A)
-    applicant_b = service.auth("applicant", enterprise=ENTERPRISE_B)
+    applicant_a = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+    applicant_b = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_B)
     filed = await service.stub.SubmitApplication(submission(), metadata=applicant_a)
     before = row_counts(service)
     by_id = applications_pb2.GetApplicationRequest(application_id=filed.application_id)
@@ -399,7 +400,7 @@ async def test_callers_without_the_right_are_refused(service: ApplicationsHarnes
     )
 
     # Roles that may not call a method at all.
-    reviewer = service.auth("reviewer", department="industry")
+    reviewer = service.auth(Role.REVIEWER, department=Department.INDUSTRY)
     assert (
         await code_of(service.stub.SubmitApplication(submission("req-0000011"), metadata=reviewer))
         == denied
@@ -413,7 +414,7 @@ async def test_callers_without_the_right_are_refused(service: ApplicationsHarnes
         )
         == denied
     )
-    for role_metadata in (applicant_a, service.auth("ops")):
+    for role_metadata in (applicant_a, service.auth(Role.OPS)):
         assert (
             await code_of(
                 service.stub.ReportGrantStage(
@@ -434,7 +435,7 @@ async def test_callers_without_the_right_are_refused(service: ApplicationsHarnes
         await code_of(
             service.stub.WithdrawApplication(
                 applications_pb2.WithdrawApplicationRequest(application_id=filed.application_id),
-                metadata=service.auth("finance"),
+                metadata=service.auth(Role.FINANCE),
             )
         )
         == denied
@@ -443,8 +444,8 @@ async def test_callers_without_the_right_are_refused(service: ApplicationsHarnes
 
 
 async def test_withdrawal_is_recorded_once(service: ApplicationsHarness) -> None:
-    applicant_a = service.auth("applicant", enterprise=ENTERPRISE_A, subject="alice")
-    applicant_b = service.auth("applicant", enterprise=ENTERPRISE_B)
+    applicant_a = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A, subject="alice")
+    applicant_b = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_B)
     mine = await service.stub.SubmitApplication(submission(), metadata=applicant_a)
     theirs = await service.stub.SubmitApplication(
         submission("req-0000002", enterprise=ENTERPRISE_B), metadata=applicant_b
@@ -467,14 +468,14 @@ async def test_withdrawal_is_recorded_once(service: ApplicationsHarness) -> None
         applications_pb2.WithdrawApplicationRequest(
             application_id=theirs.application_id, reason="duplicate filing"
         ),
-        metadata=service.auth("ops"),
+        metadata=service.auth(Role.OPS),
     )
     assert len(service.outbox_payloads(WITHDRAWN)) == 2
 
     missing = await rpc_error(
         service.stub.WithdrawApplication(
             applications_pb2.WithdrawApplicationRequest(application_id="0" * 32),
-            metadata=service.auth("ops"),
+            metadata=service.auth(Role.OPS),
         )
     )
     assert missing.code() == grpc.StatusCode.NOT_FOUND
@@ -497,8 +498,8 @@ async def test_withdrawal_is_recorded_once(service: ApplicationsHarness) -> None
 async def test_program_versions_are_published_once_and_pinned(
     service: ApplicationsHarness,
 ) -> None:
-    ops = service.auth("ops")
-    applicant = service.auth("applicant", enterprise=ENTERPRISE_A)
+    ops = service.auth(Role.OPS)
+    applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
     [sme_v1] = [rule for rule in load_catalogue() if rule.code == "SME-CLOUD"]
 
     def version(base: common_pb2.ProgramRule, **changes: Any) -> common_pb2.ProgramRule:
@@ -565,8 +566,8 @@ async def test_program_versions_are_published_once_and_pinned(
 
 
 async def test_stage_reports_go_to_the_outbox_once(service: ApplicationsHarness) -> None:
-    applicant = service.auth("applicant", enterprise=ENTERPRISE_A)
-    system = service.auth("system")
+    applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+    system = service.auth(Role.SYSTEM)
     filed = await service.stub.SubmitApplication(submission(), metadata=applicant)
     report = applications_pb2.ReportGrantStageRequest(
         event_id=f"grant-{filed.application_id}-2",
@@ -594,8 +595,8 @@ async def test_stage_reports_go_to_the_outbox_once(service: ApplicationsHarness)
 
 
 async def test_an_over_long_stage_reason_is_cut_not_refused(service: ApplicationsHarness) -> None:
-    applicant = service.auth("applicant", enterprise=ENTERPRISE_A)
-    system = service.auth("system")
+    applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+    system = service.auth(Role.SYSTEM)
     filed = await service.stub.SubmitApplication(submission(), metadata=applicant)
 
     def rejection(sequence: int, reason: str) -> applications_pb2.ReportGrantStageRequest:
@@ -630,11 +631,11 @@ async def test_an_over_long_stage_reason_is_cut_not_refused(service: Application
 async def test_reviewers_see_only_programs_their_department_reviews(
     service: ApplicationsHarness,
 ) -> None:
-    applicant = service.auth("applicant", enterprise=ENTERPRISE_A)
-    ops = service.auth("ops")
-    hr = service.auth("reviewer", department="hr")
-    industry = service.auth("reviewer", department="industry")
-    finance_reviewer = service.auth("reviewer", department="finance")
+    applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+    ops = service.auth(Role.OPS)
+    hr = service.auth(Role.REVIEWER, department=Department.HR)
+    industry = service.auth(Role.REVIEWER, department=Department.INDUSTRY)
+    finance_reviewer = service.auth(Role.REVIEWER, department=Department.FINANCE)
 
     # An hr program whose second version moves it to industry: both departments keep seeing it.
     [template] = [rule for rule in load_catalogue() if rule.code == "SME-CLOUD"]
@@ -705,7 +706,7 @@ async def test_reviewers_see_only_programs_their_department_reviews(
     assert await listed(finance_reviewer) == [sme.application_id]
 
     # Finance pays every program; ops and the system run them all.
-    for everything in (service.auth("finance"), ops, service.auth("system")):
+    for everything in (service.auth(Role.FINANCE), ops, service.auth(Role.SYSTEM)):
         assert await listed(everything) == both
         assert await get(talent.application_id, everything) == ok
 
@@ -727,8 +728,8 @@ async def test_stage_reports_reach_the_projection_through_the_broker(
     async with applications_service(
         database_url, tmp_path, kafka_bootstrap=kafka_bootstrap
     ) as service:
-        applicant = service.auth("applicant", enterprise=ENTERPRISE_A)
-        system = service.auth("system")
+        applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+        system = service.auth(Role.SYSTEM)
         filed = await service.stub.SubmitApplication(submission(), metadata=applicant)
         application_id = filed.application_id
         by_id = applications_pb2.GetApplicationRequest(application_id=application_id)

@@ -26,6 +26,7 @@ from services.common.clients import ServiceClients
 from services.common.config import Settings
 from services.common.db import make_engine
 from services.common.kafka import DISBURSEMENT, PARTITIONS, topic
+from services.common.vocabulary import Department, Role
 from services.disbursement.gateway import GatewayTimeout, PaymentGateway, award_payment_key
 from services.disbursement.server import run
 from services.disbursement.treasury import SimulatedTreasury
@@ -67,7 +68,7 @@ class Harness:
 
     @property
     def system(self) -> Stub:
-        return self.as_("grantflow-system", "system")
+        return self.as_("grantflow-system", Role.SYSTEM)
 
     def treasury(self) -> SimulatedTreasury:
         return SimulatedTreasury(self.settings.database_url("treasury"))
@@ -171,7 +172,7 @@ async def reserve(
 
 
 async def set_budget(h: Harness, total: int, program: str = PROGRAM) -> pb.ProgramBudget:
-    finance = h.as_("fin-budget", "finance")
+    finance = h.as_("fin-budget", Role.FINANCE)
     return await finance.SetProgramBudget(
         pb.SetProgramBudgetRequest(program_code=program, total_fen=total)
     )
@@ -183,30 +184,30 @@ async def awarded_plan(h: Harness, amounts: dict[str, int]) -> pb.FundingPlan:
     for n, (application_id, amount) in enumerate(sorted(amounts.items()), start=1):
         await reserve(h.system, application_id, amount, n)
         await h.system.ConfirmAward(pb.ConfirmAwardRequest(application_id=application_id))
-    plan = await h.as_("fin-a", "finance").CreateFundingPlan(
+    plan = await h.as_("fin-a", Role.FINANCE).CreateFundingPlan(
         pb.CreateFundingPlanRequest(
             request_id=f"plan-{uuid.uuid4().hex}", program_code=PROGRAM, title="2021 batch 1"
         )
     )
-    checker = h.as_("fin-b", "finance")
+    checker = h.as_("fin-b", Role.FINANCE)
     return await checker.ApproveFundingPlan(pb.ApproveFundingPlanRequest(plan_id=plan.plan_id))
 
 
 async def next_plan(h: Harness, title: str) -> pb.FundingPlan:
     """A further plan of the awards waiting for one, made by fin-a and approved by fin-b."""
-    plan = await h.as_("fin-a", "finance").CreateFundingPlan(
+    plan = await h.as_("fin-a", Role.FINANCE).CreateFundingPlan(
         pb.CreateFundingPlanRequest(
             request_id=f"plan-{uuid.uuid4().hex}", program_code=PROGRAM, title=title
         )
     )
-    return await h.as_("fin-b", "finance").ApproveFundingPlan(
+    return await h.as_("fin-b", Role.FINANCE).ApproveFundingPlan(
         pb.ApproveFundingPlanRequest(plan_id=plan.plan_id)
     )
 
 
 async def payment_journals(h: Harness) -> set[str]:
     entries = (
-        await h.as_("ops-1", "ops").ListLedgerEntries(
+        await h.as_("ops-1", Role.OPS).ListLedgerEntries(
             pb.ListLedgerEntriesRequest(account_prefix=f"paid:{PROGRAM}")
         )
     ).entries
@@ -265,7 +266,9 @@ class SlowNetwork:
 
 async def assert_books_balance(h: Harness, program: str = PROGRAM) -> None:
     """Every journal balances, and the ledger agrees with the budget figures."""
-    entries = (await h.as_("ops-1", "ops").ListLedgerEntries(pb.ListLedgerEntriesRequest())).entries
+    entries = (
+        await h.as_("ops-1", Role.OPS).ListLedgerEntries(pb.ListLedgerEntriesRequest())
+    ).entries
     journals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     balances: dict[str, int] = defaultdict(int)
     for entry in entries:
@@ -304,7 +307,7 @@ async def test_budget_is_set_changed_and_read(
         error = await expect_error(set_budget(h, 599_999), grpc.StatusCode.FAILED_PRECONDITION)
         assert "600000" in (error.details() or "")
 
-        reviewer = h.as_("rev-1", "reviewer", department="industry")
+        reviewer = h.as_("rev-1", Role.REVIEWER, department=Department.INDUSTRY)
         read = await reviewer.GetProgramBudget(pb.GetProgramBudgetRequest(program_code=PROGRAM))
         assert (read.total_fen, read.reserved_fen, read.paid_fen, read.available_fen) == (
             1_200_000,
@@ -315,7 +318,7 @@ async def test_budget_is_set_changed_and_read(
         journals = {
             e.journal_id
             for e in (
-                await h.as_("fin-1", "finance").ListLedgerEntries(
+                await h.as_("fin-1", Role.FINANCE).ListLedgerEntries(
                     pb.ListLedgerEntriesRequest(account_prefix=f"appropriation:{PROGRAM}")
                 )
             ).entries
@@ -408,7 +411,7 @@ async def test_release_and_confirm_are_idempotent_and_released_awards_stay_relea
         released = h.outbox("ReservationReleased")
         assert [e.reservation_released.reason for e in released] == ["objection upheld"]
         entries = (
-            await h.as_("fin-1", "finance").ListLedgerEntries(
+            await h.as_("fin-1", Role.FINANCE).ListLedgerEntries(
                 pb.ListLedgerEntriesRequest(journal_id="release-app-1")
             )
         ).entries
@@ -429,7 +432,7 @@ async def test_funding_plan_needs_a_second_officer_and_announces_its_approval(
         for application_id in ["app-1", "app-2"]:  # app-3 is still in its notice period
             await h.system.ConfirmAward(pb.ConfirmAwardRequest(application_id=application_id))
 
-        maker = h.as_("fin-a", "finance")
+        maker = h.as_("fin-a", Role.FINANCE)
         request = pb.CreateFundingPlanRequest(
             request_id="batch-2021-01", program_code=PROGRAM, title="2021 batch 1"
         )
@@ -476,13 +479,13 @@ async def test_funding_plan_needs_a_second_officer_and_announces_its_approval(
         assert (
             await maker.GetFundingPlan(pb.GetFundingPlanRequest(plan_id=plan.plan_id))
         ).state == (pb.PLAN_STATE_DRAFT)
-        checker = h.as_("fin-b", "finance")
+        checker = h.as_("fin-b", Role.FINANCE)
         approved = await checker.ApproveFundingPlan(approve)
         assert (approved.state, approved.approved_by) == (pb.PLAN_STATE_APPROVED, "fin-b")
         assert approved.approved_at.seconds > 0
         assert await checker.ApproveFundingPlan(approve) == approved
         await expect_error(
-            h.as_("fin-c", "finance").ApproveFundingPlan(approve),
+            h.as_("fin-c", Role.FINANCE).ApproveFundingPlan(approve),
             grpc.StatusCode.FAILED_PRECONDITION,
         )
         await expect_error(
@@ -490,7 +493,7 @@ async def test_funding_plan_needs_a_second_officer_and_announces_its_approval(
             grpc.StatusCode.NOT_FOUND,
         )
 
-        listed = await h.as_("ops-1", "ops").ListFundingPlans(
+        listed = await h.as_("ops-1", Role.OPS).ListFundingPlans(
             pb.ListFundingPlansRequest(program_code=PROGRAM)
         )
         assert [p.plan_id for p in listed.plans] == [plan.plan_id]
@@ -582,7 +585,7 @@ async def test_executing_a_payment_twice_pays_once(
             ("award-app-2", 250_000),
         ]
         assert {p.payee_credit_code for p in payments} == {credit_code(1), credit_code(2)}
-        finance = h.as_("fin-1", "finance")
+        finance = h.as_("fin-1", Role.FINANCE)
         journal = await finance.ListLedgerEntries(
             pb.ListLedgerEntriesRequest(journal_id=f"pay-{one.line_id}")
         )
@@ -646,7 +649,7 @@ async def test_a_lost_gateway_answer_is_retried_into_exactly_one_payment(
         journals = {
             e.journal_id
             for e in (
-                await h.as_("ops-1", "ops").ListLedgerEntries(
+                await h.as_("ops-1", Role.OPS).ListLedgerEntries(
                     pb.ListLedgerEntriesRequest(account_prefix=f"paid:{PROGRAM}")
                 )
             ).entries
@@ -867,7 +870,7 @@ async def test_a_rejected_payment_is_marked_failed_and_its_award_waits_for_a_lat
                 pb.GetProgramBudgetRequest(program_code=PROGRAM)
             )
             assert (budget.paid_fen, budget.reserved_fen) == (150_000, 250_000)
-            retry_plan = await h.as_("fin-a", "finance").CreateFundingPlan(
+            retry_plan = await h.as_("fin-a", Role.FINANCE).CreateFundingPlan(
                 pb.CreateFundingPlanRequest(
                     request_id="batch-2021-02", program_code=PROGRAM, title="2021 batch 2"
                 )
@@ -909,7 +912,7 @@ async def test_bad_input_is_refused_naming_the_field_and_writes_nothing(
 ) -> None:
     bad_code = credit_code(7)[:-1] + ("0" if credit_code(7)[-1] != "0" else "1")
     async with service(database_url, tmp_path, kafka_bootstrap) as h:
-        finance = h.as_("fin-a", "finance")
+        finance = h.as_("fin-a", Role.FINANCE)
         await set_budget(h, 1_000_000)
         await reserve(h.system, "app-1", 100_000)
         await h.system.ConfirmAward(pb.ConfirmAwardRequest(application_id="app-1"))
@@ -1018,7 +1021,7 @@ async def test_roles_and_authentication_are_enforced(
             await expect_error(
                 anonymous.GetProgramBudget(get_budget), grpc.StatusCode.UNAUTHENTICATED
             )
-            forged = mint_token("not-the-secret-of-this-deployment-at-all", "fin-x", "finance")
+            forged = mint_token("not-the-secret-of-this-deployment-at-all", "fin-x", Role.FINANCE)
             await expect_error(
                 anonymous.SetProgramBudget(
                     pb.SetProgramBudgetRequest(program_code=PROGRAM, total_fen=100),
@@ -1029,10 +1032,10 @@ async def test_roles_and_authentication_are_enforced(
         finally:
             await channel.close()
 
-        applicant = h.as_("ent-1", "applicant", enterprise=credit_code(1))
-        reviewer = h.as_("rev-1", "reviewer", department="finance")
-        finance = h.as_("fin-1", "finance")
-        ops = h.as_("ops-1", "ops")
+        applicant = h.as_("ent-1", Role.APPLICANT, enterprise=credit_code(1))
+        reviewer = h.as_("rev-1", Role.REVIEWER, department=Department.FINANCE)
+        finance = h.as_("fin-1", Role.FINANCE)
+        ops = h.as_("ops-1", Role.OPS)
         denied = grpc.StatusCode.PERMISSION_DENIED
         await expect_error(applicant.GetProgramBudget(get_budget), denied)
         await expect_error(

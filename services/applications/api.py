@@ -250,7 +250,7 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
             query = query.order_by(col(ProgramVersion.code), col(ProgramVersion.version))
             return [row.to_proto() for row in session.exec(query).all()]
 
-        return applications_pb2.ListProgramsResponse(programs=await self.db.run(work))
+        return applications_pb2.ListProgramsResponse(programs=await self.db.run_read(work))
 
     # Applications ---------------------------------------------------------------------------
 
@@ -341,7 +341,7 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
             _check_reviewer_sees(session, caller, record)
             return record.to_proto()
 
-        return await self.db.run(work)
+        return await self.db.run_read(work)
 
     async def ListApplications(
         self,
@@ -396,7 +396,7 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
                 applications=[row.to_proto() for row in page], next_page_token=next_token
             )
 
-        return await self.db.run(work)
+        return await self.db.run_read(work)
 
     async def WithdrawApplication(
         self,

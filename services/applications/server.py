@@ -31,7 +31,7 @@ async def run(
     that look only at the database do not need a broker)."""
     url = settings.database_url("applications")
     await asyncio.to_thread(migrate, url, MIGRATIONS)
-    database = Database(url)
+    database = Database(url, sqlite_synchronous=settings.sqlite_synchronous)
     servicer = ApplicationServicer(settings, database)
 
     def register(server: grpc.aio.Server) -> None:

@@ -289,7 +289,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
                 raise NotFound(f"program {program} has no budget")
             return store.budget_figures(session, budget)
 
-        return budget_pb(await self.db.run(work))
+        return budget_pb(await self.db.run_read(work))
 
     # Reservations -------------------------------------------------------------------------------
 
@@ -369,7 +369,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
                 and store.award_attempted(session, application_id)
             )
 
-        if await self.db.run(attempted):
+        if await self.db.run_read(attempted):
             # An award whose payment line was given up may have been paid late: giving its
             # money back to the budget would spend it twice.
             reference = await self._award_payment(application_id)
@@ -591,7 +591,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
                 raise NotFound(f"funding plan {plan_id} not found")
             return plan, store.plan_lines(session, plan_id)
 
-        return plan_pb(*await self.db.run(work))
+        return plan_pb(*await self.db.run_read(work))
 
     async def ListFundingPlans(
         self, request: pb.ListFundingPlansRequest, context: Any
@@ -607,7 +607,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             plans = session.exec(query).all()
             return [(plan, store.plan_lines(session, plan.plan_id)) for plan in plans]
 
-        plans = await self.db.run(work)
+        plans = await self.db.run_read(work)
         return pb.ListFundingPlansResponse(plans=[plan_pb(p, lines) for p, lines in plans])
 
     # Payments -----------------------------------------------------------------------------------
@@ -794,7 +794,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
                 raise FailedPrecondition(f"funding plan {plan_id} is {plan.state}, not approved")
             return line, store.award_attempted(session, line.application_id)
 
-        seen, attempted = await self.db.run(lambda session: check(session, lock=False))
+        seen, attempted = await self.db.run_read(lambda session: check(session, lock=False))
         if seen.state == PaymentState.FAILED:
             return line_pb(seen)
         if attempted:
@@ -902,5 +902,5 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
                 query = query.where(col(LedgerEntryRow.journal_id) == journal_id)
             return list(session.exec(query).all())
 
-        rows = await self.db.run(work)
+        rows = await self.db.run_read(work)
         return pb.ListLedgerEntriesResponse(entries=[entry_pb(row) for row in rows])

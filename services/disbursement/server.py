@@ -37,7 +37,7 @@ async def run(
     active_gateway = (
         gateway if gateway is not None else await asyncio.to_thread(make_gateway, settings)
     )
-    db = Database(url)
+    db = Database(url, sqlite_synchronous=settings.sqlite_synchronous)
     try:
         servicer = DisbursementServicer(settings, db, active_gateway)
         relay = OutboxRelay(settings, db)

@@ -280,7 +280,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
             page_size=page_size,
             after=after,
         )
-        rows, more = await self.db.run(lambda session: store.list_tasks(session, query))
+        rows, more = await self.db.run_read(lambda session: store.list_tasks(session, query))
         return review_pb2.ListTasksResponse(
             tasks=[row.to_proto(now) for row in rows],
             next_page_token=store.page_token(rows[-1]) if more and rows else "",
@@ -294,7 +294,7 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
 
     async def _load_visible(self, caller: Principal, task_id: str) -> ReviewTaskRow:
         task_id = validation.identifier("task_id", task_id)
-        row = await self.db.run(lambda session: store.get_task(session, task_id))
+        row = await self.db.run_read(lambda session: store.get_task(session, task_id))
         if row is None:
             raise NotFound(f"review task {task_id} not found")
         _check_may_see(caller, row)

@@ -35,7 +35,7 @@ async def run(
     client = await connect_until_reachable(settings, stop)
     if client is None:
         return
-    db = Database(url)
+    db = Database(url, sqlite_synchronous=settings.sqlite_synchronous)
     try:
         servicer = ReviewServicer(settings, db, GrantWorkflows(client))
         relay = OutboxRelay(settings, db)

@@ -22,6 +22,7 @@ from services.common.db import to_timestamp
 from services.common.kafka import APPLICATIONS, topic
 from services.common.vocabulary import Department, Role
 from tests.integration._applications_server import ApplicationsHarness, applications_service
+from tests.support import holding_the_write_lock
 
 ENTERPRISE_A = "91440300MA5000000G"
 ENTERPRISE_B = "91440300MA6000000N"
@@ -848,3 +849,23 @@ async def test_stage_reports_reach_the_projection_through_the_broker(
         announced = seen["application_supplemented"].application_supplemented
         assert announced.supplement_count == 1
         assert dict(announced.figures) == dict(supplemented.figures)
+
+
+async def test_reads_answer_while_another_connection_holds_the_write_lock(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'applications.db'}"
+    async with applications_service(url, tmp_path) as service:
+        applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+        filed = await service.stub.SubmitApplication(submission(), metadata=applicant)
+        with holding_the_write_lock(url):
+            # The deadline only stops a blocked read from hanging the test: a read waits for
+            # no writer, so it answers long before; a read that queued for the lock does not.
+            read = await service.stub.GetApplication(
+                applications_pb2.GetApplicationRequest(application_id=filed.application_id),
+                metadata=applicant,
+                timeout=10,
+            )
+            listed = await service.stub.ListApplications(
+                applications_pb2.ListApplicationsRequest(), metadata=applicant, timeout=10
+            )
+        assert read.application_id == filed.application_id
+        assert [a.application_id for a in listed.applications] == [filed.application_id]

@@ -30,7 +30,7 @@ from services.common.vocabulary import Department, Role
 from services.disbursement.gateway import GatewayTimeout, PaymentGateway, award_payment_key
 from services.disbursement.server import run
 from services.disbursement.treasury import SimulatedTreasury
-from tests.support import free_port
+from tests.support import free_port, holding_the_write_lock
 
 if TYPE_CHECKING:
     from grantflow.v1.disbursement_pb2_grpc import DisbursementServiceAsyncStub as Stub
@@ -329,6 +329,23 @@ async def test_budget_is_set_changed_and_read(
             grpc.StatusCode.NOT_FOUND,
         )
         await assert_books_balance(h)
+
+
+async def test_reads_answer_while_another_connection_holds_the_write_lock(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'disbursement.db'}"
+    async with service(url, tmp_path, kafka_bootstrap) as h:
+        await set_budget(h, 1_000_000)
+        finance = h.as_("fin-1", Role.FINANCE)
+        with holding_the_write_lock(url):
+            # The deadline only keeps a blocked read from hanging the test.
+            budget = await finance.GetProgramBudget(
+                pb.GetProgramBudgetRequest(program_code=PROGRAM), timeout=10
+            )
+            plans = await finance.ListFundingPlans(pb.ListFundingPlansRequest(), timeout=10)
+        assert budget.available_fen == 1_000_000
+        assert list(plans.plans) == []
 
 
 async def test_reservations_stay_within_the_budget_and_are_idempotent(

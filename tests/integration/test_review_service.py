@@ -43,7 +43,7 @@ from services.review import server
 from services.review.api import FULL_NAME, ReviewServicer
 from services.review.grant_workflows import GrantWorkflows
 from services.review.store import ReviewTaskRow
-from tests.support import free_port
+from tests.support import free_port, holding_the_write_lock
 from workflows import contracts
 
 TASK_QUEUE = "review-service-test"
@@ -798,6 +798,27 @@ async def test_cancel_tasks_touches_only_the_tasks_named(review: Review) -> None
     gone = await review.call("GetTask", review_pb2.GetTaskRequest(task_id=still_open.task_id), ops)
     assert kept.state == review_pb2.TASK_STATE_OPEN
     assert gone.state == review_pb2.TASK_STATE_CANCELLED
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_reads_answer_while_another_connection_holds_the_write_lock(review: Review) -> None:
+    task = await review.create()
+    wang = review.token("wang", Role.REVIEWER, Department.INDUSTRY)
+    with holding_the_write_lock(review.db.url):
+        # The deadline only keeps a blocked read from hanging the test (see the applications
+        # service's test of the same).
+        fetched = await review.stub.GetTask(
+            review_pb2.GetTaskRequest(task_id=task.task_id),
+            metadata=(("authorization", f"Bearer {wang}"),),
+            timeout=10,
+        )
+        listed = await review.stub.ListTasks(
+            review_pb2.ListTasksRequest(),
+            metadata=(("authorization", f"Bearer {wang}"),),
+            timeout=10,
+        )
+    assert fetched.task_id == task.task_id
+    assert [t.task_id for t in listed.tasks] == [task.task_id]
 
 
 # Temporal out of reach -------------------------------------------------------------------------

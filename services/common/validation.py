@@ -19,6 +19,7 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{8,128}$")
 IDENTIFIER = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 FIGURE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+ELLIPSIS = "…"
 
 
 def text(field: str, value: str, *, max_len: int, required: bool = True) -> str:
@@ -30,6 +31,21 @@ def text(field: str, value: str, *, max_len: int, required: bool = True) -> str:
     if any(ord(ch) < 32 and ch not in "\n\t" for ch in value):
         raise InvalidArgument(field, "contains control characters")
     return value
+
+
+def cut(value: str, max_len: int) -> str:
+    """value, or its first characters ending in an ellipsis so that it is max_len long."""
+    if len(value) <= max_len:
+        return value
+    return value[: max_len - len(ELLIPSIS)].rstrip() + ELLIPSIS
+
+
+def reason(field: str, value: str, *, max_len: int) -> str:
+    """A reason that states what already happened (a workflow's error, a reviewer's words behind
+    a prefix): malformed text is refused, but an over-long one is cut to max_len, ending in an
+    ellipsis, because refusing a release, a failure or a stage report over its wording would be
+    worse than shortening it."""
+    return cut(text(field, value, max_len=len(value), required=False), max_len)
 
 
 def request_id(field: str, value: str) -> str:

@@ -232,3 +232,44 @@ def award_attempted(session: Session, application_id: str) -> bool:
         ).first()
         is not None
     )
+
+
+def plan_by_request(session: Session, request_id: str) -> FundingPlanRow | None:
+    return session.exec(
+        select(FundingPlanRow).where(col(FundingPlanRow.request_id) == request_id)
+    ).first()
+
+
+def awards_waiting_for_a_plan(session: Session, program_code: str) -> list[ReservationRow]:
+    """The program's noticed awards that no plan holds, locked, in application order."""
+    return list(
+        session.exec(
+            select(ReservationRow)
+            .where(col(ReservationRow.program_code) == program_code)
+            .where(col(ReservationRow.state) == ReservationState.AWARDED)
+            .where(col(ReservationRow.plan_id).is_(None))
+            .order_by(col(ReservationRow.application_id))
+            .with_for_update()
+        ).all()
+    )
+
+
+def plans(session: Session, program_code: str = "") -> list[FundingPlanRow]:
+    """Funding plans, newest first; of one program when program_code is given."""
+    query = select(FundingPlanRow).order_by(
+        col(FundingPlanRow.created_at).desc(), col(FundingPlanRow.plan_id)
+    )
+    if program_code:
+        query = query.where(col(FundingPlanRow.program_code) == program_code)
+    return list(session.exec(query).all())
+
+
+def ledger_entries(
+    session: Session, account_prefix: str = "", journal_id: str = ""
+) -> list[LedgerEntryRow]:
+    query = select(LedgerEntryRow).order_by(col(LedgerEntryRow.id))
+    if account_prefix:
+        query = query.where(col(LedgerEntryRow.account).startswith(account_prefix, autoescape=True))
+    if journal_id:
+        query = query.where(col(LedgerEntryRow.journal_id) == journal_id)
+    return list(session.exec(query).all())

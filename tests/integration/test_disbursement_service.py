@@ -19,8 +19,9 @@ from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import text
 from stdnum.cn import uscc
 
+from grantflow.v1 import applications_pb2, disbursement_pb2_grpc, events_pb2
 from grantflow.v1 import disbursement_pb2 as pb
-from grantflow.v1 import disbursement_pb2_grpc, events_pb2
+from services.applications.catalogue import load_catalogue
 from services.common.auth import mint_token
 from services.common.clients import ServiceClients
 from services.common.config import Settings
@@ -30,6 +31,7 @@ from services.common.vocabulary import Department, Role
 from services.disbursement.gateway import GatewayTimeout, PaymentGateway, award_payment_key
 from services.disbursement.server import run
 from services.disbursement.treasury import SimulatedTreasury
+from tests.integration._applications_server import ApplicationsHarness, applications_service
 from tests.support import free_port, holding_the_write_lock
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ class Harness:
     settings: Settings
     url: str
     clients: list[ServiceClients] = field(default_factory=list)
+    applications: ApplicationsHarness | None = None  # the catalogue's service beside it
 
     def as_(self, subject: str, role: str, *, department: str = "", enterprise: str = "") -> Stub:
         token = mint_token(
@@ -111,15 +114,29 @@ async def service(
     gateway: PaymentGateway | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Harness]:
-    """The real server on a free port, in this event loop, with its outbox relay on Kafka."""
-    settings = Settings(
-        data_dir=tmp_path,
-        disbursement_address=f"127.0.0.1:{free_port()}",
-        disbursement_database_url=database_url,
-        treasury_database_url=f"sqlite:///{tmp_path / 'treasury.db'}",
-        kafka_bootstrap_servers=kafka,
-        **overrides,
-    )
+    """The real server on a free port, in this event loop, with its outbox relay on Kafka, beside
+    a real applications service whose catalogue (the seed catalogue) it asks."""
+    async with applications_service(
+        f"sqlite:///{tmp_path / 'applications.db'}", tmp_path
+    ) as applications:
+        settings = Settings(
+            data_dir=tmp_path,
+            applications_address=applications.settings.applications_address,
+            disbursement_address=f"127.0.0.1:{free_port()}",
+            disbursement_database_url=database_url,
+            treasury_database_url=f"sqlite:///{tmp_path / 'treasury.db'}",
+            kafka_bootstrap_servers=kafka,
+            **overrides,
+        )
+        async with _disbursement(settings, database_url, gateway) as harness:
+            harness.applications = applications
+            yield harness
+
+
+@asynccontextmanager
+async def _disbursement(
+    settings: Settings, database_url: str, gateway: PaymentGateway | None
+) -> AsyncIterator[Harness]:
     stop = asyncio.Event()
     ready = asyncio.Event()
     server = asyncio.create_task(run(settings, stop=stop, ready=ready.set, gateway=gateway))
@@ -329,6 +346,31 @@ async def test_budget_is_set_changed_and_read(
             grpc.StatusCode.NOT_FOUND,
         )
         await assert_books_balance(h)
+
+
+async def test_a_budget_is_only_set_for_a_program_the_catalogue_published(
+    database_url: str, tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    async with service(database_url, tmp_path, kafka_bootstrap) as h:
+        error = await expect_error(
+            set_budget(h, 1_000_000, program="NEVER-PUBLISHED"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        )
+        assert "NEVER-PUBLISHED" in (error.details() or "")
+        assert "catalogue" in (error.details() or "")
+        written = h.count_rows()
+        assert (written["program_budget"], written["ledger_entry"]) == (0, 0)
+
+        # Once the applications service publishes it, the program can have its budget.
+        assert h.applications is not None
+        [rule] = [rule for rule in load_catalogue() if rule.code == PROGRAM]
+        rule.code = "NEWLY-PUBLISHED"
+        await h.applications.stub.PublishProgramVersion(
+            applications_pb2.PublishProgramVersionRequest(rule=rule),
+            metadata=h.applications.auth(Role.OPS),
+        )
+        budget = await set_budget(h, 1_000_000, program="NEWLY-PUBLISHED")
+        assert (budget.program_code, budget.total_fen) == ("NEWLY-PUBLISHED", 1_000_000)
 
 
 async def test_reads_answer_while_another_connection_holds_the_write_lock(

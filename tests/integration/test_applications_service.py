@@ -376,7 +376,9 @@ async def test_callers_without_the_right_are_refused(service: ApplicationsHarnes
         )
         == denied
     )
-    assert await code_of(service.stub.GetApplication(by_id, metadata=applicant_b)) == denied
+    # Another enterprise's application is not found, as if it did not exist.
+    not_found = grpc.StatusCode.NOT_FOUND
+    assert await code_of(service.stub.GetApplication(by_id, metadata=applicant_b)) == not_found
     assert (
         await code_of(
             service.stub.WithdrawApplication(
@@ -384,7 +386,7 @@ async def test_callers_without_the_right_are_refused(service: ApplicationsHarnes
                 metadata=applicant_b,
             )
         )
-        == denied
+        == not_found
     )
     assert (
         await code_of(
@@ -397,7 +399,7 @@ async def test_callers_without_the_right_are_refused(service: ApplicationsHarnes
                 metadata=applicant_b,
             )
         )
-        == denied
+        == not_found
     )
 
     # Roles that may not call a method at all.
@@ -677,10 +679,11 @@ async def test_reviewers_see_only_programs_their_department_reviews(
         return [a.application_id for a in answer.applications]
 
     ok, denied = grpc.StatusCode.OK, grpc.StatusCode.PERMISSION_DENIED
+    unseen = grpc.StatusCode.NOT_FOUND  # as if the application did not exist
     both = [talent.application_id, sme.application_id]
 
     # SME-CLOUD is industry's and finance's: hr sees nothing of it.
-    assert await get(sme.application_id, hr) == denied
+    assert await get(sme.application_id, hr) == unseen
     assert await get(talent.application_id, hr) == ok
     assert await listed(hr) == [talent.application_id]
     assert await listed(hr, applicant_credit_code=ENTERPRISE_A) == [talent.application_id]
@@ -692,7 +695,7 @@ async def test_reviewers_see_only_programs_their_department_reviews(
     assert refused.code() == denied
 
     assert await get(sme.application_id, industry) == ok
-    assert await get(talent.application_id, industry) == denied
+    assert await get(talent.application_id, industry) == unseen
     assert await listed(industry) == [sme.application_id]
     assert await listed(industry, program_code="SME-CLOUD") == [sme.application_id]
     assert await get(sme.application_id, finance_reviewer) == ok
@@ -849,6 +852,55 @@ async def test_stage_reports_reach_the_projection_through_the_broker(
         announced = seen["application_supplemented"].application_supplemented
         assert announced.supplement_count == 1
         assert dict(announced.figures) == dict(supplemented.figures)
+
+
+async def test_an_application_the_caller_may_not_see_is_not_found_like_a_missing_one(
+    service: ApplicationsHarness,
+) -> None:
+    owner = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+    other_enterprise = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_B)
+    hr_reviewer = service.auth(Role.REVIEWER, department=Department.HR)  # SME-CLOUD is not hr's
+    filed = await service.stub.SubmitApplication(submission(), metadata=owner)
+    before = row_counts(service)
+    missing = "0" * 32
+
+    def get(application_id: str) -> applications_pb2.GetApplicationRequest:
+        return applications_pb2.GetApplicationRequest(application_id=application_id)
+
+    def withdraw(application_id: str) -> applications_pb2.WithdrawApplicationRequest:
+        return applications_pb2.WithdrawApplicationRequest(application_id=application_id)
+
+    def supplement(application_id: str) -> applications_pb2.SupplementApplicationRequest:
+        return applications_pb2.SupplementApplicationRequest(
+            application_id=application_id, request_id="sup-0000001", figures={"staff_count": 1}
+        )
+
+    async def answer(call: Awaitable[Any], application_id: str) -> tuple[grpc.StatusCode, str]:
+        error = await rpc_error(call)
+        # The id in the message is the caller's own; everything else must read the same.
+        return error.code(), (error.details() or "").replace(application_id, "<id>")
+
+    stub = service.stub
+    for metadata in (other_enterprise, hr_reviewer):
+        seen = await answer(
+            stub.GetApplication(get(filed.application_id), metadata=metadata), filed.application_id
+        )
+        unseen = await answer(stub.GetApplication(get(missing), metadata=metadata), missing)
+        assert seen == unseen
+        assert seen[0] == grpc.StatusCode.NOT_FOUND
+    for application_id in (filed.application_id, missing):
+        assert await answer(
+            stub.WithdrawApplication(withdraw(application_id), metadata=other_enterprise),
+            application_id,
+        ) == (grpc.StatusCode.NOT_FOUND, "application <id> not found")
+        assert await answer(
+            stub.SupplementApplication(supplement(application_id), metadata=other_enterprise),
+            application_id,
+        ) == (grpc.StatusCode.NOT_FOUND, "application <id> not found")
+    assert row_counts(service) == before
+    # The owner still sees it.
+    mine = await stub.GetApplication(get(filed.application_id), metadata=owner)
+    assert mine.application_id == filed.application_id
 
 
 async def test_reads_answer_while_another_connection_holds_the_write_lock(tmp_path: Path) -> None:

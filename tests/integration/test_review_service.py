@@ -38,11 +38,14 @@ from services.common.db import Database, migrate, now_utc, to_timestamp
 from services.common.grpc_server import serve
 from services.common.kafka import REVIEW, topic
 from services.common.outbox import OutboxEvent
+from services.common.unit_of_work import Transactions
 from services.common.vocabulary import Decision, Department, Role, TaskState
 from services.review import server
-from services.review.api import FULL_NAME, ReviewServicer
+from services.review.api import SERVICE, ReviewServicer
 from services.review.grant_workflows import GrantWorkflows
 from services.review.store import ReviewTaskRow
+from services.review.use_cases import Review as ReviewUseCases
+from services.review.use_cases import event_source
 from tests.support import free_port, holding_the_write_lock
 from workflows import contracts
 
@@ -838,7 +841,8 @@ async def test_temporal_out_of_reach_is_unavailable(database_url: str, tmp_path:
     settings = Settings(data_dir=tmp_path, review_address=f"127.0.0.1:{free_port()}")
     await asyncio.to_thread(migrate, database_url, server.MIGRATIONS)
     db = Database(database_url)
-    servicer = ReviewServicer(settings, db, GrantWorkflows(client))
+    transactions = Transactions(db, event_source(topic(settings, REVIEW)))
+    servicer = ReviewServicer(ReviewUseCases(transactions, GrantWorkflows(client)))
     stop, started = asyncio.Event(), asyncio.Event()
 
     def register(grpc_server: grpc.aio.Server) -> None:
@@ -850,8 +854,8 @@ async def test_temporal_out_of_reach_is_unavailable(database_url: str, tmp_path:
             address=settings.review_address,
             secret=settings.auth_secret,
             register=register,
-            service_full_names=[FULL_NAME],
-            method_roles=ReviewServicer.METHOD_ROLES,
+            service_full_names=[SERVICE.full_name],
+            method_roles=SERVICE.method_roles,
             stop=stop,
             ready=started.set,
         )

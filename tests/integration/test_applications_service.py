@@ -172,6 +172,13 @@ async def test_submit_get_and_list(service: ApplicationsHarness) -> None:
         ),
         "page_token",
     )
+    await assert_invalid(  # a stage outside the vocabulary
+        service.stub.ListApplications(
+            applications_pb2.ListApplicationsRequest(status=99),  # type: ignore[arg-type]
+            metadata=finance,
+        ),
+        "status",
+    )
 
     programs = await service.stub.ListPrograms(
         applications_pb2.ListProgramsRequest(), metadata=applicant_a
@@ -325,6 +332,10 @@ async def test_bad_input_names_the_field_and_writes_nothing(service: Application
         service.stub.ReportGrantStage(
             report("grant-x-2", stage=common_pb2.GRANT_STAGE_UNSPECIFIED), metadata=system
         ),
+        "change.stage",
+    )
+    await assert_invalid(
+        service.stub.ReportGrantStage(report("grant-x-2", stage=99), metadata=system),
         "change.stage",
     )
     await assert_invalid(

@@ -598,6 +598,7 @@ async def test_other_departments_and_other_reviewers_are_refused(review: Review)
     )
     bad_decisions = [
         ("decision", decision()),
+        ("decision", decision(decision=99)),  # a number outside the vocabulary
         ("reason", decision(decision=reject)),
         ("reason", decision(decision=send_back, reason="   ")),
         ("reason", decision(decision=reject, reason="r" * 1001)),

@@ -5,8 +5,8 @@ its session and `announce`s the events the change means; `commit` puts those eve
 and commits them with the change, so a change is never announced without being made, nor made
 without being announced (the transactional outbox; the relay publishes later).
 
-`Transactions` runs units of work off the event loop: `write` in a writing transaction, `read` in
-a reading one that never waits for a writer (db.py). A unit that inserts a key a concurrent call
+`Transactions` runs units of work off the event loop, in the database's writer or reader threads:
+`write` in a writing transaction, `read` in a reading one that never waits for a writer (db.py). A unit that inserts a key a concurrent call
 inserted first fails on commit with a duplicate key; `write` then runs it once more, so it sees
 that row and answers as the other call did. Every writing unit must therefore look for its row
 before inserting it.
@@ -18,7 +18,6 @@ the ids they applied, recognise a redelivery.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -123,11 +122,11 @@ class Transactions:
 
     async def write(self, work: Callable[[UnitOfWork], T]) -> T:
         try:
-            return await asyncio.to_thread(self.write_now, work)
+            return await self.database.writing(self.write_now, work)
         except IntegrityError:
             # A concurrent call inserted the same key first (same request id, application,
             # journal or event); running again finds that row and answers as that call did.
-            return await asyncio.to_thread(self.write_now, work)
+            return await self.database.writing(self.write_now, work)
 
     async def read(self, work: Callable[[Session], T]) -> T:
-        return await asyncio.to_thread(self.read_now, work)
+        return await self.database.reading(self.read_now, work)

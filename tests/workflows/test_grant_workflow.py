@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from grantflow.sample import credit_code
+from services.common.vocabulary import Decision
 from tests.workflows.fakes import BARRED, FakeServices
 from workflows import contracts
 from workflows.funding_plan import FundingPlanWorkflow
@@ -328,7 +329,10 @@ async def test_validators_refuse_wrong_department_unclaimed_and_foreign_claims(
     error = await refused(
         contracts.DECIDE_REVIEW_TASK,
         contracts.DecideReviewTask(
-            task_id=tasks["industry"], reviewer="ind-1", department="industry", decision="approve"
+            task_id=tasks["industry"],
+            reviewer="ind-1",
+            department="industry",
+            decision=Decision.APPROVE,
         ),
     )
     assert error.type == contracts.ERR_FAILED_PRECONDITION
@@ -349,7 +353,10 @@ async def test_validators_refuse_wrong_department_unclaimed_and_foreign_claims(
     error = await refused(
         contracts.DECIDE_REVIEW_TASK,
         contracts.DecideReviewTask(
-            task_id=tasks["industry"], reviewer="ind-2", department="industry", decision="approve"
+            task_id=tasks["industry"],
+            reviewer="ind-2",
+            department="industry",
+            decision=Decision.APPROVE,
         ),
     )
     assert "claimed by ind-1" in error.message
@@ -362,13 +369,19 @@ async def test_validators_refuse_wrong_department_unclaimed_and_foreign_claims(
     await handle.execute_update(
         contracts.DECIDE_REVIEW_TASK,
         contracts.DecideReviewTask(
-            task_id=tasks["industry"], reviewer="ind-1", department="industry", decision="approve"
+            task_id=tasks["industry"],
+            reviewer="ind-1",
+            department="industry",
+            decision=Decision.APPROVE,
         ),
     )
     error = await refused(
         contracts.DECIDE_REVIEW_TASK,
         contracts.DecideReviewTask(
-            task_id=tasks["industry"], reviewer="ind-1", department="industry", decision="reject"
+            task_id=tasks["industry"],
+            reviewer="ind-1",
+            department="industry",
+            decision=Decision.REJECT,
         ),
     )
     assert error.type == contracts.ERR_FAILED_PRECONDITION
@@ -459,7 +472,7 @@ async def test_a_decision_arriving_while_tasks_are_cancelled_is_refused(harness:
                 task_id=tasks["industry"],
                 reviewer="ind-1",
                 department="industry",
-                decision="approve",
+                decision=Decision.APPROVE,
             ),
         )
     assert isinstance(refused.value.cause, ApplicationError)

@@ -13,8 +13,10 @@ throw-away Tansu broker and a temporary SQLite database, then measures:
 - the floor: the same produce → consume latency and produce throughput with a bare client (no
   outbox, no database), so the ratio means something on a noisy, shared machine.
 
-It uses only OutboxRelay(settings, db).run(stop), enqueue, EventConsumer(settings, group, topics,
-handler).run(stop), ensure_topics and Database, so the same script measures any version of them.
+The system part uses only OutboxRelay(settings, db).run(stop), enqueue, EventConsumer(settings,
+group, topics, handler).run(stop), ensure_topics and Database, so it measures any version of them.
+The floor needs a client of its own: the figures before the adapter moved to kafka-python were
+taken with this script as of commit 4a3d423, whose floor used the asyncio client of that time.
 """
 
 from __future__ import annotations
@@ -188,76 +190,69 @@ async def relay_throughput(bootstrap: str, data_dir: Path, rows: int) -> float:
 
 
 # The floor: a bare client, no outbox, no database. ------------------------------------------------
+# The adapter's own producer and group member (kafka-python on their threads), configured as the
+# system's are, without the outbox, the database, the relay or the handler loop around them.
+
+
+def floor_settings(bootstrap: str) -> Settings:
+    return Settings(
+        kafka_bootstrap_servers=bootstrap, kafka_topic_prefix="floor" + uuid.uuid4().hex[:8]
+    )
 
 
 async def floor_latency(bootstrap: str, rate: float, seconds: float) -> Latencies:
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
-    settings = Settings(
-        kafka_bootstrap_servers=bootstrap, kafka_topic_prefix="floor" + uuid.uuid4().hex[:8]
-    )
+    settings = floor_settings(bootstrap)
     topic = kafka.topic(settings, kafka.APPLICATIONS)
     await kafka.ensure_topics(settings, [topic])
     marks = Latencies()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+
+    async def note(batch: list[kafka.Record]) -> None:
+        now = time.monotonic()
+        for record in batch:
+            marks.received.setdefault(record.value.decode(), now)
+
+    member = kafka.GroupMember(settings, "floor", [topic], note)
+    ended = member.start()
+    producer = kafka.Producer(settings, "floor")
     await producer.start()
-    await consumer.start()
-    partitions = [TopicPartition(topic, p) for p in range(kafka.PARTITIONS)]
-    consumer.assign(partitions)
-    await consumer.seek_to_beginning(*partitions)
-    done = asyncio.Event()
-    count = int(rate * seconds)
-
-    async def consume() -> None:
-        while len(marks.received) < count:
-            batches = await consumer.getmany(timeout_ms=200)
-            now = time.monotonic()
-            for records in batches.values():
-                for record in records:
-                    marks.received.setdefault(record.value.decode(), now)
-        done.set()
-
-    consuming = asyncio.create_task(consume())
     try:
+        # Warm up: the member has joined its group once a first record came through.
+        await producer.send(kafka.Outgoing(topic, b"warm-up"))
+        await wait_until(lambda: "warm-up" in marks.received, 120, "the first record")
         start = time.monotonic()
-        for number in range(count):
+        for number in range(int(rate * seconds)):
             delay = start + number / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             event = envelope(number)
             marks.sent[event.event_id] = time.monotonic()
-            await producer.send(topic, event.event_id.encode(), key=event.subject.encode())
-        await asyncio.wait_for(done.wait(), timeout=60)
+            record = kafka.Outgoing(topic, event.event_id.encode(), event.subject.encode())
+            await producer.send(record)
+        await wait_until(lambda: marks.sent.keys() <= marks.received.keys(), 60, "every record")
     finally:
-        consuming.cancel()
-        await asyncio.gather(consuming, return_exceptions=True)
-        await producer.stop()
-        await consumer.stop()
+        await producer.close()
+        await member.stop()
+        if ended.done():
+            ended.result()
     return marks
 
 
 async def floor_throughput(bootstrap: str, rows: int) -> float:
-    from aiokafka import AIOKafkaProducer
-
-    settings = Settings(
-        kafka_bootstrap_servers=bootstrap, kafka_topic_prefix="floor" + uuid.uuid4().hex[:8]
-    )
+    settings = floor_settings(bootstrap)
     topic = kafka.topic(settings, kafka.APPLICATIONS)
     await kafka.ensure_topics(settings, [topic])
-    events = [envelope(number) for number in range(rows)]
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+    records = [
+        kafka.Outgoing(topic, e.SerializeToString(), e.subject.encode())
+        for e in map(envelope, range(rows))
+    ]
+    producer = kafka.Producer(settings, "floor")
     await producer.start()
     try:
         started = time.monotonic()
-        sent = [
-            await producer.send(topic, e.SerializeToString(), key=e.subject.encode())
-            for e in events
-        ]
-        await asyncio.gather(*sent)
+        await producer.send_batch(records)
         return rows / (time.monotonic() - started)
     finally:
-        await producer.stop()
+        await producer.close()
 
 
 # ------------------------------------------------------------------------------------------------

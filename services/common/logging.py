@@ -10,7 +10,7 @@ import structlog
 
 def configure_logging(level: str = "INFO", json: bool = False) -> None:
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
-    for noisy in ("aiokafka", "kafka", "temporalio.activity", "alembic"):
+    for noisy in ("kafka", "temporalio.activity", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     renderer = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)

@@ -226,3 +226,36 @@ async def test_relay_publishes_in_batches_and_republishes_nothing_the_broker_kep
     assert relay.republished_topics == 0
     records = await kafka.read_topic(settings, source, timeout_s=30)
     assert len(records) == len(events)
+
+
+async def test_a_consumer_stopped_while_joining_does_not_lock_its_group_out(
+    kafka_bootstrap: str,
+) -> None:
+    settings = fresh_settings(kafka_bootstrap)
+    source = kafka.topic(settings, kafka.APPLICATIONS)
+    await kafka.ensure_topics(settings)
+    sent = event("app-1", 1)
+    await publish(settings, source, [sent])
+
+    async def handler(envelope: events_pb2.EventEnvelope) -> None:
+        applied.append(envelope.event_id)
+
+    # Stopped a moment after starting: its member is still joining the group (Tansu takes
+    # about three seconds to form a group).
+    applied: list[str] = []
+    stop = asyncio.Event()
+    early = kafka.EventConsumer(settings, "join-test", [source], handler)
+    running = asyncio.create_task(early.run(stop))
+    await asyncio.sleep(1.0)
+    stop.set()
+    await asyncio.wait_for(running, timeout=10)
+
+    stop = asyncio.Event()
+    later = kafka.EventConsumer(settings, "join-test", [source], handler)
+    running = asyncio.create_task(later.run(stop))
+    try:
+        await eventually(lambda: later.applied == 1, seconds=30)
+    finally:
+        stop.set()
+        await running
+    assert sent.event_id in applied

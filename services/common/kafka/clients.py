@@ -33,6 +33,7 @@ from kafka import (
     TopicPartition,
 )
 from kafka.errors import CommitFailedError, TopicAlreadyExistsError, for_code
+from kafka.structs import MemberState
 
 from services.common.config import Settings
 from services.common.kafka.topics import (
@@ -544,8 +545,21 @@ def _redrive(settings: Settings, source_topic: str, idle_s: float) -> int:
             elif now > join_deadline:
                 raise TimeoutError(f"the redrive group {group} got no partitions")
     finally:
-        consumer.close(autocommit=False, timeout_ms=int(CLOSE_TIMEOUT_S * 1000))
+        _leave(consumer, settings)
         producer.close(timeout=1.0)
+
+
+def _leave(consumer: KafkaConsumer, settings: Settings) -> None:
+    """Closes a group member, first letting a join under way finish. Tansu keeps a member that
+    leaves in the middle of a join as the leader of the group's next generation, and nobody can
+    join that group afterwards; a member that leaves once it has joined leaves cleanly."""
+    deadline = time.monotonic() + settings.kafka_rebalance_timeout_ms / 1000 + 1.0
+    while (
+        consumer.group_metadata().state is MemberState.REBALANCING and time.monotonic() < deadline
+    ):
+        consumer.pause(*consumer.assignment())
+        consumer.poll(timeout_ms=100)  # records it may return are not committed: they come again
+    consumer.close(autocommit=False, timeout_ms=int(CLOSE_TIMEOUT_S * 1000))
 
 
 def _next_offsets(records: Iterable[Record]) -> dict[TopicPartition, OffsetAndMetadata]:
@@ -623,7 +637,8 @@ class GroupMember:
         self._stop_deadline = time.monotonic() + grace_s
         self._stopping.set()
         if self._thread is not None:
-            await _joined(self._thread, grace_s + CLOSE_TIMEOUT_S + POLL_TIMEOUT_MS / 1000 + 1.0)
+            joining = self.settings.kafka_rebalance_timeout_ms / 1000 + 1.0
+            await _joined(self._thread, grace_s + joining + CLOSE_TIMEOUT_S + 1.0)
 
     def _run(self, loop: asyncio.AbstractEventLoop, ended: asyncio.Future[None]) -> None:
         error: BaseException | None = None
@@ -636,7 +651,7 @@ class GroupMember:
                     consumer.subscribe(self.topics)
                 self._consume(consumer, loop)
             finally:
-                consumer.close(autocommit=False, timeout_ms=int(CLOSE_TIMEOUT_S * 1000))
+                _leave(consumer, self.settings)
         except BaseException as exc:
             error = exc
         _settle(ended, None, error)

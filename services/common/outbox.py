@@ -14,10 +14,11 @@ event id (`claim_event`).
 from __future__ import annotations
 
 import asyncio
+from asyncio import FIRST_COMPLETED
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import Column, LargeBinary, func, update
+from sqlalchemy import Column, LargeBinary, event, func, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from grantflow.v1 import events_pb2
@@ -58,6 +59,12 @@ class ProcessedEvent(SQLModel, table=True):
     processed_at: datetime
 
 
+# Relays running in this process, woken when a transaction that enqueued an event commits, so an
+# event waits for the relay's next poll only when it was written by another process.
+_relays_to_wake: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+_WAKE_ON_COMMIT = "grantflow.outbox.wake_on_commit"
+
+
 def enqueue(session: Session, topic: str, envelope: events_pb2.EventEnvelope) -> None:
     """Adds the event to the outbox inside the caller's transaction."""
     session.add(
@@ -70,6 +77,18 @@ def enqueue(session: Session, topic: str, envelope: events_pb2.EventEnvelope) ->
             created_at=now_utc(),
         )
     )
+    if not session.info.get(_WAKE_ON_COMMIT):
+        session.info[_WAKE_ON_COMMIT] = True
+        event.listen(session, "after_commit", _wake_relays, once=True)
+
+
+def _wake_relays(session: Session) -> None:
+    session.info.pop(_WAKE_ON_COMMIT, None)
+    for loop, wake in list(_relays_to_wake):
+        try:
+            loop.call_soon_threadsafe(wake.set)
+        except RuntimeError:  # that relay's loop has closed
+            pass
 
 
 def claim_event(session: Session, consumer: str, event_id: str) -> bool:
@@ -93,16 +112,22 @@ class OutboxRelay:
         self.broker_checks = 0  # comparisons of the broker's end offsets with what we published
         self._high: dict[tuple[str, int], int] = {}
         self._incarnation: str | None = None
+        self._wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await until_stopped(stop, self._run_connected(stop))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # broker unreachable: keep the rows, try again
-                log.warning("outbox relay reconnecting", error=repr(exc))
-                await sleep_or_stop(stop, 1.0)
+        waking = (asyncio.get_running_loop(), self._wake)
+        _relays_to_wake.add(waking)
+        try:
+            while not stop.is_set():
+                try:
+                    await until_stopped(stop, self._run_connected(stop))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # broker unreachable: keep the rows, try again
+                    log.warning("outbox relay reconnecting", error=repr(exc))
+                    await sleep_or_stop(stop, 1.0)
+        finally:
+            _relays_to_wake.discard(waking)
 
     async def _run_connected(self, stop: asyncio.Event) -> None:
         recovery = self.settings.kafka_embedded_broker_recovery
@@ -119,6 +144,7 @@ class OutboxRelay:
             next_check = loop.time() + self.settings.outbox_check_broker_seconds
             next_purge = loop.time()
             while not stop.is_set():
+                self._wake.clear()  # before looking: a commit from now on wakes the next wait
                 rows = await self.db.run(self._pending)
                 if rows:
                     deliveries = await producer.send_batch(
@@ -140,10 +166,21 @@ class OutboxRelay:
                     await self.db.run(self._purge)
                     next_purge = loop.time() + 3600
                 if len(rows) < self.batch_size:
-                    await sleep_or_stop(stop, self.settings.outbox_poll_seconds)
+                    await self._wait_for_rows(stop)
         finally:
             await producer.close()
             await broker.close()
+
+    async def _wait_for_rows(self, stop: asyncio.Event) -> None:
+        """Until an event is committed in this process, `stop`, or the next poll is due."""
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(
+                waits, timeout=self.settings.outbox_poll_seconds, return_when=FIRST_COMPLETED
+            )
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     def _pending(self, session: Session) -> list[tuple[int, str, str, bytes]]:
         rows = session.exec(

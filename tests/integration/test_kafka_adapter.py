@@ -259,3 +259,22 @@ async def test_a_consumer_stopped_while_joining_does_not_lock_its_group_out(
         stop.set()
         await running
     assert sent.event_id in applied
+
+
+async def test_an_event_committed_beside_the_relay_is_published_without_waiting_for_its_poll(
+    kafka_bootstrap: str, outbox_db: Database
+) -> None:
+    settings = fresh_settings(kafka_bootstrap, outbox_poll_seconds=60.0)
+    source = kafka.topic(settings, kafka.APPLICATIONS)
+    first, second = event("app-1", 1), event("app-1", 2)
+    await outbox_db.run(lambda session: enqueue(session, source, first))
+    relay = OutboxRelay(settings, outbox_db)
+    stop = asyncio.Event()
+    running = asyncio.create_task(relay.run(stop))
+    try:
+        await eventually(lambda: relay.published == 1)  # now idle until its next poll, a minute on
+        await outbox_db.run(lambda session: enqueue(session, source, second))
+        await eventually(lambda: relay.published == 2, seconds=20)
+    finally:
+        stop.set()
+        await running

@@ -313,10 +313,13 @@ class Producer:
         if client is not None:
             # Closed from a thread of its own: that also ends a flush the client's thread may be
             # blocked in, against a broker that went away.
-            await asyncio.wait_for(
-                in_own_thread(f"{self.role}-close", lambda: client.close(timeout=1.0)),
-                timeout=CLOSE_TIMEOUT_S + 1.0,
-            )
+            try:
+                await asyncio.wait_for(
+                    in_own_thread(f"{self.role}-close", lambda: client.close(timeout=1.0)),
+                    timeout=CLOSE_TIMEOUT_S + 1.0,
+                )
+            except Exception as exc:  # a client of a lost broker: nothing more to save
+                log.info("kafka producer closed uncleanly", error=repr(exc))
         if thread is not None:
             await thread.stop()
 

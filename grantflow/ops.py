@@ -7,7 +7,6 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
@@ -96,35 +95,7 @@ async def read_events(
     settings: Settings, stream: str, limit: int, timeout_s: float = 5.0
 ) -> list[events_pb2.EventEnvelope]:
     """The first `limit` events of a stream's topic, read without a consumer group."""
-    name = kafka.topic(settings, stream)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False
+    records = await kafka.read_topic(
+        settings, kafka.topic(settings, stream), limit=limit, timeout_s=timeout_s
     )
-    await consumer.start()
-    envelopes: list[events_pb2.EventEnvelope] = []
-    try:
-        partitions = [
-            TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or [])
-        ]
-        if not partitions:
-            await consumer.topics()
-            partitions = [
-                TopicPartition(name, p) for p in sorted(consumer.partitions_for_topic(name) or [])
-            ]
-        if not partitions:
-            return []  # the topic does not exist (yet)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while len(envelopes) < limit and asyncio.get_running_loop().time() < deadline:
-            done = all([await consumer.position(tp) >= ends[tp] for tp in partitions])
-            if done:
-                break
-            batches = await consumer.getmany(timeout_ms=300)
-            for records in batches.values():
-                for record in records:
-                    envelopes.append(events_pb2.EventEnvelope.FromString(record.value))
-    finally:
-        await consumer.stop()
-    return envelopes[:limit]
+    return [events_pb2.EventEnvelope.FromString(record.value) for record in records]

@@ -123,6 +123,7 @@ class LocalStack:
                 "TEMPORAL_UI_PORT": str(s.temporal_ui_port),
                 "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
                 "KAFKA_TOPIC_PREFIX": s.kafka_topic_prefix,
+                "KAFKA_EMBEDDED_BROKER_RECOVERY": "true",  # Tansu keeps nothing on disk
                 "APPLICATIONS_ADDRESS": s.applications_address,
                 "REVIEW_ADDRESS": s.review_address,
                 "DISBURSEMENT_ADDRESS": s.disbursement_address,

@@ -34,6 +34,16 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = 6000
     kafka_heartbeat_interval_ms: int = 500
     kafka_rebalance_timeout_ms: int = 3000
+    # How long the broker may hold a fetch open waiting for records. Tansu answers when the wait
+    # is over rather than when a record arrives, so this bounds the latency of every event hop.
+    kafka_fetch_max_wait_ms: int = 100
+    # Events of this many different keys (applications) are applied at once; one key's in order.
+    kafka_consumer_concurrency: int = Field(default=16, ge=1)
+    # The embedded broker (Tansu) keeps nothing on disk. On: relays publish their retained outbox
+    # again and consumers read their topics from the start when it comes back empty (a new
+    # incarnation marker, offsets going backwards). The embedded stack turns it on; leave it off
+    # for a Kafka cluster, which keeps its log.
+    kafka_embedded_broker_recovery: bool = False
     consumer_max_attempts: int = 5  # then the event goes to the dead-letter topic
 
     applications_address: str = "127.0.0.1:50051"

@@ -10,8 +10,12 @@ import structlog
 
 def configure_logging(level: str = "INFO", json: bool = False) -> None:
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
-    for noisy in ("aiokafka", "kafka", "temporalio.activity", "alembic"):
+    for noisy in ("temporalio.activity", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # kafka-python logs every refused connection while a broker restarts as an error; failures
+    # reach the Kafka adapter as exceptions, and it logs what it does about them (relay
+    # reconnecting, consumer restarting).
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     renderer = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )

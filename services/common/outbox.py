@@ -1,27 +1,37 @@
 """Transactional outbox and idempotent-consumer records, shared by every service's database.
 
 A service writes its row and the event in one transaction (`enqueue`); `OutboxRelay` publishes
-pending events to Kafka with acks=all and marks them published (rows are kept for the retention
-window, not deleted). Tansu keeps messages in memory, so the outbox is the durable record: when
-the relay sees the broker has lost what it was given (a new broker incarnation, a partition's
-offsets going backwards, or an end offset below what was published), it publishes the retained
-events again; consumers skip what they already applied by event id (`claim_event`).
+pending events to Kafka with acks=all, a batch at a time, and marks them published with their
+partitions and offsets (rows are kept for the retention window, not deleted).
+
+With `kafka_embedded_broker_recovery` on (the embedded stack: Tansu keeps messages in memory),
+the outbox is the durable record: when the relay sees the broker has lost what it was given (a
+new broker incarnation, a partition's offsets going backwards, or an end offset below what was
+published), it publishes the retained events again; consumers skip what they already applied by
+event id (`claim_event`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from asyncio import FIRST_COMPLETED
 from datetime import datetime, timedelta
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from sqlalchemy import Column, LargeBinary, func, update
+from sqlalchemy import Column, LargeBinary, event, func, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from grantflow.v1 import events_pb2
 from services.common.config import Settings
 from services.common.db import Database, now_utc
-from services.common.kafka import broker_incarnation, close_quietly, ensure_topics, make_producer
+from services.common.kafka import (
+    BrokerAdmin,
+    Outgoing,
+    Producer,
+    all_topics,
+    sleep_or_stop,
+    until_stopped,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +59,12 @@ class ProcessedEvent(SQLModel, table=True):
     processed_at: datetime
 
 
+# Relays running in this process, woken when a transaction that enqueued an event commits, so an
+# event waits for the relay's next poll only when it was written by another process.
+_relays_to_wake: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+_WAKE_ON_COMMIT = "grantflow.outbox.wake_on_commit"
+
+
 def enqueue(session: Session, topic: str, envelope: events_pb2.EventEnvelope) -> None:
     """Adds the event to the outbox inside the caller's transaction."""
     session.add(
@@ -61,6 +77,18 @@ def enqueue(session: Session, topic: str, envelope: events_pb2.EventEnvelope) ->
             created_at=now_utc(),
         )
     )
+    if not session.info.get(_WAKE_ON_COMMIT):
+        session.info[_WAKE_ON_COMMIT] = True
+        event.listen(session, "after_commit", _wake_relays, once=True)
+
+
+def _wake_relays(session: Session) -> None:
+    session.info.pop(_WAKE_ON_COMMIT, None)
+    for loop, wake in list(_relays_to_wake):
+        try:
+            loop.call_soon_threadsafe(wake.set)
+        except RuntimeError:  # that relay's loop has closed
+            pass
 
 
 def claim_event(session: Session, consumer: str, event_id: str) -> bool:
@@ -81,59 +109,78 @@ class OutboxRelay:
         self.retention = timedelta(hours=settings.outbox_retention_hours)
         self.published = 0
         self.republished_topics = 0
+        self.broker_checks = 0  # comparisons of the broker's end offsets with what we published
         self._high: dict[tuple[str, int], int] = {}
         self._incarnation: str | None = None
+        self._wake = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self._run_connected(stop)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # broker unreachable: keep the rows, try again
-                log.warning("outbox relay reconnecting", error=repr(exc))
+        waking = (asyncio.get_running_loop(), self._wake)
+        _relays_to_wake.add(waking)
+        try:
+            while not stop.is_set():
                 try:
-                    await asyncio.wait_for(stop.wait(), timeout=1.0)
-                except TimeoutError:
-                    pass
+                    await until_stopped(stop, self._run_connected(stop))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # broker unreachable: keep the rows, try again
+                    log.warning("outbox relay reconnecting", error=repr(exc))
+                    await sleep_or_stop(stop, 1.0)
+        finally:
+            _relays_to_wake.discard(waking)
 
     async def _run_connected(self, stop: asyncio.Event) -> None:
-        await ensure_topics(self.settings)
-        producer = make_producer(self.settings)
-        await producer.start()
+        recovery = self.settings.kafka_embedded_broker_recovery
+        broker = BrokerAdmin(self.settings)
+        producer = Producer(self.settings, "outbox-relay")
         try:
-            self._high = await self.db.run(self._load_high_offsets)
-            await self._check_incarnation()
-            await self._check_broker()
+            await broker.ensure_topics(all_topics(self.settings))
+            await producer.start()
+            if recovery:
+                self._high = await self.db.run(self._load_high_offsets)
+                await self._check_incarnation(broker)
+                await self._check_broker(broker)
             loop = asyncio.get_running_loop()
             next_check = loop.time() + self.settings.outbox_check_broker_seconds
             next_purge = loop.time()
             while not stop.is_set():
+                self._wake.clear()  # before looking: a commit from now on wakes the next wait
                 rows = await self.db.run(self._pending)
                 if rows:
-                    sent: list[tuple[int, str, int, int]] = []
-                    for row_id, topic, key, payload in rows:
-                        meta = await producer.send_and_wait(topic, payload, key=key.encode())
-                        sent.append((row_id, topic, meta.partition, meta.offset))
+                    deliveries = await producer.send_batch(
+                        [Outgoing(topic, payload, key.encode()) for _, topic, key, payload in rows]
+                    )
+                    sent = [
+                        (row_id, topic, delivery.partition, delivery.offset)
+                        for (row_id, topic, _, _), delivery in zip(rows, deliveries, strict=True)
+                    ]
                     await self._mark_published(sent)
                     self.published += len(sent)
-                if loop.time() >= next_check:
-                    await ensure_topics(self.settings)  # a restarted broker has none
-                    await self._check_incarnation()
-                    await self._check_broker()
+                if recovery and loop.time() >= next_check:
+                    # A restarted broker has no topics, and may have lost what it was given.
+                    await broker.ensure_topics(all_topics(self.settings))
+                    await self._check_incarnation(broker)
+                    await self._check_broker(broker)
                     next_check = loop.time() + self.settings.outbox_check_broker_seconds
                 if loop.time() >= next_purge:
                     await self.db.run(self._purge)
                     next_purge = loop.time() + 3600
                 if len(rows) < self.batch_size:
-                    try:
-                        await asyncio.wait_for(
-                            stop.wait(), timeout=self.settings.outbox_poll_seconds
-                        )
-                    except TimeoutError:
-                        pass
+                    await self._wait_for_rows(stop)
         finally:
-            await close_quietly(producer.stop())
+            await producer.close()
+            await broker.close()
+
+    async def _wait_for_rows(self, stop: asyncio.Event) -> None:
+        """Until an event is committed in this process, `stop`, or the next poll is due."""
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(
+                waits, timeout=self.settings.outbox_poll_seconds, return_when=FIRST_COMPLETED
+            )
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     def _pending(self, session: Session) -> list[tuple[int, str, str, bytes]]:
         rows = session.exec(
@@ -161,18 +208,25 @@ class OutboxRelay:
         lost = {
             topic
             for _, topic, partition, offset in sent
-            if offset <= self._high.get((topic, partition), -1)
+            if self.settings.kafka_embedded_broker_recovery
+            and offset <= self._high.get((topic, partition), -1)
         }
         fresh_ids = [row_id for row_id, *_ in sent]
 
         def work(session: Session) -> None:
             stamp = now_utc()
-            for row_id, _, partition, offset in sent:
-                session.execute(
-                    update(OutboxEvent)
-                    .where(col(OutboxEvent.id) == row_id)
-                    .values(published_at=stamp, kafka_partition=partition, kafka_offset=offset)
-                )
+            session.execute(
+                update(OutboxEvent),
+                [
+                    {
+                        "id": row_id,
+                        "published_at": stamp,
+                        "kafka_partition": partition,
+                        "kafka_offset": offset,
+                    }
+                    for row_id, _, partition, offset in sent
+                ],
+            )
             for topic in lost:
                 self._unpublish(session, topic, exclude=fresh_ids)
 
@@ -183,9 +237,9 @@ class OutboxRelay:
             key = (topic, partition)
             self._high[key] = max(self._high.get(key, -1), offset)
 
-    async def _check_incarnation(self) -> None:
+    async def _check_incarnation(self, broker: BrokerAdmin) -> None:
         """A broker with a new incarnation lost everything: publish every retained row again."""
-        incarnation = await broker_incarnation(self.settings)
+        incarnation = await broker.incarnation()
         if self._incarnation is not None and incarnation != self._incarnation:
 
             def work(session: Session) -> None:
@@ -197,18 +251,17 @@ class OutboxRelay:
             self._high.clear()
         self._incarnation = incarnation
 
-    async def _check_broker(self) -> None:
+    async def _check_broker(self, broker: BrokerAdmin) -> None:
         """Compares the broker's end offsets with what we published; republishes what it lost."""
         if not self._high:
             return
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers)
-        await consumer.start()
-        try:
-            partitions = [TopicPartition(t, p) for t, p in self._high]
-            ends = await consumer.end_offsets(partitions)
-        finally:
-            await consumer.stop()
-        lost = {tp.topic for tp, end in ends.items() if end <= self._high[(tp.topic, tp.partition)]}
+        ends = await broker.end_offsets(list(self._high))
+        self.broker_checks += 1
+        lost = {
+            topic
+            for (topic, partition), end in ends.items()
+            if end <= self._high[(topic, partition)]
+        }
         if lost:
 
             def work(session: Session) -> None:

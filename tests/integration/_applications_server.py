@@ -74,6 +74,7 @@ async def applications_service(
         applications_database_url=database_url,
         kafka_bootstrap_servers=kafka_bootstrap or "127.0.0.1:9",
         kafka_topic_prefix=f"gft{uuid.uuid4().hex[:10]}",
+        kafka_embedded_broker_recovery=kafka_bootstrap is not None,
     )
     stop = asyncio.Event()
     ready = asyncio.Event()

@@ -12,14 +12,13 @@ from typing import Any
 
 import grpc
 import pytest
-from aiokafka import AIOKafkaConsumer
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from grantflow.v1 import applications_pb2, common_pb2, events_pb2
 from services.applications.catalogue import load_catalogue
 from services.common.db import to_timestamp
-from services.common.kafka import APPLICATIONS, topic
+from services.common.kafka import APPLICATIONS, Record, read_topic, topic
 from services.common.vocabulary import Department, Role
 from tests.integration._applications_server import ApplicationsHarness, applications_service
 from tests.support import holding_the_write_lock
@@ -837,25 +836,23 @@ async def test_stage_reports_reach_the_projection_through_the_broker(
         assert late.code() == grpc.StatusCode.FAILED_PRECONDITION
 
         # What other services see: the envelopes on the applications topic.
-        consumer = AIOKafkaConsumer(
+        def kinds(records: list[Record]) -> set[str]:
+            return {
+                events_pb2.EventEnvelope.FromString(r.value).WhichOneof("payload") or ""
+                for r in records
+            }
+
+        records = await read_topic(
+            service.settings,
             topic(service.settings, APPLICATIONS),
-            bootstrap_servers=kafka_bootstrap,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
+            until=lambda read: len(kinds(read)) >= 2,
+            timeout_s=15,
         )
-        await consumer.start()
         seen: dict[str, events_pb2.EventEnvelope] = {}
-        try:
-            deadline = time.monotonic() + 15
-            while len(seen) < 2 and time.monotonic() < deadline:
-                batches = await consumer.getmany(timeout_ms=500)
-                for records in batches.values():
-                    for record in records:
-                        envelope = events_pb2.EventEnvelope.FromString(record.value)
-                        assert record.key == application_id.encode()
-                        seen[envelope.WhichOneof("payload") or ""] = envelope
-        finally:
-            await consumer.stop()
+        for record in records:
+            envelope = events_pb2.EventEnvelope.FromString(record.value)
+            assert record.key == application_id.encode()
+            seen[envelope.WhichOneof("payload") or ""] = envelope
         submitted = seen["application_submitted"].application_submitted
         assert submitted.application.application_id == application_id
         assert submitted.rule.code == "SME-CLOUD"

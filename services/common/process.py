@@ -10,14 +10,14 @@ before this point; this is the only place in Grantflow that calls os._exit.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import asyncio
+
     from services.common.config import Settings
 
 
@@ -52,6 +52,9 @@ def run_and_exit(main: Callable[[], int | None]) -> None:
 
 def stop_on_signals(stop: asyncio.Event) -> None:
     """SIGTERM and SIGINT set `stop`, so a long-running process drains and exits cleanly."""
+    import asyncio
+    import signal
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
@@ -63,6 +66,8 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 def run_process(run: Callable[[Settings], Coroutine[Any, Any, None]]) -> None:
     """The whole `main` of a long-running Grantflow process: settings from the environment,
     logging, run until SIGTERM/SIGINT, then leave through exit_now."""
+    import asyncio
+
     from services.common.config import get_settings
     from services.common.logging import configure_logging
 

@@ -1,45 +1,36 @@
 """End to end through the `grantflow` command, as its users would type it, against the real
 embedded stack: an applicant files, two departments' reviewers claim and decide, two finance
-officers make and check the funding plan, and an operator finds, replays and inspects."""
+officers make and check the funding plan, and an operator finds, replays and inspects. Every
+failure exits non-zero (1 refused or failed, 2 usage, 3 a service could not be reached) with a
+message and no traceback."""
 
 from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from grantflow.demo import seed_catalogue
 from grantflow.sample import credit_code
 from infra.local.stack import LocalStack
-from tests.stack_fixture import running_stack
+from tests.e2e.support import cli
+from tests.support import free_port
 
 pytestmark = pytest.mark.integration
-CLI = str(Path(sys.executable).parent / "grantflow")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with running_stack(tmp_path_factory.mktemp("e2e"), notice_period_seconds=1.0) as s:
-        yield s
 
 
 def grantflow(stack: LocalStack, *args: str, ok: bool = True) -> str:
-    result = subprocess.run(
-        [CLI, *args],
-        env={**stack.environment(), "COLUMNS": "250", "NO_COLOR": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if ok and result.returncode != 0:
-        raise AssertionError(f"grantflow {' '.join(args)} failed: {result.stdout}{result.stderr}")
-    return result.stdout + result.stderr
+    """Runs the command against the stack; it must succeed (ok) or fail with a non-zero status
+    and a message, never a traceback."""
+    outcome = cli(stack.environment(), *args)
+    if ok and outcome.status != 0:
+        raise AssertionError(f"grantflow {' '.join(args)} failed: {outcome.output}")
+    if not ok:
+        assert outcome.status != 0, f"grantflow {' '.join(args)} exited 0: {outcome.output}"
+        assert outcome.clean, outcome.output
+    return outcome.output
 
 
 def until(stack: LocalStack, args: list[str], pattern: str, timeout: float = 60) -> str:
@@ -106,8 +97,36 @@ def test_tokens_are_minted_and_bad_roles_refused(stack: LocalStack) -> None:
     assert token.count(".") == 2  # a JWT
     refused = grantflow(stack, "token", "--role", "reviewer", ok=False)
     assert "department" in refused
-    usage = grantflow(stack, "submit", "--program", "SME-CLOUD", ok=False)
-    assert "Missing option" in usage and "Traceback" not in usage
+    usage = cli(stack.environment(), "submit", "--program", "SME-CLOUD")
+    assert usage.status == 2 and "Missing option" in usage.output and usage.clean
     os.environ.pop("GRANTFLOW_TOKEN", None)
     out = grantflow(stack, "budget", "show", "SME-CLOUD", "--token", "not-a-token", ok=False)
     assert "UNAUTHENTICATED" in out
+
+
+def test_every_failure_exits_non_zero_with_a_message(stack: LocalStack) -> None:
+    env = stack.environment()
+    unknown = cli(env, "status", "0" * 32)
+    assert unknown.status == 1 and "NOT_FOUND" in unknown.output and unknown.clean
+
+    # The recorded stack really runs: a second one is refused.
+    again = cli(env, "stack", "up", "--timeout", "5")
+    assert again.status == 1 and "grantflow stack down" in again.output and again.clean
+
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens there
+    for args, variable in (
+        (["status", "0" * 32], "APPLICATIONS_ADDRESS"),
+        (["tasks", "--department", "industry"], "REVIEW_ADDRESS"),
+        (["budget", "show", "SME-CLOUD"], "DISBURSEMENT_ADDRESS"),
+        (["ops", "find"], "TEMPORAL_ADDRESS"),
+        (["ops", "events", "grants"], "KAFKA_BOOTSTRAP_SERVERS"),
+    ):
+        down = cli({**env, variable: closed}, *args)
+        assert down.status == 3, (args, down.status, down.output)  # could not reach a service
+        assert closed in down.output and down.clean, down.output
+
+    nothing = cli({**env, "DATA_DIR": str(stack.data_dir / "elsewhere")}, "stack", "status")
+    assert nothing.status == 1 and "grantflow stack up" in nothing.output and nothing.clean
+
+    unknown_command = cli(env, "no-such-command")
+    assert unknown_command.status == 2 and "no-such-command" in unknown_command.output

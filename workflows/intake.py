@@ -79,17 +79,23 @@ class Intake:
                 ),
             )
         elif kind == "funding_plan_approved":
-            await self._start_plan(envelope.funding_plan_approved)
+            await self._start_plan(
+                envelope.funding_plan_approved, from_timestamp(envelope.occurred_at)
+            )
+
+    def _maybe_forgotten(self, occurred_at: datetime) -> bool:
+        """Whether Temporal may have forgotten a workflow this event started once. It refuses a
+        second start of a workflow id while the closed workflow is retained (the namespace's
+        retention, a day or more), so only an event older than that can find the id free
+        again: such an event is checked with the service that owns the fact first; fresh ones
+        (nearly all) cost no call, and a service that is down does not hold up the starts."""
+        return now_utc() - occurred_at > self.redelivery_check_after
 
     async def _start_grant(
         self, event: events_pb2.ApplicationSubmitted, occurred_at: datetime
     ) -> None:
         application = event.application
-        if now_utc() - occurred_at > self.redelivery_check_after:
-            # Temporal refuses a second start of a workflow id while the closed workflow is
-            # retained (the namespace's retention, a day or more), so only an event older than
-            # this can find the id free again: such an event is checked with the applications
-            # service first; fresh ones (nearly all) cost no call.
+        if self._maybe_forgotten(occurred_at):
             current = await self.services.applications.GetApplication(
                 applications_pb2.GetApplicationRequest(application_id=application.application_id)
             )
@@ -125,15 +131,19 @@ class Intake:
             attributes,
         )
 
-    async def _start_plan(self, event: events_pb2.FundingPlanApproved) -> None:
-        current = await self.services.disbursement.GetFundingPlan(
-            disbursement_pb2.GetFundingPlanRequest(plan_id=event.plan_id)
-        )
-        if current.state in PLAN_CLOSED:
-            log.info(
-                "funding plan already completed; event was a redelivery", plan_id=event.plan_id
+    async def _start_plan(
+        self, event: events_pb2.FundingPlanApproved, occurred_at: datetime
+    ) -> None:
+        if self._maybe_forgotten(occurred_at):
+            current = await self.services.disbursement.GetFundingPlan(
+                disbursement_pb2.GetFundingPlanRequest(plan_id=event.plan_id)
             )
-            return
+            if current.state in PLAN_CLOSED:
+                log.info(
+                    "funding plan already completed; event was a redelivery",
+                    plan_id=event.plan_id,
+                )
+                return
         plan = contracts.FundingPlanInput(
             plan_id=event.plan_id,
             program_code=event.program_code,

@@ -1,13 +1,14 @@
 """FundingPlanWorkflow: one per approved funding plan (`plan-<plan id>`), the payment run.
 
 The lines are paid a few at a time, each as soon as a place is free (not in batches that wait
-for their slowest line): the grant is told its plan is paying, the line is paid through the
-disbursement service (which calls the payment gateway with the award's idempotency key, so
-neither a retry nor a later plan pays twice), and the grant is told the outcome. Only the
-gateway's answers count against a line: a timeout with the outcome unknown or an unavailable
-gateway is tried again later, up to PAYMENT_ATTEMPTS times, then the line is recorded as failed;
-a rejection fails it at once. A disbursement service that cannot be reached is waited out and
-costs the line nothing. The plan is closed when every line is settled.
+for their slowest line), through the disbursement service (which calls the payment gateway with
+the award's idempotency key, so neither a retry nor a later plan pays twice); the grant is told
+the outcome. Only the gateway's answers count against a line: a timeout with the outcome unknown
+or an unavailable gateway is tried again later, up to PAYMENT_ATTEMPTS times, then the line is
+recorded as failed; a rejection fails it at once. A disbursement service that cannot be reached
+is waited out and costs the line nothing. A grant is told its plan is paying only when its
+payment does not go through at the first attempt (a payment that settles at once has nothing to
+tell in between). The plan is closed when every line is settled.
 
 Generations: a plan started before this code (no `funding-plan-v3` marker) runs
 LegacyFundingPlan (funding_plan_legacy.py) as it did.
@@ -84,11 +85,6 @@ class FundingPlanWorkflow:
 
     async def _pay(self, line_id: str, application_id: str) -> None:
         plan_id = self.plan.plan_id
-        await self._tell_grant(
-            application_id,
-            contracts.FUNDING_PLAN_ASSIGNED,
-            contracts.FundingPlanAssigned(plan_id=plan_id, line_id=line_id),
-        )
         request = PaymentRequest(plan_id=plan_id, line_id=line_id)
         backoff = GATEWAY_BACKOFF
         reason = ""
@@ -108,6 +104,12 @@ class FundingPlanWorkflow:
                 workflow.logger.info(
                     "gateway failure on line %s (%d): %s", line_id, attempt, reason
                 )
+                if attempt == 1:  # the payment will take a while: the applicant is told
+                    await self._tell_grant(
+                        application_id,
+                        contracts.FUNDING_PLAN_ASSIGNED,
+                        contracts.FundingPlanAssigned(plan_id=plan_id, line_id=line_id),
+                    )
                 if attempt < PAYMENT_ATTEMPTS:
                     await workflow.sleep(backoff)
                     backoff = min(backoff * 2, GATEWAY_BACKOFF_MAX)

@@ -27,6 +27,18 @@ if TYPE_CHECKING:
     from services.common.clients import ServiceClients
     from services.common.config import Settings
 
+# The vocabulary loads no protos until a term is mapped to one, so it is cheap to import here.
+from services.common.vocabulary import (
+    Decision,
+    Department,
+    GrantStage,
+    PaymentState,
+    PlanState,
+    Role,
+    TaskState,
+    VocabularyError,
+)
+
 T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 stack_app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the embedded stack.")
@@ -416,7 +428,7 @@ def submit(
         except ValueError:
             err().print(f"[red]figure {key!r} must be an integer (fen or a count)[/red]")
             raise typer.Exit(2) from None
-    bearer = token_for(settings, token, "applicant", credit_code, enterprise=credit_code)
+    bearer = token_for(settings, token, Role.APPLICANT, credit_code, enterprise=credit_code)
     request = applications_pb2.SubmitApplicationRequest(
         request_id=request_id or uuid.uuid4().hex,
         program_code=program,
@@ -435,7 +447,7 @@ def status(application_id: str, token: TokenOpt = "", user: UserOpt = "ops") -> 
     from grantflow.format import stage_name, yuan
     from grantflow.v1 import applications_pb2
 
-    bearer = token_for(get_settings(), token, "ops", user)
+    bearer = token_for(get_settings(), token, Role.OPS, user)
     a = call(
         bearer,
         "applications",
@@ -461,9 +473,9 @@ def withdraw(
 
     settings = get_settings()
     bearer = (
-        token_for(settings, token, "applicant", credit_code, enterprise=credit_code)
+        token_for(settings, token, Role.APPLICANT, credit_code, enterprise=credit_code)
         if credit_code
-        else token_for(settings, token, "ops", "ops")  # an operator withdraws on request
+        else token_for(settings, token, Role.OPS, "ops")  # an operator withdraws on request
     )
     call(
         bearer,
@@ -481,16 +493,15 @@ def withdraw(
 
 
 def _department(value: str) -> str:
-    from services.common.auth import DEPARTMENTS
-
-    if value not in DEPARTMENTS:
-        raise typer.BadParameter(f"one of {', '.join(DEPARTMENTS)}")
-    return value
+    try:
+        return Department.parse(value)
+    except VocabularyError:
+        raise typer.BadParameter(f"one of {', '.join(Department)}") from None
 
 
 @app.command()
 def tasks(
-    department: Annotated[str, typer.Option(callback=_department)] = "industry",
+    department: Annotated[str, typer.Option(callback=_department)] = Department.INDUSTRY.value,
     user: UserOpt = "reviewer",
     mine: bool = False,
     overdue: bool = False,
@@ -501,12 +512,11 @@ def tasks(
 
     from grantflow.format import yuan
     from grantflow.v1 import review_pb2
-    from services.common.auth import DEPARTMENTS
     from services.common.workdays import SHANGHAI
 
-    bearer = token_for(get_settings(), token, "reviewer", user, department=department)
+    bearer = token_for(get_settings(), token, Role.REVIEWER, user, department=department)
     request = review_pb2.ListTasksRequest(
-        department=DEPARTMENTS[department],
+        department=Department.parse(department).to_proto(),
         assignee=user if mine else "",
         filter=review_pb2.TASK_FILTER_OVERDUE if overdue else review_pb2.TASK_FILTER_OPEN,
     )
@@ -518,7 +528,7 @@ def tasks(
             t.application_id,
             t.program_code,
             str(t.round),
-            review_pb2.TaskState.Name(t.state).removeprefix("TASK_STATE_"),
+            TaskState.from_proto(t.state).name,
             t.assignee,
             yuan(t.proposed_amount_fen),
             t.due_at.ToDatetime(tzinfo=SHANGHAI).strftime("%Y-%m-%d %H:%M")
@@ -530,25 +540,18 @@ def tasks(
 @app.command()
 def claim(
     task_id: str,
-    department: Annotated[str, typer.Option(callback=_department)] = "industry",
+    department: Annotated[str, typer.Option(callback=_department)] = Department.INDUSTRY.value,
     user: UserOpt = "reviewer",
     token: TokenOpt = "",
 ) -> None:
     """Claim a review task."""
     from grantflow.v1 import review_pb2
 
-    bearer = token_for(get_settings(), token, "reviewer", user, department=department)
+    bearer = token_for(get_settings(), token, Role.REVIEWER, user, department=department)
     call(
         bearer, "review", lambda c: c.review.ClaimTask(review_pb2.ClaimTaskRequest(task_id=task_id))
     )
     out().print(f"claimed {task_id}")
-
-
-DECISIONS = {
-    "approve": "REVIEW_DECISION_APPROVE",
-    "reject": "REVIEW_DECISION_REJECT",
-    "return": "REVIEW_DECISION_RETURN_FOR_SUPPLEMENT",
-}
 
 
 @app.command()
@@ -557,21 +560,20 @@ def decide(
     decision: Annotated[str, typer.Argument(help="approve, reject or return")],
     reason: str = "",
     amount_fen: Annotated[int, typer.Option(help="approve a lower amount (fen)")] = 0,
-    department: Annotated[str, typer.Option(callback=_department)] = "industry",
+    department: Annotated[str, typer.Option(callback=_department)] = Department.INDUSTRY.value,
     user: UserOpt = "reviewer",
     token: TokenOpt = "",
 ) -> None:
     """Decide a claimed review task."""
     from grantflow.v1 import review_pb2
 
-    if decision not in DECISIONS:
-        raise typer.BadParameter("approve, reject or return")
-    bearer = token_for(get_settings(), token, "reviewer", user, department=department)
+    try:
+        term = Decision.parse(decision)
+    except VocabularyError:
+        raise typer.BadParameter(", ".join(Decision)) from None
+    bearer = token_for(get_settings(), token, Role.REVIEWER, user, department=department)
     request = review_pb2.DecideTaskRequest(
-        task_id=task_id,
-        decision=review_pb2.ReviewDecision.Value(DECISIONS[decision]),
-        reason=reason,
-        approved_amount_fen=amount_fen,
+        task_id=task_id, decision=term.to_proto(), reason=reason, approved_amount_fen=amount_fen
     )
     call(bearer, "review", lambda c: c.review.DecideTask(request))
     out().print(f"{decision}: {task_id}")
@@ -585,7 +587,7 @@ def budget_show(program: str, token: TokenOpt = "", user: UserOpt = "finance") -
     from grantflow.format import yuan
     from grantflow.v1 import disbursement_pb2
 
-    bearer = token_for(get_settings(), token, "finance", user)
+    bearer = token_for(get_settings(), token, Role.FINANCE, user)
     b = call(
         bearer,
         "disbursement",
@@ -609,7 +611,7 @@ def plan_create(
     from grantflow.format import yuan
     from grantflow.v1 import disbursement_pb2
 
-    bearer = token_for(get_settings(), token, "finance", user)
+    bearer = token_for(get_settings(), token, Role.FINANCE, user)
     request = disbursement_pb2.CreateFundingPlanRequest(
         request_id=uuid.uuid4().hex, program_code=program, title=title or f"{program} funding plan"
     )
@@ -622,7 +624,7 @@ def plan_approve(plan_id: str, user: UserOpt = "finance-checker", token: TokenOp
     """Approve a funding plan (you are the checker, not its maker); payment starts."""
     from grantflow.v1 import disbursement_pb2
 
-    bearer = token_for(get_settings(), token, "finance", user)
+    bearer = token_for(get_settings(), token, Role.FINANCE, user)
     plan = call(
         bearer,
         "disbursement",
@@ -640,7 +642,7 @@ def plan_show(plan_id: str, user: UserOpt = "finance", token: TokenOpt = "") -> 
     from grantflow.format import yuan
     from grantflow.v1 import disbursement_pb2
 
-    bearer = token_for(get_settings(), token, "finance", user)
+    bearer = token_for(get_settings(), token, Role.FINANCE, user)
     plan = call(
         bearer,
         "disbursement",
@@ -655,12 +657,12 @@ def plan_show(plan_id: str, user: UserOpt = "finance", token: TokenOpt = "") -> 
             line.application_id,
             line.applicant_name,
             yuan(line.amount_fen),
-            disbursement_pb2.PaymentState.Name(line.state).removeprefix("PAYMENT_STATE_"),
+            PaymentState.from_proto(line.state).name,
             line.gateway_reference,
         )
     out().print(table)
     out().print(
-        f"state {disbursement_pb2.PlanState.Name(plan.state).removeprefix('PLAN_STATE_')}, "
+        f"state {PlanState.from_proto(plan.state).name}, "
         f"maker {plan.created_by}, checker {plan.approved_by}, total {yuan(plan.total_fen)}"
     )
 
@@ -688,9 +690,16 @@ def ops_replay(
     )
 
 
+def _stage(value: str) -> str:
+    try:
+        return GrantStage.parse(value.upper()) if value else ""
+    except VocabularyError:
+        raise typer.BadParameter(f"one of {', '.join(GrantStage)}") from None
+
+
 @ops_app.command("find")
 def ops_find(
-    stage: str = "",
+    stage: Annotated[str, typer.Option(callback=_stage)] = "",
     program: str = "",
     applicant: str = "",
     limit: int = 50,

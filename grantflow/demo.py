@@ -29,13 +29,14 @@ from rich.table import Table
 from grantflow.format import stage_name, yuan
 from grantflow.sample import credit_code
 from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2, review_pb2
-from services.common.auth import DEPARTMENTS, mint_token
+from services.common.auth import mint_token
 from services.common.clients import ServiceClients
 from services.common.config import Settings
+from services.common.vocabulary import CLOSED_STAGES, Decision, Department, Role
 
 BUDGETS_FILE = Path(__file__).resolve().parents[1] / "infra" / "local" / "budgets.json"
 S = common_pb2
-FINAL: set[int] = {S.GRANT_STAGE_PAID, S.GRANT_STAGE_REJECTED, S.GRANT_STAGE_WITHDRAWN}
+FINAL: set[int] = {stage.to_proto() for stage in CLOSED_STAGES}
 
 COMPANIES = [
     "Shenzhen Qianhai Cloudstack Technology Co., Ltd.",
@@ -131,8 +132,8 @@ async def seed_catalogue(
     """Publishes every program version of the catalogue and sets budgets where none is set."""
     from services.applications.catalogue import load_catalogue
 
-    ops = ops_token or mint_token(settings.auth_secret, "seed", "ops")
-    finance = finance_token or mint_token(settings.auth_secret, "seed", "finance")
+    ops = ops_token or mint_token(settings.auth_secret, "seed", Role.OPS)
+    finance = finance_token or mint_token(settings.auth_secret, "seed", Role.FINANCE)
     rules = await asyncio.to_thread(load_catalogue)
     async with ServiceClients(settings, ops) as clients:
         for rule in rules:
@@ -159,7 +160,7 @@ async def seed_catalogue(
 async def top_up_budgets(settings: Settings) -> list[str]:
     """For a repeated demo on the same data: raises each program's total so that its configured
     budget is available again (a new budget year, as it were). Returns what it changed."""
-    finance = mint_token(settings.auth_secret, "demo.finance", "finance")
+    finance = mint_token(settings.auth_secret, "demo.finance", Role.FINANCE)
     budgets = await asyncio.to_thread(configured_budgets)
     changed = []
     async with ServiceClients(settings, finance) as clients:
@@ -182,15 +183,15 @@ class Demo:
         self.console = console
         self.grants = [Tracked(s) for s in scenarios(count)]
         secret = settings.auth_secret
-        self.ops = ServiceClients(settings, mint_token(secret, "ops.demo", "ops"))
+        self.ops = ServiceClients(settings, mint_token(secret, "ops.demo", Role.OPS))
         self.reviewers = {
             dept: ServiceClients(
-                settings, mint_token(secret, f"{dept}.reviewer", "reviewer", department=dept)
+                settings, mint_token(secret, f"{dept}.reviewer", Role.REVIEWER, department=dept)
             )
-            for dept in ("industry", "finance")
+            for dept in (Department.INDUSTRY, Department.FINANCE)
         }
-        self.maker = ServiceClients(settings, mint_token(secret, "zhang.finance", "finance"))
-        self.checker = ServiceClients(settings, mint_token(secret, "chen.finance", "finance"))
+        self.maker = ServiceClients(settings, mint_token(secret, "zhang.finance", Role.FINANCE))
+        self.checker = ServiceClients(settings, mint_token(secret, "chen.finance", Role.FINANCE))
         self.progress = Progress(
             TextColumn("{task.description:<28}"),
             BarColumn(),
@@ -236,7 +237,7 @@ class Demo:
         applicant = ServiceClients(
             self.settings,
             mint_token(
-                self.settings.auth_secret, g.credit_code, "applicant", enterprise=g.credit_code
+                self.settings.auth_secret, g.credit_code, Role.APPLICANT, enterprise=g.credit_code
             ),
         )
         try:
@@ -261,7 +262,7 @@ class Demo:
             await self.wait_for(g, {S.GRANT_STAGE_IN_REVIEW})
 
             if s.kind == "withdrawn":
-                await self.open_tasks(g, "industry", 1)
+                await self.open_tasks(g, Department.INDUSTRY, 1)
                 await applicant.applications.WithdrawApplication(
                     applications_pb2.WithdrawApplicationRequest(
                         application_id=g.application_id, reason="project postponed"
@@ -271,11 +272,11 @@ class Demo:
                 await self.finish(g)
                 return
             if s.kind == "rejected":
-                await self.review(g, "industry", "approve")
+                await self.review(g, Department.INDUSTRY, Decision.APPROVE)
                 await self.review(
                     g,
-                    "finance",
-                    "reject",
+                    Department.FINANCE,
+                    Decision.REJECT,
                     reason="same project funded by another municipal program",
                 )
                 self.advance("reviewed by every department")
@@ -283,17 +284,20 @@ class Demo:
                 return
             if s.kind == "returned":
                 await self.review(
-                    g, "industry", "return", reason="invoice for the cloud fee is missing"
+                    g,
+                    Department.INDUSTRY,
+                    Decision.RETURN_FOR_SUPPLEMENT,
+                    reason="invoice for the cloud fee is missing",
                 )
                 await self.wait_for(g, {S.GRANT_STAGE_AWAITING_SUPPLEMENT})
                 await self.supplement(applicant, g, complete=False)
                 await self.wait_for(g, {S.GRANT_STAGE_IN_REVIEW}, newer_than_reason="returned")
-                await self.review(g, "industry", "approve", round_=2)
-                await self.review(g, "finance", "approve", round_=2)
+                await self.review(g, Department.INDUSTRY, Decision.APPROVE, round_=2)
+                await self.review(g, Department.FINANCE, Decision.APPROVE, round_=2)
             else:
                 lower = s.kind == "paid_lower"
-                await self.review(g, "industry", "approve", lower=lower)
-                await self.review(g, "finance", "approve")
+                await self.review(g, Department.INDUSTRY, Decision.APPROVE, lower=lower)
+                await self.review(g, Department.FINANCE, Decision.APPROVE)
             self.advance("reviewed by every department")
             await self.wait_for(g, {S.GRANT_STAGE_AWAITING_FUNDING_PLAN})
             await self.finish(g)
@@ -331,13 +335,13 @@ class Demo:
         )
 
     async def open_tasks(
-        self, g: Tracked, department: str, round_: int
+        self, g: Tracked, department: Department, round_: int
     ) -> list[review_pb2.ReviewTask]:
         reviewer = self.reviewers[department]
         while True:
             answer = await reviewer.review.ListTasks(
                 review_pb2.ListTasksRequest(
-                    department=DEPARTMENTS[department],
+                    department=department.to_proto(),
                     application_id=g.application_id,
                     filter=review_pb2.TASK_FILTER_OPEN,
                 )
@@ -350,8 +354,8 @@ class Demo:
     async def review(
         self,
         g: Tracked,
-        department: str,
-        decision: str,
+        department: Department,
+        decision: Decision,
         *,
         reason: str = "",
         lower: bool = False,
@@ -362,16 +366,11 @@ class Demo:
         await retry_unavailable(
             lambda: reviewer.review.ClaimTask(review_pb2.ClaimTaskRequest(task_id=task.task_id))
         )
-        codes = {
-            "approve": review_pb2.REVIEW_DECISION_APPROVE,
-            "reject": review_pb2.REVIEW_DECISION_REJECT,
-            "return": review_pb2.REVIEW_DECISION_RETURN_FOR_SUPPLEMENT,
-        }
         await retry_unavailable(
             lambda: reviewer.review.DecideTask(
                 review_pb2.DecideTaskRequest(
                     task_id=task.task_id,
-                    decision=codes[decision],
+                    decision=decision.to_proto(),
                     reason=reason or f"{department}: meets the program's rules",
                     approved_amount_fen=task.proposed_amount_fen * 8 // 10 if lower else 0,
                 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from grantflow.v1 import common_pb2
+from services.common.vocabulary import GrantStage, VocabularyError
 
 
 def yuan(fen: int) -> str:
@@ -13,4 +13,7 @@ def yuan(fen: int) -> str:
 
 
 def stage_name(stage: int) -> str:
-    return common_pb2.GrantStage.Name(stage).removeprefix("GRANT_STAGE_")  # type: ignore[arg-type]
+    try:
+        return GrantStage.from_proto(stage).value
+    except VocabularyError:
+        return f"UNKNOWN ({stage})"

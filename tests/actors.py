@@ -10,24 +10,25 @@ from collections.abc import Iterable
 
 from grantflow.sample import credit_code
 from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2, review_pb2
-from services.common.auth import DEPARTMENTS, mint_token
+from services.common.auth import mint_token
 from services.common.clients import ServiceClients
 from services.common.config import Settings
+from services.common.vocabulary import Department, Role
 
 
 class Actors:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         secret = settings.auth_secret
-        self.ops = ServiceClients(settings, mint_token(secret, "ops.test", "ops"))
+        self.ops = ServiceClients(settings, mint_token(secret, "ops.test", Role.OPS))
         self.reviewers = {
             dept: ServiceClients(
-                settings, mint_token(secret, f"{dept}.test", "reviewer", department=dept)
+                settings, mint_token(secret, f"{dept}.test", Role.REVIEWER, department=dept)
             )
-            for dept in DEPARTMENTS
+            for dept in Department
         }
-        self.maker = ServiceClients(settings, mint_token(secret, "maker.test", "finance"))
-        self.checker = ServiceClients(settings, mint_token(secret, "checker.test", "finance"))
+        self.maker = ServiceClients(settings, mint_token(secret, "maker.test", Role.FINANCE))
+        self.checker = ServiceClients(settings, mint_token(secret, "checker.test", Role.FINANCE))
 
     async def close(self) -> None:
         for clients in [self.ops, self.maker, self.checker, *self.reviewers.values()]:
@@ -37,7 +38,7 @@ class Actors:
         code = credit_code(50_000 + number)
         applicant = ServiceClients(
             self.settings,
-            mint_token(self.settings.auth_secret, code, "applicant", enterprise=code),
+            mint_token(self.settings.auth_secret, code, Role.APPLICANT, enterprise=code),
         )
         async with applicant:
             answer = await applicant.applications.SubmitApplication(
@@ -78,7 +79,9 @@ class Actors:
             await asyncio.sleep(0.3)
 
     async def approve(
-        self, application_id: str, departments: Iterable[str] = ("industry", "finance")
+        self,
+        application_id: str,
+        departments: Iterable[Department] = (Department.INDUSTRY, Department.FINANCE),
     ) -> None:
         for dept in departments:
             reviewer = self.reviewers[dept]
@@ -93,13 +96,13 @@ class Actors:
             )
 
     async def open_task(
-        self, application_id: str, department: str, timeout: float = 60.0
+        self, application_id: str, department: Department, timeout: float = 60.0
     ) -> review_pb2.ReviewTask:
         deadline = time.monotonic() + timeout
         while True:
             answer = await self.reviewers[department].review.ListTasks(
                 review_pb2.ListTasksRequest(
-                    department=DEPARTMENTS[department],
+                    department=department.to_proto(),
                     application_id=application_id,
                     filter=review_pb2.TASK_FILTER_OPEN,
                 )

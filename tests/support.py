@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -83,3 +84,16 @@ def tansu_broker(log_dir: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@contextmanager
+def holding_the_write_lock(sqlite_url: str) -> Iterator[None]:
+    """Another connection holds the SQLite database's write lock (BEGIN IMMEDIATE, not committed)
+    for the duration: what a long write, or a writer stuck mid-transaction, does to the others."""
+    connection = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        yield
+        connection.execute("ROLLBACK")
+    finally:
+        connection.close()

@@ -6,9 +6,9 @@ imports nothing from the workflow code itself.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, Field
+
+from services.common.vocabulary import Decision, ErrorType
 
 GRANT_WORKFLOW = "GrantWorkflow"
 FUNDING_PLAN_WORKFLOW = "FundingPlanWorkflow"
@@ -30,11 +30,11 @@ FUNDING_PLAN_ASSIGNED = "funding_plan_assigned"
 # Queries
 GRANT_STATUS = "status"
 
-# ApplicationError types raised by update validators and handlers, the services map them to
-# gRPC codes: the status code names (services.common.vocabulary.ErrorType), one spelling.
-ERR_NOT_FOUND = "NOT_FOUND"
-ERR_PERMISSION_DENIED = "PERMISSION_DENIED"
-ERR_FAILED_PRECONDITION = "FAILED_PRECONDITION"
+# ApplicationError types raised by update validators: the ErrorType (gRPC status code name) the
+# services answer with, the same spelling activities use for a service's final answers.
+ERR_NOT_FOUND = ErrorType.NOT_FOUND
+ERR_PERMISSION_DENIED = ErrorType.PERMISSION_DENIED
+ERR_FAILED_PRECONDITION = ErrorType.FAILED_PRECONDITION
 
 # Search attributes every grant carries (registered on the Temporal namespace by `stack up`).
 SA_STAGE = "GrantStage"
@@ -57,13 +57,10 @@ def plan_workflow_id(plan_id: str) -> str:
     return f"plan-{plan_id}"
 
 
-Decision = Literal["approve", "reject", "return"]
-
-
 class ClaimReviewTask(BaseModel):
     task_id: str
     reviewer: str
-    department: str  # industry, finance or hr
+    department: str  # a Department
 
 
 class DecideReviewTask(BaseModel):

@@ -13,13 +13,11 @@ from google.protobuf import json_format
 from grantflow.v1 import common_pb2
 from services.common import validation
 from services.common.errors import InvalidArgument
+from services.common.vocabulary import Department
 
 CATALOGUE_FILE = Path(__file__).with_name("catalogue.json")
 PROGRAM_CODE = re.compile(r"^[A-Z][A-Z0-9-]{1,31}$")
 MAX_WORKING_DAYS = 365
-KNOWN_DEPARTMENTS = frozenset(
-    value for value in common_pb2.Department.values() if value != common_pb2.DEPARTMENT_UNSPECIFIED
-)
 
 
 def program_code(field: str, value: str) -> str:
@@ -33,11 +31,12 @@ def program_code(field: str, value: str) -> str:
     return value
 
 
-def involves(rule: common_pb2.ProgramRule, department: int) -> bool:
+def involves(rule: common_pb2.ProgramRule, department: Department | None) -> bool:
     """Whether a department owns or reviews this rule version (and so may see its filings)."""
-    return department != common_pb2.DEPARTMENT_UNSPECIFIED and (
-        rule.owner_department == department or department in rule.review_departments
-    )
+    if department is None:
+        return False
+    number = department.to_proto()
+    return rule.owner_department == number or number in rule.review_departments
 
 
 def _working_days(field: str, value: int) -> None:
@@ -56,14 +55,12 @@ def validate_rule(rule: common_pb2.ProgramRule, field: str = "rule") -> common_p
     if rule.version < 1:
         raise InvalidArgument(f"{field}.version", "must be at least 1")
     checked.name = validation.text(f"{field}.name", rule.name, max_len=200)
-    if rule.owner_department not in KNOWN_DEPARTMENTS:
-        raise InvalidArgument(f"{field}.owner_department", "must name a department")
+    validation.term(f"{field}.owner_department", Department, rule.owner_department)
     if not rule.review_departments:
         raise InvalidArgument(f"{field}.review_departments", "needs at least one department")
     seen_departments: set[int] = set()
     for index, department in enumerate(rule.review_departments):
-        if department not in KNOWN_DEPARTMENTS:
-            raise InvalidArgument(f"{field}.review_departments[{index}]", "is not a department")
+        validation.term(f"{field}.review_departments[{index}]", Department, department)
         if department in seen_departments:
             raise InvalidArgument(f"{field}.review_departments[{index}]", "is listed twice")
         seen_departments.add(department)

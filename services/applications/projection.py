@@ -12,19 +12,20 @@ import asyncio
 import structlog
 from sqlmodel import Session
 
-from grantflow.v1 import common_pb2, events_pb2
+from grantflow.v1 import events_pb2
 from services.applications.store import application_by_id
 from services.common.config import Settings
 from services.common.db import Database, now_utc
 from services.common.kafka import GRANTS, EventConsumer, topic
 from services.common.outbox import claim_event
+from services.common.vocabulary import GrantStage
 
 log = structlog.get_logger(__name__)
 
 CONSUMER_GROUP = "applications-projection"
 
 # The grant ended without money changing hands: an award shown earlier no longer holds.
-ENDED_WITHOUT_AWARD = {common_pb2.GRANT_STAGE_REJECTED, common_pb2.GRANT_STAGE_WITHDRAWN}
+ENDED_WITHOUT_AWARD = frozenset({GrantStage.REJECTED, GrantStage.WITHDRAWN})
 
 
 def apply_stage_change(session: Session, envelope: events_pb2.EventEnvelope) -> bool:
@@ -34,6 +35,8 @@ def apply_stage_change(session: Session, envelope: events_pb2.EventEnvelope) -> 
     if not claim_event(session, CONSUMER_GROUP, envelope.event_id):
         return False
     change = envelope.grant_stage_changed
+    # A stage outside the vocabulary fails the event (it goes to the dead-letter topic).
+    stage = GrantStage.from_proto(change.stage)
     application_id = change.application_id or envelope.subject
     record = application_by_id(session, application_id, for_update=True)
     if record is None:
@@ -51,12 +54,12 @@ def apply_stage_change(session: Session, envelope: events_pb2.EventEnvelope) -> 
             applied=record.status_sequence,
         )
         return False
-    record.status = change.stage
+    record.status = stage.to_proto()
     record.status_reason = change.reason
     record.status_sequence = change.sequence
     # A report carries what the workflow knows at that stage; zero or empty means "unchanged",
     # except that a grant that ended without payment no longer has an award.
-    if change.award_amount_fen or change.stage in ENDED_WITHOUT_AWARD:
+    if change.award_amount_fen or stage in ENDED_WITHOUT_AWARD:
         record.award_amount_fen = change.award_amount_fen
     if change.plan_id:
         record.plan_id = change.plan_id

@@ -10,12 +10,15 @@ from pathlib import Path
 import grpc
 
 from grantflow.v1 import applications_pb2_grpc
-from services.applications.api import METHOD_ROLES, SERVICE_NAME, ApplicationServicer
+from services.applications.api import SERVICE, ApplicationServicer
 from services.applications.projection import StatusProjection
+from services.applications.use_cases import Applications, event_sources
 from services.common.config import Settings
-from services.common.db import Database, migrate
-from services.common.grpc_server import BackgroundTask, serve, server_credentials
+from services.common.grpc_server import BackgroundTask
+from services.common.kafka import APPLICATIONS, GRANTS, topic
 from services.common.outbox import OutboxRelay
+from services.common.service_main import migrated_database, serve_service
+from services.common.unit_of_work import Transactions
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -29,29 +32,21 @@ async def run(
 ) -> None:
     """Serves until stopped. messaging=False leaves out the relay and the projection (tests
     that look only at the database do not need a broker)."""
-    url = settings.database_url("applications")
-    await asyncio.to_thread(migrate, url, MIGRATIONS)
-    database = Database(url)
-    servicer = ApplicationServicer(settings, database)
-
-    def register(server: grpc.aio.Server) -> None:
-        applications_pb2_grpc.add_ApplicationServiceServicer_to_server(servicer, server)
-
-    background: list[BackgroundTask] = []
-    if messaging:
-        background = [OutboxRelay(settings, database).run, StatusProjection(settings, database).run]
-    try:
-        await serve(
-            name="applications",
-            address=settings.applications_address,
-            secret=settings.auth_secret,
-            tls=server_credentials(settings),
-            register=register,
-            service_full_names=[SERVICE_NAME],
-            method_roles=METHOD_ROLES,
-            background=background,
-            stop=stop,
-            ready=ready,
+    async with migrated_database(settings, SERVICE, MIGRATIONS) as database:
+        filings, reports = event_sources(topic(settings, APPLICATIONS), topic(settings, GRANTS))
+        servicer = ApplicationServicer(
+            Applications(Transactions(database, filings), Transactions(database, reports))
         )
-    finally:
-        database.dispose()
+
+        def register(server: grpc.aio.Server) -> None:
+            applications_pb2_grpc.add_ApplicationServiceServicer_to_server(servicer, server)
+
+        background: list[BackgroundTask] = []
+        if messaging:
+            background = [
+                OutboxRelay(settings, database).run,
+                StatusProjection(settings, database).run,
+            ]
+        await serve_service(
+            settings, SERVICE, register, background=background, stop=stop, ready=ready
+        )

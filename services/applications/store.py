@@ -15,6 +15,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from grantflow.v1 import applications_pb2, common_pb2
 from services.applications.catalogue import involves
 from services.common.db import as_utc, from_timestamp, to_timestamp
+from services.common.vocabulary import Department
 
 
 class ProgramVersion(SQLModel, table=True):
@@ -73,7 +74,7 @@ class ApplicationRecord(SQLModel, table=True):
     figures: dict[str, int] = Field(sa_column=Column(JSON, nullable=False))
     documents: list[dict[str, str]] = Field(sa_column=Column(JSON, nullable=False))
     requested_amount_fen: int = Field(sa_column=Column(BigInteger, nullable=False))
-    status: int = Field(index=True)
+    status: int = Field(index=True)  # a GrantStage, as its proto number
     status_reason: str = Field(default="", sa_column=Column(Text, nullable=False))
     status_sequence: int = 0  # sequence of the last GrantStageChanged applied
     award_amount_fen: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
@@ -136,7 +137,7 @@ def program_versions(session: Session, code: str) -> list[ProgramVersion]:
     )
 
 
-def programs_involving(session: Session, department: int, code: str = "") -> set[str]:
+def programs_involving(session: Session, department: Department | None, code: str = "") -> set[str]:
     """Codes of the programs a department owns or reviews in any published version (a version
     that changed the departments does not hide filings made under an earlier one)."""
     query = select(ProgramVersion)
@@ -160,3 +161,61 @@ def document_dicts(documents: Any) -> list[dict[str, str]]:
         {"name": document.name.strip(), "uri": document.uri.strip(), "sha256": document.sha256}
         for document in documents
     ]
+
+
+def application_by_request(
+    session: Session, credit_code: str, request_id: str
+) -> ApplicationRecord | None:
+    return session.exec(
+        select(ApplicationRecord)
+        .where(ApplicationRecord.applicant_credit_code == credit_code)
+        .where(ApplicationRecord.request_id == request_id)
+    ).first()
+
+
+def supplement_by_request(
+    session: Session, application_id: str, request_id: str
+) -> SupplementRecord | None:
+    return session.exec(
+        select(SupplementRecord)
+        .where(SupplementRecord.application_id == application_id)
+        .where(SupplementRecord.request_id == request_id)
+    ).first()
+
+
+def applications_page(
+    session: Session,
+    *,
+    limit: int,
+    enterprise: str | None = None,
+    programs: set[str] | None = None,
+    credit_code: str = "",
+    program_code: str = "",
+    status: int | None = None,
+    after_id: int | None = None,
+) -> list[ApplicationRecord]:
+    """Applications newest first, at most `limit`; enterprise and programs (when given) bound
+    what the caller may see, the other filters are what it asked for."""
+    query = select(ApplicationRecord)
+    if enterprise is not None:
+        query = query.where(ApplicationRecord.applicant_credit_code == enterprise)
+    if programs is not None:
+        query = query.where(col(ApplicationRecord.program_code).in_(sorted(programs)))
+    if credit_code:
+        query = query.where(ApplicationRecord.applicant_credit_code == credit_code)
+    if program_code:
+        query = query.where(ApplicationRecord.program_code == program_code)
+    if status is not None:
+        query = query.where(ApplicationRecord.status == status)
+    if after_id is not None:
+        query = query.where(col(ApplicationRecord.id) < after_id)
+    return list(session.exec(query.order_by(col(ApplicationRecord.id).desc()).limit(limit)).all())
+
+
+def programs(session: Session, code: str = "") -> list[ProgramVersion]:
+    query = select(ProgramVersion)
+    if code:
+        query = query.where(ProgramVersion.code == code)
+    return list(
+        session.exec(query.order_by(col(ProgramVersion.code), col(ProgramVersion.version))).all()
+    )

@@ -9,32 +9,31 @@ from __future__ import annotations
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
-from grantflow.v1 import common_pb2
 from services.common.errors import Unauthenticated
+from services.common.vocabulary import Department, Role, VocabularyError
 
-ROLES = ("applicant", "reviewer", "finance", "ops", "system")
-DEPARTMENTS = {
-    "industry": common_pb2.DEPARTMENT_INDUSTRY,
-    "finance": common_pb2.DEPARTMENT_FINANCE,
-    "hr": common_pb2.DEPARTMENT_HR,
-}
-DEPARTMENT_NAMES = {value: name for name, value in DEPARTMENTS.items()}
 ISSUER = "grantflow"
+
+
+def __getattr__(name: str) -> Any:
+    # DEPARTMENTS (department name -> proto number) is kept, derived from the vocabulary, only
+    # for workflows/activities.py until it adopts Department; computed on use so importing this
+    # module does not load the protos.
+    if name == "DEPARTMENTS":
+        return {department.value: department.to_proto() for department in Department}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
 class Principal:
     subject: str
-    role: str
-    department: str = ""  # reviewers: industry, finance or hr
+    role: Role
+    department: Department | None = None  # reviewers: the department they review for
     enterprise: str = ""  # applicants: their unified social credit code
-
-    @property
-    def department_enum(self) -> int:
-        return DEPARTMENTS.get(self.department, common_pb2.DEPARTMENT_UNSPECIFIED)
 
 
 def mint_token(
@@ -46,11 +45,14 @@ def mint_token(
     enterprise: str = "",
     ttl_seconds: int = 30 * 24 * 3600,
 ) -> str:
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
-    if role == "reviewer" and department not in DEPARTMENTS:
-        raise ValueError(f"a reviewer needs a department: one of {', '.join(DEPARTMENTS)}")
-    if role == "applicant" and not enterprise:
+    """A signed token; role and department are parsed (ValueError naming the known terms)."""
+    if role not in set(Role):
+        raise ValueError(f"unknown role {role!r}; one of {', '.join(Role)}")
+    if department and department not in set(Department):
+        raise ValueError(f"unknown department {department!r}; one of {', '.join(Department)}")
+    if role == Role.REVIEWER and not department:
+        raise ValueError(f"a reviewer needs a department: one of {', '.join(Department)}")
+    if role == Role.APPLICANT and not enterprise:
         raise ValueError("an applicant token needs the enterprise credit code")
     now = int(time.time())
     claims = {
@@ -78,13 +80,18 @@ def verify_token(secret: str, token: str) -> Principal:
         raise Unauthenticated("bearer token has expired") from exc
     except jwt.PyJWTError as exc:
         raise Unauthenticated("bearer token is not valid") from exc
-    role = claims.get("role", "")
-    if role not in ROLES or not claims.get("sub"):
+    try:
+        role = Role.parse(str(claims.get("role", "")))
+    except VocabularyError:
+        raise Unauthenticated("bearer token has no valid subject and role") from None
+    if not claims.get("sub"):
         raise Unauthenticated("bearer token has no valid subject and role")
+    department = str(claims.get("dept") or "")
     return Principal(
         subject=claims["sub"],
         role=role,
-        department=claims.get("dept", ""),
+        # A department this version does not know gives its holder no department's rights.
+        department=Department(department) if department in set(Department) else None,
         enterprise=claims.get("ent", ""),
     )
 

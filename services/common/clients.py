@@ -13,6 +13,7 @@ import grpc
 from grantflow.v1 import applications_pb2_grpc, disbursement_pb2_grpc, review_pb2_grpc
 from services.common.auth import mint_token
 from services.common.config import Settings
+from services.common.vocabulary import Role
 
 
 class _BearerAuth(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
@@ -28,7 +29,7 @@ class _BearerAuth(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
 def system_token(settings: Settings) -> str:
     """The token Grantflow's own processes use to call each other."""
     return settings.service_token or mint_token(
-        settings.auth_secret, "grantflow-system", "system", ttl_seconds=365 * 24 * 3600
+        settings.auth_secret, "grantflow-system", Role.SYSTEM, ttl_seconds=365 * 24 * 3600
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,13 @@ class Settings(BaseSettings):
     review_database_url: str = ""
     disbursement_database_url: str = ""
     treasury_database_url: str = ""
+    # SQLite durability (WAL mode). FULL syncs the log on every commit: a commit survives a power
+    # loss or an OS crash. NORMAL syncs only at checkpoints: a commit still survives the crash
+    # of any process, but the last commits before a power loss or an OS crash can be rolled back
+    # (the file stays consistent), in exchange for cheaper writes. Money and the services' answers
+    # to the workflows are committed here, so FULL is the default; NORMAL suits a throw-away
+    # embedded stack. PostgreSQL ignores it.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
 
     # TLS for the gRPC servers (PEM files); unset means plaintext on the embedded stack.
     # Clients trust TLS_CA_FILE when it is set.

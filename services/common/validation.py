@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+from typing import TypeVar
 
 from stdnum.cn import uscc
 
 from services.common.errors import InvalidArgument
+from services.common.vocabulary import Term, VocabularyError
+
+TermT = TypeVar("TermT", bound=Term)
 
 # 10 billion yuan: nothing a municipal program pays comes near it; larger figures are typos.
 MAX_FEN = 10**12
@@ -15,6 +19,7 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{8,128}$")
 IDENTIFIER = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 FIGURE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+ELLIPSIS = "…"
 
 
 def text(field: str, value: str, *, max_len: int, required: bool = True) -> str:
@@ -26,6 +31,21 @@ def text(field: str, value: str, *, max_len: int, required: bool = True) -> str:
     if any(ord(ch) < 32 and ch not in "\n\t" for ch in value):
         raise InvalidArgument(field, "contains control characters")
     return value
+
+
+def cut(value: str, max_len: int) -> str:
+    """value, or its first characters ending in an ellipsis so that it is max_len long."""
+    if len(value) <= max_len:
+        return value
+    return value[: max_len - len(ELLIPSIS)].rstrip() + ELLIPSIS
+
+
+def reason(field: str, value: str, *, max_len: int) -> str:
+    """A reason that states what already happened (a workflow's error, a reviewer's words behind
+    a prefix): malformed text is refused, but an over-long one is cut to max_len, ending in an
+    ellipsis, because refusing a release, a failure or a stage report over its wording would be
+    worse than shortening it."""
+    return cut(text(field, value, max_len=len(value), required=False), max_len)
 
 
 def request_id(field: str, value: str) -> str:
@@ -88,3 +108,16 @@ def document(field: str, name: str, uri: str, sha256: str) -> None:
     text(f"{field}.uri", uri, max_len=1000)
     if not SHA256.match(sha256):
         raise InvalidArgument(f"{field}.sha256", "must be 64 lowercase hexadecimal characters")
+
+
+def term(field: str, vocabulary: type[TermT], number: int) -> TermT:
+    """The term a proto enum field holds; UNSPECIFIED or an unknown number is bad input."""
+    try:
+        return vocabulary.from_proto(number)
+    except VocabularyError:
+        raise InvalidArgument(field, f"must be one of {', '.join(vocabulary)}") from None
+
+
+def optional_term(field: str, vocabulary: type[TermT], number: int) -> TermT | None:
+    """Like term, but UNSPECIFIED (0) means "not given"."""
+    return None if number == 0 else term(field, vocabulary, number)

@@ -7,16 +7,15 @@ enum in one place (`to_proto`, `from_proto`: the proto name is the prefix plus t
 An unknown value raises `VocabularyError`: at a service boundary that is bad input, inside an
 activity a non-retryable failure (no retry can make a misspelt stage valid).
 
-This module imports nothing of Grantflow's but the generated protos, so workflow code, services
-and the CLI can all share it.
+This module imports nothing of Grantflow's but the generated protos, and those only when a term is
+first mapped, so workflow code, services and the CLI can all share it cheaply.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import cache
 from typing import Any, Self
-
-from grantflow.v1 import common_pb2, disbursement_pb2, review_pb2
 
 
 class VocabularyError(ValueError):
@@ -39,14 +38,15 @@ class Term(StrEnum):
         except ValueError:
             raise VocabularyError(cls.__name__, value) from None
 
-    def to_proto(self) -> int:
-        wrapper, prefix = _PROTO_ENUMS[type(self)]
+    def to_proto(self) -> Any:
+        """The proto enum number (typed Any: each generated enum has its own ValueType)."""
+        wrapper, prefix = _proto_enums()[type(self)]
         return int(wrapper.Value(prefix + self.name))
 
     @classmethod
     def from_proto(cls, number: int) -> Self:
         """The term of a proto enum number; VocabularyError for UNSPECIFIED or an unknown one."""
-        wrapper, prefix = _PROTO_ENUMS[cls]
+        wrapper, prefix = _proto_enums()[cls]
         try:
             name = str(wrapper.Name(number))
         except ValueError:
@@ -173,12 +173,28 @@ class ErrorType(Term):
     GATEWAY_FAILED = "GATEWAY_FAILED"
 
 
-_PROTO_ENUMS: dict[type[Term], tuple[Any, str]] = {
-    GrantStage: (common_pb2.GrantStage, "GRANT_STAGE_"),
-    Department: (common_pb2.Department, "DEPARTMENT_"),
-    TaskState: (review_pb2.TaskState, "TASK_STATE_"),
-    Decision: (review_pb2.ReviewDecision, "REVIEW_DECISION_"),
-    ReservationState: (disbursement_pb2.ReservationState, "RESERVATION_STATE_"),
-    PlanState: (disbursement_pb2.PlanState, "PLAN_STATE_"),
-    PaymentState: (disbursement_pb2.PaymentState, "PAYMENT_STATE_"),
-}
+@cache
+def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
+    """Each vocabulary's proto enum and the prefix of its value names (imported on first use)."""
+    from grantflow.v1 import common_pb2, disbursement_pb2, review_pb2
+
+    return {
+        GrantStage: (common_pb2.GrantStage, "GRANT_STAGE_"),
+        Department: (common_pb2.Department, "DEPARTMENT_"),
+        TaskState: (review_pb2.TaskState, "TASK_STATE_"),
+        Decision: (review_pb2.ReviewDecision, "REVIEW_DECISION_"),
+        ReservationState: (disbursement_pb2.ReservationState, "RESERVATION_STATE_"),
+        PlanState: (disbursement_pb2.PlanState, "PLAN_STATE_"),
+        PaymentState: (disbursement_pb2.PaymentState, "PAYMENT_STATE_"),
+    }
+
+
+MAPPED_VOCABULARIES: tuple[type[Term], ...] = (
+    GrantStage,
+    Department,
+    TaskState,
+    Decision,
+    ReservationState,
+    PlanState,
+    PaymentState,
+)

@@ -1,5 +1,6 @@
 """Runs the disbursement service: migrates its database, serves DisbursementService over gRPC and
-relays its outbox to Kafka. The payment gateway is chosen by configuration (gateway.make_gateway).
+relays its outbox to Kafka. The payment gateway is chosen by configuration (gateway.make_gateway);
+the program catalogue is the applications service's (catalogue.ApplicationsCatalogue).
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import grpc
 
 from grantflow.v1 import disbursement_pb2_grpc
 from services.common.config import Settings
-from services.common.db import Database, migrate
-from services.common.grpc_server import serve, server_credentials
+from services.common.kafka import DISBURSEMENT, topic
 from services.common.outbox import OutboxRelay
-from services.disbursement.api import METHOD_ROLES, SERVICE_FULL_NAME, DisbursementServicer
+from services.common.service_main import migrated_database, serve_service
+from services.common.unit_of_work import Transactions
+from services.disbursement.api import SERVICE, DisbursementServicer
+from services.disbursement.catalogue import ApplicationsCatalogue
 from services.disbursement.gateway import PaymentGateway, make_gateway
+from services.disbursement.use_cases import Disbursement, event_source
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -29,35 +33,30 @@ async def run(
     gateway: PaymentGateway | None = None,
 ) -> None:
     """Serves until stopped. A gateway passed in stays open: its owner closes it."""
-    url = settings.database_url("disbursement")
-    await asyncio.to_thread(migrate, url, MIGRATIONS)
-    own_gateway = gateway is None
-    # Building the simulated treasury creates its table and may wait up to 30 s on a locked
-    # SQLite file: done in a thread, like every other blocking database call.
-    active_gateway = (
-        gateway if gateway is not None else await asyncio.to_thread(make_gateway, settings)
-    )
-    db = Database(url)
-    try:
-        servicer = DisbursementServicer(settings, db, active_gateway)
-        relay = OutboxRelay(settings, db)
-
-        def register(server: grpc.aio.Server) -> None:
-            disbursement_pb2_grpc.add_DisbursementServiceServicer_to_server(servicer, server)
-
-        await serve(
-            name="disbursement",
-            address=settings.disbursement_address,
-            secret=settings.auth_secret,
-            tls=server_credentials(settings),
-            register=register,
-            service_full_names=[SERVICE_FULL_NAME],
-            method_roles=METHOD_ROLES,
-            background=[relay.run],
-            stop=stop,
-            ready=ready,
+    async with migrated_database(settings, SERVICE, MIGRATIONS) as database:
+        own_gateway = gateway is None
+        # Building the simulated treasury creates its table and may wait up to 30 s on a locked
+        # SQLite file: done in a thread, like every other blocking database call.
+        active_gateway = (
+            gateway if gateway is not None else await asyncio.to_thread(make_gateway, settings)
         )
-    finally:
-        if own_gateway:
-            await active_gateway.close()
-        db.dispose()
+        catalogue = ApplicationsCatalogue(settings)
+        try:
+            transactions = Transactions(database, event_source(topic(settings, DISBURSEMENT)))
+            servicer = DisbursementServicer(Disbursement(transactions, active_gateway, catalogue))
+
+            def register(server: grpc.aio.Server) -> None:
+                disbursement_pb2_grpc.add_DisbursementServiceServicer_to_server(servicer, server)
+
+            await serve_service(
+                settings,
+                SERVICE,
+                register,
+                background=[OutboxRelay(settings, database).run],
+                stop=stop,
+                ready=ready,
+            )
+        finally:
+            await catalogue.close()
+            if own_gateway:
+                await active_gateway.close()

@@ -18,23 +18,7 @@ from sqlalchemy import BigInteger, DateTime, Integer, UniqueConstraint, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from services.common.db import now_utc
-
-RESERVED = "reserved"
-AWARDED = "awarded"
-IN_PLAN = "in_plan"
-PAID = "paid"
-RELEASED = "released"
-# States in which an amount still counts against the budget without being paid.
-HOLDING = (RESERVED, AWARDED, IN_PLAN)
-
-DRAFT = "draft"
-APPROVED = "approved"
-PAYING = "paying"
-COMPLETED = "completed"
-COMPLETED_WITH_FAILURES = "completed_with_failures"
-
-PENDING = "pending"
-FAILED = "failed"
+from services.common.vocabulary import HOLDING_RESERVATION_STATES, ReservationState
 
 MONEY = BigInteger()
 # SQLite only auto-increments an INTEGER primary key; PostgreSQL gets a 64-bit one.
@@ -75,7 +59,7 @@ class ReservationRow(SQLModel, table=True):
     application_id: str = Field(primary_key=True, max_length=128)
     program_code: str = Field(max_length=128, index=True)
     amount_fen: int = Field(sa_type=MONEY)
-    state: str = Field(max_length=20)
+    state: str = Field(max_length=20)  # a ReservationState
     plan_id: str | None = Field(default=None, max_length=32, index=True)
     applicant_credit_code: str = Field(max_length=32)
     applicant_name: str = Field(max_length=200)
@@ -91,7 +75,7 @@ class FundingPlanRow(SQLModel, table=True):
     request_fingerprint: str = Field(max_length=64)
     program_code: str = Field(max_length=128, index=True)
     title: str = Field(max_length=200)
-    state: str = Field(max_length=30)
+    state: str = Field(max_length=30)  # a PlanState
     created_by: str = Field(max_length=200)
     approved_by: str = Field(default="", max_length=200)
     total_fen: int = Field(sa_type=MONEY)
@@ -110,7 +94,7 @@ class PaymentLineRow(SQLModel, table=True):
     applicant_credit_code: str = Field(max_length=32)
     applicant_name: str = Field(max_length=200)
     amount_fen: int = Field(sa_type=MONEY)
-    state: str = Field(max_length=20)
+    state: str = Field(max_length=20)  # a PaymentState
     gateway_reference: str = Field(default="", max_length=128)
     failure_reason: str = Field(default="", max_length=500)
     attempts: int = 0
@@ -182,15 +166,15 @@ def budget_figures(session: Session, budget: ProgramBudgetRow) -> BudgetFigures:
     rows = session.exec(
         select(ReservationRow.state, func.coalesce(func.sum(ReservationRow.amount_fen), 0))
         .where(col(ReservationRow.program_code) == budget.program_code)
-        .where(col(ReservationRow.state).in_([*HOLDING, PAID]))
+        .where(col(ReservationRow.state).in_([*HOLDING_RESERVATION_STATES, ReservationState.PAID]))
         .group_by(col(ReservationRow.state))
     ).all()
     sums = {state: int(total) for state, total in rows}
     return BudgetFigures(
         program_code=budget.program_code,
         total_fen=budget.total_fen,
-        reserved_fen=sum(sums.get(state, 0) for state in HOLDING),
-        paid_fen=sums.get(PAID, 0),
+        reserved_fen=sum(sums.get(state, 0) for state in HOLDING_RESERVATION_STATES),
+        paid_fen=sums.get(ReservationState.PAID, 0),
     )
 
 
@@ -248,3 +232,44 @@ def award_attempted(session: Session, application_id: str) -> bool:
         ).first()
         is not None
     )
+
+
+def plan_by_request(session: Session, request_id: str) -> FundingPlanRow | None:
+    return session.exec(
+        select(FundingPlanRow).where(col(FundingPlanRow.request_id) == request_id)
+    ).first()
+
+
+def awards_waiting_for_a_plan(session: Session, program_code: str) -> list[ReservationRow]:
+    """The program's noticed awards that no plan holds, locked, in application order."""
+    return list(
+        session.exec(
+            select(ReservationRow)
+            .where(col(ReservationRow.program_code) == program_code)
+            .where(col(ReservationRow.state) == ReservationState.AWARDED)
+            .where(col(ReservationRow.plan_id).is_(None))
+            .order_by(col(ReservationRow.application_id))
+            .with_for_update()
+        ).all()
+    )
+
+
+def plans(session: Session, program_code: str = "") -> list[FundingPlanRow]:
+    """Funding plans, newest first; of one program when program_code is given."""
+    query = select(FundingPlanRow).order_by(
+        col(FundingPlanRow.created_at).desc(), col(FundingPlanRow.plan_id)
+    )
+    if program_code:
+        query = query.where(col(FundingPlanRow.program_code) == program_code)
+    return list(session.exec(query).all())
+
+
+def ledger_entries(
+    session: Session, account_prefix: str = "", journal_id: str = ""
+) -> list[LedgerEntryRow]:
+    query = select(LedgerEntryRow).order_by(col(LedgerEntryRow.id))
+    if account_prefix:
+        query = query.where(col(LedgerEntryRow.account).startswith(account_prefix, autoescape=True))
+    if journal_id:
+        query = query.where(col(LedgerEntryRow.journal_id) == journal_id)
+    return list(session.exec(query).all())

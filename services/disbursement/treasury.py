@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import BigInteger, DateTime
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from services.common.config import Settings
 from services.common.db import Database, as_utc, now_utc
+from services.common.unit_of_work import Transactions
 from services.disbursement.gateway import (
     MAX_KEY,
     GatewayRejected,
@@ -125,11 +125,8 @@ class SimulatedTreasury:
             )
             return reference, True
 
-        try:
-            reference, fresh = await self._db.run(record)
-        except IntegrityError:
-            # A concurrent call with the same key won the insert: answer with its payment.
-            reference, fresh = await self._db.run(record)
+        # A concurrent call with the same key may win the insert; the retry answers its payment.
+        reference, fresh = await Transactions(self._db).write(lambda unit: record(unit.session))
         if fresh and times_out:
             raise GatewayTimeout("treasury answer lost (simulated); the payment was made")
         return reference
@@ -139,7 +136,7 @@ class SimulatedTreasury:
             row = session.get(TreasuryPayment, idempotency_key)
             return row.reference if row is not None else None
 
-        return await self._db.run(work)
+        return await self._db.run_read(work)
 
     async def list_payments(self) -> list[TreasuryRecord]:
         def work(session: Session) -> list[TreasuryRecord]:
@@ -160,7 +157,7 @@ class SimulatedTreasury:
                 for row in rows
             ]
 
-        return await self._db.run(work)
+        return await self._db.run_read(work)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._db.dispose)

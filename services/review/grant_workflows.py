@@ -26,15 +26,17 @@ from services.common.errors import (
     ServiceError,
     Unavailable,
 )
+from services.common.vocabulary import ErrorType
 from workflows import contracts
 
 log = structlog.get_logger(__name__)
 
 NO_LONGER_IN_REVIEW = "the grant is no longer in review"
+# The answers of the grant's update validators, by their ErrorType.
 _VALIDATOR_ERRORS: dict[str, type[ServiceError]] = {
-    contracts.ERR_NOT_FOUND: NotFound,
-    contracts.ERR_PERMISSION_DENIED: PermissionDenied,
-    contracts.ERR_FAILED_PRECONDITION: FailedPrecondition,
+    ErrorType.NOT_FOUND: NotFound,
+    ErrorType.PERMISSION_DENIED: PermissionDenied,
+    ErrorType.FAILED_PRECONDITION: FailedPrecondition,
 }
 _UNREACHABLE = {
     RPCStatusCode.UNAVAILABLE,

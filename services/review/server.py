@@ -6,19 +6,20 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-import structlog
+import grpc
 
 from grantflow.v1 import review_pb2_grpc
 from services.common.config import Settings
-from services.common.db import Database, migrate
-from services.common.grpc_server import serve, server_credentials
+from services.common.kafka import REVIEW, topic
 from services.common.outbox import OutboxRelay
 from services.common.process import stop_on_signals
+from services.common.service_main import migrated_database, serve_service
 from services.common.temporal import connect_until_reachable
-from services.review.api import FULL_NAME, ReviewServicer
+from services.common.unit_of_work import Transactions
+from services.review.api import SERVICE, ReviewServicer
 from services.review.grant_workflows import GrantWorkflows
+from services.review.use_cases import Review, event_source
 
-log = structlog.get_logger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -30,28 +31,21 @@ async def run(
 ) -> None:
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
-    url = settings.database_url("review")
-    await asyncio.to_thread(migrate, url, MIGRATIONS)
-    client = await connect_until_reachable(settings, stop)
-    if client is None:
-        return
-    db = Database(url)
-    try:
-        servicer = ReviewServicer(settings, db, GrantWorkflows(client))
-        relay = OutboxRelay(settings, db)
-        await serve(
-            name="review",
-            address=settings.review_address,
-            secret=settings.auth_secret,
-            tls=server_credentials(settings),
-            register=lambda server: review_pb2_grpc.add_ReviewServiceServicer_to_server(
-                servicer, server
-            ),
-            service_full_names=[FULL_NAME],
-            method_roles=ReviewServicer.METHOD_ROLES,
-            background=[relay.run],
+    async with migrated_database(settings, SERVICE, MIGRATIONS) as database:
+        client = await connect_until_reachable(settings, stop)
+        if client is None:
+            return
+        transactions = Transactions(database, event_source(topic(settings, REVIEW)))
+        servicer = ReviewServicer(Review(transactions, GrantWorkflows(client)))
+
+        def register(server: grpc.aio.Server) -> None:
+            review_pb2_grpc.add_ReviewServiceServicer_to_server(servicer, server)
+
+        await serve_service(
+            settings,
+            SERVICE,
+            register,
+            background=[OutboxRelay(settings, database).run],
             stop=stop,
             ready=ready,
         )
-    finally:
-        db.dispose()

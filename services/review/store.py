@@ -16,32 +16,9 @@ from sqlalchemy import BigInteger, Column, Index, and_, or_
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from grantflow.v1 import review_pb2
-from services.common.auth import DEPARTMENTS
 from services.common.db import as_utc, to_timestamp
 from services.common.errors import InvalidArgument
-
-OPEN = "open"
-CLAIMED = "claimed"
-DECIDED = "decided"
-CANCELLED = "cancelled"
-ACTIVE_STATES = (OPEN, CLAIMED)
-
-APPROVE = "approve"
-REJECT = "reject"
-RETURN = "return"
-
-STATE_ENUMS = {
-    OPEN: review_pb2.TASK_STATE_OPEN,
-    CLAIMED: review_pb2.TASK_STATE_CLAIMED,
-    DECIDED: review_pb2.TASK_STATE_DECIDED,
-    CANCELLED: review_pb2.TASK_STATE_CANCELLED,
-}
-DECISION_ENUMS = {
-    APPROVE: review_pb2.REVIEW_DECISION_APPROVE,
-    REJECT: review_pb2.REVIEW_DECISION_REJECT,
-    RETURN: review_pb2.REVIEW_DECISION_RETURN_FOR_SUPPLEMENT,
-}
-DECISION_NAMES = {value: name for name, value in DECISION_ENUMS.items()}
+from services.common.vocabulary import ACTIVE_TASK_STATES, Decision, Department, TaskState
 
 
 class ReviewTaskRow(SQLModel, table=True):
@@ -52,12 +29,12 @@ class ReviewTaskRow(SQLModel, table=True):
     request_id: str = Field(max_length=128, unique=True)
     application_id: str = Field(max_length=128, index=True)
     program_code: str = Field(max_length=128)
-    department: str = Field(max_length=16)  # industry, finance or hr
+    department: str = Field(max_length=16)  # a Department
     round: int
-    state: str = Field(default=OPEN, max_length=16)
+    state: str = Field(default=TaskState.OPEN, max_length=16)  # a TaskState
     assignee: str = Field(default="", max_length=128, index=True)
     proposed_amount_fen: int = Field(sa_column=Column(BigInteger, nullable=False))
-    decision: str = Field(default="", max_length=16)  # approve, reject or return
+    decision: str = Field(default="", max_length=16)  # a Decision, once decided
     reason: str = Field(default="", max_length=1000)
     decided_amount_fen: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     created_at: datetime
@@ -68,19 +45,23 @@ class ReviewTaskRow(SQLModel, table=True):
     project_title: str = Field(default="", max_length=300)
 
     def is_overdue(self, now: datetime) -> bool:
-        return self.state in ACTIVE_STATES and as_utc(self.due_at) < now
+        return self.state in ACTIVE_TASK_STATES and as_utc(self.due_at) < now
 
     def to_proto(self, now: datetime) -> review_pb2.ReviewTask:
         return review_pb2.ReviewTask(
             task_id=self.task_id,
             application_id=self.application_id,
             program_code=self.program_code,
-            department=DEPARTMENTS[self.department],
+            department=Department.parse(self.department).to_proto(),
             round=self.round,
-            state=STATE_ENUMS[self.state],
+            state=TaskState.parse(self.state).to_proto(),
             assignee=self.assignee,
             proposed_amount_fen=self.proposed_amount_fen,
-            decision=DECISION_ENUMS.get(self.decision, review_pb2.REVIEW_DECISION_UNSPECIFIED),
+            decision=(
+                Decision.parse(self.decision).to_proto()
+                if self.decision
+                else review_pb2.REVIEW_DECISION_UNSPECIFIED
+            ),
             reason=self.reason,
             decided_amount_fen=self.decided_amount_fen,
             created_at=to_timestamp(self.created_at),
@@ -107,7 +88,7 @@ def active_tasks_of(session: Session, application_id: str) -> list[ReviewTaskRow
         session.exec(
             select(ReviewTaskRow)
             .where(col(ReviewTaskRow.application_id) == application_id)
-            .where(col(ReviewTaskRow.state).in_(ACTIVE_STATES))
+            .where(col(ReviewTaskRow.state).in_(sorted(ACTIVE_TASK_STATES)))
             .order_by(col(ReviewTaskRow.created_at), col(ReviewTaskRow.task_id))
             .with_for_update()
         ).all()
@@ -116,10 +97,10 @@ def active_tasks_of(session: Session, application_id: str) -> list[ReviewTaskRow
 
 @dataclass(frozen=True)
 class TaskQuery:
-    department: str = ""  # empty: every department
+    department: Department | None = None  # None: every department
     assignee: str = ""
     application_id: str = ""
-    states: tuple[str, ...] = ()  # empty: every state
+    states: frozenset[TaskState] = frozenset()  # empty: every state
     due_before: datetime | None = None
     page_size: int = 50
     after: tuple[datetime, str] | None = None  # keyset: (created_at, task_id) of the last seen
@@ -135,7 +116,7 @@ def list_tasks(session: Session, query: TaskQuery) -> tuple[list[ReviewTaskRow],
     if query.application_id:
         statement = statement.where(col(ReviewTaskRow.application_id) == query.application_id)
     if query.states:
-        statement = statement.where(col(ReviewTaskRow.state).in_(query.states))
+        statement = statement.where(col(ReviewTaskRow.state).in_(sorted(query.states)))
     if query.due_before is not None:
         statement = statement.where(col(ReviewTaskRow.due_at) < query.due_before)
     if query.after is not None:

@@ -20,6 +20,7 @@ from services.applications.server import run
 from services.common.auth import mint_token
 from services.common.config import Settings
 from services.common.db import Database
+from services.common.vocabulary import Role
 from tests.support import free_port
 
 Metadata = list[tuple[str, str]]
@@ -94,7 +95,7 @@ async def applications_service(
     )
     try:
         if seed:
-            ops = harness.auth("ops")
+            ops = harness.auth(Role.OPS)
             for rule in load_catalogue():
                 await harness.stub.PublishProgramVersion(
                     applications_pb2.PublishProgramVersionRequest(rule=rule), metadata=ops

@@ -20,7 +20,9 @@ from grantflow.v1 import applications_pb2, common_pb2, events_pb2
 from services.applications.catalogue import load_catalogue
 from services.common.db import to_timestamp
 from services.common.kafka import APPLICATIONS, topic
+from services.common.vocabulary import Department, Role
 from tests.integration._applications_server import ApplicationsHarness, applications_service
+from tests.support import holding_the_write_lock
 
 ENTERPRISE_A = "91440300MA5000000G"
 ENTERPRISE_B = "91440300MA6000000N"
@@ -91,9 +93,9 @@ def decoded(payloads: list[bytes]) -> list[events_pb2.EventEnvelope]:
 
 
 async def test_submit_get_and_list(service: ApplicationsHarness) -> None:
-    applicant_a = service.auth("applicant", enterprise=ENTERPRISE_A)
-    applicant_b = service.auth("applicant", enterprise=ENTERPRISE_B)
-    finance = service.auth("finance")
+    applicant_a = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+    applicant_b = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_B)
+    finance = service.auth(Role.FINANCE)
 
     filed = await service.stub.SubmitApplication(submission(), metadata=applicant_a)
     assert len(filed.application_id) == 32
@@ -120,7 +122,7 @@ async def test_submit_get_and_list(service: ApplicationsHarness) -> None:
         )
         == filed
     )
-    reviewer = service.auth("reviewer", department="finance")
+    reviewer = service.auth(Role.REVIEWER, department=Department.FINANCE)
     seen_by_reviewer = await service.stub.GetApplication(
         applications_pb2.GetApplicationRequest(application_id=filed.application_id),
         metadata=reviewer,
@@ -170,6 +172,13 @@ async def test_submit_get_and_list(service: ApplicationsHarness) -> None:
         ),
         "page_token",
     )
+    await assert_invalid(  # a stage outside the vocabulary
+        service.stub.ListApplications(
+            applications_pb2.ListApplicationsRequest(status=99),  # type: ignore[arg-type]
+            metadata=finance,
+        ),
+        "status",
+    )
 
     programs = await service.stub.ListPrograms(
         applications_pb2.ListProgramsRequest(), metadata=applicant_a
@@ -178,7 +187,7 @@ async def test_submit_get_and_list(service: ApplicationsHarness) -> None:
 
 
 async def test_submit_is_idempotent_on_request_id(service: ApplicationsHarness) -> None:
-    applicant = service.auth("applicant", enterprise=ENTERPRISE_A)
+    applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
     first = await service.stub.SubmitApplication(submission(), metadata=applicant)
     again = await service.stub.SubmitApplication(submission(), metadata=applicant)
     assert again == first
@@ -205,9 +214,9 @@ async def test_submit_is_idempotent_on_request_id(service: ApplicationsHarness) 
 
 
 async def test_bad_input_names_the_field_and_writes_nothing(service: ApplicationsHarness) -> None:
-    applicant = service.auth("applicant", enterprise=ENTERPRISE_A)
-    ops = service.auth("ops")
-    system = service.auth("system")
+    applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+    ops = service.auth(Role.OPS)
+    system = service.auth(Role.SYSTEM)
     filed = await service.stub.SubmitApplication(submission(), metadata=applicant)
     before = row_counts(service)
 
@@ -326,6 +335,10 @@ async def test_bad_input_names_the_field_and_writes_nothing(service: Application
         "change.stage",
     )
     await assert_invalid(
+        service.stub.ReportGrantStage(report("grant-x-2", stage=99), metadata=system),
+        "change.stage",
+    )
+    await assert_invalid(
         service.stub.ReportGrantStage(report("grant-x-2", sequence=0), metadata=system),
         "change.sequence",
     )
@@ -349,8 +362,8 @@ async def test_bad_input_names_the_field_and_writes_nothing(service: Application
 
 
 async def test_callers_without_the_right_are_refused(service: ApplicationsHarness) -> None:
-    applicant_a = service.auth("applicant", enterprise=ENTERPRISE_A)
-    applicant_b = service.auth("applicant", enterprise=ENTERPRISE_B)
+    applicant_a = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+    applicant_b = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_B)
     filed = await service.stub.SubmitApplication(submission(), metadata=applicant_a)
     before = row_counts(service)
     by_id = applications_pb2.GetApplicationRequest(application_id=filed.application_id)
@@ -374,7 +387,9 @@ async def test_callers_without_the_right_are_refused(service: ApplicationsHarnes
         )
         == denied
     )
-    assert await code_of(service.stub.GetApplication(by_id, metadata=applicant_b)) == denied
+    # Another enterprise's application is not found, as if it did not exist.
+    not_found = grpc.StatusCode.NOT_FOUND
+    assert await code_of(service.stub.GetApplication(by_id, metadata=applicant_b)) == not_found
     assert (
         await code_of(
             service.stub.WithdrawApplication(
@@ -382,7 +397,7 @@ async def test_callers_without_the_right_are_refused(service: ApplicationsHarnes
                 metadata=applicant_b,
             )
         )
-        == denied
+        == not_found
     )
     assert (
         await code_of(
@@ -395,11 +410,11 @@ async def test_callers_without_the_right_are_refused(service: ApplicationsHarnes
                 metadata=applicant_b,
             )
         )
-        == denied
+        == not_found
     )
 
     # Roles that may not call a method at all.
-    reviewer = service.auth("reviewer", department="industry")
+    reviewer = service.auth(Role.REVIEWER, department=Department.INDUSTRY)
     assert (
         await code_of(service.stub.SubmitApplication(submission("req-0000011"), metadata=reviewer))
         == denied
@@ -413,7 +428,7 @@ async def test_callers_without_the_right_are_refused(service: ApplicationsHarnes
         )
         == denied
     )
-    for role_metadata in (applicant_a, service.auth("ops")):
+    for role_metadata in (applicant_a, service.auth(Role.OPS)):
         assert (
             await code_of(
                 service.stub.ReportGrantStage(
@@ -434,7 +449,7 @@ async def test_callers_without_the_right_are_refused(service: ApplicationsHarnes
         await code_of(
             service.stub.WithdrawApplication(
                 applications_pb2.WithdrawApplicationRequest(application_id=filed.application_id),
-                metadata=service.auth("finance"),
+                metadata=service.auth(Role.FINANCE),
             )
         )
         == denied
@@ -443,8 +458,8 @@ async def test_callers_without_the_right_are_refused(service: ApplicationsHarnes
 
 
 async def test_withdrawal_is_recorded_once(service: ApplicationsHarness) -> None:
-    applicant_a = service.auth("applicant", enterprise=ENTERPRISE_A, subject="alice")
-    applicant_b = service.auth("applicant", enterprise=ENTERPRISE_B)
+    applicant_a = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A, subject="alice")
+    applicant_b = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_B)
     mine = await service.stub.SubmitApplication(submission(), metadata=applicant_a)
     theirs = await service.stub.SubmitApplication(
         submission("req-0000002", enterprise=ENTERPRISE_B), metadata=applicant_b
@@ -467,14 +482,14 @@ async def test_withdrawal_is_recorded_once(service: ApplicationsHarness) -> None
         applications_pb2.WithdrawApplicationRequest(
             application_id=theirs.application_id, reason="duplicate filing"
         ),
-        metadata=service.auth("ops"),
+        metadata=service.auth(Role.OPS),
     )
     assert len(service.outbox_payloads(WITHDRAWN)) == 2
 
     missing = await rpc_error(
         service.stub.WithdrawApplication(
             applications_pb2.WithdrawApplicationRequest(application_id="0" * 32),
-            metadata=service.auth("ops"),
+            metadata=service.auth(Role.OPS),
         )
     )
     assert missing.code() == grpc.StatusCode.NOT_FOUND
@@ -497,8 +512,8 @@ async def test_withdrawal_is_recorded_once(service: ApplicationsHarness) -> None
 async def test_program_versions_are_published_once_and_pinned(
     service: ApplicationsHarness,
 ) -> None:
-    ops = service.auth("ops")
-    applicant = service.auth("applicant", enterprise=ENTERPRISE_A)
+    ops = service.auth(Role.OPS)
+    applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
     [sme_v1] = [rule for rule in load_catalogue() if rule.code == "SME-CLOUD"]
 
     def version(base: common_pb2.ProgramRule, **changes: Any) -> common_pb2.ProgramRule:
@@ -565,8 +580,8 @@ async def test_program_versions_are_published_once_and_pinned(
 
 
 async def test_stage_reports_go_to_the_outbox_once(service: ApplicationsHarness) -> None:
-    applicant = service.auth("applicant", enterprise=ENTERPRISE_A)
-    system = service.auth("system")
+    applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+    system = service.auth(Role.SYSTEM)
     filed = await service.stub.SubmitApplication(submission(), metadata=applicant)
     report = applications_pb2.ReportGrantStageRequest(
         event_id=f"grant-{filed.application_id}-2",
@@ -594,8 +609,8 @@ async def test_stage_reports_go_to_the_outbox_once(service: ApplicationsHarness)
 
 
 async def test_an_over_long_stage_reason_is_cut_not_refused(service: ApplicationsHarness) -> None:
-    applicant = service.auth("applicant", enterprise=ENTERPRISE_A)
-    system = service.auth("system")
+    applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+    system = service.auth(Role.SYSTEM)
     filed = await service.stub.SubmitApplication(submission(), metadata=applicant)
 
     def rejection(sequence: int, reason: str) -> applications_pb2.ReportGrantStageRequest:
@@ -630,11 +645,11 @@ async def test_an_over_long_stage_reason_is_cut_not_refused(service: Application
 async def test_reviewers_see_only_programs_their_department_reviews(
     service: ApplicationsHarness,
 ) -> None:
-    applicant = service.auth("applicant", enterprise=ENTERPRISE_A)
-    ops = service.auth("ops")
-    hr = service.auth("reviewer", department="hr")
-    industry = service.auth("reviewer", department="industry")
-    finance_reviewer = service.auth("reviewer", department="finance")
+    applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+    ops = service.auth(Role.OPS)
+    hr = service.auth(Role.REVIEWER, department=Department.HR)
+    industry = service.auth(Role.REVIEWER, department=Department.INDUSTRY)
+    finance_reviewer = service.auth(Role.REVIEWER, department=Department.FINANCE)
 
     # An hr program whose second version moves it to industry: both departments keep seeing it.
     [template] = [rule for rule in load_catalogue() if rule.code == "SME-CLOUD"]
@@ -675,10 +690,11 @@ async def test_reviewers_see_only_programs_their_department_reviews(
         return [a.application_id for a in answer.applications]
 
     ok, denied = grpc.StatusCode.OK, grpc.StatusCode.PERMISSION_DENIED
+    unseen = grpc.StatusCode.NOT_FOUND  # as if the application did not exist
     both = [talent.application_id, sme.application_id]
 
     # SME-CLOUD is industry's and finance's: hr sees nothing of it.
-    assert await get(sme.application_id, hr) == denied
+    assert await get(sme.application_id, hr) == unseen
     assert await get(talent.application_id, hr) == ok
     assert await listed(hr) == [talent.application_id]
     assert await listed(hr, applicant_credit_code=ENTERPRISE_A) == [talent.application_id]
@@ -690,7 +706,7 @@ async def test_reviewers_see_only_programs_their_department_reviews(
     assert refused.code() == denied
 
     assert await get(sme.application_id, industry) == ok
-    assert await get(talent.application_id, industry) == denied
+    assert await get(talent.application_id, industry) == unseen
     assert await listed(industry) == [sme.application_id]
     assert await listed(industry, program_code="SME-CLOUD") == [sme.application_id]
     assert await get(sme.application_id, finance_reviewer) == ok
@@ -705,7 +721,7 @@ async def test_reviewers_see_only_programs_their_department_reviews(
     assert await listed(finance_reviewer) == [sme.application_id]
 
     # Finance pays every program; ops and the system run them all.
-    for everything in (service.auth("finance"), ops, service.auth("system")):
+    for everything in (service.auth(Role.FINANCE), ops, service.auth(Role.SYSTEM)):
         assert await listed(everything) == both
         assert await get(talent.application_id, everything) == ok
 
@@ -727,8 +743,8 @@ async def test_stage_reports_reach_the_projection_through_the_broker(
     async with applications_service(
         database_url, tmp_path, kafka_bootstrap=kafka_bootstrap
     ) as service:
-        applicant = service.auth("applicant", enterprise=ENTERPRISE_A)
-        system = service.auth("system")
+        applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+        system = service.auth(Role.SYSTEM)
         filed = await service.stub.SubmitApplication(submission(), metadata=applicant)
         application_id = filed.application_id
         by_id = applications_pb2.GetApplicationRequest(application_id=application_id)
@@ -847,3 +863,72 @@ async def test_stage_reports_reach_the_projection_through_the_broker(
         announced = seen["application_supplemented"].application_supplemented
         assert announced.supplement_count == 1
         assert dict(announced.figures) == dict(supplemented.figures)
+
+
+async def test_an_application_the_caller_may_not_see_is_not_found_like_a_missing_one(
+    service: ApplicationsHarness,
+) -> None:
+    owner = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+    other_enterprise = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_B)
+    hr_reviewer = service.auth(Role.REVIEWER, department=Department.HR)  # SME-CLOUD is not hr's
+    filed = await service.stub.SubmitApplication(submission(), metadata=owner)
+    before = row_counts(service)
+    missing = "0" * 32
+
+    def get(application_id: str) -> applications_pb2.GetApplicationRequest:
+        return applications_pb2.GetApplicationRequest(application_id=application_id)
+
+    def withdraw(application_id: str) -> applications_pb2.WithdrawApplicationRequest:
+        return applications_pb2.WithdrawApplicationRequest(application_id=application_id)
+
+    def supplement(application_id: str) -> applications_pb2.SupplementApplicationRequest:
+        return applications_pb2.SupplementApplicationRequest(
+            application_id=application_id, request_id="sup-0000001", figures={"staff_count": 1}
+        )
+
+    async def answer(call: Awaitable[Any], application_id: str) -> tuple[grpc.StatusCode, str]:
+        error = await rpc_error(call)
+        # The id in the message is the caller's own; everything else must read the same.
+        return error.code(), (error.details() or "").replace(application_id, "<id>")
+
+    stub = service.stub
+    for metadata in (other_enterprise, hr_reviewer):
+        seen = await answer(
+            stub.GetApplication(get(filed.application_id), metadata=metadata), filed.application_id
+        )
+        unseen = await answer(stub.GetApplication(get(missing), metadata=metadata), missing)
+        assert seen == unseen
+        assert seen[0] == grpc.StatusCode.NOT_FOUND
+    for application_id in (filed.application_id, missing):
+        assert await answer(
+            stub.WithdrawApplication(withdraw(application_id), metadata=other_enterprise),
+            application_id,
+        ) == (grpc.StatusCode.NOT_FOUND, "application <id> not found")
+        assert await answer(
+            stub.SupplementApplication(supplement(application_id), metadata=other_enterprise),
+            application_id,
+        ) == (grpc.StatusCode.NOT_FOUND, "application <id> not found")
+    assert row_counts(service) == before
+    # The owner still sees it.
+    mine = await stub.GetApplication(get(filed.application_id), metadata=owner)
+    assert mine.application_id == filed.application_id
+
+
+async def test_reads_answer_while_another_connection_holds_the_write_lock(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'applications.db'}"
+    async with applications_service(url, tmp_path) as service:
+        applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+        filed = await service.stub.SubmitApplication(submission(), metadata=applicant)
+        with holding_the_write_lock(url):
+            # The deadline only stops a blocked read from hanging the test: a read waits for
+            # no writer, so it answers long before; a read that queued for the lock does not.
+            read = await service.stub.GetApplication(
+                applications_pb2.GetApplicationRequest(application_id=filed.application_id),
+                metadata=applicant,
+                timeout=10,
+            )
+            listed = await service.stub.ListApplications(
+                applications_pb2.ListApplicationsRequest(), metadata=applicant, timeout=10
+            )
+        assert read.application_id == filed.application_id
+        assert [a.application_id for a in listed.applications] == [filed.application_id]

@@ -19,17 +19,20 @@ from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import text
 from stdnum.cn import uscc
 
+from grantflow.v1 import applications_pb2, disbursement_pb2_grpc, events_pb2
 from grantflow.v1 import disbursement_pb2 as pb
-from grantflow.v1 import disbursement_pb2_grpc, events_pb2
+from services.applications.catalogue import load_catalogue
 from services.common.auth import mint_token
 from services.common.clients import ServiceClients
 from services.common.config import Settings
 from services.common.db import make_engine
 from services.common.kafka import DISBURSEMENT, PARTITIONS, topic
+from services.common.vocabulary import Department, Role
 from services.disbursement.gateway import GatewayTimeout, PaymentGateway, award_payment_key
 from services.disbursement.server import run
 from services.disbursement.treasury import SimulatedTreasury
-from tests.support import free_port
+from tests.integration._applications_server import ApplicationsHarness, applications_service
+from tests.support import free_port, holding_the_write_lock
 
 if TYPE_CHECKING:
     from grantflow.v1.disbursement_pb2_grpc import DisbursementServiceAsyncStub as Stub
@@ -56,6 +59,7 @@ class Harness:
     settings: Settings
     url: str
     clients: list[ServiceClients] = field(default_factory=list)
+    applications: ApplicationsHarness | None = None  # the catalogue's service beside it
 
     def as_(self, subject: str, role: str, *, department: str = "", enterprise: str = "") -> Stub:
         token = mint_token(
@@ -67,7 +71,7 @@ class Harness:
 
     @property
     def system(self) -> Stub:
-        return self.as_("grantflow-system", "system")
+        return self.as_("grantflow-system", Role.SYSTEM)
 
     def treasury(self) -> SimulatedTreasury:
         return SimulatedTreasury(self.settings.database_url("treasury"))
@@ -110,15 +114,29 @@ async def service(
     gateway: PaymentGateway | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Harness]:
-    """The real server on a free port, in this event loop, with its outbox relay on Kafka."""
-    settings = Settings(
-        data_dir=tmp_path,
-        disbursement_address=f"127.0.0.1:{free_port()}",
-        disbursement_database_url=database_url,
-        treasury_database_url=f"sqlite:///{tmp_path / 'treasury.db'}",
-        kafka_bootstrap_servers=kafka,
-        **overrides,
-    )
+    """The real server on a free port, in this event loop, with its outbox relay on Kafka, beside
+    a real applications service whose catalogue (the seed catalogue) it asks."""
+    async with applications_service(
+        f"sqlite:///{tmp_path / 'applications.db'}", tmp_path
+    ) as applications:
+        settings = Settings(
+            data_dir=tmp_path,
+            applications_address=applications.settings.applications_address,
+            disbursement_address=f"127.0.0.1:{free_port()}",
+            disbursement_database_url=database_url,
+            treasury_database_url=f"sqlite:///{tmp_path / 'treasury.db'}",
+            kafka_bootstrap_servers=kafka,
+            **overrides,
+        )
+        async with _disbursement(settings, database_url, gateway) as harness:
+            harness.applications = applications
+            yield harness
+
+
+@asynccontextmanager
+async def _disbursement(
+    settings: Settings, database_url: str, gateway: PaymentGateway | None
+) -> AsyncIterator[Harness]:
     stop = asyncio.Event()
     ready = asyncio.Event()
     server = asyncio.create_task(run(settings, stop=stop, ready=ready.set, gateway=gateway))
@@ -171,7 +189,7 @@ async def reserve(
 
 
 async def set_budget(h: Harness, total: int, program: str = PROGRAM) -> pb.ProgramBudget:
-    finance = h.as_("fin-budget", "finance")
+    finance = h.as_("fin-budget", Role.FINANCE)
     return await finance.SetProgramBudget(
         pb.SetProgramBudgetRequest(program_code=program, total_fen=total)
     )
@@ -183,30 +201,30 @@ async def awarded_plan(h: Harness, amounts: dict[str, int]) -> pb.FundingPlan:
     for n, (application_id, amount) in enumerate(sorted(amounts.items()), start=1):
         await reserve(h.system, application_id, amount, n)
         await h.system.ConfirmAward(pb.ConfirmAwardRequest(application_id=application_id))
-    plan = await h.as_("fin-a", "finance").CreateFundingPlan(
+    plan = await h.as_("fin-a", Role.FINANCE).CreateFundingPlan(
         pb.CreateFundingPlanRequest(
             request_id=f"plan-{uuid.uuid4().hex}", program_code=PROGRAM, title="2021 batch 1"
         )
     )
-    checker = h.as_("fin-b", "finance")
+    checker = h.as_("fin-b", Role.FINANCE)
     return await checker.ApproveFundingPlan(pb.ApproveFundingPlanRequest(plan_id=plan.plan_id))
 
 
 async def next_plan(h: Harness, title: str) -> pb.FundingPlan:
     """A further plan of the awards waiting for one, made by fin-a and approved by fin-b."""
-    plan = await h.as_("fin-a", "finance").CreateFundingPlan(
+    plan = await h.as_("fin-a", Role.FINANCE).CreateFundingPlan(
         pb.CreateFundingPlanRequest(
             request_id=f"plan-{uuid.uuid4().hex}", program_code=PROGRAM, title=title
         )
     )
-    return await h.as_("fin-b", "finance").ApproveFundingPlan(
+    return await h.as_("fin-b", Role.FINANCE).ApproveFundingPlan(
         pb.ApproveFundingPlanRequest(plan_id=plan.plan_id)
     )
 
 
 async def payment_journals(h: Harness) -> set[str]:
     entries = (
-        await h.as_("ops-1", "ops").ListLedgerEntries(
+        await h.as_("ops-1", Role.OPS).ListLedgerEntries(
             pb.ListLedgerEntriesRequest(account_prefix=f"paid:{PROGRAM}")
         )
     ).entries
@@ -265,7 +283,9 @@ class SlowNetwork:
 
 async def assert_books_balance(h: Harness, program: str = PROGRAM) -> None:
     """Every journal balances, and the ledger agrees with the budget figures."""
-    entries = (await h.as_("ops-1", "ops").ListLedgerEntries(pb.ListLedgerEntriesRequest())).entries
+    entries = (
+        await h.as_("ops-1", Role.OPS).ListLedgerEntries(pb.ListLedgerEntriesRequest())
+    ).entries
     journals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     balances: dict[str, int] = defaultdict(int)
     for entry in entries:
@@ -304,7 +324,7 @@ async def test_budget_is_set_changed_and_read(
         error = await expect_error(set_budget(h, 599_999), grpc.StatusCode.FAILED_PRECONDITION)
         assert "600000" in (error.details() or "")
 
-        reviewer = h.as_("rev-1", "reviewer", department="industry")
+        reviewer = h.as_("rev-1", Role.REVIEWER, department=Department.INDUSTRY)
         read = await reviewer.GetProgramBudget(pb.GetProgramBudgetRequest(program_code=PROGRAM))
         assert (read.total_fen, read.reserved_fen, read.paid_fen, read.available_fen) == (
             1_200_000,
@@ -315,7 +335,7 @@ async def test_budget_is_set_changed_and_read(
         journals = {
             e.journal_id
             for e in (
-                await h.as_("fin-1", "finance").ListLedgerEntries(
+                await h.as_("fin-1", Role.FINANCE).ListLedgerEntries(
                     pb.ListLedgerEntriesRequest(account_prefix=f"appropriation:{PROGRAM}")
                 )
             ).entries
@@ -326,6 +346,48 @@ async def test_budget_is_set_changed_and_read(
             grpc.StatusCode.NOT_FOUND,
         )
         await assert_books_balance(h)
+
+
+async def test_a_budget_is_only_set_for_a_program_the_catalogue_published(
+    database_url: str, tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    async with service(database_url, tmp_path, kafka_bootstrap) as h:
+        error = await expect_error(
+            set_budget(h, 1_000_000, program="NEVER-PUBLISHED"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        )
+        assert "NEVER-PUBLISHED" in (error.details() or "")
+        assert "catalogue" in (error.details() or "")
+        written = h.count_rows()
+        assert (written["program_budget"], written["ledger_entry"]) == (0, 0)
+
+        # Once the applications service publishes it, the program can have its budget.
+        assert h.applications is not None
+        [rule] = [rule for rule in load_catalogue() if rule.code == PROGRAM]
+        rule.code = "NEWLY-PUBLISHED"
+        await h.applications.stub.PublishProgramVersion(
+            applications_pb2.PublishProgramVersionRequest(rule=rule),
+            metadata=h.applications.auth(Role.OPS),
+        )
+        budget = await set_budget(h, 1_000_000, program="NEWLY-PUBLISHED")
+        assert (budget.program_code, budget.total_fen) == ("NEWLY-PUBLISHED", 1_000_000)
+
+
+async def test_reads_answer_while_another_connection_holds_the_write_lock(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'disbursement.db'}"
+    async with service(url, tmp_path, kafka_bootstrap) as h:
+        await set_budget(h, 1_000_000)
+        finance = h.as_("fin-1", Role.FINANCE)
+        with holding_the_write_lock(url):
+            # The deadline only keeps a blocked read from hanging the test.
+            budget = await finance.GetProgramBudget(
+                pb.GetProgramBudgetRequest(program_code=PROGRAM), timeout=10
+            )
+            plans = await finance.ListFundingPlans(pb.ListFundingPlansRequest(), timeout=10)
+        assert budget.available_fen == 1_000_000
+        assert list(plans.plans) == []
 
 
 async def test_reservations_stay_within_the_budget_and_are_idempotent(
@@ -408,7 +470,7 @@ async def test_release_and_confirm_are_idempotent_and_released_awards_stay_relea
         released = h.outbox("ReservationReleased")
         assert [e.reservation_released.reason for e in released] == ["objection upheld"]
         entries = (
-            await h.as_("fin-1", "finance").ListLedgerEntries(
+            await h.as_("fin-1", Role.FINANCE).ListLedgerEntries(
                 pb.ListLedgerEntriesRequest(journal_id="release-app-1")
             )
         ).entries
@@ -429,7 +491,7 @@ async def test_funding_plan_needs_a_second_officer_and_announces_its_approval(
         for application_id in ["app-1", "app-2"]:  # app-3 is still in its notice period
             await h.system.ConfirmAward(pb.ConfirmAwardRequest(application_id=application_id))
 
-        maker = h.as_("fin-a", "finance")
+        maker = h.as_("fin-a", Role.FINANCE)
         request = pb.CreateFundingPlanRequest(
             request_id="batch-2021-01", program_code=PROGRAM, title="2021 batch 1"
         )
@@ -476,13 +538,13 @@ async def test_funding_plan_needs_a_second_officer_and_announces_its_approval(
         assert (
             await maker.GetFundingPlan(pb.GetFundingPlanRequest(plan_id=plan.plan_id))
         ).state == (pb.PLAN_STATE_DRAFT)
-        checker = h.as_("fin-b", "finance")
+        checker = h.as_("fin-b", Role.FINANCE)
         approved = await checker.ApproveFundingPlan(approve)
         assert (approved.state, approved.approved_by) == (pb.PLAN_STATE_APPROVED, "fin-b")
         assert approved.approved_at.seconds > 0
         assert await checker.ApproveFundingPlan(approve) == approved
         await expect_error(
-            h.as_("fin-c", "finance").ApproveFundingPlan(approve),
+            h.as_("fin-c", Role.FINANCE).ApproveFundingPlan(approve),
             grpc.StatusCode.FAILED_PRECONDITION,
         )
         await expect_error(
@@ -490,7 +552,7 @@ async def test_funding_plan_needs_a_second_officer_and_announces_its_approval(
             grpc.StatusCode.NOT_FOUND,
         )
 
-        listed = await h.as_("ops-1", "ops").ListFundingPlans(
+        listed = await h.as_("ops-1", Role.OPS).ListFundingPlans(
             pb.ListFundingPlansRequest(program_code=PROGRAM)
         )
         assert [p.plan_id for p in listed.plans] == [plan.plan_id]
@@ -582,7 +644,7 @@ async def test_executing_a_payment_twice_pays_once(
             ("award-app-2", 250_000),
         ]
         assert {p.payee_credit_code for p in payments} == {credit_code(1), credit_code(2)}
-        finance = h.as_("fin-1", "finance")
+        finance = h.as_("fin-1", Role.FINANCE)
         journal = await finance.ListLedgerEntries(
             pb.ListLedgerEntriesRequest(journal_id=f"pay-{one.line_id}")
         )
@@ -646,7 +708,7 @@ async def test_a_lost_gateway_answer_is_retried_into_exactly_one_payment(
         journals = {
             e.journal_id
             for e in (
-                await h.as_("ops-1", "ops").ListLedgerEntries(
+                await h.as_("ops-1", Role.OPS).ListLedgerEntries(
                     pb.ListLedgerEntriesRequest(account_prefix=f"paid:{PROGRAM}")
                 )
             ).entries
@@ -867,7 +929,7 @@ async def test_a_rejected_payment_is_marked_failed_and_its_award_waits_for_a_lat
                 pb.GetProgramBudgetRequest(program_code=PROGRAM)
             )
             assert (budget.paid_fen, budget.reserved_fen) == (150_000, 250_000)
-            retry_plan = await h.as_("fin-a", "finance").CreateFundingPlan(
+            retry_plan = await h.as_("fin-a", Role.FINANCE).CreateFundingPlan(
                 pb.CreateFundingPlanRequest(
                     request_id="batch-2021-02", program_code=PROGRAM, title="2021 batch 2"
                 )
@@ -909,7 +971,7 @@ async def test_bad_input_is_refused_naming_the_field_and_writes_nothing(
 ) -> None:
     bad_code = credit_code(7)[:-1] + ("0" if credit_code(7)[-1] != "0" else "1")
     async with service(database_url, tmp_path, kafka_bootstrap) as h:
-        finance = h.as_("fin-a", "finance")
+        finance = h.as_("fin-a", Role.FINANCE)
         await set_budget(h, 1_000_000)
         await reserve(h.system, "app-1", 100_000)
         await h.system.ConfirmAward(pb.ConfirmAwardRequest(application_id="app-1"))
@@ -1018,7 +1080,7 @@ async def test_roles_and_authentication_are_enforced(
             await expect_error(
                 anonymous.GetProgramBudget(get_budget), grpc.StatusCode.UNAUTHENTICATED
             )
-            forged = mint_token("not-the-secret-of-this-deployment-at-all", "fin-x", "finance")
+            forged = mint_token("not-the-secret-of-this-deployment-at-all", "fin-x", Role.FINANCE)
             await expect_error(
                 anonymous.SetProgramBudget(
                     pb.SetProgramBudgetRequest(program_code=PROGRAM, total_fen=100),
@@ -1029,10 +1091,10 @@ async def test_roles_and_authentication_are_enforced(
         finally:
             await channel.close()
 
-        applicant = h.as_("ent-1", "applicant", enterprise=credit_code(1))
-        reviewer = h.as_("rev-1", "reviewer", department="finance")
-        finance = h.as_("fin-1", "finance")
-        ops = h.as_("ops-1", "ops")
+        applicant = h.as_("ent-1", Role.APPLICANT, enterprise=credit_code(1))
+        reviewer = h.as_("rev-1", Role.REVIEWER, department=Department.FINANCE)
+        finance = h.as_("fin-1", Role.FINANCE)
+        ops = h.as_("ops-1", Role.OPS)
         denied = grpc.StatusCode.PERMISSION_DENIED
         await expect_error(applicant.GetProgramBudget(get_budget), denied)
         await expect_error(

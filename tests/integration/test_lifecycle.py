@@ -22,6 +22,7 @@ from infra.local.stack import LocalStack
 from services.common.auth import mint_token
 from services.common.clients import ServiceClients
 from services.common.db import normalise_url
+from services.common.vocabulary import Role
 from tests.conftest import require_postgres
 from tests.stack_fixture import running_stack
 
@@ -70,7 +71,7 @@ async def test_demo_lifecycle_pays_awards_once_and_everything_agrees(stack: Loca
     assert {e.subject for e in paid_events} == {g.application_id for g in paid}
 
     # Money: the ledger balances, the gateway paid each line once, and both agree.
-    finance = mint_token(settings.auth_secret, "auditor", "finance")
+    finance = mint_token(settings.auth_secret, "auditor", Role.FINANCE)
     async with ServiceClients(settings, finance) as clients:
         entries = (
             await clients.disbursement.ListLedgerEntries(

@@ -38,11 +38,15 @@ from services.common.db import Database, migrate, now_utc, to_timestamp
 from services.common.grpc_server import serve
 from services.common.kafka import REVIEW, topic
 from services.common.outbox import OutboxEvent
+from services.common.unit_of_work import Transactions
+from services.common.vocabulary import Decision, Department, Role, TaskState
 from services.review import server
-from services.review.api import FULL_NAME, ReviewServicer
+from services.review.api import SERVICE, ReviewServicer
 from services.review.grant_workflows import GrantWorkflows
 from services.review.store import ReviewTaskRow
-from tests.support import free_port
+from services.review.use_cases import Review as ReviewUseCases
+from services.review.use_cases import event_source
+from tests.support import free_port, holding_the_write_lock
 from workflows import contracts
 
 TASK_QUEUE = "review-service-test"
@@ -61,7 +65,7 @@ HR = common_pb2.DEPARTMENT_HR
 class StandInTask(BaseModel):
     task_id: str
     department: str
-    state: str = "open"  # open, claimed, decided, closed (the workflow moved on)
+    state: str = TaskState.OPEN  # a TaskState, or "closed" (the workflow moved on)
     claimant: str = ""
     decision: str = ""
     approved_amount_fen: int = 0
@@ -96,15 +100,15 @@ class StandInGrantWorkflow:
     @workflow.update(name=contracts.CLAIM_REVIEW_TASK)
     def claim(self, claim: contracts.ClaimReviewTask) -> contracts.ReviewTaskAck:
         task = self.tasks[claim.task_id]
-        task.state, task.claimant = "claimed", claim.reviewer
+        task.state, task.claimant = TaskState.CLAIMED, claim.reviewer
         return contracts.ReviewTaskAck(task_id=claim.task_id, round=1, stage="in_review")
 
     @claim.validator
     def validate_claim(self, claim: contracts.ClaimReviewTask) -> None:
         task = self._task(claim.task_id, claim.department)
-        if task.state == "claimed" and task.claimant == claim.reviewer:
+        if task.state == TaskState.CLAIMED and task.claimant == claim.reviewer:
             return
-        if task.state != "open":
+        if task.state != TaskState.OPEN:
             raise ApplicationError(
                 f"review task is {task.state}", type=contracts.ERR_FAILED_PRECONDITION
             )
@@ -112,7 +116,7 @@ class StandInGrantWorkflow:
     @workflow.update(name=contracts.DECIDE_REVIEW_TASK)
     def decide(self, decision: contracts.DecideReviewTask) -> contracts.ReviewTaskAck:
         task = self.tasks[decision.task_id]
-        task.state, task.decision = "decided", decision.decision
+        task.state, task.decision = TaskState.DECIDED, decision.decision
         task.approved_amount_fen = decision.approved_amount_fen
         task.decisions_received += 1
         return contracts.ReviewTaskAck(task_id=decision.task_id, round=1, stage="in_review")
@@ -120,7 +124,7 @@ class StandInGrantWorkflow:
     @decide.validator
     def validate_decide(self, decision: contracts.DecideReviewTask) -> None:
         task = self._task(decision.task_id, decision.department)
-        if task.state != "claimed" or task.claimant != decision.reviewer:
+        if task.state != TaskState.CLAIMED or task.claimant != decision.reviewer:
             raise ApplicationError(
                 "review task is not claimed by you", type=contracts.ERR_FAILED_PRECONDITION
             )
@@ -221,7 +225,7 @@ class Review:
         return [events_pb2.EventEnvelope.FromString(raw) for raw in await self.db.run(work)]
 
 
-SYSTEM = mint_token(Settings().auth_secret, "grant-worker", "system")
+SYSTEM = mint_token(Settings().auth_secret, "grant-worker", Role.SYSTEM)
 
 
 @pytest.fixture
@@ -293,7 +297,7 @@ def app_id() -> str:
     return f"app-{uuid.uuid4().hex[:12]}"
 
 
-def stand_in(task: review_pb2.ReviewTask, department: str = "industry") -> StandInTask:
+def stand_in(task: review_pb2.ReviewTask, department: str = Department.INDUSTRY) -> StandInTask:
     return StandInTask(task_id=task.task_id, department=department)
 
 
@@ -380,7 +384,7 @@ async def test_create_task_refuses_bad_input_and_writes_nothing(review: Review) 
     assert await review.task_row_count() == 0
     assert await review.outbox() == []
 
-    reviewer = review.token("wang", "reviewer", "industry")
+    reviewer = review.token("wang", Role.REVIEWER, Department.INDUSTRY)
     error = await review.refused("CreateTask", create_request(), reviewer)
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
     error = await review.refused("CreateTask", create_request(), None)
@@ -400,9 +404,9 @@ async def test_list_tasks_by_department_assignee_and_overdue(review: Review) -> 
     hr = await review.create(department=HR)
     await review.start_grant(app, [stand_in(task) for task in industry])
 
-    wang = review.token("wang", "reviewer", "industry")
-    li = review.token("li", "reviewer", "finance")
-    ops = review.token("ops-1", "ops")
+    wang = review.token("wang", Role.REVIEWER, Department.INDUSTRY)
+    li = review.token("li", Role.REVIEWER, Department.FINANCE)
+    ops = review.token("ops-1", Role.OPS)
 
     listed = await review.call("ListTasks", review_pb2.ListTasksRequest(), wang)
     assert {t.task_id for t in listed.tasks} == {urgent.task_id} | {t.task_id for t in industry}
@@ -478,7 +482,7 @@ async def test_list_tasks_by_department_assignee_and_overdue(review: Review) -> 
 async def test_claim_then_decide_reaches_the_workflow(review: Review) -> None:
     task = await review.create(proposed_amount_fen=200_000)
     handle = await review.start_grant(task.application_id, [stand_in(task)])
-    wang = review.token("wang", "reviewer", "industry")
+    wang = review.token("wang", Role.REVIEWER, Department.INDUSTRY)
 
     claimed = await review.call(
         "ClaimTask", review_pb2.ClaimTaskRequest(task_id=task.task_id), wang
@@ -502,7 +506,7 @@ async def test_claim_then_decide_reaches_the_workflow(review: Review) -> None:
     assert decided.reason == "材料齐全"
     assert decided.HasField("decided_at")
     in_workflow = (await workflow_tasks(handle))[task.task_id]
-    assert (in_workflow.state, in_workflow.decision) == ("decided", "approve")
+    assert (in_workflow.state, in_workflow.decision) == (TaskState.DECIDED, Decision.APPROVE)
     assert in_workflow.approved_amount_fen == 160_000
 
     # A retried call gets the same answer and announces nothing new.
@@ -527,8 +531,10 @@ async def test_claim_then_decide_reaches_the_workflow(review: Review) -> None:
     # Approval without an amount approves what was proposed; a rejection awards nothing.
     second = await review.create(application_id=app_id(), proposed_amount_fen=90_000)
     third = await review.create(application_id=second.application_id, department=FINANCE)
-    await review.start_grant(second.application_id, [stand_in(second), stand_in(third, "finance")])
-    li = review.token("li", "reviewer", "finance")
+    await review.start_grant(
+        second.application_id, [stand_in(second), stand_in(third, Department.FINANCE)]
+    )
+    li = review.token("li", Role.REVIEWER, Department.FINANCE)
     await review.call("ClaimTask", review_pb2.ClaimTaskRequest(task_id=second.task_id), wang)
     await review.call("ClaimTask", review_pb2.ClaimTaskRequest(task_id=third.task_id), li)
     approved = await review.call(
@@ -555,9 +561,9 @@ async def test_claim_then_decide_reaches_the_workflow(review: Review) -> None:
 async def test_other_departments_and_other_reviewers_are_refused(review: Review) -> None:
     task = await review.create()
     await review.start_grant(task.application_id, [stand_in(task)])
-    wang = review.token("wang", "reviewer", "industry")
-    zhao = review.token("zhao", "reviewer", "industry")
-    li = review.token("li", "reviewer", "finance")
+    wang = review.token("wang", Role.REVIEWER, Department.INDUSTRY)
+    zhao = review.token("zhao", Role.REVIEWER, Department.INDUSTRY)
+    li = review.token("li", Role.REVIEWER, Department.FINANCE)
     claim = review_pb2.ClaimTaskRequest(task_id=task.task_id)
     approve = review_pb2.DecideTaskRequest(
         task_id=task.task_id, decision=review_pb2.REVIEW_DECISION_APPROVE
@@ -592,6 +598,7 @@ async def test_other_departments_and_other_reviewers_are_refused(review: Review)
     )
     bad_decisions = [
         ("decision", decision()),
+        ("decision", decision(decision=99)),  # a number outside the vocabulary
         ("reason", decision(decision=reject)),
         ("reason", decision(decision=send_back, reason="   ")),
         ("reason", decision(decision=reject, reason="r" * 1001)),
@@ -611,7 +618,7 @@ async def test_other_departments_and_other_reviewers_are_refused(review: Review)
     error = await review.refused("GetTask", review_pb2.GetTaskRequest(task_id=unknown), wang)
     assert error.code() == grpc.StatusCode.NOT_FOUND
 
-    ops = review.token("ops-1", "ops")
+    ops = review.token("ops-1", Role.OPS)
     assert (await review.refused("ClaimTask", claim, ops)).code() == (
         grpc.StatusCode.PERMISSION_DENIED
     )
@@ -631,7 +638,7 @@ async def test_other_departments_and_other_reviewers_are_refused(review: Review)
 
 
 async def test_what_the_workflow_refuses_is_not_recorded(review: Review) -> None:
-    wang = review.token("wang", "reviewer", "industry")
+    wang = review.token("wang", Role.REVIEWER, Department.INDUSTRY)
 
     async def claim(task: review_pb2.ReviewTask) -> grpc.aio.AioRpcError:
         request = review_pb2.ClaimTaskRequest(task_id=task.task_id)
@@ -652,7 +659,7 @@ async def test_what_the_workflow_refuses_is_not_recorded(review: Review) -> None
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert unknown.task_id in (error.details() or "")
     elsewhere = await review.create()
-    await review.start_grant(elsewhere.application_id, [stand_in(elsewhere, "hr")])
+    await review.start_grant(elsewhere.application_id, [stand_in(elsewhere, Department.HR)])
     error = await claim(elsewhere)
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
 
@@ -683,7 +690,7 @@ async def test_what_the_workflow_refuses_is_not_recorded(review: Review) -> None
     )
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
 
-    ops = review.token("ops-1", "ops")
+    ops = review.token("ops-1", Role.OPS)
     states = {
         t.task_id: (t.state, t.assignee)
         for t in (await review.call("ListTasks", review_pb2.ListTasksRequest(), ops)).tasks
@@ -699,8 +706,8 @@ async def test_cancel_tasks_is_idempotent(review: Review) -> None:
     first = await review.create(application_id=app)
     second = await review.create(application_id=app, department=FINANCE)
     other = await review.create()
-    await review.start_grant(app, [stand_in(first), stand_in(second, "finance")])
-    wang = review.token("wang", "reviewer", "industry")
+    await review.start_grant(app, [stand_in(first), stand_in(second, Department.FINANCE)])
+    wang = review.token("wang", Role.REVIEWER, Department.INDUSTRY)
     await review.call("ClaimTask", review_pb2.ClaimTaskRequest(task_id=first.task_id), wang)
 
     request = review_pb2.CancelTasksRequest(application_id=app, reason="申请已撤回")
@@ -723,7 +730,7 @@ async def test_cancel_tasks_is_idempotent(review: Review) -> None:
         wang,
     )
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-    ops = review.token("ops-1", "ops")
+    ops = review.token("ops-1", Role.OPS)
     untouched = await review.call("GetTask", review_pb2.GetTaskRequest(task_id=other.task_id), ops)
     assert untouched.state == review_pb2.TASK_STATE_OPEN
     error = await review.refused(
@@ -739,7 +746,7 @@ async def test_a_task_due_in_the_past_is_created_overdue(review: Review) -> None
     review service the retried creation must still succeed (the task is simply overdue)."""
     late = await review.create(due_at=to_timestamp(now_utc() - timedelta(hours=2)))
     assert late.overdue
-    ops = review.token("ops-1", "ops")
+    ops = review.token("ops-1", Role.OPS)
     listed = await review.call(
         "ListTasks",
         review_pb2.ListTasksRequest(
@@ -777,7 +784,7 @@ async def test_overdue_tasks_are_announced_once_per_level(review: Review) -> Non
         "RemindOverdueTasks", review_pb2.RemindOverdueTasksRequest(application_id=app), SYSTEM
     )
     assert violated_field(error) == "level"
-    wang = review.token("wang", "reviewer", "industry")
+    wang = review.token("wang", Role.REVIEWER, Department.INDUSTRY)
     error = await review.refused("RemindOverdueTasks", remind, wang)
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
 
@@ -790,11 +797,32 @@ async def test_cancel_tasks_touches_only_the_tasks_named(review: Review) -> None
         application_id=app, reason="rejected by finance", task_ids=[still_open.task_id]
     )
     assert (await review.call("CancelTasks", request, SYSTEM)).cancelled == 1
-    ops = review.token("ops-1", "ops")
+    ops = review.token("ops-1", Role.OPS)
     kept = await review.call("GetTask", review_pb2.GetTaskRequest(task_id=deciding.task_id), ops)
     gone = await review.call("GetTask", review_pb2.GetTaskRequest(task_id=still_open.task_id), ops)
     assert kept.state == review_pb2.TASK_STATE_OPEN
     assert gone.state == review_pb2.TASK_STATE_CANCELLED
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_reads_answer_while_another_connection_holds_the_write_lock(review: Review) -> None:
+    task = await review.create()
+    wang = review.token("wang", Role.REVIEWER, Department.INDUSTRY)
+    with holding_the_write_lock(review.db.url):
+        # The deadline only keeps a blocked read from hanging the test (see the applications
+        # service's test of the same).
+        fetched = await review.stub.GetTask(
+            review_pb2.GetTaskRequest(task_id=task.task_id),
+            metadata=(("authorization", f"Bearer {wang}"),),
+            timeout=10,
+        )
+        listed = await review.stub.ListTasks(
+            review_pb2.ListTasksRequest(),
+            metadata=(("authorization", f"Bearer {wang}"),),
+            timeout=10,
+        )
+    assert fetched.task_id == task.task_id
+    assert [t.task_id for t in listed.tasks] == [task.task_id]
 
 
 # Temporal out of reach -------------------------------------------------------------------------
@@ -814,7 +842,8 @@ async def test_temporal_out_of_reach_is_unavailable(database_url: str, tmp_path:
     settings = Settings(data_dir=tmp_path, review_address=f"127.0.0.1:{free_port()}")
     await asyncio.to_thread(migrate, database_url, server.MIGRATIONS)
     db = Database(database_url)
-    servicer = ReviewServicer(settings, db, GrantWorkflows(client))
+    transactions = Transactions(db, event_source(topic(settings, REVIEW)))
+    servicer = ReviewServicer(ReviewUseCases(transactions, GrantWorkflows(client)))
     stop, started = asyncio.Event(), asyncio.Event()
 
     def register(grpc_server: grpc.aio.Server) -> None:
@@ -826,8 +855,8 @@ async def test_temporal_out_of_reach_is_unavailable(database_url: str, tmp_path:
             address=settings.review_address,
             secret=settings.auth_secret,
             register=register,
-            service_full_names=[FULL_NAME],
-            method_roles=ReviewServicer.METHOD_ROLES,
+            service_full_names=[SERVICE.full_name],
+            method_roles=SERVICE.method_roles,
             stop=stop,
             ready=started.set,
         )
@@ -837,7 +866,7 @@ async def test_temporal_out_of_reach_is_unavailable(database_url: str, tmp_path:
     try:
         review = Review(settings, db, review_pb2_grpc.ReviewServiceStub(channel), client)
         task = await review.create()
-        wang = review.token("wang", "reviewer", "industry")
+        wang = review.token("wang", Role.REVIEWER, Department.INDUSTRY)
         error = await review.refused(
             "ClaimTask", review_pb2.ClaimTaskRequest(task_id=task.task_id), wang
         )

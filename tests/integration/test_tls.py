@@ -15,6 +15,7 @@ from services.applications.server import run
 from services.common.auth import mint_token
 from services.common.clients import ServiceClients
 from services.common.config import Settings
+from services.common.vocabulary import Role
 from tests.support import free_port
 
 
@@ -44,7 +45,7 @@ async def test_service_speaks_tls_when_configured(tmp_path: Path) -> None:
     server = asyncio.create_task(run(settings, stop=stop, ready=ready.set, messaging=False))
     try:
         await asyncio.wait_for(ready.wait(), 30)
-        token = mint_token(settings.auth_secret, "ops-1", "ops")
+        token = mint_token(settings.auth_secret, "ops-1", Role.OPS)
         async with ServiceClients(settings, token) as clients:
             answer = await clients.applications.ListPrograms(applications_pb2.ListProgramsRequest())
             assert answer.programs == []

@@ -44,3 +44,22 @@ def test_roles_need_their_binding() -> None:
         mint_token(SECRET, "acme", "applicant")
     with pytest.raises(ValueError):
         mint_token(SECRET, "li", "superuser")
+
+
+def test_departments_are_terms_of_the_vocabulary() -> None:
+    with pytest.raises(ValueError, match="unknown department"):
+        mint_token(SECRET, "li", "reviewer", department="police")
+    # A token naming a department this version does not know carries no department's rights.
+    stranger = jwt.encode(
+        {
+            "iss": ISSUER,
+            "sub": "li",
+            "role": "reviewer",
+            "dept": "police",
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 60,
+        },
+        SECRET,
+        "HS256",
+    )
+    assert verify_token(SECRET, stranger).department is None

@@ -19,6 +19,7 @@ from services.applications.catalogue import (
     validate_rule,
 )
 from services.common.errors import InvalidArgument
+from services.common.vocabulary import Department
 
 SHANGHAI = timezone(timedelta(hours=8))
 
@@ -147,15 +148,15 @@ def test_a_broken_catalogue_file_fails_naming_the_entry(tmp_path: Path) -> None:
 
 def test_a_program_involves_its_owner_and_its_reviewers_only() -> None:
     sme = by_code()["SME-CLOUD"]
-    assert involves(sme, common_pb2.DEPARTMENT_INDUSTRY)
-    assert involves(sme, common_pb2.DEPARTMENT_FINANCE)
-    assert not involves(sme, common_pb2.DEPARTMENT_HR)
-    assert not involves(sme, common_pb2.DEPARTMENT_UNSPECIFIED)
+    assert involves(sme, Department.INDUSTRY)
+    assert involves(sme, Department.FINANCE)
+    assert not involves(sme, Department.HR)
+    assert not involves(sme, None)
 
     owned_only = common_pb2.ProgramRule()
     owned_only.CopyFrom(sme)
     owned_only.owner_department = common_pb2.DEPARTMENT_HR
     owned_only.review_departments[:] = [common_pb2.DEPARTMENT_FINANCE]
-    assert involves(owned_only, common_pb2.DEPARTMENT_HR)
-    assert involves(owned_only, common_pb2.DEPARTMENT_FINANCE)
-    assert not involves(owned_only, common_pb2.DEPARTMENT_INDUSTRY)
+    assert involves(owned_only, Department.HR)
+    assert involves(owned_only, Department.FINANCE)
+    assert not involves(owned_only, Department.INDUSTRY)

@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from grantflow.sample import credit_code
+from services.common.vocabulary import Decision
 from tests.workflows.fakes import BARRED, FakeServices
 from workflows import contracts, reasons
 from workflows.funding_plan import PAYMENT_ATTEMPTS, FundingPlanWorkflow
@@ -486,7 +487,7 @@ async def test_a_decision_arriving_while_tasks_are_cancelled_is_refused(harness:
                 task_id=tasks["industry"],
                 reviewer="ind-1",
                 department="industry",
-                decision="approve",
+                decision=Decision.APPROVE,
             ),
         )
     if isinstance(refused.value, WorkflowUpdateFailedError):

@@ -1,0 +1,336 @@
+"""The applications service's use cases: the program catalogue, filing, withdrawing and
+supplementing applications, the grant workflow's stage reports, and what each caller may see.
+
+Rules kept here:
+- an enterprise files only in its own name, into a program open for applications now, and each
+  application is pinned to the newest rule version open at filing;
+- a request id repeated with the same content answers the first result, with other content
+  ALREADY_EXISTS;
+- a caller sees only what it may see (an applicant its own enterprise's filings, a reviewer the
+  programs its department owns or reviews), and whatever it may not see answers exactly as an
+  application that does not exist: NOT_FOUND confirms nothing about another tenant's ids;
+- after submission only the status projection (projection.py) writes an application's status.
+
+Every change commits with its outbox event in one unit of work (services/common/unit_of_work.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlmodel import Session
+
+from grantflow.v1 import applications_pb2, common_pb2, events_pb2
+from services.applications import store
+from services.applications.commands import (
+    ApplicationsQuery,
+    PublishProgramVersion,
+    ReportStage,
+    Submit,
+    Supplement,
+    Withdraw,
+)
+from services.applications.store import ApplicationRecord, ProgramVersion, SupplementRecord
+from services.common.auth import Principal
+from services.common.db import now_utc
+from services.common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from services.common.unit_of_work import EventSource, Transactions, UnitOfWork
+from services.common.vocabulary import NOT_WITHDRAWABLE_STAGES, GrantStage, Role
+from workflows.contracts import grant_workflow_id
+
+SOURCE = "applications"
+# Derives the ids of this service's events (EventSource.event_id); never to change, or a retry
+# across an upgrade could announce a change twice.
+EVENT_NAMESPACE = uuid.UUID("0b6e2a8e-6c55-4f0e-a1f3-2f3c8f5b7d41")
+MAX_DOCUMENTS = 100  # per application, supplements included
+
+
+def event_sources(applications_topic: str, grants_topic: str) -> tuple[EventSource, EventSource]:
+    """Where the service's events go: filings to the applications topic, the workflow's stage
+    reports to the grants topic."""
+    return (
+        EventSource(SOURCE, applications_topic, EVENT_NAMESPACE),
+        EventSource(SOURCE, grants_topic, EVENT_NAMESPACE),
+    )
+
+
+@dataclass(frozen=True)
+class ApplicationsPage:
+    applications: list[ApplicationRecord]
+    more: bool  # whether more follow the page
+
+
+def enterprise_of(caller: Principal) -> str:
+    return caller.enterprise.strip().upper()
+
+
+def _visible_to(session: Session, caller: Principal, record: ApplicationRecord) -> bool:
+    if caller.role == Role.APPLICANT:
+        return record.applicant_credit_code == enterprise_of(caller)
+    if caller.role == Role.REVIEWER:
+        return bool(store.programs_involving(session, caller.department, record.program_code))
+    # Finance, ops and the system see every program (finance pays them all).
+    return True
+
+
+def _application_for(
+    session: Session, caller: Principal, application_id: str, *, for_update: bool = False
+) -> ApplicationRecord:
+    record = store.application_by_id(session, application_id, for_update=for_update)
+    if record is None or not _visible_to(session, caller, record):
+        # Another tenant's application answers exactly as a missing one.
+        raise NotFound(f"application {application_id} not found")
+    return record
+
+
+class Applications:
+    """The use cases, over the service's database."""
+
+    def __init__(self, filings: Transactions, reports: Transactions) -> None:
+        self.filings = filings  # announces to the applications topic
+        self.reports = reports  # announces to the grants topic
+
+    # Program catalogue ------------------------------------------------------------------------
+
+    async def publish_program_version(
+        self, command: PublishProgramVersion
+    ) -> common_pb2.ProgramRule:
+        rule = command.rule
+
+        def work(unit: UnitOfWork) -> common_pb2.ProgramRule:
+            versions = store.program_versions(unit.session, rule.code)
+            for existing in versions:
+                if existing.version == rule.version:
+                    if existing.to_proto() != rule:
+                        raise AlreadyExists(
+                            f"{rule.code} version {rule.version} is already published with "
+                            "different content; publish a new version instead"
+                        )
+                    return existing.to_proto()
+            if versions and rule.version <= versions[-1].version:
+                raise FailedPrecondition(
+                    f"{rule.code} version {rule.version} is not newer than the published "
+                    f"version {versions[-1].version}"
+                )
+            unit.session.add(ProgramVersion.from_proto(rule, now_utc()))
+            return rule
+
+        return await self.filings.write(work)
+
+    async def programs(self, code: str = "") -> list[common_pb2.ProgramRule]:
+        def work(session: Session) -> list[common_pb2.ProgramRule]:
+            return [row.to_proto() for row in store.programs(session, code)]
+
+        return await self.filings.read(work)
+
+    # Applications -----------------------------------------------------------------------------
+
+    async def submit(self, command: Submit) -> applications_pb2.Application:
+        if command.credit_code != enterprise_of(command.caller):
+            raise PermissionDenied("an enterprise may only file applications in its own name")
+        fingerprint = command.fingerprint
+
+        def work(unit: UnitOfWork) -> applications_pb2.Application:
+            session = unit.session
+            versions = store.program_versions(session, command.program_code)
+            if not versions:
+                raise InvalidArgument("program_code", "unknown program")
+            existing = store.application_by_request(
+                session, command.credit_code, command.request_id
+            )
+            if existing is not None:
+                if existing.request_fingerprint != fingerprint:
+                    raise AlreadyExists(
+                        f"request_id {command.request_id} was already used for a different "
+                        "application"
+                    )
+                return existing.to_proto()
+            now = now_utc()
+            open_versions = [version for version in versions if version.is_open(now)]
+            if not open_versions:
+                raise FailedPrecondition(
+                    f"program {command.program_code} is not open for applications now"
+                )
+            pinned = max(open_versions, key=lambda version: version.version)
+            application_id = uuid.uuid4().hex
+            record = ApplicationRecord(
+                application_id=application_id,
+                request_id=command.request_id,
+                request_fingerprint=fingerprint,
+                program_code=command.program_code,
+                rule_version=pinned.version,
+                applicant_credit_code=command.credit_code,
+                applicant_name=command.applicant_name,
+                project_title=command.project_title,
+                project_description=command.project_description,
+                figures=command.figures,
+                documents=command.documents,
+                requested_amount_fen=command.requested_amount_fen,
+                status=GrantStage.SUBMITTED.to_proto(),
+                workflow_id=grant_workflow_id(application_id),
+                submitted_at=now,
+                updated_at=now,
+            )
+            session.add(record)
+            application = record.to_proto()
+            unit.announce(
+                application_id,
+                events_pb2.ApplicationSubmitted(application=application, rule=pinned.to_proto()),
+                key=application_id,
+                occurred_at=now,
+            )
+            return application
+
+        return await self.filings.write(work)
+
+    async def application(
+        self, caller: Principal, application_id: str
+    ) -> applications_pb2.Application:
+        def work(session: Session) -> applications_pb2.Application:
+            return _application_for(session, caller, application_id).to_proto()
+
+        return await self.filings.read(work)
+
+    async def applications(self, query: ApplicationsQuery) -> ApplicationsPage:
+        caller = query.caller
+
+        def work(session: Session) -> ApplicationsPage:
+            enterprise: str | None = None
+            visible: set[str] | None = None
+            if caller.role == Role.APPLICANT:
+                # Whatever it asks for, an applicant sees only its own enterprise's filings.
+                enterprise = enterprise_of(caller)
+            if caller.role == Role.REVIEWER:
+                visible = store.programs_involving(session, caller.department)
+                if query.program_code and query.program_code not in visible:
+                    raise PermissionDenied(
+                        f"your department does not review program {query.program_code}"
+                    )
+            rows = store.applications_page(
+                session,
+                limit=query.page_size + 1,
+                enterprise=enterprise,
+                programs=visible,
+                credit_code=query.credit_code,
+                program_code=query.program_code,
+                status=query.stage.to_proto() if query.stage is not None else None,
+                after_id=query.after_id,
+            )
+            return ApplicationsPage(rows[: query.page_size], len(rows) > query.page_size)
+
+        return await self.filings.read(work)
+
+    async def withdraw(self, command: Withdraw) -> applications_pb2.Application:
+        caller, application_id = command.caller, command.application_id
+
+        def work(unit: UnitOfWork) -> applications_pb2.Application:
+            record = _application_for(unit.session, caller, application_id, for_update=True)
+            if record.withdrawal_requested_at is not None:
+                return record.to_proto()
+            stage = GrantStage.from_proto(record.status)
+            if stage in NOT_WITHDRAWABLE_STAGES:
+                raise FailedPrecondition(f"application {application_id} is {stage}")
+            now = now_utc()
+            record.withdrawal_requested_at = now
+            record.withdrawal_reason = command.reason
+            record.withdrawn_by = caller.subject
+            record.updated_at = now
+            unit.session.add(record)
+            unit.announce(
+                application_id,
+                events_pb2.ApplicationWithdrawn(
+                    application_id=application_id,
+                    reason=command.reason,
+                    withdrawn_by=caller.subject,
+                ),
+                key=application_id,
+                occurred_at=now,
+            )
+            return record.to_proto()
+
+        return await self.filings.write(work)
+
+    async def supplement(self, command: Supplement) -> applications_pb2.Application:
+        application_id, fingerprint = command.application_id, command.fingerprint
+
+        def work(unit: UnitOfWork) -> applications_pb2.Application:
+            session = unit.session
+            record = _application_for(session, command.caller, application_id, for_update=True)
+            earlier = store.supplement_by_request(session, application_id, command.request_id)
+            if earlier is not None:
+                if earlier.request_fingerprint != fingerprint:
+                    raise AlreadyExists(
+                        f"request_id {command.request_id} was already used for a different "
+                        "supplement"
+                    )
+                return record.to_proto()
+            if record.withdrawal_requested_at is not None:
+                raise FailedPrecondition(f"application {application_id} is being withdrawn")
+            stage = GrantStage.from_proto(record.status)
+            if stage != GrantStage.AWAITING_SUPPLEMENT:
+                raise FailedPrecondition(
+                    f"application {application_id} is {stage}, not awaiting a supplement"
+                )
+            if len(record.documents) + len(command.documents) > MAX_DOCUMENTS:
+                raise InvalidArgument(
+                    "documents", f"an application may hold at most {MAX_DOCUMENTS} documents"
+                )
+            now = now_utc()
+            record.figures = {**record.figures, **command.figures}
+            record.documents = [*record.documents, *command.documents]
+            record.supplement_count += 1
+            record.updated_at = now
+            session.add(record)
+            session.add(
+                SupplementRecord(
+                    application_id=application_id,
+                    request_id=command.request_id,
+                    request_fingerprint=fingerprint,
+                    number=record.supplement_count,
+                    note=command.note,
+                    created_at=now,
+                )
+            )
+            unit.announce(
+                application_id,
+                events_pb2.ApplicationSupplemented(
+                    application_id=application_id,
+                    figures=record.figures,
+                    supplement_count=record.supplement_count,
+                    note=command.note,
+                ),
+                key=f"{application_id}:{record.supplement_count}",
+                occurred_at=now,
+            )
+            return record.to_proto()
+
+        return await self.filings.write(work)
+
+    # Grant workflow reports -------------------------------------------------------------------
+
+    async def report_stage(self, command: ReportStage) -> None:
+        change = command.change
+        application_id = change.application_id
+
+        def work(unit: UnitOfWork) -> None:
+            if unit.announced(command.event_id):
+                return
+            record = store.application_by_id(unit.session, application_id)
+            if record is None:
+                raise NotFound(f"application {application_id} not found")
+            if change.program_code and change.program_code != record.program_code:
+                raise InvalidArgument(
+                    "change.program_code",
+                    f"does not match the application's program {record.program_code}",
+                )
+            change.program_code = record.program_code
+            unit.announce_as(application_id, change, event_id=command.event_id)
+
+        await self.reports.write(work)

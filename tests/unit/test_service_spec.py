@@ -1,0 +1,29 @@
+"""Every RPC of every service has a role table entry: a new method is not served until someone
+says who may call it."""
+
+from __future__ import annotations
+
+import pytest
+
+from grantflow.v1 import review_pb2
+from services.applications.api import SERVICE as APPLICATIONS
+from services.common.service_main import ServiceSpec
+from services.common.vocabulary import Role
+from services.disbursement.api import SERVICE as DISBURSEMENT
+from services.review.api import SERVICE as REVIEW
+
+
+@pytest.mark.parametrize("spec", [APPLICATIONS, REVIEW, DISBURSEMENT], ids=lambda s: s.name)
+def test_the_role_table_names_every_method_and_only_roles(spec: ServiceSpec) -> None:
+    assert set(spec.method_roles) == {method.name for method in spec.descriptor.methods}
+    assert all(roles and roles <= set(Role) for roles in spec.method_roles.values())
+
+
+def test_a_role_table_missing_a_method_is_refused() -> None:
+    descriptor = review_pb2.DESCRIPTOR.services_by_name["ReviewService"]
+    with pytest.raises(ValueError, match="no roles for \\['GetTask'\\]"):
+        ServiceSpec(
+            name="review",
+            descriptor=descriptor,
+            roles={m.name: (Role.OPS,) for m in descriptor.methods if m.name != "GetTask"},
+        )

@@ -464,7 +464,7 @@ def status(application_id: str, token: TokenOpt = "", user: UserOpt = "ops") -> 
 @app.command()
 def withdraw(
     application_id: str,
-    reason: str = "withdrawn by the applicant",
+    reason: str = "申请单位撤回申请",
     credit_code: Annotated[str, typer.Option(help="applicant's credit code")] = "",
     token: TokenOpt = "",
 ) -> None:
@@ -477,7 +477,7 @@ def withdraw(
         if credit_code
         else token_for(settings, token, Role.OPS, "ops")  # an operator withdraws on request
     )
-    call(
+    answer = call(
         bearer,
         "applications",
         lambda c: c.applications.WithdrawApplication(
@@ -486,7 +486,12 @@ def withdraw(
             )
         ),
     )
-    out().print(f"withdrawal of {application_id} requested")
+    # The grant answers once it has honoured the withdrawal; one not started yet takes it as
+    # it starts.
+    if GrantStage.from_proto(answer.status) == GrantStage.WITHDRAWN:
+        out().print(f"已撤回 withdrawn: {application_id}")
+    else:
+        out().print(f"撤回申请已提交 withdrawal filed, taken as the grant starts: {application_id}")
 
 
 # ---------------------------------------------------------------------------------- reviewers

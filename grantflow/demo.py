@@ -291,7 +291,6 @@ class Demo:
                 )
                 await self.wait_for(g, {S.GRANT_STAGE_AWAITING_SUPPLEMENT})
                 await self.supplement(applicant, g, complete=False)
-                await self.wait_for(g, {S.GRANT_STAGE_IN_REVIEW}, newer_than_reason="returned")
                 await self.review(g, Department.INDUSTRY, Decision.APPROVE, round_=2)
                 await self.review(g, Department.FINANCE, Decision.APPROVE, round_=2)
             else:
@@ -377,15 +376,13 @@ class Demo:
             )
         )
 
-    async def wait_for(self, g: Tracked, stages: set[int], newer_than_reason: str = "") -> int:
+    async def wait_for(self, g: Tracked, stages: set[int]) -> int:
         while True:
             a = await self.ops.applications.GetApplication(
                 applications_pb2.GetApplicationRequest(application_id=g.application_id)
             )
             g.status, g.award_fen, g.reason = a.status, a.award_amount_fen, a.status_reason
-            if a.status in stages and not (
-                newer_than_reason and newer_than_reason in a.status_reason
-            ):
+            if a.status in stages:
                 return int(a.status)
             if a.status in FINAL and a.status not in stages:
                 return int(a.status)

@@ -2,34 +2,48 @@
 through one of these, and each calls a service over gRPC (or the registry at the edge).
 
 Activities are retried by Temporal, so each is idempotent: creating calls carry deterministic
-request ids, reports carry deterministic event ids, payments are idempotent per line. A service's
-answer that retrying cannot change (bad input, wrong state) becomes a non-retryable error.
+request ids, reports carry deterministic event ids, payments are idempotent per award. An answer
+that retrying cannot change (bad input, wrong state, a value outside Grantflow's vocabulary)
+becomes a non-retryable ApplicationError typed with an ErrorType; a service that cannot be
+reached is retried until it can. A payment gateway's passing failure is GATEWAY_FAILED, so the
+funding plan counts gateway answers, and only those, against a line's attempts.
+
+Each activity takes one argument. Activities whose signature changed keep their old name and
+signature under "second generation" below, for grants and plans started before; the third
+generation's have a `_v3` name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import grpc
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2, review_pb2
-from services.common.auth import DEPARTMENTS
+from grantflow.v1 import applications_pb2, disbursement_pb2, review_pb2
 from services.common.clients import ServiceClients
 from services.common.db import to_timestamp
+from services.common.errors import REASON_PAYMENT_GATEWAY, error_reason
+from services.common.vocabulary import Department, ErrorType, GrantStage, VocabularyError
 from services.common.workdays import add_working_days
 from workflows.models import (
+    AwardRef,
     CreateReviewTaskRequest,
     DeadlineRequest,
     EligibilityRecord,
     EligibilityRequest,
+    OverdueReminder,
     PaymentFailure,
     PaymentRequest,
     PaymentResult,
+    PlanRef,
+    ReservationRelease,
     ReserveRequest,
     StageReport,
+    TasksToCancel,
 )
 from workflows.registry import EnterpriseRegistry
 
@@ -48,21 +62,41 @@ FINAL_CODES = {
 
 async def call(rpc: Awaitable[T]) -> T:
     """Awaits a service call; final answers become non-retryable ApplicationErrors typed with
-    the status code name, anything else propagates and is retried."""
+    the status code's name (ErrorType), anything else propagates and is retried."""
     try:
         return await rpc
     except grpc.aio.AioRpcError as error:
-        if error.code() in FINAL_CODES:
-            raise ApplicationError(
-                error.details() or error.code().name, type=error.code().name, non_retryable=True
-            ) from None
-        raise
+        raise translated(error) from None
+
+
+def translated(error: grpc.aio.AioRpcError) -> Exception:
+    if error.code() in FINAL_CODES:
+        return ApplicationError(
+            error.details() or error.code().name,
+            type=ErrorType.parse(error.code().name),
+            non_retryable=True,
+        )
+    return error
+
+
+@contextmanager
+def unknown_terms_are_final() -> Iterator[None]:
+    """A stage, department or state outside the vocabulary is a defect no retry can mend: fail
+    the activity for good (the workflow sees it) instead of retrying it forever."""
+    try:
+        yield
+    except VocabularyError as error:
+        raise ApplicationError(
+            str(error), type=ErrorType.UNKNOWN_TERM, non_retryable=True
+        ) from None
 
 
 class GrantActivities:
     def __init__(self, clients: ServiceClients, registry: EnterpriseRegistry) -> None:
         self.clients = clients
         self.registry = registry
+
+    # ------------------------------------------------------------------------------ grants
 
     @activity.defn(name="look_up_enterprise")
     async def look_up_enterprise(self, request: EligibilityRequest) -> EligibilityRecord:
@@ -78,13 +112,15 @@ class GrantActivities:
 
     @activity.defn(name="create_review_task")
     async def create_review_task(self, request: CreateReviewTaskRequest) -> str:
+        with unknown_terms_are_final():
+            department = Department.parse(request.department).to_proto()
         task = await call(
             self.clients.review.CreateTask(
                 review_pb2.CreateTaskRequest(
                     request_id=request.request_id,
                     application_id=request.application_id,
                     program_code=request.program_code,
-                    department=DEPARTMENTS[request.department],
+                    department=department,  # type: ignore[arg-type]
                     round=request.round,
                     proposed_amount_fen=request.proposed_amount_fen,
                     due_at=to_timestamp(request.due_at),
@@ -95,29 +131,27 @@ class GrantActivities:
         )
         return task.task_id
 
-    @activity.defn(name="cancel_review_tasks")
-    async def cancel_review_tasks(
-        self, application_id: str, reason: str, task_ids: list[str]
-    ) -> int:
+    @activity.defn(name="cancel_review_tasks_v3")
+    async def cancel_review_tasks_v3(self, request: TasksToCancel) -> int:
         answer = await call(
             self.clients.review.CancelTasks(
                 review_pb2.CancelTasksRequest(
-                    application_id=application_id, reason=reason, task_ids=task_ids
+                    application_id=request.application_id,
+                    reason=request.reason,
+                    task_ids=request.task_ids,
                 )
             )
         )
         return answer.cancelled
 
-    @activity.defn(name="remind_overdue_tasks")
-    async def remind_overdue_tasks(
-        self, application_id: str, task_ids: list[str], level: int
-    ) -> int:
+    @activity.defn(name="remind_overdue_tasks_v3")
+    async def remind_overdue_tasks_v3(self, request: OverdueReminder) -> int:
         answer = await call(
             self.clients.review.RemindOverdueTasks(
                 review_pb2.RemindOverdueTasksRequest(
-                    application_id=application_id,
-                    task_ids=task_ids,
-                    level=level,  # type: ignore[arg-type]
+                    application_id=request.application_id,
+                    task_ids=request.task_ids,
+                    level=request.level,  # type: ignore[arg-type]
                 )
             )
         )
@@ -125,13 +159,15 @@ class GrantActivities:
 
     @activity.defn(name="report_stage")
     async def report_stage(self, report: StageReport) -> None:
+        with unknown_terms_are_final():
+            stage = GrantStage.parse(report.stage).to_proto()
         await call(
             self.clients.applications.ReportGrantStage(
                 applications_pb2.ReportGrantStageRequest(
                     event_id=report.event_id,
                     change=applications_pb2.GrantStageChanged(
                         application_id=report.application_id,
-                        stage=common_pb2.GrantStage.Value(f"GRANT_STAGE_{report.stage}"),
+                        stage=stage,  # type: ignore[arg-type]
                         reason=report.reason,
                         award_amount_fen=report.award_amount_fen,
                         program_code=report.program_code,
@@ -157,33 +193,47 @@ class GrantActivities:
         )
         return reservation.amount_fen
 
-    @activity.defn(name="release_reservation")
-    async def release_reservation(self, application_id: str, reason: str) -> None:
-        await call(
+    @activity.defn(name="release_reservation_v3")
+    async def release_reservation_v3(self, request: ReservationRelease) -> int:
+        """Gives the award's money back to the budget; answers the amount released."""
+        reservation = await call(
             self.clients.disbursement.ReleaseReservation(
                 disbursement_pb2.ReleaseReservationRequest(
-                    application_id=application_id, reason=reason
+                    application_id=request.application_id, reason=request.reason
                 )
             )
         )
+        return reservation.amount_fen
 
-    @activity.defn(name="confirm_award")
-    async def confirm_award(self, application_id: str) -> None:
+    @activity.defn(name="confirm_award_v3")
+    async def confirm_award_v3(self, award: AwardRef) -> None:
         await call(
             self.clients.disbursement.ConfirmAward(
-                disbursement_pb2.ConfirmAwardRequest(application_id=application_id)
+                disbursement_pb2.ConfirmAwardRequest(application_id=award.application_id)
             )
         )
 
-    @activity.defn(name="execute_payment")
-    async def execute_payment(self, request: PaymentRequest) -> PaymentResult:
-        line = await call(
-            self.clients.disbursement.ExecutePayment(
+    # ------------------------------------------------------------------------------ plans
+
+    @activity.defn(name="pay_line_v3")
+    async def pay_line_v3(self, request: PaymentRequest) -> PaymentResult:
+        """Pays one line. A gateway failure that a later attempt may overcome is GATEWAY_FAILED
+        (non-retryable here: the plan counts such answers); a disbursement service that cannot
+        be reached is retried by Temporal until it answers, and costs the line nothing."""
+        try:
+            line = await self.clients.disbursement.ExecutePayment(
                 disbursement_pb2.ExecutePaymentRequest(
                     plan_id=request.plan_id, line_id=request.line_id
                 )
             )
-        )
+        except grpc.aio.AioRpcError as error:
+            if error_reason(error) == REASON_PAYMENT_GATEWAY:
+                raise ApplicationError(
+                    error.details() or "payment gateway failure",
+                    type=ErrorType.GATEWAY_FAILED,
+                    non_retryable=True,
+                ) from None
+            raise translated(error) from None
         return PaymentResult(
             line_id=line.line_id,
             amount_fen=line.amount_fen,
@@ -200,26 +250,82 @@ class GrantActivities:
             )
         )
 
-    @activity.defn(name="complete_funding_plan")
-    async def complete_funding_plan(self, plan_id: str) -> None:
+    @activity.defn(name="complete_funding_plan_v3")
+    async def complete_funding_plan_v3(self, plan: PlanRef) -> None:
         await call(
             self.clients.disbursement.CompleteFundingPlan(
-                disbursement_pb2.CompleteFundingPlanRequest(plan_id=plan_id)
+                disbursement_pb2.CompleteFundingPlanRequest(plan_id=plan.plan_id)
             )
         )
+
+    # --------------------------------------------- second generation (legacy signatures)
+
+    @activity.defn(name="cancel_review_tasks")
+    async def cancel_review_tasks(
+        self, application_id: str, reason: str, task_ids: list[str]
+    ) -> int:
+        return await self.cancel_review_tasks_v3(
+            TasksToCancel(application_id=application_id, reason=reason, task_ids=task_ids)
+        )
+
+    @activity.defn(name="remind_overdue_tasks")
+    async def remind_overdue_tasks(
+        self, application_id: str, task_ids: list[str], level: int
+    ) -> int:
+        return await self.remind_overdue_tasks_v3(
+            OverdueReminder(application_id=application_id, task_ids=task_ids, level=level)
+        )
+
+    @activity.defn(name="release_reservation")
+    async def release_reservation(self, application_id: str, reason: str) -> None:
+        await self.release_reservation_v3(
+            ReservationRelease(application_id=application_id, reason=reason)
+        )
+
+    @activity.defn(name="confirm_award")
+    async def confirm_award(self, application_id: str) -> None:
+        await self.confirm_award_v3(AwardRef(application_id=application_id))
+
+    @activity.defn(name="execute_payment")
+    async def execute_payment(self, request: PaymentRequest) -> PaymentResult:
+        """The second generation's payment: every failure but a final answer is retried by the
+        plan's bounded retry policy, as it was."""
+        line = await call(
+            self.clients.disbursement.ExecutePayment(
+                disbursement_pb2.ExecutePaymentRequest(
+                    plan_id=request.plan_id, line_id=request.line_id
+                )
+            )
+        )
+        return PaymentResult(
+            line_id=line.line_id,
+            amount_fen=line.amount_fen,
+            gateway_reference=line.gateway_reference,
+        )
+
+    @activity.defn(name="complete_funding_plan")
+    async def complete_funding_plan(self, plan_id: str) -> None:
+        await self.complete_funding_plan_v3(PlanRef(plan_id=plan_id))
 
     def all(self) -> list[object]:
         return [
             self.look_up_enterprise,
             self.working_days_deadline,
             self.create_review_task,
-            self.cancel_review_tasks,
-            self.remind_overdue_tasks,
+            self.cancel_review_tasks_v3,
+            self.remind_overdue_tasks_v3,
             self.report_stage,
             self.reserve_budget,
+            self.release_reservation_v3,
+            self.confirm_award_v3,
+            self.pay_line_v3,
+            self.mark_payment_failed,
+            self.complete_funding_plan_v3,
+            # second generation
+            self.cancel_review_tasks,
+            self.remind_overdue_tasks,
             self.release_reservation,
             self.confirm_award,
             self.execute_payment,
-            self.mark_payment_failed,
             self.complete_funding_plan,
         ]

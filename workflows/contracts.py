@@ -14,10 +14,13 @@ GRANT_WORKFLOW = "GrantWorkflow"
 FUNDING_PLAN_WORKFLOW = "FundingPlanWorkflow"
 
 # Updates (the caller learns at once whether the workflow took it)
-CLAIM_REVIEW_TASK = "claim_review_task"
 DECIDE_REVIEW_TASK = "decide_review_task"
+WITHDRAW_APPLICATION = "withdraw_application"
+# Claims are judged by the review service; grants of the second generation still accept this.
+CLAIM_REVIEW_TASK = "claim_review_task"
 
 # Signals (no answer needed)
+# A withdrawal filed before the grant's workflow started reaches it as this signal.
 WITHDRAW = "withdraw"
 SUPPLEMENT = "supplement"
 PAYMENT_SETTLED = "payment_settled"
@@ -85,6 +88,14 @@ class ReviewTaskAck(BaseModel):
 class Withdraw(BaseModel):
     reason: str = ""
     withdrawn_by: str = ""
+
+
+class WithdrawalAnswer(BaseModel):
+    """What an honoured withdrawal answers (a refused one fails with FAILED_PRECONDITION and
+    the reason, written for the applicant)."""
+
+    stage: str
+    released_fen: int = 0
 
 
 class Supplement(BaseModel):

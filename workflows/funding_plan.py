@@ -1,9 +1,17 @@
 """FundingPlanWorkflow: one per approved funding plan (`plan-<plan id>`), the payment run.
 
-Each line is paid through the disbursement service (which calls the payment gateway with the
-award's idempotency key, so neither retries nor a later plan for the same award pay twice), a bounded number of times with backoff; a
-line that still fails is recorded as failed and reported. Each grant is told of its plan first,
-then of its payment's outcome, by signals; the plan is closed when every line is settled.
+The lines are paid a few at a time, each as soon as a place is free (not in batches that wait
+for their slowest line), through the disbursement service (which calls the payment gateway with
+the award's idempotency key, so neither a retry nor a later plan pays twice); the grant is told
+the outcome. Only the gateway's answers count against a line: a timeout with the outcome unknown
+or an unavailable gateway is tried again later, up to PAYMENT_ATTEMPTS times, then the line is
+recorded as failed; a rejection fails it at once. A disbursement service that cannot be reached
+is waited out and costs the line nothing. A grant is told its plan is paying only when its
+payment does not go through at the first attempt (a payment that settles at once has nothing to
+tell in between). The plan is closed when every line is settled.
+
+Generations: a plan started before this code (no `funding-plan-v3` marker) runs
+LegacyFundingPlan (funding_plan_legacy.py) as it did.
 """
 
 from __future__ import annotations
@@ -12,111 +20,130 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from services.common.vocabulary import ErrorType
     from workflows import contracts
     from workflows.activities import GrantActivities
-    from workflows.grant import SERVICE_RETRY, SERVICE_TIMEOUT
+    from workflows.funding_plan_legacy import LegacyFundingPlan
+    from workflows.grant import SERVICE_RETRY, SERVICE_TIMEOUT, ServiceRefusal, final_error_type
     from workflows.models import (
         FundingPlanOutcome,
         PaymentFailure,
         PaymentRequest,
         PaymentResult,
+        PlanRef,
     )
 
-# A payment attempt that keeps failing is reported after this many tries, not retried forever.
+FUNDING_PLAN_PATCH = "funding-plan-v3"
+# Gateway answers that may pass (timeout, unavailable) tolerated per line before it is failed.
 PAYMENT_ATTEMPTS = 6
 # Longer than the gateway's own call timeout (30 s), so an attempt is never abandoned while the
 # disbursement service may still be waiting for the bank's answer.
 PAYMENT_TIMEOUT = timedelta(seconds=60)
-PAYMENT_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=PAYMENT_ATTEMPTS,
-)
+# Between two gateway answers that may pass: 1 s, 2 s, 4 s ... at most 60 s (durable timers).
+GATEWAY_BACKOFF = timedelta(seconds=1)
+GATEWAY_BACKOFF_MAX = timedelta(seconds=60)
 # Lines paid at the same time; the gateway is an external system with its own limits.
-CONCURRENT_PAYMENTS = 10
+CONCURRENT_PAYMENTS = 20
 
 
 @workflow.defn(name=contracts.FUNDING_PLAN_WORKFLOW)
 class FundingPlanWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, plan: contracts.FundingPlanInput) -> None:
+        self.plan = plan
         self._paid = 0
         self._failed = 0
-        self._total = 0
+        self._legacy: LegacyFundingPlan | None = None
 
     @workflow.run
     async def run(self, plan: contracts.FundingPlanInput) -> FundingPlanOutcome:
-        lines = list(zip(plan.line_ids, plan.application_ids, strict=True))
-        self._total = len(lines)
-        for line_id, application_id in lines:
-            await self._tell_grant(
-                application_id,
-                contracts.FUNDING_PLAN_ASSIGNED,
-                contracts.FundingPlanAssigned(plan_id=plan.plan_id, line_id=line_id),
-            )
-        for start in range(0, len(lines), CONCURRENT_PAYMENTS):
-            batch = lines[start : start + CONCURRENT_PAYMENTS]
-            await asyncio.gather(*[self._pay(plan.plan_id, line, app) for line, app in batch])
-        await workflow.execute_activity_method(
-            GrantActivities.complete_funding_plan,
-            plan.plan_id,
+        if not workflow.patched(FUNDING_PLAN_PATCH):
+            self._legacy = LegacyFundingPlan()
+            return await self._legacy.run(plan)
+        places = asyncio.Semaphore(CONCURRENT_PAYMENTS)
+
+        async def pay(line_id: str, application_id: str) -> None:
+            async with places:
+                await self._pay(line_id, application_id)
+
+        await asyncio.gather(
+            *[
+                pay(line_id, application_id)
+                for line_id, application_id in zip(plan.line_ids, plan.application_ids, strict=True)
+            ]
+        )
+        await workflow.execute_local_activity_method(
+            GrantActivities.complete_funding_plan_v3,
+            PlanRef(plan_id=plan.plan_id),
             start_to_close_timeout=SERVICE_TIMEOUT,
             retry_policy=SERVICE_RETRY,
         )
-        return FundingPlanOutcome(
-            plan_id=plan.plan_id, paid_lines=self._paid, failed_lines=self._failed
+        return self.progress()
+
+    async def _pay(self, line_id: str, application_id: str) -> None:
+        plan_id = self.plan.plan_id
+        request = PaymentRequest(plan_id=plan_id, line_id=line_id)
+        backoff = GATEWAY_BACKOFF
+        reason = ""
+        for attempt in range(1, PAYMENT_ATTEMPTS + 1):
+            try:
+                result = await workflow.execute_activity_method(
+                    GrantActivities.pay_line_v3,
+                    request,
+                    start_to_close_timeout=PAYMENT_TIMEOUT,
+                    retry_policy=SERVICE_RETRY,
+                )
+                return await self._settled(line_id, application_id, result)
+            except ActivityError as error:
+                reason = str(error.cause or error)
+                if final_error_type(error) != ErrorType.GATEWAY_FAILED:
+                    break  # a final answer: the gateway rejected it, or the line cannot be paid
+                workflow.logger.info(
+                    "gateway failure on line %s (%d): %s", line_id, attempt, reason
+                )
+                if attempt == 1:  # the payment will take a while: the applicant is told
+                    await self._tell_grant(
+                        application_id,
+                        contracts.FUNDING_PLAN_ASSIGNED,
+                        contracts.FundingPlanAssigned(plan_id=plan_id, line_id=line_id),
+                    )
+                if attempt < PAYMENT_ATTEMPTS:
+                    await workflow.sleep(backoff)
+                    backoff = min(backoff * 2, GATEWAY_BACKOFF_MAX)
+        try:
+            await workflow.execute_local_activity_method(
+                GrantActivities.mark_payment_failed,
+                PaymentFailure(plan_id=plan_id, line_id=line_id, reason=reason),
+                start_to_close_timeout=SERVICE_TIMEOUT,
+                retry_policy=SERVICE_RETRY,
+            )
+        except ServiceRefusal:
+            # The gateway says the payment went through after all (its answer was lost):
+            # settle the line with the same idempotency key instead of failing it.
+            result = await workflow.execute_activity_method(
+                GrantActivities.pay_line_v3,
+                request,
+                start_to_close_timeout=PAYMENT_TIMEOUT,
+                retry_policy=SERVICE_RETRY,
+            )
+            return await self._settled(line_id, application_id, result)
+        self._failed += 1
+        await self._tell_grant(
+            application_id,
+            contracts.PAYMENT_FAILED,
+            contracts.PaymentFailed(plan_id=plan_id, line_id=line_id, reason=reason),
         )
 
-    async def _pay(self, plan_id: str, line_id: str, application_id: str) -> None:
-        try:
-            result = await workflow.execute_activity_method(
-                GrantActivities.execute_payment,
-                PaymentRequest(plan_id=plan_id, line_id=line_id),
-                start_to_close_timeout=PAYMENT_TIMEOUT,
-                retry_policy=PAYMENT_RETRY,
-            )
-        except ActivityError as error:
-            reason = str(error.cause or error)
-            try:
-                await workflow.execute_activity_method(
-                    GrantActivities.mark_payment_failed,
-                    PaymentFailure(plan_id=plan_id, line_id=line_id, reason=reason),
-                    start_to_close_timeout=SERVICE_TIMEOUT,
-                    retry_policy=SERVICE_RETRY,
-                )
-            except ActivityError:
-                # The gateway says the payment went through after all (its answer was lost):
-                # settle the line with the same idempotency key instead of failing it.
-                result = await workflow.execute_activity_method(
-                    GrantActivities.execute_payment,
-                    PaymentRequest(plan_id=plan_id, line_id=line_id),
-                    start_to_close_timeout=SERVICE_TIMEOUT,
-                    retry_policy=SERVICE_RETRY,
-                )
-                await self._settled(plan_id, line_id, application_id, result)
-                return
-            self._failed += 1
-            await self._tell_grant(
-                application_id,
-                contracts.PAYMENT_FAILED,
-                contracts.PaymentFailed(plan_id=plan_id, line_id=line_id, reason=reason),
-            )
-            return
-        await self._settled(plan_id, line_id, application_id, result)
-
-    async def _settled(
-        self, plan_id: str, line_id: str, application_id: str, result: PaymentResult
-    ) -> None:
+    async def _settled(self, line_id: str, application_id: str, result: PaymentResult) -> None:
         self._paid += 1
         await self._tell_grant(
             application_id,
             contracts.PAYMENT_SETTLED,
             contracts.PaymentSettled(
-                plan_id=plan_id,
+                plan_id=self.plan.plan_id,
                 line_id=line_id,
                 amount_fen=result.amount_fen,
                 gateway_reference=result.gateway_reference,
@@ -132,8 +159,8 @@ class FundingPlanWorkflow:
 
     @workflow.query(name="progress")
     def progress(self) -> FundingPlanOutcome:
+        if self._legacy is not None:
+            return self._legacy.progress()
         return FundingPlanOutcome(
-            plan_id=workflow.info().workflow_id.removeprefix("plan-"),
-            paid_lines=self._paid,
-            failed_lines=self._failed,
+            plan_id=self.plan.plan_id, paid_lines=self._paid, failed_lines=self._failed
         )

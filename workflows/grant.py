@@ -1,31 +1,49 @@
 """GrantWorkflow: one per application (`grant-<application id>`), from filing to paid or closed.
 
-Stages (DOMAIN.md): formal check and eligibility → (supplement) → parallel co-review by the
-program's departments, in rounds, with a durable due-date timer that reminds and then escalates
-overdue reviews → decision → budget reservation → public notice of N working
-days → waiting for the funding plan → payment → paid. Rejection, withdrawal and
-return-for-supplement are paths of the same workflow; a reservation is released whenever an award
-falls away. Reviewers' claims and decisions arrive as Updates with validators, withdrawals,
-supplements and payment results as signals. Every stage is reported to the applications service,
-which publishes it (the applicant's status is a projection of those events).
+The process runs in phases (DOMAIN.md): formal check and eligibility, with requests for
+supplements (补正) → review rounds by the program's departments in parallel until decided, a
+durable due-date timer reminding and then escalating overdue reviews → budget reservation → the
+public notice of N working days → waiting for a funding plan and its payment → paid. Rejection
+and withdrawal end a grant at any waiting point; a reservation is released whenever an award
+falls away.
 
-Determinism: only workflow APIs for time and waiting; the holiday calendar is read in an activity.
-Changes to this code that alter the commands of a running grant need workflow.patched.
+Reviewers' decisions and applicants' withdrawals are Updates with validators (the caller learns at
+once whether the grant took them); supplements and payment results are signals. A stage is
+reported to the applications service only when it tells the applicant something new; reasons are
+written for a person (reasons.py).
+
+Cost per grant: every service call is a local activity (short, idempotent gRPC calls), so a
+phase takes one workflow task, not one per call.
+
+Generations: a grant started before this code (no `lighter-grant-v3` marker in its history) runs
+LegacyGrant (grant_legacy.py), command for command as it was. A change here that alters the
+commands of a running grant needs workflow.patched and a new generation of recorded histories
+(tests/replay). Determinism: only workflow APIs for time and waiting; the holiday calendar is
+read in an activity.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import contracts, rules
+    from services.common.vocabulary import (
+        ACTIVE_TASK_STATES,
+        NOT_WITHDRAWABLE_STAGES,
+        Decision,
+        ErrorType,
+        GrantStage,
+        TaskState,
+    )
+    from workflows import contracts, reasons, rules
     from workflows.activities import GrantActivities
     from workflows.contracts import (
         ClaimReviewTask,
@@ -36,23 +54,34 @@ with workflow.unsafe.imports_passed_through():
         ReviewTaskAck,
         Supplement,
         Withdraw,
+        WithdrawalAnswer,
     )
+    from workflows.grant_legacy import LegacyGrant
     from workflows.models import (
+        AwardRef,
         CreateReviewTaskRequest,
         DeadlineRequest,
         EligibilityRequest,
         GrantInput,
         GrantOutcome,
         GrantStatus,
+        OverdueReminder,
+        ReservationRelease,
         ReserveRequest,
         StageReport,
+        TasksToCancel,
     )
+
+A = TypeVar("A")
+R = TypeVar("R")
 
 STAGE_KEY = SearchAttributeKey.for_keyword(contracts.SA_STAGE)
 PROGRAM_KEY = SearchAttributeKey.for_keyword(contracts.SA_PROGRAM)
 APPLICANT_KEY = SearchAttributeKey.for_keyword(contracts.SA_APPLICANT)
 PENDING_KEY = SearchAttributeKey.for_keyword_list(contracts.SA_PENDING_DEPARTMENTS)
 
+# The third generation's marker (see the module docstring).
+LIGHTER_GRANT_PATCH = "lighter-grant-v3"
 # Service calls are retried until they succeed (a service being down must not fail a grant);
 # final answers (bad input, wrong state) are non-retryable errors raised by the activity.
 SERVICE_TIMEOUT = timedelta(seconds=30)
@@ -61,208 +90,242 @@ SERVICE_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
 )
-# workflow.patched id of the review deadline reminders (grants started before keep their path).
-REVIEW_REMINDERS_PATCH = "review-deadline-reminders"
 REMINDER, ESCALATION = 1, 2  # review.proto EscalationLevel
 # Longest reason a stage report carries (the applications service's limit is 1000).
 MAX_REASON = 900
-# Stages after which a withdrawal can no longer be honoured.
-NOT_WITHDRAWABLE = {"IN_PAYMENT", "PAID", "REJECTED", "WITHDRAWN"}
 
 
 @dataclass
-class _Task:
+class ReviewTask:
     task_id: str
     department: str
     round: int
     proposed_amount_fen: int
-    state: str = "open"  # open, claimed, decided, cancelled
-    claimant: str = ""
-    decision: str = ""
+    state: TaskState = TaskState.OPEN
+    reviewer: str = ""
+    decision: Decision | None = None
     reason: str = ""
     approved_amount_fen: int = 0
 
 
-def _final_error_type(error: ActivityError) -> str:
-    cause = error.cause
+@dataclass
+class GrantState:
+    """Everything the grant knows; handlers only record into it, the phases act on it."""
+
+    figures: dict[str, int]
+    stage: GrantStage = GrantStage.SUBMITTED
+    reason: str = ""
+    amount_fen: int = 0
+    sequence: int = 1  # the applications service recorded SUBMITTED itself
+    round: int = 0
+    tasks: dict[str, ReviewTask] = field(default_factory=dict)
+    creating_tasks: bool = False
+    supplement: Supplement | None = None
+    supplement_count: int = 0
+    reserved: bool = False
+    # A withdrawal waiting to be honoured or refused; each Update waits for its ticket's answer.
+    withdrawal: Withdraw | None = None
+    withdrawal_tickets: int = 0
+    withdrawal_answers: dict[int, WithdrawalAnswer | str] = field(default_factory=dict)
+    # Plans this grant was put in, in order of arrival, and what became of their payment.
+    plans: dict[str, FundingPlanAssigned] = field(default_factory=dict)
+    failures: dict[str, PaymentFailed] = field(default_factory=dict)
+    told: set[tuple[str, GrantStage]] = field(default_factory=set)  # (plan, stage) reported
+    settled: PaymentSettled | None = None
+
+    def open_tasks(self) -> list[ReviewTask]:
+        return [t for t in self.tasks.values() if t.state in ACTIVE_TASK_STATES]
+
+    def pending_departments(self) -> list[str]:
+        return sorted({t.department for t in self.open_tasks()})
+
+
+# What a failed activity raises in workflow code: ActivityError around the activity's
+# ApplicationError for an activity, the ApplicationError itself for a local activity.
+ServiceRefusal = (ActivityError, ApplicationError)
+
+
+def final_error_type(error: BaseException) -> str:
+    """The ErrorType of a final answer, "" for anything else."""
+    cause = error.cause if isinstance(error, ActivityError) else error
     return cause.type or "" if isinstance(cause, ApplicationError) else ""
 
 
 @workflow.defn(name=contracts.GRANT_WORKFLOW)
 class GrantWorkflow:
-    def __init__(self) -> None:
-        self._stage = "SUBMITTED"
-        self._reason = ""
-        self._amount = 0
-        self._sequence = 1  # the applications service recorded SUBMITTED itself
-        self._round = 0
-        self._tasks: dict[str, _Task] = {}
-        self._creating_tasks = False
-        self._figures: dict[str, int] = {}
-        self._supplement: Supplement | None = None
-        self._supplement_count = 0
-        self._withdraw: Withdraw | None = None
-        # Plans this grant was put in, in order, and the payment failures reported per plan.
-        self._plans: dict[str, FundingPlanAssigned] = {}
-        self._failures: dict[str, PaymentFailed] = {}
-        self._failed_reported: set[str] = set()  # failed plans the applicant was told of
-        self._settled: PaymentSettled | None = None
-        self._reserved = False
-        self._input: GrantInput | None = None
-
-    # ----------------------------------------------------------------------------- the process
+    @workflow.init
+    def __init__(self, grant: GrantInput) -> None:
+        self.grant = grant
+        self.state = GrantState(figures=dict(grant.figures))
+        self._legacy: LegacyGrant | None = None
 
     @workflow.run
     async def run(self, grant: GrantInput) -> GrantOutcome:
-        self._input = grant
-        self._figures = dict(grant.figures)
+        if not workflow.patched(LIGHTER_GRANT_PATCH):
+            self._legacy = LegacyGrant()
+            return await self._legacy.run(grant)
+        outcome = await self._phases()
+        self._answer_withdrawals(reasons.not_withdrawable(self.state.stage))
+        # An Update still being handled (a decision that arrived as the grant closed) finishes
+        # before the workflow does.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return outcome
 
-        await self._report("FORMAL_CHECK")
-        record = await workflow.execute_activity_method(
+    async def _phases(self) -> GrantOutcome:
+        for phase in (self._formal_check, self._review_until_decided, self._reserve, self._notice):
+            ending = await phase()
+            if ending is not None:
+                return ending
+        return await self._payment()
+
+    # ----------------------------------------------------------------------------- phases
+
+    async def _formal_check(self) -> GrantOutcome | None:
+        """合规性初审 on the registry's record; incomplete figures are asked for (补正)."""
+        record = await self._call(
             GrantActivities.look_up_enterprise,
             EligibilityRequest(
-                applicant_credit_code=grant.applicant_credit_code,
-                applicant_name=grant.applicant_name,
+                applicant_credit_code=self.grant.applicant_credit_code,
+                applicant_name=self.grant.applicant_name,
             ),
-            start_to_close_timeout=SERVICE_TIMEOUT,
-            retry_policy=SERVICE_RETRY,
         )
         while True:
             check = rules.formal_check(
-                grant.rule, self._figures, grant.submitted_at, record.enterprise
+                self.grant.rule, self.state.figures, self.grant.submitted_at, record.enterprise
             )
-            if check.outcome == "reject":
-                return await self._close("REJECTED", "formal check: " + "; ".join(check.reasons))
             if check.outcome == "pass":
-                break
-            if not await self._await_supplement("formal check: " + "; ".join(check.reasons)):
+                return None
+            if check.outcome == "reject":
+                return await self._close(
+                    GrantStage.REJECTED, reasons.formal_check_failed(check.reasons)
+                )
+            if not await self._await_supplement(reasons.supplement_needed(check.reasons)):
                 return await self._after_failed_wait()
-            await self._report("FORMAL_CHECK")
 
+    async def _review_until_decided(self) -> GrantOutcome | None:
+        """Review rounds until the departments approve (the lowest amount counts), one rejects,
+        or one returns the application and no supplement comes."""
         while True:
             amount = rules.award_fen(
-                grant.rule.amount_rule, self._figures, grant.requested_amount_fen
+                self.grant.rule.amount_rule, self.state.figures, self.grant.requested_amount_fen
             )
             if amount <= 0:
-                return await self._close("REJECTED", "the figures give no eligible amount")
-            self._amount = amount
+                return await self._close(GrantStage.REJECTED, reasons.NO_ELIGIBLE_AMOUNT)
+            self.state.amount_fen = amount
             verdict = await self._review_round(amount)
-            if verdict == "withdrawn":
+            if verdict is None:
                 return await self._withdrawn()
-            if verdict == "reject":
-                return await self._close("REJECTED", self._reason)
-            if verdict == "return":
-                if not await self._await_supplement(self._reason):
+            if verdict == Decision.REJECT:
+                return await self._close(GrantStage.REJECTED, self.state.reason)
+            if verdict == Decision.RETURN_FOR_SUPPLEMENT:
+                if not await self._await_supplement(self.state.reason):
                     return await self._after_failed_wait()
                 continue
             approved = [
                 t.approved_amount_fen or t.proposed_amount_fen
-                for t in self._tasks.values()
-                if t.round == self._round and t.decision == "approve"
+                for t in self.state.tasks.values()
+                if t.round == self.state.round and t.decision == Decision.APPROVE
             ]
-            self._amount = min([amount, *approved])
-            break
+            self.state.amount_fen = min([amount, *approved])
+            return None
 
-        await self._report("APPROVED")
+    async def _reserve(self) -> GrantOutcome | None:
+        """The award is promised money from the program's budget, or the grant is rejected."""
         try:
-            await workflow.execute_activity_method(
+            await self._call(
                 GrantActivities.reserve_budget,
                 ReserveRequest(
-                    application_id=grant.application_id,
-                    program_code=grant.rule.code,
-                    amount_fen=self._amount,
-                    applicant_credit_code=grant.applicant_credit_code,
-                    applicant_name=grant.applicant_name,
+                    application_id=self.grant.application_id,
+                    program_code=self.grant.rule.code,
+                    amount_fen=self.state.amount_fen,
+                    applicant_credit_code=self.grant.applicant_credit_code,
+                    applicant_name=self.grant.applicant_name,
                 ),
-                start_to_close_timeout=SERVICE_TIMEOUT,
-                retry_policy=SERVICE_RETRY,
             )
-        except ActivityError as error:
-            if _final_error_type(error) != "FAILED_PRECONDITION":
+        except ServiceRefusal as error:
+            if final_error_type(error) != ErrorType.FAILED_PRECONDITION:
                 raise
-            return await self._close("REJECTED", f"no budget: {error.cause}")
-        self._reserved = True
+            workflow.logger.info("no budget for the award: %s", error.cause)
+            return await self._close(GrantStage.REJECTED, reasons.NO_BUDGET)
+        self.state.reserved = True
+        return None
 
-        await self._report("IN_NOTICE")
-        notice = await self._period(grant.timing.notice_seconds, grant.rule.notice_working_days)
-        if await self._wait(lambda: self._withdraw is not None, notice):
-            return await self._withdrawn()
-        await workflow.execute_activity_method(
-            GrantActivities.confirm_award,
-            grant.application_id,
-            start_to_close_timeout=SERVICE_TIMEOUT,
-            retry_policy=SERVICE_RETRY,
+    async def _notice(self) -> GrantOutcome | None:
+        """社会公示: a durable timer of N working days; a withdrawal meanwhile ends the grant."""
+        await self._report(GrantStage.IN_NOTICE)
+        notice = await self._period(
+            self.grant.timing.notice_seconds, self.grant.rule.notice_working_days
         )
-        await self._report("AWAITING_FUNDING_PLAN")
+        if await self._wait(lambda: self.state.withdrawal is not None, notice):
+            return await self._withdrawn()
+        await self._call(
+            GrantActivities.confirm_award_v3, AwardRef(application_id=self.grant.application_id)
+        )
+        return None
 
+    async def _payment(self) -> GrantOutcome:
+        """Waits for funding plans: each plan the grant is put in is worked through in the order
+        it came (in payment, failed), until one pays it. A withdrawal is honoured while the award
+        is in no plan, and refused (with the reason) once it is."""
+        await self._report(GrantStage.AWAITING_FUNDING_PLAN)
         while True:
             await workflow.wait_condition(
-                lambda: (
-                    self._settled is not None
-                    or self._pending_plan() is not None
-                    or self._withdraw is not None
-                )
+                lambda: self.state.withdrawal is not None or self._payment_news() is not None
             )
-            pending = self._pending_plan()
-            # Plans in the order they came, so a failed one is reported before a later one paid.
-            plan_id = pending.plan_id if pending else self._settled.plan_id if self._settled else ""
-            if not plan_id:
-                if await self._release("withdrawn by the applicant"):
+            if self.state.withdrawal is not None:
+                if await self._release(reasons.WITHDRAWN_BY_APPLICANT):
                     return await self._withdrawn()
-                self._withdraw = None
-                await self._report(
-                    "AWAITING_FUNDING_PLAN", "withdrawal refused: the award is in a funding plan"
-                )
+                self._answer_withdrawals(reasons.IN_A_FUNDING_PLAN)
                 continue
-            await self._report("IN_PAYMENT", plan_id=plan_id)
-            if await self._payment_settles(plan_id) and self._settled is not None:
-                await self._report("PAID", plan_id=self._settled.plan_id)
-                return self._outcome(gateway_reference=self._settled.gateway_reference)
-            await self._report(
-                "PAYMENT_FAILED",
-                f"payment failed: {self._failures[plan_id].reason}; awaiting a later plan",
-                plan_id=plan_id,
-            )
-            self._failed_reported.add(plan_id)
+            news = self._payment_news()
+            assert news is not None
+            plan_id, stage = news
+            self.state.told.add((plan_id, stage))
+            if stage == GrantStage.PAID:
+                assert self.state.settled is not None
+                await self._report(GrantStage.PAID, plan_id=plan_id)
+                return self._outcome(gateway_reference=self.state.settled.gateway_reference)
+            reason = ""
+            if stage == GrantStage.PAYMENT_FAILED:
+                reason = reasons.payment_failed(self.state.failures[plan_id].reason)
+            await self._report(stage, reason, plan_id=plan_id)
 
-    async def _payment_settles(self, plan_id: str) -> bool:
-        """Waits for the payment of plan_id: True when settled, False when it failed."""
-        await workflow.wait_condition(
-            lambda: self._settled is not None or plan_id in self._failures
-        )
-        if self._settled is not None and self._settled.plan_id == plan_id:
-            return True
-        return plan_id not in self._failures  # paid through another plan, this one not failed
+    def _payment_news(self) -> tuple[str, GrantStage] | None:
+        """The next thing to tell of the plans, in their order: a failure, the payment, or that a
+        plan is paying (unless its outcome is known already)."""
+        settled = self.state.settled
+        for plan_id in self.state.plans:
+            if plan_id in self.state.failures:
+                if (plan_id, GrantStage.PAYMENT_FAILED) not in self.state.told:
+                    return plan_id, GrantStage.PAYMENT_FAILED
+                continue
+            if settled is not None and settled.plan_id == plan_id:
+                return plan_id, GrantStage.PAID
+            if settled is None and (plan_id, GrantStage.IN_PAYMENT) not in self.state.told:
+                return plan_id, GrantStage.IN_PAYMENT
+        return None
 
-    def _current_plan_id(self) -> str:
-        if self._settled is not None:
-            return self._settled.plan_id
-        pending = self._pending_plan()
-        return pending.plan_id if pending else ""
+    # ------------------------------------------------------------------------- review rounds
 
-    def _pending_plan(self) -> FundingPlanAssigned | None:
-        """The earliest plan this grant is in that has not been worked through: a plan whose
-        failure arrived together with its assignment is still reported as failed."""
-        return next(
-            (p for p in self._plans.values() if p.plan_id not in self._failed_reported), None
-        )
-
-    async def _review_round(self, amount: int) -> str:
-        """Creates one task per co-reviewing department and waits for their decisions."""
-        assert self._input is not None
-        grant = self._input
-        self._round += 1
-        current = self._round
+    async def _review_round(self, amount: int) -> Decision | None:
+        """Creates one task per co-reviewing department and waits for their decisions: the
+        verdict of the round, or None if the applicant withdrew meanwhile."""
+        grant = self.grant
+        self.state.round += 1
+        current = self.state.round
         review_period = await self._period(
             grant.timing.review_seconds, grant.rule.review_working_days
         )
         due_at = workflow.now() + review_period
-        await self._report("IN_REVIEW", f"review round {current}")
-        self._creating_tasks = True
+        self.state.creating_tasks = True
         departments = list(grant.rule.review_departments)
+        # The applicant is told and the tasks are created at the same time (one workflow task).
+        reporting = asyncio.create_task(
+            self._report(GrantStage.IN_REVIEW, reasons.review_round(current), publish=False)
+        )
         task_ids = await asyncio.gather(
             *[
-                workflow.execute_activity_method(
+                self._call(
                     GrantActivities.create_review_task,
                     CreateReviewTaskRequest(
                         request_id=f"{workflow.info().workflow_id}-r{current}-{department}",
@@ -275,223 +338,232 @@ class GrantWorkflow:
                         applicant_name=grant.applicant_name,
                         project_title=grant.project_title,
                     ),
-                    start_to_close_timeout=SERVICE_TIMEOUT,
-                    retry_policy=SERVICE_RETRY,
                 )
                 for department in departments
             ]
         )
+        await reporting
         for department, task_id in zip(departments, task_ids, strict=True):
-            self._tasks[task_id] = _Task(task_id, department, current, amount)
-        self._creating_tasks = False
-        self._publish_pending()
+            self.state.tasks[task_id] = ReviewTask(task_id, department, current, amount)
+        self.state.creating_tasks = False
+        self._publish()
 
         def round_over() -> bool:
-            return self._withdraw is not None or self._round_settled(current)
+            return self.state.withdrawal is not None or self._round_settled(current)
 
-        if workflow.patched(REVIEW_REMINDERS_PATCH):
-            await self._wait_reminding(round_over, due_at, review_period, current)
-        else:  # grants started before reminders existed keep their recorded path
-            await workflow.wait_condition(round_over)
-        if self._withdraw is not None:
-            return "withdrawn"
-        decided = [t for t in self._tasks.values() if t.round == current and t.state == "decided"]
-        for verdict in ("reject", "return"):
+        await self._wait_reminding(round_over, due_at, review_period, current)
+        if self.state.withdrawal is not None:
+            return None
+        decided = [
+            t for t in self.state.tasks.values() if t.round == current and t.decision is not None
+        ]
+        for verdict, told in (
+            (Decision.REJECT, reasons.rejected_by),
+            (Decision.RETURN_FOR_SUPPLEMENT, reasons.returned_by),
+        ):
             deciding = [t for t in decided if t.decision == verdict]
             if deciding:
                 first = deciding[0]
-                await self._cancel_open_tasks(f"{first.department} decided {verdict}")
-                label = "rejected" if verdict == "reject" else "returned for supplement"
-                self._reason = f"{label} by {first.department}: {first.reason}"
+                self.state.reason = told(first.department, first.reason)
+                await self._cancel_open_tasks(self.state.reason)
                 return verdict
-        return "approve"
+        return Decision.APPROVE
 
     async def _wait_reminding(
-        self,
-        round_over: Callable[[], bool],
-        due_at: datetime,
-        review_period: timedelta,
-        current: int,
+        self, round_over: Callable[[], bool], due_at: datetime, period: timedelta, current: int
     ) -> None:
         """Waits for the round; reminds the reviewers when the due date passes and escalates
         after another review period (durable timers), then keeps waiting."""
-        assert self._input is not None
         limit = max(due_at - workflow.now(), timedelta(seconds=1))
         for level in (REMINDER, ESCALATION):
             if await self._wait(round_over, limit):
                 return
-            overdue = [
-                t.task_id
-                for t in self._tasks.values()
-                if t.round == current and t.state in ("open", "claimed")
-            ]
-            await workflow.execute_activity_method(
-                GrantActivities.remind_overdue_tasks,
-                args=[self._input.application_id, overdue, level],
-                start_to_close_timeout=SERVICE_TIMEOUT,
-                retry_policy=SERVICE_RETRY,
+            overdue = [t.task_id for t in self.state.open_tasks() if t.round == current]
+            await self._call(
+                GrantActivities.remind_overdue_tasks_v3,
+                OverdueReminder(
+                    application_id=self.grant.application_id, task_ids=overdue, level=level
+                ),
             )
-            limit = review_period
+            limit = period
         await workflow.wait_condition(round_over)
 
     def _round_settled(self, current: int) -> bool:
-        tasks = [t for t in self._tasks.values() if t.round == current]
-        if any(t.decision in ("reject", "return") for t in tasks):
+        tasks = [t for t in self.state.tasks.values() if t.round == current]
+        if any(t.decision in (Decision.REJECT, Decision.RETURN_FOR_SUPPLEMENT) for t in tasks):
             return True
-        return all(t.state == "decided" for t in tasks)
+        return all(t.state == TaskState.DECIDED for t in tasks)
 
     async def _await_supplement(self, reason: str) -> bool:
         """Asks for more information (补正) and waits for it until the deadline."""
-        assert self._input is not None
-        self._supplement = None
-        await self._report("AWAITING_SUPPLEMENT", reason)
+        self.state.supplement = None
+        await self._report(GrantStage.AWAITING_SUPPLEMENT, reason)
         period = await self._period(
-            self._input.timing.supplement_seconds, self._input.rule.supplement_working_days
+            self.grant.timing.supplement_seconds, self.grant.rule.supplement_working_days
         )
         answered = await self._wait(
-            lambda: self._supplement is not None or self._withdraw is not None, period
+            lambda: self.state.supplement is not None or self.state.withdrawal is not None,
+            period,
         )
-        if self._withdraw is not None:
+        if self.state.withdrawal is not None:
             return False
-        if not answered or self._supplement is None:
-            self._reason = "no supplement before the deadline"
+        if not answered or self.state.supplement is None:
+            self.state.reason = reasons.NO_SUPPLEMENT
             return False
-        self._figures = dict(self._supplement.figures)
+        self.state.figures = dict(self.state.supplement.figures)
         return True
-
-    async def _after_failed_wait(self) -> GrantOutcome:
-        if self._withdraw is not None:
-            return await self._withdrawn()
-        return await self._close("REJECTED", self._reason)
 
     # ------------------------------------------------------------------------- endings
 
-    async def _withdrawn(self) -> GrantOutcome:
-        assert self._withdraw is not None
-        reason = self._withdraw.reason or "withdrawn by the applicant"
-        await self._cancel_open_tasks("application withdrawn")
-        await self._release(reason)
-        return await self._close("WITHDRAWN", reason)
+    async def _after_failed_wait(self) -> GrantOutcome:
+        if self.state.withdrawal is not None:
+            return await self._withdrawn()
+        return await self._close(GrantStage.REJECTED, self.state.reason)
 
-    async def _close(self, stage: str, reason: str) -> GrantOutcome:
+    async def _withdrawn(self) -> GrantOutcome:
+        assert self.state.withdrawal is not None
+        reason = self.state.withdrawal.reason or reasons.WITHDRAWN_BY_APPLICANT
+        await self._cancel_open_tasks(reasons.REVIEWERS_TOLD)
+        released = self.state.amount_fen if self.state.reserved else 0
+        await self._release(reason)
+        outcome = await self._close(GrantStage.WITHDRAWN, reason)
+        self._answer_withdrawals(
+            WithdrawalAnswer(stage=GrantStage.WITHDRAWN, released_fen=released)
+        )
+        return outcome
+
+    async def _close(self, stage: GrantStage, reason: str) -> GrantOutcome:
         await self._cancel_open_tasks(reason)
-        if stage == "REJECTED":
+        if stage == GrantStage.REJECTED:
             await self._release(reason)
-        self._amount = 0  # nothing is awarded to a rejected or withdrawn application
+        self.state.amount_fen = 0  # nothing is awarded to a rejected or withdrawn application
         await self._report(stage, reason)
         return self._outcome()
 
     async def _release(self, reason: str) -> bool:
         """Compensation: gives the reservation back to the budget. False if it is in a plan."""
-        assert self._input is not None
-        if not self._reserved:
+        if not self.state.reserved:
             return True
         try:
-            await workflow.execute_activity_method(
-                GrantActivities.release_reservation,
-                args=[self._input.application_id, reason],
-                start_to_close_timeout=SERVICE_TIMEOUT,
-                retry_policy=SERVICE_RETRY,
+            await self._call(
+                GrantActivities.release_reservation_v3,
+                ReservationRelease(application_id=self.grant.application_id, reason=reason),
             )
-        except ActivityError as error:
-            if _final_error_type(error) != "FAILED_PRECONDITION":
+        except ServiceRefusal as error:
+            if final_error_type(error) != ErrorType.FAILED_PRECONDITION:
                 raise
             return False
-        self._reserved = False
+        self.state.reserved = False
         return True
 
     async def _cancel_open_tasks(self, reason: str) -> None:
-        assert self._input is not None
-        open_tasks = [t for t in self._tasks.values() if t.state in ("open", "claimed")]
+        open_tasks = self.state.open_tasks()
         if not open_tasks:
             return
-        # Cancelled here first, so a claim or decision arriving while the service cancels them
-        # is refused by the validators instead of being accepted and then overwritten.
+        # Cancelled here first, so a decision arriving while the service cancels them is
+        # refused by the validator instead of being accepted and then overwritten.
         for task in open_tasks:
-            task.state = "cancelled"
-        self._publish_pending()
-        await workflow.execute_activity_method(
-            GrantActivities.cancel_review_tasks,
-            args=[self._input.application_id, reason, [t.task_id for t in open_tasks]],
-            start_to_close_timeout=SERVICE_TIMEOUT,
-            retry_policy=SERVICE_RETRY,
+            task.state = TaskState.CANCELLED
+        self._publish()
+        await self._call(
+            GrantActivities.cancel_review_tasks_v3,
+            TasksToCancel(
+                application_id=self.grant.application_id,
+                reason=reason,
+                task_ids=[t.task_id for t in open_tasks],
+            ),
         )
 
+    def _answer_withdrawals(self, answer: WithdrawalAnswer | str) -> None:
+        """Answers every withdrawal Update waiting (a str is a refusal's reason)."""
+        for ticket in range(1, self.state.withdrawal_tickets + 1):
+            self.state.withdrawal_answers.setdefault(ticket, answer)
+        self.state.withdrawal = None
+
     def _outcome(self, gateway_reference: str = "") -> GrantOutcome:
-        assert self._input is not None
+        settled = self.state.settled
         return GrantOutcome(
-            application_id=self._input.application_id,
-            stage=self._stage,
-            reason=self._reason,
-            award_amount_fen=self._amount,
-            plan_id=self._settled.plan_id if self._settled else "",
+            application_id=self.grant.application_id,
+            stage=self.state.stage,
+            reason=self.state.reason,
+            award_amount_fen=self.state.amount_fen,
+            plan_id=settled.plan_id if settled else "",
             gateway_reference=gateway_reference,
         )
 
     # ------------------------------------------------------------------------- helpers
 
-    async def _report(self, stage: str, reason: str = "", plan_id: str = "") -> None:
-        assert self._input is not None
-        if len(reason) > MAX_REASON:  # reviewers' reasons are long; a report has a limit
-            reason = reason[: MAX_REASON - 1] + "…"
-        self._stage = stage
-        self._reason = reason
-        self._sequence += 1
-        self._upsert(STAGE_KEY.value_set(stage))
-        await workflow.execute_activity_method(
-            GrantActivities.report_stage,
-            StageReport(
-                event_id=f"{workflow.info().workflow_id}-{self._sequence}",
-                application_id=self._input.application_id,
-                stage=stage,
-                reason=reason,
-                award_amount_fen=self._amount,
-                program_code=self._input.rule.code,
-                plan_id=plan_id,
-                sequence=self._sequence,
-            ),
+    async def _call(self, activity: Callable[[Any, A], Awaitable[R]], argument: A) -> R:
+        """One service call: a local activity (short and idempotent), retried until the service
+        answers; a final answer raises ApplicationError (ServiceRefusal)."""
+        return await workflow.execute_local_activity_method(
+            activity,  # type: ignore[arg-type]
+            argument,
             start_to_close_timeout=SERVICE_TIMEOUT,
             retry_policy=SERVICE_RETRY,
+        )
+
+    async def _report(
+        self, stage: GrantStage, reason: str = "", plan_id: str = "", *, publish: bool = True
+    ) -> None:
+        """Tells the applications service (and through it the applicant) the new stage."""
+        if len(reason) > MAX_REASON:  # reviewers' reasons are long; a report has a limit
+            reason = reason[: MAX_REASON - 1] + "…"
+        self.state.stage = stage
+        self.state.reason = reason
+        self.state.sequence += 1
+        if publish:
+            self._publish()
+        await self._call(
+            GrantActivities.report_stage,
+            StageReport(
+                event_id=f"{workflow.info().workflow_id}-{self.state.sequence}",
+                application_id=self.grant.application_id,
+                stage=stage,
+                reason=reason,
+                award_amount_fen=self.state.amount_fen,
+                program_code=self.grant.rule.code,
+                plan_id=plan_id,
+                sequence=self.state.sequence,
+            ),
         )
 
     async def _period(self, override_seconds: float | None, working_days: int) -> timedelta:
         if override_seconds is not None:
             return timedelta(seconds=override_seconds)
-        end = await workflow.execute_activity_method(
+        end = await self._call(
             GrantActivities.working_days_deadline,
             DeadlineRequest(start=workflow.now(), working_days=working_days),
-            start_to_close_timeout=SERVICE_TIMEOUT,
-            retry_policy=SERVICE_RETRY,
         )
         return max(end.start - workflow.now(), timedelta(seconds=1))
 
     @staticmethod
-    async def _wait(condition: object, limit: timedelta) -> bool:
+    async def _wait(condition: Callable[[], bool], limit: timedelta) -> bool:
         """True if the condition came true before the timeout."""
         try:
-            await workflow.wait_condition(condition, timeout=limit)  # type: ignore[arg-type]
+            await workflow.wait_condition(condition, timeout=limit)
             return True
         except TimeoutError:
             return False
 
-    def _publish_pending(self) -> None:
-        pending = sorted(
-            {t.department for t in self._tasks.values() if t.state in ("open", "claimed")}
-        )
-        self._upsert(PENDING_KEY.value_set(pending))
-
-    @staticmethod
-    def _upsert(update: SearchAttributeUpdate) -> None:
+    def _publish(self) -> None:
+        """Keeps the search attributes operators find grants by current, in one upsert."""
+        updates: list[SearchAttributeUpdate[Any]] = [
+            STAGE_KEY.value_set(self.state.stage),
+            PENDING_KEY.value_set(self.state.pending_departments()),
+        ]
         # Grants are started with their search attributes (the intake consumer sets them all);
-        # only those are kept current. A namespace without them registered (Temporal's
-        # time-skipping test server cannot register any) then still runs grants.
-        if workflow.info().typed_search_attributes.get(update.key) is not None:
-            workflow.upsert_search_attributes([update])
+        # only those are kept current, so a namespace without them registered (Temporal's
+        # time-skipping test server cannot register any) still runs grants.
+        known = workflow.info().typed_search_attributes
+        updates = [u for u in updates if known.get(u.key) is not None]
+        if updates:
+            workflow.upsert_search_attributes(updates)
 
-    # ------------------------------------------------------------------------- updates
+    # ------------------------------------------------------------------------- decisions
 
-    def _task_for(self, task_id: str, department: str) -> _Task:
-        task = self._tasks.get(task_id)
+    def _task_for(self, task_id: str, department: str) -> ReviewTask:
+        task = self.state.tasks.get(task_id)
         if task is None:
             raise ApplicationError(
                 f"review task {task_id} does not belong to this grant", type=contracts.ERR_NOT_FOUND
@@ -503,28 +575,17 @@ class GrantWorkflow:
             )
         return task
 
-    def _check_claim(self, request: ClaimReviewTask) -> _Task:
+    def _check_decision(self, request: DecideReviewTask) -> ReviewTask:
+        """The review service judges claims; the grant judges whether the task still stands."""
         task = self._task_for(request.task_id, request.department)
-        if task.state == "claimed" and task.claimant == request.reviewer:
-            return task
-        if task.state != "open":
-            holder = f" by {task.claimant}" if task.state == "claimed" else ""
+        if task.state not in ACTIVE_TASK_STATES:
             raise ApplicationError(
-                f"review task {task.task_id} is {task.state}{holder}",
+                f"review task {task.task_id} is {task.state}",
                 type=contracts.ERR_FAILED_PRECONDITION,
             )
-        return task
-
-    def _check_decision(self, request: DecideReviewTask) -> _Task:
-        task = self._task_for(request.task_id, request.department)
-        if task.state != "claimed":
-            problem = "not claimed: claim it first" if task.state == "open" else task.state
+        if task.reviewer and task.reviewer != request.reviewer:
             raise ApplicationError(
-                f"review task {task.task_id} is {problem}", type=contracts.ERR_FAILED_PRECONDITION
-            )
-        if task.claimant != request.reviewer:
-            raise ApplicationError(
-                f"review task {task.task_id} is claimed by {task.claimant}",
+                f"review task {task.task_id} is claimed by {task.reviewer}",
                 type=contracts.ERR_FAILED_PRECONDITION,
             )
         if request.approved_amount_fen > task.proposed_amount_fen:
@@ -534,34 +595,24 @@ class GrantWorkflow:
             )
         return task
 
-    @workflow.update(name=contracts.CLAIM_REVIEW_TASK)
-    async def claim_review_task(self, request: ClaimReviewTask) -> ReviewTaskAck:
-        # A task may be claimed the instant the review service created it, before the activity's
-        # result reached us: wait until the round's tasks are known, then check again.
-        await workflow.wait_condition(lambda: not self._creating_tasks)
-        task = self._check_claim(request)
-        task.state = "claimed"
-        task.claimant = request.reviewer
-        return ReviewTaskAck(task_id=task.task_id, round=task.round, stage=self._stage)
-
-    @claim_review_task.validator
-    def _validate_claim(self, request: ClaimReviewTask) -> None:
-        if self._creating_tasks and request.task_id not in self._tasks:
-            return
-        self._check_claim(request)
-
     @workflow.update(name=contracts.DECIDE_REVIEW_TASK)
     async def decide_review_task(self, request: DecideReviewTask) -> ReviewTaskAck:
+        if self._legacy is not None:
+            return await self._legacy.decide_review_task(request)
+        # A decision may come the instant the review service created the task, before the
+        # activity's result reached the grant: wait until the round's tasks are known.
+        await workflow.wait_condition(lambda: not self.state.creating_tasks)
         task = self._check_decision(request)
-        task.state = "decided"
-        task.decision = request.decision
+        task.state = TaskState.DECIDED
+        task.reviewer = request.reviewer
+        task.decision = Decision(request.decision)
         task.reason = request.reason
         task.approved_amount_fen = request.approved_amount_fen
-        self._publish_pending()
+        self._publish()
         return ReviewTaskAck(
             task_id=task.task_id,
             round=task.round,
-            stage=self._stage,
+            stage=self.state.stage,
             decision=task.decision,
             reason=task.reason,
             approved_amount_fen=task.approved_amount_fen,
@@ -569,59 +620,127 @@ class GrantWorkflow:
 
     @decide_review_task.validator
     def _validate_decision(self, request: DecideReviewTask) -> None:
-        self._check_decision(request)
+        if self._legacy is not None:
+            self._legacy.validate_decision(request)
+        elif not (self.state.creating_tasks and request.task_id not in self.state.tasks):
+            self._check_decision(request)
 
-    # ------------------------------------------------------------------------- signals, query
+    @workflow.update(name=contracts.CLAIM_REVIEW_TASK)
+    async def claim_review_task(self, request: ClaimReviewTask) -> ReviewTaskAck:
+        """Kept for grants of the second generation (and a review service of that time): the
+        claim binds the task to its reviewer; the review service judges claims now."""
+        if self._legacy is not None:
+            return await self._legacy.claim_review_task(request)
+        await workflow.wait_condition(lambda: not self.state.creating_tasks)
+        task = self._task_for(request.task_id, request.department)
+        if task.state not in ACTIVE_TASK_STATES or task.reviewer not in ("", request.reviewer):
+            raise ApplicationError(
+                f"review task {task.task_id} is {task.state}",
+                type=contracts.ERR_FAILED_PRECONDITION,
+            )
+        task.state = TaskState.CLAIMED
+        task.reviewer = request.reviewer
+        return ReviewTaskAck(task_id=task.task_id, round=task.round, stage=self.state.stage)
+
+    @claim_review_task.validator
+    def _validate_claim(self, request: ClaimReviewTask) -> None:
+        if self._legacy is not None:
+            self._legacy.validate_claim(request)
+
+    # ------------------------------------------------------------------------- withdrawal
+
+    @workflow.update(name=contracts.WITHDRAW_APPLICATION)
+    async def withdraw_application(self, request: Withdraw) -> WithdrawalAnswer:
+        """The applicant withdraws: answered once the grant has honoured it (the reservation
+        released, the reviewers told) or refused it (the award is in a funding plan)."""
+        if self._legacy is not None:
+            # The second generation honours it at its next waiting point, as the signal did.
+            self._legacy.withdraw(request)
+            return WithdrawalAnswer(stage=self._legacy.status().stage)
+        if self.state.withdrawal is None:
+            self.state.withdrawal = request
+        self.state.withdrawal_tickets += 1
+        ticket = self.state.withdrawal_tickets
+        await workflow.wait_condition(lambda: ticket in self.state.withdrawal_answers)
+        answer = self.state.withdrawal_answers[ticket]
+        if isinstance(answer, str):
+            raise ApplicationError(answer, type=contracts.ERR_FAILED_PRECONDITION)
+        return answer
+
+    @withdraw_application.validator
+    def _validate_withdrawal(self, request: Withdraw) -> None:
+        stage = GrantStage(self._legacy.status().stage) if self._legacy else self.state.stage
+        if stage in NOT_WITHDRAWABLE_STAGES:
+            raise ApplicationError(
+                reasons.not_withdrawable(stage), type=contracts.ERR_FAILED_PRECONDITION
+            )
 
     @workflow.signal(name=contracts.WITHDRAW)
     def withdraw(self, request: Withdraw) -> None:
-        if self._stage in NOT_WITHDRAWABLE:
-            workflow.logger.info("withdrawal ignored at stage %s", self._stage)
-            return
-        self._withdraw = request
+        """A withdrawal filed before this workflow started (no Update could reach it)."""
+        if self._legacy is not None:
+            self._legacy.withdraw(request)
+        elif self.state.stage not in NOT_WITHDRAWABLE_STAGES and self.state.withdrawal is None:
+            self.state.withdrawal = request
+
+    # ------------------------------------------------------------------------- signals, query
 
     @workflow.signal(name=contracts.SUPPLEMENT)
     def supplement(self, request: Supplement) -> None:
+        if self._legacy is not None:
+            self._legacy.supplement(request)
         # Redelivered events repeat a supplement; only a newer one counts.
-        if request.supplement_count > self._supplement_count:
-            self._supplement_count = request.supplement_count
-            self._supplement = request
+        elif request.supplement_count > self.state.supplement_count:
+            self.state.supplement_count = request.supplement_count
+            self.state.supplement = request
 
     # Payment signals may arrive together in one activation (a worker catching up), so each
-    # handler only records; the main loop works through the plans in order.
+    # handler only records; the payment phase works through the plans in order.
 
     @workflow.signal(name=contracts.FUNDING_PLAN_ASSIGNED)
     def funding_plan_assigned(self, request: FundingPlanAssigned) -> None:
-        self._plans.setdefault(request.plan_id, request)
+        if self._legacy is not None:
+            self._legacy.funding_plan_assigned(request)
+        else:
+            self.state.plans.setdefault(request.plan_id, request)
 
     @workflow.signal(name=contracts.PAYMENT_SETTLED)
     def payment_settled(self, request: PaymentSettled) -> None:
-        self._plans.setdefault(
+        if self._legacy is not None:
+            self._legacy.payment_settled(request)
+            return
+        self.state.plans.setdefault(
             request.plan_id, FundingPlanAssigned(plan_id=request.plan_id, line_id=request.line_id)
         )
-        if self._settled is None:
-            self._settled = request
+        if self.state.settled is None:
+            self.state.settled = request
 
     @workflow.signal(name=contracts.PAYMENT_FAILED)
     def payment_failed(self, request: PaymentFailed) -> None:
-        self._failures.setdefault(request.plan_id, request)
+        if self._legacy is not None:
+            self._legacy.payment_failed(request)
+            return
+        self.state.plans.setdefault(
+            request.plan_id, FundingPlanAssigned(plan_id=request.plan_id, line_id=request.line_id)
+        )
+        self.state.failures.setdefault(request.plan_id, request)
 
     @workflow.query(name=contracts.GRANT_STATUS)
     def status(self) -> GrantStatus:
+        if self._legacy is not None:
+            return self._legacy.status()
+        state = self.state
+        current_plan = state.settled.plan_id if state.settled else ""
+        if not current_plan:
+            current_plan = next((p for p in state.plans if p not in state.failures), "")
         return GrantStatus(
-            application_id=self._input.application_id if self._input else "",
-            stage=self._stage,
-            reason=self._reason,
-            award_amount_fen=self._amount,
-            review_round=self._round,
-            pending_departments=sorted(
-                {t.department for t in self._tasks.values() if t.state in ("open", "claimed")}
-            ),
-            open_tasks={
-                t.task_id: t.department
-                for t in self._tasks.values()
-                if t.state in ("open", "claimed")
-            },
-            plan_id=self._current_plan_id(),
-            supplement_count=self._supplement_count,
+            application_id=self.grant.application_id,
+            stage=state.stage,
+            reason=state.reason,
+            award_amount_fen=state.amount_fen,
+            review_round=state.round,
+            pending_departments=state.pending_departments(),
+            open_tasks={t.task_id: t.department for t in state.open_tasks()},
+            plan_id=current_plan,
+            supplement_count=state.supplement_count,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import structlog
 from temporalio.client import Client, WorkflowHandle
@@ -18,13 +19,14 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2, events_pb2
+from grantflow.v1 import applications_pb2, disbursement_pb2, events_pb2
 from services.common import kafka
 from services.common.clients import ServiceClients, system_token
 from services.common.config import Settings
-from services.common.db import from_timestamp
+from services.common.db import from_timestamp, now_utc
 from services.common.process import run_process, stop_on_signals
 from services.common.temporal import connect_until_reachable
+from services.common.vocabulary import CLOSED_PLAN_STATES, CLOSED_STAGES, GrantStage
 from workflows import contracts
 from workflows.grant import APPLICANT_KEY, PENDING_KEY, PROGRAM_KEY, STAGE_KEY
 from workflows.models import GrantInput, Timing
@@ -34,17 +36,10 @@ log = structlog.get_logger(__name__)
 GROUP = "grant-intake"
 
 
-# Stages after which a grant is closed; a redelivered submission of such a grant is not started
-# again, even once Temporal has deleted the closed workflow after its retention period.
-CLOSED = {
-    common_pb2.GRANT_STAGE_PAID,
-    common_pb2.GRANT_STAGE_REJECTED,
-    common_pb2.GRANT_STAGE_WITHDRAWN,
-}
-PLAN_CLOSED = {
-    disbursement_pb2.PLAN_STATE_COMPLETED,
-    disbursement_pb2.PLAN_STATE_COMPLETED_WITH_FAILURES,
-}
+# A redelivered submission of a grant in one of these stages is not started again, even once
+# Temporal has deleted the closed workflow after its retention period.
+CLOSED = {stage.to_proto() for stage in CLOSED_STAGES}
+PLAN_CLOSED = {state.to_proto() for state in CLOSED_PLAN_STATES}
 
 
 class Intake:
@@ -52,6 +47,7 @@ class Intake:
         self.settings = settings
         self.client = client
         self.services = services
+        self.redelivery_check_after = timedelta(seconds=settings.intake_redelivery_check_seconds)
         self.timing = Timing(
             notice_seconds=settings.notice_period_seconds,
             supplement_seconds=settings.supplement_period_seconds,
@@ -61,7 +57,9 @@ class Intake:
     async def handle(self, envelope: events_pb2.EventEnvelope) -> None:
         kind = envelope.WhichOneof("payload")
         if kind == "application_submitted":
-            await self._start_grant(envelope.application_submitted)
+            await self._start_grant(
+                envelope.application_submitted, from_timestamp(envelope.occurred_at)
+            )
         elif kind == "application_withdrawn":
             event = envelope.application_withdrawn
             await self._signal(
@@ -81,19 +79,32 @@ class Intake:
                 ),
             )
         elif kind == "funding_plan_approved":
-            await self._start_plan(envelope.funding_plan_approved)
-
-    async def _start_grant(self, event: events_pb2.ApplicationSubmitted) -> None:
-        application = event.application
-        current = await self.services.applications.GetApplication(
-            applications_pb2.GetApplicationRequest(application_id=application.application_id)
-        )
-        if current.status in CLOSED:
-            log.info(
-                "grant already closed; event was a redelivery",
-                application_id=application.application_id,
+            await self._start_plan(
+                envelope.funding_plan_approved, from_timestamp(envelope.occurred_at)
             )
-            return
+
+    def _maybe_forgotten(self, occurred_at: datetime) -> bool:
+        """Whether Temporal may have forgotten a workflow this event started once. It refuses a
+        second start of a workflow id while the closed workflow is retained (the namespace's
+        retention, a day or more), so only an event older than that can find the id free
+        again: such an event is checked with the service that owns the fact first; fresh ones
+        (nearly all) cost no call, and a service that is down does not hold up the starts."""
+        return now_utc() - occurred_at > self.redelivery_check_after
+
+    async def _start_grant(
+        self, event: events_pb2.ApplicationSubmitted, occurred_at: datetime
+    ) -> None:
+        application = event.application
+        if self._maybe_forgotten(occurred_at):
+            current = await self.services.applications.GetApplication(
+                applications_pb2.GetApplicationRequest(application_id=application.application_id)
+            )
+            if current.status in CLOSED:
+                log.info(
+                    "grant already closed; event was a redelivery",
+                    application_id=application.application_id,
+                )
+                return
         grant = GrantInput(
             application_id=application.application_id,
             rule=ProgramRuleModel.from_proto(event.rule),
@@ -107,7 +118,7 @@ class Intake:
         )
         attributes = TypedSearchAttributes(
             [
-                SearchAttributePair(STAGE_KEY, "SUBMITTED"),
+                SearchAttributePair(STAGE_KEY, GrantStage.SUBMITTED.value),
                 SearchAttributePair(PROGRAM_KEY, event.rule.code),
                 SearchAttributePair(APPLICANT_KEY, application.applicant_credit_code),
                 SearchAttributePair(PENDING_KEY, []),
@@ -120,15 +131,19 @@ class Intake:
             attributes,
         )
 
-    async def _start_plan(self, event: events_pb2.FundingPlanApproved) -> None:
-        current = await self.services.disbursement.GetFundingPlan(
-            disbursement_pb2.GetFundingPlanRequest(plan_id=event.plan_id)
-        )
-        if current.state in PLAN_CLOSED:
-            log.info(
-                "funding plan already completed; event was a redelivery", plan_id=event.plan_id
+    async def _start_plan(
+        self, event: events_pb2.FundingPlanApproved, occurred_at: datetime
+    ) -> None:
+        if self._maybe_forgotten(occurred_at):
+            current = await self.services.disbursement.GetFundingPlan(
+                disbursement_pb2.GetFundingPlanRequest(plan_id=event.plan_id)
             )
-            return
+            if current.state in PLAN_CLOSED:
+                log.info(
+                    "funding plan already completed; event was a redelivery",
+                    plan_id=event.plan_id,
+                )
+                return
         plan = contracts.FundingPlanInput(
             plan_id=event.plan_id,
             program_code=event.program_code,

@@ -120,3 +120,32 @@ class FundingPlanOutcome(BaseModel):
     plan_id: str
     paid_lines: int
     failed_lines: int
+
+
+# One argument per activity (third generation; the second's multi-argument activities remain
+# registered under their old names for grants and plans started before).
+
+
+class TasksToCancel(BaseModel):
+    application_id: str
+    reason: str
+    task_ids: list[str]
+
+
+class OverdueReminder(BaseModel):
+    application_id: str
+    task_ids: list[str]
+    level: int  # review.proto EscalationLevel: 1 reminder, 2 escalation
+
+
+class ReservationRelease(BaseModel):
+    application_id: str
+    reason: str
+
+
+class AwardRef(BaseModel):
+    application_id: str
+
+
+class PlanRef(BaseModel):
+    plan_id: str

@@ -152,27 +152,30 @@ def formal_check(
     filed_at: datetime,
     enterprise: EnterpriseRecord | None,
 ) -> FormalCheck:
-    """合规性初审: window, registry and credit, required figures, SME status where asked."""
+    """合规性初审: window, registry and credit, required figures, SME status where asked. The
+    reasons are shown to the applicant, so they are written in Chinese for a person."""
     if enterprise is None:
-        return FormalCheck(outcome="reject", reasons=["credit code not found in the registry"])
+        return FormalCheck(outcome="reject", reasons=["统一社会信用代码在企业登记信息中查询不到"])
     if not rule.window_opens_at <= filed_at <= rule.window_closes_at:
-        return FormalCheck(outcome="reject", reasons=["filed outside the program's window"])
+        return FormalCheck(outcome="reject", reasons=["申报时间不在本计划申报期内"])
     if enterprise.barred_from_fiscal_funds:
-        return FormalCheck(outcome="reject", reasons=["applicant is barred from fiscal funds"])
+        return FormalCheck(
+            outcome="reject", reasons=["申请单位被列入失信联合惩戒名单，不得申请财政资金"]
+        )
     if not enterprise.registered_in_city:
-        return FormalCheck(outcome="reject", reasons=["applicant is not registered in the city"])
+        return FormalCheck(outcome="reject", reasons=["申请单位未在本市登记注册"])
     missing = missing_figures(rule, figures)
     if missing:
-        return FormalCheck(outcome="supplement", reasons=[f"missing figures: {', '.join(missing)}"])
+        return FormalCheck(outcome="supplement", reasons=[f"缺少申报数据：{'、'.join(missing)}"])
     if rule.sme_only:
         size = enterprise_size(
             enterprise.sector, figures.get("staff_count", 0), figures.get("annual_revenue_fen", 0)
         )
         if size == "large":
-            return FormalCheck(outcome="reject", reasons=["not a small or medium enterprise"])
+            return FormalCheck(outcome="reject", reasons=["申请单位不属于中小微企业"])
     if award_fen(rule.amount_rule, figures) <= 0:
         return FormalCheck(
             outcome="supplement",
-            reasons=[f"{rule.amount_rule.basis_figure} gives no eligible amount"],
+            reasons=[f"申报数据 {rule.amount_rule.basis_figure} 未达到资助条件"],
         )
     return FormalCheck(outcome="pass")

@@ -101,7 +101,10 @@ class ApplicationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WithdrawApplication(self, request, context):
-        """Withdraws an application that has not been paid yet.
+        """Withdraws an application whose money is not yet in a funding plan. The grant's workflow
+        decides: the answer comes once it has honoured the withdrawal (the status is WITHDRAWN), or is
+        FAILED_PRECONDITION with its reason. An application whose grant has not started yet is
+        withdrawn as soon as it starts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -129,9 +132,9 @@ class ApplicationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReportGrantStage(self, request, context):
-        """The grant workflow reports a stage (system role). The service publishes it through its outbox
-        as GrantStageChanged; the status projection is built by consuming that event. Idempotent on
-        event_id.
+        """The grant workflow reports a stage (system role). The application's status changes and the
+        service publishes GrantStageChanged through its outbox, in one transaction. Idempotent on
+        event_id; a report older than the status (sequence) is announced but changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -39,7 +39,11 @@ class ApplicationServiceStub:
     GetApplication: _grpc.UnaryUnaryMultiCallable[_applications_pb2.GetApplicationRequest, _applications_pb2.Application]
     ListApplications: _grpc.UnaryUnaryMultiCallable[_applications_pb2.ListApplicationsRequest, _applications_pb2.ListApplicationsResponse]
     WithdrawApplication: _grpc.UnaryUnaryMultiCallable[_applications_pb2.WithdrawApplicationRequest, _applications_pb2.Application]
-    """Withdraws an application that has not been paid yet."""
+    """Withdraws an application whose money is not yet in a funding plan. The grant's workflow
+    decides: the answer comes once it has honoured the withdrawal (the status is WITHDRAWN), or is
+    FAILED_PRECONDITION with its reason. An application whose grant has not started yet is
+    withdrawn as soon as it starts.
+    """
     SupplementApplication: _grpc.UnaryUnaryMultiCallable[_applications_pb2.SupplementApplicationRequest, _applications_pb2.Application]
     """Answers a request for more information (补正) with corrected figures and documents."""
     ListPrograms: _grpc.UnaryUnaryMultiCallable[_applications_pb2.ListProgramsRequest, _applications_pb2.ListProgramsResponse]
@@ -47,9 +51,9 @@ class ApplicationServiceStub:
     PublishProgramVersion: _grpc.UnaryUnaryMultiCallable[_applications_pb2.PublishProgramVersionRequest, _common_pb2.ProgramRule]
     """Publishes a new version of a program's rules (ops role)."""
     ReportGrantStage: _grpc.UnaryUnaryMultiCallable[_applications_pb2.ReportGrantStageRequest, _applications_pb2.ReportGrantStageResponse]
-    """The grant workflow reports a stage (system role). The service publishes it through its outbox
-    as GrantStageChanged; the status projection is built by consuming that event. Idempotent on
-    event_id.
+    """The grant workflow reports a stage (system role). The application's status changes and the
+    service publishes GrantStageChanged through its outbox, in one transaction. Idempotent on
+    event_id; a report older than the status (sequence) is announced but changes nothing.
     """
 
 @_typing.type_check_only
@@ -62,7 +66,11 @@ class ApplicationServiceAsyncStub(ApplicationServiceStub):
     GetApplication: _aio.UnaryUnaryMultiCallable[_applications_pb2.GetApplicationRequest, _applications_pb2.Application]  # type: ignore[assignment]
     ListApplications: _aio.UnaryUnaryMultiCallable[_applications_pb2.ListApplicationsRequest, _applications_pb2.ListApplicationsResponse]  # type: ignore[assignment]
     WithdrawApplication: _aio.UnaryUnaryMultiCallable[_applications_pb2.WithdrawApplicationRequest, _applications_pb2.Application]  # type: ignore[assignment]
-    """Withdraws an application that has not been paid yet."""
+    """Withdraws an application whose money is not yet in a funding plan. The grant's workflow
+    decides: the answer comes once it has honoured the withdrawal (the status is WITHDRAWN), or is
+    FAILED_PRECONDITION with its reason. An application whose grant has not started yet is
+    withdrawn as soon as it starts.
+    """
     SupplementApplication: _aio.UnaryUnaryMultiCallable[_applications_pb2.SupplementApplicationRequest, _applications_pb2.Application]  # type: ignore[assignment]
     """Answers a request for more information (补正) with corrected figures and documents."""
     ListPrograms: _aio.UnaryUnaryMultiCallable[_applications_pb2.ListProgramsRequest, _applications_pb2.ListProgramsResponse]  # type: ignore[assignment]
@@ -70,9 +78,9 @@ class ApplicationServiceAsyncStub(ApplicationServiceStub):
     PublishProgramVersion: _aio.UnaryUnaryMultiCallable[_applications_pb2.PublishProgramVersionRequest, _common_pb2.ProgramRule]  # type: ignore[assignment]
     """Publishes a new version of a program's rules (ops role)."""
     ReportGrantStage: _aio.UnaryUnaryMultiCallable[_applications_pb2.ReportGrantStageRequest, _applications_pb2.ReportGrantStageResponse]  # type: ignore[assignment]
-    """The grant workflow reports a stage (system role). The service publishes it through its outbox
-    as GrantStageChanged; the status projection is built by consuming that event. Idempotent on
-    event_id.
+    """The grant workflow reports a stage (system role). The application's status changes and the
+    service publishes GrantStageChanged through its outbox, in one transaction. Idempotent on
+    event_id; a report older than the status (sequence) is announced but changes nothing.
     """
 
 class ApplicationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -106,7 +114,11 @@ class ApplicationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _applications_pb2.WithdrawApplicationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_applications_pb2.Application, _abc.Awaitable[_applications_pb2.Application]]:
-        """Withdraws an application that has not been paid yet."""
+        """Withdraws an application whose money is not yet in a funding plan. The grant's workflow
+        decides: the answer comes once it has honoured the withdrawal (the status is WITHDRAWN), or is
+        FAILED_PRECONDITION with its reason. An application whose grant has not started yet is
+        withdrawn as soon as it starts.
+        """
 
     @_abc_1.abstractmethod
     def SupplementApplication(
@@ -138,9 +150,9 @@ class ApplicationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _applications_pb2.ReportGrantStageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_applications_pb2.ReportGrantStageResponse, _abc.Awaitable[_applications_pb2.ReportGrantStageResponse]]:
-        """The grant workflow reports a stage (system role). The service publishes it through its outbox
-        as GrantStageChanged; the status projection is built by consuming that event. Idempotent on
-        event_id.
+        """The grant workflow reports a stage (system role). The application's status changes and the
+        service publishes GrantStageChanged through its outbox, in one transaction. Idempotent on
+        event_id; a report older than the status (sequence) is announced but changes nothing.
         """
 
 def add_ApplicationServiceServicer_to_server(servicer: ApplicationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,2 +1,2 @@
 """The applications service: applications and their documents, the program catalogue, and the
-status projection built from the grant workflows' stage reports."""
+status the grant workflows report."""

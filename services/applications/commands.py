@@ -81,6 +81,10 @@ class ReportStage:
     event_id: str  # the workflow's own, the same on every retry of its report
     change: applications_pb2.GrantStageChanged  # checked; program_code is filled in
 
+    @property
+    def stage(self) -> GrantStage:
+        return GrantStage.from_proto(self.change.stage)
+
 
 @dataclass(frozen=True)
 class ApplicationsQuery:

@@ -1,5 +1,6 @@
 """Runs the applications service: migrates its database, serves ApplicationService over gRPC and
-runs the outbox relay and the status projection as background tasks."""
+runs the outbox relay as a background task. Temporal is reached (for withdrawals) when first
+needed: filings and reads do not wait for it."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import grpc
 
 from grantflow.v1 import applications_pb2_grpc
 from services.applications.api import SERVICE, ApplicationServicer
-from services.applications.projection import StatusProjection
 from services.applications.use_cases import Applications, event_sources
 from services.common.config import Settings
+from services.common.grant_workflows import GrantWorkflows
 from services.common.grpc_server import BackgroundTask
 from services.common.kafka import APPLICATIONS, GRANTS, topic
 from services.common.outbox import OutboxRelay
 from services.common.service_main import migrated_database, serve_service
+from services.common.temporal import connect_temporal
 from services.common.unit_of_work import Transactions
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -30,12 +32,13 @@ async def run(
     ready: Callable[[], None] | None = None,
     messaging: bool = True,
 ) -> None:
-    """Serves until stopped. messaging=False leaves out the relay and the projection (tests
-    that look only at the database do not need a broker)."""
+    """Serves until stopped. messaging=False leaves out the relay (tests that look only at the
+    database do not need a broker)."""
     async with migrated_database(settings, SERVICE, MIGRATIONS) as database:
         filings, reports = event_sources(topic(settings, APPLICATIONS), topic(settings, GRANTS))
+        grants = GrantWorkflows(lambda: connect_temporal(settings))
         servicer = ApplicationServicer(
-            Applications(Transactions(database, filings), Transactions(database, reports))
+            Applications(Transactions(database, filings), Transactions(database, reports), grants)
         )
 
         def register(server: grpc.aio.Server) -> None:
@@ -43,10 +46,7 @@ async def run(
 
         background: list[BackgroundTask] = []
         if messaging:
-            background = [
-                OutboxRelay(settings, database).run,
-                StatusProjection(settings, database).run,
-            ]
+            background = [OutboxRelay(settings, database).run]
         await serve_service(
             settings, SERVICE, register, background=background, stop=stop, ready=ready
         )

@@ -9,7 +9,11 @@ Rules kept here:
 - a caller sees only what it may see (an applicant its own enterprise's filings, a reviewer the
   programs its department owns or reviews), and whatever it may not see answers exactly as an
   application that does not exist: NOT_FOUND confirms nothing about another tenant's ids;
-- after submission only the status projection (projection.py) writes an application's status.
+- after submission only the grant's stage reports change an application's status, each in the
+  transaction that announces it, and only if newer than the status (a report's sequence);
+- a withdrawal is the grant workflow's to decide (it knows whether the money is still free): it
+  goes to the workflow as an Update and the applicant gets its answer; only an application whose
+  grant has not started yet is withdrawn by an announced request the grant takes when it starts.
 
 Every change commits with its outbox event in one unit of work (services/common/unit_of_work.py).
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlmodel import Session
 
@@ -41,8 +46,10 @@ from services.common.errors import (
     NotFound,
     PermissionDenied,
 )
+from services.common.grant_workflows import GrantNotRunning
 from services.common.unit_of_work import EventSource, Transactions, UnitOfWork
 from services.common.vocabulary import NOT_WITHDRAWABLE_STAGES, GrantStage, Role
+from workflows import contracts, reasons
 from workflows.contracts import grant_workflow_id
 
 SOURCE = "applications"
@@ -59,6 +66,20 @@ def event_sources(applications_topic: str, grants_topic: str) -> tuple[EventSour
         EventSource(SOURCE, applications_topic, EVENT_NAMESPACE),
         EventSource(SOURCE, grants_topic, EVENT_NAMESPACE),
     )
+
+
+# The grant ended without money changing hands: an award shown earlier no longer holds.
+ENDED_WITHOUT_AWARD = frozenset({GrantStage.REJECTED, GrantStage.WITHDRAWN})
+
+
+class GrantWithdrawals(Protocol):
+    """The grant workflow, as the judge of a withdrawal (services/common/grant_workflows.py):
+    answers once honoured, raises FailedPrecondition if refused, GrantNotRunning if there is no
+    running grant."""
+
+    async def withdraw(
+        self, application_id: str, withdrawal: contracts.Withdraw
+    ) -> contracts.WithdrawalAnswer: ...
 
 
 @dataclass(frozen=True)
@@ -93,9 +114,12 @@ def _application_for(
 class Applications:
     """The use cases, over the service's database."""
 
-    def __init__(self, filings: Transactions, reports: Transactions) -> None:
+    def __init__(
+        self, filings: Transactions, reports: Transactions, grants: GrantWithdrawals
+    ) -> None:
         self.filings = filings  # announces to the applications topic
         self.reports = reports  # announces to the grants topic
+        self.grants = grants
 
     # Program catalogue ------------------------------------------------------------------------
 
@@ -229,14 +253,33 @@ class Applications:
 
     async def withdraw(self, command: Withdraw) -> applications_pb2.Application:
         caller, application_id = command.caller, command.application_id
+        record = await self.filings.read(
+            lambda session: _application_for(session, caller, application_id)
+        )
+        _check_withdrawable(record)
+        withdrawal = contracts.Withdraw(reason=command.reason, withdrawn_by=caller.subject)
+        try:
+            await self.grants.withdraw(application_id, withdrawal)
+        except GrantNotRunning:
+            return await self._withdraw_before_start(command)
+        # Honoured: the grant reported WITHDRAWN (and so changed the status) before answering.
+        return await self.application(caller, application_id)
+
+    async def _withdraw_before_start(self, command: Withdraw) -> applications_pb2.Application:
+        """No grant runs for the application: one not started yet is withdrawn by announcing the
+        request, which the grant takes as it starts (the intake orders both by application)."""
+        caller, application_id = command.caller, command.application_id
 
         def work(unit: UnitOfWork) -> applications_pb2.Application:
             record = _application_for(unit.session, caller, application_id, for_update=True)
             if record.withdrawal_requested_at is not None:
                 return record.to_proto()
-            stage = GrantStage.from_proto(record.status)
-            if stage in NOT_WITHDRAWABLE_STAGES:
-                raise FailedPrecondition(f"application {application_id} is {stage}")
+            _check_withdrawable(record)
+            if GrantStage.from_proto(record.status) != GrantStage.SUBMITTED:
+                # It started and closed meanwhile; its status says how.
+                raise FailedPrecondition(
+                    reasons.not_withdrawable(GrantStage.from_proto(record.status))
+                )
             now = now_utc()
             record.withdrawal_requested_at = now
             record.withdrawal_reason = command.reason
@@ -316,13 +359,16 @@ class Applications:
     # Grant workflow reports -------------------------------------------------------------------
 
     async def report_stage(self, command: ReportStage) -> None:
+        """The grant's stage becomes the application's status (unless a newer report came
+        first) and is announced on the grants topic, in one unit of work."""
         change = command.change
         application_id = change.application_id
+        stage = command.stage
 
         def work(unit: UnitOfWork) -> None:
             if unit.announced(command.event_id):
                 return
-            record = store.application_by_id(unit.session, application_id)
+            record = store.application_by_id(unit.session, application_id, for_update=True)
             if record is None:
                 raise NotFound(f"application {application_id} not found")
             if change.program_code and change.program_code != record.program_code:
@@ -331,6 +377,24 @@ class Applications:
                     f"does not match the application's program {record.program_code}",
                 )
             change.program_code = record.program_code
+            if change.sequence > record.status_sequence:
+                record.status = stage.to_proto()
+                record.status_reason = change.reason
+                record.status_sequence = change.sequence
+                # A report carries what the workflow knows at that stage; zero or empty means
+                # "unchanged", except that a grant that ended without payment has no award.
+                if change.award_amount_fen or stage in ENDED_WITHOUT_AWARD:
+                    record.award_amount_fen = change.award_amount_fen
+                if change.plan_id:
+                    record.plan_id = change.plan_id
+                record.updated_at = now_utc()
+                unit.session.add(record)
             unit.announce_as(application_id, change, event_id=command.event_id)
 
         await self.reports.write(work)
+
+
+def _check_withdrawable(record: ApplicationRecord) -> None:
+    stage = GrantStage.from_proto(record.status)
+    if stage in NOT_WITHDRAWABLE_STAGES:
+        raise FailedPrecondition(reasons.not_withdrawable(stage))

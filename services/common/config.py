@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     # Token the worker, consumers and services use to call each other.
     service_token: str = ""
 
+    # The intake consumer asks the applications service whether a grant already closed only
+    # for submissions older than this (a redelivery after Temporal may have forgotten the
+    # workflow id); keep it well under the Temporal namespace's retention period.
+    intake_redelivery_check_seconds: float = 3600.0
+
     outbox_poll_seconds: float = 0.2
     outbox_retention_hours: int = 24 * 7
     outbox_check_broker_seconds: float = 5.0

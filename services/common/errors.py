@@ -2,20 +2,29 @@
 
 Servicers raise these; the server interceptor turns them into statuses. INVALID_ARGUMENT carries a
 google.rpc.BadRequest naming the offending field, and the message names it too, so both generic
-and Grantflow clients can show it. Anything else becomes INTERNAL with a reference, never a trace.
+and Grantflow clients can show it. An error with a `reason` carries a google.rpc.ErrorInfo of
+Grantflow's domain, so a client can tell, say, a payment gateway's timeout from a service that
+could not be reached (both UNAVAILABLE). Anything else becomes INTERNAL with a reference, never
+a trace.
 """
 
 from __future__ import annotations
 
 import grpc
 
+ERROR_DOMAIN = "grantflow"
+# ErrorInfo reasons. PAYMENT_GATEWAY: the payment gateway answered with a failure that a later
+# attempt may overcome (it timed out with the outcome unknown, or was unavailable).
+REASON_PAYMENT_GATEWAY = "PAYMENT_GATEWAY"
+
 
 class ServiceError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, reason: str = "") -> None:
         super().__init__(message)
         self.message = message
+        self.reason = reason
 
 
 class InvalidArgument(ServiceError):
@@ -49,3 +58,18 @@ class Unauthenticated(ServiceError):
 
 class Unavailable(ServiceError):
     code = grpc.StatusCode.UNAVAILABLE
+
+
+def error_reason(error: grpc.RpcError) -> str:
+    """The ErrorInfo reason a Grantflow service attached to its answer; "" if none (as when
+    the service could not be reached at all)."""
+    from google.rpc import error_details_pb2, status_pb2
+
+    for key, value in getattr(error, "trailing_metadata", lambda: None)() or ():
+        if key != "grpc-status-details-bin":
+            continue
+        for detail in status_pb2.Status.FromString(value).details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info) and info.domain == ERROR_DOMAIN:
+                return str(info.reason)
+    return ""

@@ -28,6 +28,7 @@ from grpc_status import rpc_status
 from services.common.auth import set_current_principal, verify_token
 from services.common.config import DEV_AUTH_SECRET, Settings
 from services.common.errors import (
+    ERROR_DOMAIN,
     InvalidArgument,
     PermissionDenied,
     ServiceError,
@@ -55,6 +56,10 @@ def _status_for(error: ServiceError) -> status_pb2.Status:
             )
         )
         status.details.append(detail)
+    if error.reason:
+        info = any_pb2.Any()
+        info.Pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))
+        status.details.append(info)
     return status
 
 

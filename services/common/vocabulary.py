@@ -168,6 +168,9 @@ class ErrorType(Term):
     UNAUTHENTICATED = "UNAUTHENTICATED"
     # Not a service's answer: a value outside Grantflow's vocabulary reached an activity.
     UNKNOWN_TERM = "UNKNOWN_TERM"
+    # The payment gateway answered with a failure a later attempt may overcome (it timed out
+    # with the outcome unknown, or was unavailable): the funding plan counts these per line.
+    GATEWAY_FAILED = "GATEWAY_FAILED"
 
 
 @cache

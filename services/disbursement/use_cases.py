@@ -29,6 +29,7 @@ from sqlmodel import Session
 from grantflow.v1 import events_pb2
 from services.common.db import now_utc
 from services.common.errors import (
+    REASON_PAYMENT_GATEWAY,
     AlreadyExists,
     FailedPrecondition,
     NotFound,
@@ -548,10 +549,13 @@ class Disbursement:
             log.warning("payment outcome unknown", line_id=line_id, attempt=line.attempts)
             raise Unavailable(
                 "payment gateway timed out, the outcome is unknown: retry this line (same "
-                "idempotency key) to settle it"
+                "idempotency key) to settle it",
+                reason=REASON_PAYMENT_GATEWAY,
             ) from exc
         except GatewayUnavailable as exc:
-            raise Unavailable(f"payment gateway unavailable: {exc}") from exc
+            raise Unavailable(
+                f"payment gateway unavailable: {exc}", reason=REASON_PAYMENT_GATEWAY
+            ) from exc
 
         def settle(unit: UnitOfWork) -> PaymentLineRow:
             session = unit.session

@@ -10,6 +10,7 @@ import grpc
 
 from grantflow.v1 import review_pb2_grpc
 from services.common.config import Settings
+from services.common.grant_workflows import GrantWorkflows
 from services.common.kafka import REVIEW, topic
 from services.common.outbox import OutboxRelay
 from services.common.process import stop_on_signals
@@ -17,7 +18,6 @@ from services.common.service_main import migrated_database, serve_service
 from services.common.temporal import connect_until_reachable
 from services.common.unit_of_work import Transactions
 from services.review.api import SERVICE, ReviewServicer
-from services.review.grant_workflows import GrantWorkflows
 from services.review.use_cases import Review, event_source
 
 MIGRATIONS = Path(__file__).parent / "migrations"

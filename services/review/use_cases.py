@@ -6,9 +6,10 @@ Rules kept here:
 - a task moves open -> claimed (by one reviewer) -> decided, or to cancelled when the grant
   leaves review; a repeated claim or decision by the same reviewer with the same content
   answers as the first;
-- the grant workflow is the judge of a claim or a decision: it goes to the workflow first (the
-  GrantUpdates port) and is recorded only once the workflow accepted it, so the database never
-  holds a claim or a decision the process does not know of;
+- this service is the judge of claims (a claim binds a task to a reviewer under the task's row
+  lock, and nothing in the process waits on it); the grant workflow is the judge of decisions: a
+  decision goes to the workflow first (the GrantUpdates port) and is recorded only once the
+  workflow accepted it, so the database never holds a decision the process does not know of;
 - an overdue task is announced once per escalation level, however often the workflow asks.
 
 Every recorded change commits with its outbox event in one unit of work.
@@ -70,9 +71,7 @@ def event_source(topic: str) -> EventSource:
 
 
 class GrantUpdates(Protocol):
-    """The grant workflow, as the judge of claims and decisions (grant_workflows.py)."""
-
-    async def claim(self, application_id: str, claim: contracts.ClaimReviewTask) -> None: ...
+    """The grant workflow, as the judge of decisions (services/common/grant_workflows.py)."""
 
     async def decide(
         self, application_id: str, decision: contracts.DecideReviewTask
@@ -220,18 +219,12 @@ class Review:
 
     async def claim(self, command: Claim) -> ReviewTaskRow:
         caller = command.caller
-        department = own_department(caller)
+        own_department(caller)
         row = await self.task(caller, command.task_id)
         if row.state == TaskState.CLAIMED and row.assignee == caller.subject:
             return row
         if row.state != TaskState.OPEN:
             raise FailedPrecondition(f"cannot claim: {_STATE_PROBLEMS[row.state]}")
-        await self.workflows.claim(
-            row.application_id,
-            contracts.ClaimReviewTask(
-                task_id=row.task_id, reviewer=caller.subject, department=department
-            ),
-        )
 
         def work(unit: UnitOfWork) -> ReviewTaskRow:
             current = store.get_task(unit.session, row.task_id, for_update=True)

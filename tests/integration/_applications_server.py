@@ -1,5 +1,6 @@
 """Runs the real applications service in-process for tests: migrated database, gRPC server on a
-free port in the test's event loop, optionally the outbox relay and projection on a real broker.
+free port in the test's event loop, optionally the outbox relay on a real broker and a real
+Temporal server for withdrawals.
 """
 
 from __future__ import annotations
@@ -64,11 +65,14 @@ async def applications_service(
     data_dir: Path,
     *,
     kafka_bootstrap: str | None = None,
+    temporal_address: str = "",
     seed: bool = True,
 ) -> AsyncIterator[ApplicationsHarness]:
-    """The service on a free port; with kafka_bootstrap also its relay and status projection,
-    on topics of their own (a fresh prefix) so tests sharing the broker do not see each other."""
+    """The service on a free port; with kafka_bootstrap also its relay, on topics of their own (a
+    fresh prefix) so tests sharing the broker do not see each other; with temporal_address the
+    Temporal server withdrawals go to (else a port where none answers)."""
     settings = Settings(
+        temporal_address=temporal_address or f"127.0.0.1:{free_port()}",
         data_dir=data_dir,
         applications_address=f"127.0.0.1:{free_port()}",
         applications_database_url=database_url,

@@ -1,9 +1,11 @@
-"""ApplicationService over real gRPC on SQLite and PostgreSQL; the status projection and the
-outbox relay against a real Kafka-protocol broker (Tansu)."""
+"""ApplicationService over real gRPC on SQLite and PostgreSQL, the outbox relay against a real
+Kafka-protocol broker (Tansu), withdrawals against a real Temporal dev server where a small
+stand-in GrantWorkflow (below) answers the withdrawal Update as the real one does."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
@@ -14,14 +16,22 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from grantflow.v1 import applications_pb2, common_pb2, events_pb2
 from services.applications.catalogue import load_catalogue
 from services.common.db import to_timestamp
 from services.common.kafka import APPLICATIONS, Record, read_topic, topic
-from services.common.vocabulary import Department, Role
+from services.common.vocabulary import Department, GrantStage, Role
 from tests.integration._applications_server import ApplicationsHarness, applications_service
 from tests.support import holding_the_write_lock
+from workflows import contracts, reasons
 
 ENTERPRISE_A = "91440300MA5000000G"
 ENTERPRISE_B = "91440300MA6000000N"
@@ -31,12 +41,72 @@ WITHDRAWN = "grantflow.v1.ApplicationWithdrawn"
 SUPPLEMENTED = "grantflow.v1.ApplicationSupplemented"
 STAGE_CHANGED = "grantflow.v1.GrantStageChanged"
 WRITTEN_TABLES = ("application", "application_supplement", "program_version", "outbox_event")
+STAND_IN_QUEUE = "applications-service-test"
+
+
+# The stand-in grant workflow ----------------------------------------------------------------
+
+
+class StandInGrant(BaseModel):
+    honour: bool  # whether it honours a withdrawal or refuses it (its award is in a plan)
+
+
+@workflow.defn(name=contracts.GRANT_WORKFLOW)
+class StandInGrantWorkflow:
+    @workflow.init
+    def __init__(self, grant: StandInGrant) -> None:
+        self.grant = grant
+        self.withdrawals: list[contracts.Withdraw] = []
+
+    @workflow.run
+    async def run(self, grant: StandInGrant) -> None:
+        await workflow.wait_condition(lambda: bool(self.withdrawals))
+
+    @workflow.update(name=contracts.WITHDRAW_APPLICATION)
+    def withdraw(self, withdrawal: contracts.Withdraw) -> contracts.WithdrawalAnswer:
+        if not self.grant.honour:
+            raise ApplicationError(
+                reasons.IN_A_FUNDING_PLAN, type=contracts.ERR_FAILED_PRECONDITION
+            )
+        self.withdrawals.append(withdrawal)
+        return contracts.WithdrawalAnswer(stage=GrantStage.WITHDRAWN, released_fen=150_000)
+
+
+@pytest.fixture(scope="module")
+async def temporal() -> AsyncIterator[Client]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    try:
+        async with Worker(
+            env.client,
+            task_queue=STAND_IN_QUEUE,
+            workflows=[StandInGrantWorkflow],
+            workflow_runner=UnsandboxedWorkflowRunner(),
+        ):
+            yield env.client
+    finally:
+        await env.shutdown()
 
 
 @pytest.fixture
-async def service(database_url: str, tmp_path: Path) -> AsyncIterator[ApplicationsHarness]:
-    async with applications_service(database_url, tmp_path) as harness:
+async def service(
+    database_url: str, tmp_path: Path, temporal: Client
+) -> AsyncIterator[ApplicationsHarness]:
+    address = temporal.service_client.config.target_host
+    async with applications_service(database_url, tmp_path, temporal_address=address) as harness:
         yield harness
+
+
+async def start_grant(temporal: Client, application_id: str, *, honour: bool) -> Any:
+    return await temporal.start_workflow(
+        StandInGrantWorkflow.run,
+        StandInGrant(honour=honour),
+        id=contracts.grant_workflow_id(application_id),
+        task_queue=STAND_IN_QUEUE,
+    )
 
 
 def submission(
@@ -456,7 +526,61 @@ async def test_callers_without_the_right_are_refused(service: ApplicationsHarnes
     assert row_counts(service) == before
 
 
-async def test_withdrawal_is_recorded_once(service: ApplicationsHarness) -> None:
+async def test_a_running_grant_decides_a_withdrawal(
+    service: ApplicationsHarness, temporal: Client
+) -> None:
+    applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A, subject="alice")
+    honoured = await service.stub.SubmitApplication(submission(), metadata=applicant)
+    refused = await service.stub.SubmitApplication(submission("req-0000002"), metadata=applicant)
+    grant = await start_grant(temporal, honoured.application_id, honour=True)
+    await start_grant(temporal, refused.application_id, honour=False)
+    before = row_counts(service)
+
+    answer = await service.stub.WithdrawApplication(
+        applications_pb2.WithdrawApplicationRequest(
+            application_id=honoured.application_id, reason="project cancelled"
+        ),
+        metadata=applicant,
+    )
+    assert answer.application_id == honoured.application_id
+    await grant.result()  # the grant took it, with who and why
+    # The grant announces its own WITHDRAWN stage; the service records nothing of its own.
+    assert row_counts(service) == before
+
+    error = await rpc_error(
+        service.stub.WithdrawApplication(
+            applications_pb2.WithdrawApplicationRequest(application_id=refused.application_id),
+            metadata=applicant,
+        )
+    )
+    # The applicant reads the grant's own reason, and nothing was recorded.
+    assert (error.code(), error.details()) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        reasons.IN_A_FUNDING_PLAN,
+    )
+    assert row_counts(service) == before
+
+
+async def test_temporal_out_of_reach_makes_a_withdrawal_unavailable_and_changes_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with applications_service(database_url, tmp_path) as service:  # no Temporal there
+        applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+        filed = await service.stub.SubmitApplication(submission(), metadata=applicant)
+        before = row_counts(service)
+        error = await rpc_error(
+            service.stub.WithdrawApplication(
+                applications_pb2.WithdrawApplicationRequest(application_id=filed.application_id),
+                metadata=applicant,
+            )
+        )
+        assert error.code() == grpc.StatusCode.UNAVAILABLE
+        assert row_counts(service) == before
+
+
+async def test_a_withdrawal_before_the_grant_started_is_announced_once(
+    service: ApplicationsHarness,
+) -> None:
     applicant_a = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A, subject="alice")
     applicant_b = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_B)
     mine = await service.stub.SubmitApplication(submission(), metadata=applicant_a)
@@ -736,7 +860,7 @@ async def eventually(check: Any, within: float = 20.0) -> Any:
         await asyncio.sleep(0.2)
 
 
-async def test_stage_reports_reach_the_projection_through_the_broker(
+async def test_stage_reports_change_the_status_and_reach_the_broker(
     database_url: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     async with applications_service(
@@ -764,23 +888,19 @@ async def test_stage_reports_reach_the_projection_through_the_broker(
                 metadata=system,
             )
 
-        async def in_stage(stage: int) -> applications_pb2.Application | None:
-            current = await service.stub.GetApplication(by_id, metadata=applicant)
-            return current if current.status == stage else None
+        async def current() -> applications_pb2.Application:
+            return await service.stub.GetApplication(by_id, metadata=applicant)
 
+        # The status is the report's, at once: the report and its event commit together.
         await report(2, common_pb2.GRANT_STAGE_FORMAL_CHECK)
+        assert (await current()).status == common_pb2.GRANT_STAGE_FORMAL_CHECK
         await report(4, common_pb2.GRANT_STAGE_AWAITING_SUPPLEMENT, reason="staff_count unproven")
         await report(3, common_pb2.GRANT_STAGE_IN_REVIEW)  # arrives after a newer one: stale
-        await eventually(lambda: in_stage(common_pb2.GRANT_STAGE_AWAITING_SUPPLEMENT))
-
-        async def stale_consumed() -> bool:
-            where = f"event_id = 'grant-{application_id}-3'"
-            return service.count("processed_event", where) == 1
-
-        await eventually(stale_consumed)
-        current = await service.stub.GetApplication(by_id, metadata=applicant)
-        assert current.status == common_pb2.GRANT_STAGE_AWAITING_SUPPLEMENT
-        assert current.status_reason == "staff_count unproven"
+        now = await current()
+        assert now.status == common_pb2.GRANT_STAGE_AWAITING_SUPPLEMENT
+        assert now.status_reason == "staff_count unproven"
+        # The stale report is still announced: other consumers order by sequence themselves.
+        assert len(service.outbox_payloads(STAGE_CHANGED)) == 3
 
         supplement = applications_pb2.SupplementApplicationRequest(
             application_id=application_id,
@@ -811,7 +931,8 @@ async def test_stage_reports_reach_the_projection_through_the_broker(
         await report(
             7, common_pb2.GRANT_STAGE_IN_PAYMENT, award_amount_fen=150_000, plan_id="plan-0001"
         )
-        paying = await eventually(lambda: in_stage(common_pb2.GRANT_STAGE_IN_PAYMENT))
+        paying = await current()
+        assert paying.status == common_pb2.GRANT_STAGE_IN_PAYMENT
         assert paying.award_amount_fen == 150_000
         assert paying.plan_id == "plan-0001"
         assert paying.supplement_count == 1
@@ -822,7 +943,11 @@ async def test_stage_reports_reach_the_projection_through_the_broker(
                 metadata=applicant,
             )
         )
-        assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
+        # While its money goes out an application cannot be withdrawn; the applicant is told why.
+        assert (refused.code(), refused.details()) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "申请处于“资金拨付中”阶段，不能撤回",
+        )
         late = await rpc_error(
             service.stub.SupplementApplication(
                 applications_pb2.SupplementApplicationRequest(

@@ -1,7 +1,8 @@
 """The review service over real gRPC, on SQLite and PostgreSQL, against a real Temporal dev server.
 
 A small stand-in GrantWorkflow (below) plays the grant workflow's part: it knows its review tasks
-and judges claims and decisions in its update validators, as the real one does.
+and judges decisions in its update validator, as the real one does. Claims are the review
+service's own and never reach it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from grantflow.v1 import common_pb2, events_pb2, review_pb2, review_pb2_grpc
 from services.common.auth import mint_token
 from services.common.config import Settings
 from services.common.db import Database, migrate, now_utc, to_timestamp
+from services.common.grant_workflows import GrantWorkflows
 from services.common.grpc_server import serve
 from services.common.kafka import REVIEW, Record, read_topic, topic
 from services.common.outbox import OutboxEvent
@@ -41,7 +43,6 @@ from services.common.unit_of_work import Transactions
 from services.common.vocabulary import Decision, Department, Role, TaskState
 from services.review import server
 from services.review.api import SERVICE, ReviewServicer
-from services.review.grant_workflows import GrantWorkflows
 from services.review.store import ReviewTaskRow
 from services.review.use_cases import Review as ReviewUseCases
 from services.review.use_cases import event_source
@@ -96,26 +97,11 @@ class StandInGrantWorkflow:
             )
         return task
 
-    @workflow.update(name=contracts.CLAIM_REVIEW_TASK)
-    def claim(self, claim: contracts.ClaimReviewTask) -> contracts.ReviewTaskAck:
-        task = self.tasks[claim.task_id]
-        task.state, task.claimant = TaskState.CLAIMED, claim.reviewer
-        return contracts.ReviewTaskAck(task_id=claim.task_id, round=1, stage="in_review")
-
-    @claim.validator
-    def validate_claim(self, claim: contracts.ClaimReviewTask) -> None:
-        task = self._task(claim.task_id, claim.department)
-        if task.state == TaskState.CLAIMED and task.claimant == claim.reviewer:
-            return
-        if task.state != TaskState.OPEN:
-            raise ApplicationError(
-                f"review task is {task.state}", type=contracts.ERR_FAILED_PRECONDITION
-            )
-
     @workflow.update(name=contracts.DECIDE_REVIEW_TASK)
     def decide(self, decision: contracts.DecideReviewTask) -> contracts.ReviewTaskAck:
         task = self.tasks[decision.task_id]
         task.state, task.decision = TaskState.DECIDED, decision.decision
+        task.claimant = decision.reviewer
         task.approved_amount_fen = decision.approved_amount_fen
         task.decisions_received += 1
         return contracts.ReviewTaskAck(task_id=decision.task_id, round=1, stage="in_review")
@@ -123,9 +109,9 @@ class StandInGrantWorkflow:
     @decide.validator
     def validate_decide(self, decision: contracts.DecideReviewTask) -> None:
         task = self._task(decision.task_id, decision.department)
-        if task.state != TaskState.CLAIMED or task.claimant != decision.reviewer:
+        if task.state != TaskState.OPEN:
             raise ApplicationError(
-                "review task is not claimed by you", type=contracts.ERR_FAILED_PRECONDITION
+                f"review task is {task.state}", type=contracts.ERR_FAILED_PRECONDITION
             )
 
     @workflow.signal
@@ -482,7 +468,8 @@ async def test_claim_then_decide_reaches_the_workflow(review: Review) -> None:
     )
     assert claimed.state == review_pb2.TASK_STATE_CLAIMED
     assert claimed.assignee == "wang"
-    assert (await workflow_tasks(handle))[task.task_id].claimant == "wang"
+    # A claim is the review service's own business: the grant does not hear of it.
+    assert (await workflow_tasks(handle))[task.task_id].state == TaskState.OPEN
     again = await review.call("ClaimTask", review_pb2.ClaimTaskRequest(task_id=task.task_id), wang)
     assert again == claimed
 
@@ -500,6 +487,7 @@ async def test_claim_then_decide_reaches_the_workflow(review: Review) -> None:
     assert decided.HasField("decided_at")
     in_workflow = (await workflow_tasks(handle))[task.task_id]
     assert (in_workflow.state, in_workflow.decision) == (TaskState.DECIDED, Decision.APPROVE)
+    assert in_workflow.claimant == "wang"  # the decision carries its reviewer
     assert in_workflow.approved_amount_fen == 160_000
 
     # A retried call gets the same answer and announces nothing new.
@@ -633,27 +621,37 @@ async def test_other_departments_and_other_reviewers_are_refused(review: Review)
 async def test_what_the_workflow_refuses_is_not_recorded(review: Review) -> None:
     wang = review.token("wang", Role.REVIEWER, Department.INDUSTRY)
 
-    async def claim(task: review_pb2.ReviewTask) -> grpc.aio.AioRpcError:
+    async def claimed(task: review_pb2.ReviewTask) -> review_pb2.ReviewTask:
         request = review_pb2.ClaimTaskRequest(task_id=task.task_id)
-        return await review.refused("ClaimTask", request, wang)
+        answer: review_pb2.ReviewTask = await review.call("ClaimTask", request, wang)
+        return answer
+
+    async def decide(task: review_pb2.ReviewTask) -> grpc.aio.AioRpcError:
+        request = review_pb2.DecideTaskRequest(
+            task_id=task.task_id, decision=review_pb2.REVIEW_DECISION_REJECT, reason="不符合条件"
+        )
+        return await review.refused("DecideTask", request, wang)
 
     # The workflow moved on (e.g. the co-review round ended) before the service learnt of it.
     moved_on = await review.create()
     handle = await review.start_grant(moved_on.application_id, [stand_in(moved_on)])
     await handle.signal(StandInGrantWorkflow.close_task, moved_on.task_id)
-    error = await claim(moved_on)
+    await claimed(moved_on)  # a claim is the service's own: it binds the reviewer, nothing more
+    error = await decide(moved_on)
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error.details() == "review task is closed"
 
     # The workflow's own view of the task wins: unknown to it, or of another department.
     unknown = await review.create()
     await review.start_grant(unknown.application_id, [])
-    error = await claim(unknown)
+    await claimed(unknown)
+    error = await decide(unknown)
     assert error.code() == grpc.StatusCode.NOT_FOUND
     assert unknown.task_id in (error.details() or "")
     elsewhere = await review.create()
     await review.start_grant(elsewhere.application_id, [stand_in(elsewhere, Department.HR)])
-    error = await claim(elsewhere)
+    await claimed(elsewhere)
+    error = await decide(elsewhere)
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
 
     # A grant whose workflow finished, or never ran, is no longer in review.
@@ -661,37 +659,31 @@ async def test_what_the_workflow_refuses_is_not_recorded(review: Review) -> None
     done = await review.start_grant(finished.application_id, [stand_in(finished)])
     await done.signal(StandInGrantWorkflow.finish)
     await done.result()
-    error = await claim(finished)
+    await claimed(finished)
+    error = await decide(finished)
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error.details() == "the grant is no longer in review"
     orphan = await review.create()
-    error = await claim(orphan)
+    await claimed(orphan)
+    error = await decide(orphan)
     assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error.details() == "the grant is no longer in review"
 
-    # A decision the workflow no longer takes leaves the claim as it was.
-    late = await review.create()
-    late_handle = await review.start_grant(late.application_id, [stand_in(late)])
-    await review.call("ClaimTask", review_pb2.ClaimTaskRequest(task_id=late.task_id), wang)
-    await late_handle.signal(StandInGrantWorkflow.close_task, late.task_id)
-    error = await review.refused(
-        "DecideTask",
-        review_pb2.DecideTaskRequest(
-            task_id=late.task_id, decision=review_pb2.REVIEW_DECISION_REJECT, reason="不符合条件"
-        ),
-        wang,
-    )
-    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
-
+    # A decision the workflow does not take leaves the task claimed, undecided.
     ops = review.token("ops-1", Role.OPS)
     states = {
-        t.task_id: (t.state, t.assignee)
+        t.task_id: (t.state, t.assignee, t.decision)
         for t in (await review.call("ListTasks", review_pb2.ListTasksRequest(), ops)).tasks
     }
     for task in (moved_on, unknown, elsewhere, finished, orphan):
-        assert states[task.task_id] == (review_pb2.TASK_STATE_OPEN, "")
-    assert states[late.task_id] == (review_pb2.TASK_STATE_CLAIMED, "wang")
-    assert [event for event, _ in await review.outbox()] == [CREATED] * 6 + [CLAIMED]
+        assert states[task.task_id] == (
+            review_pb2.TASK_STATE_CLAIMED,
+            "wang",
+            review_pb2.REVIEW_DECISION_UNSPECIFIED,
+        )
+    assert sorted(event for event, _ in await review.outbox()) == sorted(
+        [CREATED] * 5 + [CLAIMED] * 5
+    )
 
 
 async def test_cancel_tasks_is_idempotent(review: Review) -> None:
@@ -860,15 +852,21 @@ async def test_temporal_out_of_reach_is_unavailable(database_url: str, tmp_path:
         review = Review(settings, db, review_pb2_grpc.ReviewServiceStub(channel), client)
         task = await review.create()
         wang = review.token("wang", Role.REVIEWER, Department.INDUSTRY)
+        # Claiming needs no Temporal; deciding does, and changes nothing while it is away.
+        await review.call("ClaimTask", review_pb2.ClaimTaskRequest(task_id=task.task_id), wang)
         error = await review.refused(
-            "ClaimTask", review_pb2.ClaimTaskRequest(task_id=task.task_id), wang
+            "DecideTask",
+            review_pb2.DecideTaskRequest(
+                task_id=task.task_id, decision=review_pb2.REVIEW_DECISION_APPROVE
+            ),
+            wang,
         )
         assert error.code() == grpc.StatusCode.UNAVAILABLE
         fetched = await review.call(
             "GetTask", review_pb2.GetTaskRequest(task_id=task.task_id), wang
         )
-        assert fetched.state == review_pb2.TASK_STATE_OPEN
-        assert [event for event, _ in await review.outbox()] == [CREATED]
+        assert fetched.state == review_pb2.TASK_STATE_CLAIMED
+        assert [event for event, _ in await review.outbox()] == [CREATED, CLAIMED]
     finally:
         await channel.close()
         stop.set()

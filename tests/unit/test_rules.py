@@ -133,7 +133,7 @@ def test_formal_check_rejects_and_asks_for_supplements() -> None:
     )
     assert formal_check(rule(), FIGURES, FILED, None).outcome == "reject"
     barred = formal_check(rule(), FIGURES, FILED, company(barred_from_fiscal_funds=True))
-    assert barred.outcome == "reject" and "barred" in barred.reasons[0]
+    assert barred.outcome == "reject" and "失信联合惩戒" in barred.reasons[0]
     elsewhere = formal_check(rule(), FIGURES, FILED, company(registered_in_city=False))
     assert elsewhere.outcome == "reject"
     missing = formal_check(rule(), {"cloud_fee_paid_fen": 1}, FILED, company())

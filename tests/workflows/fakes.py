@@ -10,17 +10,23 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from grantflow.sample import credit_code
+from services.common.vocabulary import ErrorType
 from services.common.workdays import add_working_days
 from workflows.models import (
+    AwardRef,
     CreateReviewTaskRequest,
     DeadlineRequest,
     EligibilityRecord,
     EligibilityRequest,
+    OverdueReminder,
     PaymentFailure,
     PaymentRequest,
     PaymentResult,
+    PlanRef,
+    ReservationRelease,
     ReserveRequest,
     StageReport,
+    TasksToCancel,
 )
 from workflows.registry import LocalEnterpriseRegistry
 
@@ -32,12 +38,18 @@ class FakeServices:
     budget_fen: int = 10**12
     cancel_delay_s: float = 0.0
     refuse_payment_lines: set[str] = field(default_factory=set)
+    # line id -> how many more attempts the gateway times out (GATEWAY_FAILED), or the
+    # disbursement service cannot be reached (a plain, retryable failure)
+    gateway_timeouts: dict[str, int] = field(default_factory=dict)
+    unreachable: dict[str, int] = field(default_factory=dict)
+    payment_attempts: dict[str, int] = field(default_factory=dict)
     reports: list[StageReport] = field(default_factory=list)
     tasks: dict[str, CreateReviewTaskRequest] = field(default_factory=dict)
     cancelled: list[str] = field(default_factory=list)
     cancelled_tasks: list[str] = field(default_factory=list)
     reminders: list[tuple[str, int, list[str]]] = field(default_factory=list)
     reserved: dict[str, int] = field(default_factory=dict)
+    in_plan: set[str] = field(default_factory=set)  # reservations a draft plan holds
     released: list[str] = field(default_factory=list)
     confirmed: list[str] = field(default_factory=list)
     paid: dict[str, int] = field(default_factory=dict)
@@ -80,17 +92,17 @@ class FakeServices:
             self.tasks[task_id] = request
             return task_id
 
-        @activity.defn(name="cancel_review_tasks")
-        async def cancel_review_tasks(application_id: str, reason: str, task_ids: list[str]) -> int:
+        @activity.defn(name="cancel_review_tasks_v3")
+        async def cancel_review_tasks(request: TasksToCancel) -> int:
             await asyncio.sleep(self.cancel_delay_s)
-            self.cancelled.append(application_id)
-            self.cancelled_tasks.extend(task_ids)
-            return len(task_ids)
+            self.cancelled.append(request.application_id)
+            self.cancelled_tasks.extend(request.task_ids)
+            return len(request.task_ids)
 
-        @activity.defn(name="remind_overdue_tasks")
-        async def remind_overdue_tasks(application_id: str, task_ids: list[str], level: int) -> int:
-            self.reminders.append((application_id, level, task_ids))
-            return len(task_ids)
+        @activity.defn(name="remind_overdue_tasks_v3")
+        async def remind_overdue_tasks(request: OverdueReminder) -> int:
+            self.reminders.append((request.application_id, request.level, request.task_ids))
+            return len(request.task_ids)
 
         @activity.defn(name="report_stage")
         async def report_stage(report: StageReport) -> None:
@@ -111,36 +123,49 @@ class FakeServices:
                 self.reserved[request.application_id] = request.amount_fen
             return self.reserved[request.application_id]
 
-        @activity.defn(name="release_reservation")
-        async def release_reservation(application_id: str, reason: str) -> None:
-            self.reserved.pop(application_id, None)
-            self.released.append(application_id)
-
-        @activity.defn(name="confirm_award")
-        async def confirm_award(application_id: str) -> None:
-            self.confirmed.append(application_id)
-
-        @activity.defn(name="execute_payment")
-        async def execute_payment(request: PaymentRequest) -> PaymentResult:
-            if request.line_id in self.refuse_payment_lines:
+        @activity.defn(name="release_reservation_v3")
+        async def release_reservation(request: ReservationRelease) -> int:
+            if request.application_id in self.in_plan:
                 raise ApplicationError(
-                    "account closed", type="FAILED_PRECONDITION", non_retryable=True
+                    "the reservation is in a funding plan",
+                    type=ErrorType.FAILED_PRECONDITION,
+                    non_retryable=True,
                 )
-            amount = self.line_amounts.get(request.line_id, 100)
-            self.paid.setdefault(request.line_id, amount)
-            return PaymentResult(
-                line_id=request.line_id,
-                amount_fen=amount,
-                gateway_reference=f"ref-{request.line_id}",
-            )
+            released = self.reserved.pop(request.application_id, 0)
+            self.released.append(request.application_id)
+            return released
+
+        @activity.defn(name="confirm_award_v3")
+        async def confirm_award(award: AwardRef) -> None:
+            self.confirmed.append(award.application_id)
+
+        @activity.defn(name="pay_line_v3")
+        async def pay_line(request: PaymentRequest) -> PaymentResult:
+            line = request.line_id
+            self.payment_attempts[line] = self.payment_attempts.get(line, 0) + 1
+            if self.unreachable.get(line, 0) > 0:
+                self.unreachable[line] -= 1
+                raise ConnectionError("disbursement service unreachable")
+            if self.gateway_timeouts.get(line, 0) > 0:
+                self.gateway_timeouts[line] -= 1
+                raise ApplicationError(
+                    "payment gateway timed out", type=ErrorType.GATEWAY_FAILED, non_retryable=True
+                )
+            if line in self.refuse_payment_lines:
+                raise ApplicationError(
+                    "account closed", type=ErrorType.FAILED_PRECONDITION, non_retryable=True
+                )
+            amount = self.line_amounts.get(line, 100)
+            self.paid.setdefault(line, amount)
+            return PaymentResult(line_id=line, amount_fen=amount, gateway_reference=f"ref-{line}")
 
         @activity.defn(name="mark_payment_failed")
         async def mark_payment_failed(failure: PaymentFailure) -> None:
             self.failed_lines.append(failure.line_id)
 
-        @activity.defn(name="complete_funding_plan")
-        async def complete_funding_plan(plan_id: str) -> None:
-            self.completed_plans.append(plan_id)
+        @activity.defn(name="complete_funding_plan_v3")
+        async def complete_funding_plan(plan: PlanRef) -> None:
+            self.completed_plans.append(plan.plan_id)
 
         return [
             look_up_enterprise,
@@ -152,7 +177,7 @@ class FakeServices:
             reserve_budget,
             release_reservation,
             confirm_award,
-            execute_payment,
+            pay_line,
             mark_payment_failed,
             complete_funding_plan,
         ]

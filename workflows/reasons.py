@@ -1,0 +1,73 @@
+"""What a grant tells the applicant about each stage, written for a person and in simplified
+Chinese: the reasons carried by the stage reports that become the applicant's status.
+
+Nothing here names a status code or an exception; a reviewer's own words are quoted as given.
+Pure functions and constants only, so workflow code may use them directly.
+"""
+
+from __future__ import annotations
+
+from services.common.vocabulary import Department, GrantStage
+
+DEPARTMENT_NAMES = {
+    Department.INDUSTRY: "市工业和信息化局",
+    Department.FINANCE: "市财政局",
+    Department.HR: "市人力资源和社会保障局",
+}
+STAGE_NAMES = {
+    GrantStage.SUBMITTED: "已受理",
+    GrantStage.FORMAL_CHECK: "形式审查中",
+    GrantStage.AWAITING_SUPPLEMENT: "待补正",
+    GrantStage.IN_REVIEW: "部门审查中",
+    GrantStage.APPROVED: "审查通过",
+    GrantStage.IN_NOTICE: "公示中",
+    GrantStage.AWAITING_FUNDING_PLAN: "待列入资金计划",
+    GrantStage.IN_PAYMENT: "资金拨付中",
+    GrantStage.PAID: "已拨付",
+    GrantStage.REJECTED: "不予资助",
+    GrantStage.WITHDRAWN: "已撤回",
+    GrantStage.PAYMENT_FAILED: "拨付未成功",
+}
+
+NO_ELIGIBLE_AMOUNT = "按申报数据计算，本项目无可资助金额"
+NO_SUPPLEMENT = "未在补正期限内提交补正材料"
+NO_BUDGET = "本计划年度资助资金已安排完毕，本项目未能获得资助"
+WITHDRAWN_BY_APPLICANT = "申请单位撤回申请"
+IN_A_FUNDING_PLAN = "资助已列入资金计划，不能撤回"
+REVIEWERS_TOLD = "申请已撤回"
+
+
+def department(name: str) -> str:
+    """A department's name for people; an unknown one is shown as given."""
+    try:
+        return DEPARTMENT_NAMES[Department(name)]
+    except ValueError:
+        return name
+
+
+def formal_check_failed(problems: list[str]) -> str:
+    return "形式审查未通过：" + "；".join(problems)
+
+
+def supplement_needed(problems: list[str]) -> str:
+    return "形式审查需补正：" + "；".join(problems) + "。请在补正期限内提交"
+
+
+def review_round(number: int) -> str:
+    return f"第{number}轮部门审查"
+
+
+def rejected_by(department_name: str, reason: str) -> str:
+    return f"{department(department_name)}审查不予通过：{reason}"
+
+
+def returned_by(department_name: str, reason: str) -> str:
+    return f"{department(department_name)}退回补正：{reason}"
+
+
+def payment_failed(reason: str) -> str:
+    return f"资金拨付未成功（{reason}），将列入后续资金计划重新拨付"
+
+
+def not_withdrawable(stage: GrantStage) -> str:
+    return f"申请处于“{STAGE_NAMES[stage]}”阶段，不能撤回"

@@ -14,12 +14,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 from grantflow.v1 import common_pb2
+from services.common.vocabulary import Department
 
-DEPARTMENT_CODES = {
-    common_pb2.DEPARTMENT_INDUSTRY: "industry",
-    common_pb2.DEPARTMENT_FINANCE: "finance",
-    common_pb2.DEPARTMENT_HR: "hr",
-}
 FEN_PER_YUAN = 100
 BASIS_POINTS = 10_000
 
@@ -52,8 +48,10 @@ class ProgramRuleModel(BaseModel):
             code=rule.code,
             version=rule.version,
             name=rule.name,
-            owner_department=DEPARTMENT_CODES.get(rule.owner_department, ""),
-            review_departments=[DEPARTMENT_CODES[d] for d in rule.review_departments],
+            # A department outside the vocabulary is a VocabularyError: the filing's event is
+            # dead-lettered rather than started as a grant no one can review.
+            owner_department=Department.from_proto(rule.owner_department),
+            review_departments=[Department.from_proto(d) for d in rule.review_departments],
             window_opens_at=rule.window_opens_at.ToDatetime(tzinfo=UTC),
             window_closes_at=rule.window_closes_at.ToDatetime(tzinfo=UTC),
             amount_rule=AmountRuleModel(

@@ -18,6 +18,7 @@ from grantflow.v1 import events_pb2
 from services.common import kafka
 from services.common.config import Settings
 from services.common.db import Database
+from services.common.kafka.clients import THREAD_PREFIX
 from services.common.outbox import OutboxEvent, OutboxRelay, ProcessedEvent, enqueue
 
 
@@ -70,13 +71,12 @@ async def eventually(check: object, seconds: float = 60.0) -> None:
 
 
 def adapter_threads(before: set[threading.Thread]) -> list[str]:
-    """Threads started since `before` that are still alive, except the event loop's default
-    executor (asyncio.to_thread, which Database.run uses), whose idle workers asyncio joins
-    when the loop closes."""
+    """The adapter's threads started since `before` that are still alive (the database's own
+    reader and writer threads live as long as the database, and are not the adapter's)."""
     return [
         t.name
         for t in threading.enumerate()
-        if t not in before and t.is_alive() and not t.name.startswith("asyncio_")
+        if t not in before and t.is_alive() and t.name.startswith(THREAD_PREFIX)
     ]
 
 
@@ -106,8 +106,10 @@ async def test_stopping_a_consumer_and_a_relay_is_prompt_and_leaves_no_thread(
     # Both return within seconds: nothing waits on a blocked client or a broker timeout.
     await asyncio.wait_for(asyncio.gather(*running), timeout=5)
     assert adapter_threads(before) == []
+    # Nothing else keeps the process alive but the event loop's executor and the database's
+    # reader and writer threads, which the loop and Database.dispose join.
     leftover = [t for t in threading.enumerate() if t not in before and not t.daemon]
-    assert all(t.name.startswith("asyncio_") for t in leftover), leftover
+    assert all(t.name.startswith(("asyncio_", "db-")) for t in leftover), leftover
 
 
 async def test_one_keys_events_stay_in_order_while_keys_are_applied_at_once(

@@ -70,7 +70,9 @@ async def _timed(latencies: list[float], call: Awaitable[Any]) -> Any:
     return answer
 
 
-async def run_lifecycle(settings: Any, count: int, clients: int, plan_every: float) -> Lifecycle:
+async def run_lifecycle(
+    settings: Any, count: int, clients: int, plan_every: float, rate: float | None = None
+) -> Lifecycle:
     from grantflow.sample import credit_code
     from grantflow.v1 import (
         applications_pb2,
@@ -229,7 +231,14 @@ async def run_lifecycle(settings: Any, count: int, clients: int, plan_every: flo
         asyncio.create_task(progress(began)),
     ]
     try:
-        await asyncio.gather(*[submit(n) for n in range(count)])
+        if rate is None:
+            await asyncio.gather(*[submit(n) for n in range(count)])
+        else:  # an offered load: one filing every 1/rate seconds, whatever the others do
+            filings = []
+            for n in range(count):
+                await asyncio.sleep(max(0.0, began + n / rate - time.monotonic()))
+                filings.append(asyncio.create_task(submit(n)))
+            await asyncio.gather(*filings)
         await asyncio.wait_for(all_paid.wait(), timeout=max(600.0, count * 2.0))
     finally:
         stop.set()
@@ -280,11 +289,14 @@ async def bench(stack: Any, args: argparse.Namespace) -> dict[str, Any]:
 
     settings = stack.settings
     await seed_catalogue(settings)
-    print(f"lifecycle: {args.grants} grants, notice {args.notice_seconds:g} s", flush=True)
+    offered = f", filed at {args.submit_rate:g}/s" if args.submit_rate else ""
+    print(f"lifecycle: {args.grants} grants, notice {args.notice_seconds:g} s{offered}", flush=True)
     pids = {name: process.pid for name, process in stack.processes.items()}
     pids["benchmark"] = os.getpid()
     cpu_before = cpu_seconds(pids)
-    life = await run_lifecycle(settings, args.grants, args.clients, args.plan_every)
+    life = await run_lifecycle(
+        settings, args.grants, args.clients, args.plan_every, args.submit_rate
+    )
     lifecycle_cpu = spent(cpu_before, cpu_seconds(pids))
     first_submit = min(life.submitted_at.values())
     last_paid = max(life.paid_at.values())
@@ -373,6 +385,12 @@ def main() -> None:
     parser.add_argument("--notice-seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=16, help="concurrent filing clients")
     parser.add_argument("--plan-every", type=float, default=3.0, help="seconds between plans")
+    parser.add_argument(
+        "--submit-rate",
+        type=float,
+        help="file at this many applications per second (an offered load) instead of as fast "
+        "as the clients go; the latencies then show what a user waits at that load",
+    )
     parser.add_argument("--skip-floor", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()

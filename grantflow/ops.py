@@ -18,6 +18,7 @@ from services.common.temporal import connect_temporal
 from workflows import contracts
 from workflows.funding_plan import FundingPlanWorkflow
 from workflows.grant import GrantWorkflow
+from workflows.worker import workflow_runner
 
 WORKFLOWS = [GrantWorkflow, FundingPlanWorkflow]
 
@@ -30,7 +31,11 @@ class ReplayReport:
 
 
 def replayer() -> Replayer:
-    return Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    return Replayer(
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
 
 
 async def replay_history(history: WorkflowHistory) -> ReplayReport:

@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from services.common.clients import ServiceClients, system_token
 from services.common.config import Settings
@@ -25,6 +26,32 @@ from workflows.registry import LocalEnterpriseRegistry
 
 log = structlog.get_logger(__name__)
 
+# Modules the workflow sandbox takes as they are instead of loading them afresh for every
+# workflow run: the models, rules, reasons and contracts the workflows use (pure code and
+# immutable module state), the activities' definitions, and the frozen earlier generations.
+# Loading them per run was a quarter of the worker's time. The workflow modules themselves
+# (grant.py, funding_plan.py) are still loaded per run, and the sandbox's restrictions on what
+# workflow code may call apply to passed-through code as well.
+SANDBOX_PASSTHROUGH = (
+    "grantflow",
+    "services",
+    "workflows.activities",
+    "workflows.contracts",
+    "workflows.funding_plan_legacy",
+    "workflows.grant_legacy",
+    "workflows.models",
+    "workflows.reasons",
+    "workflows.registry",
+    "workflows.rules",
+)
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*SANDBOX_PASSTHROUGH)
+    )
+
+
 # How the worker takes work (the throughput benchmark's floor worker uses the same). Grants live
 # for weeks, thousands at a time: a workflow evicted from the cache is replayed from its whole
 # history on its next task, so the cache holds every grant a busy worker touches.
@@ -33,6 +60,7 @@ WORKER_TUNING: dict[str, Any] = {
     "max_concurrent_local_activities": 200,
     "max_cached_workflows": 5000,
     "graceful_shutdown_timeout": timedelta(seconds=5),
+    "workflow_runner": workflow_runner(),
 }
 
 

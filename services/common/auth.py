@@ -6,6 +6,7 @@ code), reviewer (bound to a department), finance, ops, and system (the worker an
 
 from __future__ import annotations
 
+import functools
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -68,6 +69,17 @@ def mint_token(
 
 
 def verify_token(secret: str, token: str) -> Principal:
+    """The caller a signed, unexpired token names; Unauthenticated otherwise."""
+    principal, expires_at = _verified(secret, token)
+    if time.time() >= expires_at:
+        raise Unauthenticated("bearer token has expired")
+    return principal
+
+
+# Every call carries a token, and the same few tokens (the system's, a reviewer's for a day) come
+# again and again: a checked signature is remembered, its expiry is checked on every use.
+@functools.lru_cache(maxsize=4096)
+def _verified(secret: str, token: str) -> tuple[Principal, float]:
     try:
         claims = jwt.decode(
             token,
@@ -87,13 +99,14 @@ def verify_token(secret: str, token: str) -> Principal:
     if not claims.get("sub"):
         raise Unauthenticated("bearer token has no valid subject and role")
     department = str(claims.get("dept") or "")
-    return Principal(
+    principal = Principal(
         subject=claims["sub"],
         role=role,
         # A department this version does not know gives its holder no department's rights.
         department=Department(department) if department in set(Department) else None,
         enterprise=claims.get("ent", ""),
     )
+    return principal, float(claims["exp"])
 
 
 _current: ContextVar[Principal] = ContextVar("grantflow_principal")

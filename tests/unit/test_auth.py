@@ -63,3 +63,12 @@ def test_departments_are_terms_of_the_vocabulary() -> None:
         "HS256",
     )
     assert verify_token(SECRET, stranger).department is None
+
+
+def test_a_token_accepted_once_is_refused_once_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    token = mint_token(SECRET, "li", "ops", ttl_seconds=60)
+    assert verify_token(SECRET, token).subject == "li"  # its signature is now remembered
+    later = time.time() + 61
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(Unauthenticated, match="expired"):
+        verify_token(SECRET, token)

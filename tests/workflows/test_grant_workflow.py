@@ -25,6 +25,7 @@ from workflows.funding_plan import PAYMENT_ATTEMPTS, FundingPlanWorkflow
 from workflows.grant import GrantWorkflow
 from workflows.models import FundingPlanOutcome, GrantInput, GrantOutcome, GrantStatus, Timing
 from workflows.rules import AmountRuleModel, ProgramRuleModel
+from workflows.worker import workflow_runner
 
 TASK_QUEUE = "grant-tests"
 
@@ -142,6 +143,7 @@ async def harness(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Harne
         task_queue=TASK_QUEUE,
         workflows=[GrantWorkflow, FundingPlanWorkflow],
         activities=services.activities(),  # type: ignore[arg-type]
+        workflow_runner=workflow_runner(),  # the sandbox as the worker configures it
     ):
         yield Harness(time_skipping_env, services)
 

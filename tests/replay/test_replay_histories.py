@@ -3,17 +3,20 @@ that would break running grants fails here, before it ships (see tests/replay/re
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from temporalio import workflow
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from grantflow.ops import replay_history
-from workflows.grant import GrantWorkflow
+from workflows.funding_plan import FUNDING_PLAN_PATCH
+from workflows.grant import LIGHTER_GRANT_PATCH, GrantWorkflow
 from workflows.models import GrantInput, GrantOutcome
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -26,13 +29,35 @@ def load(path: Path) -> WorkflowHistory:
 KINDS = ["paid", "paid_lower", "rejected", "withdrawn", "returned", "incomplete"]
 
 
+GENERATIONS = {
+    "": "before the review reminders (no patch marker)",
+    "-v2": "with the review reminders (patch review-deadline-reminders)",
+    "-v3": "the lighter grant in phases (patches lighter-grant-v3 and funding-plan-v3)",
+}
+
+
 def test_every_kind_of_life_is_recorded_in_every_generation() -> None:
-    """Histories from before the review reminders (no patch marker) and after (-v2): running
-    grants of both generations must keep replaying."""
+    """Running grants of every generation must keep replaying; the third generation's histories
+    are the ones that took its path."""
     names = {p.stem for p in HISTORIES}
-    for suffix in ("", "-v2"):
+    for suffix in GENERATIONS:
         assert {f"grant-{kind}{suffix}" for kind in KINDS} <= names
         assert f"funding-plan-0{suffix}" in names
+    for path in HISTORIES:
+        marked = bool(patches(load(path)) & {LIGHTER_GRANT_PATCH, FUNDING_PLAN_PATCH})
+        assert marked == path.stem.endswith("-v3"), path.name
+
+
+def patches(history: WorkflowHistory) -> set[str]:
+    """The workflow.patched ids a history's markers record."""
+    found = set()
+    for event in history.events:
+        if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+            continue
+        details = event.marker_recorded_event_attributes.details
+        if "patch-data" in details:
+            found.add(json.loads(details["patch-data"].payloads[0].data)["id"])
+    return found
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
@@ -53,7 +78,8 @@ class GrantWorkflowWithAnUnpatchedChange(GrantWorkflow):
         return await super().run(grant)
 
 
-async def test_an_incompatible_change_is_caught_by_replay() -> None:
+@pytest.mark.parametrize("generation", ["grant-paid.json", "grant-paid-v3.json"])
+async def test_an_incompatible_change_is_caught_by_replay(generation: str) -> None:
     # Defined in a test module, the variant runs unsandboxed (the sandbox would re-import pytest).
     replayer = Replayer(
         workflows=[GrantWorkflowWithAnUnpatchedChange],
@@ -61,7 +87,7 @@ async def test_an_incompatible_change_is_caught_by_replay() -> None:
         workflow_runner=UnsandboxedWorkflowRunner(),
     )
     result = await replayer.replay_workflow(
-        load(Path(__file__).parent / "histories" / "grant-paid.json"),
+        load(Path(__file__).parent / "histories" / generation),
         raise_on_replay_failure=False,
     )
     assert result.replay_failure is not None

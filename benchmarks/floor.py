@@ -21,7 +21,7 @@ from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client, WorkflowHistory, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 FLOOR_TASK_QUEUE = "grantflow-floor"
@@ -162,6 +162,17 @@ def worker_tuning() -> dict[str, Any]:
     return dict(tuning)
 
 
+async def _update(handle: Any, update_id: str) -> None:
+    """One update, as a reviewer's service sends it: with its own id, so a call that timed out
+    while a busy server held it is sent again without counting twice."""
+    while True:
+        try:
+            await handle.execute_update("poke", id=update_id)
+            return
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            continue
+
+
 async def run_floor(
     client: Client, shape: Shape, count: int, clients: int
 ) -> tuple[float, list[float]]:
@@ -187,8 +198,8 @@ async def run_floor(
                 task_queue=FLOOR_TASK_QUEUE,
                 search_attributes=attributes,
             )
-        for _ in range(shape.updates):
-            await handle.execute_update("poke")
+        for number_of_update in range(shape.updates):
+            await _update(handle, f"poke-{number_of_update}")
         for _ in range(shape.signals):
             await handle.signal("nudge")
         await handle.result()

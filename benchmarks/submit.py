@@ -78,11 +78,19 @@ async def bench(settings: Any, args: argparse.Namespace) -> None:
     from grantflow.demo import seed_catalogue
     from grantflow.sample import credit_code
     from grantflow.v1 import applications_pb2, applications_pb2_grpc
+    from services.applications.catalogue import load_catalogue
     from services.common.auth import mint_token
 
-    await seed_catalogue(settings)
     channel = grpc.aio.insecure_channel(settings.applications_address)
     stub = applications_pb2_grpc.ApplicationServiceStub(channel)
+    if args.service_only:  # the catalogue alone: no disbursement service takes budgets
+        ops = (("authorization", f"Bearer {mint_token(settings.auth_secret, 'ops', 'ops')}"),)
+        for rule in load_catalogue():
+            await stub.PublishProgramVersion(
+                applications_pb2.PublishProgramVersionRequest(rule=rule), metadata=ops
+            )
+    else:
+        await seed_catalogue(settings)
     health = health_pb2_grpc.HealthStub(channel)
     tokens = {}
 
@@ -131,11 +139,22 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--service-only",
+        action="store_true",
+        help="run only the applications service and the broker its relay publishes to, not the "
+        "grants each filing starts: the service's own latency, without the process behind it",
+    )
     args = parser.parse_args()
 
     from tests.stack_fixture import running_stack
 
-    with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp)) as stack:
+    processes = ("temporal", "tansu", "applications") if args.service_only else None
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_stack(Path(tmp), processes=processes) as stack,
+    ):
+        print("the applications service alone" if args.service_only else "the whole stack")
         asyncio.run(bench(stack.settings, args))
 
 

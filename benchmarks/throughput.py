@@ -258,6 +258,12 @@ async def _sleep_or(stop: asyncio.Event, seconds: float) -> None:
 # ---------------------------------------------------------------------------------- reporting
 
 
+def show(figures: dict[str, Any]) -> None:
+    for key, value in figures.items():
+        if key not in ("shape", "cpu_ms_per_grant"):
+            print(f"  {key:<28} {value}", flush=True)
+
+
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     """User + system CPU seconds each process has used so far (Linux /proc): unlike wall time,
     this does not depend on what else the machine is doing."""
@@ -328,6 +334,7 @@ async def bench(stack: Any, args: argparse.Namespace) -> dict[str, Any]:
     print(f"one grant's history: {json.dumps(asdict(shape))}", flush=True)
     if args.skip_floor:
         return figures
+    show(figures)  # the lifecycle's figures stand even if the floor cannot be measured
 
     print(f"floor: {args.grants} no-op workflows of that shape on the same server", flush=True)
     worker = await asyncio.create_subprocess_exec(
@@ -408,9 +415,7 @@ def main() -> None:
             figures = asyncio.run(bench(stack, args))
     print()
     print(f"load average at the end: {os.getloadavg()[0]:.2f} (2 cores)")
-    for key, value in figures.items():
-        if key != "shape":
-            print(f"  {key:<28} {value}")
+    show(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 

@@ -4,7 +4,7 @@ under the test's temporary folder and the service databases on SQLite or Postgre
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -17,8 +17,13 @@ SERVICES = ("applications", "review", "disbursement")
 
 @contextmanager
 def running_stack(
-    data_dir: Path, database: str = "sqlite", **overrides: object
+    data_dir: Path,
+    database: str = "sqlite",
+    *,
+    processes: Iterable[str] | None = None,
+    **overrides: object,
 ) -> Iterator[LocalStack]:
+    """The stack's processes (all, or the ones named) on free ports, until the block ends."""
     with ExitStack() as cleanup:
         urls: dict[str, str] = {}
         if database == "postgres":
@@ -42,9 +47,9 @@ def running_stack(
         }
         settings = Settings(**values)  # type: ignore[arg-type]
         stack = LocalStack(settings)
-        stack.start()
+        stack.start(processes)
         try:
-            stack.wait_ready(120)
+            stack.wait_ready(120, names=processes)
             yield stack
         finally:
             stack.stop()

@@ -245,7 +245,7 @@ class GrantWorkflow:
         except ServiceRefusal as error:
             if final_error_type(error) != ErrorType.FAILED_PRECONDITION:
                 raise
-            workflow.logger.info("no budget for the award: %s", error.cause)
+            workflow.logger.info("no budget for the award: %s", error)
             return await self._close(GrantStage.REJECTED, reasons.NO_BUDGET)
         self.state.reserved = True
         return None

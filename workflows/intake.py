@@ -21,11 +21,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from grantflow.v1 import applications_pb2, disbursement_pb2, events_pb2
 from services.common import kafka
-from services.common.clients import ServiceClients, system_token
+from services.common.clients import ServiceClients
 from services.common.config import Settings
 from services.common.db import from_timestamp, now_utc
-from services.common.process import run_process, stop_on_signals
-from services.common.temporal import connect_until_reachable
+from services.common.process import run_process
+from services.common.temporal import temporal_process
 from services.common.vocabulary import CLOSED_PLAN_STATES, CLOSED_STAGES, GrantStage
 from workflows import contracts
 from workflows.grant import APPLICANT_KEY, PENDING_KEY, PROGRAM_KEY, STAGE_KEY
@@ -195,25 +195,19 @@ async def run(
     stop: asyncio.Event | None = None,
     ready: Callable[[], None] | None = None,
 ) -> None:
-    stop = stop or asyncio.Event()
-    stop_on_signals(stop)
-    client = await connect_until_reachable(settings, stop)
-    if client is None:
-        return
-    services = ServiceClients(settings, system_token(settings))
-    intake = Intake(settings, client, services)
-    consumer = kafka.EventConsumer(
-        settings,
-        GROUP,
-        [kafka.topic(settings, kafka.APPLICATIONS), kafka.topic(settings, kafka.DISBURSEMENT)],
-        intake.handle,
-    )
-    if ready:
-        ready()
-    try:
-        await consumer.run(stop)
-    finally:
-        await services.close()
+    async with temporal_process(settings, stop) as process:
+        if process is None:
+            return
+        intake = Intake(settings, process.client, process.services)
+        consumer = kafka.EventConsumer(
+            settings,
+            GROUP,
+            [kafka.topic(settings, kafka.APPLICATIONS), kafka.topic(settings, kafka.DISBURSEMENT)],
+            intake.handle,
+        )
+        if ready:
+            ready()
+        await consumer.run(process.stop)
 
 
 if __name__ == "__main__":

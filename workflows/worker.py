@@ -15,10 +15,9 @@ import structlog
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from services.common.clients import ServiceClients, system_token
 from services.common.config import Settings
-from services.common.process import run_process, stop_on_signals
-from services.common.temporal import connect_until_reachable
+from services.common.process import run_process
+from services.common.temporal import temporal_process
 from workflows.activities import GrantActivities
 from workflows.funding_plan import FundingPlanWorkflow
 from workflows.grant import GrantWorkflow
@@ -77,26 +76,22 @@ async def run(
     stop: asyncio.Event | None = None,
     ready: Callable[[], None] | None = None,
 ) -> None:
-    stop = stop or asyncio.Event()
-    stop_on_signals(stop)
-    client = await connect_until_reachable(settings, stop)
-    if client is None:
-        return
-    clients = ServiceClients(settings, system_token(settings))
-    activities = GrantActivities(clients, make_registry(settings))
-    worker = Worker(
-        client,
-        task_queue=settings.temporal_task_queue,
-        workflows=[GrantWorkflow, FundingPlanWorkflow],
-        activities=activities.all(),  # type: ignore[arg-type]
-        **WORKER_TUNING,
-    )
-    async with worker:
-        log.info("worker running", task_queue=settings.temporal_task_queue)
-        if ready:
-            ready()
-        await stop.wait()
-    await clients.close()
+    async with temporal_process(settings, stop) as process:
+        if process is None:
+            return
+        activities = GrantActivities(process.services, make_registry(settings))
+        worker = Worker(
+            process.client,
+            task_queue=settings.temporal_task_queue,
+            workflows=[GrantWorkflow, FundingPlanWorkflow],
+            activities=activities.all(),  # type: ignore[arg-type]
+            **WORKER_TUNING,
+        )
+        async with worker:
+            log.info("worker running", task_queue=settings.temporal_task_queue)
+            if ready:
+                ready()
+            await process.stop.wait()
     log.info("worker stopped")
 
 

@@ -1,14 +1,22 @@
-"""Connecting to Temporal with Grantflow's data conversion (pydantic models as payloads)."""
+"""Connecting to Temporal with Grantflow's data conversion (pydantic models as payloads), and the
+start-up that the processes driving workflows (the worker, the intake consumer) share."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import structlog
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from services.common.config import Settings
+
+if TYPE_CHECKING:
+    from services.common.clients import ServiceClients
 
 log = structlog.get_logger(__name__)
 
@@ -41,3 +49,35 @@ async def connect_until_reachable(settings: Settings, stop: asyncio.Event) -> Cl
             pass
         delay = min(delay * 2, 10.0)
     return None
+
+
+@dataclass
+class TemporalProcess:
+    """What a process that drives workflows holds: the Temporal client, the services' clients
+    with the system token, and the event that tells it to stop."""
+
+    client: Client
+    services: ServiceClients
+    stop: asyncio.Event
+
+
+@asynccontextmanager
+async def temporal_process(
+    settings: Settings, stop: asyncio.Event | None = None
+) -> AsyncIterator[TemporalProcess | None]:
+    """The start-up and shut-down of the worker and the intake consumer: stop on SIGTERM/SIGINT,
+    wait for Temporal, the services' clients; None if asked to stop before Temporal answered."""
+    from services.common.clients import ServiceClients, system_token
+    from services.common.process import stop_on_signals
+
+    stop = stop or asyncio.Event()
+    stop_on_signals(stop)
+    client = await connect_until_reachable(settings, stop)
+    if client is None:
+        yield None
+        return
+    services = ServiceClients(settings, system_token(settings))
+    try:
+        yield TemporalProcess(client, services, stop)
+    finally:
+        await services.close()

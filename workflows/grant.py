@@ -35,6 +35,7 @@ from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributeUp
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from services.common.validation import cut
     from services.common.vocabulary import (
         ACTIVE_TASK_STATES,
         NOT_WITHDRAWABLE_STAGES,
@@ -507,8 +508,7 @@ class GrantWorkflow:
         self, stage: GrantStage, reason: str = "", plan_id: str = "", *, publish: bool = True
     ) -> None:
         """Tells the applications service (and through it the applicant) the new stage."""
-        if len(reason) > MAX_REASON:  # reviewers' reasons are long; a report has a limit
-            reason = reason[: MAX_REASON - 1] + "…"
+        reason = cut(reason, MAX_REASON)  # reviewers' reasons are long; a report has a limit
         self.state.stage = stage
         self.state.reason = reason
         self.state.sequence += 1

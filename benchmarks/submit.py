@@ -20,7 +20,6 @@ import asyncio
 import os
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -28,18 +27,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from benchmarks.shared import pct, sme_cloud_filing, timed
+
 Call = Callable[[int], Awaitable[Any]]
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-async def timed(latencies: list[float], call: Awaitable[Any]) -> None:
-    started = time.monotonic()
-    await call
-    latencies.append(time.monotonic() - started)
 
 
 async def closed_loop(call: Call, count: int, clients: int) -> tuple[float, list[float]]:
@@ -76,7 +66,6 @@ def line(label: str, latencies: list[float], rate: float | None = None) -> str:
 
 async def bench(settings: Any, args: argparse.Namespace) -> None:
     from grantflow.demo import seed_catalogue
-    from grantflow.sample import credit_code
     from grantflow.v1 import applications_pb2, applications_pb2_grpc
     from services.applications.catalogue import load_catalogue
     from services.common.auth import mint_token
@@ -92,27 +81,10 @@ async def bench(settings: Any, args: argparse.Namespace) -> None:
     else:
         await seed_catalogue(settings)
     health = health_pb2_grpc.HealthStub(channel)
-    tokens = {}
 
     async def submit(number: int) -> None:
-        code = credit_code(800_000 + number)
-        if code not in tokens:
-            tokens[code] = mint_token(settings.auth_secret, code, "applicant", enterprise=code)
-        await stub.SubmitApplication(
-            applications_pb2.SubmitApplicationRequest(
-                request_id=f"bench-{uuid.uuid4().hex}",
-                program_code="SME-CLOUD",
-                applicant_credit_code=code,
-                applicant_name=f"Benchmark Enterprise {number}",
-                project_title=f"Cloud ERP {number}",
-                figures={
-                    "cloud_fee_paid_fen": 300_000,
-                    "staff_count": 40,
-                    "annual_revenue_fen": 3_000_000_000,
-                },
-            ),
-            metadata=(("authorization", f"Bearer {tokens[code]}"),),
-        )
+        request, metadata = sme_cloud_filing(settings.auth_secret, 800_000 + number)
+        await stub.SubmitApplication(request, metadata=metadata)
 
     async def bare(number: int) -> None:
         await health.Check(health_pb2.HealthCheckRequest(service=""))

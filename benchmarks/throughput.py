@@ -31,7 +31,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from typing import Any
 import grpc
 
 from benchmarks.floor import Shape, run_floor
+from benchmarks.shared import bearer, pct, sme_cloud_filing, timed
 
 REPOSITORY = str(Path(__file__).resolve().parents[1])
 # How often a scripted reviewer looks at the department's inbox (a person would look far less).
@@ -59,23 +59,10 @@ class Lifecycle:
     errors: list[str] = field(default_factory=list)
 
 
-def _bearer(token: str) -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {token}"),)
-
-
-async def _timed(latencies: list[float], call: Awaitable[Any]) -> Any:
-    started = time.monotonic()
-    answer = await call
-    latencies.append(time.monotonic() - started)
-    return answer
-
-
 async def run_lifecycle(
     settings: Any, count: int, clients: int, plan_every: float, rate: float | None = None
 ) -> Lifecycle:
-    from grantflow.sample import credit_code
     from grantflow.v1 import (
-        applications_pb2,
         applications_pb2_grpc,
         common_pb2,
         disbursement_pb2,
@@ -119,45 +106,29 @@ async def run_lifecycle(
     submitting = asyncio.Semaphore(clients)
 
     async def submit(number: int) -> None:
-        code = credit_code(700_000 + number)
-        token = mint_token(secret, code, "applicant", enterprise=code)
+        request, metadata = sme_cloud_filing(secret, 700_000 + number)
         async with submitting:
             submitted = time.time()
-            answer = await _timed(
-                result.submit_latency,
-                apps.SubmitApplication(
-                    applications_pb2.SubmitApplicationRequest(
-                        request_id=f"bench-{uuid.uuid4().hex}",
-                        program_code="SME-CLOUD",
-                        applicant_credit_code=code,
-                        applicant_name=f"Benchmark Enterprise {number}",
-                        project_title=f"Cloud ERP {number}",
-                        figures={
-                            "cloud_fee_paid_fen": 300_000,
-                            "staff_count": 40,
-                            "annual_revenue_fen": 3_000_000_000,
-                        },
-                    ),
-                    metadata=_bearer(token),
-                ),
+            answer = await timed(
+                result.submit_latency, apps.SubmitApplication(request, metadata=metadata)
             )
         result.submitted_at[answer.application_id] = submitted
 
     async def reviewer(department: str, enum: Any) -> None:
         token = mint_token(secret, f"bench-{department}", "reviewer", department=department)
-        meta = _bearer(token)
+        meta = bearer(token)
         handled: set[str] = set()
         deciding = asyncio.Semaphore(8)
 
         async def handle(task_id: str) -> None:
             async with deciding:
-                await _timed(
+                await timed(
                     result.claim_latency,
                     tasks_stub.ClaimTask(
                         review_pb2.ClaimTaskRequest(task_id=task_id), metadata=meta
                     ),
                 )
-                await _timed(
+                await timed(
                     result.decide_latency,
                     tasks_stub.DecideTask(
                         review_pb2.DecideTaskRequest(
@@ -191,8 +162,8 @@ async def run_lifecycle(
         await asyncio.gather(*running, return_exceptions=True)
 
     async def finance() -> None:
-        maker = _bearer(mint_token(secret, "bench-maker", "finance"))
-        checker = _bearer(mint_token(secret, "bench-checker", "finance"))
+        maker = bearer(mint_token(secret, "bench-maker", "finance"))
+        checker = bearer(mint_token(secret, "bench-checker", "finance"))
         while not stop.is_set():
             await _sleep_or(stop, plan_every)
             try:
@@ -280,13 +251,6 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
 
 def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return {name: after[name] - before.get(name, 0.0) for name in after}
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def bench(stack: Any, args: argparse.Namespace) -> dict[str, Any]:

@@ -264,7 +264,3 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials(
         [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
     )
-
-
-def roles(*names: str) -> frozenset[str]:
-    return frozenset(names)

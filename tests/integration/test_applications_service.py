@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -847,17 +846,6 @@ async def test_reviewers_see_only_programs_their_department_reviews(
     for everything in (service.auth(Role.FINANCE), ops, service.auth(Role.SYSTEM)):
         assert await listed(everything) == both
         assert await get(talent.application_id, everything) == ok
-
-
-async def eventually(check: Any, within: float = 20.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.2)
 
 
 async def test_stage_reports_change_the_status_and_reach_the_broker(

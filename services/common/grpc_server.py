@@ -206,8 +206,11 @@ async def serve(
     tls: grpc.ServerCredentials | None = None,
     stop: asyncio.Event | None = None,
     ready: Callable[[], None] | None = None,
+    health_address: str | None = None,
 ) -> None:
-    """Runs the server until SIGTERM/SIGINT (or `stop` is set), then drains and stops."""
+    """Runs the server until SIGTERM/SIGINT (or `stop` is set), then drains and stops.
+    health_address: a plaintext port answering only the health service (for probes that cannot
+    speak TLS), reporting the same status as the server."""
     if secret == DEV_AUTH_SECRET:
         log.warning(
             "AUTH_SECRET is the public development secret: anyone can mint tokens; "
@@ -231,6 +234,12 @@ async def serve(
     else:
         server.add_insecure_port(address)
     await server.start()
+    health_server: grpc.aio.Server | None = None
+    if health_address is not None:
+        health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        health_server.add_insecure_port(health_address)
+        await health_server.start()
 
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
@@ -251,6 +260,8 @@ async def serve(
     for full_name in [*service_full_names, ""]:
         await health_servicer.set(full_name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(grace=3)
+    if health_server is not None:
+        await health_server.stop(grace=None)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -13,6 +13,7 @@ import grpc
 from grantflow.v1 import applications_pb2_grpc, disbursement_pb2_grpc, review_pb2_grpc
 from services.common.auth import mint_token
 from services.common.config import Settings
+from services.common.observability import client_interceptors
 from services.common.vocabulary import Role
 
 
@@ -37,7 +38,7 @@ class ServiceClients:
     """Async stubs for applications, review and disbursement with one caller's token."""
 
     def __init__(self, settings: Settings, token: str) -> None:
-        interceptors = [_BearerAuth(token)]
+        interceptors = [_BearerAuth(token), *client_interceptors()]
         credentials = (
             grpc.ssl_channel_credentials(settings.tls_ca_file.read_bytes())
             if settings.tls_ca_file is not None

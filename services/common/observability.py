@@ -126,11 +126,6 @@ class TracingClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: i
             return call
 
 
-def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
-    """The interceptors a service client adds: none when untraced."""
-    return [TracingClientInterceptor()] if tracing.enabled() else []
-
-
 @contextmanager
 def event_context(topic: str, headers: Any, ids: dict[str, str]) -> Iterator[None]:
     """One consumed event's log context and, when tracing, its consumer span continuing the

@@ -17,15 +17,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager, nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+if TYPE_CHECKING:  # OpenTelemetry is imported once tracing is configured, not by every CLI call
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace
+    from opentelemetry.trace import Span, SpanKind
 
 TRACEPARENT = "traceparent"
-_propagator = TraceContextTextMapPropagator()
+_propagator: Any = None
 _enabled = False
 _provider: Any = None
 
@@ -46,10 +46,15 @@ def configure_tracing(process: str) -> bool:
     global _enabled, _provider
     if _enabled or not wanted():
         return _enabled
+    global _propagator
+    from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    _propagator = TraceContextTextMapPropagator()
 
     name = os.environ.get("OTEL_SERVICE_NAME") or f"grantflow-{process}"
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
@@ -72,6 +77,8 @@ def enabled() -> bool:
 
 
 def tracer() -> trace.Tracer:
+    from opentelemetry import trace
+
     return trace.get_tracer("grantflow")
 
 
@@ -90,6 +97,8 @@ def inject(carrier: dict[str, str]) -> None:
 
 def inject_span(span: Span, carrier: dict[str, str]) -> None:
     """The traceparent of span (not the current one) into carrier."""
+    from opentelemetry import trace
+
     _propagator.inject(carrier, context=trace.set_span_in_context(span))
 
 
@@ -110,7 +119,7 @@ def context_from_headers(headers: Iterable[tuple[str, Any]]) -> otel_context.Con
 def span(
     name: str,
     *,
-    kind: SpanKind = SpanKind.INTERNAL,
+    kind: SpanKind | None = None,
     parent: otel_context.Context | None = None,
     attributes: Mapping[str, str | int] | None = None,
 ) -> Any:
@@ -123,12 +132,14 @@ def span(
 @contextmanager
 def _current_span(
     name: str,
-    kind: SpanKind,
+    kind: SpanKind | None,
     parent: otel_context.Context | None,
     attributes: Mapping[str, str | int] | None,
 ) -> Iterator[Span]:
+    from opentelemetry.trace import SpanKind
+
     with tracer().start_as_current_span(
-        name, context=parent, kind=kind, attributes=dict(attributes or {})
+        name, context=parent, kind=kind or SpanKind.INTERNAL, attributes=dict(attributes or {})
     ) as current:
         yield current
 
@@ -136,6 +147,8 @@ def _current_span(
 def log_trace_ids(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: the current span's trace_id and span_id on every log line."""
     if _enabled:
+        from opentelemetry import trace
+
         context = trace.get_current_span().get_span_context()
         if context.is_valid:
             event.setdefault("trace_id", format(context.trace_id, "032x"))

@@ -113,7 +113,20 @@ class Settings(BaseSettings):
     registry_accept_all_divisions: bool = False
 
     log_level: str = "INFO"
-    log_json: bool = False
+    log_json: bool = False  # the same as LOG_FORMAT=json
+    # json: one JSON object a line, with application_id, workflow_id, trace_id and span_id
+    # where known (for production log shippers); console: key=value lines for a terminal.
+    log_format: Literal["json", "console"] = "console"
+
+    # Observability. METRICS_PORT serves this process's Prometheus /metrics (0 = none);
+    # TEMPORAL_METRICS_PORT has the Temporal SDK serve its own metrics (grantflow_temporal_*)
+    # for the process's Temporal client and worker (0 = none). Both bind METRICS_HOST.
+    # The embedded stack gives its processes ports counted up from STACK_METRICS_PORT (0 = no
+    # metrics on the stack). Traces: the standard OTEL_EXPORTER_OTLP_ENDPOINT (tracing.py).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    temporal_metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    stack_metrics_port: int = Field(default=9460, ge=0, le=65535)
 
     @model_validator(mode="after")
     def _production_profile(self) -> Settings:

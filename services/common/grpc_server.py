@@ -34,6 +34,7 @@ from services.common.errors import (
     ServiceError,
     Unauthenticated,
 )
+from services.common.observability import ObservingInterceptor, bind_request_ids
 from services.common.process import stop_on_signals
 
 log = structlog.get_logger(__name__)
@@ -103,6 +104,7 @@ class AuthAndErrorsInterceptor(grpc.aio.ServerInterceptor):
                     raise PermissionDenied(f"role {caller.role!r} may not call {short_name}")
                 request = _decode(method, decode, raw)
                 set_current_principal(caller)
+                bind_request_ids(request)
                 return await behaviour(request, context)
             except ServiceError as error:
                 await context.abort_with_status(rpc_status.to_status(_status_for(error)))
@@ -217,7 +219,12 @@ async def serve(
             "set AUTH_SECRET outside the embedded stack",
             service=name,
         )
-    server = grpc.aio.server(interceptors=[AuthAndErrorsInterceptor(secret, method_roles)])
+    server = grpc.aio.server(
+        interceptors=[
+            ObservingInterceptor(name),  # outermost: counts, times and traces every answer
+            AuthAndErrorsInterceptor(secret, method_roles),
+        ]
+    )
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

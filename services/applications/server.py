@@ -1,6 +1,6 @@
-"""Runs the applications service: migrates its database, serves ApplicationService over gRPC and
-runs the outbox relay as a background task. Temporal is reached (for withdrawals) when first
-needed: filings and reads do not wait for it."""
+"""Runs the applications service: migrates its database, serves ApplicationService (and its
+AuditService) over gRPC and runs the outbox relay as a background task. Temporal is reached
+(for withdrawals) when first needed: filings and reads do not wait for it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import grpc
 from grantflow.v1 import applications_pb2_grpc
 from services.applications.api import SERVICE, ApplicationServicer
 from services.applications.use_cases import Applications, event_sources
+from services.common.audit_api import audit_service
 from services.common.config import Settings
 from services.common.grant_workflows import GrantWorkflows
 from services.common.grpc_server import BackgroundTask
@@ -48,5 +49,11 @@ async def run(
         if messaging:
             background = [OutboxRelay(settings, database).run]
         await serve_service(
-            settings, SERVICE, register, background=background, stop=stop, ready=ready
+            settings,
+            SERVICE,
+            register,
+            background=background,
+            stop=stop,
+            ready=ready,
+            companions=[audit_service(SERVICE.name, database)],
         )

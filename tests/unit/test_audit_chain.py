@@ -4,9 +4,11 @@ reordered record by its sequence; appends from many threads at once never fork t
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +20,16 @@ from services.common.auth import Principal
 from services.common.db import Database, migrate
 from services.common.unit_of_work import Transactions, UnitOfWork
 from services.common.vocabulary import AuditAction, AuditBreak, Role
+from services.disbursement.commands import ExecuteLine, FailLine, SetBudget
+from services.disbursement.use_cases import Disbursement
 from services.review.server import MIGRATIONS
+from tests.unit.test_money_rules import (  # noqa: F401 - the fixture is used by name
+    PROGRAM,
+    Gateway,
+    awarded_plan,
+    fresh_books,
+    migrated_template,
+)
 
 REVIEWER = Principal(subject="li", role=Role.REVIEWER)
 
@@ -31,6 +42,16 @@ def trail(database_url: str) -> Iterator[Transactions]:
         yield Transactions(database, service="review")
     finally:
         database.dispose()
+
+
+@pytest.fixture
+def migrated_books(
+    migrated_template: Path,  # noqa: F811
+    tmp_path: Path,
+) -> Iterator[tuple[Disbursement, Database, Gateway]]:
+    disbursement, database, gateway = fresh_books(migrated_template, tmp_path)
+    yield disbursement, database, gateway
+    database.dispose()
 
 
 def record(trail: Transactions, count: int = 1, **kwargs: Any) -> None:
@@ -201,3 +222,39 @@ def test_appends_from_many_threads_at_once_never_fork_the_chain(trail: Transacti
     assert len({row.subject for row in rows}) == threads * per_thread
     report = verify(trail)
     assert report.intact and report.records_checked == threads * per_thread
+
+
+async def test_the_money_acts_are_recorded_with_maker_and_checker(
+    migrated_books: tuple[Disbursement, Database, Gateway],
+) -> None:
+    disbursement, database, _ = migrated_books
+    await disbursement.set_budget(SetBudget(PROGRAM, 1_000_000, "fin-a"))
+    await disbursement.set_budget(SetBudget(PROGRAM, 1_200_000, "fin-a"))
+    plan = await awarded_plan(disbursement, [300_000, 200_000])
+    lines = {line.application_id: line for line in plan.lines}
+    await disbursement.execute_line(ExecuteLine(plan.plan.plan_id, lines["app-1"].line_id))
+    await disbursement.execute_line(ExecuteLine(plan.plan.plan_id, lines["app-1"].line_id))
+    await disbursement.fail_line(FailLine(plan.plan.plan_id, lines["app-2"].line_id, "账户冻结"))
+
+    def about(subject: str) -> list[tuple[str, str, str]]:
+        rows = database.read(lambda session: audit.records_about(session, subject))
+        return [(row.action, row.actor, row.actor_role) for row in rows]
+
+    assert about(PROGRAM) == [
+        ("budget.set", "fin-a", "finance"),
+        ("budget.changed", "fin-a", "finance"),
+    ]
+    assert about(plan.plan.plan_id) == [
+        ("plan.created", "fin-a", "finance"),
+        ("plan.approved", "fin-b", "finance"),
+    ]
+    # Called outside any RPC, Grantflow's own acts are the system's.
+    assert [action for action, _, _ in about("app-1")] == [
+        "reservation.made",
+        "award.confirmed",
+        "payment.settled",  # once, however often the line is executed
+    ]
+    failed = database.read(lambda session: audit.records_about(session, "app-2"))[-1]
+    assert (failed.action, failed.reason) == ("payment.failed", "账户冻结")
+    assert json.loads(failed.details_json)["plan_id"] == plan.plan.plan_id
+    assert database.read(lambda session: audit.verify(session, "disbursement")).intact

@@ -28,6 +28,7 @@ AUDIT_ACTION_WORDS = {
     AuditAction.PROGRAM_PUBLISHED: "发布申报规则",
     AuditAction.WITHDRAWAL_REQUESTED: "申请撤回",
     AuditAction.GRANT_APPROVED: "资助审定通过",
+    AuditAction.GRANT_IN_NOTICE: "审定通过并公示",
     AuditAction.GRANT_REJECTED: "资助不予通过",
     AuditAction.GRANT_WITHDRAWN: "资助已撤回",
     AuditAction.GRANT_PAID: "资金已拨付",

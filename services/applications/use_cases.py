@@ -75,6 +75,7 @@ ENDED_WITHOUT_AWARD = frozenset({GrantStage.REJECTED, GrantStage.WITHDRAWN})
 # The stage reports that decide or end a grant, and the audit record each makes.
 AUDITED_STAGES = {
     GrantStage.APPROVED: AuditAction.GRANT_APPROVED,
+    GrantStage.IN_NOTICE: AuditAction.GRANT_IN_NOTICE,
     GrantStage.REJECTED: AuditAction.GRANT_REJECTED,
     GrantStage.WITHDRAWN: AuditAction.GRANT_WITHDRAWN,
     GrantStage.PAID: AuditAction.GRANT_PAID,

@@ -188,7 +188,8 @@ class AuditAction(Term):
     PROGRAM_PUBLISHED = "program.published"
     WITHDRAWAL_REQUESTED = "application.withdrawal_requested"
     # The grant's stage reports that decide it or end it.
-    GRANT_APPROVED = "grant.approved"
+    GRANT_APPROVED = "grant.approved"  # reported by earlier generations of the grant only
+    GRANT_IN_NOTICE = "grant.in_notice"  # decided, money reserved, the public notice begins
     GRANT_REJECTED = "grant.rejected"
     GRANT_WITHDRAWN = "grant.withdrawn"
     GRANT_PAID = "grant.paid"

@@ -1,6 +1,6 @@
-"""Runs the applications service: migrates its database, serves ApplicationService over gRPC and
-runs the outbox relay as a background task. Temporal is reached (for withdrawals) when first
-needed: filings and reads do not wait for it."""
+"""Runs the applications service: migrates its database, serves ApplicationService (and its
+AuditService) over gRPC and runs the outbox relay as a background task. Temporal is reached
+(for withdrawals) when first needed: filings and reads do not wait for it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from services.applications import store
 from services.applications.api import SERVICE, ApplicationServicer
 from services.applications.use_cases import Applications, event_sources
 from services.common import metrics
+from services.common.audit_api import audit_service
 from services.common.config import Settings
 from services.common.db import Database
 from services.common.grant_workflows import GrantWorkflows
@@ -54,7 +55,13 @@ async def run(
         unwatch = metrics.watch_stages(SERVICE.name, lambda: grants_by_stage(database))
         try:
             await serve_service(
-                settings, SERVICE, register, background=background, stop=stop, ready=ready
+                settings,
+                SERVICE,
+                register,
+                background=background,
+                stop=stop,
+                ready=ready,
+                companions=[audit_service(SERVICE.name, database)],
             )
         finally:
             unwatch()

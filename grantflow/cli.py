@@ -704,26 +704,104 @@ def _stage(value: str) -> str:
 
 @ops_app.command("find")
 def ops_find(
-    stage: Annotated[str, typer.Option(callback=_stage)] = "",
-    program: str = "",
-    applicant: str = "",
+    application: Annotated[str, typer.Option(help="application number, or its start")] = "",
+    credit_code: Annotated[
+        str, typer.Option("--credit-code", "--applicant", help="applicant's credit code")
+    ] = "",
+    program: Annotated[str, typer.Option(help="program code, e.g. SME-CLOUD")] = "",
+    stage: Annotated[str, typer.Option(callback=_stage, help="e.g. IN_REVIEW")] = "",
+    department: Annotated[
+        str, typer.Option(help="its review is pending with: industry, finance or hr")
+    ] = "",
+    overdue: Annotated[bool, typer.Option(help="a review task is past its due date")] = False,
+    failed_payment: Annotated[
+        bool, typer.Option(help="payment failed (stage or a failed payment line)")
+    ] = False,
     limit: int = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    token: TokenOpt = "",
+    user: UserOpt = "ops",
 ) -> None:
-    """Find grants by business keys (search attributes), like `temporal workflow list --query`."""
+    """Find grants by business keys: 按申请编号、企业信用代码、项目类别、阶段、待审部门、逾期、拨付失败查找。"""
+    from grantflow.ops_find import BadKey, GrantSearch, find_grants
+
+    if department:
+        department = _department(department)
+    settings = get_settings()
+    search = GrantSearch(
+        application=application,
+        credit_code=credit_code,
+        program=program,
+        stage=GrantStage.parse(stage) if stage else None,
+        department=Department.parse(department) if department else None,
+        overdue=overdue,
+        failed_payment=failed_payment,
+        limit=limit,
+    )
+    bearer = token_for(settings, token, Role.OPS, user)
+    try:
+        rows = run(find_grants(settings, bearer, search), "Temporal", settings.temporal_address)
+    except BadKey as bad:
+        fail(EXIT_USAGE, f"查询条件无效 (invalid search key) {bad}")
+    if as_json:
+        import json
+
+        print(json.dumps([row.as_json() for row in rows], ensure_ascii=False, indent=1))
+        return
     from rich.table import Table
 
-    from grantflow.ops import find_grants
+    from services.common.labels import label, stage_label
+
+    table = Table(
+        "申请编号", "项目", "企业", "信用代码", "项目类别", "阶段", "待审部门", "备注",
+        title=f"找到 {len(rows)} 件 (grants found)",
+    )  # fmt: skip
+    for row in rows:
+        table.add_row(
+            row.application_id,
+            row.project_title,
+            row.applicant_name,
+            row.credit_code,
+            row.program,
+            stage_label(row.stage),
+            "、".join(label(Department(d)) for d in row.pending_departments),
+            "；".join(row.notes),
+        )
+    out().print(table)
+
+
+@ops_app.command("show")
+def ops_show(
+    application_id: Annotated[str, typer.Argument(help="application number")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    token: TokenOpt = "",
+    user: UserOpt = "ops",
+) -> None:
+    """One grant's business timeline: 一件申请的办理经过（申请、评审、资金、流程），按时间排列。"""
+    from grantflow.timeline import grant_timeline, shanghai
 
     settings = get_settings()
-    rows = run(
-        find_grants(settings, stage, program, applicant, limit),
-        "Temporal",
-        settings.temporal_address,
+    bearer = token_for(settings, token, Role.OPS, user)
+    timeline = run(
+        grant_timeline(settings, bearer, application_id),
+        "applications",
+        settings.applications_address,
     )
-    table = Table("workflow", "status", "stage", "program", "applicant")
-    for row in rows:
-        table.add_row(*row)
+    if as_json:
+        import json
+
+        print(json.dumps(timeline.as_json(), ensure_ascii=False, indent=1))
+        return
+    from rich.table import Table
+
+    for name, value in timeline.summary.items():
+        out().print(f"[bold]{name}[/bold]：{value}", highlight=False)
+    table = Table("时间（北京时间）", "来源", "事项", "经办人", "详情", title="办理经过")
+    for entry in timeline.ordered():
+        table.add_row(shanghai(entry.at), entry.source, entry.what, entry.who, entry.detail)
     out().print(table)
+    for missing in timeline.missing:
+        err().print(f"未能读取 (could not read) {missing}", highlight=False, markup=False)
 
 
 @ops_app.command("redrive")

@@ -48,5 +48,11 @@ async def run(
         if messaging:
             background = [OutboxRelay(settings, database).run]
         await serve_service(
-            settings, SERVICE, register, background=background, stop=stop, ready=ready
+            settings,
+            SERVICE,
+            register,
+            background=background,
+            stop=stop,
+            ready=ready,
+            database=database,
         )

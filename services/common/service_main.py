@@ -17,9 +17,12 @@ from typing import Any
 
 import grpc
 
+from grantflow.v1 import operations_pb2_grpc
+from services.common import operations
 from services.common.config import Settings
 from services.common.db import Database, migrate
 from services.common.grpc_server import BackgroundTask, serve, server_credentials
+from services.common.operations import OperationsServicer
 from services.common.vocabulary import Role
 
 
@@ -49,6 +52,12 @@ class ServiceSpec:
         return str(getattr(settings, f"{self.name}_address"))
 
 
+# Served by every service beside its own API (`serve_service` with the service's database).
+OPERATIONS = ServiceSpec(
+    name="operations", descriptor=operations.DESCRIPTOR, roles=operations.ROLES
+)
+
+
 @asynccontextmanager
 async def migrated_database(
     settings: Settings, spec: ServiceSpec, migrations: Path
@@ -72,17 +81,43 @@ async def serve_service(
     background: Sequence[BackgroundTask] = (),
     stop: asyncio.Event | None = None,
     ready: Callable[[], None] | None = None,
+    database: Database | None = None,
 ) -> None:
-    """Serves the service at its configured address until SIGTERM/SIGINT or `stop`."""
+    """Serves the service at its configured address until SIGTERM/SIGINT or `stop`; with its
+    `database`, the OperationsService (outbox status for operators) beside it."""
+    specs, registers = [spec], [register]
+    if database is not None:
+        specs.append(OPERATIONS)
+        registers.append(_operations(spec.name, database))
+    method_roles: dict[str, frozenset[str]] = {}
+    for one in specs:
+        clash = set(method_roles) & set(one.method_roles)
+        if clash:  # the role table is keyed by method name: two services may not share one
+            raise ValueError(f"methods {sorted(clash)} of {one.full_name} are served twice")
+        method_roles.update(one.method_roles)
     await serve(
         name=spec.name,
         address=spec.address(settings),
         secret=settings.auth_secret,
         tls=server_credentials(settings),
-        register=register,
-        service_full_names=[spec.full_name],
-        method_roles=spec.method_roles,
+        register=lambda server: _register_all(server, registers),
+        service_full_names=[one.full_name for one in specs],
+        method_roles=method_roles,
         background=list(background),
         stop=stop,
         ready=ready,
     )
+
+
+def _operations(service: str, database: Database) -> Callable[[grpc.aio.Server], None]:
+    servicer = OperationsServicer(service, database)
+    return lambda server: operations_pb2_grpc.add_OperationsServiceServicer_to_server(
+        servicer, server
+    )
+
+
+def _register_all(
+    server: grpc.aio.Server, registers: Sequence[Callable[[grpc.aio.Server], None]]
+) -> None:
+    for register in registers:
+        register(server)

@@ -55,6 +55,7 @@ async def run(
                 background=[OutboxRelay(settings, database).run],
                 stop=stop,
                 ready=ready,
+                database=database,
             )
         finally:
             await catalogue.close()

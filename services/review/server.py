@@ -48,4 +48,5 @@ async def run(
             background=[OutboxRelay(settings, database).run],
             stop=stop,
             ready=ready,
+            database=database,
         )

@@ -43,12 +43,16 @@ T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 stack_app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the embedded stack.")
 plan_app = typer.Typer(no_args_is_help=True, help="Funding plans (finance).")
-ops_app = typer.Typer(no_args_is_help=True, help="Operations: find, replay, re-drive.")
+ops_app = typer.Typer(no_args_is_help=True, help="Operations: find, show, replay, re-drive.")
+ops_stack_app = typer.Typer(
+    no_args_is_help=True, help="Any deployment's health (settings' addresses)."
+)
 budget_app = typer.Typer(no_args_is_help=True, help="Program budgets (finance).")
 app.add_typer(stack_app, name="stack")
 app.add_typer(plan_app, name="plan")
 app.add_typer(ops_app, name="ops")
 app.add_typer(budget_app, name="budget")
+ops_app.add_typer(ops_stack_app, name="stack")
 
 TokenOpt = Annotated[str, typer.Option("--token", envvar="GRANTFLOW_TOKEN", help="Bearer token")]
 UserOpt = Annotated[str, typer.Option("--user", help="Who you are (development tokens)")]
@@ -802,6 +806,57 @@ def ops_show(
     out().print(table)
     for missing in timeline.missing:
         err().print(f"未能读取 (could not read) {missing}", highlight=False, markup=False)
+
+
+@ops_stack_app.command("status")
+def ops_stack_status(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    token: TokenOpt = "",
+    user: UserOpt = "ops",
+) -> None:
+    """Health of every component, outbox backlog per service, consumer lag per group, dead
+    letters per topic: 各组件健康状况、发件箱积压、消费延迟、死信数量。Exit 1 when a component is
+    unhealthy."""
+    from grantflow.stack_health import age, stack_status
+
+    settings = get_settings()
+    bearer = token_for(settings, token, Role.OPS, user)
+    status = run(stack_status(settings, bearer))
+    if as_json:
+        import json
+
+        print(json.dumps(status.as_json(), ensure_ascii=False, indent=1))
+    else:
+        from rich.table import Table
+
+        components = Table("组件", "地址", "状态", "说明", title="组件健康 (components)")
+        for c in status.components:
+            ok = "正常" if c.healthy else "[red]异常[/red]"
+            components.add_row(c.name, c.address, ok, c.detail)
+        outboxes = Table(
+            "服务", "待发布事件", "最早积压时长", "已发布保留", title="发件箱积压 (outbox backlog)"
+        )
+        for o in status.outboxes:
+            outboxes.add_row(
+                o.service, str(o.unpublished), age(o.oldest_age_s), str(o.published_retained)
+            )
+        lags = Table(
+            "消费组", "主题", "分区", "已提交", "末尾", "延迟", title="消费延迟 (consumer lag)"
+        )
+        for group in status.lags:
+            for p in group.partitions:
+                lags.add_row(
+                    group.group, p.topic, str(p.partition), str(p.committed), str(p.end), str(p.lag)
+                )
+            lags.add_row(group.group, "合计 (total)", "", "", "", str(group.total))
+        dead = Table("死信主题", "记录数", title="死信 (dead letters)")
+        for topic, count in status.dead_letters.items():
+            dead.add_row(topic, f"[red]{count}[/red]" if count else "0")
+        for table in (components, outboxes, lags, dead):
+            out().print(table)
+    if not status.healthy:
+        broken = ", ".join(c.name for c in status.components if not c.healthy)
+        fail(EXIT_FAILED, f"有组件异常 (unhealthy): {broken}")
 
 
 @ops_app.command("redrive")

@@ -33,6 +33,9 @@ def system_token(settings: Settings) -> str:
     )
 
 
+SERVICE_NAMES = ("applications", "review", "disbursement")
+
+
 class ServiceClients:
     """Async stubs for applications, review and disbursement with one caller's token."""
 
@@ -56,6 +59,9 @@ class ServiceClients:
         self.applications = applications_pb2_grpc.ApplicationServiceStub(self._channels[0])
         self.review = review_pb2_grpc.ReviewServiceStub(self._channels[1])
         self.disbursement = disbursement_pb2_grpc.DisbursementServiceStub(self._channels[2])
+        # Each service's channel by name, for the services every server also serves (health,
+        # operations) beside its own.
+        self.channels = dict(zip(SERVICE_NAMES, self._channels, strict=True))
 
     async def close(self) -> None:
         for channel in self._channels:

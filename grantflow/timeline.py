@@ -296,8 +296,14 @@ def history_entries(history: WorkflowHistory, timeline: Timeline) -> None:
     """The business meaning of a grant's workflow events."""
     stage: GrantStage | None = None
     timers: dict[str, str] = {}
+    times: dict[int, datetime] = {}
     for event in history.events:
-        at = event.event_time.ToDatetime(tzinfo=UTC)
+        at = times[event.event_id] = event.event_time.ToDatetime(tzinfo=UTC)
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+            # Recorded when the workflow task that took it completed, after the service calls
+            # that task made; the update arrived with the task it was sequenced after.
+            attributes = event.workflow_execution_update_accepted_event_attributes
+            at = times.get(attributes.accepted_request_sequencing_event_id, at)
         entry = _history_entry(event, at, stage, timers)
         if entry is not None:
             timeline.entries.append(entry)

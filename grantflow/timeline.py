@@ -32,6 +32,7 @@ from services.common.vocabulary import (
     Department,
     GrantStage,
     PaymentState,
+    PlanState,
     ReservationState,
     TaskState,
     VocabularyError,
@@ -422,8 +423,11 @@ def _history_entry(
     return None
 
 
-def pending_entries(description: WorkflowExecutionDescription, timeline: Timeline) -> None:
-    """What the grant is doing now: activities still being tried, with their last failure."""
+def pending_entries(
+    description: WorkflowExecutionDescription, timeline: Timeline, owner: str = ""
+) -> None:
+    """What the grant (or the funding plan paying it: `owner`) is doing now: activities still
+    being tried, with their attempt and last failure."""
     raw = description.raw_description
     for pending in raw.pending_activities:
         name = ACTIVITY_NAMES.get(pending.activity_type.name, pending.activity_type.name)
@@ -434,10 +438,12 @@ def pending_entries(description: WorkflowExecutionDescription, timeline: Timelin
         )
         failure = pending.last_failure.message if pending.HasField("last_failure") else ""
         timeline.entries.append(
-            Entry(at, PROCESS, f"正在进行：{name}（第 {pending.attempt} 次尝试）", "", failure)
+            Entry(
+                at, PROCESS, f"{owner}正在进行：{name}（第 {pending.attempt} 次尝试）", "", failure
+            )
         )
-    status = description.status.name if description.status else ""
-    timeline.summary["流程状态"] = status
+    if not owner:
+        timeline.summary["流程状态"] = description.status.name if description.status else ""
 
 
 # Gathering ---------------------------------------------------------------------------------------
@@ -498,6 +504,25 @@ async def grant_timeline(settings: Settings, token: str, application_id: str) ->
         pending_entries(description, timeline)
     elif PROCESS not in " ".join(timeline.missing):
         timeline.summary["流程状态"] = "尚未启动"
+    if funds is not None:
+        # Payments are made by the funding plan's workflow: its retries belong to this story.
+        paying = [
+            plan
+            for plan in funds.plans
+            if plan.state in (PlanState.APPROVED.to_proto(), PlanState.PAYING.to_proto())
+        ]
+        for plan, plan_process in zip(
+            paying,
+            await asyncio.gather(
+                *(
+                    _read(PROCESS, timeline, _describe(settings, plan.workflow_id))
+                    for plan in paying
+                )
+            ),
+            strict=True,
+        ):
+            if plan_process is not None:
+                pending_entries(plan_process, timeline, f"资助计划《{plan.title}》")
     return timeline
 
 
@@ -523,3 +548,9 @@ async def _process(
             return None
         raise
     return history, description
+
+
+async def _describe(settings: Settings, workflow_id: str) -> WorkflowExecutionDescription:
+    """A workflow's description only (a funding plan's history may hold thousands of lines)."""
+    client = await connect_temporal(settings)
+    return await client.get_workflow_handle(workflow_id).describe()

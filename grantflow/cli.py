@@ -44,7 +44,10 @@ T = TypeVar("T")
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 stack_app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the embedded stack.")
 plan_app = typer.Typer(no_args_is_help=True, help="Funding plans (finance).")
-ops_app = typer.Typer(no_args_is_help=True, help="Operations: find, replay, re-drive.")
+ops_app = typer.Typer(no_args_is_help=True, help="Operations: find, show, replay, re-drive.")
+ops_stack_app = typer.Typer(
+    no_args_is_help=True, help="Any deployment's health (settings' addresses)."
+)
 budget_app = typer.Typer(no_args_is_help=True, help="Program budgets (finance).")
 app.add_typer(stack_app, name="stack")
 app.add_typer(plan_app, name="plan")
@@ -54,6 +57,7 @@ audit_app = typer.Typer(
     no_args_is_help=True, help="Audit trails: verify each service's hash chain, show a grant's."
 )
 ops_app.add_typer(audit_app, name="audit")
+ops_app.add_typer(ops_stack_app, name="stack")
 
 TokenOpt = Annotated[str, typer.Option("--token", envvar="GRANTFLOW_TOKEN", help="Bearer token")]
 UserOpt = Annotated[str, typer.Option("--user", help="Who you are (development tokens)")]
@@ -709,26 +713,155 @@ def _stage(value: str) -> str:
 
 @ops_app.command("find")
 def ops_find(
-    stage: Annotated[str, typer.Option(callback=_stage)] = "",
-    program: str = "",
-    applicant: str = "",
+    application: Annotated[str, typer.Option(help="application number, or its start")] = "",
+    credit_code: Annotated[
+        str, typer.Option("--credit-code", "--applicant", help="applicant's credit code")
+    ] = "",
+    program: Annotated[str, typer.Option(help="program code, e.g. SME-CLOUD")] = "",
+    stage: Annotated[str, typer.Option(callback=_stage, help="e.g. IN_REVIEW")] = "",
+    department: Annotated[
+        str, typer.Option(help="its review is pending with: industry, finance or hr")
+    ] = "",
+    overdue: Annotated[bool, typer.Option(help="a review task is past its due date")] = False,
+    failed_payment: Annotated[
+        bool, typer.Option(help="payment failed (stage or a failed payment line)")
+    ] = False,
     limit: int = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    token: TokenOpt = "",
+    user: UserOpt = "ops",
 ) -> None:
-    """Find grants by business keys (search attributes), like `temporal workflow list --query`."""
+    """Find grants by business keys: 按申请编号、企业信用代码、项目类别、阶段、待审部门、逾期、拨付失败查找。"""
+    from grantflow.ops_find import BadKey, GrantSearch, find_grants
+
+    if department:
+        department = _department(department)
+    settings = get_settings()
+    search = GrantSearch(
+        application=application,
+        credit_code=credit_code,
+        program=program,
+        stage=GrantStage.parse(stage) if stage else None,
+        department=Department.parse(department) if department else None,
+        overdue=overdue,
+        failed_payment=failed_payment,
+        limit=limit,
+    )
+    bearer = token_for(settings, token, Role.OPS, user)
+    try:
+        rows = run(find_grants(settings, bearer, search), "Temporal", settings.temporal_address)
+    except BadKey as bad:
+        fail(EXIT_USAGE, f"查询条件无效 (invalid search key) {bad}")
+    if as_json:
+        import json
+
+        print(json.dumps([row.as_json() for row in rows], ensure_ascii=False, indent=1))
+        return
     from rich.table import Table
 
-    from grantflow.ops import find_grants
+    from services.common.labels import label, stage_label
+
+    table = Table(
+        "申请编号", "项目", "企业", "信用代码", "项目类别", "阶段", "待审部门", "备注",
+        title=f"找到 {len(rows)} 件 (grants found)",
+    )  # fmt: skip
+    for row in rows:
+        table.add_row(
+            row.application_id,
+            row.project_title,
+            row.applicant_name,
+            row.credit_code,
+            row.program,
+            stage_label(row.stage),
+            "、".join(label(Department(d)) for d in row.pending_departments),
+            "；".join(row.notes),
+        )
+    out().print(table)
+
+
+@ops_app.command("show")
+def ops_show(
+    application_id: Annotated[str, typer.Argument(help="application number")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    token: TokenOpt = "",
+    user: UserOpt = "ops",
+) -> None:
+    """One grant's business timeline: 一件申请的办理经过（申请、评审、资金、流程），按时间排列。"""
+    from grantflow.timeline import grant_timeline, shanghai
 
     settings = get_settings()
-    rows = run(
-        find_grants(settings, stage, program, applicant, limit),
-        "Temporal",
-        settings.temporal_address,
+    bearer = token_for(settings, token, Role.OPS, user)
+    timeline = run(
+        grant_timeline(settings, bearer, application_id),
+        "applications",
+        settings.applications_address,
     )
-    table = Table("workflow", "status", "stage", "program", "applicant")
-    for row in rows:
-        table.add_row(*row)
+    if as_json:
+        import json
+
+        print(json.dumps(timeline.as_json(), ensure_ascii=False, indent=1))
+        return
+    from rich.table import Table
+
+    for name, value in timeline.summary.items():
+        out().print(f"[bold]{name}[/bold]：{value}", highlight=False)
+    table = Table("时间（北京时间）", "来源", "事项", "经办人", "详情", title="办理经过")
+    for entry in timeline.ordered():
+        table.add_row(shanghai(entry.at), entry.source, entry.what, entry.who, entry.detail)
     out().print(table)
+    for missing in timeline.missing:
+        err().print(f"未能读取 (could not read) {missing}", highlight=False, markup=False)
+
+
+@ops_stack_app.command("status")
+def ops_stack_status(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    token: TokenOpt = "",
+    user: UserOpt = "ops",
+) -> None:
+    """Health of every component, outbox backlog per service, consumer lag per group, dead
+    letters per topic: 各组件健康状况、发件箱积压、消费延迟、死信数量。Exit 1 when a component is
+    unhealthy."""
+    from grantflow.stack_health import age, stack_status
+
+    settings = get_settings()
+    bearer = token_for(settings, token, Role.OPS, user)
+    status = run(stack_status(settings, bearer))
+    if as_json:
+        import json
+
+        print(json.dumps(status.as_json(), ensure_ascii=False, indent=1))
+    else:
+        from rich.table import Table
+
+        components = Table("组件", "地址", "状态", "说明", title="组件健康 (components)")
+        for c in status.components:
+            ok = "正常" if c.healthy else "[red]异常[/red]"
+            components.add_row(c.name, c.address, ok, c.detail)
+        outboxes = Table(
+            "服务", "待发布事件", "最早积压时长", "已发布保留", title="发件箱积压 (outbox backlog)"
+        )
+        for o in status.outboxes:
+            outboxes.add_row(
+                o.service, str(o.unpublished), age(o.oldest_age_s), str(o.published_retained)
+            )
+        lags = Table(
+            "消费组", "主题", "分区", "已提交", "末尾", "延迟", title="消费延迟 (consumer lag)"
+        )
+        for group in status.lags:
+            for p in group.partitions:
+                lags.add_row(
+                    group.group, p.topic, str(p.partition), str(p.committed), str(p.end), str(p.lag)
+                )
+            lags.add_row(group.group, "合计 (total)", "", "", "", str(group.total))
+        dead = Table("死信主题", "记录数", title="死信 (dead letters)")
+        for topic, count in status.dead_letters.items():
+            dead.add_row(topic, f"[red]{count}[/red]" if count else "0")
+        for table in (components, outboxes, lags, dead):
+            out().print(table)
+    if not status.healthy:
+        broken = ", ".join(c.name for c in status.components if not c.healthy)
+        fail(EXIT_FAILED, f"有组件异常 (unhealthy): {broken}")
 
 
 @ops_app.command("redrive")

@@ -553,11 +553,13 @@ class GrantWorkflow:
             PENDING_KEY.value_set(self.state.pending_departments()),
         ]
         # Grants are started with their search attributes (the intake consumer sets them all);
-        # only those are kept current, so a namespace without them registered (Temporal's
-        # time-skipping test server cannot register any) still runs grants.
+        # they are kept current only where the namespace has them registered (Temporal's
+        # time-skipping test server cannot register any): a grant started with its stage has
+        # them all. The stage is the sign, since the server drops the empty PendingDepartments
+        # a grant starts with. Only the upsert's content changes: its place among the commands
+        # does not, so running grants replay as before.
         known = workflow.info().typed_search_attributes
-        updates = [u for u in updates if known.get(u.key) is not None]
-        if updates:
+        if known.get(STAGE_KEY) is not None:
             workflow.upsert_search_attributes(updates)
 
     # ------------------------------------------------------------------------- decisions

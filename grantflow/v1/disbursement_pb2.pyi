@@ -174,6 +174,8 @@ class Reservation(_message.Message):
     PLAN_ID_FIELD_NUMBER: _builtins.int
     APPLICANT_CREDIT_CODE_FIELD_NUMBER: _builtins.int
     APPLICANT_NAME_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
     application_id: _builtins.str
     program_code: _builtins.str
     amount_fen: _builtins.int
@@ -181,6 +183,12 @@ class Reservation(_message.Message):
     plan_id: _builtins.str
     applicant_credit_code: _builtins.str
     applicant_name: _builtins.str
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """the last change of state (e.g. released)"""
+
     def __init__(
         self,
         *,
@@ -191,10 +199,12 @@ class Reservation(_message.Message):
         plan_id: _builtins.str = ...,
         applicant_credit_code: _builtins.str = ...,
         applicant_name: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "plan_id", b"plan_id", "program_code", b"program_code", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "created_at", b"created_at", "plan_id", b"plan_id", "program_code", b"program_code", "state", b"state", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -337,6 +347,7 @@ class FundingPlan(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     APPROVED_AT_FIELD_NUMBER: _builtins.int
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    COMPLETED_AT_FIELD_NUMBER: _builtins.int
     plan_id: _builtins.str
     program_code: _builtins.str
     title: _builtins.str
@@ -352,6 +363,10 @@ class FundingPlan(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def approved_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def completed_at(self) -> _timestamp_pb2.Timestamp:
+        """unset until every line is settled or failed"""
+
     def __init__(
         self,
         *,
@@ -366,10 +381,11 @@ class FundingPlan(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         approved_at: _timestamp_pb2.Timestamp | None = ...,
         workflow_id: _builtins.str = ...,
+        completed_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "completed_at", b"completed_at", "created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "approved_by", b"approved_by", "created_at", b"created_at", "created_by", b"created_by", "lines", b"lines", "plan_id", b"plan_id", "program_code", b"program_code", "state", b"state", "title", b"title", "total_fen", b"total_fen", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "approved_by", b"approved_by", "completed_at", b"completed_at", "created_at", b"created_at", "created_by", b"created_by", "lines", b"lines", "plan_id", b"plan_id", "program_code", b"program_code", "state", b"state", "title", b"title", "total_fen", b"total_fen", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -624,3 +640,97 @@ class ListLedgerEntriesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListLedgerEntriesResponse: _TypeAlias = ListLedgerEntriesResponse  # noqa: Y015
+
+@_typing.final
+class GetApplicationFundsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetApplicationFundsRequest: _TypeAlias = GetApplicationFundsRequest  # noqa: Y015
+
+@_typing.final
+class ApplicationFunds(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    RESERVATION_FIELD_NUMBER: _builtins.int
+    PLANS_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    @_builtins.property
+    def reservation(self) -> Global___Reservation:
+        """unset when the application never had one"""
+
+    @_builtins.property
+    def plans(self) -> _containers.RepeatedCompositeFieldContainer[Global___FundingPlan]:
+        """oldest first; lines: only this application's"""
+
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        reservation: Global___Reservation | None = ...,
+        plans: _abc.Iterable[Global___FundingPlan] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reservation", b"reservation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "plans", b"plans", "reservation", b"reservation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApplicationFunds: _TypeAlias = ApplicationFunds  # noqa: Y015
+
+@_typing.final
+class ListPaymentLinesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    state: Global___PaymentState.ValueType
+    """UNSPECIFIED = every state"""
+    limit: _builtins.int
+    """0 = 100; at most 1000"""
+    def __init__(
+        self,
+        *,
+        state: Global___PaymentState.ValueType = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPaymentLinesRequest: _TypeAlias = ListPaymentLinesRequest  # noqa: Y015
+
+@_typing.final
+class ListPaymentLinesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaymentLine]: ...
+    def __init__(
+        self,
+        *,
+        lines: _abc.Iterable[Global___PaymentLine] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPaymentLinesResponse: _TypeAlias = ListPaymentLinesResponse  # noqa: Y015

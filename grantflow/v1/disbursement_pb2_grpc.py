@@ -99,6 +99,16 @@ class DisbursementServiceStub:
                 request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ListLedgerEntriesRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ListLedgerEntriesResponse.FromString,
                 _registered_method=True)
+        self.GetApplicationFunds = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/GetApplicationFunds',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.GetApplicationFundsRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ApplicationFunds.FromString,
+                _registered_method=True)
+        self.ListPaymentLines = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/ListPaymentLines',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ListPaymentLinesRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ListPaymentLinesResponse.FromString,
+                _registered_method=True)
 
 
 class DisbursementServiceServicer:
@@ -191,6 +201,21 @@ class DisbursementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetApplicationFunds(self, request, context):
+        """One application's money (ops, finance): its reservation and every funding plan that holds
+        it, each plan with only this application's payment lines.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPaymentLines(self, request, context):
+        """Payment lines across plans, newest plan first (ops, finance), e.g. every failed line.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DisbursementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -258,6 +283,16 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
                     servicer.ListLedgerEntries,
                     request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ListLedgerEntriesRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_disbursement__pb2.ListLedgerEntriesResponse.SerializeToString,
+            ),
+            'GetApplicationFunds': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetApplicationFunds,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.GetApplicationFundsRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.ApplicationFunds.SerializeToString,
+            ),
+            'ListPaymentLines': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPaymentLines,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ListPaymentLinesRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.ListPaymentLinesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -611,6 +646,60 @@ class DisbursementService:
             '/grantflow.v1.DisbursementService/ListLedgerEntries',
             grantflow_dot_v1_dot_disbursement__pb2.ListLedgerEntriesRequest.SerializeToString,
             grantflow_dot_v1_dot_disbursement__pb2.ListLedgerEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetApplicationFunds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/GetApplicationFunds',
+            grantflow_dot_v1_dot_disbursement__pb2.GetApplicationFundsRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.ApplicationFunds.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPaymentLines(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/ListPaymentLines',
+            grantflow_dot_v1_dot_disbursement__pb2.ListPaymentLinesRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.ListPaymentLinesResponse.FromString,
             options,
             channel_credentials,
             insecure,

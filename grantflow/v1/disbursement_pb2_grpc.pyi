@@ -54,6 +54,12 @@ class DisbursementServiceStub:
     CompleteFundingPlan: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.CompleteFundingPlanRequest, _disbursement_pb2.FundingPlan]
     """Closes a plan once every line is settled or failed (system role)."""
     ListLedgerEntries: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ListLedgerEntriesRequest, _disbursement_pb2.ListLedgerEntriesResponse]
+    GetApplicationFunds: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.GetApplicationFundsRequest, _disbursement_pb2.ApplicationFunds]
+    """One application's money (ops, finance): its reservation and every funding plan that holds
+    it, each plan with only this application's payment lines.
+    """
+    ListPaymentLines: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ListPaymentLinesRequest, _disbursement_pb2.ListPaymentLinesResponse]
+    """Payment lines across plans, newest plan first (ops, finance), e.g. every failed line."""
 
 @_typing.type_check_only
 class DisbursementServiceAsyncStub(DisbursementServiceStub):
@@ -81,6 +87,12 @@ class DisbursementServiceAsyncStub(DisbursementServiceStub):
     CompleteFundingPlan: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.CompleteFundingPlanRequest, _disbursement_pb2.FundingPlan]  # type: ignore[assignment]
     """Closes a plan once every line is settled or failed (system role)."""
     ListLedgerEntries: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ListLedgerEntriesRequest, _disbursement_pb2.ListLedgerEntriesResponse]  # type: ignore[assignment]
+    GetApplicationFunds: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.GetApplicationFundsRequest, _disbursement_pb2.ApplicationFunds]  # type: ignore[assignment]
+    """One application's money (ops, finance): its reservation and every funding plan that holds
+    it, each plan with only this application's payment lines.
+    """
+    ListPaymentLines: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ListPaymentLinesRequest, _disbursement_pb2.ListPaymentLinesResponse]  # type: ignore[assignment]
+    """Payment lines across plans, newest plan first (ops, finance), e.g. every failed line."""
 
 class DisbursementServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -183,5 +195,23 @@ class DisbursementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _disbursement_pb2.ListLedgerEntriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_disbursement_pb2.ListLedgerEntriesResponse, _abc.Awaitable[_disbursement_pb2.ListLedgerEntriesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetApplicationFunds(
+        self,
+        request: _disbursement_pb2.GetApplicationFundsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.ApplicationFunds, _abc.Awaitable[_disbursement_pb2.ApplicationFunds]]:
+        """One application's money (ops, finance): its reservation and every funding plan that holds
+        it, each plan with only this application's payment lines.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPaymentLines(
+        self,
+        request: _disbursement_pb2.ListPaymentLinesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.ListPaymentLinesResponse, _abc.Awaitable[_disbursement_pb2.ListPaymentLinesResponse]]:
+        """Payment lines across plans, newest plan first (ops, finance), e.g. every failed line."""
 
 def add_DisbursementServiceServicer_to_server(servicer: DisbursementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,43 +26,43 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from grantflow.v1 import common_pb2 as grantflow_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19grantflow/v1/review.proto\x12\x0cgrantflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19grantflow/v1/common.proto\"\x87\x04\n\nReviewTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12\x14\n\x0cprogram_code\x18\x03 \x01(\t\x12,\n\ndepartment\x18\x04 \x01(\x0e\x32\x18.grantflow.v1.Department\x12\r\n\x05round\x18\x05 \x01(\x05\x12&\n\x05state\x18\x06 \x01(\x0e\x32\x17.grantflow.v1.TaskState\x12\x10\n\x08\x61ssignee\x18\x07 \x01(\t\x12\x1b\n\x13proposed_amount_fen\x18\x08 \x01(\x03\x12.\n\x08\x64\x65\x63ision\x18\t \x01(\x0e\x32\x1c.grantflow.v1.ReviewDecision\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x1a\n\x12\x64\x65\x63ided_amount_fen\x18\x0b \x01(\x03\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06\x64ue_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndecided_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07overdue\x18\x0f \x01(\x08\x12\x16\n\x0e\x61pplicant_name\x18\x10 \x01(\t\x12\x15\n\rproject_title\x18\x11 \x01(\t\"\xbb\x01\n\x10ListTasksRequest\x12,\n\ndepartment\x18\x01 \x01(\x0e\x32\x18.grantflow.v1.Department\x12\x10\n\x08\x61ssignee\x18\x02 \x01(\t\x12(\n\x06\x66ilter\x18\x03 \x01(\x0e\x32\x18.grantflow.v1.TaskFilter\x12\x16\n\x0e\x61pplication_id\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"U\n\x11ListTasksResponse\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x18.grantflow.v1.ReviewTask\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"#\n\x10\x43laimTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x81\x01\n\x11\x44\x65\x63ideTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12.\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x1c.grantflow.v1.ReviewDecision\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x1b\n\x13\x61pproved_amount_fen\x18\x04 \x01(\x03\"\x8a\x02\n\x11\x43reateTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12\x14\n\x0cprogram_code\x18\x03 \x01(\t\x12,\n\ndepartment\x18\x04 \x01(\x0e\x32\x18.grantflow.v1.Department\x12\r\n\x05round\x18\x05 \x01(\x05\x12\x1b\n\x13proposed_amount_fen\x18\x06 \x01(\x03\x12*\n\x06\x64ue_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61pplicant_name\x18\x08 \x01(\t\x12\x15\n\rproject_title\x18\t \x01(\t\"N\n\x12\x43\x61ncelTasksRequest\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08task_ids\x18\x03 \x03(\t\"(\n\x13\x43\x61ncelTasksResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x05\"s\n\x19RemindOverdueTasksRequest\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\x12,\n\x05level\x18\x03 \x01(\x0e\x32\x1d.grantflow.v1.EscalationLevel\".\n\x1aRemindOverdueTasksResponse\x12\x10\n\x08reminded\x18\x01 \x01(\x05*s\n\x0f\x45scalationLevel\x12 \n\x1c\x45SCALATION_LEVEL_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45SCALATION_LEVEL_REMINDER\x10\x01\x12\x1f\n\x1b\x45SCALATION_LEVEL_ESCALATION\x10\x02*\x86\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_STATE_OPEN\x10\x01\x12\x16\n\x12TASK_STATE_CLAIMED\x10\x02\x12\x16\n\x12TASK_STATE_DECIDED\x10\x03\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x04*\x95\x01\n\x0eReviewDecision\x12\x1f\n\x1bREVIEW_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n\x17REVIEW_DECISION_APPROVE\x10\x01\x12\x1a\n\x16REVIEW_DECISION_REJECT\x10\x02\x12)\n%REVIEW_DECISION_RETURN_FOR_SUPPLEMENT\x10\x03*m\n\nTaskFilter\x12\x1b\n\x17TASK_FILTER_UNSPECIFIED\x10\x00\x12\x14\n\x10TASK_FILTER_OPEN\x10\x01\x12\x17\n\x13TASK_FILTER_OVERDUE\x10\x02\x12\x13\n\x0fTASK_FILTER_ALL\x10\x03\x32\xb6\x04\n\rReviewService\x12L\n\tListTasks\x12\x1e.grantflow.v1.ListTasksRequest\x1a\x1f.grantflow.v1.ListTasksResponse\x12\x41\n\x07GetTask\x12\x1c.grantflow.v1.GetTaskRequest\x1a\x18.grantflow.v1.ReviewTask\x12\x45\n\tClaimTask\x12\x1e.grantflow.v1.ClaimTaskRequest\x1a\x18.grantflow.v1.ReviewTask\x12G\n\nDecideTask\x12\x1f.grantflow.v1.DecideTaskRequest\x1a\x18.grantflow.v1.ReviewTask\x12G\n\nCreateTask\x12\x1f.grantflow.v1.CreateTaskRequest\x1a\x18.grantflow.v1.ReviewTask\x12R\n\x0b\x43\x61ncelTasks\x12 .grantflow.v1.CancelTasksRequest\x1a!.grantflow.v1.CancelTasksResponse\x12g\n\x12RemindOverdueTasks\x12\'.grantflow.v1.RemindOverdueTasksRequest\x1a(.grantflow.v1.RemindOverdueTasksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19grantflow/v1/review.proto\x12\x0cgrantflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19grantflow/v1/common.proto\"\xb7\x04\n\nReviewTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12\x14\n\x0cprogram_code\x18\x03 \x01(\t\x12,\n\ndepartment\x18\x04 \x01(\x0e\x32\x18.grantflow.v1.Department\x12\r\n\x05round\x18\x05 \x01(\x05\x12&\n\x05state\x18\x06 \x01(\x0e\x32\x17.grantflow.v1.TaskState\x12\x10\n\x08\x61ssignee\x18\x07 \x01(\t\x12\x1b\n\x13proposed_amount_fen\x18\x08 \x01(\x03\x12.\n\x08\x64\x65\x63ision\x18\t \x01(\x0e\x32\x1c.grantflow.v1.ReviewDecision\x12\x0e\n\x06reason\x18\n \x01(\t\x12\x1a\n\x12\x64\x65\x63ided_amount_fen\x18\x0b \x01(\x03\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x06\x64ue_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndecided_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07overdue\x18\x0f \x01(\x08\x12\x16\n\x0e\x61pplicant_name\x18\x10 \x01(\t\x12\x15\n\rproject_title\x18\x11 \x01(\t\x12.\n\nclaimed_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbb\x01\n\x10ListTasksRequest\x12,\n\ndepartment\x18\x01 \x01(\x0e\x32\x18.grantflow.v1.Department\x12\x10\n\x08\x61ssignee\x18\x02 \x01(\t\x12(\n\x06\x66ilter\x18\x03 \x01(\x0e\x32\x18.grantflow.v1.TaskFilter\x12\x16\n\x0e\x61pplication_id\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"U\n\x11ListTasksResponse\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x18.grantflow.v1.ReviewTask\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"#\n\x10\x43laimTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x81\x01\n\x11\x44\x65\x63ideTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12.\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x1c.grantflow.v1.ReviewDecision\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x1b\n\x13\x61pproved_amount_fen\x18\x04 \x01(\x03\"\x8a\x02\n\x11\x43reateTaskRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x02 \x01(\t\x12\x14\n\x0cprogram_code\x18\x03 \x01(\t\x12,\n\ndepartment\x18\x04 \x01(\x0e\x32\x18.grantflow.v1.Department\x12\r\n\x05round\x18\x05 \x01(\x05\x12\x1b\n\x13proposed_amount_fen\x18\x06 \x01(\x03\x12*\n\x06\x64ue_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x61pplicant_name\x18\x08 \x01(\t\x12\x15\n\rproject_title\x18\t \x01(\t\"N\n\x12\x43\x61ncelTasksRequest\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08task_ids\x18\x03 \x03(\t\"(\n\x13\x43\x61ncelTasksResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x05\"s\n\x19RemindOverdueTasksRequest\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\x12,\n\x05level\x18\x03 \x01(\x0e\x32\x1d.grantflow.v1.EscalationLevel\".\n\x1aRemindOverdueTasksResponse\x12\x10\n\x08reminded\x18\x01 \x01(\x05*s\n\x0f\x45scalationLevel\x12 \n\x1c\x45SCALATION_LEVEL_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45SCALATION_LEVEL_REMINDER\x10\x01\x12\x1f\n\x1b\x45SCALATION_LEVEL_ESCALATION\x10\x02*\x86\x01\n\tTaskState\x12\x1a\n\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_STATE_OPEN\x10\x01\x12\x16\n\x12TASK_STATE_CLAIMED\x10\x02\x12\x16\n\x12TASK_STATE_DECIDED\x10\x03\x12\x18\n\x14TASK_STATE_CANCELLED\x10\x04*\x95\x01\n\x0eReviewDecision\x12\x1f\n\x1bREVIEW_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n\x17REVIEW_DECISION_APPROVE\x10\x01\x12\x1a\n\x16REVIEW_DECISION_REJECT\x10\x02\x12)\n%REVIEW_DECISION_RETURN_FOR_SUPPLEMENT\x10\x03*m\n\nTaskFilter\x12\x1b\n\x17TASK_FILTER_UNSPECIFIED\x10\x00\x12\x14\n\x10TASK_FILTER_OPEN\x10\x01\x12\x17\n\x13TASK_FILTER_OVERDUE\x10\x02\x12\x13\n\x0fTASK_FILTER_ALL\x10\x03\x32\xb6\x04\n\rReviewService\x12L\n\tListTasks\x12\x1e.grantflow.v1.ListTasksRequest\x1a\x1f.grantflow.v1.ListTasksResponse\x12\x41\n\x07GetTask\x12\x1c.grantflow.v1.GetTaskRequest\x1a\x18.grantflow.v1.ReviewTask\x12\x45\n\tClaimTask\x12\x1e.grantflow.v1.ClaimTaskRequest\x1a\x18.grantflow.v1.ReviewTask\x12G\n\nDecideTask\x12\x1f.grantflow.v1.DecideTaskRequest\x1a\x18.grantflow.v1.ReviewTask\x12G\n\nCreateTask\x12\x1f.grantflow.v1.CreateTaskRequest\x1a\x18.grantflow.v1.ReviewTask\x12R\n\x0b\x43\x61ncelTasks\x12 .grantflow.v1.CancelTasksRequest\x1a!.grantflow.v1.CancelTasksResponse\x12g\n\x12RemindOverdueTasks\x12\'.grantflow.v1.RemindOverdueTasksRequest\x1a(.grantflow.v1.RemindOverdueTasksResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'grantflow.v1.review_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ESCALATIONLEVEL']._serialized_start=1662
-  _globals['_ESCALATIONLEVEL']._serialized_end=1777
-  _globals['_TASKSTATE']._serialized_start=1780
-  _globals['_TASKSTATE']._serialized_end=1914
-  _globals['_REVIEWDECISION']._serialized_start=1917
-  _globals['_REVIEWDECISION']._serialized_end=2066
-  _globals['_TASKFILTER']._serialized_start=2068
-  _globals['_TASKFILTER']._serialized_end=2177
+  _globals['_ESCALATIONLEVEL']._serialized_start=1710
+  _globals['_ESCALATIONLEVEL']._serialized_end=1825
+  _globals['_TASKSTATE']._serialized_start=1828
+  _globals['_TASKSTATE']._serialized_end=1962
+  _globals['_REVIEWDECISION']._serialized_start=1965
+  _globals['_REVIEWDECISION']._serialized_end=2114
+  _globals['_TASKFILTER']._serialized_start=2116
+  _globals['_TASKFILTER']._serialized_end=2225
   _globals['_REVIEWTASK']._serialized_start=104
-  _globals['_REVIEWTASK']._serialized_end=623
-  _globals['_LISTTASKSREQUEST']._serialized_start=626
-  _globals['_LISTTASKSREQUEST']._serialized_end=813
-  _globals['_LISTTASKSRESPONSE']._serialized_start=815
-  _globals['_LISTTASKSRESPONSE']._serialized_end=900
-  _globals['_GETTASKREQUEST']._serialized_start=902
-  _globals['_GETTASKREQUEST']._serialized_end=935
-  _globals['_CLAIMTASKREQUEST']._serialized_start=937
-  _globals['_CLAIMTASKREQUEST']._serialized_end=972
-  _globals['_DECIDETASKREQUEST']._serialized_start=975
-  _globals['_DECIDETASKREQUEST']._serialized_end=1104
-  _globals['_CREATETASKREQUEST']._serialized_start=1107
-  _globals['_CREATETASKREQUEST']._serialized_end=1373
-  _globals['_CANCELTASKSREQUEST']._serialized_start=1375
-  _globals['_CANCELTASKSREQUEST']._serialized_end=1453
-  _globals['_CANCELTASKSRESPONSE']._serialized_start=1455
-  _globals['_CANCELTASKSRESPONSE']._serialized_end=1495
-  _globals['_REMINDOVERDUETASKSREQUEST']._serialized_start=1497
-  _globals['_REMINDOVERDUETASKSREQUEST']._serialized_end=1612
-  _globals['_REMINDOVERDUETASKSRESPONSE']._serialized_start=1614
-  _globals['_REMINDOVERDUETASKSRESPONSE']._serialized_end=1660
-  _globals['_REVIEWSERVICE']._serialized_start=2180
-  _globals['_REVIEWSERVICE']._serialized_end=2746
+  _globals['_REVIEWTASK']._serialized_end=671
+  _globals['_LISTTASKSREQUEST']._serialized_start=674
+  _globals['_LISTTASKSREQUEST']._serialized_end=861
+  _globals['_LISTTASKSRESPONSE']._serialized_start=863
+  _globals['_LISTTASKSRESPONSE']._serialized_end=948
+  _globals['_GETTASKREQUEST']._serialized_start=950
+  _globals['_GETTASKREQUEST']._serialized_end=983
+  _globals['_CLAIMTASKREQUEST']._serialized_start=985
+  _globals['_CLAIMTASKREQUEST']._serialized_end=1020
+  _globals['_DECIDETASKREQUEST']._serialized_start=1023
+  _globals['_DECIDETASKREQUEST']._serialized_end=1152
+  _globals['_CREATETASKREQUEST']._serialized_start=1155
+  _globals['_CREATETASKREQUEST']._serialized_end=1421
+  _globals['_CANCELTASKSREQUEST']._serialized_start=1423
+  _globals['_CANCELTASKSREQUEST']._serialized_end=1501
+  _globals['_CANCELTASKSRESPONSE']._serialized_start=1503
+  _globals['_CANCELTASKSRESPONSE']._serialized_end=1543
+  _globals['_REMINDOVERDUETASKSREQUEST']._serialized_start=1545
+  _globals['_REMINDOVERDUETASKSREQUEST']._serialized_end=1660
+  _globals['_REMINDOVERDUETASKSRESPONSE']._serialized_start=1662
+  _globals['_REMINDOVERDUETASKSRESPONSE']._serialized_end=1708
+  _globals['_REVIEWSERVICE']._serialized_start=2228
+  _globals['_REVIEWSERVICE']._serialized_end=2794
 # @@protoc_insertion_point(module_scope)

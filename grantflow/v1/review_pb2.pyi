@@ -128,6 +128,7 @@ class ReviewTask(_message.Message):
     OVERDUE_FIELD_NUMBER: _builtins.int
     APPLICANT_NAME_FIELD_NUMBER: _builtins.int
     PROJECT_TITLE_FIELD_NUMBER: _builtins.int
+    CLAIMED_AT_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     application_id: _builtins.str
     program_code: _builtins.str
@@ -148,6 +149,10 @@ class ReviewTask(_message.Message):
     def due_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def decided_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def claimed_at(self) -> _timestamp_pb2.Timestamp:
+        """unset until claimed"""
+
     def __init__(
         self,
         *,
@@ -168,10 +173,11 @@ class ReviewTask(_message.Message):
         overdue: _builtins.bool = ...,
         applicant_name: _builtins.str = ...,
         project_title: _builtins.str = ...,
+        claimed_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "decided_at", b"decided_at", "due_at", b"due_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["claimed_at", b"claimed_at", "created_at", b"created_at", "decided_at", b"decided_at", "due_at", b"due_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_name", b"applicant_name", "application_id", b"application_id", "assignee", b"assignee", "created_at", b"created_at", "decided_amount_fen", b"decided_amount_fen", "decided_at", b"decided_at", "decision", b"decision", "department", b"department", "due_at", b"due_at", "overdue", b"overdue", "program_code", b"program_code", "project_title", b"project_title", "proposed_amount_fen", b"proposed_amount_fen", "reason", b"reason", "round", b"round", "state", b"state", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_name", b"applicant_name", "application_id", b"application_id", "assignee", b"assignee", "claimed_at", b"claimed_at", "created_at", b"created_at", "decided_amount_fen", b"decided_amount_fen", "decided_at", b"decided_at", "decision", b"decision", "department", b"department", "due_at", b"due_at", "overdue", b"overdue", "program_code", b"program_code", "project_title", b"project_title", "proposed_amount_fen", b"proposed_amount_fen", "reason", b"reason", "round", b"round", "state", b"state", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -21,6 +21,7 @@ from services.common.db import Database
 from services.common.grant_workflows import GrantWorkflows
 from services.common.grpc_server import BackgroundTask
 from services.common.kafka import APPLICATIONS, GRANTS, topic
+from services.common.operations import operations_service
 from services.common.outbox import OutboxRelay
 from services.common.service_main import migrated_database, serve_service
 from services.common.temporal import connect_temporal
@@ -61,7 +62,10 @@ async def run(
                 background=background,
                 stop=stop,
                 ready=ready,
-                companions=[audit_service(SERVICE.name, database)],
+                companions=[
+                    audit_service(SERVICE.name, database),
+                    operations_service(SERVICE.name, database),
+                ],
             )
         finally:
             unwatch()

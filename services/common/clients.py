@@ -39,6 +39,9 @@ def system_token(settings: Settings) -> str:
     )
 
 
+SERVICE_NAMES = ("applications", "review", "disbursement")
+
+
 class ServiceClients:
     """Async stubs for applications, review and disbursement (and each one's AuditService, by
     service name) with one caller's token."""
@@ -74,6 +77,9 @@ class ServiceClients:
                 ("applications", "review", "disbursement"), self._channels, strict=True
             )
         }
+        # Each service's channel by name, for the services every server also serves (health,
+        # operations) beside its own.
+        self.channels = dict(zip(SERVICE_NAMES, self._channels, strict=True))
 
     async def close(self) -> None:
         for channel in self._channels:

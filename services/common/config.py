@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     treasury_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     treasury_timeout_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     treasury_seed: int | None = None
+    # Payees whose accounts the simulated treasury refuses for good (comma-separated credit
+    # codes): how a payment line fails at once in tests and demos.
+    treasury_rejected_payees: str = ""
 
     # The local enterprise registry (the edge adapter): comma-separated credit codes on a
     # joint-punishment list, and whether codes registered outside the city are accepted.

@@ -27,7 +27,7 @@ from asyncio import FIRST_COMPLETED
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from sqlalchemy import Column, LargeBinary, event, func, text, update
@@ -466,3 +466,25 @@ class OutboxRelay:
         ).all()
         for row in old:
             session.delete(row)
+
+
+class OutboxBacklog(NamedTuple):
+    unpublished: int
+    oldest_unpublished_at: datetime | None
+    published_retained: int
+    last_published_at: datetime | None
+
+
+def outbox_backlog(session: Session) -> OutboxBacklog:
+    """How many events wait for the relay and since when, and what the outbox retains."""
+    waiting = session.exec(
+        select(func.count(), func.min(OutboxEvent.created_at)).where(
+            col(OutboxEvent.published_at).is_(None)
+        )
+    ).one()
+    published = session.exec(
+        select(func.count(), func.max(OutboxEvent.published_at)).where(
+            col(OutboxEvent.published_at).is_not(None)
+        )
+    ).one()
+    return OutboxBacklog(int(waiting[0]), waiting[1], int(published[0]), published[1])

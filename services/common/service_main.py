@@ -4,7 +4,7 @@ the database in a thread, open it, serve with auth, health and reflection, dispo
 
 A spec refuses to exist with a method missing from its role table (or a name in the table that
 is no method): a new RPC cannot be served until someone says who may call it. Companions are
-services every service serves beside its own API (its AuditService), each with its own spec.
+services every service serves beside its own API (its AuditService and OperationsService), each with its own spec.
 """
 
 from __future__ import annotations

@@ -45,6 +45,8 @@ SERVICE = ServiceSpec(
         "MarkPaymentFailed": (Role.SYSTEM,),
         "CompleteFundingPlan": (Role.SYSTEM,),
         "ListLedgerEntries": (Role.FINANCE, Role.OPS),
+        "GetApplicationFunds": (Role.FINANCE, Role.OPS),
+        "ListPaymentLines": (Role.FINANCE, Role.OPS),
     },
 )
 
@@ -52,6 +54,7 @@ MAX_TITLE = 200
 MAX_REASON = 500  # payment_line.failure_reason
 MAX_NAME = 200
 MAX_LEDGER_FILTER = 200
+DEFAULT_LINES, MAX_LINES = 100, 1000
 
 
 # Validation -------------------------------------------------------------------------------------
@@ -91,6 +94,8 @@ def reservation_pb(row: ReservationRow) -> pb.Reservation:
         plan_id=row.plan_id or "",
         applicant_credit_code=row.applicant_credit_code,
         applicant_name=row.applicant_name,
+        created_at=to_timestamp(row.created_at),
+        updated_at=to_timestamp(row.updated_at),
     )
 
 
@@ -124,6 +129,7 @@ def plan_pb(view: PlanView) -> pb.FundingPlan:
         created_at=to_timestamp(plan.created_at),
         approved_at=to_timestamp(plan.approved_at),
         workflow_id=plan_workflow_id(plan.plan_id),
+        completed_at=to_timestamp(plan.completed_at),
     )
 
 
@@ -264,3 +270,26 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
         journal_id = optional_text("journal_id", request.journal_id, max_len=MAX_LEDGER_FILTER)
         rows = await self.disbursement.ledger(prefix, journal_id)
         return pb.ListLedgerEntriesResponse(entries=[entry_pb(row) for row in rows])
+
+    # Reading for operators ----------------------------------------------------------------------
+
+    async def GetApplicationFunds(
+        self, request: pb.GetApplicationFundsRequest, context: Any
+    ) -> pb.ApplicationFunds:
+        application_id = validation.identifier("application_id", request.application_id)
+        reservation, plans = await self.disbursement.application_funds(application_id)
+        return pb.ApplicationFunds(
+            application_id=application_id,
+            reservation=reservation_pb(reservation) if reservation is not None else None,
+            plans=[plan_pb(view) for view in plans],
+        )
+
+    async def ListPaymentLines(
+        self, request: pb.ListPaymentLinesRequest, context: Any
+    ) -> pb.ListPaymentLinesResponse:
+        state = validation.optional_term("state", PaymentState, request.state)
+        if not 0 <= request.limit <= MAX_LINES:
+            raise InvalidArgument("limit", f"must be between 0 and {MAX_LINES}")
+        command = commands.ListLines(state=state, limit=request.limit or DEFAULT_LINES)
+        rows = await self.disbursement.payment_lines(command)
+        return pb.ListPaymentLinesResponse(lines=[line_pb(row) for row in rows])

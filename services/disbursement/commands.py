@@ -69,3 +69,9 @@ class FailLine:
 @dataclass(frozen=True)
 class CompletePlan:
     plan_id: str
+
+
+@dataclass(frozen=True)
+class ListLines:
+    state: str | None  # a PaymentState; None: every state
+    limit: int

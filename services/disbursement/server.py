@@ -15,6 +15,7 @@ from grantflow.v1 import disbursement_pb2_grpc
 from services.common.audit_api import audit_service
 from services.common.config import Settings
 from services.common.kafka import DISBURSEMENT, topic
+from services.common.operations import operations_service
 from services.common.outbox import OutboxRelay
 from services.common.service_main import migrated_database, serve_service
 from services.common.unit_of_work import Transactions
@@ -56,7 +57,10 @@ async def run(
                 background=[OutboxRelay(settings, database).run],
                 stop=stop,
                 ready=ready,
-                companions=[audit_service(SERVICE.name, database)],
+                companions=[
+                    audit_service(SERVICE.name, database),
+                    operations_service(SERVICE.name, database),
+                ],
             )
         finally:
             await catalogue.close()

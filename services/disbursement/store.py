@@ -273,3 +273,37 @@ def ledger_entries(
     if journal_id:
         query = query.where(col(LedgerEntryRow.journal_id) == journal_id)
     return list(session.exec(query).all())
+
+
+def lines_of_application(session: Session, application_id: str) -> list[PaymentLineRow]:
+    return list(
+        session.exec(
+            select(PaymentLineRow)
+            .where(col(PaymentLineRow.application_id) == application_id)
+            .order_by(col(PaymentLineRow.line_id))
+        ).all()
+    )
+
+
+def plans_by_id(session: Session, plan_ids: set[str]) -> list[FundingPlanRow]:
+    """The plans named, oldest first."""
+    if not plan_ids:
+        return []
+    return list(
+        session.exec(
+            select(FundingPlanRow)
+            .where(col(FundingPlanRow.plan_id).in_(sorted(plan_ids)))
+            .order_by(col(FundingPlanRow.created_at), col(FundingPlanRow.plan_id))
+        ).all()
+    )
+
+
+def payment_lines(session: Session, state: str | None, limit: int) -> list[PaymentLineRow]:
+    """Payment lines (of one PaymentState when given), newest plan first, at most `limit`."""
+    query = select(PaymentLineRow).join(
+        FundingPlanRow, col(FundingPlanRow.plan_id) == col(PaymentLineRow.plan_id)
+    )
+    if state is not None:
+        query = query.where(col(PaymentLineRow.state) == state)
+    query = query.order_by(col(FundingPlanRow.created_at).desc(), col(PaymentLineRow.line_id))
+    return list(session.exec(query.limit(limit)).all())

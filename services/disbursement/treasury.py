@@ -86,6 +86,11 @@ class SimulatedTreasury:
             "failure_rate": settings.treasury_failure_rate,
             "timeout_rate": settings.treasury_timeout_rate,
             "seed": settings.treasury_seed,
+            "rejected_payees": [
+                code.strip()
+                for code in settings.treasury_rejected_payees.split(",")
+                if code.strip()
+            ],
         }
         options.update(overrides)
         return cls(settings.database_url("treasury"), **options)  # type: ignore[arg-type]

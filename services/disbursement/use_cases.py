@@ -58,6 +58,7 @@ from services.disbursement.commands import (
     CreatePlan,
     ExecuteLine,
     FailLine,
+    ListLines,
     Release,
     Reserve,
     SetBudget,
@@ -797,6 +798,29 @@ class Disbursement:
                 "cannot confirm with the payment gateway that the award of application "
                 f"{application_id} was not paid; retry"
             ) from exc
+
+    # Reading for operators ----------------------------------------------------------------------
+
+    async def application_funds(
+        self, application_id: str
+    ) -> tuple[ReservationRow | None, list[PlanView]]:
+        """An application's reservation and the plans holding it, each with only its lines."""
+
+        def work(session: Session) -> tuple[ReservationRow | None, list[PlanView]]:
+            reservation = session.get(ReservationRow, application_id)
+            lines = store.lines_of_application(session, application_id)
+            plans = store.plans_by_id(session, {line.plan_id for line in lines})
+            return reservation, [
+                PlanView(plan, [line for line in lines if line.plan_id == plan.plan_id])
+                for plan in plans
+            ]
+
+        return await self.transactions.read(work)
+
+    async def payment_lines(self, command: ListLines) -> list[PaymentLineRow]:
+        return await self.transactions.read(
+            lambda session: store.payment_lines(session, command.state, command.limit)
+        )
 
     # Ledger -------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from services.common.audit_api import audit_service
 from services.common.config import Settings
 from services.common.grant_workflows import GrantWorkflows
 from services.common.kafka import REVIEW, topic
+from services.common.operations import operations_service
 from services.common.outbox import OutboxRelay
 from services.common.process import stop_on_signals
 from services.common.service_main import migrated_database, serve_service
@@ -49,5 +50,8 @@ async def run(
             background=[OutboxRelay(settings, database).run],
             stop=stop,
             ready=ready,
-            companions=[audit_service(SERVICE.name, database)],
+            companions=[
+                audit_service(SERVICE.name, database),
+                operations_service(SERVICE.name, database),
+            ],
         )

@@ -70,6 +70,7 @@ class ReviewTaskRow(SQLModel, table=True):
             overdue=self.is_overdue(now),
             applicant_name=self.applicant_name,
             project_title=self.project_title,
+            claimed_at=to_timestamp(self.claimed_at),
         )
 
 

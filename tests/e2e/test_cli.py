@@ -85,7 +85,7 @@ async def test_an_application_from_filing_to_paid_through_the_cli(stack: LocalSt
     assert "PAID" in plan and "COMPLETED" in plan
 
     found = grantflow(stack, "ops", "find", "--applicant", code)
-    assert f"grant-{application_id}" in found and "PAID" in found
+    assert application_id in found and "已拨付 (PAID)" in found
     replay = grantflow(stack, "ops", "replay", f"grant-{application_id}")
     assert "deterministic" in replay
     events = grantflow(stack, "ops", "events", "applications", "--json")

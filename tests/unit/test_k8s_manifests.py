@@ -34,6 +34,7 @@ SAFE_DEFAULTS = {
     "treasury_failure_rate": "fault injection of the simulated treasury: 0",
     "treasury_timeout_rate": "fault injection of the simulated treasury: 0",
     "treasury_seed": "randomness of the simulated treasury's fault injection",
+    "treasury_rejected_payees": "fault injection of the simulated treasury: none",
     "notice_period_seconds": "demo timer override: the production profile requires it unset",
     "supplement_period_seconds": "demo timer override: the production profile requires it unset",
     "review_period_seconds": "demo timer override: the production profile requires it unset",

@@ -458,6 +458,86 @@ async def broker_incarnation(settings: Settings) -> str:
         await admin.close()
 
 
+# Lag and sizes for operators ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    """How far a consumer group is behind on one partition."""
+
+    topic: str
+    partition: int
+    committed: int  # the group's committed offset: the next record it will read
+    end: int  # the partition's high watermark
+
+    @property
+    def lag(self) -> int:
+        return max(self.end - self.committed, 0)
+
+
+async def consumer_lag(
+    settings: Settings, groups: Sequence[str] | None = None
+) -> dict[str, list[PartitionLag]]:
+    """Each consumer group's lag per partition it committed (every group the broker lists, or
+    the ones named). End offsets come from fetch responses (`_high_watermarks`), as Tansu's
+    answer to a ListOffsets for the latest offset falls short."""
+    return await in_own_thread("lag", lambda: _consumer_lag(settings, groups))
+
+
+def _consumer_lag(
+    settings: Settings, groups: Sequence[str] | None
+) -> dict[str, list[PartitionLag]]:
+    admin = KafkaAdminClient(**_common(settings, "ops-admin"))
+    reader = _reader(settings, "ops-reader")
+    try:
+        names = (
+            list(groups)
+            if groups is not None
+            else sorted(str(group["group_id"]) for group in admin.list_groups())
+        )
+        committed: dict[str, dict[TopicPartition, int]] = {}
+        for name in names:
+            offsets = admin.list_group_offsets(name).get(name, {})
+            committed[name] = {tp: at.offset for tp, at in offsets.items() if at.offset >= 0}
+        partitions = sorted({tp for offsets in committed.values() for tp in offsets})
+        ends = _high_watermarks(reader, partitions) if partitions else {}
+        return {
+            name: [
+                PartitionLag(tp.topic, tp.partition, offset, ends[tp])
+                for tp, offset in sorted(offsets.items())
+            ]
+            for name, offsets in committed.items()
+        }
+    finally:
+        admin.close()
+        reader.close(autocommit=False, timeout_ms=1000)
+
+
+async def record_counts(settings: Settings, topics: Sequence[str]) -> dict[str, int]:
+    """How many records each topic holds (0 for one that does not exist), from the log start
+    offsets and the fetch responses' high watermarks."""
+    return await in_own_thread("counts", lambda: _record_counts(settings, topics))
+
+
+def _record_counts(settings: Settings, topics: Sequence[str]) -> dict[str, int]:
+    reader = _reader(settings, "ops-counter")
+    try:
+        partitions = [
+            TopicPartition(name, p)
+            for name in topics
+            for p in sorted(reader.partitions_for_topic(name) or ())
+        ]
+        counts = dict.fromkeys(topics, 0)
+        if not partitions:
+            return counts
+        starts = reader.beginning_offsets(partitions, timeout_ms=REQUEST_TIMEOUT_MS)
+        for tp, end in _high_watermarks(reader, partitions).items():
+            counts[tp.topic] += max(end - starts[tp], 0)
+        return counts
+    finally:
+        reader.close(autocommit=False, timeout_ms=1000)
+
+
 # Reading without a group --------------------------------------------------------------------------
 
 

@@ -926,7 +926,7 @@ def ops_audit_verify(
     """Walk each service's audit chain; exit 1 at an edited, deleted or inserted record."""
     from functools import partial
 
-    from grantflow.format import AUDIT_BREAK_WORDS
+    from grantflow.format import audit_break
 
     bearer = token_for(get_settings(), token, Role.OPS, user)
     broken = False
@@ -942,7 +942,7 @@ def ops_audit_verify(
         broken = True
         kind = AuditBreak.from_proto(report.first_break.kind)
         out().print(
-            f"{name}: {AUDIT_BREAK_WORDS[kind]}，序号 {report.first_break.sequence}"
+            f"{name}: {audit_break(kind)}，序号 {report.first_break.sequence}"
             f"（service {name}, sequence {report.first_break.sequence}: "
             f"{report.first_break.detail}）",
             highlight=False,

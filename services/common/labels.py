@@ -5,6 +5,8 @@ only; `label` falls back to the term's own spelling so that a newer term still p
 from __future__ import annotations
 
 from services.common.vocabulary import (
+    AuditAction,
+    AuditBreak,
     Decision,
     Department,
     GrantStage,
@@ -51,6 +53,30 @@ LABELS: dict[Term, str] = {
     PaymentState.PENDING: "待拨付",
     PaymentState.PAID: "已拨付",
     PaymentState.FAILED: "拨付失败",
+    AuditBreak.EDITED: "审计记录被篡改",
+    AuditBreak.DELETED: "审计记录被删除",
+    AuditBreak.INSERTED: "审计记录被插入或调换顺序",
+    AuditAction.REVIEW_CLAIMED: "领取评审任务",
+    AuditAction.REVIEW_DECIDED: "评审决定",
+    AuditAction.OBJECTION_HANDLED: "异议处理",
+    AuditAction.PROGRAM_PUBLISHED: "发布申报规则",
+    AuditAction.WITHDRAWAL_REQUESTED: "申请撤回",
+    AuditAction.GRANT_APPROVED: "资助审定通过",
+    AuditAction.GRANT_IN_NOTICE: "审定通过并公示",
+    AuditAction.GRANT_REJECTED: "资助不予通过",
+    AuditAction.GRANT_WITHDRAWN: "资助已撤回",
+    AuditAction.GRANT_PAID: "资金已拨付",
+    AuditAction.GRANT_PAYMENT_FAILED: "拨付失败",
+    AuditAction.BUDGET_SET: "设定预算",
+    AuditAction.BUDGET_CHANGED: "调整预算",
+    AuditAction.RESERVATION_MADE: "预留资金",
+    AuditAction.RESERVATION_RELEASED: "释放预留资金",
+    AuditAction.AWARD_CONFIRMED: "公示后确认资助",
+    AuditAction.PLAN_CREATED: "编制资助计划（经办）",
+    AuditAction.PLAN_APPROVED: "审批资助计划（复核）",
+    AuditAction.PLAN_COMPLETED: "资助计划完成",
+    AuditAction.PAYMENT_SETTLED: "支付成功",
+    AuditAction.PAYMENT_FAILED: "支付失败",
 }
 
 

@@ -697,19 +697,23 @@ class ListPaymentLinesRequest(_message.Message):
 
     STATE_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
     state: Global___PaymentState.ValueType
     """UNSPECIFIED = every state"""
     limit: _builtins.int
     """0 = 100; at most 1000"""
+    program_code: _builtins.str
+    """empty = every program"""
     def __init__(
         self,
         *,
         state: Global___PaymentState.ValueType = ...,
         limit: _builtins.int = ...,
+        program_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "program_code", b"program_code", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

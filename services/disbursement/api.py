@@ -290,6 +290,9 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
         state = validation.optional_term("state", PaymentState, request.state)
         if not 0 <= request.limit <= MAX_LINES:
             raise InvalidArgument("limit", f"must be between 0 and {MAX_LINES}")
-        command = commands.ListLines(state=state, limit=request.limit or DEFAULT_LINES)
+        program = program_code("program_code", request.program_code) if request.program_code else ""
+        command = commands.ListLines(
+            state=state, limit=request.limit or DEFAULT_LINES, program_code=program
+        )
         rows = await self.disbursement.payment_lines(command)
         return pb.ListPaymentLinesResponse(lines=[line_pb(row) for row in rows])

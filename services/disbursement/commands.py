@@ -75,3 +75,4 @@ class CompletePlan:
 class ListLines:
     state: str | None  # a PaymentState; None: every state
     limit: int
+    program_code: str = ""  # "": every program

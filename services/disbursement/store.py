@@ -298,12 +298,17 @@ def plans_by_id(session: Session, plan_ids: set[str]) -> list[FundingPlanRow]:
     )
 
 
-def payment_lines(session: Session, state: str | None, limit: int) -> list[PaymentLineRow]:
-    """Payment lines (of one PaymentState when given), newest plan first, at most `limit`."""
+def payment_lines(
+    session: Session, state: str | None, limit: int, program_code: str = ""
+) -> list[PaymentLineRow]:
+    """Payment lines (of one PaymentState, of one program's plans, when given), newest plan
+    first, at most `limit`."""
     query = select(PaymentLineRow).join(
         FundingPlanRow, col(FundingPlanRow.plan_id) == col(PaymentLineRow.plan_id)
     )
     if state is not None:
         query = query.where(col(PaymentLineRow.state) == state)
+    if program_code:
+        query = query.where(col(FundingPlanRow.program_code) == program_code)
     query = query.order_by(col(FundingPlanRow.created_at).desc(), col(PaymentLineRow.line_id))
     return list(session.exec(query.limit(limit)).all())

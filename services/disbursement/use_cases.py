@@ -819,7 +819,9 @@ class Disbursement:
 
     async def payment_lines(self, command: ListLines) -> list[PaymentLineRow]:
         return await self.transactions.read(
-            lambda session: store.payment_lines(session, command.state, command.limit)
+            lambda session: store.payment_lines(
+                session, command.state, command.limit, command.program_code
+            )
         )
 
     # Ledger -------------------------------------------------------------------------------------

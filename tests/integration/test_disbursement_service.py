@@ -911,6 +911,16 @@ async def test_a_rejected_payment_is_marked_failed_and_its_award_waits_for_a_lat
             assert done.state == pb.PLAN_STATE_COMPLETED_WITH_FAILURES
             [completed] = h.outbox("FundingPlanCompleted")
             assert completed.funding_plan_completed.failed_lines == 1
+            # Finance and ops find the failed line by state, and by the plan's program.
+            for program in ("", PROGRAM):
+                listed = await h.as_("ops-1", Role.OPS).ListPaymentLines(
+                    pb.ListPaymentLinesRequest(state=pb.PAYMENT_STATE_FAILED, program_code=program)
+                )
+                assert [line.line_id for line in listed.lines] == [bad.line_id]
+            elsewhere = await h.as_("ops-1", Role.OPS).ListPaymentLines(
+                pb.ListPaymentLinesRequest(program_code="IIP-CROSS")
+            )
+            assert list(elsewhere.lines) == []
 
             # The award still stands with its money reserved; the next plan takes it.
             budget = await h.system.GetProgramBudget(

@@ -1,0 +1,125 @@
+"""The interface of repairs (workflows/repair.py): the named actions, which of them need a second
+ops person's approval, and the models the RepairWorkflow, its activities, the RepairService and
+the CLI exchange. Imports nothing from workflow code."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+REPAIR_WORKFLOW = "RepairWorkflow"
+# Updates, signals and the query of a repair
+APPROVE_REPAIR = "approve"
+PAUSE_REPAIR = "pause"
+RESUME_REPAIR = "resume"
+REPAIR_PROGRESS = "progress"
+# How long a repair waits for its second pair of eyes before it lapses.
+APPROVAL_WINDOW_DAYS = 7
+
+
+def repair_workflow_id(repair_id: str) -> str:
+    return f"repair-{repair_id}"
+
+
+class RepairAction(StrEnum):
+    REOPEN_REVIEW = "reopen_review"  # a department's review of the current round starts again
+    RETRY_PAYMENT = "retry_payment"  # a failed payment line is paid again with its key
+    MOVE_TO_STAGE = "move_to_stage"  # a Temporal reset to where the grant entered a stage
+    CANCEL = "cancel"  # withdrawn with compensation: reservation released, tasks cancelled
+    RESUME = "resume"  # an activity backing off after failures is tried again now
+
+
+# Anything that moves money or reverses a decision runs only after a second ops person approves.
+FOUR_EYES = frozenset(
+    {
+        RepairAction.REOPEN_REVIEW,
+        RepairAction.RETRY_PAYMENT,
+        RepairAction.MOVE_TO_STAGE,
+        RepairAction.CANCEL,
+    }
+)
+
+
+class RepairState(StrEnum):
+    PREVIEWED = "previewed"  # a dry run: the preview, nothing changed
+    AWAITING_APPROVAL = "awaiting_approval"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    LAPSED = "lapsed"  # nobody approved within the approval window
+
+
+class GrantRepairState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class RepairParams(BaseModel):
+    """What an action needs besides the grant: the department of a re-opened review, the stage a
+    grant is moved back to."""
+
+    department: str = ""
+    stage: str = ""
+
+
+class RepairInput(BaseModel):
+    repair_id: str
+    action: RepairAction
+    reason: str
+    requested_by: str  # the ops user of the token that asked
+    application_ids: list[str] = Field(default_factory=list)
+    query: str = ""  # a Temporal visibility query over grants, for a batch
+    params: RepairParams = RepairParams()
+    dry_run: bool = False
+
+
+class RepairStep(BaseModel):
+    """One grant's part of a repair, as its activities see it."""
+
+    repair_id: str
+    action: RepairAction
+    application_id: str
+    reason: str
+    params: RepairParams = RepairParams()
+
+
+class GrantRepairResult(BaseModel):
+    application_id: str
+    state: GrantRepairState = GrantRepairState.PENDING
+    detail: str = ""  # what was (or, in a preview, would be) done; why it failed
+
+
+class Approval(BaseModel):
+    approved_by: str
+
+
+class RepairProgress(BaseModel):
+    repair_id: str
+    action: RepairAction
+    reason: str
+    state: RepairState
+    requested_by: str
+    approved_by: str = ""
+    query: str = ""
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    results: list[GrantRepairResult] = Field(default_factory=list)
+
+
+class AuditNote(BaseModel):
+    """One audit record of a repair (audit-contract.md: action
+    `repair.<action>.requested|approved|refused|executed|failed`)."""
+
+    request_id: str
+    action: str
+    subject: str
+    reason: str
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+class TargetQuery(BaseModel):
+    query: str
+    limit: int = 10_000

@@ -4,9 +4,11 @@ the CLI exchange. Imports nothing from workflow code."""
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from pydantic import BaseModel, Field
+
+from services.common.vocabulary import GrantRepairState, RepairAction, RepairState
+
+__all__ = ["GrantRepairState", "RepairAction", "RepairState"]
 
 REPAIR_WORKFLOW = "RepairWorkflow"
 # Updates, signals and the query of a repair
@@ -22,14 +24,6 @@ def repair_workflow_id(repair_id: str) -> str:
     return f"repair-{repair_id}"
 
 
-class RepairAction(StrEnum):
-    REOPEN_REVIEW = "reopen_review"  # a department's review of the current round starts again
-    RETRY_PAYMENT = "retry_payment"  # a failed payment line is paid again with its key
-    MOVE_TO_STAGE = "move_to_stage"  # a Temporal reset to where the grant entered a stage
-    CANCEL = "cancel"  # withdrawn with compensation: reservation released, tasks cancelled
-    RESUME = "resume"  # an activity backing off after failures is tried again now
-
-
 # Anything that moves money or reverses a decision runs only after a second ops person approves.
 FOUR_EYES = frozenset(
     {
@@ -39,21 +33,6 @@ FOUR_EYES = frozenset(
         RepairAction.CANCEL,
     }
 )
-
-
-class RepairState(StrEnum):
-    PREVIEWED = "previewed"  # a dry run: the preview, nothing changed
-    AWAITING_APPROVAL = "awaiting_approval"
-    RUNNING = "running"
-    PAUSED = "paused"
-    COMPLETED = "completed"
-    LAPSED = "lapsed"  # nobody approved within the approval window
-
-
-class GrantRepairState(StrEnum):
-    PENDING = "pending"
-    DONE = "done"
-    FAILED = "failed"
 
 
 class RepairParams(BaseModel):

@@ -1,6 +1,6 @@
-"""Runs the applications service: migrates its database, serves ApplicationService over gRPC and
-runs the outbox relay as a background task. Temporal is reached (for withdrawals) when first
-needed: filings and reads do not wait for it."""
+"""Runs the applications service: migrates its database, serves ApplicationService (and the
+RepairService) over gRPC and runs the outbox relay as a background task. Temporal is reached
+(for withdrawals and repairs) when first needed: filings and reads do not wait for it."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ import grpc
 
 from grantflow.v1 import applications_pb2_grpc
 from services.applications.api import SERVICE, ApplicationServicer
+from services.applications.repair_api import repair_companion
+from services.applications.repair_use_cases import Repairs
 from services.applications.use_cases import Applications, event_sources
 from services.common.config import Settings
 from services.common.grant_workflows import GrantWorkflows
 from services.common.grpc_server import BackgroundTask
 from services.common.kafka import APPLICATIONS, GRANTS, topic
 from services.common.outbox import OutboxRelay
+from services.common.repair_workflows import RepairWorkflows
 from services.common.service_main import migrated_database, serve_service
 from services.common.temporal import connect_temporal
 from services.common.unit_of_work import Transactions
@@ -47,6 +50,17 @@ async def run(
         background: list[BackgroundTask] = []
         if messaging:
             background = [OutboxRelay(settings, database).run]
+        repairs = Repairs(
+            RepairWorkflows(
+                lambda: connect_temporal(settings), task_queue=settings.temporal_task_queue
+            )
+        )
         await serve_service(
-            settings, SERVICE, register, background=background, stop=stop, ready=ready
+            settings,
+            SERVICE,
+            register,
+            background=background,
+            stop=stop,
+            ready=ready,
+            companions=[repair_companion(repairs)],
         )

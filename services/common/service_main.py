@@ -3,7 +3,8 @@ which roles may call each method) and the start-up every services/*/server.py sh
 the database in a thread, open it, serve with auth, health and reflection, dispose).
 
 A spec refuses to exist with a method missing from its role table (or a name in the table that
-is no method): a new RPC cannot be served until someone says who may call it.
+is no method): a new RPC cannot be served until someone says who may call it. Companions are
+services every service serves beside its own API (its AuditService), each with its own spec.
 """
 
 from __future__ import annotations
@@ -49,6 +50,26 @@ class ServiceSpec:
         return str(getattr(settings, f"{self.name}_address"))
 
 
+@dataclass(frozen=True)
+class Companion:
+    """A service served on the same server beside the main one, over the same database."""
+
+    spec: ServiceSpec
+    register: Callable[[grpc.aio.Server], None]
+
+
+def merged_roles(spec: ServiceSpec, companions: Sequence[Companion]) -> dict[str, frozenset[str]]:
+    """The role tables of a service and its companions as one (methods are named without their
+    service, so a name two of them share is refused)."""
+    table = dict(spec.method_roles)
+    for companion in companions:
+        shared = set(table) & set(companion.spec.method_roles)
+        if shared:
+            raise ValueError(f"{companion.spec.full_name} repeats methods {sorted(shared)}")
+        table.update(companion.spec.method_roles)
+    return table
+
+
 @asynccontextmanager
 async def migrated_database(
     settings: Settings, spec: ServiceSpec, migrations: Path
@@ -72,16 +93,24 @@ async def serve_service(
     background: Sequence[BackgroundTask] = (),
     stop: asyncio.Event | None = None,
     ready: Callable[[], None] | None = None,
+    companions: Sequence[Companion] = (),
 ) -> None:
-    """Serves the service at its configured address until SIGTERM/SIGINT or `stop`."""
+    """Serves the service (and its companions) at its configured address until SIGTERM/SIGINT
+    or `stop`."""
+
+    def register_all(server: grpc.aio.Server) -> None:
+        register(server)
+        for companion in companions:
+            companion.register(server)
+
     await serve(
         name=spec.name,
         address=spec.address(settings),
         secret=settings.auth_secret,
         tls=server_credentials(settings),
-        register=register,
-        service_full_names=[spec.full_name],
-        method_roles=spec.method_roles,
+        register=register_all,
+        service_full_names=[spec.full_name, *(c.spec.full_name for c in companions)],
+        method_roles=merged_roles(spec, companions),
         background=list(background),
         stop=stop,
         ready=ready,

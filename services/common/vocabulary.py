@@ -1,5 +1,5 @@
 """Grantflow's one vocabulary: grant stages, departments, roles, review task states and decisions,
-reservation, funding-plan and payment-line states, and the error types of final answers.
+reservation, funding-plan and payment-line states, repairs, and the error types of final answers.
 
 Each term set is defined once, here, as a StrEnum whose values are what the databases, the search
 attributes and the recorded workflow histories already hold, and each is mapped to its protobuf
@@ -156,6 +156,35 @@ class PaymentState(Term):
     FAILED = "failed"
 
 
+class RepairAction(Term):
+    """The named repairs of a grant (workflows/repair.py)."""
+
+    REOPEN_REVIEW = "reopen_review"
+    RETRY_PAYMENT = "retry_payment"
+    MOVE_TO_STAGE = "move_to_stage"
+    CANCEL = "cancel"
+    RESUME = "resume"
+
+
+class RepairState(Term):
+    """Where a repair stands."""
+
+    PREVIEWED = "previewed"  # a dry run: the preview, nothing changed
+    AWAITING_APPROVAL = "awaiting_approval"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    LAPSED = "lapsed"  # nobody approved within the approval window
+
+
+class GrantRepairState(Term):
+    """One grant's part of a repair."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class ErrorType(Term):
     """The type of a final answer (an ApplicationError raised by a workflow's update validator
     or by an activity whose service refused): the gRPC status code's name, one spelling."""
@@ -176,7 +205,7 @@ class ErrorType(Term):
 @cache
 def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
     """Each vocabulary's proto enum and the prefix of its value names (imported on first use)."""
-    from grantflow.v1 import common_pb2, disbursement_pb2, review_pb2
+    from grantflow.v1 import common_pb2, disbursement_pb2, repair_pb2, review_pb2
 
     return {
         GrantStage: (common_pb2.GrantStage, "GRANT_STAGE_"),
@@ -186,6 +215,9 @@ def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
         ReservationState: (disbursement_pb2.ReservationState, "RESERVATION_STATE_"),
         PlanState: (disbursement_pb2.PlanState, "PLAN_STATE_"),
         PaymentState: (disbursement_pb2.PaymentState, "PAYMENT_STATE_"),
+        RepairAction: (repair_pb2.RepairAction, "REPAIR_ACTION_"),
+        RepairState: (repair_pb2.RepairState, "REPAIR_STATE_"),
+        GrantRepairState: (repair_pb2.GrantRepairState, "GRANT_REPAIR_STATE_"),
     }
 
 
@@ -197,4 +229,7 @@ MAPPED_VOCABULARIES: tuple[type[Term], ...] = (
     ReservationState,
     PlanState,
     PaymentState,
+    RepairAction,
+    RepairState,
+    GrantRepairState,
 )

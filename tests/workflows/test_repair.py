@@ -74,13 +74,14 @@ class Ops:
     client: Client
     services: FakeServices
     audit: MemoryAuditPort
+    queue: str = QUEUE
 
     async def start_grant(self, grant: GrantInput) -> WorkflowHandle[Any, GrantOutcome]:
         return await self.client.start_workflow(
             GrantWorkflow.run,
             grant,
             id=contracts.grant_workflow_id(grant.application_id),
-            task_queue=QUEUE,
+            task_queue=self.queue,
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(STAGE_KEY, GrantStage.SUBMITTED.value),
@@ -150,7 +151,7 @@ class Ops:
                 **extra,
             ),
             id=repair_workflow_id(repair_id),
-            task_queue=QUEUE,
+            task_queue=self.queue,
         )
 
     async def approve(self, repair: WorkflowHandle[Any, RepairProgress], by: str) -> None:
@@ -320,7 +321,7 @@ async def test_resume_tries_a_failing_payment_again_now(ops: Ops) -> None:
             application_ids=[grant.application_id],
         ),
         id=contracts.plan_workflow_id(plan_id),
-        task_queue=QUEUE,
+        task_queue=ops.queue,
     )
     await ops.at_stage(grant, GrantStage.IN_PAYMENT)
     ops.services.unreachable[line] = 10_000  # then the disbursement service goes away

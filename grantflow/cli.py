@@ -764,6 +764,12 @@ def ops_events(
             out().print(f"{envelope.type} {envelope.subject} {envelope.event_id}")
 
 
+# `grantflow ops repair …` lives in its own module (it imports this one for the shared helpers).
+from grantflow.repair_cli import repair_app  # noqa: E402
+
+ops_app.add_typer(repair_app, name="repair")
+
+
 def main() -> None:
     def entry() -> int:
         try:

@@ -5,6 +5,8 @@ holds between two authenticated ops users; bad requests are refused naming the f
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -19,6 +21,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from grantflow.sample import credit_code
 from grantflow.v1 import common_pb2, repair_pb2, repair_pb2_grpc
 from services.common.auth import mint_token
 from services.common.vocabulary import GrantStage, Role
@@ -190,3 +193,67 @@ async def test_bad_requests_are_refused_naming_the_field(stack: Stack) -> None:
     reviewer = stack.stub("li", Role.REVIEWER, department="industry")
     denied = await refused(reviewer.RequestRepair(cancel("a1b2c3d4")))
     assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def grantflow(stack: Stack, *args: str) -> tuple[int, str]:
+    """The CLI as an operator runs it, against this test's applications service."""
+    env = {
+        **os.environ,
+        "APPLICATIONS_ADDRESS": stack.service.settings.applications_address,
+        "AUTH_SECRET": stack.service.settings.auth_secret,
+        "COLUMNS": "200",
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "grantflow"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+    output, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+async def test_the_cli_asks_approves_and_shows_a_batch(stack: Stack) -> None:
+    applicant = credit_code(80_000 + uuid.uuid4().int % 10_000)
+    grants = [quick(applicant_credit_code=applicant) for _ in range(2)]
+    for grant in grants:
+        await stack.ops.start_grant(grant)
+        await stack.ops.at_stage(grant, GrantStage.IN_REVIEW)
+    query = f"ApplicantCreditCode = '{applicant}'"
+    for _ in range(200):
+        if len(await RepairActions(stack.ops.client).targets(query, 10)) == 2:
+            break
+        await asyncio.sleep(0.05)
+
+    code, output = await grantflow(stack, "ops", "repair", "cancel", "--reason", "x")
+    assert code == 2, output  # neither an application nor a query
+
+    code, output = await grantflow(
+        stack, "ops", "repair", "cancel", "--query", query, "--reason", "企业注销", "--dry-run"
+    )
+    assert code == 0, output
+    assert "预览" in output and all(g.application_id in output for g in grants)
+
+    code, output = await grantflow(
+        stack, "ops", "repair", "cancel", "--query", query, "--reason", "企业注销",
+        "--user", "ops.wang",
+    )  # fmt: skip
+    assert code == 0, output
+    assert "等待第二位运维人员审批" in output
+    match = re.search(r"修复 ([A-Za-z0-9_.:-]+)：", output)
+    assert match, output
+    repair_id = match.group(1)
+
+    code, output = await grantflow(
+        stack, "ops", "repair", "approve", repair_id, "--user", "ops.wang"
+    )
+    assert code == 1 and "无权限" in output, output
+    code, output = await grantflow(stack, "ops", "repair", "approve", repair_id, "--user", "ops.li")
+    assert code == 0, output
+    assert "已完成" in output and output.count("完成") >= 3, output
+    for grant in grants:
+        await stack.ops.at_stage(grant, GrantStage.WITHDRAWN)
+    code, output = await grantflow(stack, "ops", "repair", "list")
+    assert code == 0 and repair_id in output, output

@@ -287,7 +287,7 @@ def stack_status() -> None:
     silent = []
     for name, address in addresses.items():
         if address.startswith("http"):
-            ok = port_open(address.split("//", 1)[1])
+            ok = port_open(address.split("//", 1)[1].split("/", 1)[0])
         elif name in ("applications", "review", "disbursement"):
             ok = grpc_serving(address)
         else:

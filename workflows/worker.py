@@ -13,7 +13,13 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from temporalio.worker import Worker
+from temporalio import activity
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Worker,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from services.common.config import Settings
@@ -49,6 +55,9 @@ SANDBOX_PASSTHROUGH = (
     "workflows.repair_audit",
     "workflows.repair_contracts",
     "workflows.rules",
+    # Temporal's tracing interceptor runs inside the sandbox; OpenTelemetry's context and
+    # tracer must be the worker's own, not a copy per workflow run.
+    "opentelemetry",
 )
 
 
@@ -68,6 +77,23 @@ WORKER_TUNING: dict[str, Any] = {
     "graceful_shutdown_timeout": timedelta(seconds=5),
     "workflow_runner": workflow_runner(),
 }
+
+
+class ActivityLogContext(Interceptor):
+    """Every activity's log lines carry its workflow id, application id and activity type."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _ActivityLogContext(next)
+
+
+class _ActivityLogContext(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        info = activity.info()
+        ids = {"workflow_id": info.workflow_id or "", "activity": info.activity_type}
+        if info.workflow_id and info.workflow_id.startswith("grant-"):
+            ids["application_id"] = info.workflow_id.removeprefix("grant-")
+        with structlog.contextvars.bound_contextvars(**ids):
+            return await self.next.execute_activity(input)
 
 
 def make_registry(settings: Settings) -> LocalEnterpriseRegistry:
@@ -93,6 +119,7 @@ async def run(
             task_queue=settings.temporal_task_queue,
             workflows=[GrantWorkflow, FundingPlanWorkflow, RepairWorkflow],
             activities=[*activities.all(), *repairs.all()],  # type: ignore[list-item]
+            interceptors=[ActivityLogContext()],
             **WORKER_TUNING,
         )
         async with worker:

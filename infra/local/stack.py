@@ -7,6 +7,9 @@ services, the Temporal worker and the intake consumer. Every process gets the sa
 (endpoints, database URLs, timer overrides), logs to <data>/logs/<name>.log and runs in its own
 session so the stack can outlive the command that started it (`grantflow stack up`) or be tied to
 it (`grantflow run`, tests).
+With STACK_METRICS_PORT set (the default), each Python process serves Prometheus metrics on a
+port of its own counted up from it (METRICS_PORT), and the worker and the intake the Temporal
+SDK's metrics on the next ones (TEMPORAL_METRICS_PORT); `addresses()` lists them.
 Honcho-style supervisors do not wait for readiness or detach; this does both, in one place.
 """
 
@@ -97,6 +100,7 @@ class ProcessSpec:
     argv: list[str]
     ready_address: str = ""  # a TCP port that answers once the process is up
     grpc_health: bool = False  # and, for our services, the gRPC health check says SERVING
+    env: dict[str, str] = field(default_factory=dict)  # this process's own variables
 
 
 @dataclass
@@ -178,7 +182,7 @@ class LocalStack:
             temporal += ["--search-attribute", f"{name}={kind}"]
         kafka = s.kafka_bootstrap_servers.split(",")[0]
         python = sys.executable
-        return [
+        specs = [
             ProcessSpec("temporal", temporal, ready_address=s.temporal_address),
             ProcessSpec(
                 "tansu",
@@ -213,6 +217,28 @@ class LocalStack:
             ProcessSpec("worker", [python, "-m", "workflows.worker"]),
             ProcessSpec("intake", [python, "-m", "workflows.intake"]),
         ]
+        for spec in specs:
+            spec.env.update(
+                {key.upper(): str(port) for key, port in self.metrics_ports(spec.name).items()}
+            )
+        return specs
+
+    # Processes with metrics, in the order their ports are counted; the ones with Temporal SDK
+    # metrics get the port after their own as well.
+    METRICS_PROCESSES = ("applications", "review", "disbursement", "worker", "intake")
+    TEMPORAL_METRICS_PROCESSES = ("worker", "intake")
+
+    def metrics_ports(self, name: str) -> dict[str, int]:
+        """The metrics_port (and temporal_metrics_port) of a stack process; none when the stack
+        has no metrics (STACK_METRICS_PORT=0) or the process serves none."""
+        port = self.settings.stack_metrics_port
+        if not port or name not in self.METRICS_PROCESSES:
+            return {}
+        for earlier in self.METRICS_PROCESSES[: self.METRICS_PROCESSES.index(name)]:
+            port += 2 if earlier in self.TEMPORAL_METRICS_PROCESSES else 1
+        if name in self.TEMPORAL_METRICS_PROCESSES:
+            return {"metrics_port": port, "temporal_metrics_port": port + 1}
+        return {"metrics_port": port}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -230,7 +256,7 @@ class LocalStack:
             with open(self.data_dir / "logs" / f"{spec.name}.log", "ab") as log:
                 self.processes[spec.name] = subprocess.Popen(
                     spec.argv,
-                    env=env,
+                    env={**env, **spec.env},
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
@@ -315,7 +341,18 @@ class LocalStack:
             "applications": s.applications_address,
             "review": s.review_address,
             "disbursement": s.disbursement_address,
+            **self.metrics_addresses(),
         }
+
+    def metrics_addresses(self) -> dict[str, str]:
+        """Each process's Prometheus endpoint (`<name> metrics`, `<name> temporal metrics`)."""
+        host = self.settings.metrics_host
+        found: dict[str, str] = {}
+        for name in self.METRICS_PROCESSES:
+            for key, port in self.metrics_ports(name).items():
+                what = "temporal metrics" if key.startswith("temporal") else "metrics"
+                found[f"{name} {what}"] = f"http://{host}:{port}/metrics"
+        return found
 
 
 def read_state(data_dir: Path) -> dict[str, object] | None:

@@ -11,11 +11,14 @@ from pathlib import Path
 import grpc
 
 from grantflow.v1 import applications_pb2_grpc
+from services.applications import store
 from services.applications.api import SERVICE, ApplicationServicer
 from services.applications.repair_api import repair_companion
 from services.applications.repair_use_cases import Repairs
 from services.applications.use_cases import Applications, event_sources
+from services.common import metrics
 from services.common.config import Settings
+from services.common.db import Database
 from services.common.grant_workflows import GrantWorkflows
 from services.common.grpc_server import BackgroundTask
 from services.common.kafka import APPLICATIONS, GRANTS, topic
@@ -24,6 +27,7 @@ from services.common.repair_workflows import RepairWorkflows
 from services.common.service_main import migrated_database, serve_service
 from services.common.temporal import connect_temporal
 from services.common.unit_of_work import Transactions
+from services.common.vocabulary import GrantStage
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -55,12 +59,22 @@ async def run(
                 lambda: connect_temporal(settings), task_queue=settings.temporal_task_queue
             )
         )
-        await serve_service(
-            settings,
-            SERVICE,
-            register,
-            background=background,
-            stop=stop,
-            ready=ready,
-            companions=[repair_companion(repairs)],
-        )
+        unwatch = metrics.watch_stages(SERVICE.name, lambda: grants_by_stage(database))
+        try:
+            await serve_service(
+                settings,
+                SERVICE,
+                register,
+                background=background,
+                stop=stop,
+                ready=ready,
+                companions=[repair_companion(repairs)],
+            )
+        finally:
+            unwatch()
+
+
+def grants_by_stage(database: Database) -> list[tuple[str, str, int]]:
+    """The grants in each stage and program, for Prometheus (read when it scrapes)."""
+    counted = database.read(store.grants_by_stage)
+    return [(GrantStage.from_proto(status).value, program, n) for status, program, n in counted]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, LargeBinary, Text, UniqueConstraint, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from grantflow.v1 import applications_pb2, common_pb2
@@ -219,3 +219,13 @@ def programs(session: Session, code: str = "") -> list[ProgramVersion]:
     return list(
         session.exec(query.order_by(col(ProgramVersion.code), col(ProgramVersion.version))).all()
     )
+
+
+def grants_by_stage(session: Session) -> list[tuple[int, str, int]]:
+    """How many applications are in each status (the grant's stage), by program."""
+    rows = session.exec(
+        select(ApplicationRecord.status, ApplicationRecord.program_code, func.count()).group_by(
+            col(ApplicationRecord.status), col(ApplicationRecord.program_code)
+        )
+    ).all()
+    return [(int(status), program, int(count)) for status, program, count in rows]

@@ -37,6 +37,7 @@ from services.applications.commands import (
     Withdraw,
 )
 from services.applications.store import ApplicationRecord, ProgramVersion, SupplementRecord
+from services.common import metrics
 from services.common.auth import Principal
 from services.common.db import now_utc
 from services.common.errors import (
@@ -162,6 +163,7 @@ class Applications:
         fingerprint = command.fingerprint
 
         def work(unit: UnitOfWork) -> applications_pb2.Application:
+            filed.clear()  # a unit run again after a conflict files afresh
             session = unit.session
             versions = store.program_versions(session, command.program_code)
             if not versions:
@@ -210,9 +212,14 @@ class Applications:
                 key=application_id,
                 occurred_at=now,
             )
+            filed.append(pinned.code)
             return application
 
-        return await self.filings.write(work)
+        filed: list[str] = []  # the program of a new filing (a repeated request files nothing)
+        application = await self.filings.write(work)
+        if filed:
+            metrics.STAGE_CHANGES.labels(GrantStage.SUBMITTED.value, filed[-1]).inc()
+        return application
 
     async def application(
         self, caller: Principal, application_id: str
@@ -365,9 +372,10 @@ class Applications:
         application_id = change.application_id
         stage = command.stage
 
-        def work(unit: UnitOfWork) -> None:
+        def work(unit: UnitOfWork) -> str:
+            """The application's program if its status changed, else ""."""
             if unit.announced(command.event_id):
-                return
+                return ""
             record = store.application_by_id(unit.session, application_id, for_update=True)
             if record is None:
                 raise NotFound(f"application {application_id} not found")
@@ -377,7 +385,9 @@ class Applications:
                     f"does not match the application's program {record.program_code}",
                 )
             change.program_code = record.program_code
+            changed = ""
             if change.sequence > record.status_sequence:
+                changed = record.program_code
                 record.status = stage.to_proto()
                 record.status_reason = change.reason
                 record.status_sequence = change.sequence
@@ -390,8 +400,11 @@ class Applications:
                 record.updated_at = now_utc()
                 unit.session.add(record)
             unit.announce_as(application_id, change, event_id=command.event_id)
+            return changed
 
-        await self.reports.write(work)
+        program = await self.reports.write(work)
+        if program:
+            metrics.STAGE_CHANGES.labels(stage.value, program).inc()
 
 
 def _check_withdrawable(record: ApplicationRecord) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 
 from grantflow.v1 import applications_pb2_grpc, disbursement_pb2_grpc, review_pb2_grpc
+from services.common import tracing
 from services.common.auth import mint_token
 from services.common.config import Settings
 from services.common.vocabulary import Role
@@ -37,7 +38,11 @@ class ServiceClients:
     """Async stubs for applications, review and disbursement with one caller's token."""
 
     def __init__(self, settings: Settings, token: str) -> None:
-        interceptors = [_BearerAuth(token)]
+        interceptors: list[grpc.aio.ClientInterceptor] = [_BearerAuth(token)]
+        if tracing.enabled():
+            from services.common.observability import TracingClientInterceptor
+
+            interceptors.append(TracingClientInterceptor())
         credentials = (
             grpc.ssl_channel_credentials(settings.tls_ca_file.read_bytes())
             if settings.tls_ca_file is not None

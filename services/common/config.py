@@ -3,6 +3,10 @@
 Every endpoint is configuration so the same code runs on the embedded stack, a Temporal cluster,
 an Apache Kafka cluster and PostgreSQL. Variable names are the field names in upper case, e.g.
 TEMPORAL_ADDRESS, KAFKA_BOOTSTRAP_SERVERS, APPLICATIONS_DATABASE_URL.
+
+GRANTFLOW_PROFILE=production makes every process refuse to start with a setting that only suits
+a development machine (see `production_problems`); `get_settings` turns that refusal into an exit
+with one readable message instead of a stack trace.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Development-only signing key for bearer tokens; real deployments set AUTH_SECRET.
@@ -20,6 +24,11 @@ DEV_AUTH_SECRET = "grantflow-dev-secret-change-me-in-production"
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    # "production" refuses development-only settings at start-up (production_problems).
+    profile: Literal["development", "production"] = Field(
+        default="development", validation_alias="GRANTFLOW_PROFILE"
+    )
 
     data_dir: Path = Path("data")
 
@@ -68,6 +77,9 @@ class Settings(BaseSettings):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_ca_file: Path | None = None
+    # A second, plaintext port serving only the gRPC health service: Kubernetes' built-in gRPC
+    # probes cannot speak TLS. Unset: no such port.
+    health_port: int | None = Field(default=None, ge=1, le=65535)
 
     auth_secret: str = DEV_AUTH_SECRET
     # Token the worker, consumers and services use to call each other.
@@ -101,7 +113,73 @@ class Settings(BaseSettings):
     registry_accept_all_divisions: bool = False
 
     log_level: str = "INFO"
-    log_json: bool = False
+    log_json: bool = False  # the same as LOG_FORMAT=json
+    # json: one JSON object a line, with application_id, workflow_id, trace_id and span_id
+    # where known (for production log shippers); console: key=value lines for a terminal.
+    log_format: Literal["json", "console"] = "console"
+
+    # Observability. METRICS_PORT serves this process's Prometheus /metrics (0 = none);
+    # TEMPORAL_METRICS_PORT has the Temporal SDK serve its own metrics (grantflow_temporal_*)
+    # for the process's Temporal client and worker (0 = none). Both bind METRICS_HOST.
+    # The embedded stack gives its processes ports counted up from STACK_METRICS_PORT (0 = no
+    # metrics on the stack). Traces: the standard OTEL_EXPORTER_OTLP_ENDPOINT (tracing.py).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    temporal_metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    stack_metrics_port: int = Field(default=9460, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _production_profile(self) -> Settings:
+        problems = self.production_problems()
+        if problems:
+            raise ValueError(PRODUCTION_REFUSAL + "".join(f"\n  - {p}" for p in problems))
+        return self
+
+    def production_problems(self) -> list[str]:
+        """What keeps these settings from the production profile, one line per environment
+        variable (empty in the development profile)."""
+        if self.profile != "production":
+            return []
+        problems: list[str] = []
+        if self.auth_secret == DEV_AUTH_SECRET or len(self.auth_secret) < 32:
+            problems.append(
+                "AUTH_SECRET: 仍是公开的开发密钥或短于 32 个字符 / is the public development "
+                "secret or shorter than 32 characters"
+            )
+        if not self.service_token:
+            problems.append(
+                "SERVICE_TOKEN: 未设置 / unset (grantflow token --role system --ttl-hours 8760)"
+            )
+        for name in ("tls_cert_file", "tls_key_file", "tls_ca_file"):
+            path: Path | None = getattr(self, name)
+            if path is None:
+                problems.append(
+                    f"{name.upper()}: 未设置, 生产环境必须启用 TLS / unset: TLS is required"
+                )
+            elif not path.is_file():
+                problems.append(f"{name.upper()}: 文件不存在 / no such file: {path}")
+        if self.kafka_embedded_broker_recovery:
+            problems.append(
+                "KAFKA_EMBEDDED_BROKER_RECOVERY: 仅用于内嵌 Tansu, 须关闭 / only for the embedded "
+                "broker: set it to false against a Kafka cluster"
+            )
+        databases = ["applications", "review", "disbursement"]
+        if self.payment_gateway == "simulated":
+            databases.append("treasury")
+        for service in databases:
+            url: str = getattr(self, f"{service}_database_url")
+            if not url or url.startswith("sqlite"):
+                problems.append(
+                    f"{service.upper()}_DATABASE_URL: 生产环境不能用 SQLite / SQLite (or unset) "
+                    "is not for production: a PostgreSQL URL"
+                )
+        for name in ("notice_period_seconds", "supplement_period_seconds", "review_period_seconds"):
+            if getattr(self, name) is not None:
+                problems.append(
+                    f"{name.upper()}: 演示用的计时覆盖, 生产环境须删除 / a demo timer override: "
+                    "unset it so periods count in working days"
+                )
+        return problems
 
     def database_url(self, service: str) -> str:
         explicit: str = getattr(self, f"{service}_database_url")
@@ -110,6 +188,23 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / f'{service}.db').resolve()}"
 
 
+PRODUCTION_REFUSAL = (
+    "生产配置 (GRANTFLOW_PROFILE=production) 拒绝启动 / the production profile refuses to start:"
+)
+
+
+class SettingsRefused(SystemExit):
+    """Settings that cannot run: the process exits non-zero with this message and no trace."""
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            message = str(error["msg"]).removeprefix("Value error, ")
+            where = ".".join(str(part) for part in error["loc"]).upper()
+            lines.append(f"{where}: {message}" if where else message)
+        raise SettingsRefused("配置无效 / invalid settings:\n" + "\n".join(lines)) from None

@@ -34,6 +34,7 @@ from services.common.errors import (
     ServiceError,
     Unauthenticated,
 )
+from services.common.observability import ObservingInterceptor, bind_request_ids
 from services.common.process import stop_on_signals
 
 log = structlog.get_logger(__name__)
@@ -103,6 +104,7 @@ class AuthAndErrorsInterceptor(grpc.aio.ServerInterceptor):
                     raise PermissionDenied(f"role {caller.role!r} may not call {short_name}")
                 request = _decode(method, decode, raw)
                 set_current_principal(caller)
+                bind_request_ids(request)
                 return await behaviour(request, context)
             except ServiceError as error:
                 await context.abort_with_status(rpc_status.to_status(_status_for(error)))
@@ -206,15 +208,23 @@ async def serve(
     tls: grpc.ServerCredentials | None = None,
     stop: asyncio.Event | None = None,
     ready: Callable[[], None] | None = None,
+    health_address: str | None = None,
 ) -> None:
-    """Runs the server until SIGTERM/SIGINT (or `stop` is set), then drains and stops."""
+    """Runs the server until SIGTERM/SIGINT (or `stop` is set), then drains and stops.
+    health_address: a plaintext port answering only the health service (for probes that cannot
+    speak TLS), reporting the same status as the server."""
     if secret == DEV_AUTH_SECRET:
         log.warning(
             "AUTH_SECRET is the public development secret: anyone can mint tokens; "
             "set AUTH_SECRET outside the embedded stack",
             service=name,
         )
-    server = grpc.aio.server(interceptors=[AuthAndErrorsInterceptor(secret, method_roles)])
+    server = grpc.aio.server(
+        interceptors=[
+            ObservingInterceptor(name),  # outermost: counts, times and traces every answer
+            AuthAndErrorsInterceptor(secret, method_roles),
+        ]
+    )
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -231,6 +241,12 @@ async def serve(
     else:
         server.add_insecure_port(address)
     await server.start()
+    health_server: grpc.aio.Server | None = None
+    if health_address is not None:
+        health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        health_server.add_insecure_port(health_address)
+        await health_server.start()
 
     stop = stop or asyncio.Event()
     stop_on_signals(stop)
@@ -251,6 +267,8 @@ async def serve(
     for full_name in [*service_full_names, ""]:
         await health_servicer.set(full_name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(grace=3)
+    if health_server is not None:
+        await health_server.stop(grace=None)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -9,6 +9,10 @@ import structlog
 
 
 def configure_logging(level: str = "INFO", json: bool = False) -> None:
+    """Key-value lines, or JSON objects when json (LOG_FORMAT=json). Lines carry what the
+    context binds (application_id, workflow_id, ...) and, when tracing, trace_id and span_id."""
+    from services.common.tracing import log_trace_ids
+
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
     for noisy in ("temporalio.activity", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -22,6 +26,7 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            log_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso"),
             structlog.processors.format_exc_info,

@@ -9,12 +9,18 @@ the outbox is the durable record: when the relay sees the broker has lost what i
 new broker incarnation, a partition's offsets going backwards, or an end offset below what was
 published), it publishes the retained events again; consumers skip what they already applied by
 event id (`claim_event`).
+
+Observability: a row keeps the W3C traceparent of the span that wrote it, and the relay sends it
+as the record's `traceparent` header from a producer span, so a trace crosses the outbox and
+Kafka; the relay lets Prometheus count its backlog and lag (services/common/metrics.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 from asyncio import FIRST_COMPLETED
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import structlog
@@ -22,6 +28,7 @@ from sqlalchemy import Column, LargeBinary, event, func, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from grantflow.v1 import events_pb2
+from services.common import metrics, tracing
 from services.common.config import Settings
 from services.common.db import Database, now_utc
 from services.common.kafka import (
@@ -49,6 +56,7 @@ class OutboxEvent(SQLModel, table=True):
     published_at: datetime | None = Field(default=None, index=True)
     kafka_partition: int | None = None
     kafka_offset: int | None = None
+    traceparent: str | None = Field(default=None, max_length=64)
 
 
 class ProcessedEvent(SQLModel, table=True):
@@ -75,6 +83,7 @@ def enqueue(session: Session, topic: str, envelope: events_pb2.EventEnvelope) ->
             event_type=envelope.type,
             payload=envelope.SerializeToString(),
             created_at=now_utc(),
+            traceparent=tracing.current_traceparent(),
         )
     )
     if not session.info.get(_WAKE_ON_COMMIT):
@@ -99,11 +108,68 @@ def claim_event(session: Session, consumer: str, event_id: str) -> bool:
     return True
 
 
+# An outbox row waiting for the relay: id, topic, key, payload, traceparent.
+Pending = tuple[int, str, str, bytes, str | None]
+
+
+def _backlog(session: Session) -> tuple[int, datetime | None]:
+    """How many events wait to be published, and when the oldest of them was written."""
+    count, oldest = session.exec(
+        select(func.count(), func.min(OutboxEvent.created_at)).where(
+            col(OutboxEvent.published_at).is_(None)
+        )
+    ).one()
+    return int(count or 0), oldest
+
+
+@contextmanager
+def _producer_spans(rows: list[Pending]) -> Iterator[list[tuple[tuple[str, bytes], ...]]]:
+    """Each traced row's Kafka headers: the traceparent of a producer span, child of the span
+    that wrote the row, open while the batch is sent. Untraced rows (or processes) get none."""
+    if not tracing.enabled():
+        yield [() for _ in rows]
+        return
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind
+
+    spans: list[trace.Span | None] = []
+    headers: list[tuple[tuple[str, bytes], ...]] = []
+    for _, topic, _, _, traceparent in rows:
+        if not traceparent:
+            spans.append(None)
+            headers.append(())
+            continue
+        span: trace.Span = tracing.tracer().start_span(
+            f"publish {topic}",
+            context=tracing.context_from({tracing.TRACEPARENT: traceparent}),
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.system": "kafka", "messaging.destination.name": topic},
+        )
+        carrier: dict[str, str] = {}
+        tracing.inject_span(span, carrier)
+        spans.append(span)
+        headers.append(tuple((name, value.encode()) for name, value in carrier.items()))
+    try:
+        yield headers
+    finally:
+        for sent in spans:
+            if sent is not None:
+                sent.end()
+
+
 class OutboxRelay:
     """Publishes a service's outbox to Kafka, in order of writing, at least once."""
 
-    def __init__(self, settings: Settings, database: Database, *, batch_size: int = 200) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        *,
+        batch_size: int = 200,
+        service: str | None = None,
+    ) -> None:
         self.settings = settings
+        self.service = service or metrics.process()
         self.db = database
         self.batch_size = batch_size
         self.retention = timedelta(hours=settings.outbox_retention_hours)
@@ -117,6 +183,7 @@ class OutboxRelay:
     async def run(self, stop: asyncio.Event) -> None:
         waking = (asyncio.get_running_loop(), self._wake)
         _relays_to_wake.add(waking)
+        unwatch = metrics.watch_outbox(self.service, lambda: self.db.read(_backlog))
         try:
             while not stop.is_set():
                 try:
@@ -128,6 +195,7 @@ class OutboxRelay:
                     await sleep_or_stop(stop, 1.0)
         finally:
             _relays_to_wake.discard(waking)
+            unwatch()
 
     async def _run_connected(self, stop: asyncio.Event) -> None:
         recovery = self.settings.kafka_embedded_broker_recovery
@@ -147,15 +215,22 @@ class OutboxRelay:
                 self._wake.clear()  # before looking: a commit from now on wakes the next wait
                 rows = await self.db.run(self._pending)
                 if rows:
-                    deliveries = await producer.send_batch(
-                        [Outgoing(topic, payload, key.encode()) for _, topic, key, payload in rows]
-                    )
+                    with _producer_spans(rows) as headers:
+                        deliveries = await producer.send_batch(
+                            [
+                                Outgoing(topic, payload, key.encode(), header)
+                                for (_, topic, key, payload, _), header in zip(
+                                    rows, headers, strict=True
+                                )
+                            ]
+                        )
                     sent = [
                         (row_id, topic, delivery.partition, delivery.offset)
-                        for (row_id, topic, _, _), delivery in zip(rows, deliveries, strict=True)
+                        for (row_id, topic, *_), delivery in zip(rows, deliveries, strict=True)
                     ]
                     await self._mark_published(sent)
                     self.published += len(sent)
+                    metrics.OUTBOX_PUBLISHED.labels(self.service).inc(len(sent))
                 if recovery and loop.time() >= next_check:
                     # A restarted broker has no topics, and may have lost what it was given.
                     await broker.ensure_topics(all_topics(self.settings))
@@ -182,14 +257,20 @@ class OutboxRelay:
             for waiting in waits:
                 waiting.cancel()
 
-    def _pending(self, session: Session) -> list[tuple[int, str, str, bytes]]:
+    def _pending(self, session: Session) -> list[Pending]:
         rows = session.exec(
-            select(OutboxEvent.id, OutboxEvent.topic, OutboxEvent.key, OutboxEvent.payload)
+            select(  # type: ignore[call-overload]
+                OutboxEvent.id,
+                OutboxEvent.topic,
+                OutboxEvent.key,
+                OutboxEvent.payload,
+                OutboxEvent.traceparent,
+            )
             .where(col(OutboxEvent.published_at).is_(None))
             .order_by(col(OutboxEvent.id))
             .limit(self.batch_size)
         ).all()
-        return [(int(r[0] or 0), r[1], r[2], r[3]) for r in rows]
+        return [(int(r[0] or 0), r[1], r[2], r[3], r[4]) for r in rows]
 
     def _load_high_offsets(self, session: Session) -> dict[tuple[str, int], int]:
         rows = session.exec(

@@ -63,17 +63,36 @@ def stop_on_signals(stop: asyncio.Event) -> None:
             pass
 
 
+def process_name(run: Callable[..., Any]) -> str:
+    """applications, review, disbursement (services/<name>/server.py), worker or intake
+    (workflows/<name>.py): the process a run function is the main of."""
+    module = run.__module__
+    if module == "__main__":  # `python -m workflows.worker`: the module it ran as
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else module
+    parts = module.split(".")
+    return parts[1] if parts[0] == "services" and len(parts) > 2 else parts[-1]
+
+
 def run_process(run: Callable[[Settings], Coroutine[Any, Any, None]]) -> None:
     """The whole `main` of a long-running Grantflow process: settings from the environment,
-    logging, run until SIGTERM/SIGINT, then leave through exit_now."""
+    logging, metrics and traces, run until SIGTERM/SIGINT, then leave through exit_now."""
     import asyncio
 
+    from services.common import metrics, tracing
     from services.common.config import get_settings
     from services.common.logging import configure_logging
 
     def main() -> None:
         settings = get_settings()
-        configure_logging(settings.log_level, settings.log_json)
-        asyncio.run(run(settings))
+        configure_logging(settings.log_level, settings.log_json or settings.log_format == "json")
+        name = process_name(run)
+        metrics.set_process(name)
+        metrics.serve_metrics(settings.metrics_host, settings.metrics_port)
+        tracing.configure_tracing(name)
+        try:
+            asyncio.run(run(settings))
+        finally:
+            tracing.shutdown_tracing()
 
     run_and_exit(main)

@@ -114,4 +114,12 @@ async def serve_service(
         background=list(background),
         stop=stop,
         ready=ready,
+        health_address=health_address(settings, spec),
     )
+
+
+def health_address(settings: Settings, spec: ServiceSpec) -> str | None:
+    """The plaintext health-only address: the service's host with HEALTH_PORT, if set."""
+    if settings.health_port is None:
+        return None
+    return f"{spec.address(settings).rsplit(':', 1)[0]}:{settings.health_port}"

@@ -1,5 +1,10 @@
 """Connecting to Temporal with Grantflow's data conversion (pydantic models as payloads), and the
-start-up that the processes driving workflows (the worker, the intake consumer) share."""
+start-up that the processes driving workflows (the worker, the intake consumer) share.
+
+A client also carries the process's observability: Temporal's tracing interceptor when traces
+are exported (it carries the trace into workflows and their activities, local ones included;
+workers made with the client take it too), and a runtime whose SDK metrics are served on
+TEMPORAL_METRICS_PORT as grantflow_temporal_*."""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from temporalio.client import Client
@@ -22,10 +28,41 @@ log = structlog.get_logger(__name__)
 
 
 async def connect_temporal(settings: Settings) -> Client:
+    from services.common import tracing
+
+    options: dict[str, Any] = {}
+    if tracing.enabled():
+        from temporalio.contrib.opentelemetry import TracingInterceptor
+
+        options["interceptors"] = [TracingInterceptor(tracing.tracer())]
+    if settings.temporal_metrics_port:
+        address = f"{settings.metrics_host}:{settings.temporal_metrics_port}"
+        try:
+            options["runtime"] = _metrics_runtime(address)
+        except Exception as exc:  # the port is taken: Temporal still works, unmeasured
+            log.error("temporal metrics not served", address=address, error=str(exc))
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        **options,
+    )
+
+
+@lru_cache
+def _metrics_runtime(bind_address: str) -> Any:
+    """One runtime per process and address: the SDK serves its Prometheus endpoint from it."""
+    from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=bind_address,
+                counters_total_suffix=True,
+                durations_as_seconds=True,
+            ),
+            metric_prefix="grantflow_temporal_",
+        )
     )
 
 

@@ -611,9 +611,13 @@ class GroupMember:
         *,
         rewind: bool = False,
         max_records: int = 200,
+        observe_lag: Callable[[dict[tuple[str, int], int]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.group_id = group_id
+        # Told, on the member's thread after polls, how far each assigned partition lags.
+        self.observe_lag = observe_lag
+        self._lag_seen = 0.0
         self.topics = list(topics)
         self.apply = apply
         self.rewind = rewind
@@ -666,6 +670,7 @@ class GroupMember:
                 consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=self.max_records)
             )
             carried = []
+            self._report_lag(consumer, bool(batch))
             if not batch:
                 continue
             applying = asyncio.run_coroutine_threadsafe(_awaited(self.apply(batch)), loop)
@@ -682,6 +687,20 @@ class GroupMember:
                 consumer.resume(*consumer.paused())
             applying.result()  # raises what stopped the batch: nothing is committed
             self._commit(consumer, batch)
+
+    def _report_lag(self, consumer: KafkaConsumer, polled: bool) -> None:
+        """Records behind each partition's high watermark (as the last fetch reported it) from
+        the position polled to; at most once a second while the polls come back empty."""
+        now = time.monotonic()
+        if self.observe_lag is None or (not polled and now - self._lag_seen < 1.0):
+            return
+        self._lag_seen = now
+        lags: dict[tuple[str, int], int] = {}
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:  # fetched at least once, so its position is known
+                lags[(tp.topic, tp.partition)] = max(int(highwater) - consumer.position(tp), 0)
+        self.observe_lag(lags)
 
     def _commit(self, consumer: KafkaConsumer, batch: list[Record]) -> None:
         assigned = consumer.assignment()

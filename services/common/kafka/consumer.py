@@ -19,10 +19,12 @@ import structlog
 from google.protobuf.message import DecodeError
 
 from grantflow.v1 import events_pb2
+from services.common import metrics
 from services.common.config import Settings
 from services.common.kafka.clients import BrokerAdmin, GroupMember, Outgoing, Producer, Record
 from services.common.kafka.stopping import sleep_or_stop
 from services.common.kafka.topics import all_topics, dead_letter_topic
+from services.common.observability import event_context, ids_of
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +88,7 @@ class EventConsumer:
                 lambda batch: self._apply_batch(batch, producer, stop),
                 rewind=rewind,
                 max_records=BATCH_SIZE,
+                observe_lag=lambda lags: metrics.set_consumer_lag(self.group_id, lags),
             )
             ended = member.start()
             waits = [ended, asyncio.ensure_future(stop.wait())]
@@ -145,17 +148,29 @@ class EventConsumer:
                 group.create_task(apply_in_order(records))
 
     async def _apply(self, record: Record, producer: Producer, stop: asyncio.Event) -> None:
-        error = ""
         try:
             envelope = events_pb2.EventEnvelope.FromString(record.value)
         except DecodeError as exc:
             await self._dead_letter(record, producer, f"undecodable envelope: {exc}")
             return
+        ids = {"event_id": envelope.event_id, "event_type": envelope.type, **ids_of(envelope)}
+        with event_context(record.topic, record.headers, ids):
+            await self._apply_envelope(record, envelope, producer, stop)
+
+    async def _apply_envelope(
+        self,
+        record: Record,
+        envelope: events_pb2.EventEnvelope,
+        producer: Producer,
+        stop: asyncio.Event,
+    ) -> None:
+        error = ""
         attempt = 0
         while attempt < self.max_attempts:
             try:
                 await self.handler(envelope)
                 self.applied += 1
+                metrics.RECORDS_APPLIED.labels(self.group_id, record.topic).inc()
                 return
             except asyncio.CancelledError:
                 raise
@@ -190,6 +205,7 @@ class EventConsumer:
             Outgoing(dead_letter_topic(record.topic), record.value, record.key, headers)
         )
         self.dead_lettered += 1
+        metrics.DEAD_LETTERS.labels(self.group_id, record.topic).inc()
         log.error("event dead-lettered", group=self.group_id, topic=record.topic, error=error)
 
 

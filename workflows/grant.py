@@ -29,7 +29,8 @@ first run's) redoes the work after the reset point: its review tasks get request
 own (not the first run's, which the review service would answer with the old tasks), and its
 stage reports get event ids of their own and a sequence above any report of an earlier run
 (RERUN_SEQUENCE_EPOCH), so the applicant's status follows the grant back. The replayed part of a
-reset run is unaffected (local activities' inputs are not part of replay).
+reset run is unaffected (local activities' inputs are not part of replay). A payment that failed
+and was paid again by a repair (retry_payment) counts as paid.
 """
 
 from __future__ import annotations
@@ -317,12 +318,13 @@ class GrantWorkflow:
         plan is paying (unless its outcome is known already)."""
         settled = self.state.settled
         for plan_id in self.state.plans:
+            # A failed line a repair paid again (retry_payment) is paid after all.
+            if settled is not None and settled.plan_id == plan_id:
+                return plan_id, GrantStage.PAID
             if plan_id in self.state.failures:
                 if (plan_id, GrantStage.PAYMENT_FAILED) not in self.state.told:
                     return plan_id, GrantStage.PAYMENT_FAILED
                 continue
-            if settled is not None and settled.plan_id == plan_id:
-                return plan_id, GrantStage.PAID
             if settled is None and (plan_id, GrantStage.IN_PAYMENT) not in self.state.told:
                 return plan_id, GrantStage.IN_PAYMENT
         return None
@@ -780,6 +782,11 @@ class GrantWorkflow:
             open_tasks={t.task_id: t.department for t in state.open_tasks()},
             plan_id=current_plan,
             supplement_count=state.supplement_count,
+            failed_lines={
+                plan_id: failure.line_id
+                for plan_id, failure in state.failures.items()
+                if plan_id != current_plan
+            },
         )
 
     # ------------------------------------------------------------------------- repairs

@@ -13,6 +13,10 @@ never repairs twice. A final answer (the grant refuses, nothing to repair) raise
   (decisions, supplements and payment news belong to the life being undone). The new run's
   reports and review tasks are its own (see workflows/grant.py). Grants of an earlier
   generation (without the lighter-grant-v3 marker) are refused.
+- retry a payment line: the grant's failed line (its status names it) is made payable again by
+  the disbursement service (RetryPaymentLine: the award back in the plan) and the plan's
+  workflow runs again for that line alone: the gateway is called with the award's idempotency
+  key (an award is never paid twice), the grant is told and reports PAID, the plan completes.
 - cancel with compensation: the grant's `withdraw_application` Update on the repair's behalf:
   open review tasks cancelled, the reservation released, WITHDRAWN reported with the repair's
   reason (the applicant is told); refused once a funding plan holds the award.
@@ -25,15 +29,28 @@ never repairs twice. A final answer (the grant refuses, nothing to repair) raise
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import grpc
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType, ResetReapplyExcludeType
 from temporalio.api.workflowservice.v1 import (
     ResetActivityRequest,
     ResetWorkflowExecutionRequest,
 )
-from temporalio.client import Client, WorkflowHandle, WorkflowHistory, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowHistory,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
 from temporalio.converter import default as default_converter
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -43,7 +60,11 @@ from workflows.grant import LIGHTER_GRANT_PATCH
 from workflows.models import GrantStatus
 from workflows.repair_contracts import GrantRepairResult, GrantRepairState, RepairAction, RepairStep
 
+if TYPE_CHECKING:
+    from services.common.clients import ServiceClients
+
 M = TypeVar("M")
+PROGRAM_KEY = SearchAttributeKey.for_keyword(contracts.SA_PROGRAM)
 
 
 class RepairRefused(Exception):
@@ -62,9 +83,41 @@ def application_id_of(workflow_id: str) -> str:
     return workflow_id.removeprefix("grant-")
 
 
+class FailedLines(Protocol):
+    """The disbursement service, for a failed payment line a repair retries."""
+
+    async def reopen(self, plan_id: str, line_id: str, reason: str) -> None:
+        """Makes the line payable again; RepairRefused if it cannot be."""
+
+
+class DisbursementLines:
+    """FailedLines over the disbursement service's gRPC API (the system's token)."""
+
+    def __init__(self, services: ServiceClients) -> None:
+        self.services = services
+
+    async def reopen(self, plan_id: str, line_id: str, reason: str) -> None:
+        from grantflow.v1 import disbursement_pb2
+
+        try:
+            await self.services.disbursement.RetryPaymentLine(
+                disbursement_pb2.RetryPaymentLineRequest(
+                    plan_id=plan_id, line_id=line_id, reason=reason
+                )
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND):
+                raise RepairRefused(error.details() or error.code().name) from error
+            raise
+
+
 class RepairActions:
-    def __init__(self, client: Client) -> None:
+    def __init__(
+        self, client: Client, payments: FailedLines | None = None, task_queue: str = ""
+    ) -> None:
         self.client = client
+        self.payments = payments
+        self.task_queue = task_queue  # where plans' workflows run (the worker's queue)
 
     # ---------------------------------------------------------------------------- targets
 
@@ -113,6 +166,14 @@ class RepairActions:
                 f"撤销：取消 {len(status.open_tasks)} 个待办审核任务，释放预留资金 "
                 f"{status.award_amount_fen} 分，通知申报单位 (cancel with compensation)"
             )
+        if step.action == RepairAction.RETRY_PAYMENT:
+            if not status.failed_lines:
+                raise RepairRefused("没有失败的付款行 (no failed payment line)")
+            plan_id, line_id = list(status.failed_lines.items())[-1]
+            return (
+                f"重新支付：计划 {plan_id} 的付款行 {line_id}，幂等键 award-{step.application_id}"
+                " (pay the failed line again with the award's idempotency key)"
+            )
         if step.action == RepairAction.RESUME:
             stuck = await self._stuck(step.application_id, status)
             if not stuck:
@@ -147,6 +208,8 @@ class RepairActions:
             detail = await self._move_to_stage(step)
         elif step.action == RepairAction.RESUME:
             detail = await self._resume(step)
+        elif step.action == RepairAction.RETRY_PAYMENT:
+            detail = await self._retry_payment(step)
         else:
             raise RepairRefused(f"unknown repair action {step.action}")
         return GrantRepairResult(
@@ -195,6 +258,45 @@ class RepairActions:
         return (
             f"已退回到 {step.params.stage}（事件 {event_id}，新运行 {answer.run_id}）"
             f" (moved back: reset to event {event_id}, new run {answer.run_id})"
+        )
+
+    async def _retry_payment(self, step: RepairStep) -> str:
+        status = await self._status(step.application_id)
+        if not status.failed_lines:
+            raise RepairRefused("没有失败的付款行 (no failed payment line)")
+        if self.payments is None:
+            raise RepairRefused("this worker cannot reach the disbursement service")
+        plan_id, line_id = list(status.failed_lines.items())[-1]
+        plan = self.client.get_workflow_handle(contracts.plan_workflow_id(plan_id))
+        try:
+            described = await plan.describe()
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+            described = None
+        if described is not None and described.status == WorkflowExecutionStatus.RUNNING:
+            raise RepairRefused(f"计划 {plan_id} 仍在支付中，完成后再试 (the plan is still paying)")
+        grant = await self._grant(step.application_id).describe()
+        program = grant.typed_search_attributes.get(PROGRAM_KEY) or ""
+        await self.payments.reopen(plan_id, line_id, step.reason)
+        await self.client.start_workflow(
+            contracts.FUNDING_PLAN_WORKFLOW,
+            contracts.FundingPlanInput(
+                plan_id=plan_id,
+                program_code=program,
+                line_ids=[line_id],
+                application_ids=[step.application_id],
+            ),
+            id=plan.id,
+            task_queue=self.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            search_attributes=TypedSearchAttributes([SearchAttributePair(PROGRAM_KEY, program)])
+            if program
+            else TypedSearchAttributes.empty,
+        )
+        return (
+            f"已重新发起支付：计划 {plan_id} 付款行 {line_id}（幂等键 award-{step.application_id}）"
+            " (the line is paid again)"
         )
 
     async def _stage_entry(self, application_id: str, stage: str) -> int:

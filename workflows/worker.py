@@ -30,7 +30,7 @@ from workflows.funding_plan import FundingPlanWorkflow
 from workflows.grant import GrantWorkflow
 from workflows.registry import LocalEnterpriseRegistry
 from workflows.repair import RepairActivities, RepairWorkflow
-from workflows.repair_actions import RepairActions
+from workflows.repair_actions import DisbursementLines, RepairActions
 from workflows.repair_audit import audit_port
 
 log = structlog.get_logger(__name__)
@@ -113,7 +113,14 @@ async def run(
         if process is None:
             return
         activities = GrantActivities(process.services, make_registry(settings))
-        repairs = RepairActivities(RepairActions(process.client), audit_port(process.services))
+        repairs = RepairActivities(
+            RepairActions(
+                process.client,
+                DisbursementLines(process.services),
+                task_queue=settings.temporal_task_queue,
+            ),
+            audit_port(process.services),
+        )
         worker = Worker(
             process.client,
             task_queue=settings.temporal_task_queue,

@@ -67,5 +67,12 @@ class FailLine:
 
 
 @dataclass(frozen=True)
+class RetryLine:
+    plan_id: str
+    line_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class CompletePlan:
     plan_id: str

@@ -56,6 +56,7 @@ from services.disbursement.commands import (
     FailLine,
     Release,
     Reserve,
+    RetryLine,
     SetBudget,
 )
 from services.disbursement.gateway import (
@@ -490,16 +491,18 @@ class Disbursement:
             plan.completed_at = now
             plan.updated_at = now
             session.add(plan)
-            unit.announce(
-                plan_id,
-                events_pb2.FundingPlanCompleted(
-                    plan_id=plan_id,
-                    paid_lines=len(paid_lines),
-                    failed_lines=failed,
-                    paid_fen=sum(line.amount_fen for line in paid_lines),
-                ),
-                key=plan_id,
+            completed = events_pb2.FundingPlanCompleted(
+                plan_id=plan_id,
+                paid_lines=len(paid_lines),
+                failed_lines=failed,
+                paid_fen=sum(line.amount_fen for line in paid_lines),
             )
+            key = plan_id
+            if unit.announced(event_source("").event_id(completed, key)):
+                # Completed before, then a repair retried a failed line: this completion is
+                # another event (the attempts only grow, so each completion has its own id).
+                key = f"{plan_id}:attempts-{sum(line.attempts for line in lines)}"
+            unit.announce(plan_id, completed, key=key)
             return PlanView(plan, lines)
 
         return await self.transactions.write(work)
@@ -672,6 +675,47 @@ class Disbursement:
                 ),
                 key=line_id,
             )
+            return line
+
+        return await self.transactions.write(work)
+
+    async def retry_line(self, command: RetryLine) -> PaymentLineRow:
+        """A failed line made payable again by an approved repair: the line PENDING, the award
+        back in this plan (its money is still reserved: a failed line leaves it AWARDED), the
+        plan paying. Refused once the award was paid, released or taken by a later plan."""
+        plan_id, line_id = command.plan_id, command.line_id
+
+        def work(unit: UnitOfWork) -> PaymentLineRow:
+            session = unit.session
+            plan = store.lock_plan(session, plan_id)
+            line = store.lock_line(session, line_id)
+            if plan is None or line is None or line.plan_id != plan_id:
+                raise NotFound(f"payment line {line_id} not found in funding plan {plan_id}")
+            if line.state == PaymentState.PENDING and plan.state in PAYABLE_PLAN_STATES:
+                return line  # retried already
+            if line.state != PaymentState.FAILED:
+                raise FailedPrecondition(f"payment line {line_id} is {line.state}, not failed")
+            reservation = store.lock_reservation(session, line.application_id)
+            if reservation is None or reservation.state != ReservationState.AWARDED:
+                state = reservation.state if reservation else "missing"
+                raise FailedPrecondition(
+                    f"the award of application {line.application_id} is {state}: a later plan "
+                    "holds it, or it was paid or released"
+                )
+            now = now_utc()
+            line.state = PaymentState.PENDING
+            line.failure_reason = ""
+            session.add(line)
+            reservation.state = ReservationState.IN_PLAN
+            reservation.plan_id = plan_id
+            reservation.updated_at = now
+            session.add(reservation)
+            if plan.state in CLOSED_PLAN_STATES:
+                plan.state = PlanState.PAYING
+                plan.completed_at = None
+            plan.updated_at = now
+            session.add(plan)
+            log.info("payment line retried", line_id=line_id, reason=command.reason)
             return line
 
         return await self.transactions.write(work)

@@ -10,7 +10,7 @@ import asyncio
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ class Ops:
     services: FakeServices
     audit: MemoryAuditPort
     queue: str = QUEUE
+    lines: Any = None
 
     async def start_grant(self, grant: GrantInput) -> WorkflowHandle[Any, GrantOutcome]:
         return await self.client.start_workflow(
@@ -165,11 +166,25 @@ class Ops:
         )
 
 
+@dataclass
+class FakeLines:
+    """The disbursement service's RetryPaymentLine, at the edge: the line becomes payable (the
+    gateway will take it) unless its award went elsewhere."""
+
+    services: FakeServices
+    reopened: list[tuple[str, str, str]] = field(default_factory=list)
+
+    async def reopen(self, plan_id: str, line_id: str, reason: str) -> None:
+        self.reopened.append((plan_id, line_id, reason))
+        self.services.refuse_payment_lines.discard(line_id)
+
+
 @pytest_asyncio.fixture
 async def ops(dev_server: WorkflowEnvironment) -> AsyncIterator[Ops]:
     services = FakeServices()
     audit = MemoryAuditPort()
-    repairs = RepairActivities(RepairActions(dev_server.client), audit)
+    lines = FakeLines(services)
+    repairs = RepairActivities(RepairActions(dev_server.client, lines, QUEUE), audit)
     async with Worker(
         dev_server.client,
         task_queue=QUEUE,
@@ -177,7 +192,7 @@ async def ops(dev_server: WorkflowEnvironment) -> AsyncIterator[Ops]:
         activities=[*services.activities(), *repairs.all()],  # type: ignore[list-item]
         workflow_runner=workflow_runner(),
     ):
-        yield Ops(dev_server.client, services, audit)
+        yield Ops(dev_server.client, services, audit, lines=lines)
 
 
 def quick(**overrides: Any) -> GrantInput:
@@ -390,3 +405,44 @@ async def test_a_batch_over_a_query_runs_grant_by_grant_and_can_be_paused(ops: O
     assert ("repair.cancel.executed", result.repair_id) in audited
     for grant in grants:
         assert ("repair.cancel.executed", grant.application_id) in audited
+
+
+async def test_retrying_a_failed_payment_line_needs_four_eyes_and_pays_it_once(ops: Ops) -> None:
+    grant = quick()
+    await ops.awarded(grant)
+    line = f"line-{grant.application_id}"
+    ops.services.refuse_payment_lines.add(line)  # the bank refuses the account
+    plan_id = uuid.uuid4().hex
+    plan = contracts.FundingPlanInput(
+        plan_id=plan_id,
+        program_code=grant.rule.code,
+        line_ids=[line],
+        application_ids=[grant.application_id],
+    )
+    await ops.client.execute_workflow(
+        FundingPlanWorkflow.run,
+        plan,
+        id=contracts.plan_workflow_id(plan_id),
+        task_queue=ops.queue,
+    )
+    await ops.at_stage(grant, GrantStage.PAYMENT_FAILED)
+    assert (await ops.status(grant)).failed_lines == {plan_id: line}
+
+    repair = await ops.request(
+        RepairAction.RETRY_PAYMENT, grant.application_id, reason="账户已恢复，重新支付"
+    )
+    assert (await refusal(ops.approve(repair, REQUESTER))).type == ErrorType.PERMISSION_DENIED
+    assert not ops.lines.reopened  # nothing moved without the second pair of eyes
+    await ops.approve(repair, APPROVER)
+    result = await repair.result()
+    assert result.results[0].state == GrantRepairState.DONE, result.results[0].detail
+    assert ops.lines.reopened == [(plan_id, line, "账户已恢复，重新支付")]
+
+    await ops.at_stage(grant, GrantStage.PAID)
+    assert ops.services.paid == {line: 100}
+    assert (await ops.status(grant)).failed_lines == {}
+    assert ops.services.completed_plans.count(plan_id) == 2  # the plan completes again
+    assert ops.audited(result.repair_id) == sorted(
+        (f"repair.retry_payment.{step}", grant.application_id)
+        for step in ("requested", "approved", "executed")
+    )

@@ -21,6 +21,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from grantflow.ops import replay_closed
 from grantflow.sample import credit_code
 from grantflow.v1 import common_pb2, repair_pb2, repair_pb2_grpc
 from services.common.auth import mint_token
@@ -200,6 +201,7 @@ async def grantflow(stack: Stack, *args: str) -> tuple[int, str]:
     env = {
         **os.environ,
         "APPLICATIONS_ADDRESS": stack.service.settings.applications_address,
+        "TEMPORAL_ADDRESS": stack.ops.client.service_client.config.target_host,
         "AUTH_SECRET": stack.service.settings.auth_secret,
         "COLUMNS": "200",
     }
@@ -257,3 +259,12 @@ async def test_the_cli_asks_approves_and_shows_a_batch(stack: Stack) -> None:
         await stack.ops.at_stage(grant, GrantStage.WITHDRAWN)
     code, output = await grantflow(stack, "ops", "repair", "list")
     assert code == 0 and repair_id in output, output
+
+    # The grants it closed replay against this code, fetched from the server.
+    for _ in range(200):
+        if len(await replay_closed(stack.ops.client, 10)) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    code, output = await grantflow(stack, "ops", "replay", "--sample", "10")
+    assert code == 0 and "0 个与当前代码不一致" in output, output
+    assert "已回放最近结束的 0 " not in output, output

@@ -22,10 +22,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, UnsandboxedWorkflowRunner, Worker
 
+from grantflow.ops import replay_closed
 from grantflow.sample import credit_code
 from services.common.vocabulary import ErrorType, GrantStage
+from tests.replay.test_replay_histories import GrantWorkflowWithAnUnpatchedChange
 from tests.workflows.fakes import FakeServices
 from tests.workflows.test_grant_workflow import grant_input
 from workflows import contracts
@@ -446,3 +448,31 @@ async def test_retrying_a_failed_payment_line_needs_four_eyes_and_pays_it_once(o
         (f"repair.retry_payment.{step}", grant.application_id)
         for step in ("requested", "approved", "executed")
     )
+
+
+async def test_ops_replay_sample_replays_recently_closed_lives_from_the_server(ops: Ops) -> None:
+    grant = quick()
+    await ops.start_grant(grant)
+    await ops.decide(grant, "finance", "reject")
+    await ops.client.get_workflow_handle(contracts.grant_workflow_id(grant.application_id)).result()
+
+    async def listed() -> bool:
+        return any(
+            r.workflow_id.endswith(grant.application_id)
+            for r in await replay_closed(ops.client, 50)
+        )
+
+    await ops.until(listed, "the closed grant in visibility")
+    # Whatever else this server closed (grants reset by repairs, a plan run again) replays too.
+    reports = await replay_closed(ops.client, 50)
+    assert reports and all(r.error == "" for r in reports), [r for r in reports if r.error]
+
+    # A change to the grant without workflow.patched is caught on the same sample.
+    careless = Replayer(
+        workflows=[GrantWorkflowWithAnUnpatchedChange, FundingPlanWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    )
+    caught = await replay_closed(ops.client, 50, replaying=careless)
+    broken = [r for r in caught if r.workflow_id.startswith("grant-")]
+    assert broken and all("nondetermin" in r.error.lower() for r in broken)

@@ -99,6 +99,12 @@ class AuditNote(BaseModel):
     details: dict[str, str] = Field(default_factory=dict)
 
 
+# The most grants one batch repairs: each costs its history about ten events, and a workflow's
+# history must stay well under Temporal's 50,000. A query matching more is repaired in several
+# batches (the grants repaired no longer match it, or the query is narrowed).
+MAX_BATCH = 2_000
+
+
 class TargetQuery(BaseModel):
     query: str
-    limit: int = 10_000
+    limit: int = MAX_BATCH

@@ -8,7 +8,7 @@ import grpc
 
 from grantflow.v1 import repair_pb2, repair_pb2_grpc
 from services.applications.repair_commands import RepairDecision, RequestRepair
-from services.applications.repair_use_cases import Repairs
+from services.applications.repair_use_cases import MAX_QUERY_LENGTH, Repairs
 from services.common import validation
 from services.common.auth import current_principal
 from services.common.errors import InvalidArgument
@@ -76,7 +76,7 @@ class RepairServicer(repair_pb2_grpc.RepairServiceServicer):
             action=validation.term("action", RepairAction, request.action),
             reason=validation.text("reason", request.reason, max_len=MAX_REASON),
             application_id=application_id,
-            query=validation.text("query", request.query, max_len=10_000, required=False),
+            query=validation.text("query", request.query, max_len=MAX_QUERY_LENGTH, required=False),
             dry_run=request.dry_run,
             department=validation.optional_term("department", Department, request.department),
             stage=validation.optional_term("stage", GrantStage, request.stage),

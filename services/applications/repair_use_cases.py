@@ -20,8 +20,6 @@ from services.common.errors import InvalidArgument
 from services.common.vocabulary import GrantStage, RepairAction
 from workflows.repair_contracts import RepairInput, RepairParams, RepairProgress
 
-# A batch touches at most this many grants; a query matching more is refused by the workflow's
-# listing being cut here (the preview shows how many it found).
 MAX_QUERY_LENGTH = 1000
 
 

@@ -37,9 +37,11 @@ SAFE_DEFAULTS = {
     "notice_period_seconds": "demo timer override: the production profile requires it unset",
     "supplement_period_seconds": "demo timer override: the production profile requires it unset",
     "review_period_seconds": "demo timer override: the production profile requires it unset",
+    "stack_metrics_port": "the embedded stack's first metrics port; each pod uses METRICS_PORT",
+    "log_json": "superseded by LOG_FORMAT, which the ConfigMap sets",
 }
 # ConfigMap keys read by something other than Settings.
-NOT_SETTINGS = {"PYTHONUNBUFFERED", "METRICS_PORT"}
+NOT_SETTINGS = {"PYTHONUNBUFFERED"}
 METRICS_PORT = 9464
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 # The vocabulary loads no protos until a term is mapped to one, so it is cheap to import here.
 from services.common.vocabulary import (
+    AuditBreak,
     Decision,
     Department,
     GrantStage,
@@ -49,6 +50,10 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(plan_app, name="plan")
 app.add_typer(ops_app, name="ops")
 app.add_typer(budget_app, name="budget")
+audit_app = typer.Typer(
+    no_args_is_help=True, help="Audit trails: verify each service's hash chain, show a grant's."
+)
+ops_app.add_typer(audit_app, name="audit")
 
 TokenOpt = Annotated[str, typer.Option("--token", envvar="GRANTFLOW_TOKEN", help="Bearer token")]
 UserOpt = Annotated[str, typer.Option("--user", help="Who you are (development tokens)")]
@@ -786,6 +791,134 @@ def ops_events(
             print(json.dumps(MessageToDict(envelope), ensure_ascii=False))
         else:
             out().print(f"{envelope.type} {envelope.subject} {envelope.event_id}")
+
+
+# ---------------------------------------------------------------------------------- audit
+
+AUDITED_SERVICES = ("applications", "review", "disbursement")
+
+
+def _audited(value: str) -> str:
+    if value != "all" and value not in AUDITED_SERVICES:
+        raise typer.BadParameter(f"one of {', '.join(AUDITED_SERVICES)} or all")
+    return value
+
+
+ServiceOpt = Annotated[
+    str,
+    typer.Option("--service", callback=_audited, help="applications, review, disbursement or all"),
+]
+
+
+@audit_app.command("verify")
+def ops_audit_verify(
+    service: ServiceOpt = "all", token: TokenOpt = "", user: UserOpt = "ops"
+) -> None:
+    """Walk each service's audit chain; exit 1 at an edited, deleted or inserted record."""
+    from functools import partial
+
+    from grantflow.format import AUDIT_BREAK_WORDS
+
+    bearer = token_for(get_settings(), token, Role.OPS, user)
+    broken = False
+    for name in AUDITED_SERVICES if service == "all" else (service,):
+        report = call(bearer, name, partial(_verify_chain, name))
+        if report.intact:
+            out().print(
+                f"{name}: 审计链完好 (intact)，{report.records_checked} 条记录，"
+                f"链头 #{report.last_sequence} {report.last_hash}",
+                highlight=False,
+            )
+            continue
+        broken = True
+        kind = AuditBreak.from_proto(report.first_break.kind)
+        out().print(
+            f"{name}: {AUDIT_BREAK_WORDS[kind]}，序号 {report.first_break.sequence}"
+            f"（service {name}, sequence {report.first_break.sequence}: "
+            f"{report.first_break.detail}）",
+            highlight=False,
+            markup=False,
+        )
+    if broken:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@audit_app.command("show")
+def ops_audit_show(
+    application_id: str, service: ServiceOpt = "all", token: TokenOpt = "", user: UserOpt = "ops"
+) -> None:
+    """The audit records about one application from every service (and of its funding plans),
+    oldest first."""
+    from functools import partial
+
+    from rich.table import Table
+
+    from grantflow.format import ROLE_WORDS, audit_action, audit_details
+    from services.common.workdays import SHANGHAI
+
+    bearer = token_for(get_settings(), token, Role.OPS, user)
+    names = AUDITED_SERVICES if service == "all" else (service,)
+    entries = []
+    for name in names:
+        entries += call(bearer, name, partial(_audit_entries, name, application_id))
+    if "disbursement" in names:
+        # Who made and who checked the plans that paid it are recorded about the plans.
+        for plan_id in sorted(_plan_ids(entries)):
+            entries += call(
+                bearer, "disbursement", partial(_audit_entries, "disbursement", plan_id)
+            )
+    if not entries:
+        fail(EXIT_FAILED, f"没有关于 {application_id} 的审计记录 (no audit records about it)")
+    entries.sort(key=lambda e: (e.recorded_at.ToDatetime(), e.service, e.sequence))
+    table = Table(
+        "时间", "服务", "序号", "事项", "操作人", "角色", "原因", "详情",
+        title=f"审计记录 {application_id}",
+    )  # fmt: skip
+    for entry in entries:
+        table.add_row(
+            entry.recorded_at.ToDatetime(tzinfo=SHANGHAI).strftime("%Y-%m-%d %H:%M:%S"),
+            entry.service,
+            str(entry.sequence),
+            audit_action(entry.action),
+            entry.actor,
+            ROLE_WORDS.get(entry.actor_role, entry.actor_role),
+            entry.reason,
+            audit_details(entry.details_json),
+        )
+    out().print(table)
+
+
+async def _verify_chain(service: str, clients: ServiceClients) -> Any:
+    from grantflow.v1 import audit_pb2
+
+    return await clients.audit[service].VerifyAuditChain(audit_pb2.VerifyAuditChainRequest())
+
+
+async def _audit_entries(service: str, subject: str, clients: ServiceClients) -> list[Any]:
+    from grantflow.v1 import audit_pb2
+
+    entries: list[Any] = []
+    page_token = ""
+    while True:
+        page = await clients.audit[service].ListAuditEntries(
+            audit_pb2.ListAuditEntriesRequest(subject=subject, page_token=page_token)
+        )
+        entries += page.entries
+        page_token = page.next_page_token
+        if not page_token:
+            return entries
+
+
+def _plan_ids(entries: list[Any]) -> set[str]:
+    import json
+
+    plans = set()
+    for entry in entries:
+        if entry.service == "disbursement" and entry.details_json:
+            plan_id = json.loads(entry.details_json).get("plan_id")
+            if plan_id and plan_id != entry.subject:
+                plans.add(str(plan_id))
+    return plans
 
 
 # `grantflow ops repair …` lives in its own module (it imports this one for the shared helpers).

@@ -1,6 +1,7 @@
-"""Runs the applications service: migrates its database, serves ApplicationService (and the
-RepairService) over gRPC and runs the outbox relay as a background task. Temporal is reached
-(for withdrawals and repairs) when first needed: filings and reads do not wait for it."""
+"""Runs the applications service: migrates its database, serves ApplicationService (and its
+AuditService and the RepairService) over gRPC and runs the outbox relay as a background task.
+Temporal is reached (for withdrawals and repairs) when first needed: filings and reads do not
+wait for it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from services.applications.repair_api import repair_companion
 from services.applications.repair_use_cases import Repairs
 from services.applications.use_cases import Applications, event_sources
 from services.common import metrics
+from services.common.audit_api import audit_service
 from services.common.config import Settings
 from services.common.db import Database
 from services.common.grant_workflows import GrantWorkflows
@@ -68,7 +70,7 @@ async def run(
                 background=background,
                 stop=stop,
                 ready=ready,
-                companions=[repair_companion(repairs)],
+                companions=[audit_service(SERVICE.name, database), repair_companion(repairs)],
             )
         finally:
             unwatch()

@@ -15,7 +15,9 @@ Rules kept here:
   goes to the workflow as an Update and the applicant gets its answer; only an application whose
   grant has not started yet is withdrawn by an announced request the grant takes when it starts.
 
-Every change commits with its outbox event in one unit of work (services/common/unit_of_work.py).
+Every change commits with its outbox event in one unit of work (services/common/unit_of_work.py);
+published rule versions, withdrawals and the stage reports that decide or end a grant also with
+their audit record.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from services.common.errors import (
 )
 from services.common.grant_workflows import GrantNotRunning
 from services.common.unit_of_work import EventSource, Transactions, UnitOfWork
-from services.common.vocabulary import NOT_WITHDRAWABLE_STAGES, GrantStage, Role
+from services.common.vocabulary import NOT_WITHDRAWABLE_STAGES, AuditAction, GrantStage, Role
 from workflows import contracts, reasons
 from workflows.contracts import grant_workflow_id
 
@@ -71,6 +73,15 @@ def event_sources(applications_topic: str, grants_topic: str) -> tuple[EventSour
 
 # The grant ended without money changing hands: an award shown earlier no longer holds.
 ENDED_WITHOUT_AWARD = frozenset({GrantStage.REJECTED, GrantStage.WITHDRAWN})
+# The stage reports that decide or end a grant, and the audit record each makes.
+AUDITED_STAGES = {
+    GrantStage.APPROVED: AuditAction.GRANT_APPROVED,
+    GrantStage.IN_NOTICE: AuditAction.GRANT_IN_NOTICE,
+    GrantStage.REJECTED: AuditAction.GRANT_REJECTED,
+    GrantStage.WITHDRAWN: AuditAction.GRANT_WITHDRAWN,
+    GrantStage.PAID: AuditAction.GRANT_PAID,
+    GrantStage.PAYMENT_FAILED: AuditAction.GRANT_PAYMENT_FAILED,
+}
 
 
 class GrantWithdrawals(Protocol):
@@ -145,6 +156,12 @@ class Applications:
                     f"version {versions[-1].version}"
                 )
             unit.session.add(ProgramVersion.from_proto(rule, now_utc()))
+            unit.audit(
+                AuditAction.PROGRAM_PUBLISHED,
+                rule.code,
+                details={"program_code": rule.code, "version": rule.version},
+                key=f"{rule.code}-{rule.version}",
+            )
             return rule
 
         return await self.filings.write(work)
@@ -270,6 +287,10 @@ class Applications:
         except GrantNotRunning:
             return await self._withdraw_before_start(command)
         # Honoured: the grant reported WITHDRAWN (and so changed the status) before answering.
+        # The change is the workflow's; who asked, and why, is recorded here once it is made.
+        await self.filings.write(
+            lambda unit: _audit_withdrawal(unit, caller, application_id, command.reason)
+        )
         return await self.application(caller, application_id)
 
     async def _withdraw_before_start(self, command: Withdraw) -> applications_pb2.Application:
@@ -303,6 +324,7 @@ class Applications:
                 key=application_id,
                 occurred_at=now,
             )
+            _audit_withdrawal(unit, caller, application_id, command.reason)
             return record.to_proto()
 
         return await self.filings.write(work)
@@ -400,11 +422,32 @@ class Applications:
                 record.updated_at = now_utc()
                 unit.session.add(record)
             unit.announce_as(application_id, change, event_id=command.event_id)
+            action = AUDITED_STAGES.get(stage)
+            if action is not None:
+                unit.audit(
+                    action,
+                    application_id,
+                    reason=change.reason,
+                    details={
+                        "stage": stage,
+                        "program_code": record.program_code,
+                        "award_amount_fen": change.award_amount_fen,
+                        "plan_id": change.plan_id,
+                        "sequence": change.sequence,
+                    },
+                    key=command.event_id,
+                )
             return changed
 
         program = await self.reports.write(work)
         if program:
             metrics.STAGE_CHANGES.labels(stage.value, program).inc()
+
+
+def _audit_withdrawal(
+    unit: UnitOfWork, caller: Principal, application_id: str, reason: str
+) -> None:
+    unit.audit(AuditAction.WITHDRAWAL_REQUESTED, application_id, caller, reason, key=application_id)
 
 
 def _check_withdrawable(record: ApplicationRecord) -> None:

@@ -10,7 +10,12 @@ from typing import Any
 
 import grpc
 
-from grantflow.v1 import applications_pb2_grpc, disbursement_pb2_grpc, review_pb2_grpc
+from grantflow.v1 import (
+    applications_pb2_grpc,
+    audit_pb2_grpc,
+    disbursement_pb2_grpc,
+    review_pb2_grpc,
+)
 from services.common import tracing
 from services.common.auth import mint_token
 from services.common.config import Settings
@@ -35,7 +40,8 @@ def system_token(settings: Settings) -> str:
 
 
 class ServiceClients:
-    """Async stubs for applications, review and disbursement with one caller's token."""
+    """Async stubs for applications, review and disbursement (and each one's AuditService, by
+    service name) with one caller's token."""
 
     def __init__(self, settings: Settings, token: str) -> None:
         interceptors: list[grpc.aio.ClientInterceptor] = [_BearerAuth(token)]
@@ -61,6 +67,13 @@ class ServiceClients:
         self.applications = applications_pb2_grpc.ApplicationServiceStub(self._channels[0])
         self.review = review_pb2_grpc.ReviewServiceStub(self._channels[1])
         self.disbursement = disbursement_pb2_grpc.DisbursementServiceStub(self._channels[2])
+        # Every service serves its own audit trail.
+        self.audit = {
+            name: audit_pb2_grpc.AuditServiceStub(channel)
+            for name, channel in zip(
+                ("applications", "review", "disbursement"), self._channels, strict=True
+            )
+        }
 
     async def close(self) -> None:
         for channel in self._channels:

@@ -10,6 +10,11 @@ new broker incarnation, a partition's offsets going backwards, or an end offset 
 published), it publishes the retained events again; consumers skip what they already applied by
 event id (`claim_event`).
 
+Several replicas of a service (a Kubernetes Deployment) each run a relay: on PostgreSQL they
+share one lease (`RelayLease`, a session advisory lock), so one publishes and the others stand by
+and take over when its connection goes; events then leave in the order they were written instead
+of twice and interleaved. A SQLite file belongs to one process, which needs no lease.
+
 Observability: a row keeps the W3C traceparent of the span that wrote it, and the relay sends it
 as the record's `traceparent` header from a producer span, so a trace crosses the outbox and
 Kafka; the relay lets Prometheus count its backlog and lag (services/common/metrics.py).
@@ -20,11 +25,12 @@ from __future__ import annotations
 import asyncio
 from asyncio import FIRST_COMPLETED
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import Column, LargeBinary, event, func, update
+from sqlalchemy import Column, LargeBinary, event, func, text, update
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from grantflow.v1 import events_pb2
@@ -157,6 +163,77 @@ def _producer_spans(rows: list[Pending]) -> Iterator[list[tuple[tuple[str, bytes
                 sent.end()
 
 
+class RelayLease:
+    """The right to publish a service's outbox, held by one relay at a time (see the module
+    docstring): a PostgreSQL session advisory lock on a connection of its own, freed by the server
+    when that connection ends, so a crashed replica cannot keep it."""
+
+    # pg advisory lock key: one per database, and each service has its own database.
+    LOCK_KEY = 0x6772616E74666C77  # "grantflw"
+    RETRY_SECONDS = 2.0
+    CHECK_SECONDS = 1.0
+
+    def __init__(self, database: Database) -> None:
+        self.needed = database.engine.dialect.name == "postgresql"
+        self._engine = database.engine
+        self._connection: Any = None
+        self._checked_at = 0.0
+
+    async def acquire(self, stop: asyncio.Event) -> bool:
+        """Waits until this relay holds the lease (True) or `stop` is set (False)."""
+        if not self.needed:
+            return True
+        while not stop.is_set():
+            try:
+                if await asyncio.to_thread(self._try_lock):
+                    log.info("outbox relay holds the lease")
+                    return True
+            except Exception as exc:  # database unreachable: try again, as for the broker
+                log.warning("outbox relay lease", error=repr(exc))
+            await sleep_or_stop(stop, self.RETRY_SECONDS)
+        return False
+
+    async def held(self) -> bool:
+        """False once the lease's connection is gone (another replica may hold it now)."""
+        if not self.needed:
+            return True
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._checked_at < self.CHECK_SECONDS:
+            return True
+        self._checked_at = loop.time()
+        try:
+            await asyncio.to_thread(self._ping)
+            return True
+        except Exception as exc:
+            log.warning("outbox relay lost its lease", error=repr(exc))
+            self.release()
+            return False
+
+    def release(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            # Invalidated, not closed: a closed connection goes back to the pool with its session
+            # (and the lock) alive; this ends the session, and the server frees the lock.
+            with suppress(Exception):
+                connection.invalidate()
+            with suppress(Exception):
+                connection.close()
+
+    def _try_lock(self) -> bool:
+        if self._connection is None:
+            self._connection = self._engine.connect().execution_options(
+                isolation_level="AUTOCOMMIT"
+            )
+        locked = self._connection.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": self.LOCK_KEY}
+        ).scalar()
+        return bool(locked)
+
+    def _ping(self) -> None:
+        assert self._connection is not None
+        self._connection.execute(text("SELECT 1"))
+
+
 class OutboxRelay:
     """Publishes a service's outbox to Kafka, in order of writing, at least once."""
 
@@ -184,20 +261,24 @@ class OutboxRelay:
         waking = (asyncio.get_running_loop(), self._wake)
         _relays_to_wake.add(waking)
         unwatch = metrics.watch_outbox(self.service, lambda: self.db.read(_backlog))
+        lease = RelayLease(self.db)
         try:
             while not stop.is_set():
+                if not await lease.acquire(stop):
+                    break
                 try:
-                    await until_stopped(stop, self._run_connected(stop))
+                    await until_stopped(stop, self._run_connected(stop, lease))
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # broker unreachable: keep the rows, try again
                     log.warning("outbox relay reconnecting", error=repr(exc))
                     await sleep_or_stop(stop, 1.0)
         finally:
+            lease.release()
             _relays_to_wake.discard(waking)
             unwatch()
 
-    async def _run_connected(self, stop: asyncio.Event) -> None:
+    async def _run_connected(self, stop: asyncio.Event, lease: RelayLease) -> None:
         recovery = self.settings.kafka_embedded_broker_recovery
         broker = BrokerAdmin(self.settings)
         producer = Producer(self.settings, "outbox-relay")
@@ -212,6 +293,8 @@ class OutboxRelay:
             next_check = loop.time() + self.settings.outbox_check_broker_seconds
             next_purge = loop.time()
             while not stop.is_set():
+                if not await lease.held():
+                    return  # stand by: run() waits for the lease again
                 self._wake.clear()  # before looking: a commit from now on wakes the next wait
                 rows = await self.db.run(self._pending)
                 if rows:

@@ -11,6 +11,10 @@ inserted first fails on commit with a duplicate key; `write` then runs it once m
 that row and answers as the other call did. Every writing unit must therefore look for its row
 before inserting it.
 
+A use case also records the consequential acts it makes (`audit`: who decided, approved, paid
+what, and why): the records join the service's hash-chained audit trail in the same commit
+(services/common/audit.py).
+
 Event ids are derived from the business event (`EventSource.event_id`): the outbox's unique
 event id is then a second guard against announcing one change twice, and consumers, which record
 the ids they applied, recognise a redelivery.
@@ -19,16 +23,18 @@ the ids they applied, recognise a redelivery.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from grantflow.v1 import events_pb2
+from services.common import audit
+from services.common.auth import Principal
 from services.common.db import Database
 from services.common.kafka import make_envelope
 from services.common.outbox import OutboxEvent, enqueue
@@ -52,10 +58,15 @@ class EventSource:
 class UnitOfWork:
     """One transaction: the session and the events that commit with it."""
 
-    def __init__(self, session: Session, source: EventSource | None) -> None:
+    def __init__(
+        self, session: Session, source: EventSource | None, service: str | None = None
+    ) -> None:
         self.session = session
         self._source = source
         self._events: list[events_pb2.EventEnvelope] = []
+        # The audit chain's owner: the service named, else the events' source.
+        self._service = service or (source.name if source is not None else None)
+        self._audits: list[audit.PendingRecord] = []
 
     def announce(
         self,
@@ -88,13 +99,38 @@ class UnitOfWork:
         query = select(OutboxEvent.id).where(OutboxEvent.event_id == event_id)
         return self.session.exec(query).first() is not None
 
+    def audit(
+        self,
+        action: str,
+        subject: str,
+        actor: Principal | None = None,
+        reason: str = "",
+        details: Mapping[str, Any] | None = None,
+        *,
+        key: str | None = None,
+    ) -> None:
+        """Records `action` about `subject` (an application, plan or program) in the service's
+        audit trail when this unit commits. actor defaults to the caller of the RPC being served;
+        key names the act so that a retried call records it once."""
+        self._audits.append(audit.pending(action, subject, actor, reason, details, key=key))
+
     def commit(self) -> None:
         if self._events:
             topic = self._events_source().topic
             for envelope in self._events:
                 enqueue(self.session, topic, envelope)
+        if self._audits:
+            # Last, so that the chain head's lock is held only for the commit itself.
+            audit.append(self.session, self.service_name(), self._audits)
         self.session.commit()
         self._events.clear()
+        self._audits.clear()
+
+    def service_name(self) -> str:
+        """The service whose audit trail this unit extends."""
+        if self._service is None:
+            raise RuntimeError("this unit of work names no service whose audit trail to extend")
+        return self._service
 
     def _events_source(self) -> EventSource:
         if self._source is None:
@@ -105,14 +141,18 @@ class UnitOfWork:
 class Transactions:
     """A service's database seen by its use cases: units of work run in worker threads."""
 
-    def __init__(self, database: Database, source: EventSource | None = None) -> None:
+    def __init__(
+        self, database: Database, source: EventSource | None = None, *, service: str | None = None
+    ) -> None:
         self.database = database
         self.source = source
+        self.service = service  # whose audit trail; default the source's name
 
     def write_now(self, work: Callable[[UnitOfWork], T]) -> T:
-        """Runs work in one writing transaction in this thread; commits it with its events."""
+        """Runs work in one writing transaction in this thread; commits it with its events and
+        audit records."""
         with self.database.session() as session:
-            unit = UnitOfWork(session, self.source)
+            unit = UnitOfWork(session, self.source, self.service)
             result = work(unit)
             unit.commit()
             return result

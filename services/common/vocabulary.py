@@ -1,5 +1,6 @@
 """Grantflow's one vocabulary: grant stages, departments, roles, review task states and decisions,
-reservation, funding-plan and payment-line states, repairs, and the error types of final answers.
+reservation, funding-plan and payment-line states, repairs, the error types of final answers,
+and the ways an audit chain can break.
 
 Each term set is defined once, here, as a StrEnum whose values are what the databases, the search
 attributes and the recorded workflow histories already hold, and each is mapped to its protobuf
@@ -202,10 +203,52 @@ class ErrorType(Term):
     GATEWAY_FAILED = "GATEWAY_FAILED"
 
 
+class AuditAction(Term):
+    """What the services' own use cases record in their audit trails (services/common/audit.py).
+
+    Not mapped to a proto enum: an audit record's action is text, so that ops tools and repairs
+    (`repair.<action>.requested|approved|refused|executed|failed`) name their own acts.
+    """
+
+    REVIEW_CLAIMED = "review.claimed"
+    REVIEW_DECIDED = "review.decided"
+    # Objections (异议/投诉/举报) are not handled yet; their use case records this when they are.
+    OBJECTION_HANDLED = "objection.handled"
+    PROGRAM_PUBLISHED = "program.published"
+    WITHDRAWAL_REQUESTED = "application.withdrawal_requested"
+    # The grant's stage reports that decide it or end it.
+    GRANT_APPROVED = "grant.approved"  # reported by earlier generations of the grant only
+    GRANT_IN_NOTICE = "grant.in_notice"  # decided, money reserved, the public notice begins
+    GRANT_REJECTED = "grant.rejected"
+    GRANT_WITHDRAWN = "grant.withdrawn"
+    GRANT_PAID = "grant.paid"
+    GRANT_PAYMENT_FAILED = "grant.payment_failed"
+    BUDGET_SET = "budget.set"
+    BUDGET_CHANGED = "budget.changed"
+    RESERVATION_MADE = "reservation.made"
+    RESERVATION_RELEASED = "reservation.released"
+    AWARD_CONFIRMED = "award.confirmed"
+    PLAN_CREATED = "plan.created"
+    PLAN_APPROVED = "plan.approved"
+    PLAN_COMPLETED = "plan.completed"
+    PAYMENT_SETTLED = "payment.settled"
+    PAYMENT_FAILED = "payment.failed"
+    # A failed line made payable again by an approved repair (RetryPaymentLine).
+    PAYMENT_RETRIED = "payment.retried"
+
+
+class AuditBreak(Term):
+    """How an audit chain is broken (services/common/audit.py finds the first break)."""
+
+    EDITED = "edited"  # a record's content no longer matches its hash
+    DELETED = "deleted"  # a sequence number is missing, or the chain ends before its head
+    INSERTED = "inserted"  # a record does not follow its predecessor (inserted or reordered)
+
+
 @cache
 def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
     """Each vocabulary's proto enum and the prefix of its value names (imported on first use)."""
-    from grantflow.v1 import common_pb2, disbursement_pb2, repair_pb2, review_pb2
+    from grantflow.v1 import audit_pb2, common_pb2, disbursement_pb2, repair_pb2, review_pb2
 
     return {
         GrantStage: (common_pb2.GrantStage, "GRANT_STAGE_"),
@@ -218,6 +261,7 @@ def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
         RepairAction: (repair_pb2.RepairAction, "REPAIR_ACTION_"),
         RepairState: (repair_pb2.RepairState, "REPAIR_STATE_"),
         GrantRepairState: (repair_pb2.GrantRepairState, "GRANT_REPAIR_STATE_"),
+        AuditBreak: (audit_pb2.AuditBreakKind, "AUDIT_BREAK_KIND_"),
     }
 
 
@@ -232,4 +276,5 @@ MAPPED_VOCABULARIES: tuple[type[Term], ...] = (
     RepairAction,
     RepairState,
     GrantRepairState,
+    AuditBreak,
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 
 from grantflow.v1 import disbursement_pb2_grpc
+from services.common.audit_api import audit_service
 from services.common.config import Settings
 from services.common.kafka import DISBURSEMENT, topic
 from services.common.outbox import OutboxRelay
@@ -55,6 +56,7 @@ async def run(
                 background=[OutboxRelay(settings, database).run],
                 stop=stop,
                 ready=ready,
+                companions=[audit_service(SERVICE.name, database)],
             )
         finally:
             await catalogue.close()

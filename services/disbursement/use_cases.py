@@ -11,7 +11,8 @@ the money rules they keep.
 - Money that may have been paid is never given back to the budget nor given up.
 
 Each use case takes one command (commands.py) and does its work in units of work
-(services/common/unit_of_work.py) that commit the rows, the ledger journal and the outbox event
+(services/common/unit_of_work.py) that commit the rows, the ledger journal, the outbox event and
+the audit record (budgets, reservations, plans by maker and checker, each line paid or failed)
 together. Row locks are always taken in the same order (budget, plan, line, reservation) so
 concurrent calls on PostgreSQL cannot deadlock; on SQLite every writing transaction holds the
 write lock from its start.
@@ -27,6 +28,7 @@ import structlog
 from sqlmodel import Session
 
 from grantflow.v1 import events_pb2
+from services.common.auth import Principal
 from services.common.db import now_utc
 from services.common.errors import (
     REASON_PAYMENT_GATEWAY,
@@ -41,9 +43,11 @@ from services.common.validation import cut
 from services.common.vocabulary import (
     CLOSED_PLAN_STATES,
     PAYABLE_PLAN_STATES,
+    AuditAction,
     PaymentState,
     PlanState,
     ReservationState,
+    Role,
 )
 from services.disbursement import store
 from services.disbursement.catalogue import ProgramCatalogue
@@ -90,6 +94,11 @@ RELEASABLE = frozenset({ReservationState.RESERVED, ReservationState.AWARDED})
 def event_source(topic: str) -> EventSource:
     """Where the disbursement service's events go: `topic`, the service's Kafka topic."""
     return EventSource(name="disbursement", topic=topic, namespace=EVENT_NAMESPACE)
+
+
+def finance_officer(subject: str) -> Principal:
+    """Who set a budget or made or checked a plan (only finance may: the role table)."""
+    return Principal(subject=subject, role=Role.FINANCE)
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,13 @@ class Disbursement:
                     store.appropriation(program),
                     total,
                 )
+                unit.audit(
+                    AuditAction.BUDGET_SET,
+                    program,
+                    finance_officer(command.set_by),
+                    details={"program_code": program, "total_fen": total, "revision": 1},
+                    key=f"{program}-1",
+                )
                 return BudgetFigures(program, total, 0, 0)
             figures = store.budget_figures(session, budget)
             delta = total - budget.total_fen
@@ -168,6 +184,19 @@ class Disbursement:
             else:
                 debit, credit = store.appropriation(program), store.available(program)
             store.post_journal(session, journal, memo, debit, credit, abs(delta))
+            unit.audit(
+                AuditAction.BUDGET_CHANGED,
+                program,
+                finance_officer(command.set_by),
+                details={
+                    "program_code": program,
+                    "total_fen": total,
+                    "previous_total_fen": total - delta,
+                    "change_fen": delta,
+                    "revision": budget.revision,
+                },
+                key=f"{program}-{budget.revision}",
+            )
             return BudgetFigures(program, total, figures.reserved_fen, figures.paid_fen)
 
         return await self.transactions.write(work)
@@ -238,6 +267,12 @@ class Disbursement:
                 ),
                 key=application_id,
             )
+            unit.audit(
+                AuditAction.RESERVATION_MADE,
+                application_id,
+                details={"program_code": program, "amount_fen": amount},
+                key=application_id,
+            )
             return row
 
         return await self.transactions.write(work)
@@ -301,6 +336,13 @@ class Disbursement:
                 ),
                 key=application_id,
             )
+            unit.audit(
+                AuditAction.RESERVATION_RELEASED,
+                application_id,
+                reason=reason,
+                details={"program_code": program, "amount_fen": row.amount_fen},
+                key=application_id,
+            )
             return row
 
         return await self.transactions.write(work)
@@ -328,6 +370,12 @@ class Disbursement:
                     program_code=row.program_code,
                     amount_fen=row.amount_fen,
                 ),
+                key=application_id,
+            )
+            unit.audit(
+                AuditAction.AWARD_CONFIRMED,
+                application_id,
+                details={"program_code": row.program_code, "amount_fen": row.amount_fen},
                 key=application_id,
             )
             return row
@@ -401,6 +449,18 @@ class Disbursement:
                 ),
                 key=plan.plan_id,
             )
+            unit.audit(
+                AuditAction.PLAN_CREATED,
+                plan.plan_id,
+                finance_officer(command.maker),
+                details={
+                    "program_code": program,
+                    "title": command.title,
+                    "total_fen": plan.total_fen,
+                    "line_count": len(lines),
+                },
+                key=plan.plan_id,
+            )
             return PlanView(plan, lines)
 
         return await self.transactions.write(work)
@@ -442,6 +502,19 @@ class Disbursement:
                     line_ids=[line.line_id for line in lines],
                     application_ids=[line.application_id for line in lines],
                 ),
+                key=plan_id,
+            )
+            unit.audit(
+                AuditAction.PLAN_APPROVED,
+                plan_id,
+                finance_officer(checker),
+                details={
+                    "program_code": plan.program_code,
+                    "maker": plan.created_by,
+                    "checker": checker,
+                    "total_fen": plan.total_fen,
+                    "line_count": len(lines),
+                },
                 key=plan_id,
             )
             return PlanView(plan, lines)
@@ -503,6 +576,17 @@ class Disbursement:
                 # another event (the attempts only grow, so each completion has its own id).
                 key = f"{plan_id}:attempts-{sum(line.attempts for line in lines)}"
             unit.announce(plan_id, completed, key=key)
+            unit.audit(
+                AuditAction.PLAN_COMPLETED,
+                plan_id,
+                details={
+                    "state": plan.state,
+                    "paid_lines": len(paid_lines),
+                    "failed_lines": failed,
+                    "paid_fen": sum(line.amount_fen for line in paid_lines),
+                },
+                key=key,
+            )
             return PlanView(plan, lines)
 
         return await self.transactions.write(work)
@@ -606,6 +690,19 @@ class Disbursement:
                 ),
                 key=line_id,
             )
+            unit.audit(
+                AuditAction.PAYMENT_SETTLED,
+                row.application_id,
+                details={
+                    "plan_id": plan_id,
+                    "line_id": line_id,
+                    "amount_fen": row.amount_fen,
+                    "payee_credit_code": row.applicant_credit_code,
+                    "gateway_reference": reference,
+                    "attempts": row.attempts,
+                },
+                key=line_id,
+            )
             return row
 
         return await self.transactions.write(settle)
@@ -664,16 +761,29 @@ class Disbursement:
                 reservation.plan_id = None
                 reservation.updated_at = now
                 session.add(reservation)
-            unit.announce(
+            failure = events_pb2.PaymentFailed(
+                plan_id=plan_id,
+                line_id=line_id,
+                application_id=line.application_id,
+                amount_fen=line.amount_fen,
+                reason=reason,
+            )
+            key = line_id
+            if unit.announced(event_source("").event_id(failure, key)):
+                # It failed before, a repair retried it, and it failed again: another event.
+                key = f"{line_id}:attempts-{line.attempts}"
+            unit.announce(line.application_id, failure, key=key)
+            unit.audit(
+                AuditAction.PAYMENT_FAILED,
                 line.application_id,
-                events_pb2.PaymentFailed(
-                    plan_id=plan_id,
-                    line_id=line_id,
-                    application_id=line.application_id,
-                    amount_fen=line.amount_fen,
-                    reason=reason,
-                ),
-                key=line_id,
+                reason=reason,
+                details={
+                    "plan_id": plan_id,
+                    "line_id": line_id,
+                    "amount_fen": line.amount_fen,
+                    "attempts": line.attempts,
+                },
+                key=key,
             )
             return line
 
@@ -715,7 +825,18 @@ class Disbursement:
                 plan.completed_at = None
             plan.updated_at = now
             session.add(plan)
-            log.info("payment line retried", line_id=line_id, reason=command.reason)
+            unit.audit(
+                AuditAction.PAYMENT_RETRIED,
+                line.application_id,
+                reason=command.reason,
+                details={
+                    "plan_id": plan_id,
+                    "line_id": line_id,
+                    "amount_fen": line.amount_fen,
+                    "attempts": line.attempts,
+                },
+                key=f"{line_id}:attempts-{line.attempts}",
+            )
             return line
 
         return await self.transactions.write(work)

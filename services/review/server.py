@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 
 from grantflow.v1 import review_pb2_grpc
+from services.common.audit_api import audit_service
 from services.common.config import Settings
 from services.common.grant_workflows import GrantWorkflows
 from services.common.kafka import REVIEW, topic
@@ -48,4 +49,5 @@ async def run(
             background=[OutboxRelay(settings, database).run],
             stop=stop,
             ready=ready,
+            companions=[audit_service(SERVICE.name, database)],
         )

@@ -12,7 +12,8 @@ Rules kept here:
   workflow accepted it, so the database never holds a decision the process does not know of;
 - an overdue task is announced once per escalation level, however often the workflow asks.
 
-Every recorded change commits with its outbox event in one unit of work.
+Every recorded change commits with its outbox event in one unit of work; claims and decisions
+also with their audit record (who, what, the amount and the reason).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from services.common.errors import (
     PermissionDenied,
 )
 from services.common.unit_of_work import EventSource, Transactions, UnitOfWork
-from services.common.vocabulary import Decision, Department, Role, TaskState
+from services.common.vocabulary import AuditAction, Decision, Department, Role, TaskState
 from services.review import store
 from services.review.commands import CancelTasks as CancelTasksCommand
 from services.review.commands import Claim, CreateTask, Decide, RemindOverdueTasks
@@ -243,6 +244,13 @@ class Review:
                 events_pb2.ReviewTaskClaimed(task=current.to_proto(now)),
                 key=current.task_id,
             )
+            unit.audit(
+                AuditAction.REVIEW_CLAIMED,
+                current.application_id,
+                caller,
+                details={"task_id": current.task_id, "department": current.department},
+                key=current.task_id,
+            )
             return current
 
         return await self.transactions.write(work)
@@ -304,6 +312,21 @@ class Review:
             unit.announce(
                 current.application_id,
                 events_pb2.ReviewTaskDecided(task=current.to_proto(now)),
+                key=current.task_id,
+            )
+            unit.audit(
+                AuditAction.REVIEW_DECIDED,
+                current.application_id,
+                caller,
+                current.reason,
+                {
+                    "task_id": current.task_id,
+                    "department": current.department,
+                    "round": current.round,
+                    "decision": current.decision,
+                    "approved_amount_fen": current.decided_amount_fen,
+                    "proposed_amount_fen": current.proposed_amount_fen,
+                },
                 key=current.task_id,
             )
             return current

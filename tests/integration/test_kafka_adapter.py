@@ -8,11 +8,11 @@ import asyncio
 import threading
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from sqlmodel import SQLModel
+from sqlmodel import Session, SQLModel
 
 from grantflow.v1 import events_pb2
 from services.common import kafka
@@ -20,6 +20,8 @@ from services.common.config import Settings
 from services.common.db import Database
 from services.common.kafka.clients import THREAD_PREFIX
 from services.common.outbox import OutboxEvent, OutboxRelay, ProcessedEvent, enqueue
+from tests.conftest import require_postgres
+from tests.support import postgres_database
 
 
 def fresh_settings(kafka_bootstrap: str, **overrides: object) -> Settings:
@@ -40,6 +42,11 @@ async def outbox_db(tmp_path: Path) -> AsyncIterator[Database]:
     SQLModel.metadata.create_all(database.engine, tables=tables)
     yield database
     database.dispose()
+
+
+def number_of(value: bytes) -> str:
+    """The number an `event` carries (as its reason)."""
+    return events_pb2.EventEnvelope.FromString(value).application_withdrawn.reason
 
 
 def event(subject: str, number: int) -> events_pb2.EventEnvelope:
@@ -280,3 +287,50 @@ async def test_an_event_committed_beside_the_relay_is_published_without_waiting_
     finally:
         stop.set()
         await running
+
+
+async def test_replicas_relays_on_one_postgres_database_publish_each_event_once_in_order(
+    kafka_bootstrap: str,
+) -> None:
+    """Two replicas of a service share its PostgreSQL outbox: one relay publishes, the other
+    stands by and takes over when the first stops; no event is sent twice or out of order."""
+    require_postgres()
+    settings = fresh_settings(kafka_bootstrap, kafka_embedded_broker_recovery=False)
+    source = kafka.topic(settings, kafka.APPLICATIONS)
+    with postgres_database() as url:
+        database = Database(url)
+        tables = [OutboxEvent.__table__, ProcessedEvent.__table__]  # type: ignore[attr-defined]
+        SQLModel.metadata.create_all(database.engine, tables=tables)
+        first, second = OutboxRelay(settings, database), OutboxRelay(settings, database)
+        stop_first, stop_second = asyncio.Event(), asyncio.Event()
+        running = [
+            asyncio.create_task(first.run(stop_first)),
+            asyncio.create_task(second.run(stop_second)),
+        ]
+
+        def fill(events: list[events_pb2.EventEnvelope]) -> Callable[[Session], None]:
+            def work(session: Session) -> None:
+                for e in events:
+                    enqueue(session, source, e)
+
+            return work
+
+        try:
+            before = [event("app-1", n) for n in range(100)]
+            await database.run(fill(before))
+            await eventually(lambda: first.published + second.published == 100)
+            leader, standby = (first, second) if first.published else (second, first)
+            assert standby.published == 0
+            (stop_first if leader is first else stop_second).set()
+            await running[0 if leader is first else 1]
+            after = [event("app-1", n) for n in range(100, 150)]
+            await database.run(fill(after))
+            await eventually(lambda: standby.published == 50)
+        finally:
+            stop_first.set()
+            stop_second.set()
+            await asyncio.gather(*running)
+            database.dispose()
+    records = await kafka.read_topic(settings, source, timeout_s=30)
+    numbers = [int(number_of(r.value)) for r in records]
+    assert numbers == list(range(150))

@@ -5,6 +5,7 @@ holds between two authenticated ops users; bad requests are refused naming the f
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import sys
@@ -23,17 +24,18 @@ from temporalio.worker import Worker
 
 from grantflow.ops import replay_closed
 from grantflow.sample import credit_code
-from grantflow.v1 import common_pb2, repair_pb2, repair_pb2_grpc
+from grantflow.v1 import audit_pb2, common_pb2, repair_pb2, repair_pb2_grpc
 from services.common.auth import mint_token
+from services.common.clients import ServiceClients, system_token
 from services.common.vocabulary import GrantStage, Role
 from tests.integration._applications_server import ApplicationsHarness, applications_service
 from tests.workflows.fakes import FakeServices
-from tests.workflows.test_repair import Ops, quick
+from tests.workflows.test_repair import MemoryAuditPort, Ops, quick
 from workflows.funding_plan import FundingPlanWorkflow
 from workflows.grant import APPLICANT_KEY, PENDING_KEY, PROGRAM_KEY, STAGE_KEY, GrantWorkflow
 from workflows.repair import RepairActivities, RepairWorkflow
 from workflows.repair_actions import RepairActions
-from workflows.repair_audit import MemoryAuditPort
+from workflows.repair_audit import ApplicationsAuditPort
 from workflows.worker import workflow_runner
 
 pytestmark = pytest.mark.integration
@@ -67,32 +69,38 @@ class _Bearer(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
 
 @pytest_asyncio.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    """Temporal, the applications service (RepairService, AuditService), and a worker whose
+    repairs record on that service's audit chain with the system's token."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         data_converter=pydantic_data_converter,
         search_attributes=[STAGE_KEY, PROGRAM_KEY, APPLICANT_KEY, PENDING_KEY],
         dev_server_log_level="error",
     )
-    services, audit = FakeServices(), MemoryAuditPort()
-    repairs = RepairActivities(RepairActions(env.client), audit)
     try:
-        async with Worker(
-            env.client,
-            task_queue=QUEUE,
-            workflows=[GrantWorkflow, FundingPlanWorkflow, RepairWorkflow],
-            activities=[*services.activities(), *repairs.all()],  # type: ignore[list-item]
-            workflow_runner=workflow_runner(),
-        ):
-            address = env.client.service_client.config.target_host
-            async with applications_service(
-                f"sqlite:///{tmp_path / 'applications.db'}", tmp_path, temporal_address=address
-            ) as service:
-                stack = Stack(Ops(env.client, services, audit, queue=QUEUE), service)
-                try:
-                    yield stack
-                finally:
-                    for channel in stack.channels:
-                        await channel.close()
+        address = env.client.service_client.config.target_host
+        async with applications_service(
+            f"sqlite:///{tmp_path / 'applications.db'}", tmp_path, temporal_address=address
+        ) as service:
+            settings = service.settings
+            async with ServiceClients(settings, system_token(settings)) as system:
+                services = FakeServices()
+                repairs = RepairActivities(RepairActions(env.client), ApplicationsAuditPort(system))
+                async with Worker(
+                    env.client,
+                    task_queue=QUEUE,
+                    workflows=[GrantWorkflow, FundingPlanWorkflow, RepairWorkflow],
+                    activities=[*services.activities(), *repairs.all()],  # type: ignore[list-item]
+                    workflow_runner=workflow_runner(),
+                ):
+                    stack = Stack(
+                        Ops(env.client, services, MemoryAuditPort(), queue=QUEUE), service
+                    )
+                    try:
+                        yield stack
+                    finally:
+                        for channel in stack.channels:
+                            await channel.close()
     finally:
         await env.shutdown()
 
@@ -152,6 +160,28 @@ async def test_four_eyes_rest_on_two_authenticated_ops_users(stack: Stack) -> No
     assert again.code() == grpc.StatusCode.FAILED_PRECONDITION
     listed = await wang.ListRepairs(repair_pb2.ListRepairsRequest())
     assert asked.repair_id in [r.repair_id for r in listed.repairs]
+
+    # Each step is on the applications service's audit chain, with who asked and who approved.
+    settings = stack.service.settings
+    async with ServiceClients(
+        settings, mint_token(settings.auth_secret, "ops.zhao", Role.OPS)
+    ) as ops:
+        trail = await ops.audit["applications"].ListAuditEntries(
+            audit_pb2.ListAuditEntriesRequest(subject=grant.application_id)
+        )
+        chain = await ops.audit["applications"].VerifyAuditChain(
+            audit_pb2.VerifyAuditChainRequest()
+        )
+    repair_entries = [e for e in trail.entries if e.action.startswith("repair.")]
+    assert [e.action for e in repair_entries] == [
+        "repair.cancel.requested",
+        "repair.cancel.approved",
+        "repair.cancel.executed",
+    ]
+    assert all(e.reason == "申报材料造假，撤销资助" for e in repair_entries)
+    details = json.loads(repair_entries[1].details_json)
+    assert (details["requested_by"], details["approved_by"]) == ("ops.wang", "ops.li")
+    assert chain.intact
 
 
 async def test_a_dry_run_answers_the_preview_and_changes_nothing(stack: Stack) -> None:

@@ -7,13 +7,14 @@ import pytest
 
 from grantflow.v1 import review_pb2
 from services.applications.api import SERVICE as APPLICATIONS
+from services.common.audit_api import SERVICE as AUDIT
 from services.common.service_main import ServiceSpec
 from services.common.vocabulary import Role
 from services.disbursement.api import SERVICE as DISBURSEMENT
 from services.review.api import SERVICE as REVIEW
 
 
-@pytest.mark.parametrize("spec", [APPLICATIONS, REVIEW, DISBURSEMENT], ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", [APPLICATIONS, REVIEW, DISBURSEMENT, AUDIT], ids=lambda s: s.name)
 def test_the_role_table_names_every_method_and_only_roles(spec: ServiceSpec) -> None:
     assert set(spec.method_roles) == {method.name for method in spec.descriptor.methods}
     assert all(roles and roles <= set(Role) for roles in spec.method_roles.values())

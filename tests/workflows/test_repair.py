@@ -36,13 +36,13 @@ from workflows.grant import APPLICANT_KEY, PENDING_KEY, PROGRAM_KEY, STAGE_KEY, 
 from workflows.models import GrantInput, GrantOutcome, GrantStatus, Timing
 from workflows.repair import RepairActivities, RepairWorkflow
 from workflows.repair_actions import RepairActions
-from workflows.repair_audit import MemoryAuditPort
 from workflows.repair_contracts import (
     APPROVE_REPAIR,
     PAUSE_REPAIR,
     REPAIR_PROGRESS,
     RESUME_REPAIR,
     Approval,
+    AuditNote,
     GrantRepairState,
     RepairAction,
     RepairInput,
@@ -54,6 +54,19 @@ from workflows.repair_contracts import (
 from workflows.worker import workflow_runner
 
 QUEUE = "repair-tests"
+
+
+class MemoryAuditPort:
+    """The audit port keeping notes in memory, once per request id (the applications service's
+    chain behind the real port is covered by tests/integration/test_repair_service.py)."""
+
+    def __init__(self) -> None:
+        self.notes: dict[str, AuditNote] = {}
+
+    async def record(self, note: AuditNote) -> None:
+        self.notes.setdefault(note.request_id, note)
+
+
 REQUESTER, APPROVER = "ops.wang", "ops.li"
 
 

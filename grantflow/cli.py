@@ -686,13 +686,21 @@ def plan_show(plan_id: str, user: UserOpt = "finance", token: TokenOpt = "") -> 
 
 @ops_app.command("replay")
 def ops_replay(
-    workflow_id: str,
+    workflow_id: Annotated[str, typer.Argument()] = "",
     save: Annotated[Path | None, typer.Option(help="also write the history as JSON here")] = None,
+    sample: Annotated[
+        int, typer.Option(help="replay the N most recently closed grants and plans instead")
+    ] = 0,
 ) -> None:
     """Replay a running or closed workflow's history against the current code."""
     from grantflow.ops import replay_workflow
 
     settings = get_settings()
+    if sample > 0:
+        _replay_sample(settings, sample)
+        return
+    if not workflow_id:
+        raise typer.BadParameter("给出流程编号，或 --sample N (a workflow id, or --sample N)")
     report = run(
         replay_workflow(settings, workflow_id, save), "Temporal", settings.temporal_address
     )
@@ -702,6 +710,22 @@ def ops_replay(
     out().print(
         f"{workflow_id}: {report.events} events replayed against the current code; deterministic"
     )
+
+
+def _replay_sample(settings: Settings, size: int) -> None:
+    from grantflow.ops import replay_sample
+
+    reports = run(replay_sample(settings, size), "Temporal", settings.temporal_address)
+    broken = [r for r in reports if r.error]
+    for report in broken:
+        err().print(f"[red]不确定性 NONDETERMINISM[/red] {report.workflow_id}: {report.error}")
+    out().print(
+        f"已回放最近结束的 {len(reports)} 个流程，{len(broken)} 个与当前代码不一致 "
+        f"({len(reports)} recently closed workflows replayed, {len(broken)} nondeterministic)",
+        highlight=False,
+    )
+    if broken:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _stage(value: str) -> str:
@@ -1028,6 +1052,12 @@ def _plan_ids(entries: list[Any]) -> set[str]:
             if plan_id and plan_id != entry.subject:
                 plans.add(str(plan_id))
     return plans
+
+
+# `grantflow ops repair …` lives in its own module (it imports this one for the shared helpers).
+from grantflow.repair_cli import repair_app  # noqa: E402
+
+ops_app.add_typer(repair_app, name="repair")
 
 
 def main() -> None:

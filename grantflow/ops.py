@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from temporalio.client import WorkflowHistory
+from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
@@ -18,9 +18,15 @@ from services.common.temporal import connect_temporal
 from workflows import contracts
 from workflows.funding_plan import FundingPlanWorkflow
 from workflows.grant import GrantWorkflow
+from workflows.repair import RepairWorkflow
 from workflows.worker import workflow_runner
 
-WORKFLOWS = [GrantWorkflow, FundingPlanWorkflow]
+WORKFLOWS = [GrantWorkflow, FundingPlanWorkflow, RepairWorkflow]
+# What `ops replay --sample` replays: grants and plans that have closed (their whole life).
+CLOSED_LIVES = (
+    f"WorkflowType IN ('{contracts.GRANT_WORKFLOW}', '{contracts.FUNDING_PLAN_WORKFLOW}') "
+    "AND ExecutionStatus != 'Running'"
+)
 
 
 @dataclass
@@ -43,6 +49,31 @@ async def replay_history(history: WorkflowHistory) -> ReplayReport:
     result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
     error = str(result.replay_failure) if result.replay_failure else ""
     return ReplayReport(history.workflow_id, len(history.events), error)
+
+
+async def replay_sample(
+    settings: Settings, size: int, *, replaying: Replayer | None = None
+) -> list[ReplayReport]:
+    client = await connect_temporal(settings)
+    return await replay_closed(client, size, replaying=replaying)
+
+
+async def replay_closed(
+    client: Client, size: int, *, replaying: Replayer | None = None
+) -> list[ReplayReport]:
+    """Replays the `size` most recently closed grants and plans the server holds (the newest
+    first, as visibility lists them) against the current code: run before a worker with changed
+    workflow code is deployed, a nondeterminism here is one running grants would meet."""
+    replaying = replaying or replayer()
+    reports = []
+    async for execution in client.list_workflows(CLOSED_LIVES, limit=size):
+        history = await client.get_workflow_handle(
+            execution.id, run_id=execution.run_id
+        ).fetch_history()
+        result = await replaying.replay_workflow(history, raise_on_replay_failure=False)
+        error = str(result.replay_failure) if result.replay_failure else ""
+        reports.append(ReplayReport(execution.id, len(history.events), error))
+    return reports
 
 
 async def replay_workflow(settings: Settings, workflow_id: str, save: Path | None) -> ReplayReport:

@@ -16,6 +16,8 @@ FUNDING_PLAN_WORKFLOW = "FundingPlanWorkflow"
 # Updates (the caller learns at once whether the workflow took it)
 DECIDE_REVIEW_TASK = "decide_review_task"
 WITHDRAW_APPLICATION = "withdraw_application"
+# Repairs (workflows/repair.py): ops re-opens one department's review of the current round.
+REOPEN_REVIEW = "reopen_review"
 # Claims are judged by the review service; grants of the second generation still accept this.
 CLAIM_REVIEW_TASK = "claim_review_task"
 
@@ -127,3 +129,8 @@ class FundingPlanInput(BaseModel):
     program_code: str
     line_ids: list[str]
     application_ids: list[str]
+
+
+class ReopenReview(BaseModel):
+    department: str  # a Department
+    reason: str

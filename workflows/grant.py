@@ -20,6 +20,17 @@ LegacyGrant (grant_legacy.py), command for command as it was. A change here that
 commands of a running grant needs workflow.patched and a new generation of recorded histories
 (tests/replay). Determinism: only workflow APIs for time and waiting; the holiday calendar is
 read in an activity.
+
+Repairs (workflows/repair.py) reach a grant through the `reopen_review` Update (additive: old
+histories never invoke it; a department's review of the current round starts again with a new
+task), the applicant's own `withdraw_application` for a cancellation with compensation, and
+Temporal resets that move a grant back to a stage. A reset run (its run id differs from the
+first run's) redoes the work after the reset point: its review tasks get request ids of their
+own (not the first run's, which the review service would answer with the old tasks), and its
+stage reports get event ids of their own and a sequence above any report of an earlier run
+(RERUN_SEQUENCE_EPOCH), so the applicant's status follows the grant back. The replayed part of a
+reset run is unaffected (local activities' inputs are not part of replay). A payment that failed
+and was paid again by a repair (retry_payment) counts as paid.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -52,6 +63,7 @@ with workflow.unsafe.imports_passed_through():
         FundingPlanAssigned,
         PaymentFailed,
         PaymentSettled,
+        ReopenReview,
         ReviewTaskAck,
         Supplement,
         Withdraw,
@@ -92,6 +104,10 @@ SERVICE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
 )
 REMINDER, ESCALATION = 1, 2  # review.proto EscalationLevel
+# A reset run's stage reports are numbered from the seconds since this instant up (int32 lasts
+# until 2093): above any first run's sequence and any earlier reset run's, as long as resets of
+# one grant are more than a few seconds apart (each goes through a repair's approval).
+RERUN_SEQUENCE_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 # Longest reason a stage report carries (the applications service's limit is 1000).
 MAX_REASON = 900
 
@@ -107,6 +123,8 @@ class ReviewTask:
     decision: Decision | None = None
     reason: str = ""
     approved_amount_fen: int = 0
+    # Replaced by a new task of the same round when ops re-opened this department's review.
+    superseded: bool = False
 
 
 @dataclass
@@ -133,6 +151,10 @@ class GrantState:
     failures: dict[str, PaymentFailed] = field(default_factory=dict)
     told: set[tuple[str, GrantStage]] = field(default_factory=set)  # (plan, stage) reported
     settled: PaymentSettled | None = None
+    reopened: int = 0  # reviews re-opened by ops, for the new tasks' request ids
+
+    def current_tasks(self) -> list[ReviewTask]:
+        return [t for t in self.tasks.values() if t.round == self.round and not t.superseded]
 
     def open_tasks(self) -> list[ReviewTask]:
         return [t for t in self.tasks.values() if t.state in ACTIVE_TASK_STATES]
@@ -224,8 +246,8 @@ class GrantWorkflow:
                 continue
             approved = [
                 t.approved_amount_fen or t.proposed_amount_fen
-                for t in self.state.tasks.values()
-                if t.round == self.state.round and t.decision == Decision.APPROVE
+                for t in self.state.current_tasks()
+                if t.decision == Decision.APPROVE
             ]
             self.state.amount_fen = min([amount, *approved])
             return None
@@ -296,12 +318,13 @@ class GrantWorkflow:
         plan is paying (unless its outcome is known already)."""
         settled = self.state.settled
         for plan_id in self.state.plans:
+            # A failed line a repair paid again (retry_payment) is paid after all.
+            if settled is not None and settled.plan_id == plan_id:
+                return plan_id, GrantStage.PAID
             if plan_id in self.state.failures:
                 if (plan_id, GrantStage.PAYMENT_FAILED) not in self.state.told:
                     return plan_id, GrantStage.PAYMENT_FAILED
                 continue
-            if settled is not None and settled.plan_id == plan_id:
-                return plan_id, GrantStage.PAID
             if settled is None and (plan_id, GrantStage.IN_PAYMENT) not in self.state.told:
                 return plan_id, GrantStage.IN_PAYMENT
         return None
@@ -329,7 +352,7 @@ class GrantWorkflow:
                 self._call(
                     GrantActivities.create_review_task,
                     CreateReviewTaskRequest(
-                        request_id=f"{workflow.info().workflow_id}-r{current}-{department}",
+                        request_id=self._task_request_id(current, department),
                         application_id=grant.application_id,
                         program_code=grant.rule.code,
                         department=department,
@@ -355,9 +378,7 @@ class GrantWorkflow:
         await self._wait_reminding(round_over, due_at, review_period, current)
         if self.state.withdrawal is not None:
             return None
-        decided = [
-            t for t in self.state.tasks.values() if t.round == current and t.decision is not None
-        ]
+        decided = [t for t in self.state.current_tasks() if t.decision is not None]
         for verdict, told in (
             (Decision.REJECT, reasons.rejected_by),
             (Decision.RETURN_FOR_SUPPLEMENT, reasons.returned_by),
@@ -390,7 +411,9 @@ class GrantWorkflow:
         await workflow.wait_condition(round_over)
 
     def _round_settled(self, current: int) -> bool:
-        tasks = [t for t in self.state.tasks.values() if t.round == current]
+        if self.state.creating_tasks:  # a re-opened review's new task is on its way
+            return False
+        tasks = [t for t in self.state.tasks.values() if t.round == current and not t.superseded]
         if any(t.decision in (Decision.REJECT, Decision.RETURN_FOR_SUPPLEMENT) for t in tasks):
             return True
         return all(t.state == TaskState.DECIDED for t in tasks)
@@ -494,6 +517,17 @@ class GrantWorkflow:
 
     # ------------------------------------------------------------------------- helpers
 
+    @staticmethod
+    def _rerun_tag() -> str:
+        """ "" in the grant's first run; in a run made by a reset, a short id of that run."""
+        info = workflow.info()
+        return "" if info.run_id == info.first_execution_run_id else info.run_id[:8]
+
+    def _task_request_id(self, round_: int, department: str, suffix: str = "") -> str:
+        tag = self._rerun_tag()
+        rerun = f"-{tag}" if tag else ""
+        return f"{workflow.info().workflow_id}-r{round_}-{department}{rerun}{suffix}"
+
     async def _call(self, activity: Callable[[Any, A], Awaitable[R]], argument: A) -> R:
         """One service call: a local activity (short and idempotent), retried until the service
         answers; a final answer raises ApplicationError (ServiceRefusal)."""
@@ -514,17 +548,22 @@ class GrantWorkflow:
         self.state.sequence += 1
         if publish:
             self._publish()
+        event_id, sequence = f"{workflow.info().workflow_id}-{self.state.sequence}", 0
+        tag = self._rerun_tag()
+        if tag:
+            event_id = f"{workflow.info().workflow_id}-{tag}-{self.state.sequence}"
+            sequence = int((workflow.now() - RERUN_SEQUENCE_EPOCH).total_seconds())
         await self._call(
             GrantActivities.report_stage,
             StageReport(
-                event_id=f"{workflow.info().workflow_id}-{self.state.sequence}",
+                event_id=event_id,
                 application_id=self.grant.application_id,
                 stage=stage,
                 reason=reason,
                 award_amount_fen=self.state.amount_fen,
                 program_code=self.grant.rule.code,
                 plan_id=plan_id,
-                sequence=self.state.sequence,
+                sequence=sequence + self.state.sequence,
             ),
         )
 
@@ -745,4 +784,80 @@ class GrantWorkflow:
             open_tasks={t.task_id: t.department for t in state.open_tasks()},
             plan_id=current_plan,
             supplement_count=state.supplement_count,
+            failed_lines={
+                plan_id: failure.line_id
+                for plan_id, failure in state.failures.items()
+                if plan_id != current_plan
+            },
         )
+
+    # ------------------------------------------------------------------------- repairs
+
+    def _check_reopen(self, request: ReopenReview) -> ReviewTask:
+        if self._legacy is not None:
+            raise ApplicationError(
+                "this grant runs an earlier generation's code; move it back to a stage instead",
+                type=contracts.ERR_FAILED_PRECONDITION,
+            )
+        if self.state.stage != GrantStage.IN_REVIEW or self.state.creating_tasks:
+            raise ApplicationError(
+                f"the grant is {self.state.stage}, not in a review round",
+                type=contracts.ERR_FAILED_PRECONDITION,
+            )
+        task = next(
+            (t for t in self.state.current_tasks() if t.department == request.department), None
+        )
+        if task is None:
+            raise ApplicationError(
+                f"the {request.department} department does not review this round",
+                type=contracts.ERR_NOT_FOUND,
+            )
+        return task
+
+    @workflow.update(name=contracts.REOPEN_REVIEW)
+    async def reopen_review(self, request: ReopenReview) -> ReviewTaskAck:
+        """Ops re-opens one department's review of the current round: its task (decided or not)
+        is superseded by a new one, and the round waits for that department again."""
+        old = self._check_reopen(request)
+        self.state.creating_tasks = True
+        old.superseded = True
+        self.state.reopened += 1
+        if old.state in ACTIVE_TASK_STATES:
+            old.state = TaskState.CANCELLED
+            await self._call(
+                GrantActivities.cancel_review_tasks_v3,
+                TasksToCancel(
+                    application_id=self.grant.application_id,
+                    reason=request.reason,
+                    task_ids=[old.task_id],
+                ),
+            )
+        period = await self._period(
+            self.grant.timing.review_seconds, self.grant.rule.review_working_days
+        )
+        task_id = await self._call(
+            GrantActivities.create_review_task,
+            CreateReviewTaskRequest(
+                request_id=self._task_request_id(
+                    old.round, old.department, f"-reopen{self.state.reopened}"
+                ),
+                application_id=self.grant.application_id,
+                program_code=self.grant.rule.code,
+                department=old.department,
+                round=old.round,
+                proposed_amount_fen=old.proposed_amount_fen,
+                due_at=workflow.now() + period,
+                applicant_name=self.grant.applicant_name,
+                project_title=self.grant.project_title,
+            ),
+        )
+        self.state.tasks[task_id] = ReviewTask(
+            task_id, old.department, old.round, old.proposed_amount_fen
+        )
+        self.state.creating_tasks = False
+        self._publish()
+        return ReviewTaskAck(task_id=task_id, round=old.round, stage=self.state.stage)
+
+    @reopen_review.validator
+    def _validate_reopen(self, request: ReopenReview) -> None:
+        self._check_reopen(request)

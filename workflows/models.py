@@ -52,6 +52,8 @@ class GrantStatus(BaseModel):
     open_tasks: dict[str, str]  # task id -> department
     plan_id: str
     supplement_count: int
+    # Plans whose payment of this grant failed (and was not paid since): plan id -> line id.
+    failed_lines: dict[str, str] = {}
 
 
 class EligibilityRequest(BaseModel):

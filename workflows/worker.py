@@ -1,4 +1,5 @@
-"""The Temporal worker: runs GrantWorkflow and FundingPlanWorkflow and their activities.
+"""The Temporal worker: runs GrantWorkflow, FundingPlanWorkflow and RepairWorkflow and their
+activities.
 
 `python -m workflows.worker` (the stack starts it). Activities reach the services over gRPC with
 the system token; the enterprise registry is the local adapter unless configured otherwise.
@@ -28,6 +29,9 @@ from workflows.activities import GrantActivities
 from workflows.funding_plan import FundingPlanWorkflow
 from workflows.grant import GrantWorkflow
 from workflows.registry import LocalEnterpriseRegistry
+from workflows.repair import RepairActivities, RepairWorkflow
+from workflows.repair_actions import DisbursementLines, RepairActions
+from workflows.repair_audit import audit_port
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +51,9 @@ SANDBOX_PASSTHROUGH = (
     "workflows.models",
     "workflows.reasons",
     "workflows.registry",
+    "workflows.repair_actions",
+    "workflows.repair_audit",
+    "workflows.repair_contracts",
     "workflows.rules",
     # Temporal's tracing interceptor runs inside the sandbox; OpenTelemetry's context and
     # tracer must be the worker's own, not a copy per workflow run.
@@ -106,11 +113,19 @@ async def run(
         if process is None:
             return
         activities = GrantActivities(process.services, make_registry(settings))
+        repairs = RepairActivities(
+            RepairActions(
+                process.client,
+                DisbursementLines(process.services),
+                task_queue=settings.temporal_task_queue,
+            ),
+            audit_port(process.services),
+        )
         worker = Worker(
             process.client,
             task_queue=settings.temporal_task_queue,
-            workflows=[GrantWorkflow, FundingPlanWorkflow],
-            activities=activities.all(),  # type: ignore[arg-type]
+            workflows=[GrantWorkflow, FundingPlanWorkflow, RepairWorkflow],
+            activities=[*activities.all(), *repairs.all()],  # type: ignore[list-item]
             interceptors=[ActivityLogContext()],
             **WORKER_TUNING,
         )

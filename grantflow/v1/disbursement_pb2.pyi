@@ -541,6 +541,32 @@ class MarkPaymentFailedRequest(_message.Message):
 Global___MarkPaymentFailedRequest: _TypeAlias = MarkPaymentFailedRequest  # noqa: Y015
 
 @_typing.final
+class RetryPaymentLineRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    plan_id: _builtins.str
+    line_id: _builtins.str
+    reason: _builtins.str
+    """the repair's reason"""
+    def __init__(
+        self,
+        *,
+        plan_id: _builtins.str = ...,
+        line_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["line_id", b"line_id", "plan_id", b"plan_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryPaymentLineRequest: _TypeAlias = RetryPaymentLineRequest  # noqa: Y015
+
+@_typing.final
 class CompleteFundingPlanRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

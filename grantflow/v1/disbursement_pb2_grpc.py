@@ -89,6 +89,11 @@ class DisbursementServiceStub:
                 request_serializer=grantflow_dot_v1_dot_disbursement__pb2.MarkPaymentFailedRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.PaymentLine.FromString,
                 _registered_method=True)
+        self.RetryPaymentLine = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/RetryPaymentLine',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.RetryPaymentLineRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.PaymentLine.FromString,
+                _registered_method=True)
         self.CompleteFundingPlan = channel.unary_unary(
                 '/grantflow.v1.DisbursementService/CompleteFundingPlan',
                 request_serializer=grantflow_dot_v1_dot_disbursement__pb2.CompleteFundingPlanRequest.SerializeToString,
@@ -188,6 +193,16 @@ class DisbursementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryPaymentLine(self, request, context):
+        """Makes a failed line payable again (an approved ops repair, run by the system): the line is
+        PENDING, its award back in the plan, the plan paying; it is then paid with the award's
+        idempotency key. FAILED_PRECONDITION when the award was paid, released or taken by a
+        later plan. Idempotent (a line already pending again answers as it is).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CompleteFundingPlan(self, request, context):
         """Closes a plan once every line is settled or failed (system role).
         """
@@ -272,6 +287,11 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
             'MarkPaymentFailed': grpc.unary_unary_rpc_method_handler(
                     servicer.MarkPaymentFailed,
                     request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.MarkPaymentFailedRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.PaymentLine.SerializeToString,
+            ),
+            'RetryPaymentLine': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryPaymentLine,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.RetryPaymentLineRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_disbursement__pb2.PaymentLine.SerializeToString,
             ),
             'CompleteFundingPlan': grpc.unary_unary_rpc_method_handler(
@@ -591,6 +611,33 @@ class DisbursementService:
             target,
             '/grantflow.v1.DisbursementService/MarkPaymentFailed',
             grantflow_dot_v1_dot_disbursement__pb2.MarkPaymentFailedRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.PaymentLine.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryPaymentLine(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/RetryPaymentLine',
+            grantflow_dot_v1_dot_disbursement__pb2.RetryPaymentLineRequest.SerializeToString,
             grantflow_dot_v1_dot_disbursement__pb2.PaymentLine.FromString,
             options,
             channel_credentials,

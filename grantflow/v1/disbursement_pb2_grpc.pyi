@@ -51,6 +51,12 @@ class DisbursementServiceStub:
     """Pays one line through the payment gateway (system role). Idempotent per line."""
     MarkPaymentFailed: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.MarkPaymentFailedRequest, _disbursement_pb2.PaymentLine]
     """Records that a line could not be paid after its retries (system role)."""
+    RetryPaymentLine: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.RetryPaymentLineRequest, _disbursement_pb2.PaymentLine]
+    """Makes a failed line payable again (an approved ops repair, run by the system): the line is
+    PENDING, its award back in the plan, the plan paying; it is then paid with the award's
+    idempotency key. FAILED_PRECONDITION when the award was paid, released or taken by a
+    later plan. Idempotent (a line already pending again answers as it is).
+    """
     CompleteFundingPlan: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.CompleteFundingPlanRequest, _disbursement_pb2.FundingPlan]
     """Closes a plan once every line is settled or failed (system role)."""
     ListLedgerEntries: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ListLedgerEntriesRequest, _disbursement_pb2.ListLedgerEntriesResponse]
@@ -84,6 +90,12 @@ class DisbursementServiceAsyncStub(DisbursementServiceStub):
     """Pays one line through the payment gateway (system role). Idempotent per line."""
     MarkPaymentFailed: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.MarkPaymentFailedRequest, _disbursement_pb2.PaymentLine]  # type: ignore[assignment]
     """Records that a line could not be paid after its retries (system role)."""
+    RetryPaymentLine: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.RetryPaymentLineRequest, _disbursement_pb2.PaymentLine]  # type: ignore[assignment]
+    """Makes a failed line payable again (an approved ops repair, run by the system): the line is
+    PENDING, its award back in the plan, the plan paying; it is then paid with the award's
+    idempotency key. FAILED_PRECONDITION when the award was paid, released or taken by a
+    later plan. Idempotent (a line already pending again answers as it is).
+    """
     CompleteFundingPlan: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.CompleteFundingPlanRequest, _disbursement_pb2.FundingPlan]  # type: ignore[assignment]
     """Closes a plan once every line is settled or failed (system role)."""
     ListLedgerEntries: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ListLedgerEntriesRequest, _disbursement_pb2.ListLedgerEntriesResponse]  # type: ignore[assignment]
@@ -180,6 +192,18 @@ class DisbursementServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_disbursement_pb2.PaymentLine, _abc.Awaitable[_disbursement_pb2.PaymentLine]]:
         """Records that a line could not be paid after its retries (system role)."""
+
+    @_abc_1.abstractmethod
+    def RetryPaymentLine(
+        self,
+        request: _disbursement_pb2.RetryPaymentLineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.PaymentLine, _abc.Awaitable[_disbursement_pb2.PaymentLine]]:
+        """Makes a failed line payable again (an approved ops repair, run by the system): the line is
+        PENDING, its award back in the plan, the plan paying; it is then paid with the award's
+        idempotency key. FAILED_PRECONDITION when the award was paid, released or taken by a
+        later plan. Idempotent (a line already pending again answers as it is).
+        """
 
     @_abc_1.abstractmethod
     def CompleteFundingPlan(

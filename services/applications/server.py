@@ -1,6 +1,7 @@
 """Runs the applications service: migrates its database, serves ApplicationService (and its
-AuditService) over gRPC and runs the outbox relay as a background task. Temporal is reached
-(for withdrawals) when first needed: filings and reads do not wait for it."""
+AuditService and the RepairService) over gRPC and runs the outbox relay as a background task.
+Temporal is reached (for withdrawals and repairs) when first needed: filings and reads do not
+wait for it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import grpc
 from grantflow.v1 import applications_pb2_grpc
 from services.applications import store
 from services.applications.api import SERVICE, ApplicationServicer
+from services.applications.repair_api import repair_companion
+from services.applications.repair_use_cases import Repairs
 from services.applications.use_cases import Applications, event_sources
 from services.common import metrics
 from services.common.audit_api import audit_service
@@ -23,6 +26,7 @@ from services.common.grpc_server import BackgroundTask
 from services.common.kafka import APPLICATIONS, GRANTS, topic
 from services.common.operations import operations_service
 from services.common.outbox import OutboxRelay
+from services.common.repair_workflows import RepairWorkflows
 from services.common.service_main import migrated_database, serve_service
 from services.common.temporal import connect_temporal
 from services.common.unit_of_work import Transactions
@@ -53,6 +57,11 @@ async def run(
         background: list[BackgroundTask] = []
         if messaging:
             background = [OutboxRelay(settings, database).run]
+        repairs = Repairs(
+            RepairWorkflows(
+                lambda: connect_temporal(settings), task_queue=settings.temporal_task_queue
+            )
+        )
         unwatch = metrics.watch_stages(SERVICE.name, lambda: grants_by_stage(database))
         try:
             await serve_service(
@@ -65,6 +74,7 @@ async def run(
                 companions=[
                     audit_service(SERVICE.name, database),
                     operations_service(SERVICE.name, database),
+                    repair_companion(repairs),
                 ],
             )
         finally:

@@ -95,3 +95,11 @@ class ServiceClients:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    @property
+    def repairs(self) -> Any:
+        """The RepairService stub (repair_pb2_grpc.RepairServiceStub), served by the applications
+        service beside ApplicationService."""
+        from grantflow.v1 import repair_pb2_grpc
+
+        return repair_pb2_grpc.RepairServiceStub(self._channels[0])

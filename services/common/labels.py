@@ -77,6 +77,7 @@ LABELS: dict[Term, str] = {
     AuditAction.PLAN_COMPLETED: "资助计划完成",
     AuditAction.PAYMENT_SETTLED: "支付成功",
     AuditAction.PAYMENT_FAILED: "支付失败",
+    AuditAction.PAYMENT_RETRIED: "修复：重新支付",
 }
 
 

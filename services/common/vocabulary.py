@@ -1,6 +1,6 @@
 """Grantflow's one vocabulary: grant stages, departments, roles, review task states and decisions,
-reservation, funding-plan and payment-line states, the error types of final answers, and the
-ways an audit chain can break.
+reservation, funding-plan and payment-line states, repairs, the error types of final answers,
+and the ways an audit chain can break.
 
 Each term set is defined once, here, as a StrEnum whose values are what the databases, the search
 attributes and the recorded workflow histories already hold, and each is mapped to its protobuf
@@ -157,6 +157,35 @@ class PaymentState(Term):
     FAILED = "failed"
 
 
+class RepairAction(Term):
+    """The named repairs of a grant (workflows/repair.py)."""
+
+    REOPEN_REVIEW = "reopen_review"
+    RETRY_PAYMENT = "retry_payment"
+    MOVE_TO_STAGE = "move_to_stage"
+    CANCEL = "cancel"
+    RESUME = "resume"
+
+
+class RepairState(Term):
+    """Where a repair stands."""
+
+    PREVIEWED = "previewed"  # a dry run: the preview, nothing changed
+    AWAITING_APPROVAL = "awaiting_approval"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    LAPSED = "lapsed"  # nobody approved within the approval window
+
+
+class GrantRepairState(Term):
+    """One grant's part of a repair."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class ErrorType(Term):
     """The type of a final answer (an ApplicationError raised by a workflow's update validator
     or by an activity whose service refused): the gRPC status code's name, one spelling."""
@@ -204,6 +233,8 @@ class AuditAction(Term):
     PLAN_COMPLETED = "plan.completed"
     PAYMENT_SETTLED = "payment.settled"
     PAYMENT_FAILED = "payment.failed"
+    # A failed line made payable again by an approved repair (RetryPaymentLine).
+    PAYMENT_RETRIED = "payment.retried"
 
 
 class AuditBreak(Term):
@@ -217,7 +248,7 @@ class AuditBreak(Term):
 @cache
 def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
     """Each vocabulary's proto enum and the prefix of its value names (imported on first use)."""
-    from grantflow.v1 import audit_pb2, common_pb2, disbursement_pb2, review_pb2
+    from grantflow.v1 import audit_pb2, common_pb2, disbursement_pb2, repair_pb2, review_pb2
 
     return {
         GrantStage: (common_pb2.GrantStage, "GRANT_STAGE_"),
@@ -227,6 +258,9 @@ def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
         ReservationState: (disbursement_pb2.ReservationState, "RESERVATION_STATE_"),
         PlanState: (disbursement_pb2.PlanState, "PLAN_STATE_"),
         PaymentState: (disbursement_pb2.PaymentState, "PAYMENT_STATE_"),
+        RepairAction: (repair_pb2.RepairAction, "REPAIR_ACTION_"),
+        RepairState: (repair_pb2.RepairState, "REPAIR_STATE_"),
+        GrantRepairState: (repair_pb2.GrantRepairState, "GRANT_REPAIR_STATE_"),
         AuditBreak: (audit_pb2.AuditBreakKind, "AUDIT_BREAK_KIND_"),
     }
 
@@ -239,5 +273,8 @@ MAPPED_VOCABULARIES: tuple[type[Term], ...] = (
     ReservationState,
     PlanState,
     PaymentState,
+    RepairAction,
+    RepairState,
+    GrantRepairState,
     AuditBreak,
 )

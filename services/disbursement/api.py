@@ -43,6 +43,7 @@ SERVICE = ServiceSpec(
         "ListFundingPlans": READERS,
         "ExecutePayment": (Role.SYSTEM,),
         "MarkPaymentFailed": (Role.SYSTEM,),
+        "RetryPaymentLine": (Role.SYSTEM,),  # an approved repair (workflows/repair.py)
         "CompleteFundingPlan": (Role.SYSTEM,),
         "ListLedgerEntries": (Role.FINANCE, Role.OPS),
         "GetApplicationFunds": (Role.FINANCE, Role.OPS),
@@ -260,6 +261,16 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             or "payment failed",
         )
         return line_pb(await self.disbursement.fail_line(command))
+
+    async def RetryPaymentLine(
+        self, request: pb.RetryPaymentLineRequest, context: Any
+    ) -> pb.PaymentLine:
+        command = commands.RetryLine(
+            plan_id=validation.identifier("plan_id", request.plan_id),
+            line_id=validation.identifier("line_id", request.line_id),
+            reason=validation.text("reason", request.reason, max_len=MAX_REASON),
+        )
+        return line_pb(await self.disbursement.retry_line(command))
 
     # Ledger -------------------------------------------------------------------------------------
 

@@ -67,6 +67,13 @@ class FailLine:
 
 
 @dataclass(frozen=True)
+class RetryLine:
+    plan_id: str
+    line_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class CompletePlan:
     plan_id: str
 

@@ -61,6 +61,7 @@ from services.disbursement.commands import (
     ListLines,
     Release,
     Reserve,
+    RetryLine,
     SetBudget,
 )
 from services.disbursement.gateway import (
@@ -564,16 +565,18 @@ class Disbursement:
             plan.completed_at = now
             plan.updated_at = now
             session.add(plan)
-            unit.announce(
-                plan_id,
-                events_pb2.FundingPlanCompleted(
-                    plan_id=plan_id,
-                    paid_lines=len(paid_lines),
-                    failed_lines=failed,
-                    paid_fen=sum(line.amount_fen for line in paid_lines),
-                ),
-                key=plan_id,
+            completed = events_pb2.FundingPlanCompleted(
+                plan_id=plan_id,
+                paid_lines=len(paid_lines),
+                failed_lines=failed,
+                paid_fen=sum(line.amount_fen for line in paid_lines),
             )
+            key = plan_id
+            if unit.announced(event_source("").event_id(completed, key)):
+                # Completed before, then a repair retried a failed line: this completion is
+                # another event (the attempts only grow, so each completion has its own id).
+                key = f"{plan_id}:attempts-{sum(line.attempts for line in lines)}"
+            unit.announce(plan_id, completed, key=key)
             unit.audit(
                 AuditAction.PLAN_COMPLETED,
                 plan_id,
@@ -583,7 +586,7 @@ class Disbursement:
                     "failed_lines": failed,
                     "paid_fen": sum(line.amount_fen for line in paid_lines),
                 },
-                key=plan_id,
+                key=key,
             )
             return PlanView(plan, lines)
 
@@ -759,17 +762,18 @@ class Disbursement:
                 reservation.plan_id = None
                 reservation.updated_at = now
                 session.add(reservation)
-            unit.announce(
-                line.application_id,
-                events_pb2.PaymentFailed(
-                    plan_id=plan_id,
-                    line_id=line_id,
-                    application_id=line.application_id,
-                    amount_fen=line.amount_fen,
-                    reason=reason,
-                ),
-                key=line_id,
+            failure = events_pb2.PaymentFailed(
+                plan_id=plan_id,
+                line_id=line_id,
+                application_id=line.application_id,
+                amount_fen=line.amount_fen,
+                reason=reason,
             )
+            key = line_id
+            if unit.announced(event_source("").event_id(failure, key)):
+                # It failed before, a repair retried it, and it failed again: another event.
+                key = f"{line_id}:attempts-{line.attempts}"
+            unit.announce(line.application_id, failure, key=key)
             unit.audit(
                 AuditAction.PAYMENT_FAILED,
                 line.application_id,
@@ -780,7 +784,59 @@ class Disbursement:
                     "amount_fen": line.amount_fen,
                     "attempts": line.attempts,
                 },
-                key=line_id,
+                key=key,
+            )
+            return line
+
+        return await self.transactions.write(work)
+
+    async def retry_line(self, command: RetryLine) -> PaymentLineRow:
+        """A failed line made payable again by an approved repair: the line PENDING, the award
+        back in this plan (its money is still reserved: a failed line leaves it AWARDED), the
+        plan paying. Refused once the award was paid, released or taken by a later plan."""
+        plan_id, line_id = command.plan_id, command.line_id
+
+        def work(unit: UnitOfWork) -> PaymentLineRow:
+            session = unit.session
+            plan = store.lock_plan(session, plan_id)
+            line = store.lock_line(session, line_id)
+            if plan is None or line is None or line.plan_id != plan_id:
+                raise NotFound(f"payment line {line_id} not found in funding plan {plan_id}")
+            if line.state == PaymentState.PENDING and plan.state in PAYABLE_PLAN_STATES:
+                return line  # retried already
+            if line.state != PaymentState.FAILED:
+                raise FailedPrecondition(f"payment line {line_id} is {line.state}, not failed")
+            reservation = store.lock_reservation(session, line.application_id)
+            if reservation is None or reservation.state != ReservationState.AWARDED:
+                state = reservation.state if reservation else "missing"
+                raise FailedPrecondition(
+                    f"the award of application {line.application_id} is {state}: a later plan "
+                    "holds it, or it was paid or released"
+                )
+            now = now_utc()
+            line.state = PaymentState.PENDING
+            line.failure_reason = ""
+            session.add(line)
+            reservation.state = ReservationState.IN_PLAN
+            reservation.plan_id = plan_id
+            reservation.updated_at = now
+            session.add(reservation)
+            if plan.state in CLOSED_PLAN_STATES:
+                plan.state = PlanState.PAYING
+                plan.completed_at = None
+            plan.updated_at = now
+            session.add(plan)
+            unit.audit(
+                AuditAction.PAYMENT_RETRIED,
+                line.application_id,
+                reason=command.reason,
+                details={
+                    "plan_id": plan_id,
+                    "line_id": line_id,
+                    "amount_fen": line.amount_fen,
+                    "attempts": line.attempts,
+                },
+                key=f"{line_id}:attempts-{line.attempts}",
             )
             return line
 

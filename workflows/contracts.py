@@ -20,6 +20,13 @@ WITHDRAW_APPLICATION = "withdraw_application"
 REOPEN_REVIEW = "reopen_review"
 # Claims are judged by the review service; grants of the second generation still accept this.
 CLAIM_REVIEW_TASK = "claim_review_task"
+# The review service tells the grant (fourth generation) what its experts, auditor and objection
+# handlers concluded. Each is an Update sent before the service commits (as decisions are), with
+# a deterministic update id, so a retried call is answered once and nothing is lost.
+EXPERT_REVIEW_DONE = "expert_review_done"  # update id: f"experts-{panel_id}"
+AUDIT_DONE = "audit_done"  # update id: f"audit-{task_id}"
+OBJECTION_LODGED = "objection_lodged"  # update id: f"objection-{objection_id}"
+OBJECTION_DECIDED = "objection_decided"  # update id: f"objection-decided-{objection_id}"
 
 # Signals (no answer needed)
 # A withdrawal filed before the grant's workflow started reaches it as this signal.
@@ -85,6 +92,47 @@ class ReviewTaskAck(BaseModel):
     decision: str = ""
     reason: str = ""
     approved_amount_fen: int = 0
+
+
+class ExpertReviewDone(BaseModel):
+    """Every expert of the panel has scored: the scores aggregated by the program's rule."""
+
+    panel_id: str
+    score_centi: int = Field(ge=0, le=10_000)  # hundredths of a point, 0–100 points
+    experts: int = Field(ge=1)
+
+
+class AuditDone(BaseModel):
+    """The auditor confirmed the eligible figure (就低原则 is the grant's to apply)."""
+
+    task_id: str
+    figure: str
+    audited_fen: int = Field(ge=0)
+    auditor: str
+
+
+class ObjectionLodged(BaseModel):
+    """An objection (异议, 投诉 or 举报) against the grant's noticed award; the objector's identity
+    stays with the handling department."""
+
+    objection_id: str
+    kind: str  # an ObjectionKind
+
+
+class ObjectionDecided(BaseModel):
+    objection_id: str
+    upheld: bool
+    # Upheld: "fall_away" (the award is withdrawn, its reservation released) or "re_review"
+    # (back to review); dismissed: "" (the grant goes on).
+    consequence: str = ""
+    reason: str = ""
+    handled_by: str = ""
+
+
+class Acknowledged(BaseModel):
+    """What the grant answers an Update that needs no more than "taken"."""
+
+    stage: str
 
 
 class Withdraw(BaseModel):

@@ -25,21 +25,39 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19grantflow/v1/common.proto\x12\x0cgrantflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"8\n\x0b\x44ocumentRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"i\n\nAmountRule\x12\x14\n\x0c\x62\x61sis_figure\x18\x01 \x01(\t\x12\x19\n\x11rate_basis_points\x18\x02 \x01(\x05\x12\x0f\n\x07\x63\x61p_fen\x18\x03 \x01(\x03\x12\x19\n\x11minimum_basis_fen\x18\x04 \x01(\x03\"\xc5\x03\n\x0bProgramRule\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x32\n\x10owner_department\x18\x04 \x01(\x0e\x32\x18.grantflow.v1.Department\x12\x34\n\x12review_departments\x18\x05 \x03(\x0e\x32\x18.grantflow.v1.Department\x12\x33\n\x0fwindow_opens_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10window_closes_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x0b\x61mount_rule\x18\x08 \x01(\x0b\x32\x18.grantflow.v1.AmountRule\x12\x18\n\x10required_figures\x18\t \x03(\t\x12\x10\n\x08sme_only\x18\n \x01(\x08\x12\x1b\n\x13notice_working_days\x18\x0b \x01(\x05\x12\x1f\n\x17supplement_working_days\x18\x0c \x01(\x05\x12\x1b\n\x13review_working_days\x18\r \x01(\x05*l\n\nDepartment\x12\x1a\n\x16\x44\x45PARTMENT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45PARTMENT_INDUSTRY\x10\x01\x12\x16\n\x12\x44\x45PARTMENT_FINANCE\x10\x02\x12\x11\n\rDEPARTMENT_HR\x10\x03*\x85\x03\n\nGrantStage\x12\x1b\n\x17GRANT_STAGE_UNSPECIFIED\x10\x00\x12\x19\n\x15GRANT_STAGE_SUBMITTED\x10\x01\x12\x1c\n\x18GRANT_STAGE_FORMAL_CHECK\x10\x02\x12#\n\x1fGRANT_STAGE_AWAITING_SUPPLEMENT\x10\x03\x12\x19\n\x15GRANT_STAGE_IN_REVIEW\x10\x04\x12\x18\n\x14GRANT_STAGE_APPROVED\x10\x05\x12\x19\n\x15GRANT_STAGE_IN_NOTICE\x10\x06\x12%\n!GRANT_STAGE_AWAITING_FUNDING_PLAN\x10\x07\x12\x1a\n\x16GRANT_STAGE_IN_PAYMENT\x10\x08\x12\x14\n\x10GRANT_STAGE_PAID\x10\t\x12\x18\n\x14GRANT_STAGE_REJECTED\x10\n\x12\x19\n\x15GRANT_STAGE_WITHDRAWN\x10\x0b\x12\x1e\n\x1aGRANT_STAGE_PAYMENT_FAILED\x10\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19grantflow/v1/common.proto\x12\x0cgrantflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"8\n\x0b\x44ocumentRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03uri\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"8\n\tScoreTier\x12\x17\n\x0fmin_score_centi\x18\x01 \x01(\x05\x12\x12\n\namount_fen\x18\x02 \x01(\x03\"\xa1\x02\n\nAmountRule\x12\x14\n\x0c\x62\x61sis_figure\x18\x01 \x01(\t\x12\x19\n\x11rate_basis_points\x18\x02 \x01(\x05\x12\x0f\n\x07\x63\x61p_fen\x18\x03 \x01(\x03\x12\x19\n\x11minimum_basis_fen\x18\x04 \x01(\x03\x12&\n\x04kind\x18\x05 \x01(\x0e\x32\x18.grantflow.v1.AmountKind\x12&\n\x05tiers\x18\x06 \x03(\x0b\x32\x17.grantflow.v1.ScoreTier\x12\x13\n\x0bunit_figure\x18\x07 \x01(\t\x12\x1b\n\x13\x61mount_per_unit_fen\x18\x08 \x01(\x03\x12\x1f\n\x17\x65nterprise_year_cap_fen\x18\t \x01(\x03\x12\x13\n\x0binstalments\x18\n \x01(\x05\"A\n\x0fRubricCriterion\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nmax_points\x18\x03 \x01(\x05\"\xc9\x01\n\x0c\x45xpertReview\x12\x12\n\npanel_size\x18\x01 \x01(\x05\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12-\n\x06rubric\x18\x03 \x03(\x0b\x32\x1d.grantflow.v1.RubricCriterion\x12\x33\n\x0b\x61ggregation\x18\x04 \x01(\x0e\x32\x1e.grantflow.v1.ScoreAggregation\x12\x18\n\x10pass_score_centi\x18\x05 \x01(\x05\x12\x18\n\x10\x64ue_working_days\x18\x06 \x01(\x05\"@\n\x0cSpecialAudit\x12\x16\n\x0e\x61udited_figure\x18\x01 \x01(\t\x12\x18\n\x10\x64ue_working_days\x18\x02 \x01(\x05\"Z\n\x10\x44\x65partmentReview\x12,\n\ndepartment\x18\x01 \x01(\x0e\x32\x18.grantflow.v1.Department\x12\x18\n\x10\x64ue_working_days\x18\x02 \x01(\x05\"\x99\x07\n\x0bProgramRule\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x32\n\x10owner_department\x18\x04 \x01(\x0e\x32\x18.grantflow.v1.Department\x12\x34\n\x12review_departments\x18\x05 \x03(\x0e\x32\x18.grantflow.v1.Department\x12\x33\n\x0fwindow_opens_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10window_closes_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x0b\x61mount_rule\x18\x08 \x01(\x0b\x32\x18.grantflow.v1.AmountRule\x12\x18\n\x10required_figures\x18\t \x03(\t\x12\x10\n\x08sme_only\x18\n \x01(\x08\x12\x1b\n\x13notice_working_days\x18\x0b \x01(\x05\x12\x1f\n\x17supplement_working_days\x18\x0c \x01(\x05\x12\x1b\n\x13review_working_days\x18\r \x01(\x05\x12\x18\n\x10\x62udget_line_code\x18\x0e \x01(\t\x12:\n\x12over_budget_policy\x18\x0f \x01(\x0e\x32\x1e.grantflow.v1.OverBudgetPolicy\x12-\n\x0bjoin_policy\x18\x10 \x01(\x0e\x32\x18.grantflow.v1.JoinPolicy\x12\x0e\n\x06quorum\x18\x11 \x01(\x05\x12:\n\x12\x64\x65partment_reviews\x18\x12 \x03(\x0b\x32\x1e.grantflow.v1.DepartmentReview\x12\x31\n\rexpert_review\x18\x13 \x01(\x0b\x32\x1a.grantflow.v1.ExpertReview\x12\x31\n\rspecial_audit\x18\x14 \x01(\x0b\x32\x1a.grantflow.v1.SpecialAudit\x12\x1a\n\x12required_documents\x18\x15 \x03(\t\x12\x19\n\x11\x65xcluded_programs\x18\x16 \x03(\t\x12*\n\"renotice_after_dismissed_objection\x18\x17 \x01(\x08\x12#\n\x1b\x65ligible_registration_kinds\x18\x18 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x19 \x01(\t*l\n\nDepartment\x12\x1a\n\x16\x44\x45PARTMENT_UNSPECIFIED\x10\x00\x12\x17\n\x13\x44\x45PARTMENT_INDUSTRY\x10\x01\x12\x16\n\x12\x44\x45PARTMENT_FINANCE\x10\x02\x12\x11\n\rDEPARTMENT_HR\x10\x03*\x85\x03\n\nGrantStage\x12\x1b\n\x17GRANT_STAGE_UNSPECIFIED\x10\x00\x12\x19\n\x15GRANT_STAGE_SUBMITTED\x10\x01\x12\x1c\n\x18GRANT_STAGE_FORMAL_CHECK\x10\x02\x12#\n\x1fGRANT_STAGE_AWAITING_SUPPLEMENT\x10\x03\x12\x19\n\x15GRANT_STAGE_IN_REVIEW\x10\x04\x12\x18\n\x14GRANT_STAGE_APPROVED\x10\x05\x12\x19\n\x15GRANT_STAGE_IN_NOTICE\x10\x06\x12%\n!GRANT_STAGE_AWAITING_FUNDING_PLAN\x10\x07\x12\x1a\n\x16GRANT_STAGE_IN_PAYMENT\x10\x08\x12\x14\n\x10GRANT_STAGE_PAID\x10\t\x12\x18\n\x14GRANT_STAGE_REJECTED\x10\n\x12\x19\n\x15GRANT_STAGE_WITHDRAWN\x10\x0b\x12\x1e\n\x1aGRANT_STAGE_PAYMENT_FAILED\x10\x0c*{\n\nAmountKind\x12\x1b\n\x17\x41MOUNT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41MOUNT_KIND_RATIO_CAP\x10\x01\x12\x1b\n\x17\x41MOUNT_KIND_SCORE_TIERS\x10\x02\x12\x18\n\x14\x41MOUNT_KIND_PER_UNIT\x10\x03*|\n\x10OverBudgetPolicy\x12\"\n\x1eOVER_BUDGET_POLICY_UNSPECIFIED\x10\x00\x12\x1f\n\x1bOVER_BUDGET_POLICY_PRO_RATA\x10\x01\x12#\n\x1fOVER_BUDGET_POLICY_WAITING_LIST\x10\x02*z\n\nJoinPolicy\x12\x1b\n\x17JOIN_POLICY_UNSPECIFIED\x10\x00\x12\x1b\n\x17JOIN_POLICY_ALL_APPROVE\x10\x01\x12\x1a\n\x16JOIN_POLICY_ANY_REJECT\x10\x02\x12\x16\n\x12JOIN_POLICY_QUORUM\x10\x03*\x93\x01\n\x10ScoreAggregation\x12!\n\x1dSCORE_AGGREGATION_UNSPECIFIED\x10\x00\x12\x1a\n\x16SCORE_AGGREGATION_MEAN\x10\x01\x12\"\n\x1eSCORE_AGGREGATION_TRIMMED_MEAN\x10\x02\x12\x1c\n\x18SCORE_AGGREGATION_MEDIAN\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'grantflow.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DEPARTMENT']._serialized_start=697
-  _globals['_DEPARTMENT']._serialized_end=805
-  _globals['_GRANTSTAGE']._serialized_start=808
-  _globals['_GRANTSTAGE']._serialized_end=1197
+  _globals['_DEPARTMENT']._serialized_start=1837
+  _globals['_DEPARTMENT']._serialized_end=1945
+  _globals['_GRANTSTAGE']._serialized_start=1948
+  _globals['_GRANTSTAGE']._serialized_end=2337
+  _globals['_AMOUNTKIND']._serialized_start=2339
+  _globals['_AMOUNTKIND']._serialized_end=2462
+  _globals['_OVERBUDGETPOLICY']._serialized_start=2464
+  _globals['_OVERBUDGETPOLICY']._serialized_end=2588
+  _globals['_JOINPOLICY']._serialized_start=2590
+  _globals['_JOINPOLICY']._serialized_end=2712
+  _globals['_SCOREAGGREGATION']._serialized_start=2715
+  _globals['_SCOREAGGREGATION']._serialized_end=2862
   _globals['_DOCUMENTREF']._serialized_start=76
   _globals['_DOCUMENTREF']._serialized_end=132
-  _globals['_AMOUNTRULE']._serialized_start=134
-  _globals['_AMOUNTRULE']._serialized_end=239
-  _globals['_PROGRAMRULE']._serialized_start=242
-  _globals['_PROGRAMRULE']._serialized_end=695
+  _globals['_SCORETIER']._serialized_start=134
+  _globals['_SCORETIER']._serialized_end=190
+  _globals['_AMOUNTRULE']._serialized_start=193
+  _globals['_AMOUNTRULE']._serialized_end=482
+  _globals['_RUBRICCRITERION']._serialized_start=484
+  _globals['_RUBRICCRITERION']._serialized_end=549
+  _globals['_EXPERTREVIEW']._serialized_start=552
+  _globals['_EXPERTREVIEW']._serialized_end=753
+  _globals['_SPECIALAUDIT']._serialized_start=755
+  _globals['_SPECIALAUDIT']._serialized_end=819
+  _globals['_DEPARTMENTREVIEW']._serialized_start=821
+  _globals['_DEPARTMENTREVIEW']._serialized_end=911
+  _globals['_PROGRAMRULE']._serialized_start=914
+  _globals['_PROGRAMRULE']._serialized_end=1835
 # @@protoc_insertion_point(module_scope)

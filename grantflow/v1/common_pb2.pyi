@@ -86,6 +86,110 @@ GRANT_STAGE_WITHDRAWN: GrantStage.ValueType  # 11
 GRANT_STAGE_PAYMENT_FAILED: GrantStage.ValueType  # 12
 Global___GrantStage: _TypeAlias = GrantStage  # noqa: Y015
 
+class _AmountKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AmountKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AmountKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AMOUNT_KIND_UNSPECIFIED: _AmountKind.ValueType  # 0
+    AMOUNT_KIND_RATIO_CAP: _AmountKind.ValueType  # 1
+    """min(basis_figure × rate, cap), nothing below minimum_basis_fen"""
+    AMOUNT_KIND_SCORE_TIERS: _AmountKind.ValueType  # 2
+    """the amount of the highest tier the aggregated expert score reaches"""
+    AMOUNT_KIND_PER_UNIT: _AmountKind.ValueType  # 3
+    """unit_figure × amount_per_unit_fen, capped by cap_fen when set"""
+
+class AmountKind(_AmountKind, metaclass=_AmountKindEnumTypeWrapper):
+    """The shape of a program's amount rule. UNSPECIFIED reads as RATIO_CAP (versions published
+    before the kinds existed).
+    """
+
+AMOUNT_KIND_UNSPECIFIED: AmountKind.ValueType  # 0
+AMOUNT_KIND_RATIO_CAP: AmountKind.ValueType  # 1
+"""min(basis_figure × rate, cap), nothing below minimum_basis_fen"""
+AMOUNT_KIND_SCORE_TIERS: AmountKind.ValueType  # 2
+"""the amount of the highest tier the aggregated expert score reaches"""
+AMOUNT_KIND_PER_UNIT: AmountKind.ValueType  # 3
+"""unit_figure × amount_per_unit_fen, capped by cap_fen when set"""
+Global___AmountKind: _TypeAlias = AmountKind  # noqa: Y015
+
+class _OverBudgetPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OverBudgetPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OverBudgetPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OVER_BUDGET_POLICY_UNSPECIFIED: _OverBudgetPolicy.ValueType  # 0
+    """reads as WAITING_LIST"""
+    OVER_BUDGET_POLICY_PRO_RATA: _OverBudgetPolicy.ValueType  # 1
+    """every award of the batch cut by the same ratio (按比例核减)"""
+    OVER_BUDGET_POLICY_WAITING_LIST: _OverBudgetPolicy.ValueType  # 2
+    """awards that do not fit wait, in order, for a later batch"""
+
+class OverBudgetPolicy(_OverBudgetPolicy, metaclass=_OverBudgetPolicyEnumTypeWrapper):
+    """What a program does when the awards of a batch exceed what its budget line has left."""
+
+OVER_BUDGET_POLICY_UNSPECIFIED: OverBudgetPolicy.ValueType  # 0
+"""reads as WAITING_LIST"""
+OVER_BUDGET_POLICY_PRO_RATA: OverBudgetPolicy.ValueType  # 1
+"""every award of the batch cut by the same ratio (按比例核减)"""
+OVER_BUDGET_POLICY_WAITING_LIST: OverBudgetPolicy.ValueType  # 2
+"""awards that do not fit wait, in order, for a later batch"""
+Global___OverBudgetPolicy: _TypeAlias = OverBudgetPolicy  # noqa: Y015
+
+class _JoinPolicy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JoinPolicyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JoinPolicy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JOIN_POLICY_UNSPECIFIED: _JoinPolicy.ValueType  # 0
+    """reads as ANY_REJECT"""
+    JOIN_POLICY_ALL_APPROVE: _JoinPolicy.ValueType  # 1
+    """every department decides; approved only if every one approves"""
+    JOIN_POLICY_ANY_REJECT: _JoinPolicy.ValueType  # 2
+    """the first rejection (or return) decides at once; the rest are cancelled"""
+    JOIN_POLICY_QUORUM: _JoinPolicy.ValueType  # 3
+    """approved once `quorum` approve; rejected once that can no longer happen"""
+
+class JoinPolicy(_JoinPolicy, metaclass=_JoinPolicyEnumTypeWrapper):
+    """How the co-reviewing departments' decisions are joined into the grant's."""
+
+JOIN_POLICY_UNSPECIFIED: JoinPolicy.ValueType  # 0
+"""reads as ANY_REJECT"""
+JOIN_POLICY_ALL_APPROVE: JoinPolicy.ValueType  # 1
+"""every department decides; approved only if every one approves"""
+JOIN_POLICY_ANY_REJECT: JoinPolicy.ValueType  # 2
+"""the first rejection (or return) decides at once; the rest are cancelled"""
+JOIN_POLICY_QUORUM: JoinPolicy.ValueType  # 3
+"""approved once `quorum` approve; rejected once that can no longer happen"""
+Global___JoinPolicy: _TypeAlias = JoinPolicy  # noqa: Y015
+
+class _ScoreAggregation:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ScoreAggregationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ScoreAggregation.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SCORE_AGGREGATION_UNSPECIFIED: _ScoreAggregation.ValueType  # 0
+    """reads as MEAN"""
+    SCORE_AGGREGATION_MEAN: _ScoreAggregation.ValueType  # 1
+    SCORE_AGGREGATION_TRIMMED_MEAN: _ScoreAggregation.ValueType  # 2
+    """the highest and lowest dropped (panels of 5 or more)"""
+    SCORE_AGGREGATION_MEDIAN: _ScoreAggregation.ValueType  # 3
+
+class ScoreAggregation(_ScoreAggregation, metaclass=_ScoreAggregationEnumTypeWrapper):
+    """How the expert panel's scores become one."""
+
+SCORE_AGGREGATION_UNSPECIFIED: ScoreAggregation.ValueType  # 0
+"""reads as MEAN"""
+SCORE_AGGREGATION_MEAN: ScoreAggregation.ValueType  # 1
+SCORE_AGGREGATION_TRIMMED_MEAN: ScoreAggregation.ValueType  # 2
+"""the highest and lowest dropped (panels of 5 or more)"""
+SCORE_AGGREGATION_MEDIAN: ScoreAggregation.ValueType  # 3
+Global___ScoreAggregation: _TypeAlias = ScoreAggregation  # noqa: Y015
+
 @_typing.final
 class DocumentRef(_message.Message):
     """A document the applicant uploaded elsewhere (object store); Grantflow keeps the reference."""
@@ -115,8 +219,34 @@ class DocumentRef(_message.Message):
 Global___DocumentRef: _TypeAlias = DocumentRef  # noqa: Y015
 
 @_typing.final
+class ScoreTier(_message.Message):
+    """A tier of a SCORE_TIERS rule: an aggregated expert score of at least min_score_centi (hundredths
+    of a point: 8000 = 80 points) earns amount_fen.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MIN_SCORE_CENTI_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    min_score_centi: _builtins.int
+    amount_fen: _builtins.int
+    def __init__(
+        self,
+        *,
+        min_score_centi: _builtins.int = ...,
+        amount_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "min_score_centi", b"min_score_centi"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScoreTier: _TypeAlias = ScoreTier  # noqa: Y015
+
+@_typing.final
 class AmountRule(_message.Message):
-    """How a program computes its award: min(basis_figure * rate, cap), in integer fen."""
+    """How a program computes its award, in integer fen (an odd fen rounds down)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -124,14 +254,35 @@ class AmountRule(_message.Message):
     RATE_BASIS_POINTS_FIELD_NUMBER: _builtins.int
     CAP_FEN_FIELD_NUMBER: _builtins.int
     MINIMUM_BASIS_FEN_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    TIERS_FIELD_NUMBER: _builtins.int
+    UNIT_FIGURE_FIELD_NUMBER: _builtins.int
+    AMOUNT_PER_UNIT_FEN_FIELD_NUMBER: _builtins.int
+    ENTERPRISE_YEAR_CAP_FEN_FIELD_NUMBER: _builtins.int
+    INSTALMENTS_FIELD_NUMBER: _builtins.int
     basis_figure: _builtins.str
-    """name of the figure the rate applies to, e.g. "cloud_fee_paid_fen" """
+    """RATIO_CAP: the figure the rate applies to, e.g. "cloud_fee_paid_fen" """
     rate_basis_points: _builtins.int
-    """5000 = 50 %"""
+    """RATIO_CAP: 5000 = 50 %"""
     cap_fen: _builtins.int
-    """award ceiling per application"""
+    """ceiling per application (0 = none, only for PER_UNIT)"""
     minimum_basis_fen: _builtins.int
-    """basis below this is ineligible (0 = no minimum)"""
+    """RATIO_CAP: a basis below this is ineligible (TECH-SMART 5M yuan)"""
+    kind: Global___AmountKind.ValueType
+    unit_figure: _builtins.str
+    """PER_UNIT: e.g. "eligible_students" """
+    amount_per_unit_fen: _builtins.int
+    """PER_UNIT: e.g. 400000 (4,000 yuan per student per year)"""
+    enterprise_year_cap_fen: _builtins.int
+    """All of one enterprise's awards of this program in one calendar year together (0 = no cap);
+    TECH-INVEST 10M yuan. Checked across the enterprise's applications at eligibility.
+    """
+    instalments: _builtins.int
+    """Paid in this many yearly instalments, each after its milestone (TECH-MAJOR up to 3; 0 = 1)."""
+    @_builtins.property
+    def tiers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ScoreTier]:
+        """SCORE_TIERS"""
+
     def __init__(
         self,
         *,
@@ -139,14 +290,141 @@ class AmountRule(_message.Message):
         rate_basis_points: _builtins.int = ...,
         cap_fen: _builtins.int = ...,
         minimum_basis_fen: _builtins.int = ...,
+        kind: Global___AmountKind.ValueType = ...,
+        tiers: _abc.Iterable[Global___ScoreTier] | None = ...,
+        unit_figure: _builtins.str = ...,
+        amount_per_unit_fen: _builtins.int = ...,
+        enterprise_year_cap_fen: _builtins.int = ...,
+        instalments: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["basis_figure", b"basis_figure", "cap_fen", b"cap_fen", "minimum_basis_fen", b"minimum_basis_fen", "rate_basis_points", b"rate_basis_points"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_per_unit_fen", b"amount_per_unit_fen", "basis_figure", b"basis_figure", "cap_fen", b"cap_fen", "enterprise_year_cap_fen", b"enterprise_year_cap_fen", "instalments", b"instalments", "kind", b"kind", "minimum_basis_fen", b"minimum_basis_fen", "rate_basis_points", b"rate_basis_points", "tiers", b"tiers", "unit_figure", b"unit_figure"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AmountRule: _TypeAlias = AmountRule  # noqa: Y015
+
+@_typing.final
+class RubricCriterion(_message.Message):
+    """One criterion of an expert rubric; the criteria's max_points add up to 100."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    MAX_POINTS_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """e.g. "innovation" """
+    name: _builtins.str
+    """shown to the expert, e.g. "技术先进性" """
+    max_points: _builtins.int
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        name: _builtins.str = ...,
+        max_points: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "max_points", b"max_points", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RubricCriterion: _TypeAlias = RubricCriterion  # noqa: Y015
+
+@_typing.final
+class ExpertReview(_message.Message):
+    """Expert review (专家评审): a panel drawn from the pool by field scores each application alone."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PANEL_SIZE_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    RUBRIC_FIELD_NUMBER: _builtins.int
+    AGGREGATION_FIELD_NUMBER: _builtins.int
+    PASS_SCORE_CENTI_FIELD_NUMBER: _builtins.int
+    DUE_WORKING_DAYS_FIELD_NUMBER: _builtins.int
+    panel_size: _builtins.int
+    """experts drawn per application (3, 5, 7)"""
+    field: _builtins.str
+    """the pool's field, e.g. "industrial_internet" """
+    aggregation: Global___ScoreAggregation.ValueType
+    pass_score_centi: _builtins.int
+    """an aggregated score below this rejects (0 = advisory only)"""
+    due_working_days: _builtins.int
+    @_builtins.property
+    def rubric(self) -> _containers.RepeatedCompositeFieldContainer[Global___RubricCriterion]: ...
+    def __init__(
+        self,
+        *,
+        panel_size: _builtins.int = ...,
+        field: _builtins.str = ...,
+        rubric: _abc.Iterable[Global___RubricCriterion] | None = ...,
+        aggregation: Global___ScoreAggregation.ValueType = ...,
+        pass_score_centi: _builtins.int = ...,
+        due_working_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aggregation", b"aggregation", "due_working_days", b"due_working_days", "field", b"field", "panel_size", b"panel_size", "pass_score_centi", b"pass_score_centi", "rubric", b"rubric"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpertReview: _TypeAlias = ExpertReview  # noqa: Y015
+
+@_typing.final
+class SpecialAudit(_message.Message):
+    """Special audit (专项审计): an auditor confirms the eligible figure; the lower of audited and
+    declared counts (就低原则) and the amount is computed again.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUDITED_FIGURE_FIELD_NUMBER: _builtins.int
+    DUE_WORKING_DAYS_FIELD_NUMBER: _builtins.int
+    audited_figure: _builtins.str
+    """e.g. "platform_investment_fen" """
+    due_working_days: _builtins.int
+    def __init__(
+        self,
+        *,
+        audited_figure: _builtins.str = ...,
+        due_working_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audited_figure", b"audited_figure", "due_working_days", b"due_working_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpecialAudit: _TypeAlias = SpecialAudit  # noqa: Y015
+
+@_typing.final
+class DepartmentReview(_message.Message):
+    """A co-reviewing department and its own due date."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DEPARTMENT_FIELD_NUMBER: _builtins.int
+    DUE_WORKING_DAYS_FIELD_NUMBER: _builtins.int
+    department: Global___Department.ValueType
+    due_working_days: _builtins.int
+    """0 = the program's review_working_days"""
+    def __init__(
+        self,
+        *,
+        department: Global___Department.ValueType = ...,
+        due_working_days: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["department", b"department", "due_working_days", b"due_working_days"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DepartmentReview: _TypeAlias = DepartmentReview  # noqa: Y015
 
 @_typing.final
 class ProgramRule(_message.Message):
@@ -169,6 +447,18 @@ class ProgramRule(_message.Message):
     NOTICE_WORKING_DAYS_FIELD_NUMBER: _builtins.int
     SUPPLEMENT_WORKING_DAYS_FIELD_NUMBER: _builtins.int
     REVIEW_WORKING_DAYS_FIELD_NUMBER: _builtins.int
+    BUDGET_LINE_CODE_FIELD_NUMBER: _builtins.int
+    OVER_BUDGET_POLICY_FIELD_NUMBER: _builtins.int
+    JOIN_POLICY_FIELD_NUMBER: _builtins.int
+    QUORUM_FIELD_NUMBER: _builtins.int
+    DEPARTMENT_REVIEWS_FIELD_NUMBER: _builtins.int
+    EXPERT_REVIEW_FIELD_NUMBER: _builtins.int
+    SPECIAL_AUDIT_FIELD_NUMBER: _builtins.int
+    REQUIRED_DOCUMENTS_FIELD_NUMBER: _builtins.int
+    EXCLUDED_PROGRAMS_FIELD_NUMBER: _builtins.int
+    RENOTICE_AFTER_DISMISSED_OBJECTION_FIELD_NUMBER: _builtins.int
+    ELIGIBLE_REGISTRATION_KINDS_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """e.g. "SME-CLOUD" """
     version: _builtins.int
@@ -181,6 +471,18 @@ class ProgramRule(_message.Message):
     """deadline to answer a request for more information"""
     review_working_days: _builtins.int
     """a review task is overdue after this"""
+    budget_line_code: _builtins.str
+    """The support plan's yearly budget line the awards are reserved against (e.g. "SME-SUPPORT");
+    the year is the calendar year (China's fiscal year) in which a batch is allocated.
+    """
+    over_budget_policy: Global___OverBudgetPolicy.ValueType
+    join_policy: Global___JoinPolicy.ValueType
+    quorum: _builtins.int
+    """JOIN_POLICY_QUORUM only"""
+    renotice_after_dismissed_objection: _builtins.bool
+    """After a dismissed objection the award is noticed again in a later batch."""
+    description: _builtins.str
+    """the rule in plain Chinese, for applicants"""
     @_builtins.property
     def review_departments(self) -> _containers.RepeatedScalarFieldContainer[Global___Department.ValueType]:
         """co-reviewers, reviewed in parallel"""
@@ -193,6 +495,36 @@ class ProgramRule(_message.Message):
     def amount_rule(self) -> Global___AmountRule: ...
     @_builtins.property
     def required_figures(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def department_reviews(self) -> _containers.RepeatedCompositeFieldContainer[Global___DepartmentReview]:
+        """Due dates per co-reviewing department; a department of review_departments without an entry
+        uses review_working_days.
+        """
+
+    @_builtins.property
+    def expert_review(self) -> Global___ExpertReview:
+        """unset (panel_size 0): no expert review"""
+
+    @_builtins.property
+    def special_audit(self) -> Global___SpecialAudit:
+        """unset (audited_figure ""): no audit"""
+
+    @_builtins.property
+    def required_documents(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """document names the application must carry"""
+
+    @_builtins.property
+    def excluded_programs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """多头申报: the same project (credit code + project code) may not also be filed with these
+        programs (codes; may name programs outside the catalogue, e.g. "IND-INVEST").
+        """
+
+    @_builtins.property
+    def eligible_registration_kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Registration kinds an applicant must have (empty = any enterprise), e.g. "social_organisation"
+        for SERVICE-EVENT; the registry knows each applicant's kind.
+        """
+
     def __init__(
         self,
         *,
@@ -209,10 +541,22 @@ class ProgramRule(_message.Message):
         notice_working_days: _builtins.int = ...,
         supplement_working_days: _builtins.int = ...,
         review_working_days: _builtins.int = ...,
+        budget_line_code: _builtins.str = ...,
+        over_budget_policy: Global___OverBudgetPolicy.ValueType = ...,
+        join_policy: Global___JoinPolicy.ValueType = ...,
+        quorum: _builtins.int = ...,
+        department_reviews: _abc.Iterable[Global___DepartmentReview] | None = ...,
+        expert_review: Global___ExpertReview | None = ...,
+        special_audit: Global___SpecialAudit | None = ...,
+        required_documents: _abc.Iterable[_builtins.str] | None = ...,
+        excluded_programs: _abc.Iterable[_builtins.str] | None = ...,
+        renotice_after_dismissed_objection: _builtins.bool = ...,
+        eligible_registration_kinds: _abc.Iterable[_builtins.str] | None = ...,
+        description: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_rule", b"amount_rule", "window_closes_at", b"window_closes_at", "window_opens_at", b"window_opens_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount_rule", b"amount_rule", "expert_review", b"expert_review", "special_audit", b"special_audit", "window_closes_at", b"window_closes_at", "window_opens_at", b"window_opens_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_rule", b"amount_rule", "code", b"code", "name", b"name", "notice_working_days", b"notice_working_days", "owner_department", b"owner_department", "required_figures", b"required_figures", "review_departments", b"review_departments", "review_working_days", b"review_working_days", "sme_only", b"sme_only", "supplement_working_days", b"supplement_working_days", "version", b"version", "window_closes_at", b"window_closes_at", "window_opens_at", b"window_opens_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_rule", b"amount_rule", "budget_line_code", b"budget_line_code", "code", b"code", "department_reviews", b"department_reviews", "description", b"description", "eligible_registration_kinds", b"eligible_registration_kinds", "excluded_programs", b"excluded_programs", "expert_review", b"expert_review", "join_policy", b"join_policy", "name", b"name", "notice_working_days", b"notice_working_days", "over_budget_policy", b"over_budget_policy", "owner_department", b"owner_department", "quorum", b"quorum", "renotice_after_dismissed_objection", b"renotice_after_dismissed_objection", "required_documents", b"required_documents", "required_figures", b"required_figures", "review_departments", b"review_departments", "review_working_days", b"review_working_days", "sme_only", b"sme_only", "special_audit", b"special_audit", "supplement_working_days", b"supplement_working_days", "version", b"version", "window_closes_at", b"window_closes_at", "window_opens_at", b"window_opens_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

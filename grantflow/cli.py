@@ -365,6 +365,7 @@ def run_everything(
     settings = get_settings().model_copy(
         update={
             "notice_period_seconds": notice_seconds,
+            "notice_batch_seconds": 3.0,
             "supplement_period_seconds": 600.0,
             "review_period_seconds": 3600.0,
         }

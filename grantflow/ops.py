@@ -18,10 +18,11 @@ from services.common.temporal import connect_temporal
 from workflows import contracts
 from workflows.funding_plan import FundingPlanWorkflow
 from workflows.grant import GrantWorkflow
+from workflows.notice_batch import NoticeBatchWorkflow
 from workflows.repair import RepairWorkflow
 from workflows.worker import workflow_runner
 
-WORKFLOWS = [GrantWorkflow, FundingPlanWorkflow, RepairWorkflow]
+WORKFLOWS = [GrantWorkflow, FundingPlanWorkflow, NoticeBatchWorkflow, RepairWorkflow]
 # What `ops replay --sample` replays: grants and plans that have closed (their whole life).
 CLOSED_LIVES = (
     f"WorkflowType IN ('{contracts.GRANT_WORKFLOW}', '{contracts.FUNDING_PLAN_WORKFLOW}') "

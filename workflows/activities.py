@@ -21,7 +21,9 @@ from typing import TypeVar
 
 import grpc
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from grantflow.v1 import applications_pb2, disbursement_pb2, review_pb2
 from services.common.clients import ServiceClients
@@ -29,12 +31,14 @@ from services.common.db import to_timestamp
 from services.common.errors import REASON_PAYMENT_GATEWAY, error_reason
 from services.common.vocabulary import Department, ErrorType, GrantStage, VocabularyError
 from services.common.workdays import add_working_days
+from workflows import contracts
 from workflows.models import (
     AwardRef,
     CreateReviewTaskRequest,
     DeadlineRequest,
     EligibilityRecord,
     EligibilityRequest,
+    JoinNoticeBatch,
     OverdueReminder,
     PaymentFailure,
     PaymentRequest,
@@ -92,9 +96,47 @@ def unknown_terms_are_final() -> Iterator[None]:
 
 
 class GrantActivities:
-    def __init__(self, clients: ServiceClients, registry: EnterpriseRegistry) -> None:
+    def __init__(
+        self,
+        clients: ServiceClients,
+        registry: EnterpriseRegistry,
+        temporal: Client | None = None,
+        task_queue: str = "",
+    ) -> None:
         self.clients = clients
         self.registry = registry
+        # The worker's Temporal client: a grant joins its program's notice batcher by
+        # signal-with-start, which workflow code cannot do.
+        self.temporal = temporal
+        self.task_queue = task_queue
+
+    # ------------------------------------------------------------------------- notice batches
+
+    @activity.defn(name="join_notice_batch")
+    async def join_notice_batch(self, join: JoinNoticeBatch) -> None:
+        """Adds the award to its program's open batch, starting the batcher if none runs (the
+        batcher ignores a second join of the same application)."""
+        assert self.temporal is not None, "the worker gives grant activities a Temporal client"
+        await self.temporal.start_workflow(
+            contracts.NOTICE_BATCH_WORKFLOW,
+            join.batcher,
+            id=contracts.notice_batcher_id(join.batcher.program_code),
+            task_queue=self.task_queue or activity.info().task_queue,
+            start_signal=contracts.JOIN_NOTICE_BATCH,
+            start_signal_args=[join.entry],
+        )
+
+    @activity.defn(name="leave_notice_batch")
+    async def leave_notice_batch(self, join: JoinNoticeBatch) -> None:
+        assert self.temporal is not None, "the worker gives grant activities a Temporal client"
+        handle = self.temporal.get_workflow_handle(
+            contracts.notice_batcher_id(join.batcher.program_code)
+        )
+        try:
+            await handle.signal(contracts.LEAVE_NOTICE_BATCH, join.entry.application_id)
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
 
     # ------------------------------------------------------------------------------ grants
 
@@ -309,6 +351,8 @@ class GrantActivities:
 
     def all(self) -> list[object]:
         return [
+            self.join_notice_batch,
+            self.leave_notice_batch,
             self.look_up_enterprise,
             self.working_days_deadline,
             self.create_review_task,

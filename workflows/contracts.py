@@ -12,6 +12,7 @@ from services.common.vocabulary import Decision, ErrorType
 
 GRANT_WORKFLOW = "GrantWorkflow"
 FUNDING_PLAN_WORKFLOW = "FundingPlanWorkflow"
+NOTICE_BATCH_WORKFLOW = "NoticeBatchWorkflow"
 
 # Updates (the caller learns at once whether the workflow took it)
 DECIDE_REVIEW_TASK = "decide_review_task"
@@ -35,6 +36,11 @@ SUPPLEMENT = "supplement"
 PAYMENT_SETTLED = "payment_settled"
 PAYMENT_FAILED = "payment_failed"
 FUNDING_PLAN_ASSIGNED = "funding_plan_assigned"
+# Between a grant and its program's notice batcher (workflows/notice_batch.py).
+JOIN_NOTICE_BATCH = "join"  # grant -> batcher: a decided award to notice
+LEAVE_NOTICE_BATCH = "leave"  # grant -> batcher: withdrawn before its batch was published
+CLOSE_NOTICE_BATCH = "close_batch"  # an officer: publish the collected batch now
+NOTICE_PUBLISHED = "notice_published"  # batcher -> grant: what its batch gave it
 
 # Queries
 GRANT_STATUS = "status"
@@ -64,6 +70,10 @@ def grant_workflow_id(application_id: str) -> str:
 
 def plan_workflow_id(plan_id: str) -> str:
     return f"plan-{plan_id}"
+
+
+def notice_batcher_id(program_code: str) -> str:
+    return f"notice-{program_code}"
 
 
 class ClaimReviewTask(BaseModel):

@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from temporalio import workflow
@@ -57,10 +57,16 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import contracts, reasons, rules
     from workflows.activities import GrantActivities
+    from workflows import review_rules
     from workflows.contracts import (
+        Acknowledged,
+        AuditDone,
         ClaimReviewTask,
         DecideReviewTask,
+        ExpertReviewDone,
         FundingPlanAssigned,
+        ObjectionDecided,
+        ObjectionLodged,
         PaymentFailed,
         PaymentSettled,
         ReopenReview,
@@ -71,13 +77,20 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.grant_legacy import LegacyGrant
     from workflows.models import (
+        AuditRequest,
         AwardRef,
         CreateReviewTaskRequest,
         DeadlineRequest,
+        EligibilityCheck,
         EligibilityRequest,
+        ExpertReviewRequest,
         GrantInput,
         GrantOutcome,
         GrantStatus,
+        JoinNoticeBatch,
+        NoticeBatcherInput,
+        NoticeEntry,
+        NoticePublished,
         OverdueReminder,
         ReservationRelease,
         ReserveRequest,
@@ -95,6 +108,16 @@ PENDING_KEY = SearchAttributeKey.for_keyword_list(contracts.SA_PENDING_DEPARTMEN
 
 # The third generation's marker (see the module docstring).
 LIGHTER_GRANT_PATCH = "lighter-grant-v3"
+# The fourth's: eligibility with evidence, expert review, special audit, join policies and
+# per-department due dates, notices by batch with objections. Without it a grant runs the third
+# generation's steps, which the code below keeps behind `state.v4`.
+REVIEW_PROCESS_PATCH = "review-process-v4"
+# China keeps one offset all year (no file read in workflow code, unlike zoneinfo).
+CHINA = timezone(timedelta(hours=8))
+# An overdue review task is escalated this many working days after its due date.
+ESCALATION_WORKING_DAYS = 2
+# A re-review after an upheld objection.
+RE_REVIEW = "re_review"
 # Service calls are retried until they succeed (a service being down must not fail a grant);
 # final answers (bad input, wrong state) are non-retryable errors raised by the activity.
 SERVICE_TIMEOUT = timedelta(seconds=30)
@@ -125,6 +148,9 @@ class ReviewTask:
     approved_amount_fen: int = 0
     # Replaced by a new task of the same round when ops re-opened this department's review.
     superseded: bool = False
+    # Fourth generation: each department's own due date, and how far its alerts have gone.
+    due_at: datetime | None = None
+    alerts: int = 0  # 1 reminded at the due date, 2 escalated
 
 
 @dataclass
@@ -152,6 +178,20 @@ class GrantState:
     told: set[tuple[str, GrantStage]] = field(default_factory=set)  # (plan, stage) reported
     settled: PaymentSettled | None = None
     reopened: int = 0  # reviews re-opened by ops, for the new tasks' request ids
+    # Fourth generation (REVIEW_PROCESS_PATCH).
+    v4: bool = False
+    year_cap_left_fen: int = -1  # what the enterprise's yearly cap leaves; -1: no cap
+    expert_panel: str = ""
+    expert_score: int | None = None  # aggregated, hundredths of a point
+    audit_task: str = ""
+    audit: AuditDone | None = None
+    notice: NoticePublished | None = None
+    objections: dict[str, ObjectionLodged] = field(default_factory=dict)
+    objection_decisions: dict[str, ObjectionDecided] = field(default_factory=dict)
+    renoticed: bool = False
+
+    def open_objections(self) -> list[str]:
+        return [o for o in self.objections if o not in self.objection_decisions]
 
     def current_tasks(self) -> list[ReviewTask]:
         return [t for t in self.tasks.values() if t.round == self.round and not t.superseded]
@@ -187,7 +227,8 @@ class GrantWorkflow:
         if not workflow.patched(LIGHTER_GRANT_PATCH):
             self._legacy = LegacyGrant()
             return await self._legacy.run(grant)
-        outcome = await self._phases()
+        self.state.v4 = workflow.patched(REVIEW_PROCESS_PATCH)
+        outcome = await (self._process() if self.state.v4 else self._phases())
         self._answer_withdrawals(reasons.not_withdrawable(self.state.stage))
         # An Update still being handled (a decision that arrived as the grant closed) finishes
         # before the workflow does.
@@ -195,10 +236,34 @@ class GrantWorkflow:
         return outcome
 
     async def _phases(self) -> GrantOutcome:
+        """The third generation's process."""
         for phase in (self._formal_check, self._review_until_decided, self._reserve, self._notice):
             ending = await phase()
             if ending is not None:
                 return ending
+        return await self._payment()
+
+    async def _process(self) -> GrantOutcome:
+        """The fourth generation's: the program decides which of the checks it asks for; an
+        upheld objection may send the grant back to review, then to a later notice."""
+        for phase in (
+            self._formal_check,
+            self._eligibility,
+            self._expert_review,
+            self._special_audit,
+        ):
+            ending = await phase()
+            if ending is not None:
+                return ending
+        while True:
+            ending = await self._review_until_decided()
+            if ending is not None:
+                return ending
+            noticed = await self._public_notice()
+            if isinstance(noticed, GrantOutcome):
+                return noticed
+            if noticed != RE_REVIEW:
+                break
         return await self._payment()
 
     # ----------------------------------------------------------------------------- phases
@@ -229,13 +294,12 @@ class GrantWorkflow:
         """Review rounds until the departments approve (the lowest amount counts), one rejects,
         or one returns the application and no supplement comes."""
         while True:
-            amount = rules.award_fen(
-                self.grant.rule.amount_rule, self.state.figures, self.grant.requested_amount_fen
-            )
+            amount = self._eligible_amount()
             if amount <= 0:
                 return await self._close(GrantStage.REJECTED, reasons.NO_ELIGIBLE_AMOUNT)
             self.state.amount_fen = amount
-            verdict = await self._review_round(amount)
+            review = self._review_round_v4 if self.state.v4 else self._review_round
+            verdict = await review(amount)
             if verdict is None:
                 return await self._withdrawn()
             if verdict == Decision.REJECT:
@@ -285,6 +349,212 @@ class GrantWorkflow:
             GrantActivities.confirm_award_v3, AwardRef(application_id=self.grant.application_id)
         )
         return None
+
+    # ------------------------------------------------------------- fourth-generation phases
+
+    async def _eligibility(self) -> GrantOutcome | None:
+        """资格审查 by the applications service, which keeps each check's evidence with the
+        application: credit, registration, size, duplicate funding (多头申报), yearly caps."""
+        verdict = await self._call(
+            GrantActivities.check_eligibility,
+            EligibilityCheck(application_id=self.grant.application_id),
+        )
+        if not verdict.passed:
+            return await self._close(GrantStage.REJECTED, reasons.eligibility_failed(verdict.reasons))
+        self.state.year_cap_left_fen = verdict.remaining_year_cap_fen
+        return None
+
+    async def _expert_review(self) -> GrantOutcome | None:
+        """专家评审: a panel drawn from the pool scores alone; the aggregated score is advisory
+        unless the program sets a pass score, and sets the amount of a tiered program."""
+        experts = self.grant.rule.expert_review
+        if experts is None or experts.panel_size <= 0:
+            return None
+        await self._report(GrantStage.EXPERT_REVIEW, reasons.EXPERT_REVIEW)
+        period = await self._period(self.grant.timing.review_seconds, experts.due_working_days)
+        self.state.expert_panel = await self._call(
+            GrantActivities.create_expert_review,
+            ExpertReviewRequest(
+                request_id=f"{workflow.info().workflow_id}-experts",
+                application_id=self.grant.application_id,
+                program_code=self.grant.rule.code,
+                applicant_credit_code=self.grant.applicant_credit_code,
+                due_at=workflow.now() + period,
+            ),
+        )
+        await workflow.wait_condition(
+            lambda: self.state.expert_score is not None or self.state.withdrawal is not None
+        )
+        if self.state.withdrawal is not None:
+            return await self._withdrawn()
+        score = self.state.expert_score
+        assert score is not None
+        if experts.pass_score_centi and score < experts.pass_score_centi:
+            return await self._close(
+                GrantStage.REJECTED,
+                reasons.expert_score_too_low(score, experts.pass_score_centi),
+            )
+        return None
+
+    async def _special_audit(self) -> GrantOutcome | None:
+        """专项审计: the auditor confirms the eligible figure; the lower of audited and declared
+        counts (就低原则), and the amount is computed from it."""
+        audit = self.grant.rule.special_audit
+        if audit is None or not audit.audited_figure:
+            return None
+        figure = audit.audited_figure
+        declared = self.state.figures.get(figure, 0)
+        await self._report(GrantStage.SPECIAL_AUDIT, reasons.SPECIAL_AUDIT)
+        period = await self._period(self.grant.timing.review_seconds, audit.due_working_days)
+        self.state.audit_task = await self._call(
+            GrantActivities.create_audit_task,
+            AuditRequest(
+                request_id=f"{workflow.info().workflow_id}-audit",
+                application_id=self.grant.application_id,
+                program_code=self.grant.rule.code,
+                figure=figure,
+                declared_fen=declared,
+                due_at=workflow.now() + period,
+            ),
+        )
+        await workflow.wait_condition(
+            lambda: self.state.audit is not None or self.state.withdrawal is not None
+        )
+        if self.state.withdrawal is not None:
+            return await self._withdrawn()
+        assert self.state.audit is not None
+        self.state.figures[figure] = min(declared, self.state.audit.audited_fen)
+        return None
+
+    async def _public_notice(self) -> GrantOutcome | str | None:
+        """社会公示 by batch: the grant joins its program's notice batcher, which funds the batch
+        from the budget line (cut pro rata, or waitlisted for a later batch) and publishes it for
+        N working days. Objections lodged meanwhile are handled before the award stands.
+        Answers None (the award stands), RE_REVIEW, or the grant's ending."""
+        while True:
+            await self._report(GrantStage.AWAITING_NOTICE, reasons.AWAITING_NOTICE)
+            self.state.notice = None
+            await self._call(GrantActivities.join_notice_batch, self._notice_entry())
+            if not await self._wait_for_batch():
+                return await self._leave_batch_withdrawn()
+            notice = self.state.notice
+            assert notice is not None
+            self.state.reserved = True
+            self.state.amount_fen = notice.amount_fen
+            closes = notice.closes_at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
+            await self._report(
+                GrantStage.IN_NOTICE,
+                reasons.in_notice(notice.amount_fen, notice.requested_fen, closes),
+            )
+            period = max(notice.closes_at - workflow.now(), timedelta(seconds=1))
+            if await self._wait(lambda: self.state.withdrawal is not None, period):
+                return await self._withdrawn()
+            # Objections lodged in time are handled before the award stands.
+            await workflow.wait_condition(
+                lambda: self.state.withdrawal is not None or not self.state.open_objections()
+            )
+            if self.state.withdrawal is not None:
+                return await self._withdrawn()
+            ending = await self._after_objections()
+            if ending is None:
+                break
+            if ending == "renotice":
+                continue
+            return ending
+        await self._call(
+            GrantActivities.confirm_award_v3, AwardRef(application_id=self.grant.application_id)
+        )
+        return None
+
+    async def _wait_for_batch(self) -> bool:
+        """Until the batch funds the award (True) or the applicant withdraws (False); a
+        waitlisted award waits for a later batch."""
+        while True:
+            await workflow.wait_condition(
+                lambda: self.state.notice is not None or self.state.withdrawal is not None
+            )
+            if self.state.withdrawal is not None:
+                return False
+            assert self.state.notice is not None
+            if self.state.notice.reserved:
+                return True
+            self.state.notice = None
+            if self.state.stage != GrantStage.WAITLISTED:
+                await self._report(GrantStage.WAITLISTED, reasons.WAITLISTED)
+
+    async def _leave_batch_withdrawn(self) -> GrantOutcome:
+        """Withdrawn before its notice: out of the batch first, then any money it was given
+        back (the batcher releases what it allocated after this left; see notice_batch.py)."""
+        await self._call(GrantActivities.leave_notice_batch, self._notice_entry())
+        try:
+            await self._call(
+                GrantActivities.release_reservation_v3,
+                ReservationRelease(
+                    application_id=self.grant.application_id, reason=reasons.GONE_BEFORE_NOTICE
+                ),
+            )
+        except ServiceRefusal as error:
+            if final_error_type(error) != ErrorType.NOT_FOUND:  # nothing was reserved
+                raise
+        return await self._withdrawn()
+
+    async def _after_objections(self) -> GrantOutcome | str | None:
+        """What the handled objections of this notice mean: an upheld one ends the award or
+        sends it back to review; a dismissed one lets it stand, noticed again where the rule
+        says so."""
+        decided = [self.state.objection_decisions[o] for o in self.state.objections]
+        self.state.objections.clear()
+        upheld = [d for d in decided if d.upheld]
+        if upheld:
+            first = upheld[0]
+            if any(d.consequence != RE_REVIEW for d in upheld):
+                return await self._close(GrantStage.REJECTED, reasons.objection_upheld(first.reason))
+            await self._release(reasons.objection_re_review(first.reason))
+            self.state.reason = reasons.objection_re_review(first.reason)
+            return RE_REVIEW
+        if decided and self.grant.rule.renotice_after_dismissed_objection:
+            if not self.state.renoticed:
+                self.state.renoticed = True
+                self.state.reason = reasons.renotice(decided[0].reason)
+                return "renotice"
+        return None
+
+    def _notice_entry(self) -> JoinNoticeBatch:
+        rule = self.grant.rule
+        return JoinNoticeBatch(
+            entry=NoticeEntry(
+                application_id=self.grant.application_id,
+                applicant_credit_code=self.grant.applicant_credit_code,
+                applicant_name=self.grant.applicant_name,
+                project_title=self.grant.project_title,
+                amount_fen=self.state.amount_fen,
+                renotice=self.state.reserved,
+            ),
+            batcher=NoticeBatcherInput(
+                program_code=rule.code,
+                over_budget_policy=rule.over_budget_policy,
+                notice_working_days=rule.notice_working_days,
+                notice_seconds=self.grant.timing.notice_seconds,
+                batch_window_seconds=self.grant.timing.batch_seconds,
+            ),
+        )
+
+    def _eligible_amount(self) -> int:
+        """What the rule gives for the figures (audited where audited), never more than asked
+        for nor than the enterprise's yearly cap leaves."""
+        if not self.state.v4:
+            return rules.award_fen(
+                self.grant.rule.amount_rule, self.state.figures, self.grant.requested_amount_fen
+            )
+        amount = rules.award_fen(
+            self.grant.rule.amount_rule,
+            self.state.figures,
+            self.grant.requested_amount_fen,
+            score_centi=self.state.expert_score,
+        )
+        if self.state.year_cap_left_fen >= 0:
+            amount = min(amount, self.state.year_cap_left_fen)
+        return amount
 
     async def _payment(self) -> GrantOutcome:
         """Waits for funding plans: each plan the grant is put in is worked through in the order
@@ -390,6 +660,123 @@ class GrantWorkflow:
                 await self._cancel_open_tasks(self.state.reason)
                 return verdict
         return Decision.APPROVE
+
+    async def _review_round_v4(self, amount: int) -> Decision | None:
+        """A round of department co-review: each department's task with its own due date, the
+        decisions joined by the program's policy (all approve, any reject, or a quorum); the
+        verdict, or None if the applicant withdrew meanwhile."""
+        grant = self.grant
+        self.state.round += 1
+        current = self.state.round
+        departments = list(grant.rule.review_departments)
+        days = {d.department: d.due_working_days for d in grant.rule.department_reviews}
+        due: dict[str, datetime] = {}
+        for department in departments:
+            working_days = days.get(department) or grant.rule.review_working_days
+            due[department] = workflow.now() + await self._period(
+                grant.timing.review_seconds, working_days
+            )
+        self.state.creating_tasks = True
+        reporting = asyncio.create_task(
+            self._report(GrantStage.IN_REVIEW, reasons.review_round(current), publish=False)
+        )
+        task_ids = await asyncio.gather(
+            *[
+                self._call(
+                    GrantActivities.create_review_task,
+                    CreateReviewTaskRequest(
+                        request_id=self._task_request_id(current, department),
+                        application_id=grant.application_id,
+                        program_code=grant.rule.code,
+                        department=department,
+                        round=current,
+                        proposed_amount_fen=amount,
+                        due_at=due[department],
+                        applicant_name=grant.applicant_name,
+                        project_title=grant.project_title,
+                    ),
+                )
+                for department in departments
+            ]
+        )
+        await reporting
+        for department, task_id in zip(departments, task_ids, strict=True):
+            self.state.tasks[task_id] = ReviewTask(
+                task_id, department, current, amount, due_at=due[department]
+            )
+        self.state.creating_tasks = False
+        self._publish()
+
+        def verdict() -> Decision | None:
+            if self.state.creating_tasks:  # a re-opened review's new task is on its way
+                return None
+            decisions = {
+                t.department: t.decision
+                for t in self.state.current_tasks()
+                if t.decision is not None
+            }
+            return review_rules.join_verdict(
+                grant.rule.join_policy, grant.rule.quorum, departments, decisions
+            )
+
+        def round_over() -> bool:
+            return self.state.withdrawal is not None or verdict() is not None
+
+        await self._alert_overdue(round_over, current)
+        if self.state.withdrawal is not None:
+            return None
+        outcome = verdict()
+        assert outcome is not None
+        if outcome != Decision.APPROVE:
+            told = reasons.rejected_by if outcome == Decision.REJECT else reasons.returned_by
+            first = next(t for t in self.state.current_tasks() if t.decision == outcome)
+            self.state.reason = told(first.department, first.reason)
+        # A quorum reached, or a rejection: the departments still reviewing are told.
+        await self._cancel_open_tasks(
+            self.state.reason if outcome != Decision.APPROVE else reasons.ROUND_DECIDED
+        )
+        return outcome
+
+    async def _alert_overdue(self, round_over: Callable[[], bool], current: int) -> None:
+        """Waits for the round; each task overdue at its own due date is reminded, and escalated
+        ESCALATION_WORKING_DAYS working days after it (durable timers)."""
+        escalate_at: dict[str, datetime] = {}
+        while True:
+            waiting = [
+                t
+                for t in self.state.open_tasks()
+                if t.round == current and t.due_at is not None and t.alerts < ESCALATION
+            ]
+            if not waiting:
+                await workflow.wait_condition(round_over)
+                return
+
+            def alert_at(task: ReviewTask) -> datetime:
+                assert task.due_at is not None
+                return task.due_at if task.alerts == 0 else escalate_at[task.task_id]
+
+            when = min(alert_at(t) for t in waiting)
+            if await self._wait(round_over, max(when - workflow.now(), timedelta(seconds=1))):
+                return
+            for level in (REMINDER, ESCALATION):
+                overdue = [t for t in waiting if t.alerts == level - 1 and alert_at(t) <= when]
+                if not overdue:
+                    continue
+                await self._call(
+                    GrantActivities.remind_overdue_tasks_v3,
+                    OverdueReminder(
+                        application_id=self.grant.application_id,
+                        task_ids=[t.task_id for t in overdue],
+                        level=level,
+                    ),
+                )
+                for task in overdue:
+                    task.alerts = level
+                    if level == REMINDER:
+                        assert task.due_at is not None
+                        escalate_at[task.task_id] = await self._deadline(
+                            task.due_at, self.grant.timing.review_seconds, ESCALATION_WORKING_DAYS
+                        )
 
     async def _wait_reminding(
         self, round_over: Callable[[], bool], due_at: datetime, period: timedelta, current: int
@@ -576,6 +963,17 @@ class GrantWorkflow:
         )
         return max(end.start - workflow.now(), timedelta(seconds=1))
 
+    async def _deadline(
+        self, start: datetime, override_seconds: float | None, working_days: int
+    ) -> datetime:
+        if override_seconds is not None:
+            return start + timedelta(seconds=override_seconds)
+        end = await self._call(
+            GrantActivities.working_days_deadline,
+            DeadlineRequest(start=start, working_days=working_days),
+        )
+        return end.start
+
     @staticmethod
     async def _wait(condition: Callable[[], bool], limit: timedelta) -> bool:
         """True if the condition came true before the timeout."""
@@ -723,6 +1121,79 @@ class GrantWorkflow:
             self._legacy.withdraw(request)
         elif self.state.stage not in NOT_WITHDRAWABLE_STAGES and self.state.withdrawal is None:
             self.state.withdrawal = request
+
+    # ------------------------------------------------ experts, audit, notice and objections
+
+    def _refuse(self, message: str, error: str = contracts.ERR_FAILED_PRECONDITION) -> None:
+        raise ApplicationError(message, type=error)
+
+    @workflow.update(name=contracts.EXPERT_REVIEW_DONE)
+    async def expert_review_done(self, result: ExpertReviewDone) -> Acknowledged:
+        self.state.expert_score = result.score_centi
+        await self._report(GrantStage.EXPERT_REVIEW, reasons.expert_score(result.score_centi))
+        return Acknowledged(stage=self.state.stage)
+
+    @expert_review_done.validator
+    def _validate_expert_review(self, result: ExpertReviewDone) -> None:
+        if self._legacy is not None or not self.state.v4:
+            self._refuse("this grant has no expert review")
+        if result.panel_id != self.state.expert_panel or self.state.expert_score is not None:
+            self._refuse(f"expert panel {result.panel_id} is not awaited by this grant")
+
+    @workflow.update(name=contracts.AUDIT_DONE)
+    async def audit_done(self, result: AuditDone) -> Acknowledged:
+        self.state.audit = result
+        return Acknowledged(stage=self.state.stage)
+
+    @audit_done.validator
+    def _validate_audit(self, result: AuditDone) -> None:
+        if self._legacy is not None or not self.state.v4:
+            self._refuse("this grant has no special audit")
+        if result.task_id != self.state.audit_task or self.state.audit is not None:
+            self._refuse(f"audit task {result.task_id} is not awaited by this grant")
+        assert self.grant.rule.special_audit is not None
+        if result.figure != self.grant.rule.special_audit.audited_figure:
+            self._refuse(f"the audit confirms {self.grant.rule.special_audit.audited_figure}")
+
+    @workflow.update(name=contracts.OBJECTION_LODGED)
+    async def objection_lodged(self, objection: ObjectionLodged) -> Acknowledged:
+        self.state.objections.setdefault(objection.objection_id, objection)
+        return Acknowledged(stage=self.state.stage)
+
+    @objection_lodged.validator
+    def _validate_objection(self, objection: ObjectionLodged) -> None:
+        if self._legacy is not None or not self.state.v4:
+            self._refuse("this grant takes no objections")
+        if objection.objection_id in self.state.objections:
+            return  # the same objection again: answered as before
+        notice = self.state.notice
+        if self.state.stage != GrantStage.IN_NOTICE or notice is None:
+            self._refuse(f"the grant is {self.state.stage}, not in its public notice")
+        elif workflow.now() >= notice.closes_at:
+            self._refuse("the public notice has closed")
+
+    @workflow.update(name=contracts.OBJECTION_DECIDED)
+    async def objection_decided(self, decision: ObjectionDecided) -> Acknowledged:
+        self.state.objection_decisions.setdefault(decision.objection_id, decision)
+        return Acknowledged(stage=self.state.stage)
+
+    @objection_decided.validator
+    def _validate_objection_decision(self, decision: ObjectionDecided) -> None:
+        if decision.objection_id not in self.state.objections:
+            self._refuse(
+                f"objection {decision.objection_id} is not open on this grant",
+                contracts.ERR_NOT_FOUND,
+            )
+        if decision.upheld and decision.consequence not in ("fall_away", RE_REVIEW):
+            self._refuse("an upheld objection needs a consequence: fall_away or re_review")
+
+    @workflow.signal(name=contracts.NOTICE_PUBLISHED)
+    def notice_published(self, news: NoticePublished) -> None:
+        if self.state.v4 and self.state.stage in (
+            GrantStage.AWAITING_NOTICE,
+            GrantStage.WAITLISTED,
+        ):
+            self.state.notice = news
 
     # ------------------------------------------------------------------------- signals, query
 

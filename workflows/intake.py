@@ -52,6 +52,7 @@ class Intake:
             notice_seconds=settings.notice_period_seconds,
             supplement_seconds=settings.supplement_period_seconds,
             review_seconds=settings.review_period_seconds,
+            batch_seconds=settings.notice_batch_seconds,
         )
 
     async def handle(self, envelope: events_pb2.EventEnvelope) -> None:

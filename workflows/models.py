@@ -17,6 +17,9 @@ class Timing(BaseModel):
     notice_seconds: float | None = None
     supplement_seconds: float | None = None
     review_seconds: float | None = None
+    # How long a program's notice batch collects decided awards after its first one (fourth
+    # generation): awards decided within it are noticed together.
+    batch_seconds: float = 24 * 3600.0
 
 
 class GrantInput(BaseModel):
@@ -151,3 +154,103 @@ class AwardRef(BaseModel):
 
 class PlanRef(BaseModel):
     plan_id: str
+
+
+# Fourth generation: eligibility with evidence, expert review, special audit, notice batches.
+
+
+class EligibilityCheck(BaseModel):
+    application_id: str
+
+
+class EligibilityVerdict(BaseModel):
+    """What the applications service found (each check's evidence stays with the application)."""
+
+    passed: bool
+    reasons: list[str] = []  # why not, for the applicant (Chinese)
+    remaining_year_cap_fen: int = -1  # what the enterprise's yearly cap leaves; -1: no cap
+
+
+class ExpertReviewRequest(BaseModel):
+    request_id: str
+    application_id: str
+    program_code: str
+    applicant_credit_code: str
+    due_at: datetime
+
+
+class AuditRequest(BaseModel):
+    request_id: str
+    application_id: str
+    program_code: str
+    figure: str
+    declared_fen: int
+    due_at: datetime
+
+
+class NoticeEntry(BaseModel):
+    """One award in a notice batch."""
+
+    application_id: str
+    applicant_credit_code: str
+    applicant_name: str
+    project_title: str
+    amount_fen: int
+    # Noticed again (after a dismissed objection) with the money it already has: not allocated.
+    renotice: bool = False
+
+
+class NoticeBatcherInput(BaseModel):
+    """The notice batcher of one program (`notice-<program>`), carried over continue-as-new."""
+
+    program_code: str
+    over_budget_policy: str  # an OverBudgetPolicy
+    notice_working_days: int = 7
+    notice_seconds: float | None = None  # demo override of the notice period
+    batch_window_seconds: float = 24 * 3600.0
+    batches: int = 0  # batches published so far
+    pending: list[NoticeEntry] = []  # entries carried over (waitlisted, or arrived late)
+    waitlisted: list[str] = []  # application ids among `pending` waiting for budget
+
+
+class JoinNoticeBatch(BaseModel):
+    entry: NoticeEntry
+    batcher: NoticeBatcherInput  # how to start the batcher if it is not running
+
+
+class Allocation(BaseModel):
+    application_id: str
+    reserved: bool  # False: waitlisted
+    amount_fen: int  # reserved (possibly cut pro rata); 0 when waitlisted
+    requested_fen: int
+
+
+class AllocateBatchRequest(BaseModel):
+    batch_id: str
+    program_code: str
+    fiscal_year: int
+    policy: str  # an OverBudgetPolicy
+    entries: list[NoticeEntry]
+
+
+class Allocations(BaseModel):
+    allocations: list[Allocation]
+
+
+class PublishNoticeRequest(BaseModel):
+    batch_id: str
+    program_code: str
+    batch_number: int
+    entries: list[NoticeEntry]
+    opens_at: datetime
+    closes_at: datetime
+
+
+class NoticePublished(BaseModel):
+    """The batcher tells a grant what its batch gave it (signal contracts.NOTICE_PUBLISHED)."""
+
+    batch_id: str
+    reserved: bool  # False: waitlisted for a later batch
+    amount_fen: int
+    requested_fen: int
+    closes_at: datetime

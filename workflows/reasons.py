@@ -27,6 +27,10 @@ STAGE_NAMES = {
     GrantStage.REJECTED: "不予资助",
     GrantStage.WITHDRAWN: "已撤回",
     GrantStage.PAYMENT_FAILED: "拨付未成功",
+    GrantStage.EXPERT_REVIEW: "专家评审中",
+    GrantStage.SPECIAL_AUDIT: "专项审计中",
+    GrantStage.AWAITING_NOTICE: "待公示",
+    GrantStage.WAITLISTED: "预算不足，待后续批次安排",
 }
 
 NO_ELIGIBLE_AMOUNT = "按申报数据计算，本项目无可资助金额"
@@ -35,6 +39,12 @@ NO_BUDGET = "本计划年度资助资金已安排完毕，本项目未能获得�
 WITHDRAWN_BY_APPLICANT = "申请单位撤回申请"
 IN_A_FUNDING_PLAN = "资助已列入资金计划，不能撤回"
 REVIEWERS_TOLD = "申请已撤回"
+ROUND_DECIDED = "本轮联审已按联审规则形成结论，无需再审"
+EXPERT_REVIEW = "专家评审中：评审专家独立评分，评分汇总后进入下一环节"
+SPECIAL_AUDIT = "专项审计中：审计机构核定可资助金额的依据数据"
+AWAITING_NOTICE = "部门联审通过，等待同批次项目一并公示"
+GONE_BEFORE_NOTICE = "申请在公示前已撤回"
+WAITLISTED = "本批次预算科目资金不足，项目列入候补名单，待后续批次安排资金后公示"
 
 
 def department(name: str) -> str:
@@ -71,3 +81,44 @@ def payment_failed(reason: str) -> str:
 
 def not_withdrawable(stage: GrantStage) -> str:
     return f"申请处于“{STAGE_NAMES[stage]}”阶段，不能撤回"
+
+
+def eligibility_failed(problems: list[str]) -> str:
+    return "资格审查未通过：" + "；".join(problems)
+
+
+def expert_score_too_low(score_centi: int, pass_centi: int) -> str:
+    return f"专家评审汇总得分 {score_centi / 100:.2f} 分，低于 {pass_centi / 100:.2f} 分的立项要求"
+
+
+def expert_score(score_centi: int) -> str:
+    return f"专家评审汇总得分 {score_centi / 100:.2f} 分"
+
+
+def audited(figure: str, declared_fen: int, audited_fen: int) -> str:
+    if audited_fen < declared_fen:
+        return f"专项审计核定 {figure} 低于申报数，按就低原则以审计数计算资助金额"
+    return f"专项审计核定 {figure} 与申报数一致"
+
+
+def in_notice(amount_fen: int, requested_fen: int, closes: str) -> str:
+    yuan = f"{amount_fen // 100:,}.{amount_fen % 100:02d}"
+    if amount_fen < requested_fen:
+        asked = f"{requested_fen // 100:,}.{requested_fen % 100:02d}"
+        return (
+            f"拟资助 {yuan} 元（预算不足，按比例核减，原核定 {asked} 元），"
+            f"公示至 {closes}，公示期内可提出异议"
+        )
+    return f"拟资助 {yuan} 元，公示至 {closes}，公示期内可提出异议"
+
+
+def objection_upheld(reason: str) -> str:
+    return f"公示期异议成立，取消拟资助：{reason}"
+
+
+def objection_re_review(reason: str) -> str:
+    return f"公示期异议成立，重新审查：{reason}"
+
+
+def renotice(reason: str) -> str:
+    return f"公示期异议不成立（{reason}），按规定在后续批次重新公示"

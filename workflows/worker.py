@@ -28,6 +28,7 @@ from services.common.temporal import temporal_process
 from workflows.activities import GrantActivities
 from workflows.funding_plan import FundingPlanWorkflow
 from workflows.grant import GrantWorkflow
+from workflows.notice_batch import NoticeBatchWorkflow
 from workflows.registry import LocalEnterpriseRegistry
 from workflows.repair import RepairActivities, RepairWorkflow
 from workflows.repair_actions import DisbursementLines, RepairActions
@@ -55,6 +56,7 @@ SANDBOX_PASSTHROUGH = (
     "workflows.repair_audit",
     "workflows.repair_contracts",
     "workflows.rules",
+    "workflows.review_rules",
     # Temporal's tracing interceptor runs inside the sandbox; OpenTelemetry's context and
     # tracer must be the worker's own, not a copy per workflow run.
     "opentelemetry",
@@ -112,7 +114,12 @@ async def run(
     async with temporal_process(settings, stop) as process:
         if process is None:
             return
-        activities = GrantActivities(process.services, make_registry(settings))
+        activities = GrantActivities(
+            process.services,
+            make_registry(settings),
+            process.client,
+            settings.temporal_task_queue,
+        )
         repairs = RepairActivities(
             RepairActions(
                 process.client,
@@ -124,7 +131,7 @@ async def run(
         worker = Worker(
             process.client,
             task_queue=settings.temporal_task_queue,
-            workflows=[GrantWorkflow, FundingPlanWorkflow, RepairWorkflow],
+            workflows=[GrantWorkflow, FundingPlanWorkflow, NoticeBatchWorkflow, RepairWorkflow],
             activities=[*activities.all(), *repairs.all()],  # type: ignore[list-item]
             interceptors=[ActivityLogContext()],
             **WORKER_TUNING,

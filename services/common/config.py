@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     # Timer overrides for demos and tests: when set, the period lasts this many seconds instead of
     # the program's working days.
     notice_period_seconds: float | None = None
+    # A program's notice batch collects the awards decided within this long after its first one
+    # and notices them together (one list, one budget allocation). A day by default.
+    notice_batch_seconds: float = Field(default=24 * 3600.0, gt=0)
     supplement_period_seconds: float | None = None
     review_period_seconds: float | None = None
 

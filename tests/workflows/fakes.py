@@ -7,22 +7,33 @@ import asyncio
 from dataclasses import dataclass, field
 
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from grantflow.sample import credit_code
 from services.common.vocabulary import ErrorType
 from services.common.workdays import add_working_days
+from workflows import contracts
 from workflows.models import (
+    AllocateBatchRequest,
+    Allocation,
+    Allocations,
+    AuditRequest,
     AwardRef,
     CreateReviewTaskRequest,
     DeadlineRequest,
     EligibilityRecord,
+    EligibilityCheck,
     EligibilityRequest,
+    EligibilityVerdict,
+    ExpertReviewRequest,
+    JoinNoticeBatch,
     OverdueReminder,
     PaymentFailure,
     PaymentRequest,
     PaymentResult,
     PlanRef,
+    PublishNoticeRequest,
     ReservationRelease,
     ReserveRequest,
     StageReport,
@@ -56,6 +67,16 @@ class FakeServices:
     failed_lines: list[str] = field(default_factory=list)
     completed_plans: list[str] = field(default_factory=list)
     line_amounts: dict[str, int] = field(default_factory=dict)
+    # Fourth generation: eligibility, experts, audit, notice batches.
+    client: Client | None = None  # the test server's client, for signal-with-start
+    task_queue: str = ""
+    ineligible: dict[str, list[str]] = field(default_factory=dict)  # application -> reasons
+    year_cap_left: dict[str, int] = field(default_factory=dict)  # application -> fen left
+    expert_reviews: dict[str, ExpertReviewRequest] = field(default_factory=dict)
+    audits: dict[str, AuditRequest] = field(default_factory=dict)
+    allocations: list[AllocateBatchRequest] = field(default_factory=list)
+    notices: list[PublishNoticeRequest] = field(default_factory=list)
+    left_batches: list[str] = field(default_factory=list)
 
     def stages(self, application_id: str) -> list[str]:
         return [r.stage for r in self.reports if r.application_id == application_id]
@@ -167,7 +188,94 @@ class FakeServices:
         async def complete_funding_plan(plan: PlanRef) -> None:
             self.completed_plans.append(plan.plan_id)
 
+        @activity.defn(name="check_eligibility")
+        async def check_eligibility(request: EligibilityCheck) -> EligibilityVerdict:
+            problems = self.ineligible.get(request.application_id, [])
+            return EligibilityVerdict(
+                passed=not problems,
+                reasons=problems,
+                remaining_year_cap_fen=self.year_cap_left.get(request.application_id, -1),
+            )
+
+        @activity.defn(name="create_expert_review")
+        async def create_expert_review(request: ExpertReviewRequest) -> str:
+            panel_id = f"panel-{request.request_id}"
+            self.expert_reviews[panel_id] = request
+            return panel_id
+
+        @activity.defn(name="create_audit_task")
+        async def create_audit_task(request: AuditRequest) -> str:
+            task_id = f"audit-{request.request_id}"
+            self.audits[task_id] = request
+            return task_id
+
+        @activity.defn(name="join_notice_batch")
+        async def join_notice_batch(join: JoinNoticeBatch) -> None:
+            assert self.client is not None
+            await self.client.start_workflow(
+                contracts.NOTICE_BATCH_WORKFLOW,
+                join.batcher,
+                id=contracts.notice_batcher_id(join.batcher.program_code),
+                task_queue=self.task_queue,
+                start_signal=contracts.JOIN_NOTICE_BATCH,
+                start_signal_args=[join.entry],
+            )
+
+        @activity.defn(name="leave_notice_batch")
+        async def leave_notice_batch(join: JoinNoticeBatch) -> None:
+            self.left_batches.append(join.entry.application_id)
+            assert self.client is not None
+            handle = self.client.get_workflow_handle(
+                contracts.notice_batcher_id(join.batcher.program_code)
+            )
+            await handle.signal(contracts.LEAVE_NOTICE_BATCH, join.entry.application_id)
+
+        @activity.defn(name="allocate_batch")
+        async def allocate_batch(request: AllocateBatchRequest) -> Allocations:
+            """As the disbursement service does: reserves the batch against what is left."""
+            self.allocations.append(request)
+            left = self.budget_fen - sum(self.reserved.values())
+            total = sum(e.amount_fen for e in request.entries)
+            answer = []
+            for entry in request.entries:
+                amount = entry.amount_fen
+                if request.policy == "PRO_RATA" and total > left:
+                    amount = entry.amount_fen * max(left, 0) // total
+                elif request.policy != "PRO_RATA" and amount > left:
+                    answer.append(
+                        Allocation(
+                            application_id=entry.application_id,
+                            reserved=False,
+                            amount_fen=0,
+                            requested_fen=entry.amount_fen,
+                        )
+                    )
+                    continue
+                self.reserved[entry.application_id] = amount
+                if request.policy != "PRO_RATA":
+                    left -= amount
+                answer.append(
+                    Allocation(
+                        application_id=entry.application_id,
+                        reserved=True,
+                        amount_fen=amount,
+                        requested_fen=entry.amount_fen,
+                    )
+                )
+            return Allocations(allocations=answer)
+
+        @activity.defn(name="publish_notice")
+        async def publish_notice(request: PublishNoticeRequest) -> None:
+            self.notices.append(request)
+
         return [
+            check_eligibility,
+            create_expert_review,
+            create_audit_task,
+            join_notice_batch,
+            leave_notice_batch,
+            allocate_batch,
+            publish_notice,
             look_up_enterprise,
             working_days_deadline,
             create_review_task,

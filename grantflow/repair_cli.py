@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from grantflow import cli
+from services.common.labels import LABELS
 from services.common.vocabulary import (
     Department,
     GrantRepairState,
@@ -40,26 +41,6 @@ repair_app = typer.Typer(
     help="修复 (repairs): named actions with a reason, dry run, four eyes, batches by query.",
 )
 
-ACTION_WORDS = {
-    RepairAction.REOPEN_REVIEW: "重新开启部门审核",
-    RepairAction.RETRY_PAYMENT: "重新支付失败的付款行",
-    RepairAction.MOVE_TO_STAGE: "退回到指定阶段",
-    RepairAction.CANCEL: "撤销并补偿（释放预留、通知申报单位）",
-    RepairAction.RESUME: "重新执行失败重试中的活动",
-}
-STATE_WORDS = {
-    RepairState.PREVIEWED: "预览（未做任何更改）",
-    RepairState.AWAITING_APPROVAL: "等待第二位运维人员审批",
-    RepairState.RUNNING: "执行中",
-    RepairState.PAUSED: "已暂停",
-    RepairState.COMPLETED: "已完成",
-    RepairState.LAPSED: "审批超时，未执行",
-}
-RESULT_WORDS = {
-    GrantRepairState.PENDING: "待处理",
-    GrantRepairState.DONE: "完成",
-    GrantRepairState.FAILED: "失败",
-}
 # States a batch's progress bar stops at (nothing more happens without a person).
 SETTLED = {RepairState.COMPLETED, RepairState.LAPSED, RepairState.PAUSED, RepairState.PREVIEWED}
 
@@ -127,7 +108,7 @@ def _request(
 
 
 def _action_command(action: RepairAction, name: str, extra: str = "") -> None:
-    help_text = f"{ACTION_WORDS[action]} ({action.value})"
+    help_text = f"{LABELS[action]} ({action.value})"
 
     if extra == "department":
 
@@ -263,7 +244,7 @@ def list_repairs(limit: int = 20, token: cli.TokenOpt = "", user: UserOpt = "ops
         table.add_row(
             repair.repair_id,
             RepairAction.from_proto(repair.action).value,
-            STATE_WORDS[RepairState.from_proto(repair.state)],
+            LABELS[RepairState.from_proto(repair.state)],
             repair.requested_by,
             repair.approved_by or "-",
             f"{repair.done}/{repair.failed}/{repair.total}",
@@ -291,7 +272,7 @@ def _follow(token: str, repair_id: str) -> None:
                 task,
                 total=repair.total or None,
                 completed=repair.done + repair.failed,
-                state=STATE_WORDS[state],
+                state=LABELS[state],
             )
             if state in SETTLED:
                 break
@@ -309,7 +290,7 @@ def _show(repair: Any) -> None:
     action = RepairAction.from_proto(repair.action)
     console = cli.out()
     console.print(
-        f"修复 {repair.repair_id}：{ACTION_WORDS[action]}；状态：{STATE_WORDS[state]}"
+        f"修复 {repair.repair_id}：{LABELS[action]}；状态：{LABELS[state]}"
         f"（{state.value}）\n原因：{repair.reason}\n申请人：{repair.requested_by}"
         + (f"；审批人：{repair.approved_by}" if repair.approved_by else "")
         + (f"\n查询：{repair.query}" if repair.query else "")
@@ -321,7 +302,7 @@ def _show(repair: Any) -> None:
         for result in repair.results:
             table.add_row(
                 result.application_id,
-                RESULT_WORDS[GrantRepairState.from_proto(result.state)],
+                LABELS[GrantRepairState.from_proto(result.state)],
                 result.detail,
             )
         console.print(table)

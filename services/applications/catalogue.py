@@ -1,11 +1,12 @@
 """The program catalogue as data: loading the seed file and checking a ProgramRule before it is
-published. Pure functions, no database: the servicer and the CLI share them.
+published (the basics here, the amount rule, review stages and lists in
+workflows.rules.validate_program). Pure functions, no database: the servicer and the CLI share
+them. docs/catalogue.md describes the nine programs of the seed file in words.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from google.protobuf import json_format
@@ -14,10 +15,9 @@ from grantflow.v1 import common_pb2
 from services.common import validation
 from services.common.errors import InvalidArgument
 from services.common.vocabulary import Department
+from workflows.rules import MAX_WORKING_DAYS, PROGRAM_CODE, validate_program
 
 CATALOGUE_FILE = Path(__file__).with_name("catalogue.json")
-PROGRAM_CODE = re.compile(r"^[A-Z][A-Z0-9-]{1,31}$")
-MAX_WORKING_DAYS = 365
 
 
 def program_code(field: str, value: str) -> str:
@@ -84,24 +84,17 @@ def validate_rule(rule: common_pb2.ProgramRule, field: str = "rule") -> common_p
 
     if not rule.HasField("amount_rule"):
         raise InvalidArgument(f"{field}.amount_rule", "is required")
-    amount = rule.amount_rule
-    amount_field = f"{field}.amount_rule"
-    if not amount.basis_figure:
-        raise InvalidArgument(f"{amount_field}.basis_figure", "is required")
-    if amount.basis_figure not in seen_figures:
-        raise InvalidArgument(
-            f"{amount_field}.basis_figure", "must be one of the rule's required_figures"
-        )
-    if not 1 <= amount.rate_basis_points <= 10_000:
-        raise InvalidArgument(
-            f"{amount_field}.rate_basis_points", "must be between 1 and 10000 basis points"
-        )
-    validation.fen(f"{amount_field}.cap_fen", amount.cap_fen, required=True)
-    validation.fen(f"{amount_field}.minimum_basis_fen", amount.minimum_basis_fen)
 
     _working_days(f"{field}.notice_working_days", rule.notice_working_days)
     _working_days(f"{field}.supplement_working_days", rule.supplement_working_days)
     _working_days(f"{field}.review_working_days", rule.review_working_days)
+
+    # The amount kinds, policies, review stages and lists (workflows/rules.py, shared with the
+    # tests of the rules): the first problem is the answer, so nothing of the version is written.
+    problems = validate_program(checked)
+    if problems:
+        path, reason = problems[0]
+        raise InvalidArgument(f"{field}.{path}", reason)
     return checked
 
 

@@ -1,5 +1,6 @@
 """Grantflow's one vocabulary: grant stages, departments, roles, review task states and decisions,
-reservation, funding-plan and payment-line states, repairs, the error types of final answers,
+the program rules' kinds and policies (amount kinds, over-budget and join policies, score
+aggregations, registration kinds), reservation, funding-plan and payment-line states, repairs, the error types of final answers,
 and the ways an audit chain can break.
 
 Each term set is defined once, here, as a StrEnum whose values are what the databases, the search
@@ -121,6 +122,48 @@ class Decision(Term):
     APPROVE = "approve"
     REJECT = "reject"
     RETURN_FOR_SUPPLEMENT = "return"
+
+
+class AmountKind(Term):
+    """The shape of a program's amount rule (workflows/rules.py award_fen computes each)."""
+
+    RATIO_CAP = "ratio_cap"  # min(basis × rate, cap); nothing below the minimum basis
+    SCORE_TIERS = "score_tiers"  # the amount of the highest tier the expert score reaches
+    PER_UNIT = "per_unit"  # units × amount per unit, capped where a cap is set
+
+
+class OverBudgetPolicy(Term):
+    """What a program does when a batch's awards exceed what its budget line has left."""
+
+    PRO_RATA = "pro_rata"  # every award of the batch cut by the same ratio (按比例核减)
+    WAITING_LIST = "waiting_list"  # what does not fit waits, in order, for a later batch
+
+
+class JoinPolicy(Term):
+    """How the co-reviewing departments' decisions become the grant's."""
+
+    ALL_APPROVE = "all_approve"
+    ANY_REJECT = "any_reject"
+    QUORUM = "quorum"
+
+
+class ScoreAggregation(Term):
+    """How an expert panel's totals become one score."""
+
+    MEAN = "mean"
+    TRIMMED_MEAN = "trimmed_mean"  # highest and lowest dropped
+    MEDIAN = "median"
+
+
+class RegistrationKind(Term):
+    """What kind of body the enterprise registry says an applicant is (not a proto enum: a
+    program lists the kinds it admits as text, ProgramRule.eligible_registration_kinds)."""
+
+    ENTERPRISE = "enterprise"  # 企业
+    SOCIAL_ORGANISATION = (
+        "social_organisation"  # 社会组织 (associations, private non-enterprise units)
+    )
+    PUBLIC_INSTITUTION = "public_institution"  # 事业单位
 
 
 class ReservationState(Term):
@@ -259,6 +302,10 @@ def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
         Department: (common_pb2.Department, "DEPARTMENT_"),
         TaskState: (review_pb2.TaskState, "TASK_STATE_"),
         Decision: (review_pb2.ReviewDecision, "REVIEW_DECISION_"),
+        AmountKind: (common_pb2.AmountKind, "AMOUNT_KIND_"),
+        OverBudgetPolicy: (common_pb2.OverBudgetPolicy, "OVER_BUDGET_POLICY_"),
+        JoinPolicy: (common_pb2.JoinPolicy, "JOIN_POLICY_"),
+        ScoreAggregation: (common_pb2.ScoreAggregation, "SCORE_AGGREGATION_"),
         ReservationState: (disbursement_pb2.ReservationState, "RESERVATION_STATE_"),
         PlanState: (disbursement_pb2.PlanState, "PLAN_STATE_"),
         PaymentState: (disbursement_pb2.PaymentState, "PAYMENT_STATE_"),
@@ -274,6 +321,10 @@ MAPPED_VOCABULARIES: tuple[type[Term], ...] = (
     Department,
     TaskState,
     Decision,
+    AmountKind,
+    OverBudgetPolicy,
+    JoinPolicy,
+    ScoreAggregation,
     ReservationState,
     PlanState,
     PaymentState,

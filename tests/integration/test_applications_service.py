@@ -169,7 +169,7 @@ async def test_submit_get_and_list(service: ApplicationsHarness) -> None:
     assert len(filed.application_id) == 32
     assert filed.status == common_pb2.GRANT_STAGE_SUBMITTED
     assert filed.workflow_id == f"grant-{filed.application_id}"
-    assert filed.rule_version == 1
+    assert filed.rule_version == 2  # SME-CLOUD's current version in the seed catalogue
     assert dict(filed.figures)["cloud_fee_paid_fen"] == 300_000
     assert [d.name for d in filed.documents] == ["invoice.pdf"]
     assert filed.submitted_at.seconds > 0
@@ -366,7 +366,31 @@ async def test_bad_input_names_the_field_and_writes_nothing(service: Application
         (rule(notice_working_days=0), "rule.notice_working_days"),
         (rule(supplement_working_days=0), "rule.supplement_working_days"),
         (rule(review_working_days=0), "rule.review_working_days"),
+        # The rule language of issue 6: kinds, policies, review stages and lists.
+        (rule(amount_rule__kind=9), "rule.amount_rule.kind"),
+        (rule(amount_rule__instalments=4), "rule.amount_rule.instalments"),
+        (rule(budget_line_code=""), "rule.budget_line_code"),
+        (rule(join_policy=common_pb2.JOIN_POLICY_QUORUM, quorum=3), "rule.quorum"),
+        (rule(excluded_programs=["NEW-PROGRAM"]), "rule.excluded_programs[0]"),
+        (rule(eligible_registration_kinds=["company"]), "rule.eligible_registration_kinds[0]"),
+        (
+            rule(special_audit__audited_figure="platform_investment_fen"),
+            "rule.special_audit.audited_figure",
+        ),
     ]
+    [iip] = [r for r in load_catalogue() if r.code == "IIP-CROSS"]
+    lopsided = common_pb2.ProgramRule()
+    lopsided.CopyFrom(iip)
+    lopsided.code = "NEW-PROGRAM"
+    lopsided.expert_review.rubric[0].max_points += 1
+    publish_cases.append((lopsided, "rule.expert_review.rubric"))
+    [platform] = [r for r in load_catalogue() if r.code == "DEMO-PLATFORM"]
+    unordered = common_pb2.ProgramRule()
+    unordered.CopyFrom(platform)
+    unordered.code = "NEW-PROGRAM"
+    unordered.amount_rule.tiers[1].min_score_centi = 5000
+    publish_cases.append((unordered, "rule.amount_rule.tiers[1].min_score_centi"))
+    published_before = service.count("program_version")
     for program_rule, field in publish_cases:
         await assert_invalid(
             service.stub.PublishProgramVersion(
@@ -380,6 +404,7 @@ async def test_bad_input_names_the_field_and_writes_nothing(service: Application
         ),
         "rule",
     )
+    assert service.count("program_version") == published_before  # nothing written
 
     def report(event_id: str, **change: Any) -> applications_pb2.ReportGrantStageRequest:
         fields: dict[str, Any] = {
@@ -636,7 +661,9 @@ async def test_program_versions_are_published_once_and_pinned(
 ) -> None:
     ops = service.auth(Role.OPS)
     applicant = service.auth(Role.APPLICANT, enterprise=ENTERPRISE_A)
+    # The catalogue holds SME-CLOUD's current version (2 since issue 6); newer ones follow it.
     [sme_v1] = [rule for rule in load_catalogue() if rule.code == "SME-CLOUD"]
+    base = sme_v1.version
 
     def version(base: common_pb2.ProgramRule, **changes: Any) -> common_pb2.ProgramRule:
         rule = common_pb2.ProgramRule()
@@ -660,25 +687,25 @@ async def test_program_versions_are_published_once_and_pinned(
     assert changed.code() == grpc.StatusCode.ALREADY_EXISTS
 
     # A newer version in force now is pinned to new filings; one that opens later is not.
-    sme_v2 = version(sme_v1, version=2, name="SME cloud adoption subsidy, 2026 revision")
+    sme_v2 = version(sme_v1, version=base + 1, name="SME cloud adoption subsidy, 2026 revision")
     await publish(sme_v2)
     await publish(
         version(
             sme_v2,
-            version=3,
+            version=base + 2,
             window_opens_at=datetime(2030, 1, 1, tzinfo=UTC),
             window_closes_at=datetime(2030, 12, 31, tzinfo=UTC),
         )
     )
     filed = await service.stub.SubmitApplication(submission(), metadata=applicant)
-    assert filed.rule_version == 2
+    assert filed.rule_version == base + 1
     [envelope] = decoded(service.outbox_payloads(SUBMITTED))
     assert envelope.application_submitted.rule == sme_v2
 
     versions = await service.stub.ListPrograms(
         applications_pb2.ListProgramsRequest(code="SME-CLOUD"), metadata=applicant
     )
-    assert [p.version for p in versions.programs] == [1, 2, 3]
+    assert [p.version for p in versions.programs] == [base, base + 1, base + 2]
 
     # Versions only go forward; a program with no open window takes no filings.
     closed = version(
@@ -778,9 +805,11 @@ async def test_reviewers_see_only_programs_their_department_reviews(
     talent_v1 = common_pb2.ProgramRule()
     talent_v1.CopyFrom(template)
     talent_v1.code = "TALENT-HR"
+    talent_v1.version = 1
     talent_v1.owner_department = common_pb2.DEPARTMENT_HR
     talent_v1.ClearField("review_departments")
     talent_v1.review_departments.append(common_pb2.DEPARTMENT_HR)
+    talent_v1.ClearField("department_reviews")  # every department on review_working_days
     talent_v2 = common_pb2.ProgramRule()
     talent_v2.CopyFrom(talent_v1)
     talent_v2.version = 2

@@ -423,7 +423,9 @@ class GrantWorkflow:
         if self.state.withdrawal is not None:
             return await self._withdrawn()
         assert self.state.audit is not None
-        self.state.figures[figure] = min(declared, self.state.audit.audited_fen)
+        self.state.figures = rules.audited_figures(
+            self.state.figures, figure, self.state.audit.audited_fen
+        )
         return None
 
     async def _public_notice(self) -> GrantOutcome | str | None:
@@ -546,15 +548,13 @@ class GrantWorkflow:
             return rules.award_fen(
                 self.grant.rule.amount_rule, self.state.figures, self.grant.requested_amount_fen
             )
-        amount = rules.award_fen(
+        return rules.award_fen(
             self.grant.rule.amount_rule,
             self.state.figures,
             self.grant.requested_amount_fen,
             score_centi=self.state.expert_score,
+            remaining_year_cap_fen=self.state.year_cap_left_fen,
         )
-        if self.state.year_cap_left_fen >= 0:
-            amount = min(amount, self.state.year_cap_left_fen)
-        return amount
 
     async def _payment(self) -> GrantOutcome:
         """Waits for funding plans: each plan the grant is put in is worked through in the order
@@ -669,12 +669,10 @@ class GrantWorkflow:
         self.state.round += 1
         current = self.state.round
         departments = list(grant.rule.review_departments)
-        days = {d.department: d.due_working_days for d in grant.rule.department_reviews}
         due: dict[str, datetime] = {}
         for department in departments:
-            working_days = days.get(department) or grant.rule.review_working_days
             due[department] = workflow.now() + await self._period(
-                grant.timing.review_seconds, working_days
+                grant.timing.review_seconds, grant.rule.department_due_working_days(department)
             )
         self.state.creating_tasks = True
         reporting = asyncio.create_task(

@@ -11,7 +11,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from grantflow.sample import credit_code
-from services.common.vocabulary import ErrorType
+from services.common.vocabulary import ErrorType, OverBudgetPolicy
 from services.common.workdays import add_working_days
 from workflows import contracts
 from workflows.models import (
@@ -239,9 +239,9 @@ class FakeServices:
             answer = []
             for entry in request.entries:
                 amount = entry.amount_fen
-                if request.policy == "PRO_RATA" and total > left:
+                if request.policy == OverBudgetPolicy.PRO_RATA and total > left:
                     amount = entry.amount_fen * max(left, 0) // total
-                elif request.policy != "PRO_RATA" and amount > left:
+                elif request.policy != OverBudgetPolicy.PRO_RATA and amount > left:
                     answer.append(
                         Allocation(
                             application_id=entry.application_id,
@@ -252,7 +252,7 @@ class FakeServices:
                     )
                     continue
                 self.reserved[entry.application_id] = amount
-                if request.policy != "PRO_RATA":
+                if request.policy != OverBudgetPolicy.PRO_RATA:
                     left -= amount
                 answer.append(
                     Allocation(

@@ -55,9 +55,8 @@ with workflow.unsafe.imports_passed_through():
         GrantStage,
         TaskState,
     )
-    from workflows import contracts, reasons, rules
+    from workflows import contracts, reasons, review_rules, rules
     from workflows.activities import GrantActivities
-    from workflows import review_rules
     from workflows.contracts import (
         Acknowledged,
         AuditDone,
@@ -151,6 +150,7 @@ class ReviewTask:
     # Fourth generation: each department's own due date, and how far its alerts have gone.
     due_at: datetime | None = None
     alerts: int = 0  # 1 reminded at the due date, 2 escalated
+    decided_order: int = 0  # the grant's how-many-th decision this was
 
 
 @dataclass
@@ -180,6 +180,7 @@ class GrantState:
     reopened: int = 0  # reviews re-opened by ops, for the new tasks' request ids
     # Fourth generation (REVIEW_PROCESS_PATCH).
     v4: bool = False
+    decisions_taken: int = 0
     year_cap_left_fen: int = -1  # what the enterprise's yearly cap leaves; -1: no cap
     expert_panel: str = ""
     expert_score: int | None = None  # aggregated, hundredths of a point
@@ -360,7 +361,9 @@ class GrantWorkflow:
             EligibilityCheck(application_id=self.grant.application_id),
         )
         if not verdict.passed:
-            return await self._close(GrantStage.REJECTED, reasons.eligibility_failed(verdict.reasons))
+            return await self._close(
+                GrantStage.REJECTED, reasons.eligibility_failed(verdict.reasons)
+            )
         self.state.year_cap_left_fen = verdict.remaining_year_cap_fen
         return None
 
@@ -510,7 +513,9 @@ class GrantWorkflow:
         if upheld:
             first = upheld[0]
             if any(d.consequence != RE_REVIEW for d in upheld):
-                return await self._close(GrantStage.REJECTED, reasons.objection_upheld(first.reason))
+                return await self._close(
+                    GrantStage.REJECTED, reasons.objection_upheld(first.reason)
+                )
             await self._release(reasons.objection_re_review(first.reason))
             self.state.reason = reasons.objection_re_review(first.reason)
             return RE_REVIEW
@@ -708,11 +713,7 @@ class GrantWorkflow:
         def verdict() -> Decision | None:
             if self.state.creating_tasks:  # a re-opened review's new task is on its way
                 return None
-            decisions = {
-                t.department: t.decision
-                for t in self.state.current_tasks()
-                if t.decision is not None
-            }
+            decisions = {t.department: t.decision for t in self._decided_in_order()}
             return review_rules.join_verdict(
                 grant.rule.join_policy, grant.rule.quorum, departments, decisions
             )
@@ -727,13 +728,17 @@ class GrantWorkflow:
         assert outcome is not None
         if outcome != Decision.APPROVE:
             told = reasons.rejected_by if outcome == Decision.REJECT else reasons.returned_by
-            first = next(t for t in self.state.current_tasks() if t.decision == outcome)
+            first = next(t for t in self._decided_in_order() if t.decision == outcome)
             self.state.reason = told(first.department, first.reason)
         # A quorum reached, or a rejection: the departments still reviewing are told.
         await self._cancel_open_tasks(
             self.state.reason if outcome != Decision.APPROVE else reasons.ROUND_DECIDED
         )
         return outcome
+
+    def _decided_in_order(self) -> list[ReviewTask]:
+        decided = [t for t in self.state.current_tasks() if t.decision is not None]
+        return sorted(decided, key=lambda t: t.decided_order)
 
     async def _alert_overdue(self, round_over: Callable[[], bool], current: int) -> None:
         """Waits for the round; each task overdue at its own due date is reminded, and escalated
@@ -1045,6 +1050,8 @@ class GrantWorkflow:
         task.decision = Decision(request.decision)
         task.reason = request.reason
         task.approved_amount_fen = request.approved_amount_fen
+        self.state.decisions_taken += 1
+        task.decided_order = self.state.decisions_taken
         self._publish()
         return ReviewTaskAck(
             task_id=task.task_id,

@@ -1060,6 +1060,11 @@ from grantflow.repair_cli import repair_app  # noqa: E402
 
 ops_app.add_typer(repair_app, name="repair")
 
+# `grantflow notices | object | objections | objection …` (public notices and objections).
+from grantflow.notice_cli import register as register_notice_commands  # noqa: E402
+
+register_notice_commands(app)
+
 
 def main() -> None:
     def entry() -> int:

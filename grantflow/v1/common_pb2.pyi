@@ -67,6 +67,14 @@ class _GrantStageEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GrantStage
     GRANT_STAGE_REJECTED: _GrantStage.ValueType  # 10
     GRANT_STAGE_WITHDRAWN: _GrantStage.ValueType  # 11
     GRANT_STAGE_PAYMENT_FAILED: _GrantStage.ValueType  # 12
+    GRANT_STAGE_EXPERT_REVIEW: _GrantStage.ValueType  # 13
+    """scored by an expert panel (专家评审)"""
+    GRANT_STAGE_SPECIAL_AUDIT: _GrantStage.ValueType  # 14
+    """the eligible figure being audited (专项审计)"""
+    GRANT_STAGE_AWAITING_NOTICE: _GrantStage.ValueType  # 15
+    """decided; waits for its batch's public notice"""
+    GRANT_STAGE_WAITLISTED: _GrantStage.ValueType  # 16
+    """decided, but its budget line had no room: a later batch funds it"""
 
 class GrantStage(_GrantStage, metaclass=_GrantStageEnumTypeWrapper):
     """Where a grant is in its life. The applications service projects this from events."""
@@ -84,6 +92,14 @@ GRANT_STAGE_PAID: GrantStage.ValueType  # 9
 GRANT_STAGE_REJECTED: GrantStage.ValueType  # 10
 GRANT_STAGE_WITHDRAWN: GrantStage.ValueType  # 11
 GRANT_STAGE_PAYMENT_FAILED: GrantStage.ValueType  # 12
+GRANT_STAGE_EXPERT_REVIEW: GrantStage.ValueType  # 13
+"""scored by an expert panel (专家评审)"""
+GRANT_STAGE_SPECIAL_AUDIT: GrantStage.ValueType  # 14
+"""the eligible figure being audited (专项审计)"""
+GRANT_STAGE_AWAITING_NOTICE: GrantStage.ValueType  # 15
+"""decided; waits for its batch's public notice"""
+GRANT_STAGE_WAITLISTED: GrantStage.ValueType  # 16
+"""decided, but its budget line had no room: a later batch funds it"""
 Global___GrantStage: _TypeAlias = GrantStage  # noqa: Y015
 
 class _AmountKind:

@@ -25,10 +25,11 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from grantflow.v1 import applications_pb2 as grantflow_dot_v1_dot_applications__pb2
 from grantflow.v1 import common_pb2 as grantflow_dot_v1_dot_common__pb2
+from grantflow.v1 import notice_pb2 as grantflow_dot_v1_dot_notice__pb2
 from grantflow.v1 import review_pb2 as grantflow_dot_v1_dot_review__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19grantflow/v1/events.proto\x12\x0cgrantflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fgrantflow/v1/applications.proto\x1a\x19grantflow/v1/common.proto\x1a\x19grantflow/v1/review.proto\"\xd8\t\n\rEventEnvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\x15\x61pplication_submitted\x18\n \x01(\x0b\x32\".grantflow.v1.ApplicationSubmittedH\x00\x12\x43\n\x15\x61pplication_withdrawn\x18\x0b \x01(\x0b\x32\".grantflow.v1.ApplicationWithdrawnH\x00\x12I\n\x18\x61pplication_supplemented\x18\x0c \x01(\x0b\x32%.grantflow.v1.ApplicationSupplementedH\x00\x12>\n\x13grant_stage_changed\x18\x14 \x01(\x0b\x32\x1f.grantflow.v1.GrantStageChangedH\x00\x12>\n\x13review_task_created\x18\x1e \x01(\x0b\x32\x1f.grantflow.v1.ReviewTaskCreatedH\x00\x12>\n\x13review_task_claimed\x18\x1f \x01(\x0b\x32\x1f.grantflow.v1.ReviewTaskClaimedH\x00\x12>\n\x13review_task_decided\x18  \x01(\x0b\x32\x1f.grantflow.v1.ReviewTaskDecidedH\x00\x12\x44\n\x16review_tasks_cancelled\x18! \x01(\x0b\x32\".grantflow.v1.ReviewTasksCancelledH\x00\x12>\n\x13review_task_overdue\x18\" \x01(\x0b\x32\x1f.grantflow.v1.ReviewTaskOverdueH\x00\x12\x37\n\x0f\x62udget_reserved\x18( \x01(\x0b\x32\x1c.grantflow.v1.BudgetReservedH\x00\x12\x41\n\x14reservation_released\x18) \x01(\x0b\x32!.grantflow.v1.ReservationReleasedH\x00\x12\x37\n\x0f\x61ward_confirmed\x18* \x01(\x0b\x32\x1c.grantflow.v1.AwardConfirmedH\x00\x12@\n\x14\x66unding_plan_created\x18+ \x01(\x0b\x32 .grantflow.v1.FundingPlanCreatedH\x00\x12\x42\n\x15\x66unding_plan_approved\x18, \x01(\x0b\x32!.grantflow.v1.FundingPlanApprovedH\x00\x12\x37\n\x0fpayment_settled\x18- \x01(\x0b\x32\x1c.grantflow.v1.PaymentSettledH\x00\x12\x35\n\x0epayment_failed\x18. \x01(\x0b\x32\x1b.grantflow.v1.PaymentFailedH\x00\x12\x44\n\x16\x66unding_plan_completed\x18/ \x01(\x0b\x32\".grantflow.v1.FundingPlanCompletedH\x00\x42\t\n\x07payload\"o\n\x14\x41pplicationSubmitted\x12.\n\x0b\x61pplication\x18\x01 \x01(\x0b\x32\x19.grantflow.v1.Application\x12\'\n\x04rule\x18\x02 \x01(\x0b\x32\x19.grantflow.v1.ProgramRule\"T\n\x14\x41pplicationWithdrawn\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0cwithdrawn_by\x18\x03 \x01(\t\"\xce\x01\n\x17\x41pplicationSupplemented\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x43\n\x07\x66igures\x18\x02 \x03(\x0b\x32\x32.grantflow.v1.ApplicationSupplemented.FiguresEntry\x12\x18\n\x10supplement_count\x18\x03 \x01(\x05\x12\x0c\n\x04note\x18\x04 \x01(\t\x1a.\n\x0c\x46iguresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\";\n\x11ReviewTaskCreated\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.grantflow.v1.ReviewTask\";\n\x11ReviewTaskClaimed\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.grantflow.v1.ReviewTask\";\n\x11ReviewTaskDecided\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.grantflow.v1.ReviewTask\"i\n\x11ReviewTaskOverdue\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.grantflow.v1.ReviewTask\x12,\n\x05level\x18\x02 \x01(\x0e\x32\x1d.grantflow.v1.EscalationLevel\"P\n\x14ReviewTasksCancelled\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"R\n\x0e\x42udgetReserved\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x12\n\namount_fen\x18\x03 \x01(\x03\"g\n\x13ReservationReleased\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x12\n\namount_fen\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\"R\n\x0e\x41wardConfirmed\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x12\n\namount_fen\x18\x03 \x01(\x03\"v\n\x12\x46undingPlanCreated\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x11\n\ttotal_fen\x18\x03 \x01(\x03\x12\x12\n\nline_count\x18\x04 \x01(\x05\x12\x12\n\ncreated_by\x18\x05 \x01(\t\"|\n\x13\x46undingPlanApproved\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x13\n\x0b\x61pproved_by\x18\x03 \x01(\t\x12\x10\n\x08line_ids\x18\x04 \x03(\t\x12\x17\n\x0f\x61pplication_ids\x18\x05 \x03(\t\"y\n\x0ePaymentSettled\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x03 \x01(\t\x12\x12\n\namount_fen\x18\x04 \x01(\x03\x12\x19\n\x11gateway_reference\x18\x05 \x01(\t\"m\n\rPaymentFailed\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x03 \x01(\t\x12\x12\n\namount_fen\x18\x04 \x01(\x03\x12\x0e\n\x06reason\x18\x05 \x01(\t\"c\n\x14\x46undingPlanCompleted\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x12\n\npaid_lines\x18\x02 \x01(\x05\x12\x14\n\x0c\x66\x61iled_lines\x18\x03 \x01(\x05\x12\x10\n\x08paid_fen\x18\x04 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19grantflow/v1/events.proto\x12\x0cgrantflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fgrantflow/v1/applications.proto\x1a\x19grantflow/v1/common.proto\x1a\x19grantflow/v1/notice.proto\x1a\x19grantflow/v1/review.proto\"\x8b\x0b\n\rEventEnvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\x15\x61pplication_submitted\x18\n \x01(\x0b\x32\".grantflow.v1.ApplicationSubmittedH\x00\x12\x43\n\x15\x61pplication_withdrawn\x18\x0b \x01(\x0b\x32\".grantflow.v1.ApplicationWithdrawnH\x00\x12I\n\x18\x61pplication_supplemented\x18\x0c \x01(\x0b\x32%.grantflow.v1.ApplicationSupplementedH\x00\x12>\n\x13grant_stage_changed\x18\x14 \x01(\x0b\x32\x1f.grantflow.v1.GrantStageChangedH\x00\x12>\n\x13review_task_created\x18\x1e \x01(\x0b\x32\x1f.grantflow.v1.ReviewTaskCreatedH\x00\x12>\n\x13review_task_claimed\x18\x1f \x01(\x0b\x32\x1f.grantflow.v1.ReviewTaskClaimedH\x00\x12>\n\x13review_task_decided\x18  \x01(\x0b\x32\x1f.grantflow.v1.ReviewTaskDecidedH\x00\x12\x44\n\x16review_tasks_cancelled\x18! \x01(\x0b\x32\".grantflow.v1.ReviewTasksCancelledH\x00\x12>\n\x13review_task_overdue\x18\" \x01(\x0b\x32\x1f.grantflow.v1.ReviewTaskOverdueH\x00\x12\x37\n\x0f\x62udget_reserved\x18( \x01(\x0b\x32\x1c.grantflow.v1.BudgetReservedH\x00\x12\x41\n\x14reservation_released\x18) \x01(\x0b\x32!.grantflow.v1.ReservationReleasedH\x00\x12\x37\n\x0f\x61ward_confirmed\x18* \x01(\x0b\x32\x1c.grantflow.v1.AwardConfirmedH\x00\x12@\n\x14\x66unding_plan_created\x18+ \x01(\x0b\x32 .grantflow.v1.FundingPlanCreatedH\x00\x12\x42\n\x15\x66unding_plan_approved\x18, \x01(\x0b\x32!.grantflow.v1.FundingPlanApprovedH\x00\x12\x37\n\x0fpayment_settled\x18- \x01(\x0b\x32\x1c.grantflow.v1.PaymentSettledH\x00\x12\x35\n\x0epayment_failed\x18. \x01(\x0b\x32\x1b.grantflow.v1.PaymentFailedH\x00\x12\x44\n\x16\x66unding_plan_completed\x18/ \x01(\x0b\x32\".grantflow.v1.FundingPlanCompletedH\x00\x12\x39\n\x10notice_published\x18\x46 \x01(\x0b\x32\x1d.grantflow.v1.NoticePublishedH\x00\x12\x39\n\x10objection_lodged\x18G \x01(\x0b\x32\x1d.grantflow.v1.ObjectionLodgedH\x00\x12;\n\x11objection_decided\x18H \x01(\x0b\x32\x1e.grantflow.v1.ObjectionDecidedH\x00\x42\t\n\x07payload\"o\n\x14\x41pplicationSubmitted\x12.\n\x0b\x61pplication\x18\x01 \x01(\x0b\x32\x19.grantflow.v1.Application\x12\'\n\x04rule\x18\x02 \x01(\x0b\x32\x19.grantflow.v1.ProgramRule\"T\n\x14\x41pplicationWithdrawn\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0cwithdrawn_by\x18\x03 \x01(\t\"\xce\x01\n\x17\x41pplicationSupplemented\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x43\n\x07\x66igures\x18\x02 \x03(\x0b\x32\x32.grantflow.v1.ApplicationSupplemented.FiguresEntry\x12\x18\n\x10supplement_count\x18\x03 \x01(\x05\x12\x0c\n\x04note\x18\x04 \x01(\t\x1a.\n\x0c\x46iguresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\";\n\x11ReviewTaskCreated\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.grantflow.v1.ReviewTask\";\n\x11ReviewTaskClaimed\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.grantflow.v1.ReviewTask\";\n\x11ReviewTaskDecided\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.grantflow.v1.ReviewTask\"i\n\x11ReviewTaskOverdue\x12&\n\x04task\x18\x01 \x01(\x0b\x32\x18.grantflow.v1.ReviewTask\x12,\n\x05level\x18\x02 \x01(\x0e\x32\x1d.grantflow.v1.EscalationLevel\"P\n\x14ReviewTasksCancelled\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x10\n\x08task_ids\x18\x02 \x03(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"7\n\x0fNoticePublished\x12$\n\x06notice\x18\x01 \x01(\x0b\x32\x14.grantflow.v1.Notice\"\xf8\x01\n\x0fObjectionLodged\x12\x14\n\x0cobjection_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x03 \x01(\t\x12\x14\n\x0cprogram_code\x18\x04 \x01(\t\x12)\n\x04kind\x18\x05 \x01(\x0e\x32\x1b.grantflow.v1.ObjectionKind\x12\x35\n\x13handling_department\x18\x06 \x01(\x0e\x32\x18.grantflow.v1.Department\x12-\n\tlodged_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9c\x02\n\x10ObjectionDecided\x12\x14\n\x0cobjection_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x03 \x01(\t\x12\x14\n\x0cprogram_code\x18\x04 \x01(\t\x12)\n\x04kind\x18\x05 \x01(\x0e\x32\x1b.grantflow.v1.ObjectionKind\x12\x0e\n\x06upheld\x18\x06 \x01(\x08\x12\x37\n\x0b\x63onsequence\x18\x07 \x01(\x0e\x32\".grantflow.v1.ObjectionConsequence\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12.\n\ndecided_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x0e\x42udgetReserved\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x12\n\namount_fen\x18\x03 \x01(\x03\"g\n\x13ReservationReleased\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x12\n\namount_fen\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\"R\n\x0e\x41wardConfirmed\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x12\n\namount_fen\x18\x03 \x01(\x03\"v\n\x12\x46undingPlanCreated\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x11\n\ttotal_fen\x18\x03 \x01(\x03\x12\x12\n\nline_count\x18\x04 \x01(\x05\x12\x12\n\ncreated_by\x18\x05 \x01(\t\"|\n\x13\x46undingPlanApproved\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x14\n\x0cprogram_code\x18\x02 \x01(\t\x12\x13\n\x0b\x61pproved_by\x18\x03 \x01(\t\x12\x10\n\x08line_ids\x18\x04 \x03(\t\x12\x17\n\x0f\x61pplication_ids\x18\x05 \x03(\t\"y\n\x0ePaymentSettled\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x03 \x01(\t\x12\x12\n\namount_fen\x18\x04 \x01(\x03\x12\x19\n\x11gateway_reference\x18\x05 \x01(\t\"m\n\rPaymentFailed\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x0f\n\x07line_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61pplication_id\x18\x03 \x01(\t\x12\x12\n\namount_fen\x18\x04 \x01(\x03\x12\x0e\n\x06reason\x18\x05 \x01(\t\"c\n\x14\x46undingPlanCompleted\x12\x0f\n\x07plan_id\x18\x01 \x01(\t\x12\x12\n\npaid_lines\x18\x02 \x01(\x05\x12\x14\n\x0c\x66\x61iled_lines\x18\x03 \x01(\x05\x12\x10\n\x08paid_fen\x18\x04 \x01(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,40 +38,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_APPLICATIONSUPPLEMENTED_FIGURESENTRY']._loaded_options = None
   _globals['_APPLICATIONSUPPLEMENTED_FIGURESENTRY']._serialized_options = b'8\001'
-  _globals['_EVENTENVELOPE']._serialized_start=164
-  _globals['_EVENTENVELOPE']._serialized_end=1404
-  _globals['_APPLICATIONSUBMITTED']._serialized_start=1406
-  _globals['_APPLICATIONSUBMITTED']._serialized_end=1517
-  _globals['_APPLICATIONWITHDRAWN']._serialized_start=1519
-  _globals['_APPLICATIONWITHDRAWN']._serialized_end=1603
-  _globals['_APPLICATIONSUPPLEMENTED']._serialized_start=1606
-  _globals['_APPLICATIONSUPPLEMENTED']._serialized_end=1812
-  _globals['_APPLICATIONSUPPLEMENTED_FIGURESENTRY']._serialized_start=1766
-  _globals['_APPLICATIONSUPPLEMENTED_FIGURESENTRY']._serialized_end=1812
-  _globals['_REVIEWTASKCREATED']._serialized_start=1814
-  _globals['_REVIEWTASKCREATED']._serialized_end=1873
-  _globals['_REVIEWTASKCLAIMED']._serialized_start=1875
-  _globals['_REVIEWTASKCLAIMED']._serialized_end=1934
-  _globals['_REVIEWTASKDECIDED']._serialized_start=1936
-  _globals['_REVIEWTASKDECIDED']._serialized_end=1995
-  _globals['_REVIEWTASKOVERDUE']._serialized_start=1997
-  _globals['_REVIEWTASKOVERDUE']._serialized_end=2102
-  _globals['_REVIEWTASKSCANCELLED']._serialized_start=2104
-  _globals['_REVIEWTASKSCANCELLED']._serialized_end=2184
-  _globals['_BUDGETRESERVED']._serialized_start=2186
-  _globals['_BUDGETRESERVED']._serialized_end=2268
-  _globals['_RESERVATIONRELEASED']._serialized_start=2270
-  _globals['_RESERVATIONRELEASED']._serialized_end=2373
-  _globals['_AWARDCONFIRMED']._serialized_start=2375
-  _globals['_AWARDCONFIRMED']._serialized_end=2457
-  _globals['_FUNDINGPLANCREATED']._serialized_start=2459
-  _globals['_FUNDINGPLANCREATED']._serialized_end=2577
-  _globals['_FUNDINGPLANAPPROVED']._serialized_start=2579
-  _globals['_FUNDINGPLANAPPROVED']._serialized_end=2703
-  _globals['_PAYMENTSETTLED']._serialized_start=2705
-  _globals['_PAYMENTSETTLED']._serialized_end=2826
-  _globals['_PAYMENTFAILED']._serialized_start=2828
-  _globals['_PAYMENTFAILED']._serialized_end=2937
-  _globals['_FUNDINGPLANCOMPLETED']._serialized_start=2939
-  _globals['_FUNDINGPLANCOMPLETED']._serialized_end=3038
+  _globals['_EVENTENVELOPE']._serialized_start=191
+  _globals['_EVENTENVELOPE']._serialized_end=1610
+  _globals['_APPLICATIONSUBMITTED']._serialized_start=1612
+  _globals['_APPLICATIONSUBMITTED']._serialized_end=1723
+  _globals['_APPLICATIONWITHDRAWN']._serialized_start=1725
+  _globals['_APPLICATIONWITHDRAWN']._serialized_end=1809
+  _globals['_APPLICATIONSUPPLEMENTED']._serialized_start=1812
+  _globals['_APPLICATIONSUPPLEMENTED']._serialized_end=2018
+  _globals['_APPLICATIONSUPPLEMENTED_FIGURESENTRY']._serialized_start=1972
+  _globals['_APPLICATIONSUPPLEMENTED_FIGURESENTRY']._serialized_end=2018
+  _globals['_REVIEWTASKCREATED']._serialized_start=2020
+  _globals['_REVIEWTASKCREATED']._serialized_end=2079
+  _globals['_REVIEWTASKCLAIMED']._serialized_start=2081
+  _globals['_REVIEWTASKCLAIMED']._serialized_end=2140
+  _globals['_REVIEWTASKDECIDED']._serialized_start=2142
+  _globals['_REVIEWTASKDECIDED']._serialized_end=2201
+  _globals['_REVIEWTASKOVERDUE']._serialized_start=2203
+  _globals['_REVIEWTASKOVERDUE']._serialized_end=2308
+  _globals['_REVIEWTASKSCANCELLED']._serialized_start=2310
+  _globals['_REVIEWTASKSCANCELLED']._serialized_end=2390
+  _globals['_NOTICEPUBLISHED']._serialized_start=2392
+  _globals['_NOTICEPUBLISHED']._serialized_end=2447
+  _globals['_OBJECTIONLODGED']._serialized_start=2450
+  _globals['_OBJECTIONLODGED']._serialized_end=2698
+  _globals['_OBJECTIONDECIDED']._serialized_start=2701
+  _globals['_OBJECTIONDECIDED']._serialized_end=2985
+  _globals['_BUDGETRESERVED']._serialized_start=2987
+  _globals['_BUDGETRESERVED']._serialized_end=3069
+  _globals['_RESERVATIONRELEASED']._serialized_start=3071
+  _globals['_RESERVATIONRELEASED']._serialized_end=3174
+  _globals['_AWARDCONFIRMED']._serialized_start=3176
+  _globals['_AWARDCONFIRMED']._serialized_end=3258
+  _globals['_FUNDINGPLANCREATED']._serialized_start=3260
+  _globals['_FUNDINGPLANCREATED']._serialized_end=3378
+  _globals['_FUNDINGPLANAPPROVED']._serialized_start=3380
+  _globals['_FUNDINGPLANAPPROVED']._serialized_end=3504
+  _globals['_PAYMENTSETTLED']._serialized_start=3506
+  _globals['_PAYMENTSETTLED']._serialized_end=3627
+  _globals['_PAYMENTFAILED']._serialized_start=3629
+  _globals['_PAYMENTFAILED']._serialized_end=3738
+  _globals['_FUNDINGPLANCOMPLETED']._serialized_start=3740
+  _globals['_FUNDINGPLANCOMPLETED']._serialized_end=3839
 # @@protoc_insertion_point(module_scope)

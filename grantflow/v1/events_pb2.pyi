@@ -12,6 +12,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from grantflow.v1 import applications_pb2 as _applications_pb2
 from grantflow.v1 import common_pb2 as _common_pb2
+from grantflow.v1 import notice_pb2 as _notice_pb2
 from grantflow.v1 import review_pb2 as _review_pb2
 import builtins as _builtins
 import sys
@@ -50,6 +51,9 @@ class EventEnvelope(_message.Message):
     PAYMENT_SETTLED_FIELD_NUMBER: _builtins.int
     PAYMENT_FAILED_FIELD_NUMBER: _builtins.int
     FUNDING_PLAN_COMPLETED_FIELD_NUMBER: _builtins.int
+    NOTICE_PUBLISHED_FIELD_NUMBER: _builtins.int
+    OBJECTION_LODGED_FIELD_NUMBER: _builtins.int
+    OBJECTION_DECIDED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """unique; consumers record it to apply each event once"""
     type: _builtins.str
@@ -94,6 +98,14 @@ class EventEnvelope(_message.Message):
     def payment_failed(self) -> Global___PaymentFailed: ...
     @_builtins.property
     def funding_plan_completed(self) -> Global___FundingPlanCompleted: ...
+    @_builtins.property
+    def notice_published(self) -> Global___NoticePublished:
+        """Public notices and objections (review topic), numbered apart from the review tasks'."""
+
+    @_builtins.property
+    def objection_lodged(self) -> Global___ObjectionLodged: ...
+    @_builtins.property
+    def objection_decided(self) -> Global___ObjectionDecided: ...
     def __init__(
         self,
         *,
@@ -119,12 +131,15 @@ class EventEnvelope(_message.Message):
         payment_settled: Global___PaymentSettled | None = ...,
         payment_failed: Global___PaymentFailed | None = ...,
         funding_plan_completed: Global___FundingPlanCompleted | None = ...,
+        notice_published: Global___NoticePublished | None = ...,
+        objection_lodged: Global___ObjectionLodged | None = ...,
+        objection_decided: Global___ObjectionDecided | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "funding_plan_approved", b"funding_plan_approved", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_tasks_cancelled", b"review_tasks_cancelled"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "funding_plan_approved", b"funding_plan_approved", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_tasks_cancelled", b"review_tasks_cancelled"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "event_id", b"event_id", "funding_plan_approved", b"funding_plan_approved", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_tasks_cancelled", b"review_tasks_cancelled", "source", b"source", "subject", b"subject", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "event_id", b"event_id", "funding_plan_approved", b"funding_plan_approved", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_tasks_cancelled", b"review_tasks_cancelled", "source", b"source", "subject", b"subject", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["application_submitted", "application_withdrawn", "application_supplemented", "grant_stage_changed", "review_task_created", "review_task_claimed", "review_task_decided", "review_tasks_cancelled", "review_task_overdue", "budget_reserved", "reservation_released", "award_confirmed", "funding_plan_created", "funding_plan_approved", "payment_settled", "payment_failed", "funding_plan_completed"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["application_submitted", "application_withdrawn", "application_supplemented", "grant_stage_changed", "review_task_created", "review_task_claimed", "review_task_decided", "review_tasks_cancelled", "review_task_overdue", "budget_reserved", "reservation_released", "award_confirmed", "funding_plan_created", "funding_plan_approved", "payment_settled", "payment_failed", "funding_plan_completed", "notice_published", "objection_lodged", "objection_decided"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -344,6 +359,115 @@ class ReviewTasksCancelled(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReviewTasksCancelled: _TypeAlias = ReviewTasksCancelled  # noqa: Y015
+
+@_typing.final
+class NoticePublished(_message.Message):
+    """Notices and objections (review topic). A NoticePublished is keyed by the batch id; the
+    objection events by the application id. None carries the objector's identity or text: they
+    stay with the handling department.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTICE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def notice(self) -> _notice_pb2.Notice:
+        """the public notice, entries included (no credit codes)"""
+
+    def __init__(
+        self,
+        *,
+        notice: _notice_pb2.Notice | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["notice", b"notice"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notice", b"notice"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NoticePublished: _TypeAlias = NoticePublished  # noqa: Y015
+
+@_typing.final
+class ObjectionLodged(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBJECTION_ID_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    HANDLING_DEPARTMENT_FIELD_NUMBER: _builtins.int
+    LODGED_AT_FIELD_NUMBER: _builtins.int
+    objection_id: _builtins.str
+    batch_id: _builtins.str
+    application_id: _builtins.str
+    program_code: _builtins.str
+    kind: _notice_pb2.ObjectionKind.ValueType
+    handling_department: _common_pb2.Department.ValueType
+    @_builtins.property
+    def lodged_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        objection_id: _builtins.str = ...,
+        batch_id: _builtins.str = ...,
+        application_id: _builtins.str = ...,
+        program_code: _builtins.str = ...,
+        kind: _notice_pb2.ObjectionKind.ValueType = ...,
+        handling_department: _common_pb2.Department.ValueType = ...,
+        lodged_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lodged_at", b"lodged_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "batch_id", b"batch_id", "handling_department", b"handling_department", "kind", b"kind", "lodged_at", b"lodged_at", "objection_id", b"objection_id", "program_code", b"program_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ObjectionLodged: _TypeAlias = ObjectionLodged  # noqa: Y015
+
+@_typing.final
+class ObjectionDecided(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OBJECTION_ID_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    UPHELD_FIELD_NUMBER: _builtins.int
+    CONSEQUENCE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    objection_id: _builtins.str
+    batch_id: _builtins.str
+    application_id: _builtins.str
+    program_code: _builtins.str
+    kind: _notice_pb2.ObjectionKind.ValueType
+    upheld: _builtins.bool
+    consequence: _notice_pb2.ObjectionConsequence.ValueType
+    reason: _builtins.str
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        objection_id: _builtins.str = ...,
+        batch_id: _builtins.str = ...,
+        application_id: _builtins.str = ...,
+        program_code: _builtins.str = ...,
+        kind: _notice_pb2.ObjectionKind.ValueType = ...,
+        upheld: _builtins.bool = ...,
+        consequence: _notice_pb2.ObjectionConsequence.ValueType = ...,
+        reason: _builtins.str = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "batch_id", b"batch_id", "consequence", b"consequence", "decided_at", b"decided_at", "kind", b"kind", "objection_id", b"objection_id", "program_code", b"program_code", "reason", b"reason", "upheld", b"upheld"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ObjectionDecided: _TypeAlias = ObjectionDecided  # noqa: Y015
 
 @_typing.final
 class BudgetReserved(_message.Message):

@@ -18,6 +18,11 @@ from services.common.errors import Unauthenticated
 from services.common.vocabulary import Department, Role, VocabularyError
 
 ISSUER = "grantflow"
+# In a service's role table (services/common/service_main.py ServiceSpec), the mark of a method
+# anyone may call, with or without a token (a public notice). Not a Role: no token can carry
+# it, so it can never be mistaken for a caller's rights; a method marked public names no other
+# role, and its servicer asks `current_caller()`, which is None for an anonymous caller.
+PUBLIC = "public"
 
 
 def __getattr__(name: str) -> Any:
@@ -109,13 +114,23 @@ def _verified(secret: str, token: str) -> tuple[Principal, float]:
     return principal, float(claims["exp"])
 
 
-_current: ContextVar[Principal] = ContextVar("grantflow_principal")
+_current: ContextVar[Principal | None] = ContextVar("grantflow_principal")
 
 
-def set_current_principal(principal: Principal) -> None:
+def set_current_principal(principal: Principal | None) -> None:
+    """Who calls the RPC being served; None for an anonymous call of a public method."""
     _current.set(principal)
 
 
 def current_principal() -> Principal:
-    """The caller of the RPC being served (set by the server's auth interceptor)."""
-    return _current.get()
+    """The caller of the RPC being served (set by the server's auth interceptor).
+    Unauthenticated if the call is anonymous (a public method's servicer asking for a caller)."""
+    principal = _current.get()
+    if principal is None:
+        raise Unauthenticated("this call needs a bearer token (authorization metadata)")
+    return principal
+
+
+def current_caller() -> Principal | None:
+    """The caller of the RPC being served, None if anonymous (public methods only)."""
+    return _current.get(None)

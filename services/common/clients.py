@@ -97,6 +97,14 @@ class ServiceClients:
         await self.close()
 
     @property
+    def notices(self) -> Any:
+        """The NoticeService stub (notice_pb2_grpc.NoticeServiceStub), served by the review
+        service beside ReviewService."""
+        from grantflow.v1 import notice_pb2_grpc
+
+        return notice_pb2_grpc.NoticeServiceStub(self._channels[1])
+
+    @property
     def repairs(self) -> Any:
         """The RepairService stub (repair_pb2_grpc.RepairServiceStub), served by the applications
         service beside ApplicationService."""

@@ -1,5 +1,6 @@
 """The services' one conversation with Temporal: Updates to a grant's workflow
-(`grant-<application id>`), the reviewer's decision and the applicant's withdrawal.
+(`grant-<application id>`): the reviewer's decision, the applicant's withdrawal, and the
+objections lodged against a noticed award and their decisions.
 
 The grant workflow is the judge of both (its update validators and handlers know whether a task
 still stands and whether the award can still be given up). This module sends the Update and
@@ -100,6 +101,38 @@ class GrantWorkflows:
             contracts.WithdrawalAnswer,
             update_id=f"withdraw-{uuid.uuid4().hex}",
         )
+
+    async def objection_lodged(
+        self, application_id: str, lodged: contracts.ObjectionLodged
+    ) -> contracts.Acknowledged:
+        """Tells the grant an objection was lodged against its noticed award (the grant may
+        refuse: FailedPrecondition once its notice is over); a grant not running is
+        FailedPrecondition too."""
+        try:
+            return await self._update(
+                application_id,
+                contracts.OBJECTION_LODGED,
+                lodged,
+                contracts.Acknowledged,
+                update_id=f"objection-{lodged.objection_id}",
+            )
+        except GrantNotRunning as exc:
+            raise FailedPrecondition("the grant is no longer in its public notice") from exc
+
+    async def objection_decided(
+        self, application_id: str, decided: contracts.ObjectionDecided
+    ) -> contracts.Acknowledged:
+        """Tells the grant how its objection was decided (a retry lands on the same Update)."""
+        try:
+            return await self._update(
+                application_id,
+                contracts.OBJECTION_DECIDED,
+                decided,
+                contracts.Acknowledged,
+                update_id=f"objection-decided-{decided.objection_id}",
+            )
+        except GrantNotRunning as exc:
+            raise FailedPrecondition("the grant is no longer running") from exc
 
     async def _connected(self) -> Client:
         if isinstance(self._client, Client):

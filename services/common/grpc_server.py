@@ -2,7 +2,9 @@
 service and server reflection, background tasks (outbox relay, consumers) and clean shutdown.
 
 Each servicer declares which roles may call each method (METHOD_ROLES); the interceptor refuses
-everything else before the servicer runs, so no method can forget its check. The interceptor also
+everything else before the servicer runs, so no method can forget its check. A method whose
+roles are exactly {PUBLIC} (services/common/auth.py) answers anyone: without a token the call is
+anonymous (no principal), with one the token must still be valid. The interceptor also
 decodes the request itself, after authentication: malformed bytes (a string field that is not
 UTF-8, a truncated message) are INVALID_ARGUMENT naming the field, for authenticated callers
 only, with one log line.
@@ -25,7 +27,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from services.common.auth import set_current_principal, verify_token
+from services.common.auth import PUBLIC, set_current_principal, verify_token
 from services.common.config import DEV_AUTH_SECRET, Settings
 from services.common.errors import (
     ERROR_DOMAIN,
@@ -87,6 +89,7 @@ class AuthAndErrorsInterceptor(grpc.aio.ServerInterceptor):
             return None  # type: ignore[return-value]
         short_name = method.rsplit("/", 1)[-1]
         roles = self._method_roles.get(short_name)
+        public = roles == frozenset({PUBLIC})
         behaviour = handler.unary_unary
         decode = handler.request_deserializer
         secret = self._secret
@@ -97,11 +100,13 @@ class AuthAndErrorsInterceptor(grpc.aio.ServerInterceptor):
                 for key, value in context.invocation_metadata() or ():
                     if key == "authorization" and isinstance(value, str):
                         token = value.removeprefix("Bearer ").removeprefix("bearer ").strip()
-                if not token:
+                if not token and not public:
                     raise Unauthenticated("missing bearer token (authorization metadata)")
-                caller = verify_token(secret, token)
-                if roles is None or caller.role not in roles:
-                    raise PermissionDenied(f"role {caller.role!r} may not call {short_name}")
+                # A public method still refuses a bad token: its holder should learn it.
+                caller = verify_token(secret, token) if token else None
+                if not public and (roles is None or caller is None or caller.role not in roles):
+                    role = caller.role if caller is not None else ""
+                    raise PermissionDenied(f"role {role!r} may not call {short_name}")
                 request = _decode(method, decode, raw)
                 set_current_principal(caller)
                 bind_request_ids(request)

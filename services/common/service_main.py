@@ -3,7 +3,8 @@ which roles may call each method) and the start-up every services/*/server.py sh
 the database in a thread, open it, serve with auth, health and reflection, dispose).
 
 A spec refuses to exist with a method missing from its role table (or a name in the table that
-is no method): a new RPC cannot be served until someone says who may call it. Companions are
+is no method): a new RPC cannot be served until someone says who may call it. A public method
+says so with the PUBLIC mark (services/common/auth.py) alone, never beside roles. Companions are
 services every service serves beside its own API (its AuditService and OperationsService), each with its own spec.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import grpc
 
+from services.common.auth import PUBLIC
 from services.common.config import Settings
 from services.common.db import Database, migrate
 from services.common.grpc_server import BackgroundTask, serve, server_credentials
@@ -28,7 +30,8 @@ from services.common.vocabulary import Role
 class ServiceSpec:
     name: str  # "applications", "review" or "disbursement": logs, address, database
     descriptor: Any  # the proto ServiceDescriptor
-    roles: Mapping[str, Iterable[Role]]  # method name -> the roles that may call it
+    # method name -> the roles that may call it, or (PUBLIC,): anyone, even without a token
+    roles: Mapping[str, Iterable[Role | str]]
     method_roles: Mapping[str, frozenset[str]] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -40,6 +43,13 @@ class ServiceSpec:
                 f"not methods: {sorted(unknown)}"
             )
         table = {method: frozenset(map(str, roles)) for method, roles in self.roles.items()}
+        for method, roles in table.items():
+            unknown_roles = roles - set(Role) - {PUBLIC}
+            if not roles or unknown_roles or (PUBLIC in roles and len(roles) > 1):
+                raise ValueError(
+                    f"role table of {self.full_name}: {method} must name roles, or PUBLIC alone "
+                    f"(got {sorted(roles)})"
+                )
         object.__setattr__(self, "method_roles", table)
 
     @property

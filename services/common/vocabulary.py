@@ -166,6 +166,29 @@ class RegistrationKind(Term):
     PUBLIC_INSTITUTION = "public_institution"  # 事业单位
 
 
+class ObjectionKind(Term):
+    """What an objection to a public notice is (深工信规〔2023〕5号 tells three kinds apart)."""
+
+    DISPUTE = "dispute"  # 异议: the applicant disputes its own notice
+    COMPLAINT = "complaint"  # 投诉: a complaint about staff
+    REPORT = "report"  # 举报: a report that the project breaks the rules
+
+
+class ObjectionState(Term):
+    """An objection: lodged, then upheld or dismissed by the handling department."""
+
+    LODGED = "lodged"
+    UPHELD = "upheld"
+    DISMISSED = "dismissed"
+
+
+class ObjectionConsequence(Term):
+    """What an upheld objection does to the award (the values the grant's Update carries)."""
+
+    FALL_AWAY = "fall_away"  # the award falls away, its reservation released
+    RE_REVIEW = "re_review"  # the application goes back to review
+
+
 class ReservationState(Term):
     """An award's money: reserved at approval, awarded after the notice, in a plan, paid."""
 
@@ -259,7 +282,7 @@ class AuditAction(Term):
 
     REVIEW_CLAIMED = "review.claimed"
     REVIEW_DECIDED = "review.decided"
-    # Objections (异议/投诉/举报) are not handled yet; their use case records this when they are.
+    # An objection (异议/投诉/举报) decided by its handling department (services/review/notices.py).
     OBJECTION_HANDLED = "objection.handled"
     PROGRAM_PUBLISHED = "program.published"
     WITHDRAWAL_REQUESTED = "application.withdrawal_requested"
@@ -295,7 +318,14 @@ class AuditBreak(Term):
 @cache
 def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
     """Each vocabulary's proto enum and the prefix of its value names (imported on first use)."""
-    from grantflow.v1 import audit_pb2, common_pb2, disbursement_pb2, repair_pb2, review_pb2
+    from grantflow.v1 import (
+        audit_pb2,
+        common_pb2,
+        disbursement_pb2,
+        notice_pb2,
+        repair_pb2,
+        review_pb2,
+    )
 
     return {
         GrantStage: (common_pb2.GrantStage, "GRANT_STAGE_"),
@@ -313,6 +343,9 @@ def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
         RepairState: (repair_pb2.RepairState, "REPAIR_STATE_"),
         GrantRepairState: (repair_pb2.GrantRepairState, "GRANT_REPAIR_STATE_"),
         AuditBreak: (audit_pb2.AuditBreakKind, "AUDIT_BREAK_KIND_"),
+        ObjectionKind: (notice_pb2.ObjectionKind, "OBJECTION_KIND_"),
+        ObjectionState: (notice_pb2.ObjectionState, "OBJECTION_STATE_"),
+        ObjectionConsequence: (notice_pb2.ObjectionConsequence, "OBJECTION_CONSEQUENCE_"),
     }
 
 
@@ -332,4 +365,7 @@ MAPPED_VOCABULARIES: tuple[type[Term], ...] = (
     RepairState,
     GrantRepairState,
     AuditBreak,
+    ObjectionKind,
+    ObjectionState,
+    ObjectionConsequence,
 )

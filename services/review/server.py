@@ -20,6 +20,7 @@ from services.common.service_main import migrated_database, serve_service
 from services.common.temporal import connect_until_reachable
 from services.common.unit_of_work import Transactions
 from services.review.api import SERVICE, ReviewServicer
+from services.review.notice_api import notice_service
 from services.review.use_cases import Review, event_source
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -38,7 +39,8 @@ async def run(
         if client is None:
             return
         transactions = Transactions(database, event_source(topic(settings, REVIEW)))
-        servicer = ReviewServicer(Review(transactions, GrantWorkflows(client)))
+        workflows = GrantWorkflows(client)
+        servicer = ReviewServicer(Review(transactions, workflows))
 
         def register(server: grpc.aio.Server) -> None:
             review_pb2_grpc.add_ReviewServiceServicer_to_server(servicer, server)
@@ -53,5 +55,6 @@ async def run(
             companions=[
                 audit_service(SERVICE.name, database),
                 operations_service(SERVICE.name, database),
+                notice_service(transactions, workflows),
             ],
         )

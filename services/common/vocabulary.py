@@ -1,4 +1,5 @@
 """Grantflow's one vocabulary: grant stages, departments, roles, review task states and decisions,
+review stages, join policies and score aggregations, expert and audit task states,
 reservation, funding-plan and payment-line states, repairs, the error types of final answers,
 and the ways an audit chain can break.
 
@@ -97,6 +98,16 @@ class Role(Term):
     FINANCE = "finance"
     OPS = "ops"
     SYSTEM = "system"  # Grantflow's own processes
+    # External experts (评审专家) and auditors (专项审计机构): the token's subject is the person.
+    EXPERT = "expert"
+    AUDITOR = "auditor"
+    # The head of a department (处长): a reviewer of the department who may also reassign its
+    # tasks. A role of its own, not a flag on the reviewer's token, so the role tables say it.
+    DEPARTMENT_HEAD = "department_head"
+
+
+# Roles whose token must name a department.
+DEPARTMENT_ROLES = frozenset({Role.REVIEWER, Role.DEPARTMENT_HEAD})
 
 
 class TaskState(Term):
@@ -109,6 +120,48 @@ class TaskState(Term):
 
 
 ACTIVE_TASK_STATES = frozenset({TaskState.OPEN, TaskState.CLAIMED})
+
+
+class ReviewStage(Term):
+    """The stages of a grant a person decides. One person never decides two stages of the same
+    grant (separation of duties); the rounds and departments of one stage are one stage."""
+
+    FORMAL_CHECK = "formal_check"
+    DEPARTMENT_REVIEW = "department_review"
+    AUDIT = "audit"
+    OBJECTION = "objection"
+    EXPERT_REVIEW = "expert_review"
+
+
+class JoinPolicy(Term):
+    """How the co-reviewing departments' decisions become the grant's (workflows/review_rules)."""
+
+    ALL_APPROVE = "all_approve"
+    ANY_REJECT = "any_reject"
+    QUORUM = "quorum"
+
+
+class ScoreAggregation(Term):
+    """How an expert panel's totals become one score (workflows/review_rules)."""
+
+    MEAN = "mean"
+    TRIMMED_MEAN = "trimmed_mean"
+    MEDIAN = "median"
+
+
+class ExpertTaskState(Term):
+    """An expert's part of a panel: drawn and waiting for his scores, or scored."""
+
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+
+
+class AuditTaskState(Term):
+    """A special audit: open until an auditor confirms the figure."""
+
+    OPEN = "open"
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
 
 
 class Decision(Term):
@@ -235,6 +288,15 @@ class AuditAction(Term):
     PAYMENT_FAILED = "payment.failed"
     # A failed line made payable again by an approved repair (RetryPaymentLine).
     PAYMENT_RETRIED = "payment.retried"
+    # The review process (issue 6): the inbox, the expert pool and panels, special audits.
+    REVIEW_RELEASED = "review.released"
+    REVIEW_REASSIGNED = "review.reassigned"
+    EXPERT_ADDED = "expert.added"
+    EXPERT_PANEL_DRAWN = "expert.panel_drawn"
+    EXPERT_SCORED = "expert.scored"
+    EXPERT_REVIEW_DONE = "expert.review_done"
+    AUDIT_REQUESTED = "audit.requested"
+    AUDIT_CONFIRMED = "audit.confirmed"
 
 
 class AuditBreak(Term):
@@ -262,6 +324,11 @@ def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
         RepairState: (repair_pb2.RepairState, "REPAIR_STATE_"),
         GrantRepairState: (repair_pb2.GrantRepairState, "GRANT_REPAIR_STATE_"),
         AuditBreak: (audit_pb2.AuditBreakKind, "AUDIT_BREAK_KIND_"),
+        ReviewStage: (review_pb2.ReviewStage, "REVIEW_STAGE_"),
+        JoinPolicy: (common_pb2.JoinPolicy, "JOIN_POLICY_"),
+        ScoreAggregation: (common_pb2.ScoreAggregation, "SCORE_AGGREGATION_"),
+        ExpertTaskState: (review_pb2.ExpertTaskState, "EXPERT_TASK_STATE_"),
+        AuditTaskState: (review_pb2.AuditTaskState, "AUDIT_TASK_STATE_"),
     }
 
 
@@ -277,4 +344,9 @@ MAPPED_VOCABULARIES: tuple[type[Term], ...] = (
     RepairState,
     GrantRepairState,
     AuditBreak,
+    ReviewStage,
+    JoinPolicy,
+    ScoreAggregation,
+    ExpertTaskState,
+    AuditTaskState,
 )

@@ -20,9 +20,21 @@ from services.common.service_main import migrated_database, serve_service
 from services.common.temporal import connect_until_reachable
 from services.common.unit_of_work import Transactions
 from services.review.api import SERVICE, ReviewServicer
-from services.review.use_cases import Review, event_source
+from services.review.conflicts import ConflictSource, FileConflictSource, RegistryConflictSource
+from services.review.use_cases import Audits, ExpertReviews, Review, event_source
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_conflict_source(settings: Settings) -> ConflictSource:
+    """The registry's parties of an applicant: the local enterprise registry's record where it
+    carries them, else the parties file (REGISTRY_PARTIES_FILE)."""
+    from workflows.registry import LocalEnterpriseRegistry
+
+    return RegistryConflictSource(
+        LocalEnterpriseRegistry(accept_all_divisions=True),
+        fallback=FileConflictSource(settings.registry_parties_file),
+    )
 
 
 async def run(
@@ -38,7 +50,12 @@ async def run(
         if client is None:
             return
         transactions = Transactions(database, event_source(topic(settings, REVIEW)))
-        servicer = ReviewServicer(Review(transactions, GrantWorkflows(client)))
+        workflows = GrantWorkflows(client)
+        servicer = ReviewServicer(
+            Review(transactions, workflows),
+            ExpertReviews(transactions, workflows, make_conflict_source(settings)),
+            Audits(transactions, workflows),
+        )
 
         def register(server: grpc.aio.Server) -> None:
             review_pb2_grpc.add_ReviewServiceServicer_to_server(servicer, server)

@@ -318,17 +318,18 @@ class Review:
             current.assignee = caller.subject
             current.claimed_at = now
             unit.session.add(current)
-            unit.announce(
-                current.application_id,
-                events_pb2.ReviewTaskClaimed(task=current.to_proto(now)),
-                key=current.task_id,
-            )
+            # A released task is claimed again: each claim its own event and audit record.
+            claimed = events_pb2.ReviewTaskClaimed(task=current.to_proto(now))
+            key = current.task_id
+            if unit.announced(self._source().event_id(claimed, key)):
+                key = f"{current.task_id}:{now.isoformat()}"
+            unit.announce(current.application_id, claimed, key=key)
             unit.audit(
                 AuditAction.REVIEW_CLAIMED,
                 current.application_id,
                 caller,
                 details={"task_id": current.task_id, "department": current.department},
-                key=current.task_id,
+                key=key,
             )
             return current
 

@@ -6,7 +6,10 @@ aggregates a panel's scores with the same function, so both always agree.
 
 Choices where DOMAIN.md is silent (also in docs/review.md):
 - a return for supplement counts against approval like a rejection, but the verdict it leads to
-  is a return (the applicant may still mend the file) unless some department rejected outright;
+  is a return (the applicant may still mend the file). Where the verdict falls before every
+  department has decided (ANY_REJECT, QUORUM), the first decision against approval, in the order
+  `decisions` holds them (the order they were taken), says which, so a verdict once reached never
+  changes; under ALL_APPROVE every department has decided and a rejection outweighs a return;
 - scores are integer hundredths of a point; a mean's fraction of a hundredth rounds down, the
   median of an even panel is the mean of the middle two, rounded down;
 - a trimmed mean drops one highest and one lowest total only for panels of five or more (with
@@ -32,7 +35,7 @@ def join_verdict(
 ) -> Decision | None:
     """The grant's verdict from its departments' decisions so far; None while it is not yet
     decided. `departments` are the co-reviewing departments of the round, `decisions` those of
-    them that have decided. ValueError for a decision from a department not reviewing, or a
+    them that have decided, in the order they decided. ValueError for a decision from a department not reviewing, or a
     quorum outside 1..len(departments) under QUORUM."""
     expected = set(departments)
     if not expected:
@@ -46,24 +49,26 @@ def join_verdict(
     approves = values.count(Decision.APPROVE)
     undecided = len(expected) - len(decisions)
 
-    def against() -> Decision:
-        return Decision.REJECT if rejects else Decision.RETURN_FOR_SUPPLEMENT
+    def first_against() -> Decision:
+        return next(value for value in values if value != Decision.APPROVE)
 
     if policy == JoinPolicy.ANY_REJECT:
         if rejects or returns:
-            return against()
+            return first_against()
         return Decision.APPROVE if undecided == 0 else None
     if policy == JoinPolicy.ALL_APPROVE:
         if undecided:
             return None
-        return Decision.APPROVE if approves == len(expected) else against()
+        if approves == len(expected):
+            return Decision.APPROVE
+        return Decision.REJECT if rejects else Decision.RETURN_FOR_SUPPLEMENT
     if policy == JoinPolicy.QUORUM:
         if not 1 <= quorum <= len(expected):
             raise ValueError(f"quorum {quorum} is not between 1 and {len(expected)}")
         if approves >= quorum:
             return Decision.APPROVE
         if approves + undecided < quorum:
-            return against()
+            return first_against()
         return None
     raise ValueError(f"unknown join policy {policy!r}")
 

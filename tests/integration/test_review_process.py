@@ -316,7 +316,7 @@ async def submit(service: Service, expert_id: str, task_id: str, total: int) -> 
 async def test_a_conflicted_expert_is_never_drawn_and_cannot_open_the_file(
     service: Service,
 ) -> None:
-    conflicted = {
+    conflicted: dict[str, dict[str, Any]] = {
         "declared": {"declared_conflicts": [APPLICANT]},
         "employee": {"employer_credit_code": APPLICANT},
         "legal-rep": {"name": "法人甲", "person_id": "440300198001010011"},
@@ -359,9 +359,7 @@ async def test_a_conflicted_expert_is_never_drawn_and_cannot_open_the_file(
             token,
         )
         assert scoring.code() == grpc.StatusCode.PERMISSION_DENIED
-        mine = await service.call(
-            "ListMyExpertTasks", review_pb2.ListMyExpertTasksRequest(), token
-        )
+        mine = await service.call("ListMyExpertTasks", review_pb2.ListMyExpertTasksRequest(), token)
         assert list(mine.tasks) == []
 
     # A drawn expert who declares the conflict afterwards can no longer open the file.
@@ -392,7 +390,7 @@ async def test_too_few_free_experts_is_a_failed_precondition(service: Service) -
 
 # Five totals whose mean, trimmed mean and median differ.
 TOTALS = [9500, 8000, 7500, 6000, 2001]
-EXPECTED = {
+EXPECTED: dict[int, int] = {
     common_pb2.SCORE_AGGREGATION_MEAN: 6600,  # 33001 // 5
     common_pb2.SCORE_AGGREGATION_TRIMMED_MEAN: 7166,  # 21500 // 3
     common_pb2.SCORE_AGGREGATION_MEDIAN: 7500,

@@ -43,10 +43,10 @@ from services.common.unit_of_work import Transactions
 from services.common.vocabulary import Decision, Department, Role, TaskState
 from services.review import server
 from services.review.api import SERVICE, ReviewServicer
-from services.review.store import ReviewTaskRow
-from services.review.use_cases import Review as ReviewUseCases
 from services.review.conflicts import NoConflictSource
+from services.review.store import ReviewTaskRow
 from services.review.use_cases import Audits, ExpertReviews, event_source
+from services.review.use_cases import Review as ReviewUseCases
 from tests.support import free_port, holding_the_write_lock
 from workflows import contracts
 

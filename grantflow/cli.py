@@ -520,36 +520,57 @@ def tasks(
     user: UserOpt = "reviewer",
     mine: bool = False,
     overdue: bool = False,
+    head: Annotated[bool, typer.Option(help="以处室负责人身份 (as department head)")] = False,
     token: TokenOpt = "",
 ) -> None:
-    """List your department's open review tasks."""
+    """Your department's open review tasks, highest priority first (--mine, --overdue)."""
     from rich.table import Table
 
     from grantflow.format import yuan
     from grantflow.v1 import review_pb2
+    from services.common.labels import label
+    from services.common.vocabulary import ReviewStage
     from services.common.workdays import SHANGHAI
 
-    bearer = token_for(get_settings(), token, Role.REVIEWER, user, department=department)
+    role = Role.DEPARTMENT_HEAD if head else Role.REVIEWER
+    bearer = token_for(get_settings(), token, role, user, department=department)
+    if mine:
+        task_filter = review_pb2.TASK_FILTER_MINE
+    elif overdue:
+        task_filter = review_pb2.TASK_FILTER_OVERDUE
+    else:
+        task_filter = review_pb2.TASK_FILTER_OPEN
     request = review_pb2.ListTasksRequest(
-        department=Department.parse(department).to_proto(),
-        assignee=user if mine else "",
-        filter=review_pb2.TASK_FILTER_OVERDUE if overdue else review_pb2.TASK_FILTER_OPEN,
+        department=Department.parse(department).to_proto(), filter=task_filter
     )
     answer = call(bearer, "review", lambda c: c.review.ListTasks(request))
-    table = Table("task", "application", "program", "round", "state", "assignee", "proposed", "due")
+    table = Table(
+        "task", "application", "program", "环节 stage", "round", "state", "assignee",
+        "优先级", "proposed", "due",
+    )  # fmt: skip
     for t in answer.tasks:
+        stage = ReviewStage.from_proto(t.stage) if t.stage else ReviewStage.DEPARTMENT_REVIEW
         table.add_row(
             t.task_id,
             t.application_id,
             t.program_code,
+            label(stage),
             str(t.round),
             TaskState.from_proto(t.state).name,
             t.assignee,
+            str(t.priority),
             yuan(t.proposed_amount_fen),
             t.due_at.ToDatetime(tzinfo=SHANGHAI).strftime("%Y-%m-%d %H:%M")
             + (" overdue" if t.overdue else ""),
         )
     out().print(table)
+    counts = answer.counts
+    out().print(
+        f"待办 {counts.open}（未领取 {counts.unclaimed}，我的 {counts.mine}，逾期 {counts.overdue}）"
+        f" open {counts.open}, unclaimed {counts.unclaimed}, mine {counts.mine}, "
+        f"overdue {counts.overdue}",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -1064,6 +1085,20 @@ ops_app.add_typer(repair_app, name="repair")
 from grantflow.notice_cli import register as register_notice_commands  # noqa: E402
 
 register_notice_commands(app)
+# The review process's commands (experts, audits, release and reassign) live in their own module.
+from grantflow.review_cli import (  # noqa: E402
+    expert_app,
+    experts_app,
+    reassign,
+    release,
+    special_audit_app,
+)
+
+app.add_typer(experts_app, name="experts")
+app.add_typer(expert_app, name="expert")
+app.add_typer(special_audit_app, name="audit")
+app.command("release")(release)
+app.command("reassign")(reassign)
 
 
 def main() -> None:

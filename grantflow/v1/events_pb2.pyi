@@ -54,6 +54,12 @@ class EventEnvelope(_message.Message):
     NOTICE_PUBLISHED_FIELD_NUMBER: _builtins.int
     OBJECTION_LODGED_FIELD_NUMBER: _builtins.int
     OBJECTION_DECIDED_FIELD_NUMBER: _builtins.int
+    REVIEW_TASK_RELEASED_FIELD_NUMBER: _builtins.int
+    REVIEW_TASK_REASSIGNED_FIELD_NUMBER: _builtins.int
+    EXPERT_PANEL_DRAWN_FIELD_NUMBER: _builtins.int
+    EXPERT_REVIEW_COMPLETED_FIELD_NUMBER: _builtins.int
+    AUDIT_TASK_CREATED_FIELD_NUMBER: _builtins.int
+    AUDIT_CONFIRMED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """unique; consumers record it to apply each event once"""
     type: _builtins.str
@@ -106,6 +112,20 @@ class EventEnvelope(_message.Message):
     def objection_lodged(self) -> Global___ObjectionLodged: ...
     @_builtins.property
     def objection_decided(self) -> Global___ObjectionDecided: ...
+    @_builtins.property
+    def review_task_released(self) -> Global___ReviewTaskReleased:
+        """The review process (issue 6, helper "review")."""
+
+    @_builtins.property
+    def review_task_reassigned(self) -> Global___ReviewTaskReassigned: ...
+    @_builtins.property
+    def expert_panel_drawn(self) -> Global___ExpertPanelDrawn: ...
+    @_builtins.property
+    def expert_review_completed(self) -> Global___ExpertReviewCompleted: ...
+    @_builtins.property
+    def audit_task_created(self) -> Global___AuditTaskCreated: ...
+    @_builtins.property
+    def audit_confirmed(self) -> Global___AuditConfirmed: ...
     def __init__(
         self,
         *,
@@ -134,12 +154,18 @@ class EventEnvelope(_message.Message):
         notice_published: Global___NoticePublished | None = ...,
         objection_lodged: Global___ObjectionLodged | None = ...,
         objection_decided: Global___ObjectionDecided | None = ...,
+        review_task_released: Global___ReviewTaskReleased | None = ...,
+        review_task_reassigned: Global___ReviewTaskReassigned | None = ...,
+        expert_panel_drawn: Global___ExpertPanelDrawn | None = ...,
+        expert_review_completed: Global___ExpertReviewCompleted | None = ...,
+        audit_task_created: Global___AuditTaskCreated | None = ...,
+        audit_confirmed: Global___AuditConfirmed | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "funding_plan_approved", b"funding_plan_approved", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_tasks_cancelled", b"review_tasks_cancelled"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "audit_confirmed", b"audit_confirmed", "audit_task_created", b"audit_task_created", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "expert_panel_drawn", b"expert_panel_drawn", "expert_review_completed", b"expert_review_completed", "funding_plan_approved", b"funding_plan_approved", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_task_reassigned", b"review_task_reassigned", "review_task_released", b"review_task_released", "review_tasks_cancelled", b"review_tasks_cancelled"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "event_id", b"event_id", "funding_plan_approved", b"funding_plan_approved", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_tasks_cancelled", b"review_tasks_cancelled", "source", b"source", "subject", b"subject", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "audit_confirmed", b"audit_confirmed", "audit_task_created", b"audit_task_created", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "event_id", b"event_id", "expert_panel_drawn", b"expert_panel_drawn", "expert_review_completed", b"expert_review_completed", "funding_plan_approved", b"funding_plan_approved", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_task_reassigned", b"review_task_reassigned", "review_task_released", b"review_task_released", "review_tasks_cancelled", b"review_tasks_cancelled", "source", b"source", "subject", b"subject", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["application_submitted", "application_withdrawn", "application_supplemented", "grant_stage_changed", "review_task_created", "review_task_claimed", "review_task_decided", "review_tasks_cancelled", "review_task_overdue", "budget_reserved", "reservation_released", "award_confirmed", "funding_plan_created", "funding_plan_approved", "payment_settled", "payment_failed", "funding_plan_completed", "notice_published", "objection_lodged", "objection_decided"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["application_submitted", "application_withdrawn", "application_supplemented", "grant_stage_changed", "review_task_created", "review_task_claimed", "review_task_decided", "review_tasks_cancelled", "review_task_overdue", "budget_reserved", "reservation_released", "award_confirmed", "funding_plan_created", "funding_plan_approved", "payment_settled", "payment_failed", "funding_plan_completed", "notice_published", "objection_lodged", "objection_decided", "review_task_released", "review_task_reassigned", "expert_panel_drawn", "expert_review_completed", "audit_task_created", "audit_confirmed"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -468,6 +494,164 @@ class ObjectionDecided(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ObjectionDecided: _TypeAlias = ObjectionDecided  # noqa: Y015
+
+@_typing.final
+class ReviewTaskReleased(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    RELEASED_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    released_by: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def task(self) -> _review_pb2.ReviewTask: ...
+    def __init__(
+        self,
+        *,
+        task: _review_pb2.ReviewTask | None = ...,
+        released_by: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "released_by", b"released_by", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewTaskReleased: _TypeAlias = ReviewTaskReleased  # noqa: Y015
+
+@_typing.final
+class ReviewTaskReassigned(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    PREVIOUS_ASSIGNEE_FIELD_NUMBER: _builtins.int
+    REASSIGNED_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    previous_assignee: _builtins.str
+    reassigned_by: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def task(self) -> _review_pb2.ReviewTask: ...
+    def __init__(
+        self,
+        *,
+        task: _review_pb2.ReviewTask | None = ...,
+        previous_assignee: _builtins.str = ...,
+        reassigned_by: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["previous_assignee", b"previous_assignee", "reason", b"reason", "reassigned_by", b"reassigned_by", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewTaskReassigned: _TypeAlias = ReviewTaskReassigned  # noqa: Y015
+
+@_typing.final
+class ExpertPanelDrawn(_message.Message):
+    """Who was drawn stays with the review service: the event names the panel, not its members."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PANEL_ID_FIELD_NUMBER: _builtins.int
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    PANEL_SIZE_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    panel_id: _builtins.str
+    application_id: _builtins.str
+    panel_size: _builtins.int
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        panel_id: _builtins.str = ...,
+        application_id: _builtins.str = ...,
+        panel_size: _builtins.int = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "due_at", b"due_at", "panel_id", b"panel_id", "panel_size", b"panel_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpertPanelDrawn: _TypeAlias = ExpertPanelDrawn  # noqa: Y015
+
+@_typing.final
+class ExpertReviewCompleted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PANEL_ID_FIELD_NUMBER: _builtins.int
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    SCORE_CENTI_FIELD_NUMBER: _builtins.int
+    EXPERTS_FIELD_NUMBER: _builtins.int
+    PASSED_FIELD_NUMBER: _builtins.int
+    panel_id: _builtins.str
+    application_id: _builtins.str
+    score_centi: _builtins.int
+    experts: _builtins.int
+    passed: _builtins.bool
+    """at or above the program's pass score (always true when it has none)"""
+    def __init__(
+        self,
+        *,
+        panel_id: _builtins.str = ...,
+        application_id: _builtins.str = ...,
+        score_centi: _builtins.int = ...,
+        experts: _builtins.int = ...,
+        passed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "experts", b"experts", "panel_id", b"panel_id", "passed", b"passed", "score_centi", b"score_centi"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpertReviewCompleted: _TypeAlias = ExpertReviewCompleted  # noqa: Y015
+
+@_typing.final
+class AuditTaskCreated(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task(self) -> _review_pb2.AuditTask: ...
+    def __init__(
+        self,
+        *,
+        task: _review_pb2.AuditTask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditTaskCreated: _TypeAlias = AuditTaskCreated  # noqa: Y015
+
+@_typing.final
+class AuditConfirmed(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task(self) -> _review_pb2.AuditTask: ...
+    def __init__(
+        self,
+        *,
+        task: _review_pb2.AuditTask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditConfirmed: _TypeAlias = AuditConfirmed  # noqa: Y015
 
 @_typing.final
 class BudgetReserved(_message.Message):

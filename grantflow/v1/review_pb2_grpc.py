@@ -69,6 +69,66 @@ class ReviewServiceStub:
                 request_serializer=grantflow_dot_v1_dot_review__pb2.RemindOverdueTasksRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_review__pb2.RemindOverdueTasksResponse.FromString,
                 _registered_method=True)
+        self.ReleaseTask = channel.unary_unary(
+                '/grantflow.v1.ReviewService/ReleaseTask',
+                request_serializer=grantflow_dot_v1_dot_review__pb2.ReleaseTaskRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_review__pb2.ReviewTask.FromString,
+                _registered_method=True)
+        self.ReassignTask = channel.unary_unary(
+                '/grantflow.v1.ReviewService/ReassignTask',
+                request_serializer=grantflow_dot_v1_dot_review__pb2.ReassignTaskRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_review__pb2.ReviewTask.FromString,
+                _registered_method=True)
+        self.AddExpert = channel.unary_unary(
+                '/grantflow.v1.ReviewService/AddExpert',
+                request_serializer=grantflow_dot_v1_dot_review__pb2.AddExpertRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_review__pb2.Expert.FromString,
+                _registered_method=True)
+        self.ListExperts = channel.unary_unary(
+                '/grantflow.v1.ReviewService/ListExperts',
+                request_serializer=grantflow_dot_v1_dot_review__pb2.ListExpertsRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_review__pb2.ListExpertsResponse.FromString,
+                _registered_method=True)
+        self.CreateExpertReview = channel.unary_unary(
+                '/grantflow.v1.ReviewService/CreateExpertReview',
+                request_serializer=grantflow_dot_v1_dot_review__pb2.CreateExpertReviewRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_review__pb2.ExpertPanel.FromString,
+                _registered_method=True)
+        self.GetExpertPanel = channel.unary_unary(
+                '/grantflow.v1.ReviewService/GetExpertPanel',
+                request_serializer=grantflow_dot_v1_dot_review__pb2.GetExpertPanelRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_review__pb2.ExpertPanel.FromString,
+                _registered_method=True)
+        self.ListMyExpertTasks = channel.unary_unary(
+                '/grantflow.v1.ReviewService/ListMyExpertTasks',
+                request_serializer=grantflow_dot_v1_dot_review__pb2.ListMyExpertTasksRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_review__pb2.ListMyExpertTasksResponse.FromString,
+                _registered_method=True)
+        self.GetExpertTask = channel.unary_unary(
+                '/grantflow.v1.ReviewService/GetExpertTask',
+                request_serializer=grantflow_dot_v1_dot_review__pb2.GetExpertTaskRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_review__pb2.ExpertTask.FromString,
+                _registered_method=True)
+        self.SubmitScores = channel.unary_unary(
+                '/grantflow.v1.ReviewService/SubmitScores',
+                request_serializer=grantflow_dot_v1_dot_review__pb2.SubmitScoresRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_review__pb2.ExpertTask.FromString,
+                _registered_method=True)
+        self.CreateAuditTask = channel.unary_unary(
+                '/grantflow.v1.ReviewService/CreateAuditTask',
+                request_serializer=grantflow_dot_v1_dot_review__pb2.CreateAuditTaskRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_review__pb2.AuditTask.FromString,
+                _registered_method=True)
+        self.ListAuditTasks = channel.unary_unary(
+                '/grantflow.v1.ReviewService/ListAuditTasks',
+                request_serializer=grantflow_dot_v1_dot_review__pb2.ListAuditTasksRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_review__pb2.ListAuditTasksResponse.FromString,
+                _registered_method=True)
+        self.ConfirmAudit = channel.unary_unary(
+                '/grantflow.v1.ReviewService/ConfirmAudit',
+                request_serializer=grantflow_dot_v1_dot_review__pb2.ConfirmAuditRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_review__pb2.AuditTask.FromString,
+                _registered_method=True)
 
 
 class ReviewServiceServicer:
@@ -122,6 +182,90 @@ class ReviewServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReleaseTask(self, request, context):
+        """The claimant (or a head of the task's department) gives a claimed task back to the group.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReassignTask(self, request, context):
+        """A department head gives an open or claimed task of the department to a named reviewer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddExpert(self, request, context):
+        """The expert pool (专家库): ops and department heads add or update experts; reviewers read it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExperts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateExpertReview(self, request, context):
+        """Draws a panel for an application (system role; idempotent on request_id): at random,
+        seeded by the request id, from the field's pool without the experts in conflict of interest.
+        FAILED_PRECONDITION if too few experts are free of conflicts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetExpertPanel(self, request, context):
+        """The panel; each expert's scores only once every expert has scored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMyExpertTasks(self, request, context):
+        """An expert's own tasks; the file of an application only to an expert drawn for it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetExpertTask(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitScores(self, request, context):
+        """One score per rubric criterion, once. The last expert's scores are aggregated and reach the
+        grant workflow (Update expert_review_done) before they are recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateAuditTask(self, request, context):
+        """Special audit (专项审计): the grant workflow asks (system role), an auditor confirms the
+        figure; the confirmation reaches the grant (Update audit_done) before it is recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditTasks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReviewServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +303,66 @@ def add_ReviewServiceServicer_to_server(servicer, server):
                     servicer.RemindOverdueTasks,
                     request_deserializer=grantflow_dot_v1_dot_review__pb2.RemindOverdueTasksRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_review__pb2.RemindOverdueTasksResponse.SerializeToString,
+            ),
+            'ReleaseTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseTask,
+                    request_deserializer=grantflow_dot_v1_dot_review__pb2.ReleaseTaskRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_review__pb2.ReviewTask.SerializeToString,
+            ),
+            'ReassignTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReassignTask,
+                    request_deserializer=grantflow_dot_v1_dot_review__pb2.ReassignTaskRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_review__pb2.ReviewTask.SerializeToString,
+            ),
+            'AddExpert': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddExpert,
+                    request_deserializer=grantflow_dot_v1_dot_review__pb2.AddExpertRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_review__pb2.Expert.SerializeToString,
+            ),
+            'ListExperts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExperts,
+                    request_deserializer=grantflow_dot_v1_dot_review__pb2.ListExpertsRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_review__pb2.ListExpertsResponse.SerializeToString,
+            ),
+            'CreateExpertReview': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateExpertReview,
+                    request_deserializer=grantflow_dot_v1_dot_review__pb2.CreateExpertReviewRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_review__pb2.ExpertPanel.SerializeToString,
+            ),
+            'GetExpertPanel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExpertPanel,
+                    request_deserializer=grantflow_dot_v1_dot_review__pb2.GetExpertPanelRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_review__pb2.ExpertPanel.SerializeToString,
+            ),
+            'ListMyExpertTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMyExpertTasks,
+                    request_deserializer=grantflow_dot_v1_dot_review__pb2.ListMyExpertTasksRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_review__pb2.ListMyExpertTasksResponse.SerializeToString,
+            ),
+            'GetExpertTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExpertTask,
+                    request_deserializer=grantflow_dot_v1_dot_review__pb2.GetExpertTaskRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_review__pb2.ExpertTask.SerializeToString,
+            ),
+            'SubmitScores': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitScores,
+                    request_deserializer=grantflow_dot_v1_dot_review__pb2.SubmitScoresRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_review__pb2.ExpertTask.SerializeToString,
+            ),
+            'CreateAuditTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAuditTask,
+                    request_deserializer=grantflow_dot_v1_dot_review__pb2.CreateAuditTaskRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_review__pb2.AuditTask.SerializeToString,
+            ),
+            'ListAuditTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditTasks,
+                    request_deserializer=grantflow_dot_v1_dot_review__pb2.ListAuditTasksRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_review__pb2.ListAuditTasksResponse.SerializeToString,
+            ),
+            'ConfirmAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmAudit,
+                    request_deserializer=grantflow_dot_v1_dot_review__pb2.ConfirmAuditRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_review__pb2.AuditTask.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -350,6 +554,330 @@ class ReviewService:
             '/grantflow.v1.ReviewService/RemindOverdueTasks',
             grantflow_dot_v1_dot_review__pb2.RemindOverdueTasksRequest.SerializeToString,
             grantflow_dot_v1_dot_review__pb2.RemindOverdueTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ReviewService/ReleaseTask',
+            grantflow_dot_v1_dot_review__pb2.ReleaseTaskRequest.SerializeToString,
+            grantflow_dot_v1_dot_review__pb2.ReviewTask.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReassignTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ReviewService/ReassignTask',
+            grantflow_dot_v1_dot_review__pb2.ReassignTaskRequest.SerializeToString,
+            grantflow_dot_v1_dot_review__pb2.ReviewTask.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddExpert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ReviewService/AddExpert',
+            grantflow_dot_v1_dot_review__pb2.AddExpertRequest.SerializeToString,
+            grantflow_dot_v1_dot_review__pb2.Expert.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExperts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ReviewService/ListExperts',
+            grantflow_dot_v1_dot_review__pb2.ListExpertsRequest.SerializeToString,
+            grantflow_dot_v1_dot_review__pb2.ListExpertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateExpertReview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ReviewService/CreateExpertReview',
+            grantflow_dot_v1_dot_review__pb2.CreateExpertReviewRequest.SerializeToString,
+            grantflow_dot_v1_dot_review__pb2.ExpertPanel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExpertPanel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ReviewService/GetExpertPanel',
+            grantflow_dot_v1_dot_review__pb2.GetExpertPanelRequest.SerializeToString,
+            grantflow_dot_v1_dot_review__pb2.ExpertPanel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMyExpertTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ReviewService/ListMyExpertTasks',
+            grantflow_dot_v1_dot_review__pb2.ListMyExpertTasksRequest.SerializeToString,
+            grantflow_dot_v1_dot_review__pb2.ListMyExpertTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExpertTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ReviewService/GetExpertTask',
+            grantflow_dot_v1_dot_review__pb2.GetExpertTaskRequest.SerializeToString,
+            grantflow_dot_v1_dot_review__pb2.ExpertTask.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitScores(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ReviewService/SubmitScores',
+            grantflow_dot_v1_dot_review__pb2.SubmitScoresRequest.SerializeToString,
+            grantflow_dot_v1_dot_review__pb2.ExpertTask.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateAuditTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ReviewService/CreateAuditTask',
+            grantflow_dot_v1_dot_review__pb2.CreateAuditTaskRequest.SerializeToString,
+            grantflow_dot_v1_dot_review__pb2.AuditTask.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ReviewService/ListAuditTasks',
+            grantflow_dot_v1_dot_review__pb2.ListAuditTasksRequest.SerializeToString,
+            grantflow_dot_v1_dot_review__pb2.ListAuditTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ReviewService/ConfirmAudit',
+            grantflow_dot_v1_dot_review__pb2.ConfirmAuditRequest.SerializeToString,
+            grantflow_dot_v1_dot_review__pb2.AuditTask.FromString,
             options,
             channel_credentials,
             insecure,

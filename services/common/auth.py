@@ -1,7 +1,8 @@
 """Bearer tokens: who calls (role, department or enterprise) and what each role may call.
 
 Tokens are HS256 JWTs signed with AUTH_SECRET. Roles: applicant (bound to an enterprise credit
-code), reviewer (bound to a department), finance, ops, and system (the worker and consumers).
+code), reviewer and department head (bound to a department), expert and auditor (the subject is
+the person), finance, ops, and system (the worker and consumers).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import jwt
 
 from services.common.errors import Unauthenticated
-from services.common.vocabulary import Department, Role, VocabularyError
+from services.common.vocabulary import DEPARTMENT_ROLES, Department, Role, VocabularyError
 
 ISSUER = "grantflow"
 # In a service's role table (services/common/service_main.py ServiceSpec), the mark of a method
@@ -38,7 +39,7 @@ def __getattr__(name: str) -> Any:
 class Principal:
     subject: str
     role: Role
-    department: Department | None = None  # reviewers: the department they review for
+    department: Department | None = None  # reviewers and heads: the department they serve
     enterprise: str = ""  # applicants: their unified social credit code
 
 
@@ -56,8 +57,8 @@ def mint_token(
         raise ValueError(f"unknown role {role!r}; one of {', '.join(Role)}")
     if department and department not in set(Department):
         raise ValueError(f"unknown department {department!r}; one of {', '.join(Department)}")
-    if role == Role.REVIEWER and not department:
-        raise ValueError(f"a reviewer needs a department: one of {', '.join(Department)}")
+    if role in DEPARTMENT_ROLES and not department:
+        raise ValueError(f"a {role} needs a department: one of {', '.join(Department)}")
     if role == Role.APPLICANT and not enterprise:
         raise ValueError("an applicant token needs the enterprise credit code")
     now = int(time.time())

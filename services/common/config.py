@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     # joint-punishment list, and whether codes registered outside the city are accepted.
     registry_barred_credit_codes: str = ""
     registry_accept_all_divisions: bool = False
+    # Who the registry names as applicants' legal representatives and shareholders, for the
+    # review service's conflict-of-interest checks (services/review/conflicts.py) while the
+    # local registry does not carry them itself; a missing file knows nobody.
+    registry_parties_file: Path = Path("infra/local/registry_parties.json")
 
     log_level: str = "INFO"
     log_json: bool = False  # the same as LOG_FORMAT=json

@@ -1,6 +1,7 @@
 """The services' one conversation with Temporal: Updates to a grant's workflow
-(`grant-<application id>`): the reviewer's decision, the applicant's withdrawal, and the
-objections lodged against a noticed award and their decisions.
+(`grant-<application id>`): the reviewer's decision, the expert panel's score, the audited
+figure, the applicant's withdrawal, and the objections lodged against a noticed award and their
+decisions.
 
 The grant workflow is the judge of both (its update validators and handlers know whether a task
 still stands and whether the award can still be given up). This module sends the Update and
@@ -42,6 +43,7 @@ log = structlog.get_logger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 NO_LONGER_IN_REVIEW = "the grant is no longer in review"
+NO_LONGER_WAITING = "the grant is no longer waiting for this review"
 # The answers of the grant's update validators and handlers, by their ErrorType.
 _REFUSALS: dict[str, type[ServiceError]] = {
     ErrorType.NOT_FOUND: NotFound,
@@ -87,6 +89,37 @@ class GrantWorkflows:
             )
         except GrantNotRunning as exc:
             raise FailedPrecondition(NO_LONGER_IN_REVIEW) from exc
+
+    async def expert_review_done(
+        self, application_id: str, done: contracts.ExpertReviewDone
+    ) -> contracts.Acknowledged:
+        """Tells the grant its expert panel's aggregated score (update id experts-<panel id>: a
+        retry lands on the same Update and answers as the first)."""
+        try:
+            return await self._update(
+                application_id,
+                contracts.EXPERT_REVIEW_DONE,
+                done,
+                contracts.Acknowledged,
+                update_id=f"experts-{done.panel_id}",
+            )
+        except GrantNotRunning as exc:
+            raise FailedPrecondition(NO_LONGER_WAITING) from exc
+
+    async def audit_done(
+        self, application_id: str, done: contracts.AuditDone
+    ) -> contracts.Acknowledged:
+        """Tells the grant the audited figure (update id audit-<task id>)."""
+        try:
+            return await self._update(
+                application_id,
+                contracts.AUDIT_DONE,
+                done,
+                contracts.Acknowledged,
+                update_id=f"audit-{done.task_id}",
+            )
+        except GrantNotRunning as exc:
+            raise FailedPrecondition(NO_LONGER_WAITING) from exc
 
     async def withdraw(
         self, application_id: str, withdrawal: contracts.Withdraw

@@ -1,6 +1,8 @@
 """Grantflow's one vocabulary: grant stages, departments, roles, review task states and decisions,
 the program rules' kinds and policies (amount kinds, over-budget and join policies, score
 aggregations, registration kinds), reservation, funding-plan and payment-line states, repairs, the error types of final answers,
+review stages, join policies and score aggregations, expert and audit task states,
+reservation, funding-plan and payment-line states, repairs, the error types of final answers,
 and the ways an audit chain can break.
 
 Each term set is defined once, here, as a StrEnum whose values are what the databases, the search
@@ -102,6 +104,16 @@ class Role(Term):
     FINANCE = "finance"
     OPS = "ops"
     SYSTEM = "system"  # Grantflow's own processes
+    # External experts (评审专家) and auditors (专项审计机构): the token's subject is the person.
+    EXPERT = "expert"
+    AUDITOR = "auditor"
+    # The head of a department (处长): a reviewer of the department who may also reassign its
+    # tasks. A role of its own, not a flag on the reviewer's token, so the role tables say it.
+    DEPARTMENT_HEAD = "department_head"
+
+
+# Roles whose token must name a department.
+DEPARTMENT_ROLES = frozenset({Role.REVIEWER, Role.DEPARTMENT_HEAD})
 
 
 class TaskState(Term):
@@ -114,6 +126,48 @@ class TaskState(Term):
 
 
 ACTIVE_TASK_STATES = frozenset({TaskState.OPEN, TaskState.CLAIMED})
+
+
+class ReviewStage(Term):
+    """The stages of a grant a person decides. One person never decides two stages of the same
+    grant (separation of duties); the rounds and departments of one stage are one stage."""
+
+    FORMAL_CHECK = "formal_check"
+    DEPARTMENT_REVIEW = "department_review"
+    AUDIT = "audit"
+    OBJECTION = "objection"
+    EXPERT_REVIEW = "expert_review"
+
+
+class JoinPolicy(Term):
+    """How the co-reviewing departments' decisions become the grant's (workflows/review_rules)."""
+
+    ALL_APPROVE = "all_approve"
+    ANY_REJECT = "any_reject"
+    QUORUM = "quorum"
+
+
+class ScoreAggregation(Term):
+    """How an expert panel's totals become one score (workflows/review_rules)."""
+
+    MEAN = "mean"
+    TRIMMED_MEAN = "trimmed_mean"
+    MEDIAN = "median"
+
+
+class ExpertTaskState(Term):
+    """An expert's part of a panel: drawn and waiting for his scores, or scored."""
+
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+
+
+class AuditTaskState(Term):
+    """A special audit: open until an auditor confirms the figure."""
+
+    OPEN = "open"
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
 
 
 class Decision(Term):
@@ -137,22 +191,6 @@ class OverBudgetPolicy(Term):
 
     PRO_RATA = "pro_rata"  # every award of the batch cut by the same ratio (按比例核减)
     WAITING_LIST = "waiting_list"  # what does not fit waits, in order, for a later batch
-
-
-class JoinPolicy(Term):
-    """How the co-reviewing departments' decisions become the grant's."""
-
-    ALL_APPROVE = "all_approve"
-    ANY_REJECT = "any_reject"
-    QUORUM = "quorum"
-
-
-class ScoreAggregation(Term):
-    """How an expert panel's totals become one score."""
-
-    MEAN = "mean"
-    TRIMMED_MEAN = "trimmed_mean"  # highest and lowest dropped
-    MEDIAN = "median"
 
 
 class RegistrationKind(Term):
@@ -305,6 +343,15 @@ class AuditAction(Term):
     PAYMENT_FAILED = "payment.failed"
     # A failed line made payable again by an approved repair (RetryPaymentLine).
     PAYMENT_RETRIED = "payment.retried"
+    # The review process (issue 6): the inbox, the expert pool and panels, special audits.
+    REVIEW_RELEASED = "review.released"
+    REVIEW_REASSIGNED = "review.reassigned"
+    EXPERT_ADDED = "expert.added"
+    EXPERT_PANEL_DRAWN = "expert.panel_drawn"
+    EXPERT_SCORED = "expert.scored"
+    EXPERT_REVIEW_DONE = "expert.review_done"
+    AUDIT_REQUESTED = "audit.requested"
+    AUDIT_CONFIRMED = "audit.confirmed"
 
 
 class AuditBreak(Term):
@@ -346,6 +393,9 @@ def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
         ObjectionKind: (notice_pb2.ObjectionKind, "OBJECTION_KIND_"),
         ObjectionState: (notice_pb2.ObjectionState, "OBJECTION_STATE_"),
         ObjectionConsequence: (notice_pb2.ObjectionConsequence, "OBJECTION_CONSEQUENCE_"),
+        ReviewStage: (review_pb2.ReviewStage, "REVIEW_STAGE_"),
+        ExpertTaskState: (review_pb2.ExpertTaskState, "EXPERT_TASK_STATE_"),
+        AuditTaskState: (review_pb2.AuditTaskState, "AUDIT_TASK_STATE_"),
     }
 
 
@@ -368,4 +418,7 @@ MAPPED_VOCABULARIES: tuple[type[Term], ...] = (
     ObjectionKind,
     ObjectionState,
     ObjectionConsequence,
+    ReviewStage,
+    ExpertTaskState,
+    AuditTaskState,
 )

@@ -20,10 +20,22 @@ from services.common.service_main import migrated_database, serve_service
 from services.common.temporal import connect_until_reachable
 from services.common.unit_of_work import Transactions
 from services.review.api import SERVICE, ReviewServicer
+from services.review.conflicts import ConflictSource, FileConflictSource, RegistryConflictSource
 from services.review.notice_api import notice_service
-from services.review.use_cases import Review, event_source
+from services.review.use_cases import Audits, ExpertReviews, Review, event_source
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_conflict_source(settings: Settings) -> ConflictSource:
+    """The registry's parties of an applicant: the local enterprise registry's record where it
+    carries them, else the parties file (REGISTRY_PARTIES_FILE)."""
+    from workflows.registry import LocalEnterpriseRegistry
+
+    return RegistryConflictSource(
+        LocalEnterpriseRegistry(accept_all_divisions=True),
+        fallback=FileConflictSource(settings.registry_parties_file),
+    )
 
 
 async def run(
@@ -40,7 +52,11 @@ async def run(
             return
         transactions = Transactions(database, event_source(topic(settings, REVIEW)))
         workflows = GrantWorkflows(client)
-        servicer = ReviewServicer(Review(transactions, workflows))
+        servicer = ReviewServicer(
+            Review(transactions, workflows),
+            ExpertReviews(transactions, workflows, make_conflict_source(settings)),
+            Audits(transactions, workflows),
+        )
 
         def register(server: grpc.aio.Server) -> None:
             review_pb2_grpc.add_ReviewServiceServicer_to_server(servicer, server)

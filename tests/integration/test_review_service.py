@@ -43,9 +43,10 @@ from services.common.unit_of_work import Transactions
 from services.common.vocabulary import Decision, Department, Role, TaskState
 from services.review import server
 from services.review.api import SERVICE, ReviewServicer
+from services.review.conflicts import NoConflictSource
 from services.review.store import ReviewTaskRow
+from services.review.use_cases import Audits, ExpertReviews, event_source
 from services.review.use_cases import Review as ReviewUseCases
-from services.review.use_cases import event_source
 from tests.support import free_port, holding_the_write_lock
 from workflows import contracts
 
@@ -828,7 +829,12 @@ async def test_temporal_out_of_reach_is_unavailable(database_url: str, tmp_path:
     await asyncio.to_thread(migrate, database_url, server.MIGRATIONS)
     db = Database(database_url)
     transactions = Transactions(db, event_source(topic(settings, REVIEW)))
-    servicer = ReviewServicer(ReviewUseCases(transactions, GrantWorkflows(client)))
+    workflows = GrantWorkflows(client)
+    servicer = ReviewServicer(
+        ReviewUseCases(transactions, workflows),
+        ExpertReviews(transactions, workflows, NoConflictSource()),
+        Audits(transactions, workflows),
+    )
     stop, started = asyncio.Event(), asyncio.Event()
 
     def register(grpc_server: grpc.aio.Server) -> None:

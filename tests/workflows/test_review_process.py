@@ -63,7 +63,9 @@ def demo_platform(**overrides: object) -> GrantInput:
     return grant_input(**values)
 
 
-async def experts_score(harness: Harness, handle: WorkflowHandle, grant: GrantInput, score: int) -> None:
+async def experts_score(
+    harness: Harness, handle: WorkflowHandle, grant: GrantInput, score: int
+) -> None:
     await harness.until(
         lambda: any(
             r.application_id == grant.application_id
@@ -72,7 +74,8 @@ async def experts_score(harness: Harness, handle: WorkflowHandle, grant: GrantIn
         "the expert panel",
     )
     panel = next(
-        p for p, r in harness.services.expert_reviews.items()
+        p
+        for p, r in harness.services.expert_reviews.items()
         if r.application_id == grant.application_id
     )
     await handle.execute_update(
@@ -114,9 +117,7 @@ async def test_an_audit_below_the_declared_figure_lowers_the_amount(harness: Har
         ),
         special_audit=SpecialAuditModel(audited_figure="platform_investment_fen"),
     )
-    grant = grant_input(
-        rule=rule, figures={"platform_investment_fen": 1_000_000_000}, timing=FAST
-    )
+    grant = grant_input(rule=rule, figures={"platform_investment_fen": 1_000_000_000}, timing=FAST)
     handle = await harness.start(grant)
     await harness.until(lambda: bool(harness.services.audits), "the audit task")
     task_id, audit = next(iter(harness.services.audits.items()))
@@ -160,7 +161,10 @@ async def test_all_approve_waits_for_every_department(harness: Harness) -> None:
     assert tasks["finance"] not in harness.services.cancelled_tasks
     await harness.decide(handle, tasks["finance"], "finance", "approve")
     outcome = await handle.result()
-    assert (outcome.stage, outcome.reason) == ("REJECTED", "市工业和信息化局审查不予通过：too small")
+    assert (outcome.stage, outcome.reason) == (
+        "REJECTED",
+        "市工业和信息化局审查不予通过：too small",
+    )
 
 
 async def decided_batch(
@@ -170,7 +174,9 @@ async def decided_batch(
     grants = []
     for fee in fees:
         figures = {"cloud_fee_paid_fen": fee, "staff_count": 50, "annual_revenue_fen": 10**9}
-        grant = grant_input(rule=rule, figures=figures, timing=Timing(notice_seconds=1, batch_seconds=5))
+        grant = grant_input(
+            rule=rule, figures=figures, timing=Timing(notice_seconds=1, batch_seconds=5)
+        )
         handle = await harness.start(grant)
         grants.append((grant, handle))
     for grant, handle in grants:
@@ -180,15 +186,22 @@ async def decided_batch(
 
 async def test_an_over_budget_batch_is_cut_pro_rata(harness: Harness) -> None:
     harness.services.budget_fen = 150_001
-    grants = await decided_batch(harness, program(), OverBudgetPolicy.PRO_RATA, [100_000, 200_000, 300_000])
+    grants = await decided_batch(
+        harness, program(), OverBudgetPolicy.PRO_RATA, [100_000, 200_000, 300_000]
+    )
     for grant, _ in grants:
         await in_notice(harness, grant)
     # Awards 50,000 + 100,000 + 150,000 fen against 150,001 left: each cut by the same ratio.
-    assert [harness.services.reserved[g.application_id] for g, _ in grants] == [25_000, 50_000, 75_000]
+    assert [harness.services.reserved[g.application_id] for g, _ in grants] == [
+        25_000,
+        50_000,
+        75_000,
+    ]
     [notice] = harness.services.notices
     assert len(notice.entries) == 3
     report = next(
-        r for r in harness.services.reports
+        r
+        for r in harness.services.reports
         if r.application_id == grants[0][0].application_id and r.stage == "IN_NOTICE"
     )
     assert "按比例核减" in report.reason
@@ -197,7 +210,9 @@ async def test_an_over_budget_batch_is_cut_pro_rata(harness: Harness) -> None:
 async def test_a_waitlisted_award_is_funded_and_noticed_in_a_later_batch(harness: Harness) -> None:
     harness.services.budget_fen = 120_000
     code = program()
-    first, second = await decided_batch(harness, code, OverBudgetPolicy.WAITING_LIST, [200_000, 200_000])
+    first, second = await decided_batch(
+        harness, code, OverBudgetPolicy.WAITING_LIST, [200_000, 200_000]
+    )
     await in_notice(harness, first[0])
     await harness.until(
         lambda: "WAITLISTED" in harness.services.stages(second[0].application_id), "waitlisted"
@@ -221,7 +236,9 @@ async def lodge(handle: WorkflowHandle, objection_id: str) -> None:
 
 
 async def test_an_upheld_objection_ends_the_award_and_releases_its_money(harness: Harness) -> None:
-    grant = grant_input(rule=sme_cloud_rule(code=program()), timing=Timing(notice_seconds=3600, batch_seconds=0.5))
+    grant = grant_input(
+        rule=sme_cloud_rule(code=program()), timing=Timing(notice_seconds=3600, batch_seconds=0.5)
+    )
     handle = await harness.start(grant)
     await harness.approve_all(handle, grant)
     await in_notice(harness, grant)
@@ -233,7 +250,10 @@ async def test_an_upheld_objection_ends_the_award_and_releases_its_money(harness
         ),
     )
     outcome = await handle.result()
-    assert (outcome.stage, outcome.reason) == ("REJECTED", reasons.objection_upheld("项目已获其他资助"))
+    assert (outcome.stage, outcome.reason) == (
+        "REJECTED",
+        reasons.objection_upheld("项目已获其他资助"),
+    )
     assert grant.application_id in harness.services.released
     assert grant.application_id not in harness.services.confirmed
 
@@ -264,7 +284,9 @@ async def test_a_dismissed_objection_is_noticed_again_in_a_later_batch(harness: 
 async def test_a_withdrawal_before_the_notice_leaves_the_batch_and_keeps_no_money(
     harness: Harness,
 ) -> None:
-    grant = grant_input(rule=sme_cloud_rule(code=program()), timing=Timing(notice_seconds=1, batch_seconds=3600))
+    grant = grant_input(
+        rule=sme_cloud_rule(code=program()), timing=Timing(notice_seconds=1, batch_seconds=3600)
+    )
     handle = await harness.start(grant)
     await harness.approve_all(handle, grant)
     await harness.until(
@@ -284,7 +306,9 @@ async def test_an_ineligible_application_is_rejected_with_the_checks_reasons(
     harness.services.ineligible[grant.application_id] = ["同一项目已获市级其他专项资助（多头申报）"]
     outcome = await (await harness.start(grant)).result()
     assert outcome.stage == "REJECTED"
-    assert outcome.reason == reasons.eligibility_failed(["同一项目已获市级其他专项资助（多头申报）"])
+    assert outcome.reason == reasons.eligibility_failed(
+        ["同一项目已获市级其他专项资助（多头申报）"]
+    )
 
 
 async def test_the_yearly_cap_limits_the_amount(harness: Harness) -> None:

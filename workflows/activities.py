@@ -25,7 +25,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from grantflow.v1 import applications_pb2, disbursement_pb2, review_pb2
+from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2, notice_pb2, review_pb2
 from services.common.clients import ServiceClients
 from services.common.db import to_timestamp
 from services.common.errors import REASON_PAYMENT_GATEWAY, error_reason
@@ -33,17 +33,20 @@ from services.common.vocabulary import Department, ErrorType, GrantStage, Vocabu
 from services.common.workdays import add_working_days
 from workflows import contracts
 from workflows.models import (
+    AuditRequest,
     AwardRef,
     CreateReviewTaskRequest,
     DeadlineRequest,
     EligibilityRecord,
     EligibilityRequest,
+    ExpertReviewRequest,
     JoinNoticeBatch,
     OverdueReminder,
     PaymentFailure,
     PaymentRequest,
     PaymentResult,
     PlanRef,
+    PublishNoticeRequest,
     ReservationRelease,
     ReserveRequest,
     StageReport,
@@ -124,6 +127,80 @@ class GrantActivities:
             task_queue=self.task_queue or activity.info().task_queue,
             start_signal=contracts.JOIN_NOTICE_BATCH,
             start_signal_args=[join.entry],
+        )
+
+    @activity.defn(name="create_expert_review")
+    async def create_expert_review(self, request: ExpertReviewRequest) -> str:
+        """Draws the panel (the review service keeps conflicted experts out); the panel id."""
+        review = request.review
+        panel = await call(
+            self.clients.review.CreateExpertReview(
+                review_pb2.CreateExpertReviewRequest(
+                    request_id=request.request_id,
+                    application_id=request.application_id,
+                    program_code=request.program_code,
+                    applicant_credit_code=request.applicant_credit_code,
+                    panel_size=review.panel_size,
+                    field=review.field,
+                    rubric=[
+                        common_pb2.RubricCriterion(
+                            code=c.code, name=c.name, max_points=c.max_points
+                        )
+                        for c in review.rubric
+                    ],
+                    aggregation=review.aggregation.to_proto(),  # type: ignore[arg-type]
+                    pass_score_centi=review.pass_score_centi,
+                    due_at=to_timestamp(request.due_at),
+                    applicant_name=request.applicant_name,
+                    project_title=request.project_title,
+                )
+            )
+        )
+        return panel.panel_id
+
+    @activity.defn(name="create_audit_task")
+    async def create_audit_task(self, request: AuditRequest) -> str:
+        task = await call(
+            self.clients.review.CreateAuditTask(
+                review_pb2.CreateAuditTaskRequest(
+                    request_id=request.request_id,
+                    application_id=request.application_id,
+                    program_code=request.program_code,
+                    figure=request.figure,
+                    declared_fen=request.declared_fen,
+                    due_at=to_timestamp(request.due_at),
+                    applicant_name=request.applicant_name,
+                    project_title=request.project_title,
+                )
+            )
+        )
+        return task.task_id
+
+    @activity.defn(name="publish_notice")
+    async def publish_notice(self, request: PublishNoticeRequest) -> None:
+        with unknown_terms_are_final():
+            owner = Department.parse(request.owner_department).to_proto()
+        await call(
+            self.clients.notices.PublishNotice(
+                notice_pb2.PublishNoticeRequest(
+                    batch_id=request.batch_id,
+                    program_code=request.program_code,
+                    batch_number=request.batch_number,
+                    owner_department=owner,  # type: ignore[arg-type]
+                    entries=[
+                        notice_pb2.NoticeEntryInput(
+                            application_id=e.application_id,
+                            applicant_name=e.applicant_name,
+                            project_title=e.project_title,
+                            amount_fen=e.amount_fen,
+                            applicant_credit_code=e.applicant_credit_code,
+                        )
+                        for e in request.entries
+                    ],
+                    opens_at=to_timestamp(request.opens_at),
+                    closes_at=to_timestamp(request.closes_at),
+                )
+            )
         )
 
     @activity.defn(name="leave_notice_batch")
@@ -353,6 +430,9 @@ class GrantActivities:
         return [
             self.join_notice_batch,
             self.leave_notice_batch,
+            self.create_expert_review,
+            self.create_audit_task,
+            self.publish_notice,
             self.look_up_enterprise,
             self.working_days_deadline,
             self.create_review_task,

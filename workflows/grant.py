@@ -382,6 +382,9 @@ class GrantWorkflow:
                 application_id=self.grant.application_id,
                 program_code=self.grant.rule.code,
                 applicant_credit_code=self.grant.applicant_credit_code,
+                applicant_name=self.grant.applicant_name,
+                project_title=self.grant.project_title,
+                review=experts,
                 due_at=workflow.now() + period,
             ),
         )
@@ -418,6 +421,8 @@ class GrantWorkflow:
                 figure=figure,
                 declared_fen=declared,
                 due_at=workflow.now() + period,
+                applicant_name=self.grant.applicant_name,
+                project_title=self.grant.project_title,
             ),
         )
         await workflow.wait_condition(
@@ -539,6 +544,7 @@ class GrantWorkflow:
             ),
             batcher=NoticeBatcherInput(
                 program_code=rule.code,
+                owner_department=rule.owner_department,
                 over_budget_policy=rule.over_budget_policy,
                 notice_working_days=rule.notice_working_days,
                 notice_seconds=self.grant.timing.notice_seconds,
@@ -713,7 +719,10 @@ class GrantWorkflow:
         def verdict() -> Decision | None:
             if self.state.creating_tasks:  # a re-opened review's new task is on its way
                 return None
-            decisions = {t.department: t.decision for t in self._decided_in_order()}
+            decisions: dict[str, Decision] = {}
+            for task in self._decided_in_order():
+                assert task.decision is not None
+                decisions[task.department] = task.decision
             return review_rules.join_verdict(
                 grant.rule.join_policy, grant.rule.quorum, departments, decisions
             )

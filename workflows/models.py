@@ -8,7 +8,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from workflows.rules import EnterpriseRecord, ProgramRuleModel
+from workflows.rules import EnterpriseRecord, ExpertReviewModel, ProgramRuleModel
 
 
 class Timing(BaseModel):
@@ -176,6 +176,9 @@ class ExpertReviewRequest(BaseModel):
     application_id: str
     program_code: str
     applicant_credit_code: str
+    applicant_name: str
+    project_title: str
+    review: ExpertReviewModel  # the program's panel size, field, rubric and aggregation
     due_at: datetime
 
 
@@ -186,6 +189,8 @@ class AuditRequest(BaseModel):
     figure: str
     declared_fen: int
     due_at: datetime
+    applicant_name: str = ""
+    project_title: str = ""
 
 
 class NoticeEntry(BaseModel):
@@ -204,6 +209,7 @@ class NoticeBatcherInput(BaseModel):
     """The notice batcher of one program (`notice-<program>`), carried over continue-as-new."""
 
     program_code: str
+    owner_department: str  # a Department: it handles the objections
     over_budget_policy: str  # an OverBudgetPolicy
     notice_working_days: int = 7
     notice_seconds: float | None = None  # demo override of the notice period
@@ -240,6 +246,7 @@ class Allocations(BaseModel):
 class PublishNoticeRequest(BaseModel):
     batch_id: str
     program_code: str
+    owner_department: str
     batch_number: int
     entries: list[NoticeEntry]
     opens_at: datetime

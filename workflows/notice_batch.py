@@ -129,6 +129,7 @@ class NoticeBatchWorkflow:
                 PublishNoticeRequest(
                     batch_id=batch_id,
                     program_code=self.batcher.program_code,
+                    owner_department=self.batcher.owner_department,
                     batch_number=number,
                     entries=noticed,
                     opens_at=opens_at,

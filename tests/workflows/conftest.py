@@ -11,6 +11,14 @@ from pathlib import Path
 import pytest_asyncio
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from tests.workflows.fakes import FakeServices
+from tests.workflows.grants import TASK_QUEUE, Harness
+from workflows.funding_plan import FundingPlanWorkflow
+from workflows.grant import GrantWorkflow
+from workflows.notice_batch import NoticeBatchWorkflow
+from workflows.worker import workflow_runner
 
 TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 
@@ -25,3 +33,16 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         yield env
     finally:
         await env.shutdown()
+
+
+@pytest_asyncio.fixture
+async def harness(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Harness]:
+    services = FakeServices(client=time_skipping_env.client, task_queue=TASK_QUEUE)
+    async with Worker(
+        time_skipping_env.client,
+        task_queue=TASK_QUEUE,
+        workflows=[GrantWorkflow, FundingPlanWorkflow, NoticeBatchWorkflow],
+        activities=services.activities(),  # type: ignore[arg-type]
+        workflow_runner=workflow_runner(),  # the sandbox as the worker configures it
+    ):
+        yield Harness(time_skipping_env, services)

@@ -29,7 +29,7 @@ from grantflow.sample import credit_code
 from services.common.vocabulary import ErrorType, GrantStage
 from tests.replay.test_replay_histories import GrantWorkflowWithAnUnpatchedChange
 from tests.workflows.fakes import FakeServices
-from tests.workflows.test_grant_workflow import grant_input
+from tests.workflows.grants import grant_input
 from workflows import contracts
 from workflows.funding_plan import FundingPlanWorkflow
 from workflows.grant import APPLICANT_KEY, PENDING_KEY, PROGRAM_KEY, STAGE_KEY, GrantWorkflow

@@ -10,15 +10,8 @@ from datetime import timedelta
 
 from temporalio.client import WorkflowHandle
 
-from services.common.vocabulary import JoinPolicy, OverBudgetPolicy
-from tests.workflows.test_grant_workflow import (  # noqa: F401 (the fixture)
-    Harness,
-    grant_input,
-    harness,
-    pay,
-    sme_cloud_rule,
-    withdraw,
-)
+from services.common.vocabulary import AmountKind, JoinPolicy, OverBudgetPolicy
+from tests.workflows.grants import Harness, grant_input, pay, sme_cloud_rule, withdraw
 from workflows import contracts, reasons
 from workflows.models import GrantInput, Timing
 from workflows.rules import (
@@ -47,7 +40,7 @@ def demo_platform(**overrides: object) -> GrantInput:
         sme_only=False,
         required_figures=["firms_served"],
         amount_rule=AmountRuleModel(
-            kind="score_tiers",
+            kind=AmountKind.SCORE_TIERS,
             tiers=[
                 ScoreTierModel(min_score_centi=6000, amount_fen=30_000_000),
                 ScoreTierModel(min_score_centi=8000, amount_fen=60_000_000),

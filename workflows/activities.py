@@ -29,16 +29,27 @@ from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2, notice_
 from services.common.clients import ServiceClients
 from services.common.db import to_timestamp
 from services.common.errors import REASON_PAYMENT_GATEWAY, error_reason
-from services.common.vocabulary import Department, ErrorType, GrantStage, VocabularyError
+from services.common.vocabulary import (
+    Department,
+    ErrorType,
+    GrantStage,
+    OverBudgetPolicy,
+    VocabularyError,
+)
 from services.common.workdays import add_working_days
 from workflows import contracts
 from workflows.models import (
+    AllocateBatchRequest,
+    Allocation,
+    Allocations,
     AuditRequest,
     AwardRef,
     CreateReviewTaskRequest,
     DeadlineRequest,
     EligibilityRecord,
+    EligibilityCheck,
     EligibilityRequest,
+    EligibilityVerdict,
     ExpertReviewRequest,
     JoinNoticeBatch,
     OverdueReminder,
@@ -127,6 +138,56 @@ class GrantActivities:
             task_queue=self.task_queue or activity.info().task_queue,
             start_signal=contracts.JOIN_NOTICE_BATCH,
             start_signal_args=[join.entry],
+        )
+
+    @activity.defn(name="check_eligibility")
+    async def check_eligibility(self, request: EligibilityCheck) -> EligibilityVerdict:
+        """资格审查 by the applications service, which keeps each check and its evidence."""
+        answer = await call(
+            self.clients.applications.CheckEligibility(
+                applications_pb2.CheckEligibilityRequest(application_id=request.application_id)
+            )
+        )
+        return EligibilityVerdict(
+            passed=answer.passed,
+            reasons=[c.reason_zh for c in answer.checks if not c.passed],
+            remaining_year_cap_fen=answer.remaining_year_cap_fen,
+        )
+
+    @activity.defn(name="allocate_batch")
+    async def allocate_batch(self, request: AllocateBatchRequest) -> Allocations:
+        """Reserves a notice batch against the program's budget line (idempotent by batch)."""
+        with unknown_terms_are_final():
+            policy = OverBudgetPolicy.parse(request.policy).to_proto()
+        answer = await call(
+            self.clients.disbursement.AllocateBatch(
+                disbursement_pb2.AllocateBatchRequest(
+                    batch_id=request.batch_id,
+                    program_code=request.program_code,
+                    fiscal_year=request.fiscal_year,
+                    policy=policy,  # type: ignore[arg-type]
+                    entries=[
+                        disbursement_pb2.AllocationEntry(
+                            application_id=e.application_id,
+                            amount_fen=e.amount_fen,
+                            applicant_credit_code=e.applicant_credit_code,
+                            applicant_name=e.applicant_name,
+                        )
+                        for e in request.entries
+                    ],
+                )
+            )
+        )
+        return Allocations(
+            allocations=[
+                Allocation(
+                    application_id=a.application_id,
+                    reserved=a.state == disbursement_pb2.ALLOCATION_STATE_RESERVED,
+                    amount_fen=a.amount_fen,
+                    requested_fen=a.requested_fen,
+                )
+                for a in answer.allocations
+            ]
         )
 
     @activity.defn(name="create_expert_review")
@@ -430,6 +491,8 @@ class GrantActivities:
         return [
             self.join_notice_batch,
             self.leave_notice_batch,
+            self.check_eligibility,
+            self.allocate_batch,
             self.create_expert_review,
             self.create_audit_task,
             self.publish_notice,

@@ -1,6 +1,6 @@
 """Grantflow's one vocabulary: grant stages, departments, roles, review task states and decisions,
-reservation, funding-plan and payment-line states, repairs, the error types of final answers,
-and the ways an audit chain can break.
+reservation and batch-allocation states, over-budget policies, funding-plan and payment-line
+states, repairs, the error types of final answers, and the ways an audit chain can break.
 
 Each term set is defined once, here, as a StrEnum whose values are what the databases, the search
 attributes and the recorded workflow histories already hold, and each is mapped to its protobuf
@@ -135,6 +135,20 @@ HOLDING_RESERVATION_STATES = frozenset(
 )
 
 
+class AllocationState(Term):
+    """An award's place in a batch allocation (AllocateBatch)."""
+
+    RESERVED = "reserved"  # reserved against the budget line, possibly cut pro rata
+    WAITLISTED = "waitlisted"  # not reserved: it waits for a later batch
+
+
+class OverBudgetPolicy(Term):
+    """What a program does when a batch's awards exceed what its budget line has left."""
+
+    PRO_RATA = "pro_rata"  # every award of the batch cut by the same ratio (按比例核减)
+    WAITING_LIST = "waiting_list"  # what fits, in order; the rest wait for a later batch
+
+
 class PlanState(Term):
     """A funding plan (资助计划): drafted by a maker, approved by a checker, then paid."""
 
@@ -225,6 +239,9 @@ class AuditAction(Term):
     GRANT_PAYMENT_FAILED = "grant.payment_failed"
     BUDGET_SET = "budget.set"
     BUDGET_CHANGED = "budget.changed"
+    BUDGET_LINE_SET = "budget_line.set"
+    BUDGET_LINE_CHANGED = "budget_line.changed"
+    BATCH_ALLOCATED = "batch.allocated"
     RESERVATION_MADE = "reservation.made"
     RESERVATION_RELEASED = "reservation.released"
     AWARD_CONFIRMED = "award.confirmed"
@@ -256,6 +273,8 @@ def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
         TaskState: (review_pb2.TaskState, "TASK_STATE_"),
         Decision: (review_pb2.ReviewDecision, "REVIEW_DECISION_"),
         ReservationState: (disbursement_pb2.ReservationState, "RESERVATION_STATE_"),
+        AllocationState: (disbursement_pb2.AllocationState, "ALLOCATION_STATE_"),
+        OverBudgetPolicy: (common_pb2.OverBudgetPolicy, "OVER_BUDGET_POLICY_"),
         PlanState: (disbursement_pb2.PlanState, "PLAN_STATE_"),
         PaymentState: (disbursement_pb2.PaymentState, "PAYMENT_STATE_"),
         RepairAction: (repair_pb2.RepairAction, "REPAIR_ACTION_"),
@@ -271,6 +290,8 @@ MAPPED_VOCABULARIES: tuple[type[Term], ...] = (
     TaskState,
     Decision,
     ReservationState,
+    AllocationState,
+    OverBudgetPolicy,
     PlanState,
     PaymentState,
     RepairAction,

@@ -419,6 +419,20 @@ def lock_reservation(session: Session, application_id: str) -> ReservationRow | 
     ).first()
 
 
+def lock_reservations(session: Session, application_ids: list[str]) -> list[ReservationRow]:
+    """The reservations of these applications that exist, locked in application order."""
+    if not application_ids:
+        return []
+    return list(
+        session.exec(
+            select(ReservationRow)
+            .where(col(ReservationRow.application_id).in_(sorted(application_ids)))
+            .order_by(col(ReservationRow.application_id))
+            .with_for_update()
+        ).all()
+    )
+
+
 def lock_plan(session: Session, plan_id: str) -> FundingPlanRow | None:
     return session.exec(
         select(FundingPlanRow).where(col(FundingPlanRow.plan_id) == plan_id).with_for_update()

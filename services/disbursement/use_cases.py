@@ -662,10 +662,9 @@ class Disbursement:
                     )
                 return BatchView(existing, store.batch_allocations(session, command.batch_id))
             held: dict[str, ReservationRow] = {}
-            for application_id in sorted(entry.application_id for entry in command.entries):
-                reservation = store.lock_reservation(session, application_id)
-                if reservation is None:
-                    continue
+            listed = [entry.application_id for entry in command.entries]
+            for reservation in store.lock_reservations(session, listed):
+                application_id = reservation.application_id
                 if reservation.state == ReservationState.RELEASED:
                     raise FailedPrecondition(
                         f"the reservation of application {application_id} was released; "

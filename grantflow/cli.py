@@ -48,7 +48,9 @@ ops_app = typer.Typer(no_args_is_help=True, help="Operations: find, show, replay
 ops_stack_app = typer.Typer(
     no_args_is_help=True, help="Any deployment's health (settings' addresses)."
 )
-budget_app = typer.Typer(no_args_is_help=True, help="Program budgets (finance).")
+budget_app = typer.Typer(
+    no_args_is_help=True, help="预算科目与项目预算 Budget lines and program budgets (finance)."
+)
 app.add_typer(stack_app, name="stack")
 app.add_typer(plan_app, name="plan")
 app.add_typer(ops_app, name="ops")
@@ -334,7 +336,8 @@ def seed(
     settings = get_settings()
     counts = run(seed_catalogue(settings, ops_token, finance_token))
     out().print(
-        f"catalogue: {counts[0]} program versions; budgets of {counts[1]} programs set where none was"
+        f"catalogue: {counts[0]} program versions; {counts[1]} budgets (budget line years and "
+        "programs' own) set where none was"
     )
 
 
@@ -634,6 +637,81 @@ def budget_show(program: str, token: TokenOpt = "", user: UserOpt = "finance") -
     out().print(
         f"{program}: total {yuan(b.total_fen)}, reserved {yuan(b.reserved_fen)}, "
         f"paid {yuan(b.paid_fen)}, available {yuan(b.available_fen)}"
+    )
+    if b.budget_line_code:
+        out().print(
+            f"预算科目 {b.budget_line_code} {b.fiscal_year} 年度，总额 {yuan(b.line_total_fen)}；"
+            f"候补 {b.waitlisted_count} 项 {yuan(b.waitlisted_fen)}"
+        )
+
+
+@budget_app.command("lines")
+def budget_lines(
+    year: Annotated[int, typer.Option(help="年度 fiscal year; 0 = every year")] = 0,
+    fund: Annotated[str, typer.Option(help="资金代码 fund code; empty = every fund")] = "",
+    token: TokenOpt = "",
+    user: UserOpt = "finance",
+) -> None:
+    """预算科目一览 The budget lines: fund, support plan, line, year and their money."""
+    from rich.table import Table
+
+    from grantflow.format import yuan
+    from grantflow.v1 import disbursement_pb2
+
+    bearer = token_for(get_settings(), token, Role.FINANCE, user)
+    answer = call(
+        bearer,
+        "disbursement",
+        lambda c: c.disbursement.ListBudgetLines(
+            disbursement_pb2.ListBudgetLinesRequest(fiscal_year=year, fund_code=fund)
+        ),
+    )
+    table = Table(
+        "资金", "扶持计划", "预算科目", "年度", "总额", "已预留", "已拨付", "可用", title="预算科目"
+    )
+    for line in answer.lines:
+        table.add_row(
+            line.fund.name,
+            line.support_plan.name,
+            f"{line.name} ({line.line_code})",
+            str(line.fiscal_year),
+            yuan(line.total_fen),
+            yuan(line.reserved_fen),
+            yuan(line.paid_fen),
+            yuan(line.available_fen),
+        )
+    out().print(table)
+    if not answer.lines:
+        out().print("没有预算科目 (no budget lines)")
+
+
+@budget_app.command("set-line")
+def budget_set_line(
+    line: str,
+    year: int,
+    total_fen: Annotated[int, typer.Argument(help="总额（分） total in fen")],
+    reason: Annotated[str, typer.Option(help="理由，记入审计 reason, audited")] = "",
+    token: TokenOpt = "",
+    user: UserOpt = "finance",
+) -> None:
+    """设定已有预算科目某年度的总额 Set a known budget line's total for a year (never below
+    what is reserved or paid)."""
+    from grantflow.format import yuan
+    from grantflow.v1 import disbursement_pb2
+
+    bearer = token_for(get_settings(), token, Role.FINANCE, user)
+    answer = call(
+        bearer,
+        "disbursement",
+        lambda c: c.disbursement.SetBudgetLine(
+            disbursement_pb2.SetBudgetLineRequest(
+                line_code=line, fiscal_year=year, total_fen=total_fen, reason=reason
+            )
+        ),
+    )
+    out().print(
+        f"{answer.line_code} {answer.fiscal_year}: 总额 {yuan(answer.total_fen)}，"
+        f"可用 {yuan(answer.available_fen)}（第 {answer.revision} 版）"
     )
 
 

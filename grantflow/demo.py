@@ -6,13 +6,11 @@ supplement then approved, and incomplete at filing then completed. Ends with a s
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 from rich.console import Console
@@ -26,6 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from grantflow.budget_seed import configured_budgets, configured_lines, seed_lines, top_up_lines
 from grantflow.format import stage_name, yuan
 from grantflow.sample import credit_code
 from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2, review_pb2
@@ -34,7 +33,6 @@ from services.common.clients import ServiceClients
 from services.common.config import Settings
 from services.common.vocabulary import CLOSED_STAGES, Decision, Department, Role
 
-BUDGETS_FILE = Path(__file__).resolve().parents[1] / "infra" / "local" / "budgets.json"
 S = common_pb2
 FINAL: set[int] = {stage.to_proto() for stage in CLOSED_STAGES}
 
@@ -121,15 +119,12 @@ def scenarios(count: int) -> list[Scenario]:
     return result
 
 
-def configured_budgets() -> dict[str, int]:
-    loaded: dict[str, int] = json.loads(BUDGETS_FILE.read_text())["budgets_fen"]
-    return loaded
-
-
 async def seed_catalogue(
     settings: Settings, ops_token: str = "", finance_token: str = ""
 ) -> tuple[int, int]:
-    """Publishes every program version of the catalogue and sets budgets where none is set."""
+    """Publishes every program version of the catalogue and sets the budget lines, and the
+    budgets of programs that name no line, where none is set. Answers the program versions
+    published and the budgets (line years and programs) set now."""
     from services.applications.catalogue import load_catalogue
 
     ops = ops_token or mint_token(settings.auth_secret, "seed", Role.OPS)
@@ -140,9 +135,17 @@ async def seed_catalogue(
             await clients.applications.PublishProgramVersion(
                 applications_pb2.PublishProgramVersionRequest(rule=rule)
             )
+    latest: dict[str, common_pb2.ProgramRule] = {}
+    for rule in rules:
+        if rule.code not in latest or rule.version > latest[rule.code].version:
+            latest[rule.code] = rule
     budgets = await asyncio.to_thread(configured_budgets)
+    lines = await asyncio.to_thread(configured_lines)
     async with ServiceClients(settings, finance) as clients:
+        set_now = await seed_lines(clients, lines)
         for program, total in budgets.items():
+            if program in latest and latest[program].budget_line_code:
+                continue  # the program draws on its budget line
             try:
                 await clients.disbursement.GetProgramBudget(
                     disbursement_pb2.GetProgramBudgetRequest(program_code=program)
@@ -154,20 +157,25 @@ async def seed_catalogue(
             await clients.disbursement.SetProgramBudget(
                 disbursement_pb2.SetProgramBudgetRequest(program_code=program, total_fen=total)
             )
-    return len(rules), len(budgets)
+            set_now += 1
+    return len(rules), set_now
 
 
 async def top_up_budgets(settings: Settings) -> list[str]:
-    """For a repeated demo on the same data: raises each program's total so that its configured
-    budget is available again (a new budget year, as it were). Returns what it changed."""
+    """For a repeated demo on the same data: raises each budget line's year and each program's
+    own total so that its configured budget is available again (a new budget year, as it were).
+    Returns what it changed."""
     finance = mint_token(settings.auth_secret, "demo.finance", Role.FINANCE)
     budgets = await asyncio.to_thread(configured_budgets)
-    changed = []
+    lines = await asyncio.to_thread(configured_lines)
     async with ServiceClients(settings, finance) as clients:
+        changed = await top_up_lines(clients, lines)
         for program, wanted in budgets.items():
             budget = await clients.disbursement.GetProgramBudget(
                 disbursement_pb2.GetProgramBudgetRequest(program_code=program)
             )
+            if budget.budget_line_code:
+                continue  # topped up with its line
             if budget.available_fen < wanted:
                 total = budget.total_fen + wanted - budget.available_fen
                 await clients.disbursement.SetProgramBudget(

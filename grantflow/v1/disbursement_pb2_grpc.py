@@ -44,6 +44,26 @@ class DisbursementServiceStub:
                 request_serializer=grantflow_dot_v1_dot_disbursement__pb2.GetProgramBudgetRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ProgramBudget.FromString,
                 _registered_method=True)
+        self.SetBudgetLine = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/SetBudgetLine',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.SetBudgetLineRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.BudgetLine.FromString,
+                _registered_method=True)
+        self.GetBudgetLine = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/GetBudgetLine',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.GetBudgetLineRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.BudgetLine.FromString,
+                _registered_method=True)
+        self.ListBudgetLines = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/ListBudgetLines',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ListBudgetLinesRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ListBudgetLinesResponse.FromString,
+                _registered_method=True)
+        self.AllocateBatch = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/AllocateBatch',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.AllocateBatchRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.BatchAllocation.FromString,
+                _registered_method=True)
         self.ReserveBudget = channel.unary_unary(
                 '/grantflow.v1.DisbursementService/ReserveBudget',
                 request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ReserveBudgetRequest.SerializeToString,
@@ -120,19 +140,56 @@ class DisbursementServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def SetProgramBudget(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A program's own budget (finance). Only for a program whose catalogue rule names no budget
+        line: FAILED_PRECONDITION for one that draws on a line (set the line instead).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetProgramBudget(self, request, context):
+        """A program's budget: its own, or its part of its budget line in a fiscal year.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetBudgetLine(self, request, context):
+        """Sets a support plan's budget line for one fiscal year (finance; audited). The first year of
+        a new line code names its support plan and fund (created when new). Never below what is
+        reserved or paid on the line (FAILED_PRECONDITION).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBudgetLine(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBudgetLines(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AllocateBatch(self, request, context):
+        """Reserves the awards of one batch against the program's budget line in one transaction
+        (system role), following the over-budget policy: WAITING_LIST reserves in entry order what
+        fits and waitlists the rest; PRO_RATA cuts every award to floor(amount x available / total)
+        when the batch exceeds what is available. Idempotent by batch_id (ALREADY_EXISTS when the
+        id was used for a different batch). An application already holding a reservation of the
+        program is answered with it, untouched; a released one is FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReserveBudget(self, request, context):
-        """Reserves an award against the program budget (system role). Idempotent per application;
+        """Reserves an award against the program's budget line of the fiscal year (or the program's
+        own budget when it names no line) (system role). Idempotent per application;
         FAILED_PRECONDITION when the budget cannot cover it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -243,6 +300,26 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
                     servicer.GetProgramBudget,
                     request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.GetProgramBudgetRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_disbursement__pb2.ProgramBudget.SerializeToString,
+            ),
+            'SetBudgetLine': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetBudgetLine,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.SetBudgetLineRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.BudgetLine.SerializeToString,
+            ),
+            'GetBudgetLine': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBudgetLine,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.GetBudgetLineRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.BudgetLine.SerializeToString,
+            ),
+            'ListBudgetLines': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBudgetLines,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ListBudgetLinesRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.ListBudgetLinesResponse.SerializeToString,
+            ),
+            'AllocateBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.AllocateBatch,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.AllocateBatchRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.BatchAllocation.SerializeToString,
             ),
             'ReserveBudget': grpc.unary_unary_rpc_method_handler(
                     servicer.ReserveBudget,
@@ -369,6 +446,114 @@ class DisbursementService:
             '/grantflow.v1.DisbursementService/GetProgramBudget',
             grantflow_dot_v1_dot_disbursement__pb2.GetProgramBudgetRequest.SerializeToString,
             grantflow_dot_v1_dot_disbursement__pb2.ProgramBudget.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetBudgetLine(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/SetBudgetLine',
+            grantflow_dot_v1_dot_disbursement__pb2.SetBudgetLineRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.BudgetLine.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBudgetLine(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/GetBudgetLine',
+            grantflow_dot_v1_dot_disbursement__pb2.GetBudgetLineRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.BudgetLine.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBudgetLines(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/ListBudgetLines',
+            grantflow_dot_v1_dot_disbursement__pb2.ListBudgetLinesRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.ListBudgetLinesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AllocateBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/AllocateBatch',
+            grantflow_dot_v1_dot_disbursement__pb2.AllocateBatchRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.BatchAllocation.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ only; `label` falls back to the term's own spelling so that a newer term still p
 from __future__ import annotations
 
 from services.common.vocabulary import (
+    AllocationState,
     AmountKind,
     AuditAction,
     AuditBreak,
@@ -77,6 +78,8 @@ LABELS: dict[Term, str] = {
     ReservationState.IN_PLAN: "已列入资助计划",
     ReservationState.PAID: "已拨付",
     ReservationState.RELEASED: "已释放",
+    AllocationState.RESERVED: "已预留",
+    AllocationState.WAITLISTED: "候补（待后续批次）",
     PlanState.DRAFT: "草拟",
     PlanState.APPROVED: "已审核",
     PlanState.PAYING: "拨付中",
@@ -109,6 +112,9 @@ LABELS: dict[Term, str] = {
     AuditAction.GRANT_PAYMENT_FAILED: "拨付失败",
     AuditAction.BUDGET_SET: "设定预算",
     AuditAction.BUDGET_CHANGED: "调整预算",
+    AuditAction.BUDGET_LINE_SET: "设定预算科目年度预算",
+    AuditAction.BUDGET_LINE_CHANGED: "调整预算科目年度预算",
+    AuditAction.BATCH_ALLOCATED: "批次分配资金",
     AuditAction.RESERVATION_MADE: "预留资金",
     AuditAction.RESERVATION_RELEASED: "释放预留资金",
     AuditAction.AWARD_CONFIRMED: "公示后确认资助",

@@ -1,9 +1,8 @@
 """Grantflow's one vocabulary: grant stages, departments, roles, review task states and decisions,
 the program rules' kinds and policies (amount kinds, over-budget and join policies, score
-aggregations, registration kinds), reservation, funding-plan and payment-line states, repairs, the error types of final answers,
-review stages, join policies and score aggregations, expert and audit task states,
-reservation, funding-plan and payment-line states, repairs, the error types of final answers,
-and the ways an audit chain can break.
+aggregations, registration kinds), review stages, expert and audit task states, objections,
+reservation and batch-allocation states, funding-plan and payment-line states, repairs, the error
+types of final answers, and the ways an audit chain can break.
 
 Each term set is defined once, here, as a StrEnum whose values are what the databases, the search
 attributes and the recorded workflow histories already hold, and each is mapped to its protobuf
@@ -243,6 +242,13 @@ HOLDING_RESERVATION_STATES = frozenset(
 )
 
 
+class AllocationState(Term):
+    """An award's place in a batch allocation (AllocateBatch)."""
+
+    RESERVED = "reserved"  # reserved against the budget line, possibly cut pro rata
+    WAITLISTED = "waitlisted"  # not reserved: it waits for a later batch
+
+
 class PlanState(Term):
     """A funding plan (资助计划): drafted by a maker, approved by a checker, then paid."""
 
@@ -333,6 +339,9 @@ class AuditAction(Term):
     GRANT_PAYMENT_FAILED = "grant.payment_failed"
     BUDGET_SET = "budget.set"
     BUDGET_CHANGED = "budget.changed"
+    BUDGET_LINE_SET = "budget_line.set"
+    BUDGET_LINE_CHANGED = "budget_line.changed"
+    BATCH_ALLOCATED = "batch.allocated"
     RESERVATION_MADE = "reservation.made"
     RESERVATION_RELEASED = "reservation.released"
     AWARD_CONFIRMED = "award.confirmed"
@@ -384,6 +393,7 @@ def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
         JoinPolicy: (common_pb2.JoinPolicy, "JOIN_POLICY_"),
         ScoreAggregation: (common_pb2.ScoreAggregation, "SCORE_AGGREGATION_"),
         ReservationState: (disbursement_pb2.ReservationState, "RESERVATION_STATE_"),
+        AllocationState: (disbursement_pb2.AllocationState, "ALLOCATION_STATE_"),
         PlanState: (disbursement_pb2.PlanState, "PLAN_STATE_"),
         PaymentState: (disbursement_pb2.PaymentState, "PAYMENT_STATE_"),
         RepairAction: (repair_pb2.RepairAction, "REPAIR_ACTION_"),
@@ -409,6 +419,7 @@ MAPPED_VOCABULARIES: tuple[type[Term], ...] = (
     JoinPolicy,
     ScoreAggregation,
     ReservationState,
+    AllocationState,
     PlanState,
     PaymentState,
     RepairAction,

@@ -1,4 +1,5 @@
-"""DisbursementServicer: the gRPC face of budgets, reservations, funding plans and payments.
+"""DisbursementServicer: the gRPC face of budget lines and program budgets, reservations and
+batch allocations, funding plans and payments.
 
 Each method checks its whole request (INVALID_ARGUMENT naming the field, before anything is
 touched), turns it into a command, runs the use case (use_cases.py, where the money rules live)
@@ -16,7 +17,15 @@ from services.common.auth import current_principal
 from services.common.db import to_timestamp
 from services.common.errors import InvalidArgument
 from services.common.service_main import ServiceSpec
-from services.common.vocabulary import PaymentState, PlanState, ReservationState, Role
+from services.common.vocabulary import (
+    AllocationState,
+    Department,
+    OverBudgetPolicy,
+    PaymentState,
+    PlanState,
+    ReservationState,
+    Role,
+)
 from services.disbursement import commands
 from services.disbursement.store import (
     BudgetFigures,
@@ -24,7 +33,7 @@ from services.disbursement.store import (
     PaymentLineRow,
     ReservationRow,
 )
-from services.disbursement.use_cases import Disbursement, PlanView
+from services.disbursement.use_cases import BatchView, Disbursement, LineView, PlanView
 from workflows.contracts import plan_workflow_id
 
 READERS = (Role.FINANCE, Role.OPS, Role.SYSTEM)
@@ -34,6 +43,10 @@ SERVICE = ServiceSpec(
     roles={
         "SetProgramBudget": (Role.FINANCE,),
         "GetProgramBudget": (*READERS, Role.REVIEWER),
+        "SetBudgetLine": (Role.FINANCE,),
+        "GetBudgetLine": READERS,
+        "ListBudgetLines": READERS,
+        "AllocateBatch": (Role.SYSTEM,),
         "ReserveBudget": (Role.SYSTEM,),
         "ReleaseReservation": (Role.SYSTEM,),
         "ConfirmAward": (Role.SYSTEM,),
@@ -56,6 +69,9 @@ MAX_REASON = 500  # payment_line.failure_reason
 MAX_NAME = 200
 MAX_LEDGER_FILTER = 200
 DEFAULT_LINES, MAX_LINES = 100, 1000
+MAX_CODE = 64  # fund, support plan and budget line codes
+MAX_BATCH = 1000  # entries of one AllocateBatch
+MIN_YEAR, MAX_YEAR = 2000, 2100
 
 
 # Validation -------------------------------------------------------------------------------------
@@ -73,6 +89,52 @@ def optional_text(field: str, value: str, *, max_len: int) -> str:
     return validation.text(field, value, max_len=max_len, required=False)
 
 
+def code(field: str, value: str, *, required: bool = True) -> str:
+    """A fund, support plan or budget line code: like a program code, at most 64 characters."""
+    if not value and not required:
+        return ""
+    value = program_code(field, value)
+    if len(value) > MAX_CODE:
+        raise InvalidArgument(field, f"is longer than {MAX_CODE} characters")
+    return value
+
+
+def fiscal_year(field: str, value: int, *, required: bool = True) -> int:
+    if value == 0 and not required:
+        return 0
+    if not MIN_YEAR <= value <= MAX_YEAR:
+        raise InvalidArgument(field, f"must be a year between {MIN_YEAR} and {MAX_YEAR}")
+    return value
+
+
+def batch_entries(request: pb.AllocateBatchRequest) -> tuple[commands.AllocationEntry, ...]:
+    if not request.entries:
+        raise InvalidArgument("entries", "must hold at least one award")
+    if len(request.entries) > MAX_BATCH:
+        raise InvalidArgument("entries", f"has more than {MAX_BATCH} awards")
+    seen: set[str] = set()
+    entries = []
+    for index, entry in enumerate(request.entries):
+        field = f"entries[{index}]"
+        application_id = validation.identifier(f"{field}.application_id", entry.application_id)
+        if application_id in seen:
+            raise InvalidArgument(f"{field}.application_id", "appears twice in the batch")
+        seen.add(application_id)
+        entries.append(
+            commands.AllocationEntry(
+                application_id=application_id,
+                amount_fen=validation.fen(f"{field}.amount_fen", entry.amount_fen, required=True),
+                applicant_credit_code=validation.credit_code(
+                    f"{field}.applicant_credit_code", entry.applicant_credit_code
+                ),
+                applicant_name=validation.text(
+                    f"{field}.applicant_name", entry.applicant_name, max_len=MAX_NAME
+                ),
+            )
+        )
+    return tuple(entries)
+
+
 # Conversions ------------------------------------------------------------------------------------
 
 
@@ -83,6 +145,67 @@ def budget_pb(figures: BudgetFigures) -> pb.ProgramBudget:
         reserved_fen=figures.reserved_fen,
         paid_fen=figures.paid_fen,
         available_fen=figures.available_fen,
+        budget_line_code=figures.budget_line_code,
+        fiscal_year=figures.fiscal_year,
+        line_total_fen=figures.line_total_fen,
+        waitlisted_fen=figures.waitlisted_fen,
+        waitlisted_count=figures.waitlisted_count,
+    )
+
+
+def budget_line_pb(view: LineView) -> pb.BudgetLine:
+    figures, line = view.figures, view.figures.line
+    return pb.BudgetLine(
+        line_code=line.line_code,
+        fiscal_year=line.fiscal_year,
+        name=line.name,
+        support_plan=pb.SupportPlan(
+            code=view.support_plan.support_plan_code,
+            name=view.support_plan.name,
+            fund_code=view.support_plan.fund_code,
+            department=Department.parse(view.support_plan.department).to_proto(),
+        ),
+        fund=pb.Fund(code=view.fund.fund_code, name=view.fund.name),
+        total_fen=line.total_fen,
+        reserved_fen=figures.reserved_fen,
+        committed_fen=figures.committed_fen,
+        paid_fen=figures.paid_fen,
+        available_fen=figures.available_fen,
+        revision=line.revision,
+        programs=[
+            pb.ProgramShare(program_code=program, reserved_fen=held, paid_fen=paid_out)
+            for program, (held, paid_out) in figures.programs.items()
+        ],
+        updated_at=to_timestamp(line.updated_at),
+    )
+
+
+def batch_pb(view: BatchView) -> pb.BatchAllocation:
+    batch = view.batch
+    return pb.BatchAllocation(
+        batch_id=batch.batch_id,
+        program_code=batch.program_code,
+        budget_line_code=batch.budget_line_code,
+        fiscal_year=batch.fiscal_year,
+        policy=OverBudgetPolicy.parse(batch.policy).to_proto(),
+        allocations=[
+            pb.Allocation(
+                application_id=a.application_id,
+                state=AllocationState.parse(a.state).to_proto(),
+                amount_fen=a.amount_fen,
+                requested_fen=a.requested_fen,
+            )
+            for a in view.allocations
+        ],
+        available_before_fen=batch.available_before_fen,
+        reserved_fen=sum(
+            a.amount_fen for a in view.allocations if a.state == AllocationState.RESERVED
+        ),
+        waitlisted_fen=sum(
+            a.requested_fen for a in view.allocations if a.state == AllocationState.WAITLISTED
+        ),
+        cut=batch.cut,
+        allocated_at=to_timestamp(batch.created_at),
     )
 
 
@@ -97,6 +220,10 @@ def reservation_pb(row: ReservationRow) -> pb.Reservation:
         applicant_name=row.applicant_name,
         created_at=to_timestamp(row.created_at),
         updated_at=to_timestamp(row.updated_at),
+        budget_line_code=row.budget_line_code or "",
+        fiscal_year=row.fiscal_year or 0,
+        batch_id=row.batch_id or "",
+        cut_from_fen=row.cut_from_fen,
     )
 
 
@@ -166,7 +293,55 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
         self, request: pb.GetProgramBudgetRequest, context: Any
     ) -> pb.ProgramBudget:
         program = program_code("program_code", request.program_code)
-        return budget_pb(await self.disbursement.budget(program))
+        year = fiscal_year("fiscal_year", request.fiscal_year, required=False)
+        return budget_pb(await self.disbursement.budget(program, year))
+
+    # Budget lines -------------------------------------------------------------------------------
+
+    async def SetBudgetLine(self, request: pb.SetBudgetLineRequest, context: Any) -> pb.BudgetLine:
+        department = validation.optional_term("department", Department, request.department)
+        command = commands.SetBudgetLine(
+            line_code=code("line_code", request.line_code),
+            fiscal_year=fiscal_year("fiscal_year", request.fiscal_year),
+            total_fen=validation.fen("total_fen", request.total_fen, required=True),
+            set_by=current_principal().subject,
+            name=optional_text("name", request.name, max_len=MAX_NAME),
+            support_plan_code=code("support_plan_code", request.support_plan_code, required=False),
+            support_plan_name=optional_text(
+                "support_plan_name", request.support_plan_name, max_len=MAX_NAME
+            ),
+            department=department or "",
+            fund_code=code("fund_code", request.fund_code, required=False),
+            fund_name=optional_text("fund_name", request.fund_name, max_len=MAX_NAME),
+            reason=optional_text("reason", request.reason, max_len=MAX_REASON),
+        )
+        return budget_line_pb(await self.disbursement.set_budget_line(command))
+
+    async def GetBudgetLine(self, request: pb.GetBudgetLineRequest, context: Any) -> pb.BudgetLine:
+        line = code("line_code", request.line_code)
+        year = fiscal_year("fiscal_year", request.fiscal_year)
+        return budget_line_pb(await self.disbursement.budget_line(line, year))
+
+    async def ListBudgetLines(
+        self, request: pb.ListBudgetLinesRequest, context: Any
+    ) -> pb.ListBudgetLinesResponse:
+        year = fiscal_year("fiscal_year", request.fiscal_year, required=False)
+        fund = code("fund_code", request.fund_code, required=False)
+        views = await self.disbursement.budget_lines(year, fund)
+        return pb.ListBudgetLinesResponse(lines=[budget_line_pb(view) for view in views])
+
+    async def AllocateBatch(
+        self, request: pb.AllocateBatchRequest, context: Any
+    ) -> pb.BatchAllocation:
+        policy = validation.optional_term("policy", OverBudgetPolicy, request.policy)
+        command = commands.AllocateBatch(
+            batch_id=validation.request_id("batch_id", request.batch_id),
+            program_code=program_code("program_code", request.program_code),
+            fiscal_year=fiscal_year("fiscal_year", request.fiscal_year),
+            entries=batch_entries(request),
+            policy=policy or OverBudgetPolicy.WAITING_LIST,
+        )
+        return batch_pb(await self.disbursement.allocate_batch(command))
 
     # Reservations -------------------------------------------------------------------------------
 
@@ -181,6 +356,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             applicant_name=validation.text(
                 "applicant_name", request.applicant_name, max_len=MAX_NAME
             ),
+            fiscal_year=fiscal_year("fiscal_year", request.fiscal_year, required=False),
         )
         return reservation_pb(await self.disbursement.reserve(command))
 

@@ -1,8 +1,10 @@
 """The program catalogue as the disbursement service sees it: a port, and its adapter.
 
 The catalogue belongs to the applications service (one owner per fact); the disbursement service
-only asks whether a program was ever published, before it gives the program a budget. The adapter
-asks ApplicationService.ListPrograms over gRPC with the system token.
+asks whether a program was ever published, before it gives the program a budget, and which budget
+line its awards are reserved against (ProgramRule.budget_line_code of its latest version; none:
+the program keeps a budget of its own). The adapter asks ApplicationService.ListPrograms over gRPC
+with the system token.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ class ProgramCatalogue(Protocol):
         """Whether any version of the program was published; Unavailable if nobody can say."""
         ...
 
+    async def budget_line(self, program_code: str) -> str | None:
+        """The budget line of the program's latest published version ("" when it names none);
+        None when the program was never published; Unavailable if nobody can say."""
+        ...
+
 
 class ApplicationsCatalogue:
     """The applications service's catalogue, over gRPC."""
@@ -34,6 +41,9 @@ class ApplicationsCatalogue:
         self._clients = ServiceClients(settings, system_token(settings))
 
     async def is_published(self, program_code: str) -> bool:
+        return await self.budget_line(program_code) is not None
+
+    async def budget_line(self, program_code: str) -> str | None:
         try:
             answer = await self._clients.applications.ListPrograms(
                 applications_pb2.ListProgramsRequest(code=program_code), timeout=CALL_TIMEOUT_S
@@ -44,7 +54,10 @@ class ApplicationsCatalogue:
                     "the program catalogue (applications service) cannot be reached; retry"
                 ) from error
             raise
-        return any(rule.code == program_code for rule in answer.programs)
+        versions = [rule for rule in answer.programs if rule.code == program_code]
+        if not versions:
+            return None
+        return max(versions, key=lambda rule: rule.version).budget_line_code
 
     async def close(self) -> None:
         await self._clients.close()

@@ -15,12 +15,58 @@ class SetBudget:
 
 
 @dataclass(frozen=True)
+class SetBudgetLine:
+    line_code: str
+    fiscal_year: int
+    total_fen: int
+    set_by: str
+    name: str = ""  # "" keeps the line's name (required for a new line code)
+    support_plan_code: str = ""  # required for a new line code
+    support_plan_name: str = ""  # required for a new support plan
+    department: str = ""  # a Department; required for a new support plan
+    fund_code: str = ""  # required for a new support plan
+    fund_name: str = ""  # required for a new fund
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Reserve:
     application_id: str
     program_code: str
     amount_fen: int
     applicant_credit_code: str
     applicant_name: str
+    fiscal_year: int = 0  # of the program's budget line; 0: the current year
+
+
+@dataclass(frozen=True)
+class AllocationEntry:
+    application_id: str
+    amount_fen: int
+    applicant_credit_code: str
+    applicant_name: str
+
+
+@dataclass(frozen=True)
+class AllocateBatch:
+    batch_id: str
+    program_code: str
+    fiscal_year: int
+    entries: tuple[AllocationEntry, ...]
+    policy: str  # an OverBudgetPolicy
+
+    @property
+    def fingerprint(self) -> str:
+        """What the request says; a repeated batch id must say the same."""
+        parts = [self.program_code, str(self.fiscal_year), self.policy]
+        for entry in self.entries:
+            parts += [
+                entry.application_id,
+                str(entry.amount_fen),
+                entry.applicant_credit_code,
+                entry.applicant_name,
+            ]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,17 @@
-"""The disbursement database: budgets, reservations, funding plans, payment lines and the ledger.
+"""The disbursement database: funds, support plans and their yearly budget lines, program
+budgets, reservations and batch allocations, funding plans, payment lines and the ledger.
 
 Money lives in a double-entry ledger. Every movement is one journal whose debits equal its
 credits, with a journal id derived from the business event, and UNIQUE(journal_id, account)
-makes posting the same event twice impossible. Accounts per program P:
-  appropriation:P          what the budget authority granted (credit balance)
-  budget:P:available       budget not yet promised to anyone (debit balance)
-  budget:P:reserved        promised to an award, not yet paid
-  paid:P                   paid out
+makes posting the same event twice impossible. Accounts per budget K, where K is a program code
+P for a program with its own budget, or L:Y for budget line L in fiscal year Y (program codes
+hold no ':', so the two never meet):
+  appropriation:K          what the budget authority granted (credit balance)
+  budget:K:available       budget not yet promised to anyone (debit balance)
+  budget:K:reserved        promised to an award, not yet paid
+  paid:K                   paid out
+A reservation remembers the budget it was made against (its line and year, or none), so its
+release and payment move money in the same accounts whatever the catalogue says later.
 """
 
 from __future__ import annotations
@@ -18,12 +23,21 @@ from sqlalchemy import BigInteger, DateTime, Integer, UniqueConstraint, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from services.common.db import now_utc
-from services.common.vocabulary import HOLDING_RESERVATION_STATES, ReservationState
+from services.common.vocabulary import (
+    HOLDING_RESERVATION_STATES,
+    AllocationState,
+    ReservationState,
+)
 
 MONEY = BigInteger()
 # SQLite only auto-increments an INTEGER primary key; PostgreSQL gets a 64-bit one.
 ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
 TIME = DateTime(timezone=True)
+
+
+def line_key(line_code: str, fiscal_year: int) -> str:
+    """The ledger's name of a budget line's year (the K of the module docstring)."""
+    return f"{line_code}:{fiscal_year}"
 
 
 def appropriation(program: str) -> str:
@@ -53,6 +67,42 @@ class ProgramBudgetRow(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=TIME)
 
 
+class FundRow(SQLModel, table=True):
+    __tablename__ = "fund"
+
+    fund_code: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(sa_type=TIME)
+    updated_at: datetime = Field(sa_type=TIME)
+
+
+class SupportPlanRow(SQLModel, table=True):
+    __tablename__ = "support_plan"
+
+    support_plan_code: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    fund_code: str = Field(max_length=64, foreign_key="fund.fund_code", index=True)
+    department: str = Field(max_length=32)  # a Department
+    created_at: datetime = Field(sa_type=TIME)
+    updated_at: datetime = Field(sa_type=TIME)
+
+
+class BudgetLineRow(SQLModel, table=True):
+    __tablename__ = "budget_line"
+
+    line_code: str = Field(primary_key=True, max_length=64)
+    fiscal_year: int = Field(primary_key=True)
+    name: str = Field(max_length=200)
+    support_plan_code: str = Field(
+        max_length=64, foreign_key="support_plan.support_plan_code", index=True
+    )
+    total_fen: int = Field(sa_type=MONEY)
+    # Counts the changes of the total; names the journal of each change.
+    revision: int = 0
+    created_at: datetime = Field(sa_type=TIME)
+    updated_at: datetime = Field(sa_type=TIME)
+
+
 class ReservationRow(SQLModel, table=True):
     __tablename__ = "reservation"
 
@@ -65,6 +115,43 @@ class ReservationRow(SQLModel, table=True):
     applicant_name: str = Field(max_length=200)
     created_at: datetime = Field(sa_type=TIME)
     updated_at: datetime = Field(sa_type=TIME)
+    # The budget line and year it was reserved against; None: the program's own budget.
+    budget_line_code: str | None = Field(default=None, max_length=64)
+    fiscal_year: int | None = None
+    batch_id: str | None = Field(default=None, max_length=128)
+    cut_from_fen: int = Field(default=0, sa_type=MONEY)  # before a pro-rata cut; 0: not cut
+
+    @property
+    def budget_key(self) -> str:
+        """The budget (ledger accounts) the reservation holds money in."""
+        if self.budget_line_code and self.fiscal_year:
+            return line_key(self.budget_line_code, self.fiscal_year)
+        return self.program_code
+
+
+class AllocationBatchRow(SQLModel, table=True):
+    __tablename__ = "allocation_batch"
+
+    batch_id: str = Field(primary_key=True, max_length=128)
+    request_fingerprint: str = Field(max_length=64)
+    program_code: str = Field(max_length=128, index=True)
+    budget_line_code: str = Field(default="", max_length=64)  # "": the program's own budget
+    fiscal_year: int
+    policy: str = Field(max_length=20)  # an OverBudgetPolicy, as applied
+    available_before_fen: int = Field(sa_type=MONEY)
+    cut: bool = False
+    created_at: datetime = Field(sa_type=TIME)
+
+
+class BatchAllocationRow(SQLModel, table=True):
+    __tablename__ = "batch_allocation"
+
+    batch_id: str = Field(primary_key=True, max_length=128, foreign_key="allocation_batch.batch_id")
+    position: int = Field(primary_key=True)
+    application_id: str = Field(max_length=128, index=True)
+    state: str = Field(max_length=20)  # an AllocationState
+    amount_fen: int = Field(sa_type=MONEY)
+    requested_fen: int = Field(sa_type=MONEY)
 
 
 class FundingPlanRow(SQLModel, table=True):
@@ -152,10 +239,18 @@ def post_journal(
 
 @dataclass(frozen=True)
 class BudgetFigures:
+    """A program's budget: its own, or its part of its budget line's year (then total is what
+    it reserved and paid plus what the line still has)."""
+
     program_code: str
     total_fen: int
     reserved_fen: int
     paid_fen: int
+    budget_line_code: str = ""
+    fiscal_year: int = 0
+    line_total_fen: int = 0
+    waitlisted_fen: int = 0
+    waitlisted_count: int = 0
 
     @property
     def available_fen(self) -> int:
@@ -166,6 +261,7 @@ def budget_figures(session: Session, budget: ProgramBudgetRow) -> BudgetFigures:
     rows = session.exec(
         select(ReservationRow.state, func.coalesce(func.sum(ReservationRow.amount_fen), 0))
         .where(col(ReservationRow.program_code) == budget.program_code)
+        .where(col(ReservationRow.budget_line_code).is_(None))
         .where(col(ReservationRow.state).in_([*HOLDING_RESERVATION_STATES, ReservationState.PAID]))
         .group_by(col(ReservationRow.state))
     ).all()
@@ -191,12 +287,150 @@ def lock_budget(session: Session, program_code: str) -> ProgramBudgetRow | None:
     ).first()
 
 
+@dataclass(frozen=True)
+class LineFigures:
+    """A budget line's year and what its reservations hold, in total and per program."""
+
+    line: BudgetLineRow
+    reserved_fen: int  # held, not yet paid (includes committed_fen)
+    committed_fen: int  # of reserved_fen: noticed awards (awarded or in a plan)
+    paid_fen: int
+    programs: dict[str, tuple[int, int]]  # program -> (reserved, paid)
+
+    @property
+    def available_fen(self) -> int:
+        return self.line.total_fen - self.reserved_fen - self.paid_fen
+
+
+def line_figures(session: Session, line: BudgetLineRow) -> LineFigures:
+    rows = session.exec(
+        select(
+            ReservationRow.program_code,
+            ReservationRow.state,
+            func.coalesce(func.sum(ReservationRow.amount_fen), 0),
+        )
+        .where(col(ReservationRow.budget_line_code) == line.line_code)
+        .where(col(ReservationRow.fiscal_year) == line.fiscal_year)
+        .where(col(ReservationRow.state).in_([*HOLDING_RESERVATION_STATES, ReservationState.PAID]))
+        .group_by(col(ReservationRow.program_code), col(ReservationRow.state))
+    ).all()
+    programs: dict[str, tuple[int, int]] = {}
+    reserved_fen = committed_fen = paid_fen = 0
+    for program, state, total in rows:
+        amount = int(total)
+        held, paid_out = programs.get(program, (0, 0))
+        if state == ReservationState.PAID:
+            paid_fen += amount
+            paid_out += amount
+        else:
+            reserved_fen += amount
+            held += amount
+            if state != ReservationState.RESERVED:
+                committed_fen += amount
+        programs[program] = (held, paid_out)
+    return LineFigures(line, reserved_fen, committed_fen, paid_fen, dict(sorted(programs.items())))
+
+
+def lock_budget_line(session: Session, line_code: str, fiscal_year: int) -> BudgetLineRow | None:
+    """A budget line's year, locked until commit (as lock_budget: every reservation against the
+    line, of whichever program, serialises on it)."""
+    return session.exec(
+        select(BudgetLineRow)
+        .where(col(BudgetLineRow.line_code) == line_code)
+        .where(col(BudgetLineRow.fiscal_year) == fiscal_year)
+        .with_for_update()
+    ).first()
+
+
+def lock_budget_lines(session: Session, line_code: str) -> list[BudgetLineRow]:
+    """Every year of a budget line, locked in year order."""
+    return list(
+        session.exec(
+            select(BudgetLineRow)
+            .where(col(BudgetLineRow.line_code) == line_code)
+            .order_by(col(BudgetLineRow.fiscal_year))
+            .with_for_update()
+        ).all()
+    )
+
+
+def budget_lines(
+    session: Session, fiscal_year: int = 0, fund_code: str = ""
+) -> list[BudgetLineRow]:
+    """Budget lines (of one year, of one fund's support plans), by fund, plan, line and year."""
+    query = (
+        select(BudgetLineRow)
+        .join(
+            SupportPlanRow,
+            col(SupportPlanRow.support_plan_code) == col(BudgetLineRow.support_plan_code),
+        )
+        .order_by(
+            col(SupportPlanRow.fund_code),
+            col(SupportPlanRow.support_plan_code),
+            col(BudgetLineRow.line_code),
+            col(BudgetLineRow.fiscal_year),
+        )
+    )
+    if fiscal_year:
+        query = query.where(col(BudgetLineRow.fiscal_year) == fiscal_year)
+    if fund_code:
+        query = query.where(col(SupportPlanRow.fund_code) == fund_code)
+    return list(session.exec(query).all())
+
+
+def any_year_of_line(session: Session, line_code: str) -> BudgetLineRow | None:
+    return session.exec(
+        select(BudgetLineRow).where(col(BudgetLineRow.line_code) == line_code).limit(1)
+    ).first()
+
+
+def batch_allocations(session: Session, batch_id: str) -> list[BatchAllocationRow]:
+    return list(
+        session.exec(
+            select(BatchAllocationRow)
+            .where(col(BatchAllocationRow.batch_id) == batch_id)
+            .order_by(col(BatchAllocationRow.position))
+        ).all()
+    )
+
+
+def waitlisted(session: Session, program_code: str) -> dict[str, int]:
+    """The program's awards whose last batch waitlisted them and that hold no reservation since:
+    application -> requested fen."""
+    rows = session.exec(
+        select(BatchAllocationRow.application_id, BatchAllocationRow.requested_fen)
+        .join(
+            AllocationBatchRow,
+            col(AllocationBatchRow.batch_id) == col(BatchAllocationRow.batch_id),
+        )
+        .where(col(AllocationBatchRow.program_code) == program_code)
+        .where(col(BatchAllocationRow.state) == AllocationState.WAITLISTED)
+        .where(col(BatchAllocationRow.application_id).not_in(select(ReservationRow.application_id)))
+        .order_by(col(AllocationBatchRow.created_at), col(BatchAllocationRow.position))
+    ).all()
+    return {application_id: int(requested) for application_id, requested in rows}
+
+
 def lock_reservation(session: Session, application_id: str) -> ReservationRow | None:
     return session.exec(
         select(ReservationRow)
         .where(col(ReservationRow.application_id) == application_id)
         .with_for_update()
     ).first()
+
+
+def lock_reservations(session: Session, application_ids: list[str]) -> list[ReservationRow]:
+    """The reservations of these applications that exist, locked in application order."""
+    if not application_ids:
+        return []
+    return list(
+        session.exec(
+            select(ReservationRow)
+            .where(col(ReservationRow.application_id).in_(sorted(application_ids)))
+            .order_by(col(ReservationRow.application_id))
+            .with_for_update()
+        ).all()
+    )
 
 
 def lock_plan(session: Session, plan_id: str) -> FundingPlanRow | None:

@@ -2,18 +2,26 @@
 the money rules they keep.
 
 - A budget is never exceeded: a reservation is checked against what is available under the
-  budget's lock, and a budget never goes below what is reserved or paid.
+  budget's lock, and a budget never goes below what is reserved or paid. A budget is a yearly
+  budget line of a support plan (every program naming the line in the catalogue draws on it), or,
+  for a program whose catalogue rule names no line, the program's own budget.
+- A batch of awards is allocated in one transaction by the program's over-budget policy:
+  WAITING_LIST reserves the awards in order while they fit and waitlists the rest (no award
+  overtakes an earlier one: the queue keeps its order, and a later batch lists the waitlisted
+  ones again first); PRO_RATA cuts every award to floor(amount x available / total) when the
+  batch exceeds what is available (an award whose share is below one fen waits instead).
 - A line is paid once: the gateway is called with the award's idempotency key, outside any
   transaction, and the line is settled (journal `pay-<line id>`) once, whatever is retried.
 - Every journal balances (store.post_journal), and its id is derived from the business event
-  (`budget-<program>-<revision>`, `reserve-<application>`, `release-<application>`,
-  `pay-<line>`), so posting one event twice is impossible.
+  (`budget-<program>-<revision>`, `line-<line>-<year>-<revision>`, `reserve-<application>`,
+  `release-<application>`, `pay-<line>`), so posting one event twice is impossible.
 - Money that may have been paid is never given back to the budget nor given up.
 
 Each use case takes one command (commands.py) and does its work in units of work
 (services/common/unit_of_work.py) that commit the rows, the ledger journal, the outbox event and
 the audit record (budgets, reservations, plans by maker and checker, each line paid or failed)
-together. Row locks are always taken in the same order (budget, plan, line, reservation) so
+together. Row locks are always taken in the same order (budget or budget line, plan, payment
+line, reservations in application order) so
 concurrent calls on PostgreSQL cannot deadlock; on SQLite every writing transaction holds the
 write lock from its start.
 """
@@ -22,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import structlog
 from sqlmodel import Session
@@ -34,6 +44,7 @@ from services.common.errors import (
     REASON_PAYMENT_GATEWAY,
     AlreadyExists,
     FailedPrecondition,
+    InvalidArgument,
     NotFound,
     PermissionDenied,
     Unavailable,
@@ -43,7 +54,10 @@ from services.common.validation import cut
 from services.common.vocabulary import (
     CLOSED_PLAN_STATES,
     PAYABLE_PLAN_STATES,
+    AllocationState,
     AuditAction,
+    Department,
+    OverBudgetPolicy,
     PaymentState,
     PlanState,
     ReservationState,
@@ -52,6 +66,8 @@ from services.common.vocabulary import (
 from services.disbursement import store
 from services.disbursement.catalogue import ProgramCatalogue
 from services.disbursement.commands import (
+    AllocateBatch,
+    AllocationEntry,
     ApprovePlan,
     CompletePlan,
     ConfirmAward,
@@ -63,6 +79,7 @@ from services.disbursement.commands import (
     Reserve,
     RetryLine,
     SetBudget,
+    SetBudgetLine,
 )
 from services.disbursement.gateway import (
     GatewayRejected,
@@ -72,12 +89,18 @@ from services.disbursement.gateway import (
     award_payment_key,
 )
 from services.disbursement.store import (
+    AllocationBatchRow,
+    BatchAllocationRow,
     BudgetFigures,
+    BudgetLineRow,
     FundingPlanRow,
+    FundRow,
     LedgerEntryRow,
+    LineFigures,
     PaymentLineRow,
     ProgramBudgetRow,
     ReservationRow,
+    SupportPlanRow,
 )
 
 log = structlog.get_logger(__name__)
@@ -90,6 +113,12 @@ GATEWAY_CALL_TIMEOUT_S = 30.0
 MAX_MEMO = 500  # ledger_entry.memo
 # A reservation may be released only while its award has not gone into a plan.
 RELEASABLE = frozenset({ReservationState.RESERVED, ReservationState.AWARDED})
+# Budgets are per fiscal year, China's being the calendar year in Beijing time.
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def current_fiscal_year() -> int:
+    return datetime.now(SHANGHAI).year
 
 
 def event_source(topic: str) -> EventSource:
@@ -106,6 +135,68 @@ def finance_officer(subject: str) -> Principal:
 class PlanView:
     plan: FundingPlanRow
     lines: list[PaymentLineRow]
+
+
+@dataclass(frozen=True)
+class LineView:
+    figures: LineFigures
+    support_plan: SupportPlanRow
+    fund: FundRow
+
+
+@dataclass(frozen=True)
+class BatchView:
+    batch: AllocationBatchRow
+    allocations: list[BatchAllocationRow]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The budget a program's awards are reserved against: a budget line's year, or (line "")
+    the program's own budget."""
+
+    program_code: str
+    line_code: str
+    fiscal_year: int
+
+    @property
+    def key(self) -> str:
+        if self.line_code:
+            return store.line_key(self.line_code, self.fiscal_year)
+        return self.program_code
+
+    def describe(self) -> str:
+        if self.line_code:
+            return f"budget line {self.line_code} {self.fiscal_year}"
+        return f"program {self.program_code}"
+
+
+def line_view(session: Session, line: BudgetLineRow) -> LineView:
+    support_plan = session.get(SupportPlanRow, line.support_plan_code)
+    assert support_plan is not None  # a foreign key
+    fund = session.get(FundRow, support_plan.fund_code)
+    assert fund is not None
+    return LineView(store.line_figures(session, line), support_plan, fund)
+
+
+def cut_pro_rata(amounts: list[int], available: int) -> list[int]:
+    """Every amount cut by the same ratio so that the sum fits in `available` (floor, so an odd
+    fen is dropped and the sum never exceeds it); unchanged when they fit already."""
+    total = sum(amounts)
+    if total <= available:
+        return list(amounts)
+    return [amount * max(available, 0) // total for amount in amounts]
+
+
+def waiting_list(amounts: list[int], available: int) -> list[int]:
+    """In order, each amount while it fits; from the first that does not, 0 (waitlisted)."""
+    granted: list[int] = []
+    left, queueing = available, False
+    for amount in amounts:
+        queueing = queueing or amount > left
+        granted.append(0 if queueing else amount)
+        left -= granted[-1]
+    return granted
 
 
 class Disbursement:
@@ -128,10 +219,16 @@ class Disbursement:
 
     async def set_budget(self, command: SetBudget) -> BudgetFigures:
         program, total = command.program_code, command.total_fen
-        if not await self.catalogue.is_published(program):
+        line_code = await self.catalogue.budget_line(program)
+        if line_code is None:
             raise FailedPrecondition(
                 f"program {program} was never published in the program catalogue; publish it "
                 "before giving it a budget"
+            )
+        if line_code:
+            raise FailedPrecondition(
+                f"program {program} draws on budget line {line_code}: set the line's budget "
+                "(SetBudgetLine), not the program's"
             )
 
         def work(unit: UnitOfWork) -> BudgetFigures:
@@ -202,12 +299,235 @@ class Disbursement:
 
         return await self.transactions.write(work)
 
-    async def budget(self, program_code: str) -> BudgetFigures:
+    async def budget(self, program_code: str, fiscal_year: int = 0) -> BudgetFigures:
+        """The program's own budget, or its part of its budget line's year (the current year
+        unless one is given), with the awards it has waiting for a later batch."""
+        line_code = await self.catalogue.budget_line(program_code) or ""
+        year = fiscal_year or current_fiscal_year()
+
         def work(session: Session) -> BudgetFigures:
-            budget = session.get(ProgramBudgetRow, program_code)
-            if budget is None:
-                raise NotFound(f"program {program_code} has no budget")
-            return store.budget_figures(session, budget)
+            waiting = store.waitlisted(session, program_code)
+            if not line_code:
+                budget = session.get(ProgramBudgetRow, program_code)
+                if budget is None:
+                    raise NotFound(f"program {program_code} has no budget")
+                figures = store.budget_figures(session, budget)
+            else:
+                line = session.get(BudgetLineRow, (line_code, year))
+                if line is None:
+                    raise NotFound(
+                        f"program {program_code} draws on budget line {line_code}, which has "
+                        f"no budget for {year}"
+                    )
+                of_line = store.line_figures(session, line)
+                held, paid_out = of_line.programs.get(program_code, (0, 0))
+                figures = BudgetFigures(
+                    program_code,
+                    held + paid_out + of_line.available_fen,
+                    held,
+                    paid_out,
+                    budget_line_code=line_code,
+                    fiscal_year=year,
+                    line_total_fen=line.total_fen,
+                )
+            return replace(
+                figures, waitlisted_fen=sum(waiting.values()), waitlisted_count=len(waiting)
+            )
+
+        return await self.transactions.read(work)
+
+    async def _target(self, program_code: str, fiscal_year: int) -> Target:
+        """Where the program's awards of the fiscal year (0: the current one) are reserved."""
+        line_code = await self.catalogue.budget_line(program_code)
+        if line_code is None:
+            raise FailedPrecondition(
+                f"program {program_code} was never published in the program catalogue"
+            )
+        if not line_code:
+            return Target(program_code, "", 0)
+        return Target(program_code, line_code, fiscal_year or current_fiscal_year())
+
+    # Budget lines -------------------------------------------------------------------------------
+
+    async def set_budget_line(self, command: SetBudgetLine) -> LineView:
+        line_code, year, total = command.line_code, command.fiscal_year, command.total_fen
+        officer = finance_officer(command.set_by)
+
+        def work(unit: UnitOfWork) -> LineView:
+            session = unit.session
+            now = now_utc()
+            line = store.lock_budget_line(session, line_code, year)
+            known = line or store.any_year_of_line(session, line_code)
+            plan_code = command.support_plan_code
+            if known is not None:
+                if plan_code and plan_code != known.support_plan_code:
+                    raise FailedPrecondition(
+                        f"budget line {line_code} belongs to support plan "
+                        f"{known.support_plan_code}, not {plan_code}"
+                    )
+                plan_code = known.support_plan_code
+                if command.name and command.name != known.name:
+                    raise FailedPrecondition(f"budget line {line_code} is named {known.name}")
+            else:
+                if not plan_code:
+                    raise InvalidArgument("support_plan_code", "is required for a new budget line")
+                if not command.name:
+                    raise InvalidArgument("name", "is required for a new budget line")
+            support_plan = self._support_plan(session, command, plan_code, now)
+            if line is None:
+                line = BudgetLineRow(
+                    line_code=line_code,
+                    fiscal_year=year,
+                    name=command.name or (known.name if known else line_code),
+                    support_plan_code=support_plan.support_plan_code,
+                    total_fen=total,
+                    revision=1,
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(line)
+                key = store.line_key(line_code, year)
+                store.post_journal(
+                    session,
+                    f"line-{line_code}-{year}-1",
+                    f"budget line {line_code} {year} set to {total} fen by {command.set_by}",
+                    store.available(key),
+                    store.appropriation(key),
+                    total,
+                )
+                unit.audit(
+                    AuditAction.BUDGET_LINE_SET,
+                    f"{line_code}:{year}",
+                    officer,
+                    command.reason,
+                    details={
+                        "line_code": line_code,
+                        "fiscal_year": year,
+                        "total_fen": total,
+                        "support_plan_code": support_plan.support_plan_code,
+                        "fund_code": support_plan.fund_code,
+                        "revision": 1,
+                    },
+                    key=f"{line_code}-{year}-1",
+                )
+                session.flush()
+                return line_view(session, line)
+            if command.name and command.name != line.name:
+                raise FailedPrecondition(f"budget line {line_code} is named {line.name}")
+            figures = store.line_figures(session, line)
+            delta = total - line.total_fen
+            if delta == 0:
+                return line_view(session, line)
+            held = figures.reserved_fen + figures.paid_fen
+            if total < held:
+                raise FailedPrecondition(
+                    f"budget line {line_code} {year} cannot go below {held} fen already "
+                    f"reserved or paid (asked {total} fen)"
+                )
+            line.revision += 1
+            line.total_fen = total
+            line.updated_at = now
+            session.add(line)
+            key = store.line_key(line_code, year)
+            if delta > 0:
+                debit, credit = store.available(key), store.appropriation(key)
+            else:
+                debit, credit = store.appropriation(key), store.available(key)
+            store.post_journal(
+                session,
+                f"line-{line_code}-{year}-{line.revision}",
+                cut(
+                    f"budget line {line_code} {year} changed by {delta:+d} fen to {total} fen "
+                    f"by {command.set_by}" + (f": {command.reason}" if command.reason else ""),
+                    MAX_MEMO,
+                ),
+                debit,
+                credit,
+                abs(delta),
+            )
+            unit.audit(
+                AuditAction.BUDGET_LINE_CHANGED,
+                f"{line_code}:{year}",
+                officer,
+                command.reason,
+                details={
+                    "line_code": line_code,
+                    "fiscal_year": year,
+                    "total_fen": total,
+                    "previous_total_fen": total - delta,
+                    "change_fen": delta,
+                    "revision": line.revision,
+                },
+                key=f"{line_code}-{year}-{line.revision}",
+            )
+            session.flush()
+            return line_view(session, line)
+
+        return await self.transactions.write(work)
+
+    @staticmethod
+    def _support_plan(
+        session: Session, command: SetBudgetLine, plan_code: str, now: datetime
+    ) -> SupportPlanRow:
+        """The line's support plan, and its fund: created when new (every part named). A name,
+        department or fund given for a known one must be its own: nothing is renamed or moved
+        here, so the money's place in the fund never changes unseen."""
+        plan = session.get(SupportPlanRow, plan_code)
+        fund_code = command.fund_code or (plan.fund_code if plan else "")
+        if plan is None:
+            for field, value in (
+                ("support_plan_name", command.support_plan_name),
+                ("department", command.department),
+                ("fund_code", command.fund_code),
+            ):
+                if not value:
+                    raise InvalidArgument(field, "is required for a new support plan")
+        else:
+            for what, given, own in (
+                ("fund", command.fund_code, plan.fund_code),
+                ("name", command.support_plan_name, plan.name),
+                ("department", command.department, plan.department),
+            ):
+                if given and given != own:
+                    raise FailedPrecondition(f"support plan {plan_code} has {what} {own}")
+        fund = session.get(FundRow, fund_code)
+        if fund is None:
+            if not command.fund_name:
+                raise InvalidArgument("fund_name", "is required for a new fund")
+            fund = FundRow(
+                fund_code=fund_code, name=command.fund_name, created_at=now, updated_at=now
+            )
+            session.add(fund)
+        elif command.fund_name and command.fund_name != fund.name:
+            raise FailedPrecondition(f"fund {fund_code} is named {fund.name}")
+        if plan is None:
+            plan = SupportPlanRow(
+                support_plan_code=plan_code,
+                name=command.support_plan_name,
+                fund_code=fund_code,
+                department=Department.parse(command.department),
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(plan)
+            session.flush()  # the line's foreign key needs the plan's row
+        return plan
+
+    async def budget_line(self, line_code: str, fiscal_year: int) -> LineView:
+        def work(session: Session) -> LineView:
+            line = session.get(BudgetLineRow, (line_code, fiscal_year))
+            if line is None:
+                raise NotFound(f"budget line {line_code} has no budget for {fiscal_year}")
+            return line_view(session, line)
+
+        return await self.transactions.read(work)
+
+    async def budget_lines(self, fiscal_year: int = 0, fund_code: str = "") -> list[LineView]:
+        def work(session: Session) -> list[LineView]:
+            return [
+                line_view(session, line)
+                for line in store.budget_lines(session, fiscal_year, fund_code)
+            ]
 
         return await self.transactions.read(work)
 
@@ -216,10 +536,11 @@ class Disbursement:
     async def reserve(self, command: Reserve) -> ReservationRow:
         application_id, program = command.application_id, command.program_code
         amount = command.amount_fen
+        target = await self._target(program, command.fiscal_year)
 
         def work(unit: UnitOfWork) -> ReservationRow:
             session = unit.session
-            budget = store.lock_budget(session, program)
+            available = self._lock_target(session, target)
             existing = store.lock_reservation(session, application_id)
             if existing is not None:
                 if existing.state == ReservationState.RELEASED:
@@ -233,50 +554,202 @@ class Disbursement:
                         f"{existing.amount_fen} fen in {existing.program_code}"
                     )
                 return existing
-            if budget is None:
-                raise FailedPrecondition(f"program {program} has no budget")
-            figures = store.budget_figures(session, budget)
-            if figures.available_fen < amount:
+            if available < amount:
                 raise FailedPrecondition(
-                    f"budget exhausted: program {program} has {figures.available_fen} fen "
-                    f"available, {amount} fen requested"
+                    f"budget exhausted: {target.describe()} has {available} fen available, "
+                    f"{amount} fen requested"
                 )
-            now = now_utc()
-            row = ReservationRow(
-                application_id=application_id,
-                program_code=program,
-                amount_fen=amount,
-                state=ReservationState.RESERVED,
-                applicant_credit_code=command.applicant_credit_code,
-                applicant_name=command.applicant_name,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(row)
-            store.post_journal(
-                session,
-                f"reserve-{application_id}",
-                f"award of application {application_id}",
-                store.reserved(program),
-                store.available(program),
+            return self._reserve_row(
+                unit,
+                target,
+                AllocationEntry(
+                    application_id, amount, command.applicant_credit_code, command.applicant_name
+                ),
                 amount,
             )
-            unit.announce(
-                application_id,
-                events_pb2.BudgetReserved(
-                    application_id=application_id, program_code=program, amount_fen=amount
-                ),
-                key=application_id,
-            )
-            unit.audit(
-                AuditAction.RESERVATION_MADE,
-                application_id,
-                details={"program_code": program, "amount_fen": amount},
-                key=application_id,
-            )
-            return row
 
         return await self.transactions.write(work)
+
+    @staticmethod
+    def _lock_target(session: Session, target: Target) -> int:
+        """Locks the budget the target names; answers what it has available."""
+        if target.line_code:
+            line = store.lock_budget_line(session, target.line_code, target.fiscal_year)
+            if line is None:
+                raise FailedPrecondition(
+                    f"program {target.program_code} draws on budget line {target.line_code}, "
+                    f"which has no budget for {target.fiscal_year}"
+                )
+            return store.line_figures(session, line).available_fen
+        budget = store.lock_budget(session, target.program_code)
+        if budget is None:
+            raise FailedPrecondition(f"program {target.program_code} has no budget")
+        return store.budget_figures(session, budget).available_fen
+
+    @staticmethod
+    def _reserve_row(
+        unit: UnitOfWork,
+        target: Target,
+        entry: AllocationEntry,
+        amount: int,
+        batch_id: str | None = None,
+    ) -> ReservationRow:
+        """Reserves `amount` of the award (its entry's amount, or less after a pro-rata cut):
+        the row, its journal, its event and its audit record."""
+        application_id, program = entry.application_id, target.program_code
+        cut_from = entry.amount_fen if amount < entry.amount_fen else 0
+        now = now_utc()
+        row = ReservationRow(
+            application_id=application_id,
+            program_code=program,
+            amount_fen=amount,
+            state=ReservationState.RESERVED,
+            applicant_credit_code=entry.applicant_credit_code,
+            applicant_name=entry.applicant_name,
+            created_at=now,
+            updated_at=now,
+            budget_line_code=target.line_code or None,
+            fiscal_year=target.fiscal_year or None,
+            batch_id=batch_id,
+            cut_from_fen=cut_from,
+        )
+        unit.session.add(row)
+        store.post_journal(
+            unit.session,
+            f"reserve-{application_id}",
+            f"award of application {application_id}"
+            + (f" (cut pro rata from {cut_from} fen)" if cut_from else ""),
+            store.reserved(target.key),
+            store.available(target.key),
+            amount,
+        )
+        unit.announce(
+            application_id,
+            events_pb2.BudgetReserved(
+                application_id=application_id, program_code=program, amount_fen=amount
+            ),
+            key=application_id,
+        )
+        details: dict[str, object] = {"program_code": program, "amount_fen": amount}
+        if target.line_code:
+            details |= {"budget_line_code": target.line_code, "fiscal_year": target.fiscal_year}
+        if batch_id:
+            details["batch_id"] = batch_id
+        if cut_from:
+            details["cut_from_fen"] = cut_from
+        unit.audit(
+            AuditAction.RESERVATION_MADE, application_id, details=details, key=application_id
+        )
+        return row
+
+    async def allocate_batch(self, command: AllocateBatch) -> BatchView:
+        """Reserves a batch's awards against the program's budget by its over-budget policy, in
+        one transaction; a repeated batch id answers what the first call allocated."""
+        target = await self._target(command.program_code, command.fiscal_year)
+        policy = OverBudgetPolicy.parse(command.policy)
+
+        def work(unit: UnitOfWork) -> BatchView:
+            session = unit.session
+            # The budget's lock first: it serialises allocations on the budget, so a concurrent
+            # retry of this batch waits for it and then finds it below.
+            available = self._lock_target(session, target)
+            existing = session.get(AllocationBatchRow, command.batch_id)
+            if existing is not None:
+                if existing.request_fingerprint != command.fingerprint:
+                    raise AlreadyExists(
+                        f"batch_id {command.batch_id} was already used for another batch "
+                        f"(program {existing.program_code}, {existing.fiscal_year})"
+                    )
+                return BatchView(existing, store.batch_allocations(session, command.batch_id))
+            held: dict[str, ReservationRow] = {}
+            listed = [entry.application_id for entry in command.entries]
+            for reservation in store.lock_reservations(session, listed):
+                application_id = reservation.application_id
+                if reservation.state == ReservationState.RELEASED:
+                    raise FailedPrecondition(
+                        f"the reservation of application {application_id} was released; "
+                        "a released award is not reserved again"
+                    )
+                if reservation.program_code != command.program_code:
+                    raise FailedPrecondition(
+                        f"application {application_id} holds a reservation in program "
+                        f"{reservation.program_code}"
+                    )
+                held[application_id] = reservation
+            fresh = [entry for entry in command.entries if entry.application_id not in held]
+            amounts = [entry.amount_fen for entry in fresh]
+            if policy == OverBudgetPolicy.PRO_RATA:
+                granted = cut_pro_rata(amounts, available)
+            else:
+                granted = waiting_list(amounts, available)
+            assert sum(granted) <= max(available, 0)
+            given = {
+                entry.application_id: amount for entry, amount in zip(fresh, granted, strict=True)
+            }
+            now = now_utc()
+            batch = AllocationBatchRow(
+                batch_id=command.batch_id,
+                request_fingerprint=command.fingerprint,
+                program_code=command.program_code,
+                budget_line_code=target.line_code,
+                fiscal_year=command.fiscal_year,
+                policy=policy,
+                available_before_fen=available,
+                cut=policy == OverBudgetPolicy.PRO_RATA and sum(amounts) > available,
+                created_at=now,
+            )
+            session.add(batch)
+            session.flush()  # the allocations' foreign key needs the batch's row
+            allocations = []
+            for position, entry in enumerate(command.entries):
+                if entry.application_id in held:
+                    state, amount = AllocationState.RESERVED, held[entry.application_id].amount_fen
+                else:
+                    amount = given[entry.application_id]
+                    state = AllocationState.RESERVED if amount else AllocationState.WAITLISTED
+                    if amount:
+                        self._reserve_row(unit, target, entry, amount, command.batch_id)
+                allocation = BatchAllocationRow(
+                    batch_id=command.batch_id,
+                    position=position,
+                    application_id=entry.application_id,
+                    state=state,
+                    amount_fen=amount,
+                    requested_fen=entry.amount_fen,
+                )
+                session.add(allocation)
+                allocations.append(allocation)
+            waitlisted = [a for a in allocations if a.state == AllocationState.WAITLISTED]
+            unit.audit(
+                AuditAction.BATCH_ALLOCATED,
+                command.batch_id,
+                details={
+                    "program_code": command.program_code,
+                    "budget_line_code": target.line_code,
+                    "fiscal_year": command.fiscal_year,
+                    "policy": policy,
+                    "available_before_fen": available,
+                    "requested_fen": sum(amounts),
+                    "reserved_fen": sum(granted),
+                    "cut": batch.cut,
+                    "entries": len(allocations),
+                    "already_held": sorted(held),
+                    "waitlisted": [a.application_id for a in waitlisted],
+                },
+                key=command.batch_id,
+            )
+            return BatchView(batch, allocations)
+
+        return await self.transactions.write(work)
+
+    async def batch(self, batch_id: str) -> BatchView:
+        def work(session: Session) -> BatchView:
+            batch = session.get(AllocationBatchRow, batch_id)
+            if batch is None:
+                raise NotFound(f"batch {batch_id} was never allocated")
+            return BatchView(batch, store.batch_allocations(session, batch_id))
+
+        return await self.transactions.read(work)
 
     async def release(self, command: Release) -> ReservationRow:
         application_id, reason = command.application_id, command.reason
@@ -320,8 +793,8 @@ class Disbursement:
                     f"release of application {application_id}: {reason or 'award fell away'}",
                     MAX_MEMO,
                 ),
-                store.available(program),
-                store.reserved(program),
+                store.available(row.budget_key),
+                store.reserved(row.budget_key),
                 row.amount_fen,
             )
             row.state = ReservationState.RELEASED
@@ -387,12 +860,15 @@ class Disbursement:
 
     async def create_plan(self, command: CreatePlan) -> PlanView:
         program, fingerprint = command.program_code, command.fingerprint
+        line_code = await self.catalogue.budget_line(program) or ""
 
         def work(unit: UnitOfWork) -> PlanView:
             session = unit.session
-            # The budget lock serialises plan making per program, so two plans never take the
-            # same award; the replay check comes after it so a concurrent retry sees the plan.
+            # The budget's lock (the program's own, or every year of its line) serialises plan
+            # making per program, so two plans never take the same award; the replay check
+            # comes after it so a concurrent retry sees the plan.
             budget = store.lock_budget(session, program)
+            budget_lines = store.lock_budget_lines(session, line_code) if line_code else []
             existing = store.plan_by_request(session, command.request_id)
             if existing is not None:
                 if existing.request_fingerprint != fingerprint:
@@ -401,7 +877,7 @@ class Disbursement:
                         f"plan ({existing.plan_id})"
                     )
                 return PlanView(existing, store.plan_lines(session, existing.plan_id))
-            if budget is None:
+            if budget is None and not budget_lines:
                 raise FailedPrecondition(f"program {program} has no budget")
             awards = store.awards_waiting_for_a_plan(session, program)
             if not awards:
@@ -665,14 +1141,15 @@ class Disbursement:
                 reservation.state = ReservationState.PAID
                 reservation.updated_at = now
                 session.add(reservation)
-            program = plan.program_code
+            # The money leaves the budget the award was reserved against.
+            key = reservation.budget_key if reservation is not None else plan.program_code
             store.post_journal(
                 session,
                 f"pay-{line_id}",
                 f"payment to {row.applicant_credit_code} for application {row.application_id} "
                 f"({reference})",
-                store.paid(program),
-                store.reserved(program),
+                store.paid(key),
+                store.reserved(key),
                 row.amount_fen,
             )
             if plan.state == PlanState.APPROVED:

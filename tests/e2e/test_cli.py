@@ -130,3 +130,23 @@ def test_every_failure_exits_non_zero_with_a_message(stack: LocalStack) -> None:
 
     unknown_command = cli(env, "no-such-command")
     assert unknown_command.status == 2 and "no-such-command" in unknown_command.output
+
+
+async def test_the_seeded_budget_lines_are_listed_and_set_through_the_cli(
+    stack: LocalStack,
+) -> None:
+    await seed_catalogue(stack.settings)
+    await seed_catalogue(stack.settings)  # idempotent: nothing set twice
+    listed = grantflow(stack, "budget", "lines", "--year", "2026")
+    for seen in ("SME-SUPPORT", "IIP", "TECH-TRANSFORM", "SERVICE-SYSTEM", "VOC-EDU", "2026"):
+        assert seen in listed, listed
+    assert "2027" not in listed
+    assert "¥1,340,000,000.00" in listed  # 技术改造扶持计划 13.4亿
+    raised = grantflow(
+        stack, "budget", "set-line", "VOC-EDU", "2027", "1300000000", "--reason", "学生增加"
+    )
+    assert "¥13,000,000.00" in raised and "2" in raised
+    refused = grantflow(stack, "budget", "set-line", "NO-SUCH-LINE", "2027", "100", ok=False)
+    assert "INVALID_ARGUMENT" in refused and "support_plan_code" in refused
+    denied = grantflow(stack, "budget", "lines", "--user", "x", "--token", "nonsense", ok=False)
+    assert "UNAUTHENTICATED" in denied

@@ -18,7 +18,7 @@ from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import text
 from stdnum.cn import uscc
 
-from grantflow.v1 import applications_pb2, disbursement_pb2_grpc, events_pb2
+from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2_grpc, events_pb2
 from grantflow.v1 import disbursement_pb2 as pb
 from services.applications.catalogue import load_catalogue
 from services.common.auth import mint_token
@@ -36,7 +36,12 @@ from tests.support import free_port, holding_the_write_lock
 if TYPE_CHECKING:
     from grantflow.v1.disbursement_pb2_grpc import DisbursementServiceAsyncStub as Stub
 
-PROGRAM = "SME-CLOUD"
+# Programs of the tests' own, published beside the seed catalogue from a copy of its SME-CLOUD
+# rule: one keeping a budget of its own (whatever line the seed catalogue gives SME-CLOUD), one
+# drawing on a budget line.
+SEED_PROGRAM = "SME-CLOUD"
+PROGRAM = "OWN-BUDGET"
+LINED_PROGRAM, LINE = "ON-A-LINE", "TEST-LINE"
 TABLES = (
     "program_budget",
     "reservation",
@@ -45,6 +50,11 @@ TABLES = (
     "ledger_entry",
     "outbox_event",
     "processed_event",
+    "fund",
+    "support_plan",
+    "budget_line",
+    "allocation_batch",
+    "batch_allocation",
 )
 
 
@@ -118,6 +128,7 @@ async def service(
     async with applications_service(
         f"sqlite:///{tmp_path / 'applications.db'}", tmp_path
     ) as applications:
+        await publish_test_programs(applications)
         settings = Settings(
             data_dir=tmp_path,
             applications_address=applications.settings.applications_address,
@@ -131,6 +142,18 @@ async def service(
         async with _disbursement(settings, database_url, gateway) as harness:
             harness.applications = applications
             yield harness
+
+
+async def publish_test_programs(applications: ApplicationsHarness) -> None:
+    [seed] = [rule for rule in load_catalogue() if rule.code == SEED_PROGRAM]
+    for code, line in ((PROGRAM, ""), (LINED_PROGRAM, LINE)):
+        rule = type(seed)()
+        rule.CopyFrom(seed)
+        rule.code, rule.budget_line_code = code, line
+        await applications.stub.PublishProgramVersion(
+            applications_pb2.PublishProgramVersionRequest(rule=rule),
+            metadata=applications.auth(Role.OPS),
+        )
 
 
 @asynccontextmanager
@@ -363,8 +386,9 @@ async def test_a_budget_is_only_set_for_a_program_the_catalogue_published(
 
         # Once the applications service publishes it, the program can have its budget.
         assert h.applications is not None
-        [rule] = [rule for rule in load_catalogue() if rule.code == PROGRAM]
+        [rule] = [rule for rule in load_catalogue() if rule.code == SEED_PROGRAM]
         rule.code = "NEWLY-PUBLISHED"
+        rule.budget_line_code = ""
         await h.applications.stub.PublishProgramVersion(
             applications_pb2.PublishProgramVersionRequest(rule=rule),
             metadata=h.applications.auth(Role.OPS),
@@ -1129,3 +1153,193 @@ async def test_roles_and_authentication_are_enforced(
             ops.GetFundingPlan(pb.GetFundingPlanRequest(plan_id=uuid.uuid4().hex)),
             grpc.StatusCode.NOT_FOUND,
         )
+
+
+def _line_request(**overrides: Any) -> pb.SetBudgetLineRequest:
+    fields: dict[str, Any] = {
+        "line_code": LINE,
+        "fiscal_year": 2026,
+        "total_fen": 300,
+        "name": "测试预算科目",
+        "support_plan_code": "TEST-PLAN",
+        "support_plan_name": "测试扶持计划",
+        "department": Department.INDUSTRY.to_proto(),
+        "fund_code": "TEST-FUND",
+        "fund_name": "测试专项资金",
+    }
+    return pb.SetBudgetLineRequest(**(fields | overrides))
+
+
+def _batch_request(**overrides: Any) -> pb.AllocateBatchRequest:
+    fields: dict[str, Any] = {
+        "batch_id": "batch-grpc-1",
+        "program_code": LINED_PROGRAM,
+        "fiscal_year": 2026,
+        "policy": common_pb2.OVER_BUDGET_POLICY_PRO_RATA,
+        "entries": [
+            pb.AllocationEntry(
+                application_id=f"app-{n}",
+                amount_fen=amount,
+                applicant_credit_code=credit_code(n),
+                applicant_name=f"Enterprise {n} Ltd",
+            )
+            for n, amount in ((1, 100), (2, 200), (3, 300))
+        ],
+    }
+    return pb.AllocateBatchRequest(**(fields | overrides))
+
+
+async def test_budget_lines_and_batches_over_grpc(
+    database_url: str, tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    async with service(database_url, tmp_path, kafka_bootstrap) as h:
+        finance = h.as_("fin-a", Role.FINANCE)
+        line = await finance.SetBudgetLine(_line_request())
+        assert (line.available_fen, line.revision, line.fund.name) == (300, 1, "测试专项资金")
+        assert line.support_plan.department == Department.INDUSTRY.to_proto()
+
+        allocated = await h.system.AllocateBatch(_batch_request())
+        assert [(a.state, a.amount_fen, a.requested_fen) for a in allocated.allocations] == [
+            (pb.ALLOCATION_STATE_RESERVED, 50, 100),
+            (pb.ALLOCATION_STATE_RESERVED, 100, 200),
+            (pb.ALLOCATION_STATE_RESERVED, 150, 300),
+        ]
+        assert (allocated.budget_line_code, allocated.cut, allocated.reserved_fen) == (
+            LINE,
+            True,
+            300,
+        )
+        assert await h.system.AllocateBatch(_batch_request()) == allocated
+        part = await h.as_("ops-1", Role.OPS).GetProgramBudget(
+            pb.GetProgramBudgetRequest(program_code=LINED_PROGRAM, fiscal_year=2026)
+        )
+        assert (part.budget_line_code, part.reserved_fen, part.available_fen) == (LINE, 300, 0)
+        listed = await h.as_("ops-1", Role.OPS).ListBudgetLines(pb.ListBudgetLinesRequest())
+        assert [(x.line_code, x.reserved_fen) for x in listed.lines] == [(LINE, 300)]
+        assert [(p.program_code, p.reserved_fen) for p in listed.lines[0].programs] == [
+            (LINED_PROGRAM, 300)
+        ]
+        error = await expect_error(
+            finance.SetBudgetLine(_line_request(total_fen=299)), grpc.StatusCode.FAILED_PRECONDITION
+        )
+        assert "300" in (error.details() or "")
+        await expect_error(
+            finance.SetProgramBudget(
+                pb.SetProgramBudgetRequest(program_code=LINED_PROGRAM, total_fen=1)
+            ),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        )
+
+        entry = pb.AllocationEntry(
+            application_id="app-9",
+            amount_fen=10,
+            applicant_credit_code=credit_code(9),
+            applicant_name="Enterprise 9",
+        )
+        cases: list[tuple[str, Any, str]] = [
+            ("SetBudgetLine", _line_request(line_code=""), "line_code"),
+            ("SetBudgetLine", _line_request(line_code="A:B"), "line_code"),
+            ("SetBudgetLine", _line_request(line_code="L" * 65), "line_code"),
+            ("SetBudgetLine", _line_request(fiscal_year=0), "fiscal_year"),
+            ("SetBudgetLine", _line_request(fiscal_year=12026), "fiscal_year"),
+            ("SetBudgetLine", _line_request(total_fen=0), "total_fen"),
+            ("SetBudgetLine", _line_request(total_fen=-5), "total_fen"),
+            ("SetBudgetLine", _line_request(name="n" * 201), "name"),
+            ("SetBudgetLine", _line_request(department=99), "department"),
+            ("SetBudgetLine", _line_request(fund_code="bad code"), "fund_code"),
+            ("SetBudgetLine", _line_request(support_plan_code="x/y"), "support_plan_code"),
+            ("SetBudgetLine", _line_request(reason="bell\x07"), "reason"),
+            (
+                "SetBudgetLine",
+                _line_request(line_code="NEW-LINE", support_plan_code=""),
+                "support_plan_code",
+            ),
+            (
+                "SetBudgetLine",
+                _line_request(line_code="NEW-LINE", support_plan_code="NEW-PLAN", department=0),
+                "department",
+            ),
+            (
+                "SetBudgetLine",
+                _line_request(
+                    line_code="NEW-LINE",
+                    support_plan_code="NEW-PLAN",
+                    fund_code="NEW-FUND",
+                    fund_name="",
+                ),
+                "fund_name",
+            ),
+            ("GetBudgetLine", pb.GetBudgetLineRequest(line_code=LINE), "fiscal_year"),
+            ("GetBudgetLine", pb.GetBudgetLineRequest(fiscal_year=2026), "line_code"),
+            ("ListBudgetLines", pb.ListBudgetLinesRequest(fiscal_year=1999), "fiscal_year"),
+            ("ListBudgetLines", pb.ListBudgetLinesRequest(fund_code="a b"), "fund_code"),
+            (
+                "GetProgramBudget",
+                pb.GetProgramBudgetRequest(program_code=PROGRAM, fiscal_year=-1),
+                "fiscal_year",
+            ),
+            ("AllocateBatch", _batch_request(batch_id=""), "batch_id"),
+            ("AllocateBatch", _batch_request(batch_id="short"), "batch_id"),
+            ("AllocateBatch", _batch_request(program_code=""), "program_code"),
+            ("AllocateBatch", _batch_request(fiscal_year=0), "fiscal_year"),
+            ("AllocateBatch", _batch_request(policy=7), "policy"),
+            ("AllocateBatch", _batch_request(entries=[]), "entries"),
+            ("AllocateBatch", _batch_request(entries=[entry] * 1001), "entries"),
+            ("AllocateBatch", _batch_request(entries=[entry, entry]), "entries[1].application_id"),
+            (
+                "AllocateBatch",
+                _batch_request(entries=[entry, pb.AllocationEntry(application_id="a b")]),
+                "entries[1].application_id",
+            ),
+            (
+                "AllocateBatch",
+                _batch_request(entries=[pb.AllocationEntry(application_id="app-8", amount_fen=0)]),
+                "entries[0].amount_fen",
+            ),
+            (
+                "AllocateBatch",
+                _batch_request(
+                    entries=[
+                        pb.AllocationEntry(
+                            application_id="app-8", amount_fen=5, applicant_credit_code="123"
+                        )
+                    ]
+                ),
+                "entries[0].applicant_credit_code",
+            ),
+            (
+                "AllocateBatch",
+                _batch_request(
+                    entries=[
+                        pb.AllocationEntry(
+                            application_id="app-8",
+                            amount_fen=5,
+                            applicant_credit_code=credit_code(8),
+                            applicant_name=" ",
+                        )
+                    ]
+                ),
+                "entries[0].applicant_name",
+            ),
+        ]
+        before = h.count_rows()
+        for method, request, field_name in cases:
+            stub = h.system if method == "AllocateBatch" else finance
+            error = await expect_error(
+                getattr(stub, method)(request), grpc.StatusCode.INVALID_ARGUMENT
+            )
+            assert violated_field(error) == field_name, (method, request)
+        assert h.count_rows() == before
+
+        applicant = h.as_("ent-1", Role.APPLICANT, enterprise=credit_code(1))
+        reviewer = h.as_("rev-1", Role.REVIEWER, department=Department.INDUSTRY)
+        denied = grpc.StatusCode.PERMISSION_DENIED
+        await expect_error(reviewer.SetBudgetLine(_line_request(total_fen=400)), denied)
+        await expect_error(h.system.SetBudgetLine(_line_request(total_fen=400)), denied)
+        await expect_error(applicant.ListBudgetLines(pb.ListBudgetLinesRequest()), denied)
+        await expect_error(
+            reviewer.GetBudgetLine(pb.GetBudgetLineRequest(line_code=LINE, fiscal_year=2026)),
+            denied,
+        )
+        await expect_error(finance.AllocateBatch(_batch_request(batch_id="batch-grpc-2")), denied)
+        assert h.count_rows() == before

@@ -12,6 +12,7 @@ from grantflow.v1 import disbursement_pb2 as pb
 from services.common.vocabulary import Role
 from services.disbursement.treasury import SimulatedTreasury
 from tests.integration.test_disbursement_service import (
+    PROGRAM,
     assert_books_balance,
     awarded_plan,
     credit_code,
@@ -89,7 +90,7 @@ async def test_a_failed_line_is_paid_again_once_and_the_plan_completes(
             assert len({c.event_id for c in completions}) == 2
             assert len(await payment_journals(h)) == 2
             budget = await h.system.GetProgramBudget(
-                pb.GetProgramBudgetRequest(program_code="SME-CLOUD")
+                pb.GetProgramBudgetRequest(program_code=PROGRAM)
             )
             assert (budget.paid_fen, budget.reserved_fen) == (400_000, 0)
             await assert_books_balance(h)

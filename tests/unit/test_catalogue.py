@@ -237,10 +237,10 @@ def test_every_program_carries_its_review_settings() -> None:
 
 
 def test_every_program_draws_on_a_budget_line_of_both_fiscal_years() -> None:
-    from infra.local.budgets import legacy_program_budgets, load_budget_lines
+    from grantflow.budget_seed import configured_lines
 
-    lines = load_budget_lines()
-    amounts = {(line.line_code, line.fiscal_year): line.amount_fen for line in lines}
+    lines = configured_lines()
+    amounts = {(line.line_code, line.fiscal_year): line.total_fen for line in lines}
     rules = by_code()
     for code, rule in rules.items():
         assert (rule.budget_line_code, 2026) in amounts, code
@@ -255,14 +255,6 @@ def test_every_program_draws_on_a_budget_line_of_both_fiscal_years() -> None:
     assert {line.fund_code for line in lines if line.department == Department.INDUSTRY} == {
         "SZ-IIT"
     }
-
-    # Until budget lines exist, every program has a budget of its own (TECH-INVEST included),
-    # and the programs sharing a line never hold more than the line.
-    legacy = legacy_program_budgets()
-    assert set(legacy) == set(rules)
-    for line_code in {rule.budget_line_code for rule in rules.values()}:
-        shared = sum(legacy[c] for c, r in rules.items() if r.budget_line_code == line_code)
-        assert shared <= amounts[(line_code, 2026)], line_code
 
 
 def variant(code: str, change: Any) -> common_pb2.ProgramRule:

@@ -48,13 +48,16 @@ PROGRAM = "SME-CLOUD"
 
 
 class Published:
-    """The program catalogue, as a set of published codes."""
+    """The program catalogue, as published codes and the budget line each names ("" none)."""
 
-    def __init__(self, *codes: str) -> None:
-        self.codes = set(codes)
+    def __init__(self, *codes: str, lines: dict[str, str] | None = None) -> None:
+        self.lines = dict.fromkeys(codes, "") | (lines or {})
 
     async def is_published(self, program_code: str) -> bool:
-        return program_code in self.codes
+        return program_code in self.lines
+
+    async def budget_line(self, program_code: str) -> str | None:
+        return self.lines.get(program_code)
 
 
 class Gateway:

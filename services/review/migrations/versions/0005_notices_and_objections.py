@@ -1,8 +1,8 @@
 """Public notices (notice, notice_entry) and the objections lodged against them (objection):
 services/review/notice_store.py.
 
-Revision ID: 0004_notices_and_objections
-Revises: 0003_audit
+Revision ID: 0005_notices_and_objections
+Revises: 0004_expert_review_audit_inbox
 Create Date: 2025-07-01
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_notices_and_objections"
-down_revision = "0003_audit"
+revision = "0005_notices_and_objections"
+down_revision = "0004_expert_review_audit_inbox"
 branch_labels = None
 depends_on = None
 

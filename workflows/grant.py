@@ -457,7 +457,11 @@ class GrantWorkflow:
                 reasons.in_notice(notice.amount_fen, notice.requested_fen, closes),
             )
             period = max(notice.closes_at - workflow.now(), timedelta(seconds=1))
-            if await self._wait(lambda: self.state.withdrawal is not None, period):
+            # An upheld objection ends the notice at once; a dismissed one lets it run its course.
+            await self._wait(
+                lambda: self.state.withdrawal is not None or self._objection_upheld(), period
+            )
+            if self.state.withdrawal is not None:
                 return await self._withdrawn()
             # Objections lodged in time are handled before the award stands.
             await workflow.wait_condition(
@@ -475,6 +479,10 @@ class GrantWorkflow:
             GrantActivities.confirm_award_v3, AwardRef(application_id=self.grant.application_id)
         )
         return None
+
+    def _objection_upheld(self) -> bool:
+        decided = self.state.objection_decisions
+        return any(decided[o].upheld for o in self.state.objections if o in decided)
 
     async def _wait_for_batch(self) -> bool:
         """Until the batch funds the award (True) or the applicant withdraws (False); a

@@ -28,7 +28,7 @@ from services.common.temporal import temporal_process
 from workflows.activities import GrantActivities
 from workflows.funding_plan import FundingPlanWorkflow
 from workflows.grant import GrantWorkflow
-from workflows.registry import LocalEnterpriseRegistry
+from workflows.registry import registry_from_settings
 from workflows.repair import RepairActivities, RepairWorkflow
 from workflows.repair_actions import DisbursementLines, RepairActions
 from workflows.repair_audit import audit_port
@@ -46,6 +46,7 @@ SANDBOX_PASSTHROUGH = (
     "services",
     "workflows.activities",
     "workflows.contracts",
+    "workflows.enterprise",
     "workflows.funding_plan_legacy",
     "workflows.grant_legacy",
     "workflows.models",
@@ -96,13 +97,6 @@ class _ActivityLogContext(ActivityInboundInterceptor):
             return await self.next.execute_activity(input)
 
 
-def make_registry(settings: Settings) -> LocalEnterpriseRegistry:
-    barred = {c.strip() for c in settings.registry_barred_credit_codes.split(",") if c.strip()}
-    return LocalEnterpriseRegistry(
-        barred=barred, accept_all_divisions=settings.registry_accept_all_divisions
-    )
-
-
 async def run(
     settings: Settings,
     *,
@@ -112,7 +106,7 @@ async def run(
     async with temporal_process(settings, stop) as process:
         if process is None:
             return
-        activities = GrantActivities(process.services, make_registry(settings))
+        activities = GrantActivities(process.services, registry_from_settings(settings))
         repairs = RepairActivities(
             RepairActions(
                 process.client,

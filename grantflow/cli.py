@@ -425,6 +425,9 @@ def submit(
     title: Annotated[str, typer.Option(help="project title")],
     figure: Annotated[list[str], typer.Option(help="name=value (fen for *_fen), repeatable")] = [],  # noqa: B006
     request_id: Annotated[str, typer.Option(help="idempotency key (default: generated)")] = "",
+    project_code: Annotated[
+        str, typer.Option(help="项目编号, e.g. 备案号 (duplicate funding; default: the title)")
+    ] = "",
     token: TokenOpt = "",
 ) -> None:
     """File an application."""
@@ -449,6 +452,7 @@ def submit(
         applicant_name=name,
         project_title=title,
         figures=figures,
+        project_code=project_code,
     )
     answer = call(bearer, "applications", lambda c: c.applications.SubmitApplication(request))
     out().print(f"submitted {answer.application_id} (workflow {answer.workflow_id})")
@@ -472,6 +476,11 @@ def status(application_id: str, token: TokenOpt = "", user: UserOpt = "ops") -> 
         f"{a.application_id} {a.program_code} v{a.rule_version} {a.applicant_name} "
         f"[bold]{stage_name(a.status)}[/bold] {a.status_reason} award {yuan(a.award_amount_fen)}"
     )
+    from grantflow.eligibility_cli import print_eligibility
+
+    if a.project_code:
+        out().print(f"项目编号：{a.project_code}", highlight=False)
+    print_eligibility(a)
 
 
 @app.command()
@@ -1177,6 +1186,10 @@ app.add_typer(expert_app, name="expert")
 app.add_typer(special_audit_app, name="audit")
 app.command("release")(release)
 app.command("reassign")(reassign)
+# `grantflow credit …` (the credit list) lives in its own module too.
+from grantflow.eligibility_cli import credit_app  # noqa: E402
+
+app.add_typer(credit_app, name="credit")
 
 
 def main() -> None:

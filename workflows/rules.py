@@ -1,7 +1,7 @@
 """Program rules as data, and the pure functions that apply them: award amounts of every kind
 (ratio with cap and minimum, score tiers, per unit; yearly caps and instalments), the check a rule
-version passes before it is published (validate_program), required figures, enterprise size
-(工信部联企业〔2011〕300号) and the automated formal check.
+version passes before it is published (validate_program), required figures and documents, and the
+automated formal check (enterprise size and the registry's record are in workflows/enterprise.py).
 
 Everything here is deterministic and free of I/O, so the grant workflow may call it directly.
 A rule version is pinned to an application when it is filed (see ProgramRuleModel.from_proto).
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel
@@ -24,8 +23,18 @@ from services.common.vocabulary import (
     OverBudgetPolicy,
     RegistrationKind,
     ScoreAggregation,
+    Sector,
     VocabularyError,
 )
+from workflows.enterprise import (
+    EnterpriseRecord,
+    Measure,
+    Size,
+    assess_size,
+    enterprise_size,
+)
+
+__all__ = ["EnterpriseRecord", "Sector", "Size", "enterprise_size"]
 
 FEN_PER_YUAN = 100
 BASIS_POINTS = 10_000
@@ -579,62 +588,6 @@ def missing_documents(rule: ProgramRuleModel, document_names: list[str]) -> list
     return [name for name in rule.required_documents if name not in carried]
 
 
-class Sector(StrEnum):
-    INDUSTRY = "industry"
-    SOFTWARE = "software"
-    TRANSMISSION = "transmission"
-    WHOLESALE = "wholesale"
-    RETAIL = "retail"
-    LEASING = "leasing"
-    OTHER = "other"
-
-
-Size = Literal["medium", "small", "micro", "large"]
-M = 1_000_000 * FEN_PER_YUAN  # one million yuan in fen
-
-# sector: (SME ceiling staff, SME ceiling revenue/assets, medium staff, medium money,
-#          small staff, small money); money None = staff only. Leasing measures assets.
-_SIZE_TABLE: dict[Sector, tuple[int, int | None, int, int | None, int, int | None]] = {
-    Sector.INDUSTRY: (1000, 400 * M, 300, 20 * M, 20, 3 * M),
-    Sector.SOFTWARE: (300, 100 * M, 100, 10 * M, 10, M // 2),
-    Sector.TRANSMISSION: (2000, 1000 * M, 100, 10 * M, 10, 1 * M),
-    Sector.WHOLESALE: (200, 400 * M, 20, 50 * M, 5, 10 * M),
-    Sector.RETAIL: (300, 200 * M, 50, 5 * M, 10, 1 * M),
-    Sector.LEASING: (300, 1200 * M, 100, 80 * M, 10, 1 * M),
-    Sector.OTHER: (300, None, 100, None, 10, None),
-}
-
-
-def enterprise_size(sector: Sector, staff: int, money_fen: int) -> Size:
-    """Size class by the 2011 standard: SME if staff below A or money below B; medium and small
-    need both lower bounds; micro is below either. money is revenue (assets for leasing)."""
-    ceiling_staff, ceiling_money, med_staff, med_money, small_staff, small_money = _SIZE_TABLE[
-        sector
-    ]
-    sme = staff < ceiling_staff or (ceiling_money is not None and money_fen < ceiling_money)
-    if not sme:
-        return "large"
-
-    def meets(min_staff: int, min_money: int | None) -> bool:
-        return staff >= min_staff and (min_money is None or money_fen >= min_money)
-
-    if meets(med_staff, med_money):
-        return "medium"
-    if meets(small_staff, small_money):
-        return "small"
-    return "micro"
-
-
-class EnterpriseRecord(BaseModel):
-    """What the enterprise registry knows of an applicant."""
-
-    credit_code: str
-    registered_name: str
-    sector: Sector
-    registered_in_city: bool
-    barred_from_fiscal_funds: bool  # on a joint-punishment list (失信联合惩戒)
-
-
 class FormalCheck(BaseModel):
     outcome: Literal["pass", "supplement", "reject"]
     reasons: list[str] = []
@@ -670,10 +623,21 @@ def formal_check(
         if absent:
             return FormalCheck(outcome="supplement", reasons=[f"缺少申报材料：{'、'.join(absent)}"])
     if rule.sme_only:
-        size = enterprise_size(
-            enterprise.sector, figures.get("staff_count", 0), figures.get("annual_revenue_fen", 0)
+        # The sector's measure: revenue, or total assets for leasing and business services.
+        size = assess_size(
+            enterprise.sector,
+            {
+                Measure.STAFF.value: figures.get(Measure.STAFF.value, 0),
+                Measure.REVENUE.value: figures.get(Measure.REVENUE.value, 0),
+                **{k: v for k, v in figures.items() if k == Measure.ASSETS.value},
+            },
         )
-        if size == "large":
+        if size.sme is None:
+            return FormalCheck(
+                outcome="supplement",
+                reasons=[f"企业规模需按{'、'.join(size.missing)}划型，缺少申报数据"],
+            )
+        if not size.sme:
             return FormalCheck(outcome="reject", reasons=["申请单位不属于中小微企业"])
     if (
         rule.amount_rule.kind != AmountKind.SCORE_TIERS

@@ -29,7 +29,7 @@ from workflows.activities import GrantActivities
 from workflows.funding_plan import FundingPlanWorkflow
 from workflows.grant import GrantWorkflow
 from workflows.notice_batch import NoticeBatchWorkflow
-from workflows.registry import LocalEnterpriseRegistry
+from workflows.registry import registry_from_settings
 from workflows.repair import RepairActivities, RepairWorkflow
 from workflows.repair_actions import DisbursementLines, RepairActions
 from workflows.repair_audit import audit_port
@@ -47,6 +47,7 @@ SANDBOX_PASSTHROUGH = (
     "services",
     "workflows.activities",
     "workflows.contracts",
+    "workflows.enterprise",
     "workflows.funding_plan_legacy",
     "workflows.grant_legacy",
     "workflows.models",
@@ -98,13 +99,6 @@ class _ActivityLogContext(ActivityInboundInterceptor):
             return await self.next.execute_activity(input)
 
 
-def make_registry(settings: Settings) -> LocalEnterpriseRegistry:
-    barred = {c.strip() for c in settings.registry_barred_credit_codes.split(",") if c.strip()}
-    return LocalEnterpriseRegistry(
-        barred=barred, accept_all_divisions=settings.registry_accept_all_divisions
-    )
-
-
 async def run(
     settings: Settings,
     *,
@@ -116,7 +110,7 @@ async def run(
             return
         activities = GrantActivities(
             process.services,
-            make_registry(settings),
+            registry_from_settings(settings),
             process.client,
             settings.temporal_task_queue,
         )

@@ -62,6 +62,8 @@ class Application(_message.Message):
     SUPPLEMENT_COUNT_FIELD_NUMBER: _builtins.int
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
     PLAN_ID_FIELD_NUMBER: _builtins.int
+    PROJECT_CODE_FIELD_NUMBER: _builtins.int
+    ELIGIBILITY_FIELD_NUMBER: _builtins.int
     application_id: _builtins.str
     program_code: _builtins.str
     rule_version: _builtins.int
@@ -78,6 +80,10 @@ class Application(_message.Message):
     workflow_id: _builtins.str
     """grant-<application_id>"""
     plan_id: _builtins.str
+    project_code: _builtins.str
+    """The project's own code (e.g. its investment filing number, 备案号); empty: the title names
+    the project. The same code, or the same title, is the same project (duplicate funding).
+    """
     @_builtins.property
     def figures(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
     @_builtins.property
@@ -86,6 +92,10 @@ class Application(_message.Message):
     def submitted_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def eligibility(self) -> Global___EligibilityResult:
+        """the last CheckEligibility; unset until it has run"""
+
     def __init__(
         self,
         *,
@@ -107,14 +117,282 @@ class Application(_message.Message):
         supplement_count: _builtins.int = ...,
         workflow_id: _builtins.str = ...,
         plan_id: _builtins.str = ...,
+        project_code: _builtins.str = ...,
+        eligibility: Global___EligibilityResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["submitted_at", b"submitted_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["eligibility", b"eligibility", "submitted_at", b"submitted_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "award_amount_fen", b"award_amount_fen", "documents", b"documents", "figures", b"figures", "plan_id", b"plan_id", "program_code", b"program_code", "project_description", b"project_description", "project_title", b"project_title", "requested_amount_fen", b"requested_amount_fen", "rule_version", b"rule_version", "status", b"status", "status_reason", b"status_reason", "submitted_at", b"submitted_at", "supplement_count", b"supplement_count", "updated_at", b"updated_at", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "award_amount_fen", b"award_amount_fen", "documents", b"documents", "eligibility", b"eligibility", "figures", b"figures", "plan_id", b"plan_id", "program_code", b"program_code", "project_code", b"project_code", "project_description", b"project_description", "project_title", b"project_title", "requested_amount_fen", b"requested_amount_fen", "rule_version", b"rule_version", "status", b"status", "status_reason", b"status_reason", "submitted_at", b"submitted_at", "supplement_count", b"supplement_count", "updated_at", b"updated_at", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Application: _TypeAlias = Application  # noqa: Y015
+
+@_typing.final
+class EligibilityCheck(_message.Message):
+    """One named eligibility check: its outcome, the reason a person reads, and the evidence it
+    looked at (a JSON object: registry data, list entries, other applications, sums).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PASSED_FIELD_NUMBER: _builtins.int
+    REASON_ZH_FIELD_NUMBER: _builtins.int
+    EVIDENCE_JSON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """an EligibilityCheck term, e.g. "duplicate_funding" """
+    passed: _builtins.bool
+    reason_zh: _builtins.str
+    evidence_json: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        passed: _builtins.bool = ...,
+        reason_zh: _builtins.str = ...,
+        evidence_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evidence_json", b"evidence_json", "name", b"name", "passed", b"passed", "reason_zh", b"reason_zh"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EligibilityCheck: _TypeAlias = EligibilityCheck  # noqa: Y015
+
+@_typing.final
+class EligibilityResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PASSED_FIELD_NUMBER: _builtins.int
+    CHECKS_FIELD_NUMBER: _builtins.int
+    REMAINING_YEAR_CAP_FEN_FIELD_NUMBER: _builtins.int
+    CHECKED_AT_FIELD_NUMBER: _builtins.int
+    passed: _builtins.bool
+    """every check passed"""
+    remaining_year_cap_fen: _builtins.int
+    """what the enterprise may still be awarded this year; -1 = no cap"""
+    @_builtins.property
+    def checks(self) -> _containers.RepeatedCompositeFieldContainer[Global___EligibilityCheck]: ...
+    @_builtins.property
+    def checked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        passed: _builtins.bool = ...,
+        checks: _abc.Iterable[Global___EligibilityCheck] | None = ...,
+        remaining_year_cap_fen: _builtins.int = ...,
+        checked_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at", "checks", b"checks", "passed", b"passed", "remaining_year_cap_fen", b"remaining_year_cap_fen"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EligibilityResult: _TypeAlias = EligibilityResult  # noqa: Y015
+
+@_typing.final
+class CheckEligibilityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckEligibilityRequest: _TypeAlias = CheckEligibilityRequest  # noqa: Y015
+
+@_typing.final
+class CheckEligibilityResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PASSED_FIELD_NUMBER: _builtins.int
+    CHECKS_FIELD_NUMBER: _builtins.int
+    REMAINING_YEAR_CAP_FEN_FIELD_NUMBER: _builtins.int
+    CHECKED_AT_FIELD_NUMBER: _builtins.int
+    passed: _builtins.bool
+    remaining_year_cap_fen: _builtins.int
+    """-1 = the program has no yearly cap per enterprise"""
+    @_builtins.property
+    def checks(self) -> _containers.RepeatedCompositeFieldContainer[Global___EligibilityCheck]: ...
+    @_builtins.property
+    def checked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        passed: _builtins.bool = ...,
+        checks: _abc.Iterable[Global___EligibilityCheck] | None = ...,
+        remaining_year_cap_fen: _builtins.int = ...,
+        checked_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_at", b"checked_at", "checks", b"checks", "passed", b"passed", "remaining_year_cap_fen", b"remaining_year_cap_fen"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckEligibilityResponse: _TypeAlias = CheckEligibilityResponse  # noqa: Y015
+
+@_typing.final
+class CreditListEntry(_message.Message):
+    """An entry of the credit list (e.g. 失信联合惩戒对象名单): valid from valid_from (inclusive) to
+    valid_until (exclusive; unset = until further notice).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    CREDIT_CODE_FIELD_NUMBER: _builtins.int
+    LIST_NAME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    VALID_FROM_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    entry_id: _builtins.str
+    credit_code: _builtins.str
+    list_name: _builtins.str
+    """the list, e.g. "失信联合惩戒对象名单" """
+    reason: _builtins.str
+    source: _builtins.str
+    """who listed it and where, e.g. the decision's document number"""
+    created_by: _builtins.str
+    @_builtins.property
+    def valid_from(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def valid_until(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        entry_id: _builtins.str = ...,
+        credit_code: _builtins.str = ...,
+        list_name: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        source: _builtins.str = ...,
+        valid_from: _timestamp_pb2.Timestamp | None = ...,
+        valid_until: _timestamp_pb2.Timestamp | None = ...,
+        created_by: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_by", b"created_by", "credit_code", b"credit_code", "entry_id", b"entry_id", "list_name", b"list_name", "reason", b"reason", "source", b"source", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreditListEntry: _TypeAlias = CreditListEntry  # noqa: Y015
+
+@_typing.final
+class AddCreditListEntryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CREDIT_CODE_FIELD_NUMBER: _builtins.int
+    LIST_NAME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    VALID_FROM_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    credit_code: _builtins.str
+    list_name: _builtins.str
+    reason: _builtins.str
+    source: _builtins.str
+    @_builtins.property
+    def valid_from(self) -> _timestamp_pb2.Timestamp:
+        """required"""
+
+    @_builtins.property
+    def valid_until(self) -> _timestamp_pb2.Timestamp:
+        """unset = until further notice; after valid_from"""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        credit_code: _builtins.str = ...,
+        list_name: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        source: _builtins.str = ...,
+        valid_from: _timestamp_pb2.Timestamp | None = ...,
+        valid_until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_code", b"credit_code", "list_name", b"list_name", "reason", b"reason", "request_id", b"request_id", "source", b"source", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddCreditListEntryRequest: _TypeAlias = AddCreditListEntryRequest  # noqa: Y015
+
+@_typing.final
+class ListCreditListEntriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREDIT_CODE_FIELD_NUMBER: _builtins.int
+    VALID_AT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    credit_code: _builtins.str
+    """empty = every enterprise"""
+    page_size: _builtins.int
+    """default 100, at most 1000"""
+    page_token: _builtins.str
+    @_builtins.property
+    def valid_at(self) -> _timestamp_pb2.Timestamp:
+        """unset = entries of any period"""
+
+    def __init__(
+        self,
+        *,
+        credit_code: _builtins.str = ...,
+        valid_at: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["valid_at", b"valid_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credit_code", b"credit_code", "page_size", b"page_size", "page_token", b"page_token", "valid_at", b"valid_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCreditListEntriesRequest: _TypeAlias = ListCreditListEntriesRequest  # noqa: Y015
+
+@_typing.final
+class ListCreditListEntriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___CreditListEntry]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___CreditListEntry] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCreditListEntriesResponse: _TypeAlias = ListCreditListEntriesResponse  # noqa: Y015
 
 @_typing.final
 class SubmitApplicationRequest(_message.Message):
@@ -149,6 +427,7 @@ class SubmitApplicationRequest(_message.Message):
     FIGURES_FIELD_NUMBER: _builtins.int
     DOCUMENTS_FIELD_NUMBER: _builtins.int
     REQUESTED_AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    PROJECT_CODE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     program_code: _builtins.str
     applicant_credit_code: _builtins.str
@@ -157,6 +436,8 @@ class SubmitApplicationRequest(_message.Message):
     project_description: _builtins.str
     requested_amount_fen: _builtins.int
     """0 = whatever the rule gives"""
+    project_code: _builtins.str
+    """optional (see Application.project_code)"""
     @_builtins.property
     def figures(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
     @_builtins.property
@@ -173,10 +454,11 @@ class SubmitApplicationRequest(_message.Message):
         figures: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         documents: _abc.Iterable[_common_pb2.DocumentRef] | None = ...,
         requested_amount_fen: _builtins.int = ...,
+        project_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "documents", b"documents", "figures", b"figures", "program_code", b"program_code", "project_description", b"project_description", "project_title", b"project_title", "request_id", b"request_id", "requested_amount_fen", b"requested_amount_fen"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "documents", b"documents", "figures", b"figures", "program_code", b"program_code", "project_code", b"project_code", "project_description", b"project_description", "project_title", b"project_title", "request_id", b"request_id", "requested_amount_fen", b"requested_amount_fen"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -75,6 +75,21 @@ class ApplicationServiceStub:
                 request_serializer=grantflow_dot_v1_dot_applications__pb2.ReportGrantStageRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_applications__pb2.ReportGrantStageResponse.FromString,
                 _registered_method=True)
+        self.CheckEligibility = channel.unary_unary(
+                '/grantflow.v1.ApplicationService/CheckEligibility',
+                request_serializer=grantflow_dot_v1_dot_applications__pb2.CheckEligibilityRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_applications__pb2.CheckEligibilityResponse.FromString,
+                _registered_method=True)
+        self.AddCreditListEntry = channel.unary_unary(
+                '/grantflow.v1.ApplicationService/AddCreditListEntry',
+                request_serializer=grantflow_dot_v1_dot_applications__pb2.AddCreditListEntryRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_applications__pb2.CreditListEntry.FromString,
+                _registered_method=True)
+        self.ListCreditListEntries = channel.unary_unary(
+                '/grantflow.v1.ApplicationService/ListCreditListEntries',
+                request_serializer=grantflow_dot_v1_dot_applications__pb2.ListCreditListEntriesRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_applications__pb2.ListCreditListEntriesResponse.FromString,
+                _registered_method=True)
 
 
 class ApplicationServiceServicer:
@@ -140,6 +155,33 @@ class ApplicationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckEligibility(self, request, context):
+        """Runs the application's eligibility checks (system role): registry, credit, registration,
+        registration_kind, enterprise_size, duplicate_funding, excluded_programs,
+        enterprise_year_cap (services/common/vocabulary.py EligibilityCheck). Each check's outcome
+        and evidence is kept with the application (GetApplication shows the last run); running it
+        again replaces them. Judged now: the credit list's entries valid now, the enterprise's
+        other applications as they stand now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddCreditListEntry(self, request, context):
+        """The credit list (信用名单): an entry bars an enterprise from fiscal funds during its
+        validity period (ops role; audited). request_id makes the call idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCreditListEntries(self, request, context):
+        """Entries, newest first (ops role); filtered by credit code and by the instant they are valid at.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApplicationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -182,6 +224,21 @@ def add_ApplicationServiceServicer_to_server(servicer, server):
                     servicer.ReportGrantStage,
                     request_deserializer=grantflow_dot_v1_dot_applications__pb2.ReportGrantStageRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_applications__pb2.ReportGrantStageResponse.SerializeToString,
+            ),
+            'CheckEligibility': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckEligibility,
+                    request_deserializer=grantflow_dot_v1_dot_applications__pb2.CheckEligibilityRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_applications__pb2.CheckEligibilityResponse.SerializeToString,
+            ),
+            'AddCreditListEntry': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddCreditListEntry,
+                    request_deserializer=grantflow_dot_v1_dot_applications__pb2.AddCreditListEntryRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_applications__pb2.CreditListEntry.SerializeToString,
+            ),
+            'ListCreditListEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCreditListEntries,
+                    request_deserializer=grantflow_dot_v1_dot_applications__pb2.ListCreditListEntriesRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_applications__pb2.ListCreditListEntriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -400,6 +457,87 @@ class ApplicationService:
             '/grantflow.v1.ApplicationService/ReportGrantStage',
             grantflow_dot_v1_dot_applications__pb2.ReportGrantStageRequest.SerializeToString,
             grantflow_dot_v1_dot_applications__pb2.ReportGrantStageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckEligibility(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ApplicationService/CheckEligibility',
+            grantflow_dot_v1_dot_applications__pb2.CheckEligibilityRequest.SerializeToString,
+            grantflow_dot_v1_dot_applications__pb2.CheckEligibilityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddCreditListEntry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ApplicationService/AddCreditListEntry',
+            grantflow_dot_v1_dot_applications__pb2.AddCreditListEntryRequest.SerializeToString,
+            grantflow_dot_v1_dot_applications__pb2.CreditListEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCreditListEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ApplicationService/ListCreditListEntries',
+            grantflow_dot_v1_dot_applications__pb2.ListCreditListEntriesRequest.SerializeToString,
+            grantflow_dot_v1_dot_applications__pb2.ListCreditListEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,6 +55,20 @@ class ApplicationServiceStub:
     service publishes GrantStageChanged through its outbox, in one transaction. Idempotent on
     event_id; a report older than the status (sequence) is announced but changes nothing.
     """
+    CheckEligibility: _grpc.UnaryUnaryMultiCallable[_applications_pb2.CheckEligibilityRequest, _applications_pb2.CheckEligibilityResponse]
+    """Runs the application's eligibility checks (system role): registry, credit, registration,
+    registration_kind, enterprise_size, duplicate_funding, excluded_programs,
+    enterprise_year_cap (services/common/vocabulary.py EligibilityCheck). Each check's outcome
+    and evidence is kept with the application (GetApplication shows the last run); running it
+    again replaces them. Judged now: the credit list's entries valid now, the enterprise's
+    other applications as they stand now.
+    """
+    AddCreditListEntry: _grpc.UnaryUnaryMultiCallable[_applications_pb2.AddCreditListEntryRequest, _applications_pb2.CreditListEntry]
+    """The credit list (信用名单): an entry bars an enterprise from fiscal funds during its
+    validity period (ops role; audited). request_id makes the call idempotent.
+    """
+    ListCreditListEntries: _grpc.UnaryUnaryMultiCallable[_applications_pb2.ListCreditListEntriesRequest, _applications_pb2.ListCreditListEntriesResponse]
+    """Entries, newest first (ops role); filtered by credit code and by the instant they are valid at."""
 
 @_typing.type_check_only
 class ApplicationServiceAsyncStub(ApplicationServiceStub):
@@ -82,6 +96,20 @@ class ApplicationServiceAsyncStub(ApplicationServiceStub):
     service publishes GrantStageChanged through its outbox, in one transaction. Idempotent on
     event_id; a report older than the status (sequence) is announced but changes nothing.
     """
+    CheckEligibility: _aio.UnaryUnaryMultiCallable[_applications_pb2.CheckEligibilityRequest, _applications_pb2.CheckEligibilityResponse]  # type: ignore[assignment]
+    """Runs the application's eligibility checks (system role): registry, credit, registration,
+    registration_kind, enterprise_size, duplicate_funding, excluded_programs,
+    enterprise_year_cap (services/common/vocabulary.py EligibilityCheck). Each check's outcome
+    and evidence is kept with the application (GetApplication shows the last run); running it
+    again replaces them. Judged now: the credit list's entries valid now, the enterprise's
+    other applications as they stand now.
+    """
+    AddCreditListEntry: _aio.UnaryUnaryMultiCallable[_applications_pb2.AddCreditListEntryRequest, _applications_pb2.CreditListEntry]  # type: ignore[assignment]
+    """The credit list (信用名单): an entry bars an enterprise from fiscal funds during its
+    validity period (ops role; audited). request_id makes the call idempotent.
+    """
+    ListCreditListEntries: _aio.UnaryUnaryMultiCallable[_applications_pb2.ListCreditListEntriesRequest, _applications_pb2.ListCreditListEntriesResponse]  # type: ignore[assignment]
+    """Entries, newest first (ops role); filtered by credit code and by the instant they are valid at."""
 
 class ApplicationServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -154,5 +182,37 @@ class ApplicationServiceServicer(metaclass=_abc_1.ABCMeta):
         service publishes GrantStageChanged through its outbox, in one transaction. Idempotent on
         event_id; a report older than the status (sequence) is announced but changes nothing.
         """
+
+    @_abc_1.abstractmethod
+    def CheckEligibility(
+        self,
+        request: _applications_pb2.CheckEligibilityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_applications_pb2.CheckEligibilityResponse, _abc.Awaitable[_applications_pb2.CheckEligibilityResponse]]:
+        """Runs the application's eligibility checks (system role): registry, credit, registration,
+        registration_kind, enterprise_size, duplicate_funding, excluded_programs,
+        enterprise_year_cap (services/common/vocabulary.py EligibilityCheck). Each check's outcome
+        and evidence is kept with the application (GetApplication shows the last run); running it
+        again replaces them. Judged now: the credit list's entries valid now, the enterprise's
+        other applications as they stand now.
+        """
+
+    @_abc_1.abstractmethod
+    def AddCreditListEntry(
+        self,
+        request: _applications_pb2.AddCreditListEntryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_applications_pb2.CreditListEntry, _abc.Awaitable[_applications_pb2.CreditListEntry]]:
+        """The credit list (信用名单): an entry bars an enterprise from fiscal funds during its
+        validity period (ops role; audited). request_id makes the call idempotent.
+        """
+
+    @_abc_1.abstractmethod
+    def ListCreditListEntries(
+        self,
+        request: _applications_pb2.ListCreditListEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_applications_pb2.ListCreditListEntriesResponse, _abc.Awaitable[_applications_pb2.ListCreditListEntriesResponse]]:
+        """Entries, newest first (ops role); filtered by credit code and by the instant they are valid at."""
 
 def add_ApplicationServiceServicer_to_server(servicer: ApplicationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 
 import grpc
@@ -17,10 +18,12 @@ import grpc
 from grantflow.v1 import applications_pb2, applications_pb2_grpc, common_pb2
 from services.applications import commands
 from services.applications.catalogue import program_code, validate_rule
+from services.applications.eligibility_use_cases import Eligibility
 from services.applications.store import document_dicts
 from services.applications.use_cases import Applications
 from services.common import validation
 from services.common.auth import current_principal
+from services.common.db import from_timestamp
 from services.common.errors import InvalidArgument
 from services.common.service_main import ServiceSpec
 from services.common.vocabulary import GrantStage, Role
@@ -37,6 +40,9 @@ SERVICE = ServiceSpec(
         "ListPrograms": tuple(Role),
         "PublishProgramVersion": (Role.OPS, Role.SYSTEM),
         "ReportGrantStage": (Role.SYSTEM,),
+        "CheckEligibility": (Role.SYSTEM,),
+        "AddCreditListEntry": (Role.OPS,),
+        "ListCreditListEntries": (Role.OPS,),
     },
 )
 
@@ -51,6 +57,13 @@ MAX_PLAN_ID = 64  # application.plan_id
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 PAGE_TOKEN_PREFIX = "app-after:"
+CREDIT_PAGE_TOKEN_PREFIX = "credit-after:"
+DEFAULT_CREDIT_PAGE_SIZE = 100
+MAX_CREDIT_PAGE_SIZE = 1000
+MAX_LIST_NAME = 100
+MAX_SOURCE = 200
+# A project's own code (备案号 and the like): letters, digits and the separators they use.
+PROJECT_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,63}$")
 
 
 def _documents(field: str, documents: Any, limit: int) -> list[dict[str, str]]:
@@ -65,20 +78,29 @@ def _application_id(field: str, value: str) -> str:
     return validation.identifier(field, value.strip())
 
 
-def _encode_page_token(after_id: int) -> str:
-    return base64.urlsafe_b64encode(f"{PAGE_TOKEN_PREFIX}{after_id}".encode()).decode()
+def _encode_page_token(after_id: int, prefix: str = PAGE_TOKEN_PREFIX) -> str:
+    return base64.urlsafe_b64encode(f"{prefix}{after_id}".encode()).decode()
 
 
-def _decode_page_token(token: str) -> int | None:
+def _decode_page_token(token: str, prefix: str = PAGE_TOKEN_PREFIX) -> int | None:
     if not token:
         return None
     try:
         decoded = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
-        if decoded.startswith(PAGE_TOKEN_PREFIX):
-            return int(decoded.removeprefix(PAGE_TOKEN_PREFIX))
+        if decoded.startswith(prefix):
+            return int(decoded.removeprefix(prefix))
     except (ValueError, UnicodeError, binascii.Error):
         pass
     raise InvalidArgument("page_token", "is not a page token this service issued")
+
+
+def _project_code(field: str, value: str) -> str:
+    value = value.strip()
+    if value and not PROJECT_CODE.match(value):
+        raise InvalidArgument(
+            field, "must be 1-64 characters: letters, digits and _ . : / - (not first)"
+        )
+    return value
 
 
 def _stage_change(
@@ -104,8 +126,9 @@ def _stage_change(
 
 
 class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
-    def __init__(self, applications: Applications) -> None:
+    def __init__(self, applications: Applications, eligibility: Eligibility) -> None:
         self.applications = applications
+        self.eligibility = eligibility
 
     # Program catalogue ----------------------------------------------------------------------
 
@@ -156,6 +179,7 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
             requested_amount_fen=validation.fen(
                 "requested_amount_fen", request.requested_amount_fen
             ),
+            project_code=_project_code("project_code", request.project_code),
         )
         return await self.applications.submit(command)
 
@@ -241,3 +265,66 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
         command = commands.ReportStage(event_id=event_id, change=_stage_change(request))
         await self.applications.report_stage(command)
         return applications_pb2.ReportGrantStageResponse()
+
+    # Eligibility and the credit list --------------------------------------------------------
+
+    async def CheckEligibility(
+        self,
+        request: applications_pb2.CheckEligibilityRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> applications_pb2.CheckEligibilityResponse:
+        application_id = _application_id("application_id", request.application_id)
+        return await self.eligibility.check(commands.CheckEligibility(application_id))
+
+    async def AddCreditListEntry(
+        self,
+        request: applications_pb2.AddCreditListEntryRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> applications_pb2.CreditListEntry:
+        if not request.HasField("valid_from"):
+            raise InvalidArgument("valid_from", "is required")
+        valid_from = from_timestamp(request.valid_from)
+        valid_until = None
+        if request.HasField("valid_until"):
+            valid_until = from_timestamp(request.valid_until)
+            if valid_until <= valid_from:
+                raise InvalidArgument("valid_until", "must be after valid_from")
+        command = commands.AddCreditListEntry(
+            caller=current_principal(),
+            request_id=validation.request_id("request_id", request.request_id),
+            credit_code=validation.credit_code("credit_code", request.credit_code),
+            list_name=validation.text("list_name", request.list_name, max_len=MAX_LIST_NAME),
+            reason=validation.text("reason", request.reason, max_len=MAX_REASON),
+            source=validation.text("source", request.source, max_len=MAX_SOURCE, required=False),
+            valid_from=valid_from,
+            valid_until=valid_until,
+        )
+        return await self.eligibility.add_credit_entry(command)
+
+    async def ListCreditListEntries(
+        self,
+        request: applications_pb2.ListCreditListEntriesRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> applications_pb2.ListCreditListEntriesResponse:
+        if request.page_size < 0:
+            raise InvalidArgument("page_size", "must not be negative")
+        query = commands.CreditListQuery(
+            credit_code=(
+                validation.credit_code("credit_code", request.credit_code)
+                if request.credit_code.strip()
+                else ""
+            ),
+            valid_at=from_timestamp(request.valid_at) if request.HasField("valid_at") else None,
+            page_size=min(request.page_size or DEFAULT_CREDIT_PAGE_SIZE, MAX_CREDIT_PAGE_SIZE),
+            before_id=_decode_page_token(request.page_token, CREDIT_PAGE_TOKEN_PREFIX),
+        )
+        page = await self.eligibility.credit_entries(query)
+        last = page.entries[-1] if page.entries else None
+        return applications_pb2.ListCreditListEntriesResponse(
+            entries=[entry.to_proto() for entry in page.entries],
+            next_page_token=(
+                _encode_page_token(int(last.id or 0), CREDIT_PAGE_TOKEN_PREFIX)
+                if page.more and last
+                else ""
+            ),
+        )

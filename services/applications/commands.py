@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from grantflow.v1 import applications_pb2, common_pb2
@@ -36,11 +37,16 @@ class Submit:
     figures: dict[str, int]
     documents: list[dict[str, str]]
     requested_amount_fen: int
+    project_code: str = ""
 
     @property
     def fingerprint(self) -> str:
+        # project_code joins the fingerprint only when given, so that requests filed before it
+        # existed are still recognised when retried.
+        extra = {"project_code": self.project_code} if self.project_code else {}
         return fingerprint(
             {
+                **extra,
                 "program_code": self.program_code,
                 "applicant_credit_code": self.credit_code,
                 "applicant_name": self.applicant_name,
@@ -94,3 +100,41 @@ class ApplicationsQuery:
     stage: GrantStage | None = None
     page_size: int = 50
     after_id: int | None = None  # keyset: the row id of the last application seen
+
+
+@dataclass(frozen=True)
+class CheckEligibility:
+    application_id: str
+
+
+@dataclass(frozen=True)
+class AddCreditListEntry:
+    caller: Principal
+    request_id: str
+    credit_code: str
+    list_name: str
+    reason: str
+    source: str
+    valid_from: datetime
+    valid_until: datetime | None
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(
+            {
+                "credit_code": self.credit_code,
+                "list_name": self.list_name,
+                "reason": self.reason,
+                "source": self.source,
+                "valid_from": self.valid_from.isoformat(),
+                "valid_until": self.valid_until.isoformat() if self.valid_until else None,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class CreditListQuery:
+    credit_code: str = ""
+    valid_at: datetime | None = None
+    page_size: int = 100
+    before_id: int | None = None  # keyset: the row id of the last entry seen

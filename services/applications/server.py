@@ -14,6 +14,7 @@ import grpc
 from grantflow.v1 import applications_pb2_grpc
 from services.applications import store
 from services.applications.api import SERVICE, ApplicationServicer
+from services.applications.eligibility_use_cases import Eligibility
 from services.applications.repair_api import repair_companion
 from services.applications.repair_use_cases import Repairs
 from services.applications.use_cases import Applications, event_sources
@@ -31,6 +32,7 @@ from services.common.service_main import migrated_database, serve_service
 from services.common.temporal import connect_temporal
 from services.common.unit_of_work import Transactions
 from services.common.vocabulary import GrantStage
+from workflows.registry import registry_from_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -48,7 +50,8 @@ async def run(
         filings, reports = event_sources(topic(settings, APPLICATIONS), topic(settings, GRANTS))
         grants = GrantWorkflows(lambda: connect_temporal(settings))
         servicer = ApplicationServicer(
-            Applications(Transactions(database, filings), Transactions(database, reports), grants)
+            Applications(Transactions(database, filings), Transactions(database, reports), grants),
+            Eligibility(Transactions(database, filings), registry_from_settings(settings)),
         )
 
         def register(server: grpc.aio.Server) -> None:

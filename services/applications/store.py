@@ -1,5 +1,6 @@
-"""Tables of the applications database (program rule versions, applications, supplements) and
-the conversions between rows and API messages.
+"""Tables of the applications database (program rule versions, applications, supplements, the
+credit list, eligibility outcomes and their evidence) and the conversions between rows and API
+messages.
 
 Every datetime written here is UTC (SQLite keeps no zone; `as_utc` restores it on the way out).
 """
@@ -86,6 +87,7 @@ class ApplicationRecord(SQLModel, table=True):
     withdrawal_requested_at: datetime | None = None
     withdrawal_reason: str = Field(default="", sa_column=Column(Text, nullable=False))
     withdrawn_by: str = Field(default="", max_length=200)
+    project_code: str = Field(default="", max_length=64)
 
     def to_proto(self) -> applications_pb2.Application:
         return applications_pb2.Application(
@@ -107,6 +109,7 @@ class ApplicationRecord(SQLModel, table=True):
             supplement_count=self.supplement_count,
             workflow_id=self.workflow_id,
             plan_id=self.plan_id,
+            project_code=self.project_code,
         )
 
 
@@ -125,6 +128,172 @@ class SupplementRecord(SQLModel, table=True):
     number: int
     note: str = Field(default="", sa_column=Column(Text, nullable=False))
     created_at: datetime
+
+
+class CreditListEntryRecord(SQLModel, table=True):
+    """An entry of the credit list: the enterprise is barred from fiscal funds while it is valid
+    (valid_from inclusive, valid_until exclusive, None = until further notice)."""
+
+    __tablename__ = "credit_list_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    entry_id: str = Field(max_length=32, unique=True)
+    request_id: str = Field(max_length=128, unique=True)
+    request_fingerprint: str = Field(max_length=64)
+    credit_code: str = Field(max_length=18, index=True)
+    list_name: str = Field(max_length=100)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    source: str = Field(default="", max_length=200)
+    valid_from: datetime
+    valid_until: datetime | None = None
+    created_by: str = Field(max_length=200)
+    created_at: datetime
+
+    def valid_at(self, at: datetime) -> bool:
+        return as_utc(self.valid_from) <= at and (
+            self.valid_until is None or at < as_utc(self.valid_until)
+        )
+
+    def to_proto(self) -> applications_pb2.CreditListEntry:
+        return applications_pb2.CreditListEntry(
+            entry_id=self.entry_id,
+            credit_code=self.credit_code,
+            list_name=self.list_name,
+            reason=self.reason,
+            source=self.source,
+            valid_from=to_timestamp(self.valid_from),
+            created_by=self.created_by,
+            created_at=to_timestamp(self.created_at),
+            valid_until=to_timestamp(self.valid_until),  # None leaves it unset
+        )
+
+
+class EligibilityOutcome(SQLModel, table=True):
+    """The last CheckEligibility of an application: its summary (the checks are rows below)."""
+
+    __tablename__ = "eligibility_outcome"
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: str = Field(max_length=32, unique=True)
+    passed: bool
+    remaining_year_cap_fen: int = Field(sa_column=Column(BigInteger, nullable=False))
+    checked_at: datetime
+
+
+class EligibilityCheckRecord(SQLModel, table=True):
+    """One named check of the last CheckEligibility: outcome, reason and evidence."""
+
+    __tablename__ = "eligibility_check"
+    __table_args__ = (UniqueConstraint("application_id", "name", name="uq_eligibility_check_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: str = Field(max_length=32, index=True)
+    position: int
+    name: str = Field(max_length=32)
+    passed: bool
+    reason_zh: str = Field(sa_column=Column(Text, nullable=False))
+    evidence_json: str = Field(sa_column=Column(Text, nullable=False))
+
+    def to_proto(self) -> applications_pb2.EligibilityCheck:
+        return applications_pb2.EligibilityCheck(
+            name=self.name,
+            passed=self.passed,
+            reason_zh=self.reason_zh,
+            evidence_json=self.evidence_json,
+        )
+
+
+def eligibility_of(
+    session: Session, application_id: str
+) -> tuple[EligibilityOutcome | None, list[EligibilityCheckRecord]]:
+    outcome = session.exec(
+        select(EligibilityOutcome).where(EligibilityOutcome.application_id == application_id)
+    ).first()
+    checks = session.exec(
+        select(EligibilityCheckRecord)
+        .where(EligibilityCheckRecord.application_id == application_id)
+        .order_by(col(EligibilityCheckRecord.position))
+    ).all()
+    return outcome, list(checks)
+
+
+def eligibility_result(
+    outcome: EligibilityOutcome, checks: list[EligibilityCheckRecord]
+) -> applications_pb2.EligibilityResult:
+    return applications_pb2.EligibilityResult(
+        passed=outcome.passed,
+        checks=[check.to_proto() for check in checks],
+        remaining_year_cap_fen=outcome.remaining_year_cap_fen,
+        checked_at=to_timestamp(outcome.checked_at),
+    )
+
+
+def replace_eligibility(
+    session: Session, outcome: EligibilityOutcome, checks: list[EligibilityCheckRecord]
+) -> None:
+    """The application's last run becomes this one (rows updated in place, so a concurrent
+    run meets the unique keys instead of doubling the evidence)."""
+    existing, old_checks = eligibility_of(session, outcome.application_id)
+    if existing is None:
+        session.add(outcome)
+    else:
+        existing.passed = outcome.passed
+        existing.remaining_year_cap_fen = outcome.remaining_year_cap_fen
+        existing.checked_at = outcome.checked_at
+        session.add(existing)
+    by_name = {check.name: check for check in old_checks}
+    for check in checks:
+        old = by_name.pop(check.name, None)
+        if old is None:
+            session.add(check)
+            continue
+        old.position, old.passed = check.position, check.passed
+        old.reason_zh, old.evidence_json = check.reason_zh, check.evidence_json
+        session.add(old)
+    for stale in by_name.values():
+        session.delete(stale)
+
+
+def credit_entries(
+    session: Session,
+    *,
+    credit_code: str = "",
+    valid_at: datetime | None = None,
+    limit: int | None = None,
+    before_id: int | None = None,
+) -> list[CreditListEntryRecord]:
+    """Entries newest first; those valid at `valid_at` only, when given."""
+    query = select(CreditListEntryRecord)
+    if credit_code:
+        query = query.where(CreditListEntryRecord.credit_code == credit_code)
+    if valid_at is not None:
+        query = query.where(col(CreditListEntryRecord.valid_from) <= valid_at).where(
+            (col(CreditListEntryRecord.valid_until).is_(None))
+            | (col(CreditListEntryRecord.valid_until) > valid_at)
+        )
+    if before_id is not None:
+        query = query.where(col(CreditListEntryRecord.id) < before_id)
+    query = query.order_by(col(CreditListEntryRecord.id).desc())
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.exec(query).all())
+
+
+def credit_entry_by_request(session: Session, request_id: str) -> CreditListEntryRecord | None:
+    return session.exec(
+        select(CreditListEntryRecord).where(CreditListEntryRecord.request_id == request_id)
+    ).first()
+
+
+def enterprise_applications(session: Session, credit_code: str) -> list[ApplicationRecord]:
+    """Every application of one enterprise, oldest first."""
+    return list(
+        session.exec(
+            select(ApplicationRecord)
+            .where(ApplicationRecord.applicant_credit_code == credit_code)
+            .order_by(col(ApplicationRecord.id))
+        ).all()
+    )
 
 
 def program_versions(session: Session, code: str) -> list[ProgramVersion]:

@@ -38,6 +38,7 @@ from services.applications.commands import (
     Supplement,
     Withdraw,
 )
+from services.applications.eligibility_use_cases import attach_eligibility
 from services.applications.store import ApplicationRecord, ProgramVersion, SupplementRecord
 from services.common import metrics
 from services.common.auth import Principal
@@ -216,6 +217,7 @@ class Applications:
                 figures=command.figures,
                 documents=command.documents,
                 requested_amount_fen=command.requested_amount_fen,
+                project_code=command.project_code,
                 status=GrantStage.SUBMITTED.to_proto(),
                 workflow_id=grant_workflow_id(application_id),
                 submitted_at=now,
@@ -242,7 +244,9 @@ class Applications:
         self, caller: Principal, application_id: str
     ) -> applications_pb2.Application:
         def work(session: Session) -> applications_pb2.Application:
-            return _application_for(session, caller, application_id).to_proto()
+            application = _application_for(session, caller, application_id).to_proto()
+            attach_eligibility(session, application)
+            return application
 
         return await self.filings.read(work)
 

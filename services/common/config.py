@@ -113,9 +113,11 @@ class Settings(BaseSettings):
     # codes): how a payment line fails at once in tests and demos.
     treasury_rejected_payees: str = ""
 
-    # The local enterprise registry (the edge adapter): comma-separated credit codes on a
-    # joint-punishment list, and whether codes registered outside the city are accepted.
-    registry_barred_credit_codes: str = ""
+    # The local enterprise registry (the edge adapter, workflows/registry.py): a JSON file of
+    # registry records by credit code over the generated ones (empty: none), and whether every
+    # generated address is in Shenzhen whatever division the code names. The credit list that
+    # bars enterprises from fiscal funds is the applications service's data, not a setting.
+    registry_data_file: str = ""
     registry_accept_all_divisions: bool = False
     # Who the registry names as applicants' legal representatives and shareholders, for the
     # review service's conflict-of-interest checks (services/review/conflicts.py) while the

@@ -95,6 +95,53 @@ class Department(Term):
     HR = "hr"  # HR and social security bureau (人社局)
 
 
+class Sector(Term):
+    """The sectors of the enterprise-size standard (工信部联企业〔2011〕300号), each reached from
+    the registry's industry code (GB/T 4754) by workflows/enterprise.py. Not mapped to a proto
+    enum: records in workflow histories and eligibility evidence carry the text."""
+
+    AGRICULTURE = "agriculture"  # 农、林、牧、渔业
+    INDUSTRY = "industry"  # 工业
+    CONSTRUCTION = "construction"  # 建筑业
+    WHOLESALE = "wholesale"  # 批发业
+    RETAIL = "retail"  # 零售业
+    TRANSPORT = "transport"  # 交通运输业
+    WAREHOUSING = "warehousing"  # 仓储业
+    POSTAL = "postal"  # 邮政业
+    ACCOMMODATION = "accommodation"  # 住宿业
+    CATERING = "catering"  # 餐饮业
+    TRANSMISSION = "transmission"  # 信息传输业
+    SOFTWARE = "software"  # 软件和信息技术服务业
+    REAL_ESTATE = "real_estate"  # 房地产开发经营
+    PROPERTY_MANAGEMENT = "property_management"  # 物业管理
+    LEASING = "leasing"  # 租赁和商务服务业
+    OTHER = "other"  # 其他未列明行业
+
+
+class RegistrationKind(Term):
+    """What kind of body the registry says an applicant is (the credit code's registration
+    authority tells them apart: 9 market regulation, 5 civil affairs, 1 establishment office)."""
+
+    ENTERPRISE = "enterprise"
+    SOCIAL_ORGANISATION = "social_organisation"  # 社会团体、民办非企业单位、基金会
+    PUBLIC_INSTITUTION = "public_institution"  # 事业单位 (and organs of government)
+    OTHER = "other"
+
+
+class EligibilityCheck(Term):
+    """The named checks of CheckEligibility, in the order they run; each keeps its outcome and
+    evidence with the application."""
+
+    REGISTRY = "registry"  # the registry knows the credit code
+    CREDIT = "credit"  # no credit-list entry valid now bars it from fiscal funds
+    REGISTRATION = "registration"  # registered in Shenzhen (incl. 深汕特别合作区), by address
+    REGISTRATION_KIND = "registration_kind"  # a kind of body the program accepts
+    ENTERPRISE_SIZE = "enterprise_size"  # SME by the 2011 standard where the program asks
+    DUPLICATE_FUNDING = "duplicate_funding"  # the same project in another program (多头申报)
+    EXCLUDED_PROGRAMS = "excluded_programs"  # a filing in a program this one excludes
+    ENTERPRISE_YEAR_CAP = "enterprise_year_cap"  # the program's yearly cap per enterprise
+
+
 class Role(Term):
     """What a caller's token says it is."""
 
@@ -190,17 +237,6 @@ class OverBudgetPolicy(Term):
 
     PRO_RATA = "pro_rata"  # every award of the batch cut by the same ratio (按比例核减)
     WAITING_LIST = "waiting_list"  # what does not fit waits, in order, for a later batch
-
-
-class RegistrationKind(Term):
-    """What kind of body the enterprise registry says an applicant is (not a proto enum: a
-    program lists the kinds it admits as text, ProgramRule.eligible_registration_kinds)."""
-
-    ENTERPRISE = "enterprise"  # 企业
-    SOCIAL_ORGANISATION = (
-        "social_organisation"  # 社会组织 (associations, private non-enterprise units)
-    )
-    PUBLIC_INSTITUTION = "public_institution"  # 事业单位
 
 
 class ObjectionKind(Term):
@@ -329,6 +365,9 @@ class AuditAction(Term):
     # An objection (异议/投诉/举报) decided by its handling department (services/review/notices.py).
     OBJECTION_HANDLED = "objection.handled"
     PROGRAM_PUBLISHED = "program.published"
+    # The credit list (信用名单) and the eligibility checks run against it and the registry.
+    CREDIT_LISTED = "credit.listed"
+    ELIGIBILITY_CHECKED = "eligibility.checked"
     WITHDRAWAL_REQUESTED = "application.withdrawal_requested"
     # The grant's stage reports that decide it or end it.
     GRANT_APPROVED = "grant.approved"  # reported by earlier generations of the grant only

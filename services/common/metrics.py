@@ -66,6 +66,16 @@ STAGE_CHANGES = Counter(
     "Grants that entered a stage (the application's status changed to it), by stage and program",
     ["stage", "program"],
 )
+CALENDAR_FALLBACK = Counter(
+    "grantflow_calendar_fallback",
+    "Deadlines counted Monday-Friday because the working-day calendar has no data for the year",
+    ["year"],
+)
+NOTIFICATIONS = Counter(
+    "grantflow_notifications",
+    "Notification delivery attempts to applicants, by channel and outcome (sent, retry, failed)",
+    ["channel", "outcome"],
+)
 
 
 # Read at scrape time ------------------------------------------------------------------------

@@ -235,6 +235,27 @@ class AuditAction(Term):
     PAYMENT_FAILED = "payment.failed"
     # A failed line made payable again by an approved repair (RetryPaymentLine).
     PAYMENT_RETRIED = "payment.retried"
+    # The working-day calendar and where applicants are told (applications service).
+    CALENDAR_YEAR_SET = "calendar.year_set"
+    NOTIFICATION_CONTACT_SET = "notification.contact_set"
+
+
+class NotificationChannel(Term):
+    """Where an applicant is told of a step (services/applications/channels.py); not mapped to
+    a proto enum: the delivery log names its channel in text."""
+
+    LOG = "log"  # writes the delivery log only (the default)
+    MAIL = "mail"
+    SMS = "sms"
+
+
+class DeliveryStatus(Term):
+    """What became of one notification on one channel."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
 
 
 class AuditBreak(Term):
@@ -248,7 +269,14 @@ class AuditBreak(Term):
 @cache
 def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
     """Each vocabulary's proto enum and the prefix of its value names (imported on first use)."""
-    from grantflow.v1 import audit_pb2, common_pb2, disbursement_pb2, repair_pb2, review_pb2
+    from grantflow.v1 import (
+        audit_pb2,
+        common_pb2,
+        disbursement_pb2,
+        notifications_pb2,
+        repair_pb2,
+        review_pb2,
+    )
 
     return {
         GrantStage: (common_pb2.GrantStage, "GRANT_STAGE_"),
@@ -262,6 +290,7 @@ def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
         RepairState: (repair_pb2.RepairState, "REPAIR_STATE_"),
         GrantRepairState: (repair_pb2.GrantRepairState, "GRANT_REPAIR_STATE_"),
         AuditBreak: (audit_pb2.AuditBreakKind, "AUDIT_BREAK_KIND_"),
+        DeliveryStatus: (notifications_pb2.DeliveryStatus, "DELIVERY_STATUS_"),
     }
 
 
@@ -277,4 +306,5 @@ MAPPED_VOCABULARIES: tuple[type[Term], ...] = (
     RepairState,
     GrantRepairState,
     AuditBreak,
+    DeliveryStatus,
 )

@@ -68,6 +68,7 @@ async def run(
             channels_from(settings),
             max_attempts=settings.notification_max_attempts,
             retry_seconds=settings.notification_retry_seconds,
+            poll_seconds=min(5.0, settings.notification_retry_seconds),
         )
         background: list[BackgroundTask] = []
         if messaging:

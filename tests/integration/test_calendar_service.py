@@ -40,9 +40,7 @@ def calendar(harness: ApplicationsHarness) -> calendar_pb2_grpc.CalendarServiceS
 async def deadline(
     harness: ApplicationsHarness, start: datetime, days: int
 ) -> calendar_pb2.WorkingDaysDeadlineResponse:
-    answer: calendar_pb2.WorkingDaysDeadlineResponse = await calendar(
-        harness
-    ).WorkingDaysDeadline(
+    answer: calendar_pb2.WorkingDaysDeadlineResponse = await calendar(harness).WorkingDaysDeadline(
         calendar_pb2.WorkingDaysDeadlineRequest(start=to_timestamp(start), working_days=days),
         metadata=harness.auth(Role.SYSTEM),
     )
@@ -61,7 +59,8 @@ async def test_the_seeded_calendar_knows_national_day_and_the_adjusted_weekends(
     service: ApplicationsHarness,
 ) -> None:
     year = await calendar(service).GetCalendarYear(
-        calendar_pb2.GetCalendarYearRequest(year=2026), metadata=service.auth(Role.APPLICANT,enterprise="91440300MA5000000G")
+        calendar_pb2.GetCalendarYearRequest(year=2026),
+        metadata=service.auth(Role.APPLICANT, enterprise="91440300MA5000000G"),
     )
     holidays = {d.date: d.name for d in year.holidays}
     assert {f"2026-10-0{n}" for n in range(1, 8)} <= set(holidays)

@@ -77,7 +77,10 @@ async def report(
         applications_pb2.ReportGrantStageRequest(
             event_id=f"grant-{application_id}-{sequence}",
             change=applications_pb2.GrantStageChanged(
-                application_id=application_id, stage=stage, sequence=sequence, **more
+                application_id=application_id,
+                stage=stage,  # type: ignore[arg-type]
+                sequence=sequence,
+                **more,
             ),
         ),
         metadata=harness.auth(Role.SYSTEM),

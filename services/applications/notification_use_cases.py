@@ -35,7 +35,7 @@ from services.common.errors import InvalidArgument, NotFound
 from services.common.kafka import sleep_or_stop
 from services.common.outbox import claim_event
 from services.common.unit_of_work import Transactions, UnitOfWork
-from services.common.vocabulary import AuditAction, DeliveryStatus, Role
+from services.common.vocabulary import AuditAction, DeliveryStatus, NotificationChannel, Role
 
 log = structlog.get_logger(__name__)
 
@@ -140,6 +140,26 @@ class Notifications:
             added = []
             for name, channel in self.channels.items():
                 address = channel.address(contact)
+                if name == NotificationChannel.LOG:
+                    # The log is the delivery: written here, in the event's own transaction.
+                    session.add(
+                        NotificationRow(
+                            notification_id=notification_id(envelope.event_id, name),
+                            event_id=envelope.event_id,
+                            event_type=envelope.type,
+                            application_id=record.application_id,
+                            channel=name,
+                            address=address,
+                            subject=text.subject,
+                            text=text.body,
+                            status=DeliveryStatus.SENT.value,
+                            attempts=1,
+                            next_attempt_at=now,
+                            created_at=now,
+                            sent_at=now,
+                        )
+                    )
+                    continue
                 row = NotificationRow(
                     notification_id=notification_id(envelope.event_id, name),
                     event_id=envelope.event_id,

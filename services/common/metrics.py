@@ -73,7 +73,8 @@ CALENDAR_FALLBACK = Counter(
 )
 NOTIFICATIONS = Counter(
     "grantflow_notifications",
-    "Notification delivery attempts to applicants, by channel and outcome (sent, retry, failed)",
+    "Attempts to deliver notifications to applicants by mail or SMS, by channel and outcome "
+    "(sent, retry, failed); the log channel writes the delivery log without attempts",
     ["channel", "outcome"],
 )
 

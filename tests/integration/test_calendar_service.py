@@ -5,6 +5,10 @@ deadline activity asking the service."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -191,3 +195,82 @@ async def test_the_workers_deadline_activity_asks_the_calendar(
         )
     assert end.working_days == 7
     assert end.start == datetime(2026, 10, 13, 23, 59, 59, tzinfo=SHANGHAI)
+
+
+async def grantflow(harness: ApplicationsHarness, *args: str) -> tuple[int, str]:
+    """The CLI as an operator runs it, against this service (a subprocess, so the service
+    keeps answering in this event loop)."""
+    environment = {
+        **os.environ,
+        "APPLICATIONS_ADDRESS": harness.settings.applications_address,
+        "AUTH_SECRET": harness.settings.auth_secret,
+        "COLUMNS": "200",
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "grantflow"),
+        *args,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    return process.returncode or 0, output.decode()
+
+
+async def test_an_operator_sets_and_shows_a_year_with_the_cli(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'service.db'}"  # the CLI's path is the same on any
+    year_file = tmp_path / "2029.json"
+    year_file.write_text(
+        json.dumps(
+            {
+                "holidays": [{"date": "2029-01-01", "name": "元旦"}],
+                "source": "国务院办公厅通知",
+            },
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
+    async with applications_service(database_url, tmp_path, seed=False) as service:
+        status, output = await grantflow(
+            service,
+            "calendar",
+            "set-year",
+            "2029",
+            "--from-file",
+            str(year_file),
+            "--holiday",
+            "2029-02-13=春节",
+            "--workday",
+            "2029-02-10=春节",
+        )
+        assert status == 0, output
+        assert "已录入 2029 年：放假 2 天，调休上班 1 天" in output
+        status, output = await grantflow(service, "calendar", "show", "2029")
+        assert status == 0, output
+        assert "2029-02-10" in output and "调休上班" in output and "元旦" in output
+        status, output = await grantflow(
+            service, "calendar", "set-year", "2030", "--workday", "2030-01-02", "--source", "x"
+        )
+        assert status == 1
+        assert "参数无效" in output and "adjusted_working_days[0].date" in output
+
+
+async def test_seeding_at_start_is_idempotent_and_never_overwrites_a_year_set_by_ops(
+    database_url: str, tmp_path: Path
+) -> None:
+    corrected = calendar_pb2.SetCalendarYearRequest(
+        year=2026,
+        holidays=[calendar_pb2.CalendarDay(date="2026-10-01", name="国庆节")],
+        source="更正",
+    )
+    async with applications_service(database_url, tmp_path, seed=False) as service:
+        seeded = service.count("calendar_year")
+        days = service.count("calendar_day")
+        assert seeded >= 23 and days > 600  # 2004-2026
+        await calendar(service).SetCalendarYear(corrected, metadata=service.auth(Role.OPS))
+    async with applications_service(database_url, tmp_path, seed=False) as service:
+        assert service.count("calendar_year") == seeded
+        year = await calendar(service).GetCalendarYear(
+            calendar_pb2.GetCalendarYearRequest(year=2026), metadata=service.auth(Role.OPS)
+        )
+        assert (year.source, len(year.holidays)) == ("更正", 1)

@@ -22,20 +22,13 @@ from typing import Annotated, Any
 import typer
 
 from grantflow import cli
-from services.common.vocabulary import DeliveryStatus, Role, VocabularyError
+from services.common.vocabulary import DeliveryStatus, NotificationChannel, Role, VocabularyError
 
 calendar_app = typer.Typer(
     no_args_is_help=True,
     help="工作日日历 (working-day calendar): holidays and adjusted working days per year.",
 )
 
-STATUS_WORDS = {
-    DeliveryStatus.PENDING: "待发送",
-    DeliveryStatus.SENT: "已发送",
-    DeliveryStatus.FAILED: "发送失败",
-    DeliveryStatus.SKIPPED: "未登记联系方式",
-}
-CHANNEL_WORDS = {"log": "记录", "mail": "邮件", "sms": "短信"}
 WEEKDAYS = "一二三四五六日"
 
 
@@ -169,19 +162,22 @@ def notifications(
         return
     from rich.table import Table
 
+    from services.common.labels import label
     from services.common.workdays import SHANGHAI
 
     table = Table("时间", "渠道", "地址", "状态", "次数", "通知", title=f"{application_id} 的通知")
     for n in answer.notifications:
         try:
-            status = STATUS_WORDS[DeliveryStatus.from_proto(n.status)]
+            status = label(DeliveryStatus.from_proto(n.status))
         except VocabularyError:
             status = str(n.status)
         if n.last_error and n.status != DeliveryStatus.SENT.to_proto():
             status += f"：{n.last_error}"
         table.add_row(
             n.created_at.ToDatetime(tzinfo=SHANGHAI).strftime("%Y-%m-%d %H:%M"),
-            CHANNEL_WORDS.get(n.channel, n.channel),
+            label(n.channel)
+            if n.channel not in set(NotificationChannel)
+            else label(NotificationChannel(n.channel)),
             n.address,
             status,
             str(n.attempts),

@@ -8,8 +8,10 @@ from services.common.vocabulary import (
     AuditAction,
     AuditBreak,
     Decision,
+    DeliveryStatus,
     Department,
     GrantStage,
+    NotificationChannel,
     PaymentState,
     PlanState,
     ReservationState,
@@ -78,6 +80,15 @@ LABELS: dict[Term, str] = {
     AuditAction.PAYMENT_SETTLED: "支付成功",
     AuditAction.PAYMENT_FAILED: "支付失败",
     AuditAction.PAYMENT_RETRIED: "修复：重新支付",
+    AuditAction.CALENDAR_YEAR_SET: "录入工作日日历",
+    AuditAction.NOTIFICATION_CONTACT_SET: "登记通知联系方式",
+    DeliveryStatus.PENDING: "待发送",
+    DeliveryStatus.SENT: "已发送",
+    DeliveryStatus.FAILED: "发送失败",
+    DeliveryStatus.SKIPPED: "未登记联系方式",
+    NotificationChannel.LOG: "记录",
+    NotificationChannel.MAIL: "邮件",
+    NotificationChannel.SMS: "短信",
 }
 
 

@@ -2,8 +2,10 @@
 
 `EVENT_TEXTS` maps an event's payload (the EventEnvelope oneof's name) to the function that
 writes its notification, or to nothing: events not in the table are not for applicants. Telling
-applicants of a new event is one entry here (the notifications consumer reads the applications,
-grants and review topics, where the notice and objection events will be announced too).
+applicants of a new event is one entry here (the notifications consumer reads the grants and
+review topics, where the notice and objection events will be announced too). The filing itself
+is answered to the applicant by SubmitApplication; the applications topic is the intake's, and
+two consumer groups there would both park a malformed record in its one dead-letter topic.
 """
 
 from __future__ import annotations
@@ -107,10 +109,6 @@ STAGE_TEXTS: dict[GrantStage, Callable[[applications_pb2.GrantStageChanged], tup
 }
 
 
-def _submitted(event: events_pb2.ApplicationSubmitted, application: Application) -> Text:
-    return _letter(application, "申请已受理", "已受理，将进行合规性初审。")
-
-
 def _stage_changed(
     change: applications_pb2.GrantStageChanged, application: Application
 ) -> Text | None:
@@ -126,7 +124,6 @@ def _stage_changed(
 
 
 EVENT_TEXTS: dict[str, Callable[[Any, Application], Text | None]] = {
-    "application_submitted": _submitted,
     "grant_stage_changed": _stage_changed,
 }
 

@@ -75,7 +75,7 @@ async def run(
             consumer = EventConsumer(
                 settings,
                 CONSUMER,
-                [topic(settings, stream) for stream in (APPLICATIONS, GRANTS, REVIEW)],
+                [topic(settings, GRANTS), topic(settings, REVIEW)],
                 notifications.handle,
             )
             background = [OutboxRelay(settings, database).run, consumer.run, notifications.run]

@@ -992,6 +992,9 @@ def ops_stack_status(
             dead.add_row(topic, f"[red]{count}[/red]" if count else "0")
         for table in (components, outboxes, lags, dead):
             out().print(table)
+        for line in status.calendar_lines():
+            warn = line.startswith("警告") or "无法读取" in line
+            out().print(f"[yellow]{line}[/yellow]" if warn else line, highlight=False)
     if not status.healthy:
         broken = ", ".join(c.name for c in status.components if not c.healthy)
         fail(EXIT_FAILED, f"有组件异常 (unhealthy): {broken}")
@@ -1190,6 +1193,12 @@ app.command("reassign")(reassign)
 from grantflow.eligibility_cli import credit_app  # noqa: E402
 
 app.add_typer(credit_app, name="credit")
+# `grantflow calendar …` and `grantflow notifications …` live in their own module too.
+from grantflow.calendar_cli import calendar_app, contact, notifications  # noqa: E402
+
+app.add_typer(calendar_app, name="calendar")
+app.command("notifications")(notifications)
+app.command("contact")(contact)
 
 
 def main() -> None:

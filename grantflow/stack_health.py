@@ -1,7 +1,10 @@
 """`grantflow ops stack status`: the health of a Grantflow deployment, wherever it runs (only
 the configured addresses are used, no process table): each service's gRPC health and its outbox
 backlog (OperationsService), Temporal and the workers polling the task queue, the Kafka broker,
-each consumer group's lag per partition and the records waiting in each dead-letter topic."""
+each consumer group's lag per partition, the records waiting in each dead-letter topic, and the
+working-day calendar's open alert: the years deadlines fell into without data (counted
+Monday-Friday until an administrator sets the year). A missing year is a warning, not an
+unhealthy component: every service works, and the exit status stays for outages."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
-from grantflow.v1 import operations_pb2, operations_pb2_grpc
+from grantflow.v1 import calendar_pb2, calendar_pb2_grpc, operations_pb2, operations_pb2_grpc
 from services.common import kafka
 from services.common.clients import SERVICE_NAMES, ServiceClients
 from services.common.config import Settings
@@ -58,11 +61,21 @@ class GroupLag:
 
 
 @dataclass
+class CalendarGap:
+    year: int
+    deadlines: int  # deadlines counted Monday-Friday into this year
+    last_at: str  # when the last of them was counted (ISO 8601, UTC)
+
+
+@dataclass
 class StackStatus:
     components: list[Component] = field(default_factory=list)
     outboxes: list[Outbox] = field(default_factory=list)
     lags: list[GroupLag] = field(default_factory=list)
     dead_letters: dict[str, int] = field(default_factory=dict)
+    calendar_years: list[int] = field(default_factory=list)
+    calendar_missing: list[CalendarGap] = field(default_factory=list)
+    calendar_error: str = ""
 
     @property
     def healthy(self) -> bool:
@@ -82,7 +95,27 @@ class StackStatus:
                 for lag in self.lags
             ],
             "dead_letters": self.dead_letters,
+            "calendar": {
+                "years": self.calendar_years,
+                "missing": [asdict(gap) for gap in self.calendar_missing],
+                "error": self.calendar_error,
+            },
         }
+
+    def calendar_lines(self) -> list[str]:
+        """What ops reads about the working-day calendar: one warning per missing year."""
+        if self.calendar_error:
+            return [f"工作日日历状态无法读取 (calendar status unavailable): {self.calendar_error}"]
+        lines = [
+            f"警告：工作日日历缺少 {gap.year} 年的节假日数据，已有 {gap.deadlines} 个期限按周一至"
+            f"周五计算（最近一次 {gap.last_at}）；请用 `grantflow calendar set-year {gap.year}` "
+            f"录入 (calendar year {gap.year} missing: {gap.deadlines} deadlines counted Mon-Fri)"
+            for gap in self.calendar_missing
+        ]
+        if not lines and self.calendar_years:
+            first, last = self.calendar_years[0], self.calendar_years[-1]
+            lines.append(f"工作日日历：{first}–{last} 年已有数据 (calendar years {first}-{last})")
+        return lines
 
 
 def _failure(error: BaseException) -> str:
@@ -118,6 +151,26 @@ async def _service(
     return Component(name, address, True, status_name), Outbox(
         name, outbox.unpublished, oldest, outbox.published_retained
     )
+
+
+async def calendar_status(channel: grpc.aio.Channel, status: StackStatus) -> None:
+    """The applications service's calendar years and the years deadlines needed without data."""
+    try:
+        answer = await calendar_pb2_grpc.CalendarServiceStub(channel).GetCalendarStatus(
+            calendar_pb2.GetCalendarStatusRequest(), timeout=CHECK_TIMEOUT_S
+        )
+    except Exception as error:
+        status.calendar_error = _failure(error)
+        return
+    status.calendar_years = list(answer.years)
+    status.calendar_missing = [
+        CalendarGap(
+            gap.year,
+            gap.deadlines,
+            gap.last_at.ToDatetime().isoformat(timespec="seconds") + "Z",
+        )
+        for gap in answer.missing
+    ]
 
 
 async def _temporal(settings: Settings) -> list[Component]:
@@ -189,10 +242,12 @@ async def stack_status(settings: Settings, token: str) -> StackStatus:
             _temporal(settings),
             _kafka(settings, status),
         )
-    for component, outbox in services:
-        status.components.append(component)
-        if outbox is not None:
-            status.outboxes.append(outbox)
+        for component, outbox in services:
+            status.components.append(component)
+            if outbox is not None:
+                status.outboxes.append(outbox)
+            if component.name == "applications" and component.healthy:
+                await calendar_status(clients.channels["applications"], status)
     status.components.extend(temporal)
     status.components.append(broker)
     return status

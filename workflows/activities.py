@@ -25,9 +25,16 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2, notice_pb2, review_pb2
+from grantflow.v1 import (
+    applications_pb2,
+    calendar_pb2,
+    common_pb2,
+    disbursement_pb2,
+    notice_pb2,
+    review_pb2,
+)
 from services.common.clients import ServiceClients
-from services.common.db import to_timestamp
+from services.common.db import from_timestamp, to_timestamp
 from services.common.errors import REASON_PAYMENT_GATEWAY, error_reason
 from services.common.vocabulary import (
     Department,
@@ -36,7 +43,6 @@ from services.common.vocabulary import (
     OverBudgetPolicy,
     VocabularyError,
 )
-from services.common.workdays import add_working_days
 from workflows import contracts
 from workflows.models import (
     AllocateBatchRequest,
@@ -285,10 +291,25 @@ class GrantActivities:
 
     @activity.defn(name="working_days_deadline")
     async def working_days_deadline(self, request: DeadlineRequest) -> DeadlineRequest:
-        """The end of a period of working days (the calendar is data that changes, so it is read
-        in an activity and recorded in history, never in workflow code)."""
-        end = add_working_days(request.start, request.working_days)
-        return DeadlineRequest(start=end, working_days=request.working_days)
+        """The end of a period of working days, from the applications service's calendar (the
+        calendar is data that changes, so it is read in an activity and recorded in history,
+        never in workflow code). A year without data counts Monday-Friday; the service raises
+        the alert, and the grant goes on."""
+        answer = await call(
+            self.clients.calendar.WorkingDaysDeadline(
+                calendar_pb2.WorkingDaysDeadlineRequest(
+                    start=to_timestamp(request.start), working_days=request.working_days
+                )
+            )
+        )
+        if answer.fallback_years:
+            activity.logger.warning(
+                "deadline counted Monday-Friday for years without calendar data: %s",
+                list(answer.fallback_years),
+            )
+        return DeadlineRequest(
+            start=from_timestamp(answer.deadline), working_days=request.working_days
+        )
 
     @activity.defn(name="create_review_task")
     async def create_review_task(self, request: CreateReviewTaskRequest) -> str:

@@ -1,5 +1,7 @@
 """Runs the applications service: migrates its database, serves ApplicationService (and its
-AuditService and the RepairService) over gRPC and runs the outbox relay as a background task.
+AuditService, the RepairService, the CalendarService and the NotificationService) over gRPC,
+and runs the outbox relay, the notifications consumer and its dispatcher as background tasks.
+The working-day calendar is seeded from chinese-calendar at start (years not stored yet).
 Temporal is reached (for withdrawals and repairs) when first needed: filings and reads do not
 wait for it."""
 
@@ -14,7 +16,12 @@ import grpc
 from grantflow.v1 import applications_pb2_grpc
 from services.applications import store
 from services.applications.api import SERVICE, ApplicationServicer
+from services.applications.calendar_api import calendar_companion
+from services.applications.calendar_use_cases import Calendar
+from services.applications.channels import channels_from
 from services.applications.eligibility_use_cases import Eligibility
+from services.applications.notification_api import notification_companion
+from services.applications.notification_use_cases import CONSUMER, Notifications
 from services.applications.repair_api import repair_companion
 from services.applications.repair_use_cases import Repairs
 from services.applications.use_cases import Applications, event_sources
@@ -24,7 +31,7 @@ from services.common.config import Settings
 from services.common.db import Database
 from services.common.grant_workflows import GrantWorkflows
 from services.common.grpc_server import BackgroundTask
-from services.common.kafka import APPLICATIONS, GRANTS, topic
+from services.common.kafka import APPLICATIONS, GRANTS, REVIEW, EventConsumer, topic
 from services.common.operations import operations_service
 from services.common.outbox import OutboxRelay
 from services.common.repair_workflows import RepairWorkflows
@@ -57,9 +64,24 @@ async def run(
         def register(server: grpc.aio.Server) -> None:
             applications_pb2_grpc.add_ApplicationServiceServicer_to_server(servicer, server)
 
+        calendar = Calendar(Transactions(database, service=SERVICE.name))
+        await calendar.seed()
+        notifications = Notifications(
+            Transactions(database, service=SERVICE.name),
+            channels_from(settings),
+            max_attempts=settings.notification_max_attempts,
+            retry_seconds=settings.notification_retry_seconds,
+            poll_seconds=min(5.0, settings.notification_retry_seconds),
+        )
         background: list[BackgroundTask] = []
         if messaging:
-            background = [OutboxRelay(settings, database).run]
+            consumer = EventConsumer(
+                settings,
+                CONSUMER,
+                [topic(settings, GRANTS), topic(settings, REVIEW)],
+                notifications.handle,
+            )
+            background = [OutboxRelay(settings, database).run, consumer.run, notifications.run]
         repairs = Repairs(
             RepairWorkflows(
                 lambda: connect_temporal(settings), task_queue=settings.temporal_task_queue
@@ -78,6 +100,8 @@ async def run(
                     audit_service(SERVICE.name, database),
                     operations_service(SERVICE.name, database),
                     repair_companion(repairs),
+                    calendar_companion(calendar),
+                    notification_companion(notifications),
                 ],
             )
         finally:

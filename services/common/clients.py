@@ -111,3 +111,19 @@ class ServiceClients:
         from grantflow.v1 import repair_pb2_grpc
 
         return repair_pb2_grpc.RepairServiceStub(self._channels[0])
+
+    @property
+    def calendar(self) -> Any:
+        """The CalendarService stub (calendar_pb2_grpc.CalendarServiceStub), served by the
+        applications service beside ApplicationService."""
+        from grantflow.v1 import calendar_pb2_grpc
+
+        return calendar_pb2_grpc.CalendarServiceStub(self._channels[0])
+
+    @property
+    def notifications(self) -> Any:
+        """The NotificationService stub (notifications_pb2_grpc.NotificationServiceStub),
+        served by the applications service."""
+        from grantflow.v1 import notifications_pb2_grpc
+
+        return notifications_pb2_grpc.NotificationServiceStub(self._channels[0])

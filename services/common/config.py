@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Development-only signing key for bearer tokens; real deployments set AUTH_SECRET.
@@ -124,6 +124,25 @@ class Settings(BaseSettings):
     # local registry does not carry them itself; a missing file knows nobody.
     registry_parties_file: Path = Path("infra/local/registry_parties.json")
 
+    # Notifications to applicants (services/applications/channels.py): the channels each event
+    # is sent on, comma-separated, of log (the delivery log only), mail and sms. An attempt that
+    # fails is retried after NOTIFICATION_RETRY_SECONDS, doubling, up to the maximum attempts.
+    notification_channels: str = "log"
+    notification_max_attempts: int = Field(default=5, ge=1, le=100)
+    notification_retry_seconds: float = Field(default=30.0, gt=0)
+    # The mail adapter: an SMTP relay (STARTTLS when SMTP_STARTTLS; a login when a user is set).
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_sender: str = ""
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The SMS adapter: an HTTP gateway taking a JSON POST {id, mobile, text} with a bearer token.
+    sms_gateway_url: str = ""
+    sms_gateway_token: str = ""
+    sms_timeout_seconds: float = Field(default=10.0, gt=0)
+
     log_level: str = "INFO"
     log_json: bool = False  # the same as LOG_FORMAT=json
     # json: one JSON object a line, with application_id, workflow_id, trace_id and span_id
@@ -139,6 +158,22 @@ class Settings(BaseSettings):
     temporal_metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     stack_metrics_port: int = Field(default=9460, ge=0, le=65535)
+
+    @field_validator("notification_channels")
+    @classmethod
+    def _known_channels(cls, value: str) -> str:
+        from services.common.vocabulary import NotificationChannel, VocabularyError
+
+        try:
+            for name in value.split(","):
+                NotificationChannel.parse(name.strip())
+        except VocabularyError as error:
+            known = ", ".join(NotificationChannel)
+            raise ValueError(f"unknown channel {error.value!r}; channels: {known}") from None
+        return value
+
+    def channels(self) -> list[str]:
+        return list(dict.fromkeys(name.strip() for name in self.notification_channels.split(",")))
 
     @model_validator(mode="after")
     def _production_profile(self) -> Settings:
@@ -185,6 +220,15 @@ class Settings(BaseSettings):
                     f"{service.upper()}_DATABASE_URL: 生产环境不能用 SQLite / SQLite (or unset) "
                     "is not for production: a PostgreSQL URL"
                 )
+        if "mail" in self.channels() and not (self.smtp_host and self.smtp_sender):
+            problems.append(
+                "SMTP_HOST/SMTP_SENDER: 邮件通知已启用但未配置 / the mail channel is on without "
+                "a relay or a sender address"
+            )
+        if "sms" in self.channels() and not self.sms_gateway_url:
+            problems.append(
+                "SMS_GATEWAY_URL: 短信通知已启用但未配置 / the SMS channel is on without a gateway"
+            )
         for name in ("notice_period_seconds", "supplement_period_seconds", "review_period_seconds"):
             if getattr(self, name) is not None:
                 problems.append(

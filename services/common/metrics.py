@@ -66,6 +66,17 @@ STAGE_CHANGES = Counter(
     "Grants that entered a stage (the application's status changed to it), by stage and program",
     ["stage", "program"],
 )
+CALENDAR_FALLBACK = Counter(
+    "grantflow_calendar_fallback",
+    "Deadlines counted Monday-Friday because the working-day calendar has no data for the year",
+    ["year"],
+)
+NOTIFICATIONS = Counter(
+    "grantflow_notifications",
+    "Attempts to deliver notifications to applicants by mail or SMS, by channel and outcome "
+    "(sent, retry, failed); the log channel writes the delivery log without attempts",
+    ["channel", "outcome"],
+)
 
 
 # Read at scrape time ------------------------------------------------------------------------

@@ -400,6 +400,27 @@ class AuditAction(Term):
     EXPERT_REVIEW_DONE = "expert.review_done"
     AUDIT_REQUESTED = "audit.requested"
     AUDIT_CONFIRMED = "audit.confirmed"
+    # The working-day calendar and where applicants are told (applications service).
+    CALENDAR_YEAR_SET = "calendar.year_set"
+    NOTIFICATION_CONTACT_SET = "notification.contact_set"
+
+
+class NotificationChannel(Term):
+    """Where an applicant is told of a step (services/applications/channels.py); not mapped to
+    a proto enum: the delivery log names its channel in text."""
+
+    LOG = "log"  # writes the delivery log only (the default)
+    MAIL = "mail"
+    SMS = "sms"
+
+
+class DeliveryStatus(Term):
+    """What became of one notification on one channel."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
 
 
 class AuditBreak(Term):
@@ -418,6 +439,7 @@ def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
         common_pb2,
         disbursement_pb2,
         notice_pb2,
+        notifications_pb2,
         repair_pb2,
         review_pb2,
     )
@@ -445,6 +467,7 @@ def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
         ReviewStage: (review_pb2.ReviewStage, "REVIEW_STAGE_"),
         ExpertTaskState: (review_pb2.ExpertTaskState, "EXPERT_TASK_STATE_"),
         AuditTaskState: (review_pb2.AuditTaskState, "AUDIT_TASK_STATE_"),
+        DeliveryStatus: (notifications_pb2.DeliveryStatus, "DELIVERY_STATUS_"),
     }
 
 
@@ -471,4 +494,5 @@ MAPPED_VOCABULARIES: tuple[type[Term], ...] = (
     ReviewStage,
     ExpertTaskState,
     AuditTaskState,
+    DeliveryStatus,
 )

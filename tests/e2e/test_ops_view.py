@@ -219,9 +219,19 @@ def test_stack_status_reports_health_backlog_lag_and_dead_letters(scenario: Scen
         for p in intake["partitions"]
     )
     assert status["dead_letters"][dead_letters] == 1  # type: ignore[index]
+    calendar = status["calendar"]
+    assert 2026 in calendar["years"] and calendar["error"] == ""  # type: ignore[index]
 
     table = grantflow(stack, "ops", "stack", "status")
-    for words in ("组件健康", "发件箱积压", "消费延迟", "grant-intake", "死信", dead_letters):
+    for words in (
+        "组件健康",
+        "发件箱积压",
+        "消费延迟",
+        "grant-intake",
+        "死信",
+        dead_letters,
+        "工作日日历",
+    ):
         assert words in table
 
     broken = {**stack.environment(), "DISBURSEMENT_ADDRESS": f"127.0.0.1:{free_port()}"}

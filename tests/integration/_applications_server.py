@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from sqlalchemy import text
@@ -67,10 +68,12 @@ async def applications_service(
     kafka_bootstrap: str | None = None,
     temporal_address: str = "",
     seed: bool = True,
+    **overrides: Any,
 ) -> AsyncIterator[ApplicationsHarness]:
     """The service on a free port; with kafka_bootstrap also its relay, on topics of their own (a
     fresh prefix) so tests sharing the broker do not see each other; with temporal_address the
-    Temporal server withdrawals go to (else a port where none answers)."""
+    Temporal server withdrawals go to (else a port where none answers); overrides are further
+    settings."""
     settings = Settings(
         temporal_address=temporal_address or f"127.0.0.1:{free_port()}",
         data_dir=data_dir,
@@ -79,6 +82,7 @@ async def applications_service(
         kafka_bootstrap_servers=kafka_bootstrap or "127.0.0.1:9",
         kafka_topic_prefix=f"gft{uuid.uuid4().hex[:10]}",
         kafka_embedded_broker_recovery=kafka_bootstrap is not None,
+        **overrides,
     )
     stop = asyncio.Event()
     ready = asyncio.Event()

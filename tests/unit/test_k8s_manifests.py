@@ -40,6 +40,10 @@ SAFE_DEFAULTS = {
     "review_period_seconds": "demo timer override: the production profile requires it unset",
     "stack_metrics_port": "the embedded stack's first metrics port; each pod uses METRICS_PORT",
     "log_json": "superseded by LOG_FORMAT, which the ConfigMap sets",
+    "smtp_password": "a secret only the applications service reads: an optional key of "
+    "grantflow-secrets on its Deployment (empty: the relay needs no login)",
+    "sms_gateway_token": "a secret only the applications service reads: an optional key of "
+    "grantflow-secrets on its Deployment",
 }
 # ConfigMap keys read by something other than Settings.
 NOT_SETTINGS = {"PYTHONUNBUFFERED"}

@@ -7,6 +7,8 @@ import pytest
 
 from grantflow.v1 import review_pb2
 from services.applications.api import SERVICE as APPLICATIONS
+from services.applications.calendar_api import CALENDAR_SERVICE as CALENDAR
+from services.applications.notification_api import NOTIFICATION_SERVICE as NOTIFICATIONS
 from services.applications.repair_api import REPAIR_SERVICE as REPAIR
 from services.common.audit_api import SERVICE as AUDIT
 from services.common.auth import PUBLIC, mint_token
@@ -20,8 +22,18 @@ from services.review.notice_api import SERVICE as NOTICE
 
 @pytest.mark.parametrize(
     "spec",
-    [APPLICATIONS, REVIEW, DISBURSEMENT, AUDIT, OPERATIONS, REPAIR, NOTICE],
-    ids=lambda s: s.name,
+    [
+        APPLICATIONS,
+        REVIEW,
+        DISBURSEMENT,
+        AUDIT,
+        OPERATIONS,
+        REPAIR,
+        NOTICE,
+        CALENDAR,
+        NOTIFICATIONS,
+    ],
+    ids=lambda s: s.full_name,
 )
 def test_the_role_table_names_every_method_and_only_roles(spec: ServiceSpec) -> None:
     assert set(spec.method_roles) == {method.name for method in spec.descriptor.methods}

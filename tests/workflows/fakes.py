@@ -12,7 +12,7 @@ from temporalio.exceptions import ApplicationError
 
 from grantflow.sample import credit_code
 from services.common.vocabulary import ErrorType, OverBudgetPolicy
-from services.common.workdays import add_working_days
+from services.common.workdays import add_working_days, library_years
 from workflows import contracts
 from workflows.models import (
     AllocateBatchRequest,
@@ -103,7 +103,9 @@ class FakeServices:
         @activity.defn(name="working_days_deadline")
         async def working_days_deadline(request: DeadlineRequest) -> DeadlineRequest:
             return DeadlineRequest(
-                start=add_working_days(request.start, request.working_days),
+                start=add_working_days(
+                    request.start, request.working_days, library_years().get
+                ).end,
                 working_days=request.working_days,
             )
 

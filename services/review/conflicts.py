@@ -84,7 +84,7 @@ class FileConflictSource:
 
     def _load(self) -> dict[str, ApplicantParties]:
         if self._records is None:
-            raw = json.loads(self.path.read_text("utf-8")) if self.path.exists() else {}
+            raw = json.loads(self.path.read_text("utf-8")) if self.path.is_file() else {}
             self._records = {
                 code.upper(): ApplicantParties(
                     credit_code=code.upper(),

@@ -28,12 +28,13 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def make_conflict_source(settings: Settings) -> ConflictSource:
-    """The registry's parties of an applicant: the local enterprise registry's record where it
-    carries them, else the parties file (REGISTRY_PARTIES_FILE)."""
-    from workflows.registry import LocalEnterpriseRegistry
+    """The registry's parties of an applicant (legal representative, shareholders): the
+    enterprise registry's record, the one eligibility reads (REGISTRY_DATA_FILE on the local
+    registry), else the parties file of the local stack (REGISTRY_PARTIES_FILE)."""
+    from workflows.registry import registry_from_settings
 
     return RegistryConflictSource(
-        LocalEnterpriseRegistry(accept_all_divisions=True),
+        registry_from_settings(settings),
         fallback=FileConflictSource(settings.registry_parties_file),
     )
 

@@ -42,6 +42,7 @@ def running_stack(
             # No metrics unless a test asks (the default ports are fixed: stacks would collide).
             "stack_metrics_port": 0,
             "notice_period_seconds": 2.0,
+            "notice_batch_seconds": 1.0,  # decided awards are noticed a second later
             "supplement_period_seconds": 300.0,
             "review_period_seconds": 3600.0,
             **urls,

@@ -115,6 +115,8 @@ REVIEW_PROCESS_PATCH = "review-process-v4"
 CHINA = timezone(timedelta(hours=8))
 # An overdue review task is escalated this many working days after its due date.
 ESCALATION_WORKING_DAYS = 2
+# How long a grant waits before drawing its expert panel again when the pool had too few.
+PANEL_RETRY = timedelta(hours=1)
 # A re-review after an upheld objection.
 RE_REVIEW = "re_review"
 # Service calls are retried until they succeed (a service being down must not fail a grant);
@@ -228,7 +230,8 @@ class GrantWorkflow:
         if not workflow.patched(LIGHTER_GRANT_PATCH):
             self._legacy = LegacyGrant()
             return await self._legacy.run(grant)
-        self.state.v4 = workflow.patched(REVIEW_PROCESS_PATCH)
+        # Only a grant started for the fourth process records its marker.
+        self.state.v4 = grant.process_generation >= 4 and workflow.patched(REVIEW_PROCESS_PATCH)
         outcome = await (self._process() if self.state.v4 else self._phases())
         self._answer_withdrawals(reasons.not_withdrawable(self.state.stage))
         # An Update still being handled (a decision that arrived as the grant closed) finishes
@@ -375,19 +378,30 @@ class GrantWorkflow:
             return None
         await self._report(GrantStage.EXPERT_REVIEW, reasons.EXPERT_REVIEW)
         period = await self._period(self.grant.timing.review_seconds, experts.due_working_days)
-        self.state.expert_panel = await self._call(
-            GrantActivities.create_expert_review,
-            ExpertReviewRequest(
-                request_id=f"{workflow.info().workflow_id}-experts",
-                application_id=self.grant.application_id,
-                program_code=self.grant.rule.code,
-                applicant_credit_code=self.grant.applicant_credit_code,
-                applicant_name=self.grant.applicant_name,
-                project_title=self.grant.project_title,
-                review=experts,
-                due_at=workflow.now() + period,
-            ),
-        )
+        while True:
+            try:
+                self.state.expert_panel = await self._call(
+                    GrantActivities.create_expert_review,
+                    ExpertReviewRequest(
+                        request_id=f"{workflow.info().workflow_id}-experts",
+                        application_id=self.grant.application_id,
+                        program_code=self.grant.rule.code,
+                        applicant_credit_code=self.grant.applicant_credit_code,
+                        applicant_name=self.grant.applicant_name,
+                        project_title=self.grant.project_title,
+                        review=experts,
+                        due_at=workflow.now() + period,
+                    ),
+                )
+                break
+            except ServiceRefusal as error:
+                if final_error_type(error) != ErrorType.FAILED_PRECONDITION:
+                    raise
+                # Too few experts free of conflicts in the pool: the pool is ops' to fill (an
+                # alert in the logs); the grant tries again rather than failing.
+                workflow.logger.warning("no expert panel yet: %s", error)
+                if await self._wait(lambda: self.state.withdrawal is not None, PANEL_RETRY):
+                    return await self._withdrawn()
         await workflow.wait_condition(
             lambda: self.state.expert_score is not None or self.state.withdrawal is not None
         )

@@ -54,6 +54,7 @@ class Intake:
             review_seconds=settings.review_period_seconds,
             batch_seconds=settings.notice_batch_seconds,
         )
+        self.process_generation = settings.grant_process_generation
 
     async def handle(self, envelope: events_pb2.EventEnvelope) -> None:
         kind = envelope.WhichOneof("payload")
@@ -116,6 +117,7 @@ class Intake:
             requested_amount_fen=application.requested_amount_fen,
             submitted_at=from_timestamp(application.submitted_at),
             timing=self.timing,
+            process_generation=self.process_generation,
         )
         attributes = TypedSearchAttributes(
             [

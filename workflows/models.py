@@ -32,6 +32,10 @@ class GrantInput(BaseModel):
     requested_amount_fen: int = 0
     submitted_at: datetime
     timing: Timing = Timing()
+    # Which process the grant runs: 3 (department review, a notice per grant) or 4 (eligibility
+    # with evidence, experts, audit, join policies, notices by batch with objections). Chosen by
+    # the intake (GRANT_PROCESS_GENERATION) when the grant starts, kept for its whole life.
+    process_generation: int = 3
 
 
 class GrantOutcome(BaseModel):

@@ -145,6 +145,7 @@ class LocalStack:
             if value is not None:
                 env[name] = str(value)
         env["NOTICE_BATCH_SECONDS"] = str(s.notice_batch_seconds)
+        env["GRANT_PROCESS_GENERATION"] = str(s.grant_process_generation)
         env["TREASURY_FAILURE_RATE"] = str(s.treasury_failure_rate)
         env["TREASURY_TIMEOUT_RATE"] = str(s.treasury_timeout_rate)
         env.update(self.extra_env)

@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     # A program's notice batch collects the awards decided within this long after its first one
     # and notices them together (one list, one budget allocation). A day by default.
     notice_batch_seconds: float = Field(default=24 * 3600.0, gt=0)
+    # The process new grants run (workflows/models.py GrantInput.process_generation): 3, or 4 for
+    # the whole review process (eligibility, experts, audit, join policies, notice batches with
+    # objections). 3 until the demo and the stack's scenarios run the fourth (see README).
+    grant_process_generation: Literal[3, 4] = 3
     supplement_period_seconds: float | None = None
     review_period_seconds: float | None = None
 

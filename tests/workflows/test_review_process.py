@@ -21,6 +21,12 @@ from workflows.rules import (
     SpecialAuditModel,
 )
 
+
+def v4_grant(**overrides: object) -> GrantInput:
+    """A grant of the fourth process."""
+    return grant_input(process_generation=4, **overrides)
+
+
 RUBRIC = [
     RubricCriterionModel(code="service", name="服务能力", max_points=60),
     RubricCriterionModel(code="effect", name="服务成效", max_points=40),
@@ -52,7 +58,7 @@ def demo_platform(**overrides: object) -> GrantInput:
     )
     values: dict[str, object] = {"rule": rule, "figures": {"firms_served": 250}, "timing": FAST}
     values.update(overrides)
-    return grant_input(**values)
+    return v4_grant(**values)
 
 
 async def experts_score(
@@ -109,7 +115,7 @@ async def test_an_audit_below_the_declared_figure_lowers_the_amount(harness: Har
         ),
         special_audit=SpecialAuditModel(audited_figure="platform_investment_fen"),
     )
-    grant = grant_input(rule=rule, figures={"platform_investment_fen": 1_000_000_000}, timing=FAST)
+    grant = v4_grant(rule=rule, figures={"platform_investment_fen": 1_000_000_000}, timing=FAST)
     handle = await harness.start(grant)
     await harness.until(lambda: bool(harness.services.audits), "the audit task")
     task_id, audit = next(iter(harness.services.audits.items()))
@@ -133,7 +139,7 @@ async def test_a_quorum_decides_and_the_last_department_is_told(harness: Harness
         join_policy=JoinPolicy.QUORUM,
         quorum=2,
     )
-    grant = grant_input(rule=rule, timing=FAST)
+    grant = v4_grant(rule=rule, timing=FAST)
     handle = await harness.start(grant)
     tasks = await harness.tasks_of_round(grant, 1)
     await harness.decide(handle, tasks["finance"], "finance", "reject", reason="not convinced")
@@ -145,7 +151,7 @@ async def test_a_quorum_decides_and_the_last_department_is_told(harness: Harness
 
 async def test_all_approve_waits_for_every_department(harness: Harness) -> None:
     rule = sme_cloud_rule(code=program(), join_policy=JoinPolicy.ALL_APPROVE)
-    grant = grant_input(rule=rule, timing=FAST)
+    grant = v4_grant(rule=rule, timing=FAST)
     handle = await harness.start(grant)
     tasks = await harness.tasks_of_round(grant, 1)
     await harness.decide(handle, tasks["industry"], "industry", "reject", reason="too small")
@@ -166,7 +172,7 @@ async def decided_batch(
     grants = []
     for fee in fees:
         figures = {"cloud_fee_paid_fen": fee, "staff_count": 50, "annual_revenue_fen": 10**9}
-        grant = grant_input(
+        grant = v4_grant(
             rule=rule, figures=figures, timing=Timing(notice_seconds=1, batch_seconds=5)
         )
         handle = await harness.start(grant)
@@ -228,7 +234,7 @@ async def lodge(handle: WorkflowHandle, objection_id: str) -> None:
 
 
 async def test_an_upheld_objection_ends_the_award_and_releases_its_money(harness: Harness) -> None:
-    grant = grant_input(
+    grant = v4_grant(
         rule=sme_cloud_rule(code=program()), timing=Timing(notice_seconds=3600, batch_seconds=0.5)
     )
     handle = await harness.start(grant)
@@ -253,7 +259,7 @@ async def test_an_upheld_objection_ends_the_award_and_releases_its_money(harness
 async def test_a_dismissed_objection_is_noticed_again_in_a_later_batch(harness: Harness) -> None:
     rule = sme_cloud_rule(code=program(), renotice_after_dismissed_objection=True)
     # A notice of three seconds, in real time: the objection is lodged and decided within it.
-    grant = grant_input(rule=rule, timing=Timing(notice_seconds=3, batch_seconds=0.5))
+    grant = v4_grant(rule=rule, timing=Timing(notice_seconds=3, batch_seconds=0.5))
     handle = await harness.start(grant)
     await harness.approve_all(handle, grant)
     await in_notice(harness, grant)
@@ -275,7 +281,7 @@ async def test_a_dismissed_objection_is_noticed_again_in_a_later_batch(harness: 
 async def test_a_withdrawal_before_the_notice_leaves_the_batch_and_keeps_no_money(
     harness: Harness,
 ) -> None:
-    grant = grant_input(
+    grant = v4_grant(
         rule=sme_cloud_rule(code=program()), timing=Timing(notice_seconds=1, batch_seconds=3600)
     )
     handle = await harness.start(grant)
@@ -293,7 +299,7 @@ async def test_a_withdrawal_before_the_notice_leaves_the_batch_and_keeps_no_mone
 async def test_an_ineligible_application_is_rejected_with_the_checks_reasons(
     harness: Harness,
 ) -> None:
-    grant = grant_input(rule=sme_cloud_rule(code=program()), timing=FAST)
+    grant = v4_grant(rule=sme_cloud_rule(code=program()), timing=FAST)
     harness.services.ineligible[grant.application_id] = ["同一项目已获市级其他专项资助（多头申报）"]
     outcome = await (await harness.start(grant)).result()
     assert outcome.stage == "REJECTED"
@@ -303,7 +309,7 @@ async def test_an_ineligible_application_is_rejected_with_the_checks_reasons(
 
 
 async def test_the_yearly_cap_limits_the_amount(harness: Harness) -> None:
-    grant = grant_input(rule=sme_cloud_rule(code=program()), timing=FAST)
+    grant = v4_grant(rule=sme_cloud_rule(code=program()), timing=FAST)
     harness.services.year_cap_left[grant.application_id] = 70_000
     handle = await harness.start(grant)
     tasks = await harness.tasks_of_round(grant, 1)

@@ -522,11 +522,8 @@ def _review_problems(rule: common_pb2.ProgramRule) -> list[Problem]:
 
 def _list_problems(rule: common_pb2.ProgramRule) -> list[Problem]:
     problems: list[Problem] = []
-    if not rule.budget_line_code:
-        problems.append(
-            ("budget_line_code", "is required: the budget line the awards are reserved against")
-        )
-    elif not PROGRAM_CODE.match(rule.budget_line_code):
+    # A program without a line keeps a budget of its own (the disbursement service's choice).
+    if rule.budget_line_code and not PROGRAM_CODE.match(rule.budget_line_code):
         problems.append(
             (
                 "budget_line_code",

@@ -378,7 +378,7 @@ def _set_trimmed_mean_on_three(rule: common_pb2.ProgramRule) -> None:
             lambda r: r.required_documents.append("申报书"),
             "rule.required_documents[3]",
         ),
-        ("SERVICE-EVENT", lambda r: setattr(r, "budget_line_code", ""), "rule.budget_line_code"),
+        ("SERVICE-EVENT", lambda r: setattr(r, "budget_line_code", "x"), "rule.budget_line_code"),
         ("SERVICE-EVENT", lambda r: setattr(r, "over_budget_policy", 7), "rule.over_budget_policy"),
         ("SERVICE-EVENT", lambda r: setattr(r, "join_policy", 7), "rule.join_policy"),
         ("SERVICE-EVENT", lambda r: setattr(r, "description", "长" * 2001), "rule.description"),

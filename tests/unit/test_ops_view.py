@@ -96,3 +96,11 @@ def test_a_workflow_history_reads_as_business_events() -> None:
         (PROCESS, "公示期届满"),
     ]
     assert "7.0 天" in timeline.ordered()[2].detail
+
+
+def test_terms_spelt_alike_in_two_vocabularies_keep_their_own_labels() -> None:
+    from services.common.vocabulary import Sector
+
+    # Both are "industry"; a StrEnum hashes as its string, so one dict would keep only one.
+    assert LABELS[Department.INDUSTRY] == "工信局"
+    assert LABELS[Sector.INDUSTRY] == "工业"

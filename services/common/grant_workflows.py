@@ -50,12 +50,15 @@ _REFUSALS: dict[str, type[ServiceError]] = {
     ErrorType.PERMISSION_DENIED: PermissionDenied,
     ErrorType.FAILED_PRECONDITION: FailedPrecondition,
 }
-_UNREACHABLE = {
-    RPCStatusCode.UNAVAILABLE,
-    RPCStatusCode.DEADLINE_EXCEEDED,
-    RPCStatusCode.CANCELLED,
-    RPCStatusCode.RESOURCE_EXHAUSTED,
-}
+# Temporal answers that say it could not be reached (the caller may retry): UNAVAILABLE.
+TEMPORAL_UNREACHABLE = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.CANCELLED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+    }
+)
 
 
 class GrantNotRunning(Exception):
@@ -195,7 +198,7 @@ class GrantWorkflows:
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise GrantNotRunning(handle.id) from exc
-            if exc.status in _UNREACHABLE:
+            if exc.status in TEMPORAL_UNREACHABLE:
                 raise Unavailable(f"Temporal is unreachable: {exc.message}") from exc
             raise
         except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:

@@ -30,6 +30,7 @@ from services.common.errors import (
     ServiceError,
     Unavailable,
 )
+from services.common.grant_workflows import TEMPORAL_UNREACHABLE
 from services.common.vocabulary import ErrorType
 from workflows.repair_contracts import (
     APPROVE_REPAIR,
@@ -46,12 +47,6 @@ from workflows.repair_contracts import (
 _REFUSALS: dict[str, type[ServiceError]] = {
     ErrorType.PERMISSION_DENIED: PermissionDenied,
     ErrorType.FAILED_PRECONDITION: FailedPrecondition,
-}
-_UNREACHABLE = {
-    RPCStatusCode.UNAVAILABLE,
-    RPCStatusCode.DEADLINE_EXCEEDED,
-    RPCStatusCode.CANCELLED,
-    RPCStatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -165,6 +160,6 @@ class RepairWorkflows:
             if "completed" in exc.message or "closed" in exc.message:
                 return FailedPrecondition(f"repair {repair_id} has ended")
             return NotFound(f"repair {repair_id} not found")
-        if exc.status in _UNREACHABLE:
+        if exc.status in TEMPORAL_UNREACHABLE:
             return Unavailable(f"Temporal is unreachable: {exc.message}")
         return FailedPrecondition(exc.message)

@@ -280,6 +280,7 @@ def registered_in_shenzhen(address: Address | None) -> tuple[bool, str]:
 class Shareholder(BaseModel):
     name: str
     credit_code: str = ""  # an enterprise shareholder's; empty for a natural person
+    person_id: str = ""  # a natural person's identity number, where the registry gives it
     share_basis_points: int = 0  # 10000 = the whole capital
 
 
@@ -300,4 +301,5 @@ class EnterpriseRecord(BaseModel):
     registration_kind: RegistrationKind = RegistrationKind.ENTERPRISE
     address: Address | None = None
     legal_representative: str = ""
+    legal_representative_id: str = ""  # the identity number, where the registry gives it
     shareholders: list[Shareholder] = []

@@ -56,6 +56,7 @@ class RegistryEntry(BaseModel):
     registration_kind: RegistrationKind | None = None
     address: Address | None = None
     legal_representative: str | None = None
+    legal_representative_id: str | None = None
     shareholders: list[Shareholder] | None = None
     barred_from_fiscal_funds: bool | None = None
 
@@ -203,6 +204,7 @@ class LocalEnterpriseRegistry:
             registration_kind=kind,
             address=address,
             legal_representative=representative,
+            legal_representative_id=entry.legal_representative_id or "",
             shareholders=shareholders,
         )
 

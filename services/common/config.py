@@ -123,10 +123,6 @@ class Settings(BaseSettings):
     # bars enterprises from fiscal funds is the applications service's data, not a setting.
     registry_data_file: str = ""
     registry_accept_all_divisions: bool = False
-    # Who the registry names as applicants' legal representatives and shareholders, for the
-    # review service's conflict-of-interest checks (services/review/conflicts.py) while the
-    # local registry does not carry them itself; a missing file knows nobody.
-    registry_parties_file: Path = Path("infra/local/registry_parties.json")
 
     # Notifications to applicants (services/applications/channels.py): the channels each event
     # is sent on, comma-separated, of log (the delivery log only), mail and sms. An attempt that

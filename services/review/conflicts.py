@@ -1,23 +1,21 @@
 """Conflicts of interest (利益冲突回避) between experts and applicants: the ConflictSource port,
-its local adapters, and the one rule deciding whether an expert is in conflict.
+its adapter over the enterprise registry, and the one rule deciding whether an expert is in conflict.
 
 An expert is in conflict with an applicant when he declared it (the applicant's credit code among
 his declared conflicts), when his employer is the applicant, or when the registry names him as
 the applicant's legal representative or one of its shareholders, or names his employer as a
 shareholder. What the registry knows comes through `ConflictSource`: the enterprise registry's
-record of the applicant (another part of Grantflow enriches that record with the legal
-representative and shareholders). Two adapters stand in for it locally:
-`RegistryConflictSource` reads any registry whose records carry `legal_representative` and
-`shareholders`, `FileConflictSource` a JSON file of the same facts (infra/local/registry_parties.json).
+record of the applicant (its legal representative and shareholders, with identity numbers and
+credit codes where it gives them), read by `RegistryConflictSource`; locally that is the
+generated registry with REGISTRY_DATA_FILE's records.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
+
+from workflows.registry import EnterpriseRegistry
 
 
 @dataclass(frozen=True)
@@ -49,72 +47,30 @@ class NoConflictSource:
         return None
 
 
-def _party(value: Any) -> Party | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return Party(name=value)
-    if isinstance(value, dict):
-        name = str(value.get("name", ""))
-        identifier = str(
-            value.get("identifier") or value.get("id") or value.get("credit_code") or ""
-        )
-        return Party(name=name, identifier=identifier) if name or identifier else None
-    name = str(getattr(value, "name", "") or "")
-    identifier = str(
-        getattr(value, "identifier", "")
-        or getattr(value, "id_number", "")
-        or getattr(value, "credit_code", "")
-        or ""
-    )
-    return Party(name=name, identifier=identifier) if name or identifier else None
-
-
-def _parties(values: Iterable[Any]) -> tuple[Party, ...]:
-    return tuple(party for party in map(_party, values) if party is not None)
-
-
-class FileConflictSource:
-    """A JSON file: {credit code: {"legal_representative": {"name", "identifier"} or a name,
-    "shareholders": [the same]}}. Read once; a missing file knows nobody."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._records: dict[str, ApplicantParties] | None = None
-
-    def _load(self) -> dict[str, ApplicantParties]:
-        if self._records is None:
-            raw = json.loads(self.path.read_text("utf-8")) if self.path.is_file() else {}
-            self._records = {
-                code.upper(): ApplicantParties(
-                    credit_code=code.upper(),
-                    legal_representative=_party(entry.get("legal_representative")),
-                    shareholders=_parties(entry.get("shareholders", [])),
-                )
-                for code, entry in raw.items()
-            }
-        return self._records
-
-    async def parties(self, credit_code: str) -> ApplicantParties | None:
-        return self._load().get(credit_code.upper())
-
-
 class RegistryConflictSource:
-    """The enterprise registry's own record (workflows/registry.py's EnterpriseRegistry), when it
-    carries `legal_representative` and `shareholders`; otherwise the fallback's."""
+    """The enterprise registry's record of the applicant (workflows/registry.py's
+    EnterpriseRegistry, the one eligibility reads): its legal representative and shareholders,
+    with the identity numbers and credit codes the registry gives."""
 
-    def __init__(self, registry: Any, fallback: ConflictSource | None = None) -> None:
+    def __init__(self, registry: EnterpriseRegistry) -> None:
         self.registry = registry
-        self.fallback = fallback or NoConflictSource()
 
     async def parties(self, credit_code: str) -> ApplicantParties | None:
         record = await self.registry.lookup(credit_code, "")
-        if record is None or not hasattr(record, "shareholders"):
-            return await self.fallback.parties(credit_code)
+        if record is None:
+            return None
+        representative = (
+            Party(record.legal_representative, record.legal_representative_id)
+            if record.legal_representative or record.legal_representative_id
+            else None
+        )
         return ApplicantParties(
             credit_code=credit_code.upper(),
-            legal_representative=_party(getattr(record, "legal_representative", None)),
-            shareholders=_parties(getattr(record, "shareholders", None) or ()),
+            legal_representative=representative,
+            shareholders=tuple(
+                Party(holder.name, holder.credit_code or holder.person_id)
+                for holder in record.shareholders
+            ),
         )
 
 

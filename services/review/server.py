@@ -20,23 +20,18 @@ from services.common.service_main import migrated_database, serve_service
 from services.common.temporal import connect_until_reachable
 from services.common.unit_of_work import Transactions
 from services.review.api import SERVICE, ReviewServicer
-from services.review.conflicts import ConflictSource, FileConflictSource, RegistryConflictSource
+from services.review.conflicts import ConflictSource, RegistryConflictSource
 from services.review.notice_api import notice_service
 from services.review.use_cases import Audits, ExpertReviews, Review, event_source
+from workflows.registry import registry_from_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def make_conflict_source(settings: Settings) -> ConflictSource:
     """The registry's parties of an applicant (legal representative, shareholders): the
-    enterprise registry's record, the one eligibility reads (REGISTRY_DATA_FILE on the local
-    registry), else the parties file of the local stack (REGISTRY_PARTIES_FILE)."""
-    from workflows.registry import registry_from_settings
-
-    return RegistryConflictSource(
-        registry_from_settings(settings),
-        fallback=FileConflictSource(settings.registry_parties_file),
-    )
+    enterprise registry's record, the one eligibility reads (REGISTRY_DATA_FILE locally)."""
+    return RegistryConflictSource(registry_from_settings(settings))
 
 
 async def run(

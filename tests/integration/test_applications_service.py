@@ -369,7 +369,7 @@ async def test_bad_input_names_the_field_and_writes_nothing(service: Application
         # The rule language of issue 6: kinds, policies, review stages and lists.
         (rule(amount_rule__kind=9), "rule.amount_rule.kind"),
         (rule(amount_rule__instalments=4), "rule.amount_rule.instalments"),
-        (rule(budget_line_code=""), "rule.budget_line_code"),
+        (rule(budget_line_code="bad line"), "rule.budget_line_code"),
         (rule(join_policy=common_pb2.JOIN_POLICY_QUORUM, quorum=3), "rule.quorum"),
         (rule(excluded_programs=["NEW-PROGRAM"]), "rule.excluded_programs[0]"),
         (rule(eligible_registration_kinds=["company"]), "rule.eligible_registration_kinds[0]"),

@@ -5,7 +5,8 @@ release, reassignment by a department head); one person never decides two stages
 
 The grant workflow is a stand-in (below) that records the Updates it receives with their update
 ids, and refuses them while told to, as the real grant refuses an Update it is not waiting for.
-The enterprise registry's parties of the applicants come from a parties file (the edge fake).
+The applicant's legal representative and shareholders come from the local enterprise registry's
+data file (the edge fake).
 """
 
 from __future__ import annotations
@@ -219,15 +220,18 @@ class Service:
         return await self.db.run(work)
 
 
-# The registry's parties of the applicant: a legal representative and two shareholders, one a
+# The registry's record of the applicant: a legal representative and two shareholders, one a
 # person known by identity number, one an enterprise.
-PARTIES = {
-    APPLICANT: {
-        "legal_representative": {"name": "法人甲", "identifier": "440300198001010011"},
-        "shareholders": [
-            {"name": "股东乙", "identifier": "440300198202020022"},
-            {"name": "某投资公司", "identifier": EMPLOYER_SHAREHOLDER},
-        ],
+REGISTRY = {
+    "enterprises": {
+        APPLICANT: {
+            "legal_representative": "法人甲",
+            "legal_representative_id": "440300198001010011",
+            "shareholders": [
+                {"name": "股东乙", "person_id": "440300198202020022"},
+                {"name": "某投资公司", "credit_code": EMPLOYER_SHAREHOLDER},
+            ],
+        }
     }
 }
 
@@ -236,8 +240,8 @@ PARTIES = {
 async def service(
     database_url: str, temporal: Client, kafka_bootstrap: str, tmp_path: Path
 ) -> AsyncIterator[Service]:
-    parties = tmp_path / "parties.json"
-    parties.write_text(json.dumps(PARTIES, ensure_ascii=False), "utf-8")
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps(REGISTRY, ensure_ascii=False), "utf-8")
     settings = Settings(
         data_dir=tmp_path,
         review_database_url=database_url,
@@ -246,7 +250,7 @@ async def service(
         kafka_bootstrap_servers=kafka_bootstrap,
         kafka_topic_prefix="reviewprocess",
         kafka_embedded_broker_recovery=True,
-        registry_parties_file=parties,
+        registry_data_file=str(registry),
     )
     stop, started = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(server.run(settings, stop=stop, ready=started.set))

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
+from grantflow.sample import credit_code
 from services.review.conflicts import (
     ApplicantParties,
     ExpertProfile,
-    FileConflictSource,
     Party,
     RegistryConflictSource,
     conflict_reason,
 )
+from workflows.registry import LocalEnterpriseRegistry
 
-APPLICANT = "91440300MA5F000011"
-HOLDING = "91440300MA5F000022"
+APPLICANT = credit_code(11)
+HOLDING = credit_code(22)
+UNREGISTERED = credit_code(33)
 
 
 def expert(**fields: object) -> ExpertProfile:
@@ -53,39 +54,33 @@ def test_each_kind_of_conflict_is_found_and_named() -> None:
     assert conflict_reason(expert(), APPLICANT, PARTIES) == ""
 
 
-async def test_the_file_adapter_reads_parties_and_knows_nobody_without_a_file(
+async def test_the_registry_adapter_reads_the_parties_of_the_registry_record(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "parties.json"
-    path.write_text(
-        json.dumps({APPLICANT.lower(): {"legal_representative": "李四", "shareholders": []}}),
+    data = tmp_path / "registry.json"
+    data.write_text(
+        json.dumps(
+            {
+                "enterprises": {
+                    APPLICANT.lower(): {
+                        "legal_representative": "李四",
+                        "legal_representative_id": "ID-LI",
+                        "shareholders": [
+                            {"name": "王五", "person_id": "ID-WANG"},
+                            {"name": "控股公司", "credit_code": HOLDING},
+                        ],
+                    },
+                    UNREGISTERED: {"registered": False},
+                }
+            }
+        ),
         "utf-8",
     )
-    parties = await FileConflictSource(path).parties(APPLICANT)
-    assert parties is not None and parties.legal_representative == Party("李四")
-    assert await FileConflictSource(tmp_path / "missing.json").parties(APPLICANT) is None
-
-
-@dataclass
-class EnrichedRecord:
-    legal_representative: str
-    shareholders: list[dict[str, str]]
-
-
-class EnrichedRegistry:
-    async def lookup(self, credit_code: str, applicant_name: str) -> EnrichedRecord:
-        return EnrichedRecord("李四", [{"name": "控股公司", "credit_code": HOLDING}])
-
-
-class PlainRegistry:
-    async def lookup(self, credit_code: str, applicant_name: str) -> object:
-        return object()
-
-
-async def test_the_registry_adapter_reads_an_enriched_record_else_falls_back(
-    tmp_path: Path,
-) -> None:
-    parties = await RegistryConflictSource(EnrichedRegistry()).parties(APPLICANT)
-    assert parties is not None
-    assert parties.shareholders == (Party("控股公司", HOLDING),)
-    assert await RegistryConflictSource(PlainRegistry()).parties(APPLICANT) is None
+    source = RegistryConflictSource(LocalEnterpriseRegistry.from_file(data))
+    parties = await source.parties(APPLICANT)
+    assert parties == ApplicantParties(
+        credit_code=APPLICANT,
+        legal_representative=Party("李四", "ID-LI"),
+        shareholders=(Party("王五", "ID-WANG"), Party("控股公司", HOLDING)),
+    )
+    assert await source.parties(UNREGISTERED) is None

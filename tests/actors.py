@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterable
 
 from grantflow.sample import credit_code
+from grantflow.timeline import grant_timeline
 from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2, review_pb2
 from services.common.auth import mint_token
 from services.common.clients import ServiceClients
@@ -75,8 +76,35 @@ class Actors:
                 return seen
             if time.monotonic() > deadline:
                 names = {k: common_pb2.GrantStage.Name(v) for k, v in seen.items()}  # type: ignore[arg-type]
-                raise AssertionError(f"not all reached {stages}: {names}")
+                stuck = [a for a, stage in seen.items() if stage not in stages]
+                raise AssertionError(
+                    f"not all reached {stages}: {names}\n{await self.explain(stuck[:3])}"
+                )
             await asyncio.sleep(0.3)
+
+    async def explain(self, application_ids: Iterable[str]) -> str:
+        """What ops show tells of each grant (stages, tasks, funds, workflow history and retrying
+        activities): a failed wait says where a grant stopped, not only that it did."""
+        reports = []
+        for application_id in application_ids:
+            try:
+                timeline = await grant_timeline(
+                    self.settings,
+                    mint_token(self.settings.auth_secret, "ops.test", Role.OPS),
+                    application_id,
+                )
+            except Exception as error:  # the explanation must not hide the failure it explains
+                reports.append(f"{application_id}: timeline unreadable: {error!r}")
+                continue
+            lines = [
+                f"{e.at.isoformat()} {e.source} {e.what} {e.who} {e.detail}"
+                for e in timeline.ordered()
+            ]
+            reports.append(
+                f"--- {application_id} {timeline.summary} missing={timeline.missing}\n"
+                + "\n".join(lines[-40:])
+            )
+        return "\n".join(reports)
 
     async def approve(
         self,

@@ -123,19 +123,34 @@ class FundingPlanWorkflow:
         except ServiceRefusal:
             # The gateway says the payment went through after all (its answer was lost):
             # settle the line with the same idempotency key instead of failing it.
-            result = await workflow.execute_activity_method(
-                GrantActivities.pay_line_v3,
-                request,
-                start_to_close_timeout=PAYMENT_TIMEOUT,
-                retry_policy=SERVICE_RETRY,
-            )
-            return await self._settled(line_id, application_id, result)
+            return await self._settle_paid_line(request, application_id, backoff)
         self._failed += 1
         await self._tell_grant(
             application_id,
             contracts.PAYMENT_FAILED,
             contracts.PaymentFailed(plan_id=plan_id, line_id=line_id, reason=reason),
         )
+
+    async def _settle_paid_line(
+        self, request: PaymentRequest, application_id: str, backoff: timedelta
+    ) -> None:
+        """A line the gateway paid: executed again (same key) until the gateway answers. Its
+        passing failures are waited out, never counted: the money has left, so the line cannot
+        fail, and an error here would fail the whole run with every other line in it."""
+        while True:
+            try:
+                result = await workflow.execute_activity_method(
+                    GrantActivities.pay_line_v3,
+                    request,
+                    start_to_close_timeout=PAYMENT_TIMEOUT,
+                    retry_policy=SERVICE_RETRY,
+                )
+                return await self._settled(request.line_id, application_id, result)
+            except ActivityError as error:
+                if final_error_type(error) != ErrorType.GATEWAY_FAILED:
+                    raise
+                await workflow.sleep(backoff)
+                backoff = min(backoff * 2, GATEWAY_BACKOFF_MAX)
 
     async def _settled(self, line_id: str, application_id: str, result: PaymentResult) -> None:
         self._paid += 1

@@ -53,6 +53,8 @@ class FakeServices:
     # disbursement service cannot be reached (a plain, retryable failure)
     gateway_timeouts: dict[str, int] = field(default_factory=dict)
     unreachable: dict[str, int] = field(default_factory=dict)
+    # lines the gateway paid although every answer was lost: marking them failed is refused
+    paid_despite_timeouts: set[str] = field(default_factory=set)
     payment_attempts: dict[str, int] = field(default_factory=dict)
     reports: list[StageReport] = field(default_factory=list)
     tasks: dict[str, CreateReviewTaskRequest] = field(default_factory=dict)
@@ -184,6 +186,12 @@ class FakeServices:
 
         @activity.defn(name="mark_payment_failed")
         async def mark_payment_failed(failure: PaymentFailure) -> None:
+            if failure.line_id in self.paid_despite_timeouts:
+                raise ApplicationError(
+                    "the gateway paid the award: execute the line again",
+                    type=ErrorType.FAILED_PRECONDITION,
+                    non_retryable=True,
+                )
             self.failed_lines.append(failure.line_id)
 
         @activity.defn(name="complete_funding_plan_v3")

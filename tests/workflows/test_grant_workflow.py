@@ -434,6 +434,22 @@ async def run_plan(harness: Harness, plan_id: str, grants: list[GrantInput]) -> 
     )
 
 
+async def test_a_line_paid_despite_lost_answers_is_settled_through_more_gateway_failures(
+    harness: Harness,
+) -> None:
+    grants = await noticed_grants(harness, 1)
+    # Every answer lost, but the gateway paid: marking the line failed is refused, and settling
+    # it meets two more gateway failures. The plan keeps settling it; it never fails the run.
+    harness.services.gateway_timeouts["lost-line-0"] = PAYMENT_ATTEMPTS + 2
+    harness.services.paid_despite_timeouts.add("lost-line-0")
+    result = await run_plan(harness, "lost", grants)
+    assert (result.paid_lines, result.failed_lines) == (1, 0)
+    assert harness.services.payment_attempts["lost-line-0"] == PAYMENT_ATTEMPTS + 3
+    await harness.until(
+        lambda: "PAID" in harness.services.stages(grants[0].application_id), "paid grant"
+    )
+
+
 async def test_an_unreachable_disbursement_service_costs_a_line_nothing(harness: Harness) -> None:
     grants = await noticed_grants(harness, 1)
     # Far more failed calls than a line's attempts: the service was down, not the gateway.

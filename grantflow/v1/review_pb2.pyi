@@ -1001,15 +1001,19 @@ class ListMyExpertTasksRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PENDING_ONLY_FIELD_NUMBER: _builtins.int
+    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
     pending_only: _builtins.bool
+    program_code: _builtins.str
+    """only this program's tasks; empty: every program's"""
     def __init__(
         self,
         *,
         pending_only: _builtins.bool = ...,
+        program_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pending_only", b"pending_only"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pending_only", b"pending_only", "program_code", b"program_code"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -356,7 +356,12 @@ class ReviewServicer(review_pb2_grpc.ReviewServiceServicer):
     async def ListMyExpertTasks(
         self, request: review_pb2.ListMyExpertTasksRequest, context: grpc.aio.ServicerContext
     ) -> review_pb2.ListMyExpertTasksResponse:
-        tasks = await self.experts.my_tasks(current_principal(), request.pending_only)
+        program_code = (
+            validation.identifier("program_code", request.program_code)
+            if request.program_code
+            else ""
+        )
+        tasks = await self.experts.my_tasks(current_principal(), request.pending_only, program_code)
         return review_pb2.ListMyExpertTasksResponse(tasks=tasks)
 
     async def GetExpertTask(

@@ -711,7 +711,9 @@ class ExpertReviews:
 
         return await self.transactions.read(work)
 
-    async def my_tasks(self, caller: Principal, pending_only: bool) -> list[review_pb2.ExpertTask]:
+    async def my_tasks(
+        self, caller: Principal, pending_only: bool, program_code: str = ""
+    ) -> list[review_pb2.ExpertTask]:
         now = now_utc()
 
         def work(session: Session) -> list[review_pb2.ExpertTask]:
@@ -719,7 +721,9 @@ class ExpertReviews:
             for mine in store.assignments_of_expert(session, caller.subject):
                 if pending_only and mine.state != ExpertTaskState.PENDING:
                     continue
-                views.append(_task_view(session, mine, now))
+                view = _task_view(session, mine, now)
+                if not program_code or view.program_code == program_code:
+                    views.append(view)
             return views
 
         return await self.transactions.read(work)

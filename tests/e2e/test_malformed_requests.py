@@ -18,6 +18,7 @@ from grantflow.sample import credit_code
 from grantflow.v1 import applications_pb2, disbursement_pb2, review_pb2
 from infra.local.stack import LocalStack
 from services.common.auth import mint_token
+from services.common.vocabulary import DEPARTMENT_ROLES, Role
 
 pytestmark = pytest.mark.integration
 
@@ -49,14 +50,18 @@ def _length_delimited(number: int, payload: bytes) -> bytes:
     return bytes([number << 3 | 2, len(payload)]) + payload
 
 
-def tokens(secret: str) -> dict[str, str]:
+def tokens(secret: str) -> dict[Role, str]:
     code = credit_code(424_242)
+    # Every role, so each method meets the role that may call it.
     return {
-        "applicant": mint_token(secret, code, "applicant", enterprise=code),
-        "reviewer": mint_token(secret, "r", "reviewer", department="industry"),
-        "finance": mint_token(secret, "f", "finance"),
-        "ops": mint_token(secret, "o", "ops"),
-        "system": mint_token(secret, "s", "system"),
+        role: mint_token(
+            secret,
+            f"{role}.malformed",
+            role,
+            department="industry" if role in DEPARTMENT_ROLES else "",
+            enterprise=code if role == Role.APPLICANT else "",
+        )
+        for role in Role
     }
 
 

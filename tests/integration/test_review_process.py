@@ -347,6 +347,15 @@ async def test_a_conflicted_expert_is_never_drawn_and_cannot_open_the_file(
 
     tasks = {m: await expert_task(service, m, application) for m in drawn}
     some_task = next(iter(tasks.values())).task_id
+    # An expert lists his tasks, of every program or of one.
+    member = service.token(next(iter(drawn)), Role.EXPERT)
+    for program_code, expected in (("", 1), ("IIP-CROSS", 1), ("TECH-MAJOR", 0)):
+        listed = await service.call(
+            "ListMyExpertTasks",
+            review_pb2.ListMyExpertTasksRequest(program_code=program_code),
+            member,
+        )
+        assert [t.application_id for t in listed.tasks] == [application] * expected
     for expert_id in conflicted:
         token = service.token(expert_id, Role.EXPERT)
         by_application = await service.refused(

@@ -330,14 +330,16 @@ def seed(
     ops_token: Annotated[str, typer.Option(help="publishes the catalogue")] = "",
     finance_token: Annotated[str, typer.Option(help="sets the budgets")] = "",
 ) -> None:
-    """Publish the program catalogue and set budgets where none is set (idempotent)."""
-    from grantflow.demo import seed_catalogue
+    """Publish the program catalogue, set budgets where none is set and add the local expert
+    pool (idempotent)."""
+    from grantflow.demo import seed_catalogue, seed_experts
 
     settings = get_settings()
     counts = run(seed_catalogue(settings, ops_token, finance_token))
+    experts = run(seed_experts(settings, ops_token))
     out().print(
-        f"catalogue: {counts[0]} program versions; {counts[1]} budgets (budget line years and "
-        "programs' own) set where none was"
+        f"项目目录：{counts[0]} 个项目版本；新设预算 {counts[1]} 项（预算行年度及项目自有预算，"
+        f"已设的不变）；专家库 {experts} 位专家"
     )
 
 
@@ -354,7 +356,7 @@ def demo(count: int = 24) -> None:
 
 @app.command("run")
 def run_everything(
-    count: Annotated[int, typer.Option(help="applications in the demo")] = 24,
+    count: Annotated[int, typer.Option(help="applications in the demo (1-24)")] = 24,
     notice_seconds: float = 5.0,
     serve: Annotated[bool, typer.Option(help="keep serving after the demo")] = True,
 ) -> None:

@@ -1,16 +1,20 @@
-"""The scripted demo: many applications across SME-CLOUD and the industrial-internet programs,
-driven through the real APIs as applicants, reviewers of two departments and two finance
-officers would: approved and paid, approved at a lower amount, rejected, withdrawn, returned for
-supplement then approved, and incomplete at filing then completed. Ends with a summary."""
+"""The scripted demo (grantflow/demo_script.py) driven through the real APIs by the people of a
+municipal fund: applicants file and supplement, the expert pool scores, an auditor confirms
+figures, reviewers of the three bureaus decide, an enterprise objects during a public notice and
+the department handles it, and two finance officers make and check the funding plans. Also the
+seed every stack needs (programs, budget lines, the expert pool). Ends with a summary in
+Chinese."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from rich.console import Console
@@ -25,43 +29,53 @@ from rich.progress import (
 from rich.table import Table
 
 from grantflow.budget_seed import configured_budgets, configured_lines, seed_lines, top_up_lines
+from grantflow.demo_script import KINDS, SCRIPT, Scenario, scenarios
 from grantflow.format import stage_name, yuan
 from grantflow.sample import credit_code
-from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2, review_pb2
+from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2, notice_pb2, review_pb2
 from services.common.auth import mint_token
 from services.common.clients import ServiceClients
 from services.common.config import Settings
-from services.common.vocabulary import CLOSED_STAGES, Decision, Department, Role
+from services.common.labels import stage_label
+from services.common.vocabulary import (
+    CLOSED_STAGES,
+    Decision,
+    Department,
+    ObjectionConsequence,
+    ObjectionKind,
+    Role,
+)
 
 S = common_pb2
 FINAL: set[int] = {stage.to_proto() for stage in CLOSED_STAGES}
 
-COMPANIES = [
-    "Shenzhen Qianhai Cloudstack Technology Co., Ltd.",
-    "Shenzhen Nanshan Precision Moulding Co., Ltd.",
-    "Shenzhen Bao'an Smart Sensor Co., Ltd.",
-    "Shenzhen Longgang Battery Materials Co., Ltd.",
-    "Shenzhen Futian Supply-Chain Services Co., Ltd.",
-    "Shenzhen Guangming Optics Co., Ltd.",
-    "Shenzhen Pingshan New Energy Equipment Co., Ltd.",
-    "Shenzhen Luohu Digital Printing Co., Ltd.",
-    "Shenzhen Longhua Drone Systems Co., Ltd.",
-    "Shenzhen Yantian Cold-Chain Logistics Co., Ltd.",
-    "Shenzhen Dapeng Marine Instruments Co., Ltd.",
-    "Shenzhen Shenshan Industrial Robotics Co., Ltd.",
-]
-
-
-@dataclass
-class Scenario:
-    kind: str  # paid, paid_lower, rejected, withdrawn, returned, incomplete
-    program: str
-    figures: dict[str, int]
-    expected: int
+# Applicants by registration authority (the script's Scenario.authority), in Chinese as the
+# notices print them.
+NAMES = {
+    "9": [
+        "深圳市前海云栈科技有限公司",
+        "深圳市南山精密模具有限公司",
+        "深圳市宝安智能传感器有限公司",
+        "深圳市龙岗电池材料有限公司",
+        "深圳市福田供应链服务有限公司",
+        "深圳市光明光学有限公司",
+        "深圳市坪山新能源装备有限公司",
+        "深圳市罗湖数码印刷有限公司",
+        "深圳市龙华无人机系统有限公司",
+        "深圳市盐田冷链物流有限公司",
+        "深圳市大鹏海洋仪器有限公司",
+        "深圳市深汕工业机器人有限公司",
+    ],
+    "1": ["深圳市第二职业技术学校", "深圳市宝安职业技术学校", "深圳市龙岗职业技术学校"],
+    "5": ["深圳市软件行业协会", "深圳市中小企业发展促进会"],
+}
+EXPERTS_FILE = Path(__file__).resolve().parents[1] / "infra" / "local" / "experts.json"
+OBJECTOR = credit_code(424_424)  # an enterprise that reports a project during its notice
 
 
 @dataclass
 class Tracked:
+    index: int
     scenario: Scenario
     application_id: str = ""
     credit_code: str = ""
@@ -71,6 +85,7 @@ class Tracked:
     status: int = 0
     award_fen: int = 0
     reason: str = ""
+    reviewed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -79,44 +94,7 @@ class DemoSummary:
     outcomes: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     grants: list[Tracked] = field(default_factory=list)
-
-
-def scenarios(count: int) -> list[Scenario]:
-    kinds = [
-        "paid",
-        "paid",
-        "returned",
-        "paid",
-        "rejected",
-        "paid_lower",
-        "withdrawn",
-        "paid",
-        "incomplete",
-        "paid",
-        "rejected",
-        "paid",
-    ]
-    programs = ["SME-CLOUD", "IIP-CROSS", "SME-CLOUD", "IIP-INDUSTRY"]
-    result = []
-    for i in range(count):
-        kind = kinds[i % len(kinds)]
-        program = programs[i % len(programs)]
-        if program == "SME-CLOUD":
-            figures = {
-                "cloud_fee_paid_fen": 150_000 + 25_000 * (i % 13),
-                "staff_count": 20 + 7 * i,
-                "annual_revenue_fen": (5 + i) * 1_000_000_00,
-            }
-        else:
-            figures = {"platform_investment_fen": (800 + 150 * i) * 10_000_00}
-        if kind == "incomplete":
-            figures.pop(next(iter(figures)))
-        expected = {
-            "rejected": S.GRANT_STAGE_REJECTED,
-            "withdrawn": S.GRANT_STAGE_WITHDRAWN,
-        }.get(kind, S.GRANT_STAGE_PAID)
-        result.append(Scenario(kind, program, figures, expected))
-    return result
+    plans: list[str] = field(default_factory=list)
 
 
 async def seed_catalogue(
@@ -185,23 +163,46 @@ async def top_up_budgets(settings: Settings) -> list[str]:
     return changed
 
 
+async def seed_experts(settings: Settings, ops_token: str = "", path: Path = EXPERTS_FILE) -> int:
+    """Adds the local expert pool (infra/local/experts.json) to the review service; adding an
+    expert again changes nothing. Answers how many experts the pool holds."""
+    ops = ops_token or mint_token(settings.auth_secret, "seed", Role.OPS)
+    experts = json.loads(await asyncio.to_thread(path.read_text, "utf-8"))["experts"]
+    async with ServiceClients(settings, ops) as clients:
+        for expert in experts:
+            await clients.review.AddExpert(
+                review_pb2.AddExpertRequest(expert=review_pb2.Expert(active=True, **expert))
+            )
+    return len(experts)
+
+
 class Demo:
+    """The people of the script at work: applicants, reviewers of the three bureaus, the expert
+    pool and an auditor working their inboxes, an objector, and two finance officers."""
+
     def __init__(self, settings: Settings, console: Console, count: int) -> None:
         self.settings = settings
         self.console = console
-        self.grants = [Tracked(s) for s in scenarios(count)]
+        self.grants = [Tracked(i, s) for i, s in enumerate(scenarios(count))]
+        self.by_application: dict[str, Tracked] = {}
         secret = settings.auth_secret
         self.ops = ServiceClients(settings, mint_token(secret, "ops.demo", Role.OPS))
         self.reviewers = {
             dept: ServiceClients(
                 settings, mint_token(secret, f"{dept}.reviewer", Role.REVIEWER, department=dept)
             )
-            for dept in (Department.INDUSTRY, Department.FINANCE)
+            for dept in Department
         }
+        self.auditor = ServiceClients(settings, mint_token(secret, "audit.demo", Role.AUDITOR))
+        self.objector = ServiceClients(
+            settings, mint_token(secret, OBJECTOR, Role.APPLICANT, enterprise=OBJECTOR)
+        )
         self.maker = ServiceClients(settings, mint_token(secret, "zhang.finance", Role.FINANCE))
         self.checker = ServiceClients(settings, mint_token(secret, "chen.finance", Role.FINANCE))
+        self.experts: dict[str, ServiceClients] = {}
+        self.rules: dict[str, common_pb2.ProgramRule] = {}
         self.progress = Progress(
-            TextColumn("{task.description:<28}"),
+            TextColumn("{task.description:<12}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
@@ -210,7 +211,8 @@ class Demo:
         self.bars: dict[str, TaskID] = {}
 
     async def close(self) -> None:
-        for clients in [self.ops, self.maker, self.checker, *self.reviewers.values()]:
+        everyone = [self.ops, self.auditor, self.objector, self.maker, self.checker]
+        for clients in [*everyone, *self.reviewers.values(), *self.experts.values()]:
             await clients.close()
 
     def advance(self, bar: str) -> None:
@@ -218,17 +220,35 @@ class Demo:
 
     async def run(self) -> DemoSummary:
         started = time.monotonic()
+        programs = await self.ops.applications.ListPrograms(applications_pb2.ListProgramsRequest())
+        for rule in programs.programs:  # the newest version of each program
+            if rule.code not in self.rules or rule.version > self.rules[rule.code].version:
+                self.rules[rule.code] = rule
+        pool = json.loads(await asyncio.to_thread(EXPERTS_FILE.read_text, "utf-8"))["experts"]
+        secret = self.settings.auth_secret
+        self.experts = {
+            e["expert_id"]: ServiceClients(
+                self.settings, mint_token(secret, e["expert_id"], Role.EXPERT)
+            )
+            for e in pool
+        }
         total = len(self.grants)
         to_pay = sum(1 for g in self.grants if g.scenario.expected == S.GRANT_STAGE_PAID)
-        with self.progress:
-            for bar, size in (
-                ("submitted", total),
-                ("reviewed by every department", total),
-                ("closed (paid/rejected/out)", total),
-                ("paid", to_pay),
-            ):
-                self.bars[bar] = self.progress.add_task(bar, total=size)
-            await asyncio.gather(*[self.drive(i, g) for i, g in enumerate(self.grants)])
+        desks = [asyncio.create_task(self.expert_desk()), asyncio.create_task(self.audit_desk())]
+        try:
+            with self.progress:
+                for bar, size in (
+                    ("已申报", total),
+                    ("评审完毕", total),
+                    ("已办结", total),
+                    ("已拨付", to_pay),
+                ):
+                    self.bars[bar] = self.progress.add_task(bar, total=size)
+                await asyncio.gather(*[self.drive(g) for g in self.grants])
+        finally:
+            for desk in desks:
+                desk.cancel()
+            await asyncio.gather(*desks, return_exceptions=True)
         summary = DemoSummary(ok=True, seconds=time.monotonic() - started, grants=self.grants)
         for g in self.grants:
             summary.outcomes[stage_name(g.status)] += 1
@@ -238,10 +258,11 @@ class Demo:
 
     # ------------------------------------------------------------------ one application
 
-    async def drive(self, index: int, g: Tracked) -> None:
+    async def drive(self, g: Tracked) -> None:
         s = g.scenario
-        g.credit_code = credit_code(1000 + index)
-        g.name = COMPANIES[index % len(COMPANIES)]
+        g.credit_code = credit_code(1000 + g.index, authority=s.authority)
+        names = NAMES[s.authority]
+        g.name = names[g.index % len(names)]
         applicant = ServiceClients(
             self.settings,
             mint_token(
@@ -249,95 +270,100 @@ class Demo:
             ),
         )
         try:
-            g.submitted_at = time.monotonic()
-            answer = await applicant.applications.SubmitApplication(
-                applications_pb2.SubmitApplicationRequest(
-                    request_id=f"demo-{uuid.uuid4().hex}",
-                    program_code=s.program,
-                    applicant_credit_code=g.credit_code,
-                    applicant_name=g.name,
-                    project_title=f"{s.program} project {index + 1}",
-                    project_description="Filed by the Grantflow demo.",
-                    figures=s.figures,
-                )
-            )
-            g.application_id = answer.application_id
-            self.advance("submitted")
-
-            if s.kind == "incomplete":
+            await self.file(applicant, g)
+            self.advance("已申报")
+            if s.supplemented:  # asked to supplement by the formal check
                 await self.wait_for(g, {S.GRANT_STAGE_AWAITING_SUPPLEMENT})
-                await self.supplement(applicant, g, complete=True)
-            await self.wait_for(g, {S.GRANT_STAGE_IN_REVIEW})
-
-            if s.kind == "withdrawn":
-                await self.open_tasks(g, Department.INDUSTRY, 1)
-                await applicant.applications.WithdrawApplication(
-                    applications_pb2.WithdrawApplicationRequest(
-                        application_id=g.application_id, reason="project postponed"
-                    )
-                )
-                self.advance("reviewed by every department")
-                await self.finish(g)
-                return
-            if s.kind == "rejected":
-                await self.review(g, Department.INDUSTRY, Decision.APPROVE)
-                await self.review(
-                    g,
-                    Department.FINANCE,
-                    Decision.REJECT,
-                    reason="same project funded by another municipal program",
-                )
-                self.advance("reviewed by every department")
-                await self.finish(g)
-                return
-            if s.kind == "returned":
-                await self.review(
-                    g,
-                    Department.INDUSTRY,
-                    Decision.RETURN_FOR_SUPPLEMENT,
-                    reason="invoice for the cloud fee is missing",
-                )
-                await self.wait_for(g, {S.GRANT_STAGE_AWAITING_SUPPLEMENT})
-                await self.supplement(applicant, g, complete=False)
-                await self.review(g, Department.INDUSTRY, Decision.APPROVE, round_=2)
-                await self.review(g, Department.FINANCE, Decision.APPROVE, round_=2)
-            else:
-                lower = s.kind == "paid_lower"
-                await self.review(g, Department.INDUSTRY, Decision.APPROVE, lower=lower)
-                await self.review(g, Department.FINANCE, Decision.APPROVE)
-            self.advance("reviewed by every department")
-            await self.wait_for(g, {S.GRANT_STAGE_AWAITING_FUNDING_PLAN})
+                await self.supplement(applicant, g, s.supplemented)
+            # The experts and the auditor work their own inboxes (expert_desk, audit_desk).
+            if await self.wait_for(g, {S.GRANT_STAGE_IN_REVIEW}) != S.GRANT_STAGE_IN_REVIEW:
+                g.reviewed.set()
+                self.advance("评审完毕")
+                return await self.finish(g)  # the rule, the experts or the checks ended it
+            await self.review_by_departments(applicant, g)
+            g.reviewed.set()
+            self.advance("评审完毕")
+            if s.kind in ("objection_upheld", "objection_dismissed"):
+                await self.object_during_notice(g, upheld=s.kind == "objection_upheld")
             await self.finish(g)
         finally:
+            g.reviewed.set()
             await applicant.close()
 
-    async def finish(self, g: Tracked) -> None:
-        status = await self.wait_for(g, FINAL)
-        g.finished_at = time.monotonic()
-        self.advance("closed (paid/rejected/out)")
-        if status == S.GRANT_STAGE_PAID:
-            self.advance("paid")
+    async def file(self, applicant: ServiceClients, g: Tracked) -> None:
+        s = g.scenario
+        rule = self.rules[s.program]
+        g.submitted_at = time.monotonic()
+        answer = await applicant.applications.SubmitApplication(
+            applications_pb2.SubmitApplicationRequest(
+                request_id=f"demo-{uuid.uuid4().hex}",
+                program_code=s.program,
+                applicant_credit_code=g.credit_code,
+                applicant_name=g.name,
+                project_title=f"{rule.name}项目（演示{g.index + 1}）",
+                project_description="由 Grantflow 演示脚本申报。",
+                figures=s.figures,
+                documents=[document(g, name) for name in rule.required_documents],
+            )
+        )
+        g.application_id = answer.application_id
+        self.by_application[g.application_id] = g
 
-    async def supplement(self, applicant: ServiceClients, g: Tracked, complete: bool) -> None:
-        figures = dict(g.scenario.figures)
-        if complete:  # the figure left out at filing
-            if g.scenario.program == "SME-CLOUD":
-                figures.setdefault("cloud_fee_paid_fen", 180_000)
-            else:
-                figures.setdefault("platform_investment_fen", 900 * 10_000_00)
+    async def review_by_departments(self, applicant: ServiceClients, g: Tracked) -> None:
+        s = g.scenario
+        if s.after is not None:  # the over-budget batch is decided in the script's order
+            await self.grants[s.after].reviewed.wait()
+        departments = [
+            Department.from_proto(d)
+            for d in self.rules[s.program].review_departments
+            if not s.departments or Department.from_proto(d).value in s.departments
+        ]
+        first, *others = departments
+        if s.kind == "withdrawn":
+            await self.open_tasks(g, first, 1)
+            await applicant.applications.WithdrawApplication(
+                applications_pb2.WithdrawApplicationRequest(
+                    application_id=g.application_id, reason="项目推迟实施，主动撤回"
+                )
+            )
+            return
+        if s.kind == "rejected":
+            await self.review(g, first, Decision.APPROVE)
+            await self.review(
+                g, others[0], Decision.REJECT, reason="同一项目已获市级其他专项资金资助"
+            )
+            return
+        if s.kind == "returned":
+            await self.review(
+                g, first, Decision.RETURN_FOR_SUPPLEMENT, reason="缺少云服务费发票，请补充"
+            )
+            await self.wait_for(g, {S.GRANT_STAGE_AWAITING_SUPPLEMENT})
+            await self.supplement(applicant, g, {})
+            for department in departments:
+                await self.review(g, department, Decision.APPROVE, round_=2)
+            return
+        await self.review(g, first, Decision.APPROVE, lower=s.kind == "paid_lower")
+        for department in others:
+            await self.review(g, department, Decision.APPROVE)
+
+    async def finish(self, g: Tracked) -> None:
+        status = await self.wait_for(g, {g.scenario.expected} | FINAL)
+        g.finished_at = time.monotonic()
+        self.advance("已办结")
+        if status == S.GRANT_STAGE_PAID:
+            self.advance("已拨付")
+
+    async def supplement(
+        self, applicant: ServiceClients, g: Tracked, corrected: dict[str, int]
+    ) -> None:
+        figures = {**g.scenario.figures, **corrected}
         await applicant.applications.SupplementApplication(
             applications_pb2.SupplementApplicationRequest(
                 application_id=g.application_id,
                 request_id=f"supp-{uuid.uuid4().hex}",
                 figures=figures,
-                note="figures and invoice added",
-                documents=[
-                    common_pb2.DocumentRef(
-                        name="invoice.pdf",
-                        uri=f"s3://grantflow-docs/{g.application_id}/invoice.pdf",
-                        sha256="0" * 64,
-                    )
-                ],
+                note="已补充申报数据及发票",
+                documents=[document(g, "发票")],
             )
         )
 
@@ -378,11 +404,61 @@ class Demo:
                 review_pb2.DecideTaskRequest(
                     task_id=task.task_id,
                     decision=decision.to_proto(),
-                    reason=reason or f"{department}: meets the program's rules",
+                    reason=reason or "符合项目申报条件",
                     approved_amount_fen=task.proposed_amount_fen * 8 // 10 if lower else 0,
                 )
             )
         )
+
+    async def object_during_notice(self, g: Tracked, *, upheld: bool) -> None:
+        """An enterprise reports the project while it is noticed; the program's department
+        handles the report: upheld, the award falls away; dismissed, it is noticed again."""
+        stage = await self.wait_for(g, {S.GRANT_STAGE_IN_NOTICE})
+        if stage != S.GRANT_STAGE_IN_NOTICE:
+            return
+        notices = await self.objector.notices.ListNotices(
+            notice_pb2.ListNoticesRequest(program_code=g.scenario.program, open_only=True)
+        )
+        batch = next(
+            n.batch_id
+            for n in notices.notices
+            if any(e.application_id == g.application_id for e in n.entries)
+        )
+        objection = await self.objector.notices.LodgeObjection(
+            notice_pb2.LodgeObjectionRequest(
+                request_id=f"objection-{uuid.uuid4().hex}",
+                batch_id=batch,
+                application_id=g.application_id,
+                kind=ObjectionKind.REPORT.to_proto(),
+                text="该项目与已获资助项目内容重复，涉嫌多头申报。",
+                contact="0755-88000000",
+            )
+        )
+        # Not the reviewer who decided the application: one person never decides two stages.
+        department = Department.from_proto(self.rules[g.scenario.program].owner_department)
+        token = mint_token(
+            self.settings.auth_secret,
+            f"{department}.objections",
+            Role.REVIEWER,
+            department=department,
+        )
+        async with ServiceClients(self.settings, token) as handler:
+            await handler.notices.DecideObjection(
+                notice_pb2.DecideObjectionRequest(
+                    objection_id=objection.objection_id,
+                    upheld=upheld,
+                    consequence=(
+                        ObjectionConsequence.FALL_AWAY.to_proto()
+                        if upheld
+                        else notice_pb2.OBJECTION_CONSEQUENCE_UNSPECIFIED
+                    ),
+                    reason=(
+                        "经核查，该项目已获市级同类资金资助，举报属实，取消资助"
+                        if upheld
+                        else "经核查，两个项目建设内容不同，举报不成立"
+                    ),
+                )
+            )
 
     async def wait_for(self, g: Tracked, stages: set[int]) -> int:
         while True:
@@ -390,11 +466,56 @@ class Demo:
                 applications_pb2.GetApplicationRequest(application_id=g.application_id)
             )
             g.status, g.award_fen, g.reason = a.status, a.award_amount_fen, a.status_reason
-            if a.status in stages:
-                return int(a.status)
-            if a.status in FINAL and a.status not in stages:
+            if a.status in stages or a.status in FINAL:
                 return int(a.status)
             await asyncio.sleep(0.25)
+
+    # ------------------------------------------------------------------ experts and audit
+
+    async def expert_desk(self) -> None:
+        """Each expert of the pool scores what he is drawn for, against the rubric, at the share
+        of the points the script gives the application."""
+        while True:
+            for clients in self.experts.values():
+                mine = await clients.review.ListMyExpertTasks(
+                    review_pb2.ListMyExpertTasksRequest(pending_only=True)
+                )
+                for task in mine.tasks:
+                    g = self.by_application.get(task.application_id)
+                    share = g.scenario.expert_share if g else 80
+                    await clients.review.SubmitScores(
+                        review_pb2.SubmitScoresRequest(
+                            task_id=task.task_id,
+                            scores=[
+                                review_pb2.CriterionScore(
+                                    code=c.code, score_centi=c.max_points * share
+                                )
+                                for c in task.rubric
+                            ],
+                            comment="依据评分细则独立评分",
+                        )
+                    )
+            await asyncio.sleep(0.3)
+
+    async def audit_desk(self) -> None:
+        """The auditor confirms each audited figure: the declared one, or less where the script
+        says the audit found less (the lower counts)."""
+        while True:
+            tasks = await self.auditor.review.ListAuditTasks(
+                review_pb2.ListAuditTasksRequest(open_only=True)
+            )
+            for task in tasks.tasks:
+                g = self.by_application.get(task.application_id)
+                share = g.scenario.audited_share if g else 100
+                audited = task.declared_fen * share // 100
+                await self.auditor.review.ConfirmAudit(
+                    review_pb2.ConfirmAuditRequest(
+                        task_id=task.task_id,
+                        audited_fen=audited,
+                        note="审计确认" if share == 100 else "部分发票不符合要求，予以核减",
+                    )
+                )
+            await asyncio.sleep(0.3)
 
     # ------------------------------------------------------------------ finance
 
@@ -407,7 +528,7 @@ class Demo:
                     disbursement_pb2.CreateFundingPlanRequest(
                         request_id=f"demo-plan-{uuid.uuid4().hex}",
                         program_code=program,
-                        title=f"{program} 2026 batch 1",
+                        title=f"{self.rules[program].name} 2026年第1批资助计划",
                     )
                 )
             except grpc.aio.AioRpcError as error:
@@ -422,6 +543,14 @@ class Demo:
         return plans
 
 
+def document(g: Tracked, name: str) -> common_pb2.DocumentRef:
+    return common_pb2.DocumentRef(
+        name=name,
+        uri=f"s3://grantflow-docs/{g.credit_code}/{uuid.uuid4().hex[:8]}.pdf",
+        sha256="0" * 64,
+    )
+
+
 async def retry_unavailable(call: Callable[[], Awaitable[object]], attempts: int = 20) -> object:
     for attempt in range(attempts):
         try:
@@ -433,12 +562,13 @@ async def retry_unavailable(call: Callable[[], Awaitable[object]], attempts: int
     raise AssertionError("unreachable")
 
 
-async def run_demo(settings: Settings, console: Console, count: int = 24) -> DemoSummary:
+async def run_demo(settings: Settings, console: Console, count: int = len(SCRIPT)) -> DemoSummary:
     programs, budgets = await seed_catalogue(settings)
-    console.print(f"seeded {programs} program versions and {budgets} budgets")
+    experts = await seed_experts(settings)
+    console.print(f"已发布 {programs} 个项目版本，设定 {budgets} 项预算，专家库 {experts} 位专家")
     topped = await top_up_budgets(settings)
     if topped:
-        console.print("earlier runs spent the budgets; raised " + ", ".join(topped))
+        console.print("此前的演示已用去预算，已追加：" + "，".join(topped))
     demo = Demo(settings, console, count)
     try:
         runner = asyncio.create_task(demo.run())
@@ -452,9 +582,8 @@ async def run_demo(settings: Settings, console: Console, count: int = 24) -> Dem
             ):
                 plans = await demo.pay_noticed_awards()
                 console.print(
-                    f"finance: {len(plans)} funding plans made by zhang.finance and approved by "
-                    f"chen.finance: "
-                    + ", ".join(f"plan-{p.plan_id} ({len(p.lines)} lines)" for p in plans)
+                    f"财政：zhang.finance 编制、chen.finance 审核通过 {len(plans)} 个资助计划："
+                    + "，".join(f"{p.title}（{len(p.lines)} 项）" for p in plans)
                 )
                 break
             await asyncio.sleep(0.5)
@@ -466,14 +595,14 @@ async def run_demo(settings: Settings, console: Console, count: int = 24) -> Dem
 
 
 def print_summary(console: Console, summary: DemoSummary) -> None:
-    table = Table("application", "program", "applicant", "scenario", "status", "award", "s")
+    table = Table("申请编号", "项目类别", "申请单位", "情形", "状态", "资助金额", "用时(秒)")
     for g in summary.grants:
         table.add_row(
             g.application_id[:8],
             g.scenario.program,
-            g.name.removeprefix("Shenzhen ").removesuffix(" Co., Ltd.")[:22],
-            g.scenario.kind,
-            stage_name(g.status),
+            g.name.removeprefix("深圳市").removesuffix("有限公司")[:12],
+            KINDS[g.scenario.kind],
+            stage_label(stage_name(g.status)),
             yuan(g.award_fen) if g.award_fen else "",
             f"{g.finished_at - g.submitted_at:.1f}" if g.finished_at else "",
         )
@@ -482,8 +611,8 @@ def print_summary(console: Console, summary: DemoSummary) -> None:
         g.finished_at - g.submitted_at for g in summary.grants if g.status == S.GRANT_STAGE_PAID
     ]
     console.print(
-        f"{len(summary.grants)} applications in {summary.seconds:.1f} s: "
-        + ", ".join(f"{n} {k.lower()}" for k, n in sorted(summary.outcomes.items()))
-        + (f"; submission to paid {min(paid):.1f}-{max(paid):.1f} s" if paid else "")
-        + ("" if summary.ok else " [red](some applications did not end as scripted)[/red]")
+        f"{len(summary.grants)} 项申请，用时 {summary.seconds:.1f} 秒："
+        + "，".join(f"{stage_label(k)} {n} 项" for k, n in sorted(summary.outcomes.items()))
+        + (f"；从申报到拨付 {min(paid):.1f}–{max(paid):.1f} 秒" if paid else "")
+        + ("" if summary.ok else " [red]（有申请未按脚本办结）[/red]")
     )

@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     # The process new grants run (workflows/models.py GrantInput.process_generation): 3, or 4 for
     # the whole review process (eligibility, experts, audit, join policies, notice batches with
     # objections). 3 until the demo and the stack's scenarios run the fourth (see README).
-    grant_process_generation: int = Field(default=3, ge=3, le=4)
+    grant_process_generation: int = Field(default=4, ge=3, le=4)
     supplement_period_seconds: float | None = None
     review_period_seconds: float | None = None
 

@@ -162,6 +162,7 @@ class Supplement(BaseModel):
     figures: dict[str, int]
     supplement_count: int
     note: str = ""
+    document_names: list[str] | None = None  # every document held after it; None: not sent
 
 
 class FundingPlanAssigned(BaseModel):

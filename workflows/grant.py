@@ -160,6 +160,7 @@ class GrantState:
     """Everything the grant knows; handlers only record into it, the phases act on it."""
 
     figures: dict[str, int]
+    document_names: list[str] | None = None
     stage: GrantStage = GrantStage.SUBMITTED
     reason: str = ""
     amount_fen: int = 0
@@ -222,7 +223,10 @@ class GrantWorkflow:
     @workflow.init
     def __init__(self, grant: GrantInput) -> None:
         self.grant = grant
-        self.state = GrantState(figures=dict(grant.figures))
+        self.state = GrantState(
+            figures=dict(grant.figures),
+            document_names=None if grant.document_names is None else list(grant.document_names),
+        )
         self._legacy: LegacyGrant | None = None
 
     @workflow.run
@@ -283,7 +287,12 @@ class GrantWorkflow:
         )
         while True:
             check = rules.formal_check(
-                self.grant.rule, self.state.figures, self.grant.submitted_at, record.enterprise
+                self.grant.rule,
+                self.state.figures,
+                self.grant.submitted_at,
+                record.enterprise,
+                # The third process never checked documents: its grants replay as they ran.
+                document_names=self.state.document_names if self.state.v4 else None,
             )
             if check.outcome == "pass":
                 return None
@@ -856,6 +865,8 @@ class GrantWorkflow:
             self.state.reason = reasons.NO_SUPPLEMENT
             return False
         self.state.figures = dict(self.state.supplement.figures)
+        if self.state.supplement.document_names is not None:
+            self.state.document_names = list(self.state.supplement.document_names)
         return True
 
     # ------------------------------------------------------------------------- endings

@@ -78,6 +78,7 @@ class Intake:
                     figures=dict(supplemented.figures),
                     supplement_count=supplemented.supplement_count,
                     note=supplemented.note,
+                    document_names=list(supplemented.document_names),
                 ),
             )
         elif kind == "funding_plan_approved":
@@ -118,6 +119,7 @@ class Intake:
             submitted_at=from_timestamp(application.submitted_at),
             timing=self.timing,
             process_generation=self.process_generation,
+            document_names=[document.name for document in application.documents],
         )
         attributes = TypedSearchAttributes(
             [

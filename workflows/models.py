@@ -36,6 +36,9 @@ class GrantInput(BaseModel):
     # with evidence, experts, audit, join policies, notices by batch with objections). Chosen by
     # the intake (GRANT_PROCESS_GENERATION) when the grant starts, kept for its whole life.
     process_generation: int = 3
+    # The names of the documents filed with the application, checked against the rule's
+    # required documents by the fourth process; None for grants started before they were sent.
+    document_names: list[str] | None = None
 
 
 class GrantOutcome(BaseModel):

@@ -252,12 +252,17 @@ class ApplicationSupplemented(_message.Message):
     FIGURES_FIELD_NUMBER: _builtins.int
     SUPPLEMENT_COUNT_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    DOCUMENT_NAMES_FIELD_NUMBER: _builtins.int
     application_id: _builtins.str
     supplement_count: _builtins.int
     note: _builtins.str
     @_builtins.property
     def figures(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """the whole figure set after the supplement"""
+
+    @_builtins.property
+    def document_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """every document the application holds after it"""
 
     def __init__(
         self,
@@ -266,10 +271,11 @@ class ApplicationSupplemented(_message.Message):
         figures: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         supplement_count: _builtins.int = ...,
         note: _builtins.str = ...,
+        document_names: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "figures", b"figures", "note", b"note", "supplement_count", b"supplement_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "document_names", b"document_names", "figures", b"figures", "note", b"note", "supplement_count", b"supplement_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

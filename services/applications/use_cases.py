@@ -381,6 +381,7 @@ class Applications:
                     figures=record.figures,
                     supplement_count=record.supplement_count,
                     note=command.note,
+                    document_names=[document["name"] for document in record.documents],
                 ),
                 key=f"{application_id}:{record.supplement_count}",
                 occurred_at=now,

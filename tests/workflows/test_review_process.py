@@ -315,3 +315,28 @@ async def test_the_yearly_cap_limits_the_amount(harness: Harness) -> None:
     tasks = await harness.tasks_of_round(grant, 1)
     assert {harness.services.tasks[t].proposed_amount_fen for t in tasks.values()} == {70_000}
     await handle.cancel()
+
+
+async def test_a_missing_required_document_is_asked_for_before_any_review(
+    harness: Harness,
+) -> None:
+    rule = sme_cloud_rule(code=program(), required_documents=["申报书", "云服务合同"])
+    grant = v4_grant(rule=rule, timing=FAST, document_names=["申报书"])
+    handle = await harness.start(grant)
+    await harness.until(
+        lambda: "AWAITING_SUPPLEMENT" in harness.services.stages(grant.application_id),
+        "the request for the contract",
+    )
+    asked = [r for r in harness.services.reports if r.application_id == grant.application_id]
+    assert "缺少申报材料：云服务合同" in asked[-1].reason
+    assert harness.services.task_ids(grant.application_id, 1) == {}
+    # The supplement carries every document the application now holds.
+    await handle.signal(
+        contracts.SUPPLEMENT,
+        contracts.Supplement(
+            figures=grant.figures, supplement_count=1, document_names=["申报书", "云服务合同"]
+        ),
+    )
+    tasks = await harness.tasks_of_round(grant, 1)
+    assert set(tasks) == {"industry", "finance"}
+    await handle.cancel()

@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from grantflow.sample import credit_code
-from grantflow.v1 import applications_pb2
+from grantflow.v1 import applications_pb2, common_pb2
 from services.common.auth import mint_token
 
 Metadata = tuple[tuple[str, str], ...]
@@ -37,6 +37,13 @@ def sme_cloud_filing(
             "staff_count": 40,
             "annual_revenue_fen": 3_000_000_000,
         },
+        # SME-CLOUD's required documents (the formal check asks for any missing).
+        documents=[
+            common_pb2.DocumentRef(
+                name=name, uri=f"s3://grantflow-bench/{code}/{index}.pdf", sha256="0" * 64
+            )
+            for index, name in enumerate(("申报书", "云服务合同", "付款凭证"))
+        ],
     )
     return request, bearer(token)
 

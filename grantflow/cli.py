@@ -319,7 +319,7 @@ def stack_status() -> None:
 def _print_addresses(addresses: dict[str, str]) -> None:
     from rich.table import Table
 
-    table = Table("endpoint", "address", title="Grantflow is serving")
+    table = Table("服务端点", "地址", title="Grantflow 服务中")
     for name, address in addresses.items():
         table.add_row(name, address)
     out().print(table)
@@ -376,9 +376,9 @@ def run_everything(
         }
     )
     out().print(
-        f"[bold]Demo timers[/bold]: the 7-working-day public notice lasts {notice_seconds:g} s, "
-        "supplement deadlines 10 min and review deadlines 1 h, so the demo finishes in minutes. "
-        "Without these overrides the periods are working days on the Chinese holiday calendar."
+        f"[bold]演示计时[/bold]：7 个工作日的公示缩短为 {notice_seconds:g} 秒，同批公示汇集 3 秒，"
+        "补正期限 10 分钟，评审期限 1 小时，演示几分钟内完成；不缩短时各期限按中国法定节假日日历的"
+        "工作日计算。(Demo timers: shortened as above; otherwise working days.)"
     )
     _refuse_a_running_stack(settings)
     stack = _stack(settings)
@@ -390,33 +390,49 @@ def run_everything(
 
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        with out().status("starting Temporal, Tansu, the services, the worker and intake"):
+        with out().status("正在启动 Temporal、Tansu、三个服务、worker 和 intake"):
             stack.start()
             stack.wait_ready(120)
         out().print(
-            f"stack ready in {time.monotonic() - started:.1f} s (logs: {settings.data_dir}/logs)"
+            f"系统已就绪，用时 {time.monotonic() - started:.1f} 秒（日志：{settings.data_dir}/logs）"
         )
         summary = run(run_demo(settings, out(), count))
-        out().print(
-            f"demo finished {time.monotonic() - started:.1f} s after `grantflow run` started "
-            "the stack"
-        )
+        out().print(f"演示完成：自 `grantflow run` 启动起 {time.monotonic() - started:.1f} 秒")
         _print_addresses(stack.addresses())
         if not summary.ok:
             raise typer.Exit(1)
         if serve:
-            out().print("serving; Ctrl-C or SIGTERM stops every process")
+            out().print("服务中；Ctrl-C 或 SIGTERM 停止全部进程")
             while not stop["now"]:
                 time.sleep(1)
     except KeyboardInterrupt:
         pass
     finally:
-        with out().status("stopping every process"):
+        with out().status("正在停止全部进程"):
             stack.stop()
-        out().print("stopped")
+        out().print("已停止")
 
 
 # ---------------------------------------------------------------------------------- applicants
+
+
+def _document(item: str) -> Any:
+    """`name=path` of a local file: a document reference with the file's URI and SHA-256 (the
+    document store is outside Grantflow; the hash lets a reviewer check the file is the one
+    filed)."""
+    import hashlib
+
+    from grantflow.v1 import common_pb2
+
+    name, _, path = item.partition("=")
+    file = Path(path).expanduser()
+    if not name or not file.is_file():
+        err().print(
+            f"[red]--document {item!r}: give 名称=一个存在的文件 (name=an existing file)[/red]"
+        )
+        raise typer.Exit(2)
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    return common_pb2.DocumentRef(name=name, uri=file.resolve().as_uri(), sha256=digest)
 
 
 @app.command()
@@ -430,14 +446,19 @@ def submit(
     project_code: Annotated[
         str, typer.Option(help="项目编号, e.g. 备案号 (duplicate funding; default: the title)")
     ] = "",
+    document: Annotated[
+        list[str],
+        typer.Option(help="申报材料 name=local file (its SHA-256 is sent), repeatable"),
+    ] = [],  # noqa: B006
     token: TokenOpt = "",
 ) -> None:
-    """File an application."""
+    """File an application, with the program's required documents (材料)."""
     import uuid
 
     from grantflow.v1 import applications_pb2
 
     settings = get_settings()
+    documents = [_document(item) for item in document]
     figures = {}
     for item in figure:
         key, _, value = item.partition("=")
@@ -455,6 +476,7 @@ def submit(
         project_title=title,
         figures=figures,
         project_code=project_code,
+        documents=documents,
     )
     answer = call(bearer, "applications", lambda c: c.applications.SubmitApplication(request))
     out().print(f"submitted {answer.application_id} (workflow {answer.workflow_id})")

@@ -24,9 +24,10 @@ from workflows.worker import workflow_runner
 
 WORKFLOWS = [GrantWorkflow, FundingPlanWorkflow, NoticeBatchWorkflow, RepairWorkflow]
 # What `ops replay --sample` replays: grants and plans that have closed (their whole life).
+# Grants, plans and the runs of notice batchers (each continues as new after its batch).
 CLOSED_LIVES = (
-    f"WorkflowType IN ('{contracts.GRANT_WORKFLOW}', '{contracts.FUNDING_PLAN_WORKFLOW}') "
-    "AND ExecutionStatus != 'Running'"
+    f"WorkflowType IN ('{contracts.GRANT_WORKFLOW}', '{contracts.FUNDING_PLAN_WORKFLOW}', "
+    f"'{contracts.NOTICE_BATCH_WORKFLOW}') AND ExecutionStatus != 'Running'"
 )
 
 
@@ -62,7 +63,7 @@ async def replay_sample(
 async def replay_closed(
     client: Client, size: int, *, replaying: Replayer | None = None
 ) -> list[ReplayReport]:
-    """Replays the `size` most recently closed grants and plans the server holds (the newest
+    """Replays the `size` most recently closed grants, plans and notice batches the server holds (the newest
     first, as visibility lists them) against the current code: run before a worker with changed
     workflow code is deployed, a nondeterminism here is one running grants would meet."""
     replaying = replaying or replayer()

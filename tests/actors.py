@@ -7,14 +7,32 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterable
+from functools import cache
 
 from grantflow.sample import credit_code
 from grantflow.timeline import grant_timeline
 from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2, review_pb2
+from services.applications.catalogue import load_catalogue
 from services.common.auth import mint_token
 from services.common.clients import ServiceClients
 from services.common.config import Settings
 from services.common.vocabulary import Department, Role
+
+
+@cache
+def required_documents(program: str) -> tuple[str, ...]:
+    """The documents the newest catalogue version of a program requires at filing."""
+    versions = [rule for rule in load_catalogue() if rule.code == program]
+    return tuple(max(versions, key=lambda rule: rule.version).required_documents)
+
+
+def documents_for(program: str, credit_code: str) -> list[common_pb2.DocumentRef]:
+    return [
+        common_pb2.DocumentRef(
+            name=name, uri=f"s3://grantflow-test/{credit_code}/{index}.pdf", sha256="0" * 64
+        )
+        for index, name in enumerate(required_documents(program))
+    ]
 
 
 class Actors:
@@ -54,6 +72,7 @@ class Actors:
                         "staff_count": 40,
                         "annual_revenue_fen": 3_000_000_000,
                     },
+                    documents=documents_for("SME-CLOUD", code),
                 )
             )
         return answer.application_id

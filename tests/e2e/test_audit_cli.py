@@ -6,24 +6,28 @@ chain intact."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
 from grantflow.demo import seed_catalogue
 from grantflow.sample import credit_code
 from infra.local.stack import LocalStack
-from tests.e2e.test_cli import grantflow, until
+from tests.e2e.test_cli import document_options, grantflow, until
 
 pytestmark = pytest.mark.integration
 
 
-async def test_a_paid_grant_leaves_its_acts_in_the_audit_trail(stack: LocalStack) -> None:
+async def test_a_paid_grant_leaves_its_acts_in_the_audit_trail(
+    stack: LocalStack, tmp_path: Path
+) -> None:
     await seed_catalogue(stack.settings)
     out = grantflow(
         stack, "submit", "--program", "SME-CLOUD", "--credit-code", credit_code(777_101),
         "--name", "Shenzhen Audit Test Co., Ltd.", "--title", "CRM in the cloud",
         "--figure", "cloud_fee_paid_fen=300000", "--figure", "staff_count=30",
         "--figure", "annual_revenue_fen=200000000",
+        *document_options("SME-CLOUD", tmp_path),
     )  # fmt: skip
     application_id = re.search(r"submitted ([0-9a-f]{32})", out).group(1)  # type: ignore[union-attr]
     for department, user in (("industry", "li"), ("finance", "wang")):

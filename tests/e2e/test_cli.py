@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import re
 import time
+from pathlib import Path
 
 import pytest
 
 from grantflow.demo import seed_catalogue
 from grantflow.sample import credit_code
 from infra.local.stack import LocalStack
+from tests.actors import required_documents
 from tests.e2e.support import cli
 from tests.support import free_port
 
@@ -44,14 +46,26 @@ def until(stack: LocalStack, args: list[str], pattern: str, timeout: float = 60)
         time.sleep(0.5)
 
 
-async def test_an_application_from_filing_to_paid_through_the_cli(stack: LocalStack) -> None:
+def document_options(program: str, folder: Path) -> list[str]:
+    """`--document name=file` for each document the program requires, as local files."""
+    options = []
+    for name in required_documents(program):
+        (folder / f"{name}.pdf").write_bytes(name.encode())
+        options += ["--document", f"{name}={folder / f'{name}.pdf'}"]
+    return options
+
+
+async def test_an_application_from_filing_to_paid_through_the_cli(
+    stack: LocalStack, tmp_path: Path
+) -> None:
     await seed_catalogue(stack.settings)
     code = credit_code(777_001)
+    documents = document_options("SME-CLOUD", tmp_path)
     out = grantflow(
         stack, "submit", "--program", "SME-CLOUD", "--credit-code", code,
         "--name", "Shenzhen CLI Test Co., Ltd.", "--title", "ERP in the cloud",
         "--figure", "cloud_fee_paid_fen=500000", "--figure", "staff_count=30",
-        "--figure", "annual_revenue_fen=200000000",
+        "--figure", "annual_revenue_fen=200000000", *documents,
     )  # fmt: skip
     application_id = re.search(r"submitted ([0-9a-f]{32})", out).group(1)  # type: ignore[union-attr]
     until(stack, ["status", application_id], "IN_REVIEW")

@@ -1,9 +1,11 @@
 """Records histories of complete lifecycles for the replay tests.
 
-`python -m tests.replay.record` starts a throw-away embedded stack, runs the scripted demo, and
-writes one history per kind of life (paid, paid at a lower amount, rejected, withdrawn, returned
-for supplement, incomplete at filing) and a funding plan's into tests/replay/histories/. Re-record
-only for a deliberate, versioned workflow change: these files are what running grants look like.
+`python -m tests.replay.record` starts a throw-away embedded stack, runs the scripted demo
+(grantflow/demo_script.py), and writes one history per kind of life the demo has (paid, paid at a
+lower amount, rejected, withdrawn, returned for supplement, incomplete at filing; in the fourth
+process also audited lower, objections upheld and dismissed, scored too low, waitlisted …), a
+funding plan's and a notice batch's into tests/replay/histories/. Re-record only for a
+deliberate, versioned workflow change: these files are what running grants look like.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from tests.stack_fixture import running_stack
 HISTORIES = Path(__file__).parent / "histories"
 
 
-async def record(stack_settings: object, suffix: str) -> list[Path]:
+async def record(stack_settings: object, suffix: str, count: int) -> list[Path]:
     from services.common.config import Settings
 
     settings: Settings = stack_settings  # type: ignore[assignment]
-    summary = await run_demo(settings, Console(), count=12)
+    summary = await run_demo(settings, Console(), count=count)
     if not summary.ok:
         raise SystemExit("the demo did not end as scripted; nothing recorded")
     written: list[Path] = []
@@ -48,6 +50,15 @@ async def record(stack_settings: object, suffix: str) -> list[Path]:
         path = HISTORIES / f"funding-plan-{index}{suffix}.json"
         await replay_workflow(settings, plan, path)
         written.append(path)
+    # A notice batcher's run ends by continuing as new after its batch: one whole run.
+    query = "WorkflowType = 'NoticeBatchWorkflow' AND ExecutionStatus = 'ContinuedAsNew'"
+    async for execution in client.list_workflows(query, limit=1):
+        path = HISTORIES / f"notice-batch-0{suffix}.json"
+        history = await client.get_workflow_handle(
+            execution.id, run_id=execution.run_id
+        ).fetch_history()
+        path.write_text(history.to_json())
+        written.append(path)
     return written
 
 
@@ -58,10 +69,11 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--suffix", default="")
+    parser.add_argument("--count", type=int, default=24, help="the demo's applications")
     args = parser.parse_args()
     HISTORIES.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp)) as stack:
-        for path in asyncio.run(record(stack.settings, args.suffix)):
+        for path in asyncio.run(record(stack.settings, args.suffix, args.count)):
             print(f"recorded {path}")
 
 

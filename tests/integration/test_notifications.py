@@ -235,6 +235,32 @@ async def test_mail_is_retried_while_the_relay_is_down_and_sms_skipped_without_a
         assert service.count("audit_record", "action = 'notification.contact_set'") == 1
 
 
+async def test_two_deployments_sharing_a_broker_each_tell_their_own_applicants(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Deployments told apart by their topic prefix keep their consumer groups apart too: a
+    shared group would rebalance across both and leave one deployment's events unread."""
+    async with (
+        applications_service(
+            f"sqlite:///{tmp_path / 'one.db'}", tmp_path / "one", kafka_bootstrap=kafka_bootstrap
+        ) as one,
+        applications_service(
+            f"sqlite:///{tmp_path / 'two.db'}", tmp_path / "two", kafka_bootstrap=kafka_bootstrap
+        ) as two,
+    ):
+        filed = [(service, await file_application(service)) for service in (one, two)]
+        for service, application in filed:
+            await report(service, application, 2, common_pb2.GRANT_STAGE_IN_REVIEW)
+        for service, application in filed:
+
+            async def logged(
+                service: ApplicationsHarness = service, app: str = application
+            ) -> bool:
+                return len(await told(service, app)) == 1
+
+            await eventually(logged)
+
+
 async def test_a_contact_is_checked_by_field(database_url: str, tmp_path: Path) -> None:
     async with applications_service(database_url, tmp_path, seed=False) as service:
         stub = notifications(service)

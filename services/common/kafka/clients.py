@@ -39,8 +39,10 @@ from services.common.config import Settings
 from services.common.kafka.topics import (
     PARTITIONS,
     all_topics,
+    consumer_group,
     dead_letter_topic,
     incarnation_topic,
+    owned_group,
 )
 
 log = structlog.get_logger(__name__)
@@ -478,8 +480,8 @@ class PartitionLag:
 async def consumer_lag(
     settings: Settings, groups: Sequence[str] | None = None
 ) -> dict[str, list[PartitionLag]]:
-    """Each consumer group's lag per partition it committed (every group the broker lists, or
-    the ones named). End offsets come from fetch responses (`_high_watermarks`), as Tansu's
+    """Each consumer group's lag per partition it committed (every group of this deployment the
+    broker lists, or the ones named), by the consumer's name. End offsets come from fetch responses (`_high_watermarks`), as Tansu's
     answer to a ListOffsets for the latest offset falls short."""
     return await in_own_thread("lag", lambda: _consumer_lag(settings, groups))
 
@@ -490,14 +492,20 @@ def _consumer_lag(
     admin = KafkaAdminClient(**_common(settings, "ops-admin"))
     reader = _reader(settings, "ops-reader")
     try:
-        names = (
-            list(groups)
-            if groups is not None
-            else sorted(str(group["group_id"]) for group in admin.list_groups())
-        )
+        # The deployment's own groups, by their consumers' names; another deployment sharing the
+        # broker has groups of its own prefix.
+        if groups is not None:
+            names = {name: consumer_group(settings, name) for name in groups}
+        else:
+            listed = (str(group["group_id"]) for group in admin.list_groups())
+            names = {
+                short: full
+                for full in sorted(listed)
+                if (short := owned_group(settings, full)) is not None
+            }
         committed: dict[str, dict[TopicPartition, int]] = {}
-        for name in names:
-            offsets = admin.list_group_offsets(name).get(name, {})
+        for name, full in names.items():
+            offsets = admin.list_group_offsets(full).get(full, {})
             committed[name] = {tp: at.offset for tp, at in offsets.items() if at.offset >= 0}
         partitions = sorted({tp for offsets in committed.values() for tp in offsets})
         ends = _high_watermarks(reader, partitions) if partitions else {}

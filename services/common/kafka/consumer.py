@@ -23,7 +23,7 @@ from services.common import metrics
 from services.common.config import Settings
 from services.common.kafka.clients import BrokerAdmin, GroupMember, Outgoing, Producer, Record
 from services.common.kafka.stopping import sleep_or_stop
-from services.common.kafka.topics import all_topics, dead_letter_topic
+from services.common.kafka.topics import all_topics, consumer_group, dead_letter_topic
 from services.common.observability import event_context, ids_of
 
 log = structlog.get_logger(__name__)
@@ -83,7 +83,7 @@ class EventConsumer:
             await producer.start()
             member = GroupMember(
                 self.settings,
-                self.group_id,
+                consumer_group(self.settings, self.group_id),
                 self.topics,
                 lambda batch: self._apply_batch(batch, producer, stop),
                 rewind=rewind,

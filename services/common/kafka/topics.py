@@ -30,6 +30,19 @@ def topic(settings: Settings, stream: str) -> str:
     return f"{settings.kafka_topic_prefix}.{stream}.v1"
 
 
+def consumer_group(settings: Settings, name: str) -> str:
+    """A consumer's group on the broker: the deployment's, like its topics. Two deployments (or
+    tests) sharing a broker under different prefixes must not share a group: each join would
+    rebalance the other's members, and one group's subscriptions would span both."""
+    return f"{settings.kafka_topic_prefix}.{name}"
+
+
+def owned_group(settings: Settings, group: str) -> str | None:
+    """The consumer's name of one of this deployment's groups (None for another's)."""
+    prefix = f"{settings.kafka_topic_prefix}."
+    return group.removeprefix(prefix) if group.startswith(prefix) else None
+
+
 def dead_letter_topic(source_topic: str) -> str:
     return source_topic + DLQ_SUFFIX
 

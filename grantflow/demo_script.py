@@ -12,7 +12,7 @@ later batch (轮候). The first twelve scenarios alone show all of it but the ra
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from grantflow.sample import PUBLIC_INSTITUTION, SOCIAL_ORGANISATION
 from grantflow.v1 import common_pb2
@@ -160,6 +160,6 @@ def scenarios(count: int) -> list[Scenario]:
     for scenario in SCRIPT[:count]:
         if scenario.kind == "incomplete":  # filed without the figures it supplements
             figures = {k: v for k, v in scenario.figures.items() if k not in scenario.supplemented}
-            scenario = Scenario(**{**scenario.__dict__, "figures": figures})
+            scenario = replace(scenario, figures=figures)
         result.append(scenario)
     return result

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from collections.abc import Iterator, Sequence
+from typing import Protocol, TypeVar
 
 from stdnum.cn import uscc
 
@@ -11,6 +12,14 @@ from services.common.errors import InvalidArgument
 from services.common.vocabulary import Term, VocabularyError
 
 TermT = TypeVar("TermT", bound=Term)
+
+
+class AwardEntry(Protocol):
+    @property
+    def application_id(self) -> str: ...
+
+
+EntryT = TypeVar("EntryT", bound=AwardEntry)
 
 # 10 billion yuan: nothing a municipal program pays comes near it; larger figures are typos.
 MAX_FEN = 10**12
@@ -121,3 +130,22 @@ def term(field: str, vocabulary: type[TermT], number: int) -> TermT:
 def optional_term(field: str, vocabulary: type[TermT], number: int) -> TermT | None:
     """Like term, but UNSPECIFIED (0) means "not given"."""
     return None if number == 0 else term(field, vocabulary, number)
+
+
+def award_entries(
+    entries: Sequence[EntryT], *, limit: int, within: str
+) -> Iterator[tuple[str, str, EntryT]]:
+    """A request's list of awards (a budget batch, a notice): at least one, at most `limit`,
+    each application once. Yields each entry with its field path and checked application id."""
+    if not entries:
+        raise InvalidArgument("entries", "must name at least one award")
+    if len(entries) > limit:
+        raise InvalidArgument("entries", f"has more than {limit} awards")
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        field = f"entries[{index}]"
+        application_id = identifier(f"{field}.application_id", entry.application_id)
+        if application_id in seen:
+            raise InvalidArgument(f"{field}.application_id", f"appears twice in the {within}")
+        seen.add(application_id)
+        yield field, application_id, entry

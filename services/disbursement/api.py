@@ -108,18 +108,10 @@ def fiscal_year(field: str, value: int, *, required: bool = True) -> int:
 
 
 def batch_entries(request: pb.AllocateBatchRequest) -> tuple[commands.AllocationEntry, ...]:
-    if not request.entries:
-        raise InvalidArgument("entries", "must hold at least one award")
-    if len(request.entries) > MAX_BATCH:
-        raise InvalidArgument("entries", f"has more than {MAX_BATCH} awards")
-    seen: set[str] = set()
     entries = []
-    for index, entry in enumerate(request.entries):
-        field = f"entries[{index}]"
-        application_id = validation.identifier(f"{field}.application_id", entry.application_id)
-        if application_id in seen:
-            raise InvalidArgument(f"{field}.application_id", "appears twice in the batch")
-        seen.add(application_id)
+    for field, application_id, entry in validation.award_entries(
+        request.entries, limit=MAX_BATCH, within="batch"
+    ):
         entries.append(
             commands.AllocationEntry(
                 application_id=application_id,

@@ -71,18 +71,10 @@ def _time(field: str, request: notice_pb2.PublishNoticeRequest) -> datetime:
 
 
 def _entries(request: notice_pb2.PublishNoticeRequest) -> tuple[commands.NoticeEntry, ...]:
-    if not request.entries:
-        raise InvalidArgument("entries", "must name at least one award")
-    if len(request.entries) > MAX_ENTRIES:
-        raise InvalidArgument("entries", f"has more than {MAX_ENTRIES} awards")
-    seen: set[str] = set()
     entries = []
-    for index, entry in enumerate(request.entries):
-        field = f"entries[{index}]"
-        application_id = validation.identifier(f"{field}.application_id", entry.application_id)
-        if application_id in seen:
-            raise InvalidArgument(f"{field}.application_id", "appears twice in the notice")
-        seen.add(application_id)
+    for field, application_id, entry in validation.award_entries(
+        request.entries, limit=MAX_ENTRIES, within="notice"
+    ):
         entries.append(
             commands.NoticeEntry(
                 application_id=application_id,

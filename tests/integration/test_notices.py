@@ -374,6 +374,11 @@ async def test_publishing_is_idempotent_by_batch_and_checked(stack: Stack) -> No
     error = await stack.refused("PublishNotice", bad, SYSTEM)
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert violated_field(error) == "entries[0].applicant_credit_code"
+    twice = app_id()
+    doubled = publish_request((twice, YUNFAN), (twice, YUNFAN))
+    assert violated_field(await stack.refused("PublishNotice", doubled, SYSTEM)) == (
+        "entries[1].application_id"
+    )
     backwards = publish_request((app_id(), YUNFAN), closes_at=request.opens_at)
     assert violated_field(await stack.refused("PublishNotice", backwards, SYSTEM)) == "closes_at"
 

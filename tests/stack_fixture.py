@@ -39,6 +39,7 @@ def running_stack(
             "applications_address": f"127.0.0.1:{free_port()}",
             "review_address": f"127.0.0.1:{free_port()}",
             "disbursement_address": f"127.0.0.1:{free_port()}",
+            "console_address": f"127.0.0.1:{free_port()}",
             # No metrics unless a test asks (the default ports are fixed: stacks would collide).
             "stack_metrics_port": 0,
             "notice_period_seconds": 2.0,

@@ -131,6 +131,7 @@ class LocalStack:
                 "APPLICATIONS_ADDRESS": s.applications_address,
                 "REVIEW_ADDRESS": s.review_address,
                 "DISBURSEMENT_ADDRESS": s.disbursement_address,
+                "CONSOLE_ADDRESS": s.console_address,
                 "AUTH_SECRET": s.auth_secret,
                 "PYTHONUNBUFFERED": "1",
             }
@@ -218,6 +219,7 @@ class LocalStack:
             ),
             ProcessSpec("worker", [python, "-m", "workflows.worker"]),
             ProcessSpec("intake", [python, "-m", "workflows.intake"]),
+            ProcessSpec("console", [python, "-m", "console"], ready_address=s.console_address),
         ]
         for spec in specs:
             spec.env.update(
@@ -343,6 +345,7 @@ class LocalStack:
             "applications": s.applications_address,
             "review": s.review_address,
             "disbursement": s.disbursement_address,
+            "console": f"http://{s.console_address}",
             **self.metrics_addresses(),
         }
 

@@ -46,8 +46,9 @@ class ServiceClients:
     """Async stubs for applications, review and disbursement (and each one's AuditService, by
     service name) with one caller's token."""
 
-    def __init__(self, settings: Settings, token: str) -> None:
-        interceptors: list[grpc.aio.ClientInterceptor] = [_BearerAuth(token)]
+    def __init__(self, settings: Settings, token: str | None) -> None:
+        # token None: no token of its own; each call passes its caller's (the console's users).
+        interceptors: list[grpc.aio.ClientInterceptor] = [_BearerAuth(token)] if token else []
         if tracing.enabled():
             from services.common.observability import TracingClientInterceptor
 

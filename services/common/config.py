@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Development-only signing key for bearer tokens; real deployments set AUTH_SECRET.
 DEV_AUTH_SECRET = "grantflow-dev-secret-change-me-in-production"
+DEV_CONSOLE_SECRET = "grantflow-console-dev-secret-change-me"
 
 
 class Settings(BaseSettings):
@@ -80,6 +81,13 @@ class Settings(BaseSettings):
     # A second, plaintext port serving only the gRPC health service: Kubernetes' built-in gRPC
     # probes cannot speak TLS. Unset: no such port.
     health_port: int | None = Field(default=None, ge=1, le=65535)
+
+    # The web console (console/): where it listens, and the key that signs its session and
+    # CSRF cookies (the development default is public, like AUTH_SECRET's).
+    console_address: str = "127.0.0.1:8080"
+    console_session_secret: str = DEV_CONSOLE_SECRET
+    # "dev": sign in as any development identity (role, department or enterprise, user).
+    console_identity_provider: Literal["dev"] = "dev"
 
     auth_secret: str = DEV_AUTH_SECRET
     # Token the worker, consumers and services use to call each other.

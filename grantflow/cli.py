@@ -321,8 +321,13 @@ def _print_addresses(addresses: dict[str, str]) -> None:
 
     table = Table("服务端点", "地址", title="Grantflow 服务中")
     for name, address in addresses.items():
-        table.add_row(name, address)
+        table.add_row("控制台 (console)" if name == "console" else name, address)
     out().print(table)
+    if "console" in addresses:
+        out().print(
+            f"[bold]控制台[/bold]：浏览器打开 {addresses['console']}，以开发身份登录"
+            "（角色、部门或企业、用户名）"
+        )
 
 
 @app.command("seed")
@@ -390,7 +395,7 @@ def run_everything(
 
     signal.signal(signal.SIGTERM, request_stop)
     try:
-        with out().status("正在启动 Temporal、Tansu、三个服务、worker 和 intake"):
+        with out().status("正在启动 Temporal、Tansu、三个服务、worker、intake 和控制台"):
             stack.start()
             stack.wait_ready(120)
         out().print(

@@ -41,7 +41,7 @@ FLASH_KEY = "reviewer_flash"
 MAX_REASON = 1000  # the review service's limit on a reason
 
 # The inbox's tabs: the service's filters (the counts come with every answer).
-TABS: dict[str, int] = {
+TABS: dict[str, review_pb2.TaskFilter.ValueType] = {
     "open": review_pb2.TASK_FILTER_OPEN,
     "mine": review_pb2.TASK_FILTER_MINE,
     "overdue": review_pb2.TASK_FILTER_OVERDUE,

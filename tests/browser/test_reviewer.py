@@ -2,25 +2,37 @@
 from their inboxes, another department's reviewer cannot open the task, and a refused decision
 is shown beside its field and changes nothing.
 
+An expert drawn for an industrial-internet platform scores it against the rubric (a score out
+of its range refused beside the criterion), and the auditor then confirms the audited figure.
+
 The filing is the applicant's job, so it goes through the service (tests/actors.py); claiming and
 deciding are the reviewers' own job, so they go through the browser.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+import uuid
 from typing import Any
 
 from playwright.async_api import expect
 
+from grantflow.demo import EXPERTS_FILE
+from grantflow.sample import credit_code
 from grantflow.v1 import applications_pb2, common_pb2, review_pb2
 from infra.local.stack import LocalStack
-from services.common.vocabulary import Department
-from tests.actors import Actors
+from services.common.auth import mint_token
+from services.common.clients import ServiceClients
+from services.common.config import Settings
+from services.common.vocabulary import Department, Role
+from tests.actors import Actors, documents_for
 
 IN_REVIEW = common_pb2.GRANT_STAGE_IN_REVIEW
 # Past the department review: both approvals joined (approved, waiting for or in the notice,
 # or already waiting for a funding plan: the notice period is 1 s here).
-PAST_REVIEW = {
+PAST_REVIEW: set[int] = {
     common_pb2.GRANT_STAGE_APPROVED,
     common_pb2.GRANT_STAGE_AWAITING_NOTICE,
     common_pb2.GRANT_STAGE_IN_NOTICE,
@@ -169,4 +181,148 @@ async def test_a_refused_decision_shows_beside_its_field_and_changes_nothing(
         )
         assert grant.status == IN_REVIEW
     finally:
+        await actors.close()
+
+
+IIP_INVESTMENT_FEN = 1_000_000_000  # ¥10,000,000.00 declared platform investment
+
+
+async def _file_platform(settings: Settings, number: int) -> str:
+    """An IIP-INDUSTRY application: its program draws an expert panel, then a special audit."""
+    code = credit_code(60_000 + number)
+    token = mint_token(settings.auth_secret, code, Role.APPLICANT, enterprise=code)
+    async with ServiceClients(settings, token) as applicant:
+        answer = await applicant.applications.SubmitApplication(
+            applications_pb2.SubmitApplicationRequest(
+                request_id=f"test-{uuid.uuid4().hex}",
+                program_code="IIP-INDUSTRY",
+                applicant_credit_code=code,
+                applicant_name=f"平台企业 {number}",
+                project_title=f"工业互联网平台 {number}",
+                figures={"platform_investment_fen": IIP_INVESTMENT_FEN},
+                documents=documents_for("IIP-INDUSTRY", code),
+            )
+        )
+    return str(answer.application_id)
+
+
+def _experts(settings: Settings) -> dict[str, ServiceClients]:
+    pool = json.loads(EXPERTS_FILE.read_text("utf-8"))["experts"]
+    return {
+        e["expert_id"]: ServiceClients(
+            settings, mint_token(settings.auth_secret, e["expert_id"], Role.EXPERT)
+        )
+        for e in pool
+        if e["field"] == "industrial_internet"
+    }
+
+
+async def _drawn(
+    experts: dict[str, ServiceClients], application_id: str, timeout: float = 60.0
+) -> dict[str, review_pb2.ExpertTask]:
+    """The experts drawn for the application, with their tasks (the panel is drawn once the
+    formal and eligibility checks have passed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        drawn = {}
+        for expert_id, clients in experts.items():
+            answer = await clients.review.ListMyExpertTasks(
+                review_pb2.ListMyExpertTasksRequest(program_code="IIP-INDUSTRY")
+            )
+            for task in answer.tasks:
+                if task.application_id == application_id:
+                    drawn[expert_id] = task
+        if drawn:
+            return drawn
+        assert time.monotonic() < deadline, f"no expert drawn for {application_id}"
+        await asyncio.sleep(0.3)
+
+
+async def test_an_expert_scores_against_the_rubric_and_the_auditor_confirms(
+    open_console: Any, seeded: LocalStack
+) -> None:
+    settings = seeded.settings
+    actors = Actors(settings)
+    experts = _experts(settings)
+    try:
+        application_id = await _file_platform(settings, 9104)
+        drawn = await _drawn(experts, application_id)
+        expert_id, task = sorted(drawn.items())[0]
+        console = await open_console()
+        await console.sign_in(expert_id, "expert")
+        await console.go("/expert")
+        await console.page.click(
+            f"tr[data-task-id='{task.task_id}'] [data-testid=open-expert-task]"
+        )
+        page = console.page
+        await expect(page.locator("[data-testid=figures]")).to_contain_text("¥10,000,000.00")
+        await expect(page.locator("[data-testid=others-hidden]")).to_be_visible()
+        await console.screenshot("expert-task")
+
+        # 31 of at most 30 points: refused beside that criterion, nothing submitted.
+        for code, typed in (
+            ("technology", "31"),
+            ("service_capability", "25.5"),
+            ("investment", "18"),
+            ("sustainability", "15"),
+        ):
+            await page.fill(f"input[name=score_{code}]", typed)
+        await page.click("[data-testid=submit-scores]")
+        await expect(page.locator(".field-error[data-field=score_technology]")).to_contain_text(
+            "30"
+        )
+        assert await page.locator(".field-error").count() == 1
+        unchanged = await experts[expert_id].review.GetExpertTask(
+            review_pb2.GetExpertTaskRequest(task_id=task.task_id)
+        )
+        assert unchanged.state == review_pb2.EXPERT_TASK_STATE_PENDING
+
+        await page.fill("input[name=score_technology]", "27.25")
+        await page.fill("textarea[name=comment]", "平台架构合理，投资明细清楚")
+        await page.click("[data-testid=submit-scores]")
+        await expect(page.locator("[data-testid=my-total]")).to_have_text("85.75")
+        scored = await experts[expert_id].review.GetExpertTask(
+            review_pb2.GetExpertTaskRequest(task_id=task.task_id)
+        )
+        assert scored.state == review_pb2.EXPERT_TASK_STATE_SUBMITTED
+        assert {s.code: s.score_centi for s in scored.scores}["technology"] == 2725
+
+        # The rest of the panel scores through the service; then the audit is asked for.
+        for other, other_task in drawn.items():
+            if other == expert_id:
+                continue
+            await experts[other].review.SubmitScores(
+                review_pb2.SubmitScoresRequest(
+                    task_id=other_task.task_id,
+                    scores=[
+                        review_pb2.CriterionScore(code=c.code, score_centi=c.max_points * 80)
+                        for c in other_task.rubric
+                    ],
+                )
+            )
+        await actors.wait_for([application_id], {common_pb2.GRANT_STAGE_SPECIAL_AUDIT})
+
+        auditor = await open_console()
+        await auditor.sign_in("shenji", "auditor")
+        await auditor.go("/audit")
+        await auditor.page.click(
+            f"tr:has(a[href='/audit/{application_id}']) [data-testid=open-audit-task]"
+        )
+        audit_page = auditor.page
+        await audit_page.fill("input[name=audited_yuan]", "8,000,000.50")
+        await audit_page.fill("textarea[name=note]", "部分发票不予认定")
+        await auditor.screenshot("audit-task")
+        await audit_page.click("[data-testid=confirm-audit]")
+        await expect(audit_page.locator("[data-testid=audit-state]")).to_have_text("已确认")
+        async with ServiceClients(
+            settings, mint_token(settings.auth_secret, "audit.check", Role.AUDITOR)
+        ) as check:
+            audits = await check.review.ListAuditTasks(
+                review_pb2.ListAuditTasksRequest(application_id=application_id)
+            )
+        assert [a.audited_fen for a in audits.tasks] == [800_000_050]
+        await actors.wait_for([application_id], {IN_REVIEW})
+    finally:
+        for clients in experts.values():
+            await clients.close()
         await actors.close()

@@ -100,6 +100,11 @@ class FakeBackend:
             )
         if method == "GetTask":
             return TASK
+        if method == "ClaimTask":
+            claimed = review_pb2.ReviewTask()
+            claimed.CopyFrom(TASK)
+            claimed.assignee = user.subject
+            return claimed
         if method == "GetApplication":
             return APPLICATION
         if method == "ListAuditTasks":
@@ -118,8 +123,8 @@ class FakeBackend:
         pass
 
 
-def _client(department: Department) -> tuple[TestClient, FakeBackend]:
-    """A signed-in reviewer of `department` (through the sign-in form, with its CSRF token)."""
+def _client(department: Department, role: str = "reviewer") -> tuple[TestClient, FakeBackend]:
+    """A signed-in `role` of `department` (through the sign-in form, with its CSRF token)."""
     app = create_app(Settings())
     backend = FakeBackend()
     app.__wrapped__.state.backend = backend  # type: ignore[attr-defined]  # inside asgi_csrf
@@ -129,7 +134,7 @@ def _client(department: Department) -> tuple[TestClient, FakeBackend]:
         "/signin",
         data={
             "user": "li",
-            "role": "reviewer",
+            "role": role,
             "department": department.value,
             "csrftoken": client.cookies["grantflow_csrf"],
         },
@@ -182,3 +187,27 @@ def test_an_amount_above_the_rule_is_shown_beside_the_amount() -> None:
     missing = client.post("/inbox/t1", data={**form, "decision": "reject", "reason": " "})
     assert missing.status_code == 400
     assert 'data-field="reason">请填写理由' in missing.text
+
+
+def test_only_a_department_head_is_offered_reassignment() -> None:
+    reviewer, _ = _client(Department.INDUSTRY)
+    head, _ = _client(Department.INDUSTRY, "department_head")
+    assert "/inbox/t1/reassign" not in reviewer.get("/inbox").text
+    assert "/inbox/t1/reassign" in head.get("/inbox").text
+    refused = reviewer.post(
+        "/inbox/t1/reassign",
+        data={"assignee": "x", "reason": "y", "csrftoken": reviewer.cookies["grantflow_csrf"]},
+    )
+    assert refused.status_code == 403
+
+
+def test_a_claim_by_htmx_answers_the_row_alone() -> None:
+    client, backend = _client(Department.INDUSTRY)
+    row = client.post(
+        "/inbox/t1/claim",
+        headers={"hx-request": "true", "x-csrftoken": client.cookies["grantflow_csrf"]},
+    )
+    assert row.status_code == 200
+    assert row.text.lstrip().startswith('<tr id="task-t1"')
+    assert "<html" not in row.text
+    assert backend.calls == ["ClaimTask"]

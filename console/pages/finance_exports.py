@@ -100,6 +100,12 @@ class Notice:
         return "\n".join(lines)
 
 
+def chinese_name(name: str) -> str:
+    """A catalogue name without its English gloss: "中小微企业上云资助 (SME cloud ...)" -> the
+    Chinese, which is what a published notice prints."""
+    return name.split(" (", 1)[0].strip() or name
+
+
 def plan_notice(plan: disbursement_pb2.FundingPlan, program_name: str) -> Notice:
     """The notice of one plan (a plan funds one program): every line of it, in the plan's order.
 
@@ -115,7 +121,7 @@ def plan_notice(plan: disbursement_pb2.FundingPlan, program_name: str) -> Notice
         )
         for number, line in enumerate(plan.lines, start=1)
     )
-    name = program_name or plan.program_code
+    name = chinese_name(program_name) if program_name else plan.program_code
     headline = f"{name}（{plan.program_code}）：安排资金{wan_yuan(total)}万元对{len(items)}个项目予以资助。"
     return Notice(program_name=name, headline=headline, items=items, total_fen=total)
 

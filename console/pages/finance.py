@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from console.backend import ServiceRefusal
 from console.i18n import BEIJING
-from console.pages.finance_exports import plan_csv, plan_notice, plan_xlsx
+from console.pages.finance_exports import chinese_name, plan_csv, plan_notice, plan_xlsx
 from console.web import Page, field_errors, page
 from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2
 from services.common.vocabulary import Department, PaymentState, PlanState, Role, VocabularyError
@@ -95,7 +95,9 @@ class ProgramBudgetRow:
 @page(Role.FINANCE)
 async def budgets(current: Page) -> Response:
     query = current.request.query_params
-    year = _int(query.get("year"), 0)
+    # This year's lines unless the officer asks for another year ("year=" empty: every year).
+    this_year = datetime.now(BEIJING).year
+    year = _int(query.get("year"), 0) if "year" in query else this_year
     fund = query.get("fund", "").strip()
     errors: dict[str, str] = {}
     lines: list[disbursement_pb2.BudgetLine] = []
@@ -136,7 +138,7 @@ async def budgets(current: Page) -> Response:
         year=year,
         fund=fund,
         errors=errors,
-        this_year=datetime.now(BEIJING).year,
+        this_year=this_year,
         department=_department,
     )
 
@@ -186,7 +188,9 @@ async def _plans_page(
         awaiting, next_token = await _awaiting(current, program, query.get("awaiting", ""))
     year = datetime.now(BEIJING).year
     values.setdefault("program", program)
-    values.setdefault("title", f"{names.get(program, program)} {year}年资助计划" if program else "")
+    values.setdefault(
+        "title", f"{chinese_name(names.get(program, program))} {year}年资助计划" if program else ""
+    )
     # A fresh id for each rendering of the form: the same form posted twice makes one plan.
     values.setdefault("request_id", uuid.uuid4().hex)
     return current.render(

@@ -61,7 +61,6 @@ async def test_finance_makes_and_a_colleague_approves_a_plan_and_the_grant_is_pa
         awaiting = maker.page.locator("[data-testid=awaiting-awards]")
         await expect(awaiting).to_contain_text(application_id)
         await expect(awaiting).to_contain_text("Test Enterprise 9401")
-        await maker.screenshot("finance-plans")
         plan_id = await make_plan_in_browser(maker, application_id)
         await expect(maker.page.locator("[data-testid=plan-state]")).to_have_text("草拟")
         await expect(maker.page.locator("[data-testid=plan-maker]")).to_contain_text("wang.cz")
@@ -115,6 +114,12 @@ async def test_the_maker_cannot_approve_their_own_plan(
         application_id = await awaiting_plan(actors, 9402)
         maker = await open_console()
         await maker.sign_in("qian.cz", "finance")
+        # The plans page with an award waiting (and, after the first test, a paid plan listed).
+        await maker.go("/finance/plans?program=SME-CLOUD")
+        await expect(maker.page.locator("[data-testid=awaiting-awards]")).to_contain_text(
+            application_id
+        )
+        await maker.screenshot("finance-plans")
         plan_id = await make_plan_in_browser(maker, application_id)
 
         await maker.page.click("[data-testid=approve-form] button[type=submit]")

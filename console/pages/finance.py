@@ -140,6 +140,7 @@ async def budgets(current: Page) -> Response:
         errors=errors,
         this_year=this_year,
         department=_department,
+        short=chinese_name,
     )
 
 

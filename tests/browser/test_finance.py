@@ -120,6 +120,25 @@ async def test_the_maker_cannot_approve_their_own_plan(
             application_id
         )
         await maker.screenshot("finance-plans")
+        plans_before = len(
+            (
+                await actors.checker.disbursement.ListFundingPlans(
+                    disbursement_pb2.ListFundingPlansRequest(program_code="SME-CLOUD")
+                )
+            ).plans
+        )
+        # A plan without a title: the service's field error beside the field, no plan made.
+        await maker.page.fill("[data-testid=create-plan-form] input[name=title]", "")
+        await maker.page.click("[data-testid=create-plan-form] button[type=submit]")
+        await expect(
+            maker.page.locator("[data-testid=create-plan-form] .field-error")
+        ).to_be_visible()
+        answer = await actors.checker.disbursement.ListFundingPlans(
+            disbursement_pb2.ListFundingPlansRequest(program_code="SME-CLOUD")
+        )
+        assert len(answer.plans) == plans_before
+        assert (await actors.status(application_id)).status in AWAITING
+
         plan_id = await make_plan_in_browser(maker, application_id)
 
         await maker.page.click("[data-testid=approve-form] button[type=submit]")

@@ -1,0 +1,442 @@
+"""The finance officers' pages (财政): budget lines and program budgets, funding plans (make one
+from a program's awaiting awards, check and approve a colleague's, follow its payment run, read
+its notice text, export it) and the payment lines that failed.
+
+Everything is read from and done through DisbursementService with the officer's own token, so
+maker-checker is the service's rule, not the page's: the page offers "approve" to every finance
+officer and shows the service's refusal to the plan's maker. Which awards wait for a plan is the
+applications' status (AWAITING_FUNDING_PLAN), the same awards CreateFundingPlan collects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import grpc
+from starlette.responses import Response
+from starlette.routing import Route
+
+from console.backend import ServiceRefusal
+from console.i18n import BEIJING
+from console.pages.finance_exports import chinese_name, plan_csv, plan_notice, plan_xlsx
+from console.web import Page, field_errors, page
+from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2
+from services.common.vocabulary import Department, PaymentState, PlanState, Role, VocabularyError
+
+AWAITING_PAGE_SIZE = 50
+PLANS_PAGE_SIZE = 30
+PAYMENT_LINES_STEP = 100
+PAYMENT_LINES_MAX = 1000  # the service's own limit of ListPaymentLines
+RUNNING_PLAN_STATES = frozenset({PlanState.APPROVED, PlanState.PAYING})
+PAYMENT_FILTERS = {
+    "failed": PaymentState.FAILED,
+    "pending": PaymentState.PENDING,
+    "paid": PaymentState.PAID,
+    "all": None,
+}
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _plan_state(number: int) -> PlanState | None:
+    try:
+        return PlanState.from_proto(number)
+    except VocabularyError:
+        return None
+
+
+def _payment_state(number: int) -> PaymentState | None:
+    try:
+        return PaymentState.from_proto(number)
+    except VocabularyError:
+        return None
+
+
+def _department(number: int) -> Department | None:
+    try:
+        return Department.from_proto(number)
+    except VocabularyError:
+        return None
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value not in (None, "") else default
+    except ValueError:
+        return default
+
+
+async def program_names(current: Page) -> dict[str, str]:
+    """{program code: name} of the catalogue, by its newest version, in code order."""
+    answer = await current.call(
+        current.clients.applications.ListPrograms, applications_pb2.ListProgramsRequest()
+    )
+    newest: dict[str, Any] = {}
+    for rule in answer.programs:
+        if rule.code not in newest or rule.version > newest[rule.code].version:
+            newest[rule.code] = rule
+    return {code: newest[code].name for code in sorted(newest)}
+
+
+# ------------------------------------------------------------------------------- budgets
+
+
+@dataclass(frozen=True)
+class ProgramBudgetRow:
+    code: str
+    name: str
+    budget: disbursement_pb2.ProgramBudget | None
+    problem: str = ""
+
+
+@page(Role.FINANCE)
+async def budgets(current: Page) -> Response:
+    query = current.request.query_params
+    # This year's lines unless the officer asks for another year ("year=" empty: every year).
+    this_year = datetime.now(BEIJING).year
+    year = _int(query.get("year"), 0) if "year" in query else this_year
+    fund = query.get("fund", "").strip()
+    errors: dict[str, str] = {}
+    lines: list[disbursement_pb2.BudgetLine] = []
+    try:
+        answer = await current.call(
+            current.clients.disbursement.ListBudgetLines,
+            disbursement_pb2.ListBudgetLinesRequest(fiscal_year=year, fund_code=fund),
+        )
+        lines = list(answer.lines)
+    except ServiceRefusal as refusal:
+        if refusal.code != grpc.StatusCode.INVALID_ARGUMENT:
+            raise
+        errors = field_errors(refusal, ["fiscal_year", "fund_code"])
+    names = await program_names(current)
+
+    async def one(code: str) -> ProgramBudgetRow:
+        try:
+            budget = await current.call(
+                current.clients.disbursement.GetProgramBudget,
+                disbursement_pb2.GetProgramBudgetRequest(
+                    program_code=code, fiscal_year=year if not errors else 0
+                ),
+            )
+        except ServiceRefusal as refusal:
+            if refusal.code == grpc.StatusCode.PERMISSION_DENIED:
+                raise
+            return ProgramBudgetRow(code, names[code], None, refusal.message)
+        return ProgramBudgetRow(code, names[code], budget)
+
+    programs = await asyncio.gather(*(one(code) for code in names))
+    return current.render(
+        "finance/budgets.html",
+        status_code=400 if errors else 200,
+        title=current.tr("预算科目与项目预算", "Budget lines and program budgets"),
+        lines=lines,
+        programs=programs,
+        names=names,
+        year=year,
+        fund=fund,
+        errors=errors,
+        this_year=this_year,
+        department=_department,
+        short=chinese_name,
+    )
+
+
+# ------------------------------------------------------------------------------- plans
+
+
+async def _awaiting(current: Page, program: str, token: str) -> tuple[list[Any], str]:
+    """The program's awards that wait for a funding plan (one page of them)."""
+    answer = await current.call(
+        current.clients.applications.ListApplications,
+        applications_pb2.ListApplicationsRequest(
+            program_code=program,
+            status=common_pb2.GRANT_STAGE_AWAITING_FUNDING_PLAN,
+            page_size=AWAITING_PAGE_SIZE,
+            page_token=token,
+        ),
+    )
+    return list(answer.applications), answer.next_page_token
+
+
+async def _plans_page(
+    current: Page,
+    *,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    query = current.request.query_params
+    values = dict(values or {})
+    program = values.get("program", query.get("program", "")).strip()
+    names = await program_names(current)
+    if program and program not in names:
+        errors = {**(errors or {}), "program": current.tr("没有这个项目", "No such program")}
+        program = ""
+    plans_answer = await current.call(
+        current.clients.disbursement.ListFundingPlans,
+        disbursement_pb2.ListFundingPlansRequest(program_code=program),
+    )
+    # ListFundingPlans answers every plan at once (it does not page); the page shows a window.
+    plans = list(plans_answer.plans)
+    page_number = max(_int(query.get("page"), 1), 1)
+    window = plans[(page_number - 1) * PLANS_PAGE_SIZE : page_number * PLANS_PAGE_SIZE]
+    awaiting: list[Any] = []
+    next_token = ""
+    if program:
+        awaiting, next_token = await _awaiting(current, program, query.get("awaiting", ""))
+    year = datetime.now(BEIJING).year
+    values.setdefault("program", program)
+    values.setdefault(
+        "title", f"{chinese_name(names.get(program, program))} {year}年资助计划" if program else ""
+    )
+    # A fresh id for each rendering of the form: the same form posted twice makes one plan.
+    values.setdefault("request_id", uuid.uuid4().hex)
+    return current.render(
+        "finance/plans.html",
+        status_code=status_code,
+        title=current.tr("资助计划", "Funding plans"),
+        plans=window,
+        plan_count=len(plans),
+        page_number=page_number,
+        has_next=len(plans) > page_number * PLANS_PAGE_SIZE,
+        names=names,
+        program=program,
+        awaiting=awaiting,
+        awaiting_total=sum(a.award_amount_fen for a in awaiting),
+        awaiting_next=next_token,
+        awaiting_token=query.get("awaiting", ""),
+        values=values,
+        errors=errors or {},
+        plan_state=_plan_state,
+    )
+
+
+@page(Role.FINANCE)
+async def plans(current: Page) -> Response:
+    if current.request.method == "GET":
+        return await _plans_page(current)
+    form = await current.form()
+    values = {key: form.get(key, "") for key in ("request_id", "program", "title")}
+    try:
+        plan = await current.call(
+            current.clients.disbursement.CreateFundingPlan,
+            disbursement_pb2.CreateFundingPlanRequest(
+                request_id=values["request_id"],
+                program_code=values["program"].strip(),
+                title=values["title"].strip(),
+            ),
+        )
+    except ServiceRefusal as refusal:
+        if refusal.code == grpc.StatusCode.INVALID_ARGUMENT:
+            errors = field_errors(refusal, ["request_id", "program_code", "title"])
+            if "program_code" in errors:
+                errors["program"] = errors.pop("program_code")
+            return await _plans_page(current, values=values, errors=errors, status_code=400)
+        if refusal.code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS):
+            # e.g. no awards wait any more (a colleague's plan took them): say so on the form.
+            return await _plans_page(
+                current, values=values, errors={"": refusal.message}, status_code=409
+            )
+        raise
+    return current.redirect(f"/finance/plans/{plan.plan_id}")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a plan's payment run stands: lines and money paid, failed and still pending."""
+
+    total: int
+    paid: int
+    failed: int
+    pending: int
+    paid_fen: int
+    failed_fen: int
+    pending_fen: int
+    total_fen: int
+
+    @property
+    def paid_percent(self) -> int:
+        return self.paid * 100 // self.total if self.total else 0
+
+    @property
+    def failed_percent(self) -> int:
+        return self.failed * 100 // self.total if self.total else 0
+
+    @classmethod
+    def of(cls, plan: disbursement_pb2.FundingPlan) -> Progress:
+        counts = {state: 0 for state in PaymentState}
+        sums = {state: 0 for state in PaymentState}
+        for line in plan.lines:
+            state = _payment_state(line.state) or PaymentState.PENDING
+            counts[state] += 1
+            sums[state] += line.amount_fen
+        return cls(
+            total=len(plan.lines),
+            paid=counts[PaymentState.PAID],
+            failed=counts[PaymentState.FAILED],
+            pending=counts[PaymentState.PENDING],
+            paid_fen=sums[PaymentState.PAID],
+            failed_fen=sums[PaymentState.FAILED],
+            pending_fen=sums[PaymentState.PENDING],
+            total_fen=sum(sums.values()),
+        )
+
+
+async def _plan(current: Page) -> disbursement_pb2.FundingPlan:
+    return await current.call(
+        current.clients.disbursement.GetFundingPlan,
+        disbursement_pb2.GetFundingPlanRequest(plan_id=current.request.path_params["plan_id"]),
+    )
+
+
+def _progress_values(plan: disbursement_pb2.FundingPlan) -> dict[str, Any]:
+    state = _plan_state(plan.state)
+    return {
+        "plan": plan,
+        "state": state,
+        "running": state in RUNNING_PLAN_STATES,
+        "progress": Progress.of(plan),
+        "payment_state": _payment_state,
+    }
+
+
+async def _plan_page(
+    current: Page, *, error: str = "", flash: str = "", status_code: int = 200
+) -> Response:
+    plan = await _plan(current)
+    names = await program_names(current)
+    program_name = names.get(plan.program_code, plan.program_code)
+    return current.render(
+        "finance/plan.html",
+        status_code=status_code,
+        title=plan.title,
+        program_name=program_name,
+        notice=plan_notice(plan, program_name),
+        approve_error=error,
+        flash=flash,
+        is_maker=current.signed_in.subject == plan.created_by,
+        **_progress_values(plan),
+    )
+
+
+@page(Role.FINANCE)
+async def plan_detail(current: Page) -> Response:
+    flash = ""
+    if current.request.query_params.get("approved"):
+        flash = current.tr("已审核，开始拨付。", "Approved: payment has started.")
+    return await _plan_page(current, flash=flash)
+
+
+@page(Role.FINANCE)
+async def plan_progress(current: Page) -> Response:
+    """The progress panel alone, for htmx to poll while the plan is paying."""
+    return current.render("finance/_progress.html", **_progress_values(await _plan(current)))
+
+
+@page(Role.FINANCE)
+async def plan_approve(current: Page) -> Response:
+    plan_id = current.request.path_params["plan_id"]
+    try:
+        await current.call(
+            current.clients.disbursement.ApproveFundingPlan,
+            disbursement_pb2.ApproveFundingPlanRequest(plan_id=plan_id),
+        )
+    except ServiceRefusal as refusal:
+        # The maker's own approval (PERMISSION_DENIED) and a plan no longer in draft
+        # (FAILED_PRECONDITION) are the service's rules: its message is the explanation.
+        if refusal.code not in (
+            grpc.StatusCode.PERMISSION_DENIED,
+            grpc.StatusCode.FAILED_PRECONDITION,
+        ):
+            raise
+        message = refusal.message
+        if refusal.code == grpc.StatusCode.PERMISSION_DENIED:
+            message = (
+                current.tr(
+                    "制单人不能审核自己制作的资助计划，须由另一位财政人员审核（制单审核分离）。",
+                    "The maker of a funding plan may not approve it: another finance officer must.",
+                )
+                + f" ({refusal.message})"
+            )
+        return await _plan_page(current, error=message, status_code=409)
+    return current.redirect(f"/finance/plans/{plan_id}?approved=1")
+
+
+def _download_name(plan: disbursement_pb2.FundingPlan, extension: str) -> str:
+    return f"funding-plan-{plan.program_code}-{plan.plan_id[:8]}.{extension}"
+
+
+@page(Role.FINANCE)
+async def plan_export_csv(current: Page) -> Response:
+    plan = await _plan(current)
+    return Response(
+        plan_csv(plan),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{_download_name(plan, "csv")}"'},
+    )
+
+
+@page(Role.FINANCE)
+async def plan_export_xlsx(current: Page) -> Response:
+    plan = await _plan(current)
+    names = await program_names(current)
+    return Response(
+        plan_xlsx(plan, names.get(plan.program_code, plan.program_code)),
+        media_type=XLSX,
+        headers={"Content-Disposition": f'attachment; filename="{_download_name(plan, "xlsx")}"'},
+    )
+
+
+# ------------------------------------------------------------------------------- payments
+
+
+@page(Role.FINANCE)
+async def payments(current: Page) -> Response:
+    query = current.request.query_params
+    chosen = query.get("state", "failed")
+    if chosen not in PAYMENT_FILTERS:
+        chosen = "failed"
+    program = query.get("program", "").strip()
+    limit = min(max(_int(query.get("limit"), PAYMENT_LINES_STEP), 1), PAYMENT_LINES_MAX)
+    names = await program_names(current)
+    if program not in names:
+        program = ""
+    state = PAYMENT_FILTERS[chosen]
+    answer = await current.call(
+        current.clients.disbursement.ListPaymentLines,
+        disbursement_pb2.ListPaymentLinesRequest(
+            state=state.to_proto() if state else disbursement_pb2.PAYMENT_STATE_UNSPECIFIED,
+            limit=limit,
+            program_code=program,
+        ),
+    )
+    lines = list(answer.lines)
+    return current.render(
+        "finance/payments.html",
+        title=current.tr("支付明细", "Payments"),
+        lines=lines,
+        chosen=chosen,
+        filters=PAYMENT_FILTERS,
+        program=program,
+        names=names,
+        limit=limit,
+        more=len(lines) == limit and limit < PAYMENT_LINES_MAX,
+        next_limit=min(limit + PAYMENT_LINES_STEP, PAYMENT_LINES_MAX),
+        total_fen=sum(line.amount_fen for line in lines),
+        payment_state=_payment_state,
+    )
+
+
+routes = [
+    Route("/finance", budgets),
+    Route("/finance/plans", plans, methods=["GET", "POST"]),
+    Route("/finance/plans/{plan_id}", plan_detail),
+    Route("/finance/plans/{plan_id}/progress", plan_progress),
+    Route("/finance/plans/{plan_id}/approve", plan_approve, methods=["POST"]),
+    Route("/finance/plans/{plan_id}/export.csv", plan_export_csv),
+    Route("/finance/plans/{plan_id}/export.xlsx", plan_export_xlsx),
+    Route("/finance/payments", payments),
+]

@@ -837,6 +837,7 @@ class FundingPlan(_message.Message):
     APPROVED_AT_FIELD_NUMBER: _builtins.int
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
+    LINE_COUNT_FIELD_NUMBER: _builtins.int
     plan_id: _builtins.str
     program_code: _builtins.str
     title: _builtins.str
@@ -846,6 +847,8 @@ class FundingPlan(_message.Message):
     total_fen: _builtins.int
     workflow_id: _builtins.str
     """plan-<plan_id>"""
+    line_count: _builtins.int
+    """its payment lines, also when they are left out"""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaymentLine]: ...
     @_builtins.property
@@ -871,10 +874,11 @@ class FundingPlan(_message.Message):
         approved_at: _timestamp_pb2.Timestamp | None = ...,
         workflow_id: _builtins.str = ...,
         completed_at: _timestamp_pb2.Timestamp | None = ...,
+        line_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "completed_at", b"completed_at", "created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "approved_by", b"approved_by", "completed_at", b"completed_at", "created_at", b"created_at", "created_by", b"created_by", "lines", b"lines", "plan_id", b"plan_id", "program_code", b"program_code", "state", b"state", "title", b"title", "total_fen", b"total_fen", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "approved_by", b"approved_by", "completed_at", b"completed_at", "created_at", b"created_at", "created_by", b"created_by", "line_count", b"line_count", "lines", b"lines", "plan_id", b"plan_id", "program_code", b"program_code", "state", b"state", "title", b"title", "total_fen", b"total_fen", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -948,15 +952,28 @@ class ListFundingPlansRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PROGRAM_CODE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    WITHOUT_LINES_FIELD_NUMBER: _builtins.int
     program_code: _builtins.str
+    page_size: _builtins.int
+    """0: every plan at once (each with its lines); otherwise at most this many (<= 200), newest
+    first, and next_page_token continues.
+    """
+    page_token: _builtins.str
+    without_lines: _builtins.bool
+    """Plans without their lines (line_count says how many): a list page, whatever a plan's size."""
     def __init__(
         self,
         *,
         program_code: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        without_lines: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["program_code", b"program_code"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "program_code", b"program_code", "without_lines", b"without_lines"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -967,16 +984,19 @@ class ListFundingPlansResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PLANS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
     @_builtins.property
     def plans(self) -> _containers.RepeatedCompositeFieldContainer[Global___FundingPlan]: ...
     def __init__(
         self,
         *,
         plans: _abc.Iterable[Global___FundingPlan] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["plans", b"plans"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "plans", b"plans"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -8,6 +8,9 @@ and converts the answer to protos. Who may call what is the role table of SERVIC
 
 from __future__ import annotations
 
+import base64
+import binascii
+from datetime import datetime
 from typing import Any
 
 from grantflow.v1 import disbursement_pb2 as pb
@@ -29,6 +32,7 @@ from services.common.vocabulary import (
 from services.disbursement import commands
 from services.disbursement.store import (
     BudgetFigures,
+    FundingPlanRow,
     LedgerEntryRow,
     PaymentLineRow,
     ReservationRow,
@@ -235,6 +239,31 @@ def line_pb(row: PaymentLineRow) -> pb.PaymentLine:
     )
 
 
+MAX_PLANS_PAGE = 200
+PLAN_PAGE_PREFIX = "plan-after:"
+
+
+def _plan_page_token(plan: FundingPlanRow) -> str:
+    return base64.urlsafe_b64encode(
+        f"{PLAN_PAGE_PREFIX}{plan.created_at.isoformat()}|{plan.plan_id}".encode()
+    ).decode()
+
+
+def _plan_page_after(token: str) -> tuple[datetime, str] | None:
+    """The (created_at, plan_id) a page token of ListFundingPlans continues after."""
+    if not token:
+        return None
+    try:
+        decoded = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
+        if decoded.startswith(PLAN_PAGE_PREFIX):
+            created_at, _, plan_id = decoded.removeprefix(PLAN_PAGE_PREFIX).partition("|")
+            if plan_id:
+                return datetime.fromisoformat(created_at), plan_id
+    except (ValueError, UnicodeError, binascii.Error):
+        pass
+    raise InvalidArgument("page_token", "is not a page token this service issued")
+
+
 def plan_pb(view: PlanView) -> pb.FundingPlan:
     plan = view.plan
     return pb.FundingPlan(
@@ -246,6 +275,7 @@ def plan_pb(view: PlanView) -> pb.FundingPlan:
         approved_by=plan.approved_by,
         total_fen=plan.total_fen,
         lines=[line_pb(line) for line in view.lines],
+        line_count=len(view.lines) if view.line_count is None else view.line_count,
         created_at=to_timestamp(plan.created_at),
         approved_at=to_timestamp(plan.approved_at),
         workflow_id=plan_workflow_id(plan.plan_id),
@@ -399,8 +429,20 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
         self, request: pb.ListFundingPlansRequest, context: Any
     ) -> pb.ListFundingPlansResponse:
         program = program_code("program_code", request.program_code) if request.program_code else ""
-        views = await self.disbursement.plans(program)
-        return pb.ListFundingPlansResponse(plans=[plan_pb(view) for view in views])
+        if not 0 <= request.page_size <= MAX_PLANS_PAGE:
+            raise InvalidArgument("page_size", f"must be between 0 and {MAX_PLANS_PAGE}")
+        after = _plan_page_after(request.page_token)
+        views, more = await self.disbursement.plans(
+            program,
+            limit=request.page_size,
+            after=after,
+            with_lines=not request.without_lines,
+        )
+        last = views[-1].plan if views else None
+        return pb.ListFundingPlansResponse(
+            plans=[plan_pb(view) for view in views],
+            next_page_token=_plan_page_token(last) if more and last is not None else "",
+        )
 
     async def CompleteFundingPlan(
         self, request: pb.CompleteFundingPlanRequest, context: Any

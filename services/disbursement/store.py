@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, UniqueConstraint, func
+from sqlalchemy import BigInteger, DateTime, Integer, UniqueConstraint, and_, func, or_
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from services.common.db import now_utc
@@ -488,14 +488,46 @@ def awards_waiting_for_a_plan(session: Session, program_code: str) -> list[Reser
     )
 
 
-def plans(session: Session, program_code: str = "") -> list[FundingPlanRow]:
-    """Funding plans, newest first; of one program when program_code is given."""
+def plans(
+    session: Session,
+    program_code: str = "",
+    *,
+    limit: int = 0,
+    after: tuple[datetime, str] | None = None,
+) -> list[FundingPlanRow]:
+    """Funding plans, newest first; of one program when program_code is given; at most `limit`
+    (0: all) after the plan `after` (its created_at and plan_id) in that order."""
     query = select(FundingPlanRow).order_by(
         col(FundingPlanRow.created_at).desc(), col(FundingPlanRow.plan_id)
     )
     if program_code:
         query = query.where(col(FundingPlanRow.program_code) == program_code)
+    if after is not None:
+        created_at, plan_id = after
+        query = query.where(
+            or_(
+                col(FundingPlanRow.created_at) < created_at,
+                and_(
+                    col(FundingPlanRow.created_at) == created_at,
+                    col(FundingPlanRow.plan_id) > plan_id,
+                ),
+            )
+        )
+    if limit:
+        query = query.limit(limit)
     return list(session.exec(query).all())
+
+
+def line_counts(session: Session, plan_ids: list[str]) -> dict[str, int]:
+    """How many payment lines each plan named has (one query, whatever the plans' size)."""
+    if not plan_ids:
+        return {}
+    rows = session.exec(
+        select(col(PaymentLineRow.plan_id), func.count())
+        .where(col(PaymentLineRow.plan_id).in_(plan_ids))
+        .group_by(col(PaymentLineRow.plan_id))
+    ).all()
+    return {plan_id: count for plan_id, count in rows}
 
 
 def ledger_entries(

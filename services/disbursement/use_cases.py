@@ -135,6 +135,7 @@ def finance_officer(subject: str) -> Principal:
 class PlanView:
     plan: FundingPlanRow
     lines: list[PaymentLineRow]
+    line_count: int | None = None  # when the lines are left out: how many there are
 
 
 @dataclass(frozen=True)
@@ -1007,12 +1008,27 @@ class Disbursement:
 
         return await self.transactions.read(work)
 
-    async def plans(self, program_code: str = "") -> list[PlanView]:
-        def work(session: Session) -> list[PlanView]:
-            return [
-                PlanView(plan, store.plan_lines(session, plan.plan_id))
-                for plan in store.plans(session, program_code)
-            ]
+    async def plans(
+        self,
+        program_code: str = "",
+        *,
+        limit: int = 0,
+        after: tuple[datetime, str] | None = None,
+        with_lines: bool = True,
+    ) -> tuple[list[PlanView], bool]:
+        """Plans newest first (see store.plans) and whether more follow; without their lines,
+        each view carries only how many it has."""
+
+        def work(session: Session) -> tuple[list[PlanView], bool]:
+            rows = store.plans(session, program_code, limit=limit + 1 if limit else 0, after=after)
+            more = bool(limit) and len(rows) > limit
+            rows = rows[:limit] if limit else rows
+            if with_lines:
+                views = [PlanView(plan, store.plan_lines(session, plan.plan_id)) for plan in rows]
+            else:
+                counts = store.line_counts(session, [plan.plan_id for plan in rows])
+                views = [PlanView(plan, [], counts.get(plan.plan_id, 0)) for plan in rows]
+            return views, more
 
         return await self.transactions.read(work)
 

@@ -597,6 +597,46 @@ async def test_funding_plan_needs_a_second_officer_and_announces_its_approval(
         await assert_books_balance(h)
 
 
+async def test_plans_list_page_by_page_without_their_lines(
+    database_url: str, tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """A list page of plans need not carry every plan's lines (a city plan has thousands)."""
+    async with service(database_url, tmp_path, kafka_bootstrap) as h:
+        await set_budget(h, 10_000_000)
+        made = []
+        for n in range(1, 6):  # five plans, the n-th of n awards
+            for k in range(n):
+                application_id = f"app-{n}-{k}"
+                await reserve(h.system, application_id, 1_000, n * 10 + k)
+                await h.system.ConfirmAward(pb.ConfirmAwardRequest(application_id=application_id))
+            made.append(await next_plan(h, f"batch {n}"))
+        finance = h.as_("fin-c", Role.FINANCE)
+        seen: list[tuple[str, int, int]] = []
+        token = ""
+        while True:
+            page = await finance.ListFundingPlans(
+                pb.ListFundingPlansRequest(page_size=2, page_token=token, without_lines=True)
+            )
+            assert len(page.plans) <= 2
+            seen += [(plan.plan_id, plan.line_count, len(plan.lines)) for plan in page.plans]
+            token = page.next_page_token
+            if not token:
+                break
+        newest_first = [(plan.plan_id, len(plan.lines), 0) for plan in reversed(made)]
+        assert seen == newest_first
+        everything = await finance.ListFundingPlans(pb.ListFundingPlansRequest())
+        assert [len(plan.lines) for plan in everything.plans] == [5, 4, 3, 2, 1]
+        assert [plan.line_count for plan in everything.plans] == [5, 4, 3, 2, 1]
+        for bad in (
+            pb.ListFundingPlansRequest(page_size=201),
+            pb.ListFundingPlansRequest(page_size=2, page_token="not-a-token"),
+        ):
+            error = await expect_error(
+                finance.ListFundingPlans(bad), grpc.StatusCode.INVALID_ARGUMENT
+            )
+            assert violated_field(error) in {"page_size", "page_token"}
+
+
 @dataclass
 class KafkaRecord:
     key: bytes

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from starlette.datastructures import UploadFile
@@ -42,6 +42,8 @@ from services.common.vocabulary import (
     Term,
     VocabularyError,
 )
+
+TermT = TypeVar("TermT", bound=Term)
 
 APPLICATIONS_PAGE_SIZE = 20
 NOTICES_PAGE_SIZE = 10
@@ -211,7 +213,7 @@ def percent(basis_points: int) -> str:
     return f"{_hundredths(basis_points)}%"
 
 
-def _term(vocabulary: type[Term], number: int) -> Term | None:
+def _term(vocabulary: type[TermT], number: int) -> TermT | None:
     try:
         return vocabulary.from_proto(number)
     except VocabularyError:
@@ -582,7 +584,7 @@ class ApplicationRow:
 
 
 def row(application: applications_pb2.Application) -> ApplicationRow:
-    return ApplicationRow(application, _term(GrantStage, application.status))  # type: ignore[arg-type]
+    return ApplicationRow(application, _term(GrantStage, application.status))
 
 
 @page(Role.APPLICANT)
@@ -702,9 +704,9 @@ async def _application_page(
         flash=flash,
         figures=figures,
         program_name=rule.name if rule is not None else application.program_code,
-        supplement=stage == GrantStage.AWAITING_SUPPLEMENT,
+        supplement=actions(stage)[0],
         required_documents=list(rule.required_documents) if rule is not None else [],
-        withdrawable=stage not in NOT_WITHDRAWABLE,
+        withdrawable=actions(stage)[1],
         values=values,
         errors=supplement_errors or {},
         **context,
@@ -721,11 +723,23 @@ async def status_panel(current: Page) -> Response:
     """The status panel alone, for htmx to swap in every few seconds."""
     application = await _application(current, current.request.path_params["application_id"])
     context = await _status_context(current, application)
-    shown = current.request.query_params.get("shown", "")
-    # The page's forms (补正, withdrawal) follow the status it was drawn with: a change of status
-    # asks the person to reload, rather than swapping forms out from under their typing.
-    context["changed"] = bool(shown) and shown != str(application.status)
+    shown = _term(GrantStage, _int(current.request.query_params.get("shown", "")))
+    # The page's forms (补正, withdrawal) follow the status it was drawn with: a change that
+    # alters what the person may do asks them to reload, rather than swapping forms out from
+    # under their typing.
+    stage = context["stage"]
+    context["changed"] = shown is not None and actions(shown) != actions(stage)
+    context["shown"] = shown.to_proto() if shown is not None else application.status
     return current.render("applicant/status_panel.html", **context)
+
+
+def actions(stage: GrantStage | None) -> tuple[bool, bool]:
+    """What the application page offers at a stage: 补正, and withdrawal."""
+    return stage == GrantStage.AWAITING_SUPPLEMENT, stage not in NOT_WITHDRAWABLE
+
+
+def _int(text: str) -> int:
+    return int(text) if text.isdigit() else 0
 
 
 @page(Role.APPLICANT)

@@ -217,7 +217,9 @@ async def test_withdrawal_and_the_public_notices(open_console: Any, seeded: Loca
     await visitor.go("/notices?open=1")
     open_notice = visitor.page.locator(f"[data-batch='{batch_id}']")
     assert "公示中" in await open_notice.inner_text()
+    await visitor.go("/notices")
     await visitor.screenshot("notices")
+    await visitor.go("/notices?open=1")
     await open_notice.locator("text=异议/投诉/举报").click()
     assert "请先" in await visitor.page.locator("[data-testid=sign-in-to-object]").inner_text()
 

@@ -312,3 +312,69 @@ def test_other_roles_may_not_open_the_applicants_pages(console: TestClient) -> N
     sign_in(console, role="finance")
     assert console.get("/apply").status_code == 403
     assert console.get("/my/applications").status_code == 403
+
+
+def awaiting_supplement() -> applications_pb2.Application:
+    return applications_pb2.Application(
+        application_id="app-9",
+        program_code="SME-CLOUD",
+        rule_version=CATALOGUE["SME-CLOUD"].version,
+        applicant_credit_code=ENTERPRISE,
+        project_title="ERP 上云",
+        figures={"cloud_fee_paid_fen": 300_000, "staff_count": 40},
+        status=common_pb2.GRANT_STAGE_AWAITING_SUPPLEMENT,
+        status_reason="缺少申报数据：annual_revenue_fen",
+    )
+
+
+def test_a_supplement_sends_only_the_figures_that_changed(console: TestClient) -> None:
+    FakeBackend.answers.update(
+        GetApplication=awaiting_supplement(),
+        ListPrograms=applications_pb2.ListProgramsResponse(programs=[CATALOGUE["SME-CLOUD"]]),
+        ListNotifications=ServiceRefusal(grpc.StatusCode.UNAVAILABLE, "down"),
+        SupplementApplication=awaiting_supplement(),
+    )
+    sign_in(console)
+    page = console.get("/my/applications/app-9").text
+    assert "补正" in page and 'value="3000"' in page  # the figures as typed, in yuan
+    assert "暂无通知" in page  # the notifications log is a help: its outage hides only it
+    answer = console.post(
+        "/my/applications/app-9/supplement",
+        headers=htmx(page),
+        data={
+            "request_id": "0" * 32,
+            "cloud_fee_paid_fen": "3000",
+            "staff_count": "40",
+            "annual_revenue_fen": "30,000,000",
+            "note": "补充营业收入",
+        },
+        follow_redirects=False,
+    )
+    assert answer.headers["hx-redirect"] == "/my/applications/app-9?supplemented=1"
+    (sent,) = [request for name, request in FakeBackend.calls if name == "SupplementApplication"]
+    assert dict(sent.figures) == {"annual_revenue_fen": 3_000_000_000}
+    assert sent.note == "补充营业收入" and sent.request_id == "0" * 32
+
+
+def test_the_status_panel_asks_for_a_reload_only_when_the_actions_change(
+    console: TestClient,
+) -> None:
+    FakeBackend.answers.update(
+        GetApplication=awaiting_supplement(),
+        ListNotifications=ServiceRefusal(grpc.StatusCode.UNAVAILABLE, "down"),
+    )
+    sign_in(console)
+    submitted = common_pb2.GRANT_STAGE_SUBMITTED
+    formal_check = common_pb2.GRANT_STAGE_FORMAL_CHECK
+    panel = console.get(f"/my/applications/app-9/status?shown={submitted}").text
+    assert "待补正" in panel and "刷新页面" in panel
+    assert f"shown={submitted}" in panel  # the next poll still compares with the page's stage
+    FakeBackend.answers["GetApplication"] = applications_pb2.Application(
+        application_id="app-9", status=common_pb2.GRANT_STAGE_IN_REVIEW
+    )
+    assert "刷新页面" not in console.get(f"/my/applications/app-9/status?shown={formal_check}").text
+    FakeBackend.answers["GetApplication"] = applications_pb2.Application(
+        application_id="app-9", status=common_pb2.GRANT_STAGE_WITHDRAWN
+    )
+    final = console.get(f"/my/applications/app-9/status?shown={formal_check}").text
+    assert "已撤回" in final and "hx-trigger" not in final  # an ended grant is not polled

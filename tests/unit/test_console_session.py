@@ -114,3 +114,23 @@ def test_signing_out_ends_the_session(client: TestClient) -> None:
     token = csrf(client)
     client.post("/signout", data={"csrftoken": token})
     assert client.get("/").headers["location"] == "/signin"
+
+
+def test_a_multipart_form_with_its_token_passes_and_without_it_is_refused(
+    client: TestClient,
+) -> None:
+    """File uploads post multipart forms: the CSRF check must read them (and not crash)."""
+    token = csrf(client)
+    with_token = client.post(
+        "/signin",
+        data={"csrftoken": token, "user": "zhang", "role": "finance"},
+        files={"attachment": ("a.txt", b"x")},
+    )
+    assert with_token.status_code == 303
+    client.cookies.delete("grantflow_session")
+    without = client.post(
+        "/signin",
+        data={"user": "zhang", "role": "finance"},
+        files={"attachment": ("a.txt", b"x")},
+    )
+    assert without.status_code == 403

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from console.backend import ServiceRefusal
+from console.figures import figure
 from console.i18n import term_label
 from console.web import Page, field_errors, page
 from grantflow.v1 import applications_pb2, review_pb2
@@ -147,9 +148,7 @@ def _evidence(evidence_json: str) -> str:
 
 def application_view(application: applications_pb2.Application) -> dict[str, Any]:
     """The file a reviewer, expert or auditor reads: figures, documents, eligibility checks."""
-    figures = [
-        (name, value, name.endswith("_fen")) for name, value in sorted(application.figures.items())
-    ]
+    figures = [(figure(name), value) for name, value in sorted(application.figures.items())]
     checks: list[CheckView] = []
     eligibility = application.eligibility if application.HasField("eligibility") else None
     if eligibility is not None:

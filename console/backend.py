@@ -51,7 +51,15 @@ class ServiceRefusal(Exception):
 class Backend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.clients = ServiceClients(settings, token=None)
+        self._clients: ServiceClients | None = None
+
+    @property
+    def clients(self) -> ServiceClients:
+        # Made on first use, inside the server's event loop: grpc.aio channels belong to the loop
+        # they are made in, and create_app runs before uvicorn starts its own.
+        if self._clients is None:
+            self._clients = ServiceClients(self.settings, token=None)
+        return self._clients
 
     async def call(
         self,
@@ -69,4 +77,5 @@ class Backend:
             raise ServiceRefusal.from_rpc(error) from None
 
     async def close(self) -> None:
-        await self.clients.close()
+        if self._clients is not None:
+            await self._clients.close()

@@ -58,6 +58,7 @@ DEFAULT_STUCK_HOURS = 72  # a grant unchanged for three days in a stage that has
 MAX_STUCK_HOURS = 24 * 365
 FAILED_LINES_LIMIT = 200  # ListPaymentLines has no paging: the newest this many
 RECENT_REPAIRS = 50
+CHART_DAYS = 30  # SummarizeApplications' default window of days submitted
 # The grant's stages in the order of its life, for the stage pickers and the chart's axis.
 STAGE_ORDER: tuple[GrantStage, ...] = (
     GrantStage.SUBMITTED,
@@ -167,7 +168,10 @@ def chart_data(summary: applications_pb2.ApplicationsSummary, lang_pick: Any) ->
     present = {stage for row in summary.by_stage if (stage := _stage(row.stage)) is not None}
     stages = [stage for stage in STAGE_ORDER if stage in present]
     counts = {(row.program_code, _stage(row.stage)): row.count for row in summary.by_stage}
-    days = sorted({row.day for row in summary.by_day})
+    # Every day of the window, the quiet ones too, so the axis reads as a calendar.
+    today = datetime.now(BEIJING).date()
+    days = [(today - timedelta(days=n)).isoformat() for n in range(CHART_DAYS - 1, -1, -1)]
+    days = sorted(set(days) | {row.day for row in summary.by_day})
     day_programs = sorted({row.program_code for row in summary.by_day})
     per_day = {(row.day, row.program_code): row.count for row in summary.by_day}
     return {

@@ -102,6 +102,12 @@ async def test_ops_finds_a_grant_by_credit_code_and_by_program_and_stage_and_rea
     assert await page.locator("[data-testid=repair-form] select[name=action] option").count() == 6
     await console.screenshot("ops-timeline")
 
+    # A repair without its reason is refused beside the field, and no repair is made.
+    await page.select_option("select[name=action]", "resume")
+    await page.click("[data-testid=repair-form] button[type=submit]")
+    assert await page.locator("#reason + .field-error").count() == 1
+    assert await page.locator("[data-testid=grant-repairs]").count() == 0
+
 
 def chart_json(text: str) -> dict[str, Any]:
     return json.loads(text)  # type: ignore[no-any-return]

@@ -1,49 +1,63 @@
 """`grantflow ops show <application>`: one grant's business timeline, in time order, for a person
-who does not read workflow ids. Each fact comes from its owner: the application from the
-applications service, review tasks (claims, decisions, who, when, why) from the review service,
-reservations, funding plans and payment lines from the disbursement service, and the process
-itself (stages, the notice and deadline timers, decisions and payment results it received,
-service calls that failed and are retried, what it is doing now) from the grant's Temporal
-workflow history. Nothing here writes."""
+who does not read workflow ids. Each fact comes from its owner: the application, review tasks and
+funds from the three services (grantflow/grant_story.py, which the web console uses too), and
+the process itself (stages, the notice and deadline timers, decisions and payment results it
+received, service calls that failed and are retried, what it is doing now) from the grant's
+Temporal workflow history. Nothing here writes."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Iterable
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-import grpc
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
-from grantflow.format import yuan
-from grantflow.v1 import applications_pb2, disbursement_pb2, review_pb2
+from grantflow.grant_story import (
+    APPLICATION,
+    FUNDS,
+    PROCESS,
+    REVIEW,
+    SOURCES,
+    Entry,
+    Timeline,
+    _time,
+    application_entries,
+    direct,
+    funds_entries,
+    read_source,
+    service_entries,
+    shanghai,
+    task_entries,
+)
+from grantflow.v1 import applications_pb2
 from services.common.clients import ServiceClients
 from services.common.config import Settings
 from services.common.labels import label
 from services.common.temporal import connect_temporal
-from services.common.vocabulary import (
-    Decision,
-    Department,
-    GrantStage,
-    PaymentState,
-    PlanState,
-    ReservationState,
-    TaskState,
-    VocabularyError,
-)
-from services.common.workdays import SHANGHAI
+from services.common.vocabulary import Decision, Department, GrantStage, PlanState
 from workflows import contracts
 
-T = TypeVar("T")
-# Where a row comes from, as the operator reads it.
-APPLICATION, REVIEW, FUNDS, PROCESS = "申请", "评审", "资金", "流程"
-SOURCES = (APPLICATION, REVIEW, FUNDS, PROCESS)
+__all__ = [
+    "APPLICATION",
+    "FUNDS",
+    "PROCESS",
+    "REVIEW",
+    "SOURCES",
+    "Entry",
+    "Timeline",
+    "application_entries",
+    "funds_entries",
+    "grant_timeline",
+    "history_entries",
+    "pending_entries",
+    "shanghai",
+    "task_entries",
+]
 # Service calls of the grant, named for a person (activity type -> what it does).
 ACTIVITY_NAMES = {
     "look_up_enterprise": "查询企业信息",
@@ -78,196 +92,6 @@ TIMER_PURPOSE = {
     GrantStage.IN_REVIEW: "评审期限",
     GrantStage.AWAITING_SUPPLEMENT: "补正期限",
 }
-
-
-@dataclass(frozen=True)
-class Entry:
-    at: datetime  # aware
-    source: str  # one of SOURCES
-    what: str
-    who: str = ""
-    detail: str = ""
-
-    def as_json(self) -> dict[str, str]:
-        row = asdict(self)
-        row["at"] = self.at.astimezone(SHANGHAI).isoformat()
-        return row
-
-
-@dataclass
-class Timeline:
-    application_id: str
-    summary: dict[str, str] = field(default_factory=dict)  # heading lines: 项目, 企业, 阶段 …
-    entries: list[Entry] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)  # sources that could not be read, and why
-
-    def ordered(self) -> list[Entry]:
-        order = {source: n for n, source in enumerate(SOURCES)}
-        return sorted(self.entries, key=lambda e: (e.at, order.get(e.source, 9)))
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "application_id": self.application_id,
-            "summary": self.summary,
-            "entries": [entry.as_json() for entry in self.ordered()],
-            "missing": self.missing,
-        }
-
-
-def shanghai(at: datetime) -> str:
-    return at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _time(stamp: Any) -> datetime | None:
-    """A protobuf Timestamp as an aware datetime; None when unset."""
-    if stamp is None or (stamp.seconds == 0 and stamp.nanos == 0):
-        return None
-    return stamp.ToDatetime(tzinfo=UTC)  # type: ignore[no-any-return]
-
-
-def _term_label(vocabulary: Any, number: int) -> str:
-    try:
-        return label(vocabulary.from_proto(number))
-    except VocabularyError:
-        return str(number)
-
-
-# Services ----------------------------------------------------------------------------------------
-
-
-def application_entries(a: applications_pb2.Application, timeline: Timeline) -> None:
-    stage = _term_label(GrantStage, a.status)
-    timeline.summary.update(
-        {
-            "申请编号": a.application_id,
-            "项目": a.project_title,
-            "企业": f"{a.applicant_name}（{a.applicant_credit_code}）",
-            "项目类别": f"{a.program_code} 第{a.rule_version}版",
-            "当前阶段": stage + (f"：{a.status_reason}" if a.status_reason else ""),
-            "资助金额": yuan(a.award_amount_fen),
-        }
-    )
-    submitted = _time(a.submitted_at)
-    if submitted:
-        requested = f"，申请金额 {yuan(a.requested_amount_fen)}" if a.requested_amount_fen else ""
-        timeline.entries.append(
-            Entry(
-                submitted,
-                APPLICATION,
-                "提交申请",
-                a.applicant_name,
-                f"{a.program_code}《{a.project_title}》{requested}",
-            )
-        )
-    updated = _time(a.updated_at)
-    if updated and updated != submitted:
-        timeline.entries.append(
-            Entry(updated, APPLICATION, f"申请状态更新为：{stage}", "", a.status_reason)
-        )
-
-
-def task_entries(tasks: Iterable[review_pb2.ReviewTask], timeline: Timeline) -> None:
-    for t in tasks:
-        department = _term_label(Department, t.department)
-        name = f"{department}第{t.round}轮评审"
-        created = _time(t.created_at)
-        due = _time(t.due_at)
-        if created:
-            overdue = "，已逾期" if t.overdue else ""
-            timeline.entries.append(
-                Entry(
-                    created,
-                    REVIEW,
-                    f"创建评审任务：{name}",
-                    "",
-                    f"建议金额 {yuan(t.proposed_amount_fen)}"
-                    + (f"，{shanghai(due)} 前完成{overdue}" if due else ""),
-                )
-            )
-        claimed = _time(t.claimed_at)
-        if claimed:
-            timeline.entries.append(Entry(claimed, REVIEW, f"领取评审任务：{name}", t.assignee))
-        decided = _time(t.decided_at)
-        state = TaskState.from_proto(t.state)
-        if decided and state == TaskState.DECIDED:
-            decision = _term_label(Decision, t.decision)
-            amount = (
-                f"核定金额 {yuan(t.decided_amount_fen)}"
-                if t.decision == Decision.APPROVE.to_proto()
-                else ""
-            )
-            reason = f"理由：{t.reason}" if t.reason else ""
-            timeline.entries.append(
-                Entry(
-                    decided,
-                    REVIEW,
-                    f"评审决定：{name}{decision}",
-                    t.assignee,
-                    "；".join(part for part in (reason, amount) if part),
-                )
-            )
-        elif decided and state == TaskState.CANCELLED:
-            timeline.entries.append(Entry(decided, REVIEW, f"评审任务取消：{name}", "", t.reason))
-
-
-def funds_entries(funds: disbursement_pb2.ApplicationFunds, timeline: Timeline) -> None:
-    if funds.HasField("reservation"):
-        r = funds.reservation
-        created = _time(r.created_at)
-        if created:
-            timeline.entries.append(
-                Entry(created, FUNDS, "预留预算", "", f"{r.program_code} 预留 {yuan(r.amount_fen)}")
-            )
-        updated = _time(r.updated_at)
-        reservation_state = ReservationState.from_proto(r.state)
-        if updated and updated != created:
-            timeline.entries.append(
-                Entry(
-                    updated, FUNDS, f"预算状态：{label(reservation_state)}", "", yuan(r.amount_fen)
-                )
-            )
-    for plan in funds.plans:
-        title = f"资助计划《{plan.title}》"
-        created = _time(plan.created_at)
-        total = f"计划共 {yuan(plan.total_fen)}"
-        if created:
-            timeline.entries.append(
-                Entry(created, FUNDS, f"列入{title}", plan.created_by, f"{total}（拟定）")
-            )
-        approved = _time(plan.approved_at)
-        if approved:
-            timeline.entries.append(
-                Entry(approved, FUNDS, f"{title}审核通过，开始拨付", plan.approved_by, total)
-            )
-        for line in plan.lines:
-            state = PaymentState.from_proto(line.state)
-            attempts = f"尝试 {line.attempts} 次"
-            paid = _time(line.paid_at)
-            if state == PaymentState.PAID and paid:
-                timeline.entries.append(
-                    Entry(
-                        paid,
-                        FUNDS,
-                        f"拨付成功 {yuan(line.amount_fen)}",
-                        line.applicant_name,
-                        f"收款凭证 {line.gateway_reference}，{attempts}",
-                    )
-                )
-            elif state == PaymentState.FAILED:
-                at = _time(plan.completed_at) or approved or created
-                if at:
-                    timeline.entries.append(
-                        Entry(
-                            at,
-                            FUNDS,
-                            f"拨付失败 {yuan(line.amount_fen)}",
-                            "",
-                            f"{line.failure_reason}（{attempts}）",
-                        )
-                    )
-        completed = _time(plan.completed_at)
-        if completed:
-            timeline.entries.append(Entry(completed, FUNDS, f"{title}完成", "", total))
 
 
 # The workflow history ----------------------------------------------------------------------------
@@ -449,30 +273,6 @@ def pending_entries(
 # Gathering ---------------------------------------------------------------------------------------
 
 
-async def _tasks(clients: ServiceClients, application_id: str) -> list[review_pb2.ReviewTask]:
-    tasks: list[review_pb2.ReviewTask] = []
-    token = ""
-    while True:
-        page = await clients.review.ListTasks(
-            review_pb2.ListTasksRequest(
-                application_id=application_id,
-                filter=review_pb2.TASK_FILTER_ALL,
-                page_size=500,
-                page_token=token,
-            )
-        )
-        tasks.extend(page.tasks)
-        token = page.next_page_token
-        if not token:
-            return tasks
-
-
-def _unreachable(error: BaseException) -> str:
-    if isinstance(error, grpc.aio.AioRpcError):
-        return f"{error.code().name}: {error.details()}"
-    return str(error) or type(error).__name__
-
-
 async def grant_timeline(settings: Settings, token: str, application_id: str) -> Timeline:
     """The timeline of one grant; a source that cannot be read is named in `missing`, the
     others still show. An application the applications service does not know is NOT_FOUND."""
@@ -483,21 +283,11 @@ async def grant_timeline(settings: Settings, token: str, application_id: str) ->
         )
         application_entries(application, timeline)
         workflow_id = application.workflow_id or contracts.grant_workflow_id(application_id)
-        tasks, funds, process = await asyncio.gather(
-            _read(REVIEW, timeline, _tasks(clients, application_id)),
-            _read(
-                FUNDS,
-                timeline,
-                clients.disbursement.GetApplicationFunds(
-                    disbursement_pb2.GetApplicationFundsRequest(application_id=application_id)
-                ),
-            ),
-            _read(PROCESS, timeline, _process(settings, workflow_id)),
+        facts, process = await asyncio.gather(
+            service_entries(direct, clients, application_id, timeline),
+            read_source(PROCESS, timeline, _process(settings, workflow_id)),
         )
-    if tasks is not None:
-        task_entries(tasks, timeline)
-    if funds is not None:
-        funds_entries(funds, timeline)
+    funds = facts.funds
     if process is not None:
         history, description = process
         history_entries(history, timeline)
@@ -515,7 +305,7 @@ async def grant_timeline(settings: Settings, token: str, application_id: str) ->
             paying,
             await asyncio.gather(
                 *(
-                    _read(PROCESS, timeline, _describe(settings, plan.workflow_id))
+                    read_source(PROCESS, timeline, _describe(settings, plan.workflow_id))
                     for plan in paying
                 )
             ),
@@ -524,15 +314,6 @@ async def grant_timeline(settings: Settings, token: str, application_id: str) ->
             if plan_process is not None:
                 pending_entries(plan_process, timeline, f"资助计划《{plan.title}》")
     return timeline
-
-
-async def _read(source: str, timeline: Timeline, work: Awaitable[T]) -> T | None:
-    """What work answers, or None with the source named in the timeline's `missing`."""
-    try:
-        return await work
-    except Exception as error:
-        timeline.missing.append(f"{source}: {_unreachable(error)}")
-        return None
 
 
 async def _process(

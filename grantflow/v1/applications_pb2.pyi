@@ -492,11 +492,22 @@ class ListApplicationsRequest(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    APPLICATION_ID_PREFIX_FIELD_NUMBER: _builtins.int
+    UPDATED_BEFORE_FIELD_NUMBER: _builtins.int
+    OPEN_ONLY_FIELD_NUMBER: _builtins.int
     applicant_credit_code: _builtins.str
     program_code: _builtins.str
     status: _common_pb2.GrantStage.ValueType
     page_size: _builtins.int
     page_token: _builtins.str
+    application_id_prefix: _builtins.str
+    """The application id, or its first characters (1-32 lowercase hex digits)."""
+    open_only: _builtins.bool
+    """Only grants that have not ended (not PAID, REJECTED or WITHDRAWN)."""
+    @_builtins.property
+    def updated_before(self) -> _timestamp_pb2.Timestamp:
+        """Only applications whose status last changed before this instant (unset: any)."""
+
     def __init__(
         self,
         *,
@@ -505,10 +516,13 @@ class ListApplicationsRequest(_message.Message):
         status: _common_pb2.GrantStage.ValueType = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        application_id_prefix: _builtins.str = ...,
+        updated_before: _timestamp_pb2.Timestamp | None = ...,
+        open_only: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_before", b"updated_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_credit_code", b"applicant_credit_code", "page_size", b"page_size", "page_token", b"page_token", "program_code", b"program_code", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_credit_code", b"applicant_credit_code", "application_id_prefix", b"application_id_prefix", "open_only", b"open_only", "page_size", b"page_size", "page_token", b"page_token", "program_code", b"program_code", "status", b"status", "updated_before", b"updated_before"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -756,3 +770,120 @@ class ReportGrantStageResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportGrantStageResponse: _TypeAlias = ReportGrantStageResponse  # noqa: Y015
+
+@_typing.final
+class SummarizeApplicationsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STUCK_BEFORE_FIELD_NUMBER: _builtins.int
+    SINCE_DAY_FIELD_NUMBER: _builtins.int
+    since_day: _builtins.str
+    """Days submitted from this day on (Beijing time, "YYYY-MM-DD"; empty: the last 30 days)."""
+    @_builtins.property
+    def stuck_before(self) -> _timestamp_pb2.Timestamp:
+        """A grant not closed whose status has not changed since this instant counts as stuck
+        (unset: none is counted as stuck).
+        """
+
+    def __init__(
+        self,
+        *,
+        stuck_before: _timestamp_pb2.Timestamp | None = ...,
+        since_day: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stuck_before", b"stuck_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since_day", b"since_day", "stuck_before", b"stuck_before"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SummarizeApplicationsRequest: _TypeAlias = SummarizeApplicationsRequest  # noqa: Y015
+
+@_typing.final
+class StageCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    STUCK_FIELD_NUMBER: _builtins.int
+    program_code: _builtins.str
+    stage: _common_pb2.GrantStage.ValueType
+    count: _builtins.int
+    stuck: _builtins.int
+    """of count: not closed and unchanged since stuck_before"""
+    def __init__(
+        self,
+        *,
+        program_code: _builtins.str = ...,
+        stage: _common_pb2.GrantStage.ValueType = ...,
+        count: _builtins.int = ...,
+        stuck: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "program_code", b"program_code", "stage", b"stage", "stuck", b"stuck"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StageCount: _TypeAlias = StageCount  # noqa: Y015
+
+@_typing.final
+class DayCount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    """"YYYY-MM-DD", the day submitted in Beijing time"""
+    program_code: _builtins.str
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+        program_code: _builtins.str = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "day", b"day", "program_code", b"program_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DayCount: _TypeAlias = DayCount  # noqa: Y015
+
+@_typing.final
+class ApplicationsSummary(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BY_STAGE_FIELD_NUMBER: _builtins.int
+    BY_DAY_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    STUCK_FIELD_NUMBER: _builtins.int
+    total: _builtins.int
+    stuck: _builtins.int
+    @_builtins.property
+    def by_stage(self) -> _containers.RepeatedCompositeFieldContainer[Global___StageCount]:
+        """ordered by program, then stage"""
+
+    @_builtins.property
+    def by_day(self) -> _containers.RepeatedCompositeFieldContainer[Global___DayCount]:
+        """ordered by day, then program"""
+
+    def __init__(
+        self,
+        *,
+        by_stage: _abc.Iterable[Global___StageCount] | None = ...,
+        by_day: _abc.Iterable[Global___DayCount] | None = ...,
+        total: _builtins.int = ...,
+        stuck: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_day", b"by_day", "by_stage", b"by_stage", "stuck", b"stuck", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApplicationsSummary: _TypeAlias = ApplicationsSummary  # noqa: Y015

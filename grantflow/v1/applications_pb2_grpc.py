@@ -90,6 +90,11 @@ class ApplicationServiceStub:
                 request_serializer=grantflow_dot_v1_dot_applications__pb2.ListCreditListEntriesRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_applications__pb2.ListCreditListEntriesResponse.FromString,
                 _registered_method=True)
+        self.SummarizeApplications = channel.unary_unary(
+                '/grantflow.v1.ApplicationService/SummarizeApplications',
+                request_serializer=grantflow_dot_v1_dot_applications__pb2.SummarizeApplicationsRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_applications__pb2.ApplicationsSummary.FromString,
+                _registered_method=True)
 
 
 class ApplicationServiceServicer:
@@ -182,6 +187,15 @@ class ApplicationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SummarizeApplications(self, request, context):
+        """Counts for the operators' overview (ops role): applications per (program, stage), with how
+        many of them are stuck (not closed, unchanged since stuck_before), and per (day submitted,
+        program). Counted by the database (GROUP BY), never by listing applications.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApplicationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -239,6 +253,11 @@ def add_ApplicationServiceServicer_to_server(servicer, server):
                     servicer.ListCreditListEntries,
                     request_deserializer=grantflow_dot_v1_dot_applications__pb2.ListCreditListEntriesRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_applications__pb2.ListCreditListEntriesResponse.SerializeToString,
+            ),
+            'SummarizeApplications': grpc.unary_unary_rpc_method_handler(
+                    servicer.SummarizeApplications,
+                    request_deserializer=grantflow_dot_v1_dot_applications__pb2.SummarizeApplicationsRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_applications__pb2.ApplicationsSummary.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -538,6 +557,33 @@ class ApplicationService:
             '/grantflow.v1.ApplicationService/ListCreditListEntries',
             grantflow_dot_v1_dot_applications__pb2.ListCreditListEntriesRequest.SerializeToString,
             grantflow_dot_v1_dot_applications__pb2.ListCreditListEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SummarizeApplications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ApplicationService/SummarizeApplications',
+            grantflow_dot_v1_dot_applications__pb2.SummarizeApplicationsRequest.SerializeToString,
+            grantflow_dot_v1_dot_applications__pb2.ApplicationsSummary.FromString,
             options,
             channel_credentials,
             insecure,

@@ -69,6 +69,11 @@ class ApplicationServiceStub:
     """
     ListCreditListEntries: _grpc.UnaryUnaryMultiCallable[_applications_pb2.ListCreditListEntriesRequest, _applications_pb2.ListCreditListEntriesResponse]
     """Entries, newest first (ops role); filtered by credit code and by the instant they are valid at."""
+    SummarizeApplications: _grpc.UnaryUnaryMultiCallable[_applications_pb2.SummarizeApplicationsRequest, _applications_pb2.ApplicationsSummary]
+    """Counts for the operators' overview (ops role): applications per (program, stage), with how
+    many of them are stuck (not closed, unchanged since stuck_before), and per (day submitted,
+    program). Counted by the database (GROUP BY), never by listing applications.
+    """
 
 @_typing.type_check_only
 class ApplicationServiceAsyncStub(ApplicationServiceStub):
@@ -110,6 +115,11 @@ class ApplicationServiceAsyncStub(ApplicationServiceStub):
     """
     ListCreditListEntries: _aio.UnaryUnaryMultiCallable[_applications_pb2.ListCreditListEntriesRequest, _applications_pb2.ListCreditListEntriesResponse]  # type: ignore[assignment]
     """Entries, newest first (ops role); filtered by credit code and by the instant they are valid at."""
+    SummarizeApplications: _aio.UnaryUnaryMultiCallable[_applications_pb2.SummarizeApplicationsRequest, _applications_pb2.ApplicationsSummary]  # type: ignore[assignment]
+    """Counts for the operators' overview (ops role): applications per (program, stage), with how
+    many of them are stuck (not closed, unchanged since stuck_before), and per (day submitted,
+    program). Counted by the database (GROUP BY), never by listing applications.
+    """
 
 class ApplicationServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -214,5 +224,16 @@ class ApplicationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_applications_pb2.ListCreditListEntriesResponse, _abc.Awaitable[_applications_pb2.ListCreditListEntriesResponse]]:
         """Entries, newest first (ops role); filtered by credit code and by the instant they are valid at."""
+
+    @_abc_1.abstractmethod
+    def SummarizeApplications(
+        self,
+        request: _applications_pb2.SummarizeApplicationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_applications_pb2.ApplicationsSummary, _abc.Awaitable[_applications_pb2.ApplicationsSummary]]:
+        """Counts for the operators' overview (ops role): applications per (program, stage), with how
+        many of them are stuck (not closed, unchanged since stuck_before), and per (day submitted,
+        program). Counted by the database (GROUP BY), never by listing applications.
+        """
 
 def add_ApplicationServiceServicer_to_server(servicer: ApplicationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

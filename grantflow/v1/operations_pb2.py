@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dgrantflow/v1/operations.proto\x12\x0cgrantflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x18\n\x16GetOutboxStatusRequest\"\xeb\x01\n\x0cOutboxStatus\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x13\n\x0bunpublished\x18\x02 \x01(\x03\x12\x39\n\x15oldest_unpublished_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12published_retained\x18\x04 \x01(\x03\x12\x35\n\x11last_published_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03now\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2h\n\x11OperationsService\x12S\n\x0fGetOutboxStatus\x12$.grantflow.v1.GetOutboxStatusRequest\x1a\x1a.grantflow.v1.OutboxStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dgrantflow/v1/operations.proto\x12\x0cgrantflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x18\n\x16GetOutboxStatusRequest\"\xeb\x01\n\x0cOutboxStatus\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x13\n\x0bunpublished\x18\x02 \x01(\x03\x12\x39\n\x15oldest_unpublished_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12published_retained\x18\x04 \x01(\x03\x12\x35\n\x11last_published_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03now\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x17\n\x15GetDeadLettersRequest\"?\n\x0f\x44\x65\x61\x64LetterTopic\x12\x0e\n\x06stream\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x03\"K\n\x0b\x44\x65\x61\x64Letters\x12-\n\x06topics\x18\x01 \x03(\x0b\x32\x1d.grantflow.v1.DeadLetterTopic\x12\r\n\x05total\x18\x02 \x01(\x03\x32\xba\x01\n\x11OperationsService\x12S\n\x0fGetOutboxStatus\x12$.grantflow.v1.GetOutboxStatusRequest\x1a\x1a.grantflow.v1.OutboxStatus\x12P\n\x0eGetDeadLetters\x12#.grantflow.v1.GetDeadLettersRequest\x1a\x19.grantflow.v1.DeadLettersb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETOUTBOXSTATUSREQUEST']._serialized_end=104
   _globals['_OUTBOXSTATUS']._serialized_start=107
   _globals['_OUTBOXSTATUS']._serialized_end=342
-  _globals['_OPERATIONSSERVICE']._serialized_start=344
-  _globals['_OPERATIONSSERVICE']._serialized_end=448
+  _globals['_GETDEADLETTERSREQUEST']._serialized_start=344
+  _globals['_GETDEADLETTERSREQUEST']._serialized_end=367
+  _globals['_DEADLETTERTOPIC']._serialized_start=369
+  _globals['_DEADLETTERTOPIC']._serialized_end=432
+  _globals['_DEADLETTERS']._serialized_start=434
+  _globals['_DEADLETTERS']._serialized_end=509
+  _globals['_OPERATIONSSERVICE']._serialized_start=512
+  _globals['_OPERATIONSSERVICE']._serialized_end=698
 # @@protoc_insertion_point(module_scope)

@@ -39,6 +39,11 @@ class OperationsServiceStub:
                 request_serializer=grantflow_dot_v1_dot_operations__pb2.GetOutboxStatusRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_operations__pb2.OutboxStatus.FromString,
                 _registered_method=True)
+        self.GetDeadLetters = channel.unary_unary(
+                '/grantflow.v1.OperationsService/GetDeadLetters',
+                request_serializer=grantflow_dot_v1_dot_operations__pb2.GetDeadLettersRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_operations__pb2.DeadLetters.FromString,
+                _registered_method=True)
 
 
 class OperationsServiceServicer:
@@ -51,6 +56,15 @@ class OperationsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDeadLetters(self, request, context):
+        """The records waiting in the deployment's dead-letter topics (one per event stream: the
+        events a consumer could not apply), counted on the broker through services/common/kafka.
+        UNAVAILABLE when the broker does not answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperationsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +72,11 @@ def add_OperationsServiceServicer_to_server(servicer, server):
                     servicer.GetOutboxStatus,
                     request_deserializer=grantflow_dot_v1_dot_operations__pb2.GetOutboxStatusRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_operations__pb2.OutboxStatus.SerializeToString,
+            ),
+            'GetDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeadLetters,
+                    request_deserializer=grantflow_dot_v1_dot_operations__pb2.GetDeadLettersRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_operations__pb2.DeadLetters.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +106,33 @@ class OperationsService:
             '/grantflow.v1.OperationsService/GetOutboxStatus',
             grantflow_dot_v1_dot_operations__pb2.GetOutboxStatusRequest.SerializeToString,
             grantflow_dot_v1_dot_operations__pb2.OutboxStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.OperationsService/GetDeadLetters',
+            grantflow_dot_v1_dot_operations__pb2.GetDeadLettersRequest.SerializeToString,
+            grantflow_dot_v1_dot_operations__pb2.DeadLetters.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,12 +35,22 @@ class OperationsServiceStub:
     def __new__(cls, channel: _aio.Channel) -> OperationsServiceAsyncStub: ...
     GetOutboxStatus: _grpc.UnaryUnaryMultiCallable[_operations_pb2.GetOutboxStatusRequest, _operations_pb2.OutboxStatus]
     """The service's transactional outbox: events committed but not yet published to Kafka."""
+    GetDeadLetters: _grpc.UnaryUnaryMultiCallable[_operations_pb2.GetDeadLettersRequest, _operations_pb2.DeadLetters]
+    """The records waiting in the deployment's dead-letter topics (one per event stream: the
+    events a consumer could not apply), counted on the broker through services/common/kafka.
+    UNAVAILABLE when the broker does not answer.
+    """
 
 @_typing.type_check_only
 class OperationsServiceAsyncStub(OperationsServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetOutboxStatus: _aio.UnaryUnaryMultiCallable[_operations_pb2.GetOutboxStatusRequest, _operations_pb2.OutboxStatus]  # type: ignore[assignment]
     """The service's transactional outbox: events committed but not yet published to Kafka."""
+    GetDeadLetters: _aio.UnaryUnaryMultiCallable[_operations_pb2.GetDeadLettersRequest, _operations_pb2.DeadLetters]  # type: ignore[assignment]
+    """The records waiting in the deployment's dead-letter topics (one per event stream: the
+    events a consumer could not apply), counted on the broker through services/common/kafka.
+    UNAVAILABLE when the broker does not answer.
+    """
 
 class OperationsServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -50,5 +60,16 @@ class OperationsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_operations_pb2.OutboxStatus, _abc.Awaitable[_operations_pb2.OutboxStatus]]:
         """The service's transactional outbox: events committed but not yet published to Kafka."""
+
+    @_abc_1.abstractmethod
+    def GetDeadLetters(
+        self,
+        request: _operations_pb2.GetDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operations_pb2.DeadLetters, _abc.Awaitable[_operations_pb2.DeadLetters]]:
+        """The records waiting in the deployment's dead-letter topics (one per event stream: the
+        events a consumer could not apply), counted on the broker through services/common/kafka.
+        UNAVAILABLE when the broker does not answer.
+        """
 
 def add_OperationsServiceServicer_to_server(servicer: OperationsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import grpc
@@ -43,6 +44,7 @@ SERVICE = ServiceSpec(
         "CheckEligibility": (Role.SYSTEM,),
         "AddCreditListEntry": (Role.OPS,),
         "ListCreditListEntries": (Role.OPS,),
+        "SummarizeApplications": (Role.OPS,),
     },
 )
 
@@ -62,6 +64,10 @@ DEFAULT_CREDIT_PAGE_SIZE = 100
 MAX_CREDIT_PAGE_SIZE = 1000
 MAX_LIST_NAME = 100
 MAX_SOURCE = 200
+# An application id (32 lowercase hex digits) or its first characters.
+APPLICATION_ID_PREFIX = re.compile(r"^[0-9a-f]{1,32}$")
+BEIJING = timezone(timedelta(hours=8))
+SUMMARY_DAYS = 30  # the overview's chart: the days submitted, by default the last 30
 # A project's own code (备案号 and the like): letters, digits and the separators they use.
 PROJECT_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,63}$")
 
@@ -206,6 +212,11 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
             else ""
         )
         stage = validation.optional_term("status", GrantStage, request.status)
+        id_prefix = request.application_id_prefix.strip().lower()
+        if id_prefix and not APPLICATION_ID_PREFIX.match(id_prefix):
+            raise InvalidArgument(
+                "application_id_prefix", "must be 1-32 hex digits: an application id or its start"
+            )
         if request.page_size < 0:
             raise InvalidArgument("page_size", "must not be negative")
         query = commands.ApplicationsQuery(
@@ -215,6 +226,13 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
             stage=stage,
             page_size=min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
             after_id=_decode_page_token(request.page_token),
+            id_prefix=id_prefix,
+            updated_before=(
+                from_timestamp(request.updated_before)
+                if request.HasField("updated_before")
+                else None
+            ),
+            open_only=request.open_only,
         )
         page = await self.applications.applications(query)
         last = page.applications[-1] if page.applications else None
@@ -222,6 +240,28 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
             applications=[record.to_proto() for record in page.applications],
             next_page_token=_encode_page_token(int(last.id or 0)) if page.more and last else "",
         )
+
+    async def SummarizeApplications(
+        self,
+        request: applications_pb2.SummarizeApplicationsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> applications_pb2.ApplicationsSummary:
+        since_day = request.since_day.strip()
+        if since_day:
+            try:
+                since = datetime.strptime(since_day, "%Y-%m-%d").replace(tzinfo=BEIJING)
+            except ValueError:
+                raise InvalidArgument("since_day", "must be a day, YYYY-MM-DD") from None
+        else:
+            today = datetime.now(BEIJING).replace(hour=0, minute=0, second=0, microsecond=0)
+            since = today - timedelta(days=SUMMARY_DAYS - 1)
+        command = commands.SummarizeApplications(
+            stuck_before=(
+                from_timestamp(request.stuck_before) if request.HasField("stuck_before") else None
+            ),
+            since=since.astimezone(UTC),
+        )
+        return await self.applications.summary(command)
 
     async def WithdrawApplication(
         self,

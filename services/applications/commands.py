@@ -100,6 +100,15 @@ class ApplicationsQuery:
     stage: GrantStage | None = None
     page_size: int = 50
     after_id: int | None = None  # keyset: the row id of the last application seen
+    id_prefix: str = ""  # the application id or its first characters
+    updated_before: datetime | None = None
+    open_only: bool = False  # grants that have not ended
+
+
+@dataclass(frozen=True)
+class SummarizeApplications:
+    stuck_before: datetime | None  # unchanged since then and not closed: stuck
+    since: datetime  # days submitted from this instant on
 
 
 @dataclass(frozen=True)

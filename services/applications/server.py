@@ -98,7 +98,7 @@ async def run(
                 ready=ready,
                 companions=[
                     audit_service(SERVICE.name, database),
-                    operations_service(SERVICE.name, database),
+                    operations_service(SERVICE.name, database, settings),
                     repair_companion(repairs),
                     calendar_companion(calendar),
                     notification_companion(notifications),

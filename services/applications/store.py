@@ -10,13 +10,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, LargeBinary, Text, UniqueConstraint, func
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+    case,
+    func,
+    literal,
+)
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from grantflow.v1 import applications_pb2, common_pb2
 from services.applications.catalogue import involves
 from services.common.db import as_utc, from_timestamp, to_timestamp
-from services.common.vocabulary import Department
+from services.common.vocabulary import CLOSED_STAGES, Department
+
+# The proto numbers of the stages in which a grant has ended.
+CLOSED_STATUSES = frozenset(stage.to_proto() for stage in CLOSED_STAGES)
+# The overview's days are Beijing days (the calendar a civil servant works by).
+BEIJING_ZONE = "Asia/Shanghai"
+BEIJING_OFFSET = "+8 hours"  # SQLite's date() modifier for the same (China keeps no DST)
 
 
 class ProgramVersion(SQLModel, table=True):
@@ -362,10 +378,20 @@ def applications_page(
     program_code: str = "",
     status: int | None = None,
     after_id: int | None = None,
+    id_prefix: str = "",
+    updated_before: datetime | None = None,
+    open_only: bool = False,
 ) -> list[ApplicationRecord]:
     """Applications newest first, at most `limit`; enterprise and programs (when given) bound
     what the caller may see, the other filters are what it asked for."""
     query = select(ApplicationRecord)
+    if id_prefix:
+        # A checked prefix of lowercase hex digits: no LIKE wildcard can be in it.
+        query = query.where(col(ApplicationRecord.application_id).startswith(id_prefix))
+    if updated_before is not None:
+        query = query.where(col(ApplicationRecord.updated_at) < updated_before)
+    if open_only:
+        query = query.where(col(ApplicationRecord.status).not_in(sorted(CLOSED_STATUSES)))
     if enterprise is not None:
         query = query.where(ApplicationRecord.applicant_credit_code == enterprise)
     if programs is not None:
@@ -398,3 +424,49 @@ def grants_by_stage(session: Session) -> list[tuple[int, str, int]]:
         )
     ).all()
     return [(int(status), program, int(count)) for status, program, count in rows]
+
+
+def stage_counts(
+    session: Session, stuck_before: datetime | None
+) -> list[tuple[str, int, int, int]]:
+    """(program, status, applications, stuck) per program and status, in one GROUP BY: stuck
+    are those not closed whose status has not changed since `stuck_before`."""
+    if stuck_before is None:
+        stuck: Any = literal(0)
+    else:
+        stuck = case(
+            (
+                (col(ApplicationRecord.updated_at) < stuck_before)
+                & col(ApplicationRecord.status).not_in(sorted(CLOSED_STATUSES)),
+                1,
+            ),
+            else_=0,
+        )
+    rows = session.exec(
+        select(
+            ApplicationRecord.program_code,
+            ApplicationRecord.status,
+            func.count(),
+            func.sum(stuck),
+        )
+        .group_by(col(ApplicationRecord.program_code), col(ApplicationRecord.status))
+        .order_by(col(ApplicationRecord.program_code), col(ApplicationRecord.status))
+    ).all()
+    return [(program, int(status), int(n), int(s or 0)) for program, status, n, s in rows]
+
+
+def day_counts(session: Session, since: datetime) -> list[tuple[str, str, int]]:
+    """(Beijing day submitted, program, applications) for filings since `since`, in one GROUP BY."""
+    submitted = col(ApplicationRecord.submitted_at)
+    if session.get_bind().dialect.name == "sqlite":
+        day: Any = func.date(submitted, BEIJING_OFFSET)
+    else:
+        day = func.to_char(func.timezone(BEIJING_ZONE, submitted), "YYYY-MM-DD")
+    day = day.label("day")
+    rows = session.exec(
+        select(day, ApplicationRecord.program_code, func.count())
+        .where(submitted >= since)
+        .group_by(day, col(ApplicationRecord.program_code))
+        .order_by(day, col(ApplicationRecord.program_code))
+    ).all()
+    return [(str(d), program, int(n)) for d, program, n in rows]

@@ -35,6 +35,7 @@ from services.applications.commands import (
     PublishProgramVersion,
     ReportStage,
     Submit,
+    SummarizeApplications,
     Supplement,
     Withdraw,
 )
@@ -274,8 +275,32 @@ class Applications:
                 program_code=query.program_code,
                 status=query.stage.to_proto() if query.stage is not None else None,
                 after_id=query.after_id,
+                id_prefix=query.id_prefix,
+                updated_before=query.updated_before,
+                open_only=query.open_only,
             )
             return ApplicationsPage(rows[: query.page_size], len(rows) > query.page_size)
+
+        return await self.filings.read(work)
+
+    async def summary(self, query: SummarizeApplications) -> applications_pb2.ApplicationsSummary:
+        """The overview's counts, each one GROUP BY in the database (ops only, by the role
+        table: it counts every enterprise's filings)."""
+
+        def work(session: Session) -> applications_pb2.ApplicationsSummary:
+            summary = applications_pb2.ApplicationsSummary()
+            for program, status, count, stuck in store.stage_counts(session, query.stuck_before):
+                summary.by_stage.add(
+                    program_code=program,
+                    stage=status,
+                    count=count,
+                    stuck=stuck,  # type: ignore[arg-type]
+                )
+                summary.total += count
+                summary.stuck += stuck
+            for day, program, count in store.day_counts(session, query.since):
+                summary.by_day.add(day=day, program_code=program, count=count)
+            return summary
 
         return await self.filings.read(work)
 

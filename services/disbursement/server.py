@@ -59,7 +59,7 @@ async def run(
                 ready=ready,
                 companions=[
                     audit_service(SERVICE.name, database),
-                    operations_service(SERVICE.name, database),
+                    operations_service(SERVICE.name, database, settings),
                 ],
             )
         finally:

@@ -66,7 +66,7 @@ async def run(
             ready=ready,
             companions=[
                 audit_service(SERVICE.name, database),
-                operations_service(SERVICE.name, database),
+                operations_service(SERVICE.name, database, settings),
                 notice_service(transactions, workflows),
             ],
         )

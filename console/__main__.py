@@ -7,6 +7,7 @@ import sys
 import uvicorn
 
 from console.app import create_app
+from services.common import metrics
 from services.common.config import DEV_CONSOLE_SECRET, SettingsRefused, get_settings
 from services.common.logging import configure_logging
 
@@ -25,7 +26,9 @@ def main() -> None:
             "控制台拒绝启动 / the console refuses to start: production needs "
             "CONSOLE_SESSION_SECRET (32+ characters) and an identity provider other than dev"
         )
-    configure_logging()
+    configure_logging(settings.log_level, settings.log_json or settings.log_format == "json")
+    metrics.set_process("console")
+    metrics.serve_metrics(settings.metrics_host, settings.metrics_port)
     host, _, port = settings.console_address.rpartition(":")
     uvicorn.run(
         create_app(settings),

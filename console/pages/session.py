@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from console.i18n import LANG_COOKIE, LANGUAGES
@@ -64,7 +64,14 @@ async def switch_language(request: Request) -> Response:
     return response
 
 
+async def healthz(request: Request) -> Response:
+    """Alive and serving (the probes): calls no service, so a service down does not restart the
+    console, whose pages say which service is unavailable."""
+    return PlainTextResponse("ok")
+
+
 routes = [
+    Route("/healthz", healthz),
     Route("/", home),
     Route("/signin", sign_in, methods=["GET", "POST"]),
     Route("/signout", sign_out, methods=["POST"]),

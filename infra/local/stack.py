@@ -229,7 +229,7 @@ class LocalStack:
 
     # Processes with metrics, in the order their ports are counted; the ones with Temporal SDK
     # metrics get the port after their own as well.
-    METRICS_PROCESSES = ("applications", "review", "disbursement", "worker", "intake")
+    METRICS_PROCESSES = ("applications", "review", "disbursement", "worker", "intake", "console")
     TEMPORAL_METRICS_PROCESSES = ("worker", "intake")
 
     def metrics_ports(self, name: str) -> dict[str, int]:

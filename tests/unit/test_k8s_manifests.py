@@ -44,6 +44,8 @@ SAFE_DEFAULTS = {
     "grantflow-secrets on its Deployment (empty: the relay needs no login)",
     "sms_gateway_token": "a secret only the applications service reads: an optional key of "
     "grantflow-secrets on its Deployment",
+    "console_session_secret": "a secret only the console reads: a key of grantflow-secrets on "
+    "its Deployment",
 }
 # ConfigMap keys read by something other than Settings.
 NOT_SETTINGS = {"PYTHONUNBUFFERED"}

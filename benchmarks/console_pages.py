@@ -130,12 +130,17 @@ async def run(settings: Settings, grants: int, repeats: int, paid: str) -> None:
         ("ops", f"/ops/grants?credit_code={middle}"),
         ("ops", f"/ops/grants/{paid}"),
     ]
+    # Parts a page loads after it is shown (htmx), not counted against the goal.
+    fragments = [("ops", "/ops/dead-letters")]
     clients = {group: await signed_in(url, form) for group, form in users.items()}
     slowest_p95 = 0.0
     for group, path in pages:
         times = await measure(await page_loader(clients[group], path), repeats)
         slowest_p95 = max(slowest_p95, pct(times, 95))
         print(line(f"{group:<9} {path[:42]}", times, floor), flush=True)
+    for group, path in fragments:
+        times = await measure(await page_loader(clients[group], path), repeats)
+        print(line(f"{group:<9} {path[:30]} (after the page)", times, floor), flush=True)
     verdict = "met" if slowest_p95 < GOAL_SECONDS else "NOT met"
     print(
         f"over {grants} grants: the slowest page's p95 is {slowest_p95 * 1000:.0f} ms "

@@ -22,8 +22,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from console.backend import Backend, ServiceRefusal
-from console.i18n import LANG_COOKIE, language, pick
+from console.i18n import DEFAULT_LANGUAGE, LANG_COOKIE, language, pick
 from console.identity import SESSION_KEY, SignedInUser
+from console.service_text import shown
 from services.common.vocabulary import Role
 
 Handler = Callable[["Page"], Awaitable[Response]]
@@ -187,18 +188,26 @@ def refusal_page(current: Page, refusal: ServiceRefusal) -> Response:
         "error.html",
         status_code=status,
         title=current.tr(zh, en),
-        detail=refusal.message if refusal.code != grpc.StatusCode.PERMISSION_DENIED else "",
+        detail=(
+            shown(current.lang, refusal.message)
+            if refusal.code != grpc.StatusCode.PERMISSION_DENIED
+            else ""
+        ),
     )
 
 
-def field_errors(refusal: ServiceRefusal, fields: Iterable[str]) -> dict[str, str]:
-    """A refusal as {form field: message}: the field it names when the form has it, else "".
+def field_errors(
+    refusal: ServiceRefusal, fields: Iterable[str], lang: str = DEFAULT_LANGUAGE
+) -> dict[str, str]:
+    """A refusal as {form field: message in the page's language}: the field it names when the
+    form has it, else "" (shown at the top of the form).
 
     The services name nested fields (`figures[staff_count]`, `figures.staff_count`); the form's
     field is the last name in it that the form knows."""
     known = set(fields)
     name = refusal.field
+    message = shown(lang, refusal.message)
     for part in [name, *name.replace("[", ".").replace("]", "").split(".")[::-1]]:
         if part in known:
-            return {part: refusal.message}
-    return {"": f"{refusal.field}: {refusal.message}" if refusal.field else refusal.message}
+            return {part: message}
+    return {"": f"{refusal.field}: {message}" if refusal.field else message}

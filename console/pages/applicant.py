@@ -27,6 +27,7 @@ from starlette.routing import Route
 from console.backend import ServiceRefusal
 from console.figures import Figure, figure, hundredths
 from console.i18n import pick, term_label
+from console.service_text import shown
 from console.web import Page, field_errors, page
 from grantflow.format import yuan
 from grantflow.v1 import applications_pb2, common_pb2, notice_pb2, notifications_pb2
@@ -265,28 +266,10 @@ async def open_program(current: Page, code: str) -> common_pb2.ProgramRule | Non
 
 # ------------------------------------------------------------------------------------ messages
 
+
 # The services' field messages are English; the common ones read in Chinese first.
-SERVICE_WORDS = {
-    "is required": "必填",
-    "must not be negative": "不能为负数",
-    "must be greater than zero": "须大于零",
-    "contains control characters": "含有控制字符",
-}
-
-
 def service_message(current: Page, message: str) -> str:
-    zh = SERVICE_WORDS.get(message)
-    if zh is None:
-        for english, chinese in SERVICE_WORDS.items():
-            if message.endswith(english):
-                zh = chinese
-        if message.startswith("is longer than"):
-            zh = "内容过长"
-        if message.startswith("exceeds the maximum"):
-            zh = "超出允许的最大值"
-    if zh is None or current.lang == "en":
-        return message
-    return f"{zh}（{message}）"
+    return shown(current.lang, message)
 
 
 def refusal_errors(current: Page, refusal: ServiceRefusal, fields: list[str]) -> dict[str, str]:
@@ -294,8 +277,7 @@ def refusal_errors(current: Page, refusal: ServiceRefusal, fields: list[str]) ->
     top of the form."""
     if refusal.code.name != "INVALID_ARGUMENT":
         return {"": refusal.message}
-    errors = field_errors(refusal, fields)
-    return {key: service_message(current, value) for key, value in errors.items()}
+    return field_errors(refusal, fields, lang=current.lang)
 
 
 # -------------------------------------------------------------------------------- documents

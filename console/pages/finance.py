@@ -110,7 +110,7 @@ async def budgets(current: Page) -> Response:
     except ServiceRefusal as refusal:
         if refusal.code != grpc.StatusCode.INVALID_ARGUMENT:
             raise
-        errors = field_errors(refusal, ["fiscal_year", "fund_code"])
+        errors = field_errors(refusal, ["fiscal_year", "fund_code"], lang=current.lang)
     names = await program_names(current)
 
     async def one(code: str) -> ProgramBudgetRow:
@@ -232,7 +232,9 @@ async def plans(current: Page) -> Response:
         )
     except ServiceRefusal as refusal:
         if refusal.code == grpc.StatusCode.INVALID_ARGUMENT:
-            errors = field_errors(refusal, ["request_id", "program_code", "title"])
+            errors = field_errors(
+                refusal, ["request_id", "program_code", "title"], lang=current.lang
+            )
             if "program_code" in errors:
                 errors["program"] = errors.pop("program_code")
             return await _plans_page(current, values=values, errors=errors, status_code=400)

@@ -377,7 +377,7 @@ async def find(current: Page) -> Response:
         except ServiceRefusal as refusal:
             if refusal.code != grpc.StatusCode.INVALID_ARGUMENT:
                 raise
-            found = field_errors(refusal, FIND_FIELDS)
+            found = field_errors(refusal, FIND_FIELDS, lang=current.lang)
             errors = {FIND_FIELDS.get(key, key): message for key, message in found.items()}
             rows, next_token = [], ""
     return current.render(
@@ -550,7 +550,10 @@ async def request_repair(current: Page) -> Response:
         # A fresh request id: the corrected form is a new request.
         values["request_id"] = f"repair-{uuid.uuid4().hex}"
         return await _grant_page(
-            current, application_id, values=values, errors=field_errors(refusal, REPAIR_FIELDS)
+            current,
+            application_id,
+            values=values,
+            errors=field_errors(refusal, REPAIR_FIELDS, lang=current.lang),
         )
     return current.redirect(f"/ops/repairs/{quote(repair.repair_id)}")
 

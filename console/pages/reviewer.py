@@ -359,7 +359,9 @@ async def task_page(current: Page) -> Response:
         )
     except ServiceRefusal as refusal:
         if refusal.code == grpc.StatusCode.INVALID_ARGUMENT:
-            found = field_errors(refusal, ["decision", "reason", "approved_amount_fen"])
+            found = field_errors(
+                refusal, ["decision", "reason", "approved_amount_fen"], lang=current.lang
+            )
             if "approved_amount_fen" in found:
                 found["amount_yuan"] = found.pop("approved_amount_fen")
             return await _task_page(current, task, values, found, status_code=400)
@@ -551,7 +553,7 @@ async def audit_task(current: Page) -> Response:
             grpc.StatusCode.FAILED_PRECONDITION,
         ):
             raise
-        found = field_errors(refusal, ["audited_fen", "note"])
+        found = field_errors(refusal, ["audited_fen", "note"], lang=current.lang)
         if "audited_fen" in found:
             found["audited_yuan"] = found.pop("audited_fen")
         return await _audit_page(current, application_id, values, found, status_code=400)

@@ -183,7 +183,7 @@ def test_an_amount_above_the_rule_is_shown_beside_the_amount() -> None:
     }
     page = client.post("/inbox/t1", data=form)
     assert page.status_code == 400
-    assert 'data-field="amount_yuan">must not exceed' in page.text
+    assert 'data-field="amount_yuan">不能超过规则核定金额' in page.text
     missing = client.post("/inbox/t1", data={**form, "decision": "reject", "reason": " "})
     assert missing.status_code == 400
     assert 'data-field="reason">请填写理由' in missing.text

@@ -156,7 +156,7 @@ async def test_one_trace_and_the_metrics_of_a_grant(
     # The stack's processes inherit these: traces to the test's collector, in short batches.
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "200")
-    with running_stack(tmp_path, stack_metrics_port=free_ports(7)) as stack:
+    with running_stack(tmp_path, stack_metrics_port=free_ports(8)) as stack:
         settings = stack.settings
         metrics = stack.metrics_addresses()
         assert set(metrics) == {
@@ -167,7 +167,12 @@ async def test_one_trace_and_the_metrics_of_a_grant(
             "intake metrics",
             "worker temporal metrics",
             "intake temporal metrics",
+            "console metrics",
         }
+        # The console serves its process's metrics like every process.
+        assert any(
+            name == "process_cpu_seconds_total" for name, _ in scrape(metrics["console metrics"])
+        )
         await seed_catalogue(settings)
         actors = Actors(settings)
         try:

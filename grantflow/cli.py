@@ -1228,6 +1228,10 @@ from grantflow.calendar_cli import calendar_app, contact, notifications  # noqa:
 app.add_typer(calendar_app, name="calendar")
 app.command("notifications")(notifications)
 app.command("contact")(contact)
+# `grantflow finance …` (the ledger's reports) and `grantflow plan notice | export`.
+from grantflow.finance_cli import register as register_finance_commands  # noqa: E402
+
+register_finance_commands(app, plan_app)
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ from starlette.routing import Route
 
 from console.backend import ServiceRefusal
 from console.i18n import BEIJING
-from console.pages.finance_exports import chinese_name, plan_csv, plan_notice, plan_xlsx
 from console.web import Page, field_errors, page
+from grantflow.plan_exports import chinese_name, plan_csv, plan_notice, plan_xlsx
 from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2
 from services.common.vocabulary import Department, PaymentState, PlanState, Role, VocabularyError
 

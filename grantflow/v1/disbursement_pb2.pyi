@@ -113,6 +113,65 @@ ALLOCATION_STATE_WAITLISTED: AllocationState.ValueType  # 2
 """not reserved; a later batch lists it again first"""
 Global___AllocationState: _TypeAlias = AllocationState  # noqa: Y015
 
+class _LedgerAccountKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LedgerAccountKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LedgerAccountKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LEDGER_ACCOUNT_KIND_UNSPECIFIED: _LedgerAccountKind.ValueType  # 0
+    """a name of none of these forms"""
+    LEDGER_ACCOUNT_KIND_APPROPRIATION: _LedgerAccountKind.ValueType  # 1
+    """预算批复 (credit balance)"""
+    LEDGER_ACCOUNT_KIND_AVAILABLE: _LedgerAccountKind.ValueType  # 2
+    """可用预算"""
+    LEDGER_ACCOUNT_KIND_RESERVED: _LedgerAccountKind.ValueType  # 3
+    """已预留"""
+    LEDGER_ACCOUNT_KIND_PAID: _LedgerAccountKind.ValueType  # 4
+    """已拨付"""
+
+class LedgerAccountKind(_LedgerAccountKind, metaclass=_LedgerAccountKindEnumTypeWrapper):
+    """What a ledger account holds, from its name (store.py): appropriation:K, budget:K:available,
+    budget:K:reserved, paid:K.
+    """
+
+LEDGER_ACCOUNT_KIND_UNSPECIFIED: LedgerAccountKind.ValueType  # 0
+"""a name of none of these forms"""
+LEDGER_ACCOUNT_KIND_APPROPRIATION: LedgerAccountKind.ValueType  # 1
+"""预算批复 (credit balance)"""
+LEDGER_ACCOUNT_KIND_AVAILABLE: LedgerAccountKind.ValueType  # 2
+"""可用预算"""
+LEDGER_ACCOUNT_KIND_RESERVED: LedgerAccountKind.ValueType  # 3
+"""已预留"""
+LEDGER_ACCOUNT_KIND_PAID: LedgerAccountKind.ValueType  # 4
+"""已拨付"""
+Global___LedgerAccountKind: _TypeAlias = LedgerAccountKind  # noqa: Y015
+
+class _LedgerMovement:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LedgerMovementEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LedgerMovement.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LEDGER_MOVEMENT_UNSPECIFIED: _LedgerMovement.ValueType  # 0
+    LEDGER_MOVEMENT_RESERVATION: _LedgerMovement.ValueType  # 1
+    """预留 (journal reserve-<application>)"""
+    LEDGER_MOVEMENT_RELEASE: _LedgerMovement.ValueType  # 2
+    """释放 (journal release-<application>)"""
+    LEDGER_MOVEMENT_PAYMENT: _LedgerMovement.ValueType  # 3
+    """拨付 (journal pay-<payment line>)"""
+
+class LedgerMovement(_LedgerMovement, metaclass=_LedgerMovementEnumTypeWrapper): ...
+
+LEDGER_MOVEMENT_UNSPECIFIED: LedgerMovement.ValueType  # 0
+LEDGER_MOVEMENT_RESERVATION: LedgerMovement.ValueType  # 1
+"""预留 (journal reserve-<application>)"""
+LEDGER_MOVEMENT_RELEASE: LedgerMovement.ValueType  # 2
+"""释放 (journal release-<application>)"""
+LEDGER_MOVEMENT_PAYMENT: LedgerMovement.ValueType  # 3
+"""拨付 (journal pay-<payment line>)"""
+Global___LedgerMovement: _TypeAlias = LedgerMovement  # noqa: Y015
+
 @_typing.final
 class ProgramBudget(_message.Message):
     """For a program on a budget line, its part of the line: what it reserved and paid, and what the
@@ -1273,3 +1332,270 @@ class ListPaymentLinesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListPaymentLinesResponse: _TypeAlias = ListPaymentLinesResponse  # noqa: Y015
+
+@_typing.final
+class GetTrialBalanceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUDGET_KEY_FIELD_NUMBER: _builtins.int
+    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    budget_key: _builtins.str
+    """One budget: a program code (its own budget) or LINE:YEAR (a budget line's year)."""
+    program_code: _builtins.str
+    """The budgets a program draws on: its own, and every year of its budget line (shared with the
+    line's other programs). Not together with budget_key.
+    """
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """Only entries posted at or before this time; unset: everything."""
+
+    def __init__(
+        self,
+        *,
+        budget_key: _builtins.str = ...,
+        program_code: _builtins.str = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "budget_key", b"budget_key", "program_code", b"program_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTrialBalanceRequest: _TypeAlias = GetTrialBalanceRequest  # noqa: Y015
+
+@_typing.final
+class TrialBalanceAccount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DEBIT_FEN_FIELD_NUMBER: _builtins.int
+    CREDIT_FEN_FIELD_NUMBER: _builtins.int
+    BALANCE_FEN_FIELD_NUMBER: _builtins.int
+    account: _builtins.str
+    kind: Global___LedgerAccountKind.ValueType
+    debit_fen: _builtins.int
+    credit_fen: _builtins.int
+    balance_fen: _builtins.int
+    """debit - credit: a credit balance is negative"""
+    def __init__(
+        self,
+        *,
+        account: _builtins.str = ...,
+        kind: Global___LedgerAccountKind.ValueType = ...,
+        debit_fen: _builtins.int = ...,
+        credit_fen: _builtins.int = ...,
+        balance_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "balance_fen", b"balance_fen", "credit_fen", b"credit_fen", "debit_fen", b"debit_fen", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrialBalanceAccount: _TypeAlias = TrialBalanceAccount  # noqa: Y015
+
+@_typing.final
+class TrialBalanceBudget(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUDGET_KEY_FIELD_NUMBER: _builtins.int
+    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
+    BUDGET_LINE_CODE_FIELD_NUMBER: _builtins.int
+    FISCAL_YEAR_FIELD_NUMBER: _builtins.int
+    ACCOUNTS_FIELD_NUMBER: _builtins.int
+    DEBIT_FEN_FIELD_NUMBER: _builtins.int
+    CREDIT_FEN_FIELD_NUMBER: _builtins.int
+    budget_key: _builtins.str
+    """a program code, or LINE:YEAR; empty for unrecognised accounts"""
+    program_code: _builtins.str
+    """for a program's own budget"""
+    budget_line_code: _builtins.str
+    """for a budget line's year"""
+    fiscal_year: _builtins.int
+    debit_fen: _builtins.int
+    credit_fen: _builtins.int
+    @_builtins.property
+    def accounts(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrialBalanceAccount]:
+        """by account name"""
+
+    def __init__(
+        self,
+        *,
+        budget_key: _builtins.str = ...,
+        program_code: _builtins.str = ...,
+        budget_line_code: _builtins.str = ...,
+        fiscal_year: _builtins.int = ...,
+        accounts: _abc.Iterable[Global___TrialBalanceAccount] | None = ...,
+        debit_fen: _builtins.int = ...,
+        credit_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts", b"accounts", "budget_key", b"budget_key", "budget_line_code", b"budget_line_code", "credit_fen", b"credit_fen", "debit_fen", b"debit_fen", "fiscal_year", b"fiscal_year", "program_code", b"program_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrialBalanceBudget: _TypeAlias = TrialBalanceBudget  # noqa: Y015
+
+@_typing.final
+class TrialBalance(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUDGETS_FIELD_NUMBER: _builtins.int
+    DEBIT_FEN_FIELD_NUMBER: _builtins.int
+    CREDIT_FEN_FIELD_NUMBER: _builtins.int
+    BALANCED_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    debit_fen: _builtins.int
+    credit_fen: _builtins.int
+    balanced: _builtins.bool
+    """debit_fen == credit_fen"""
+    @_builtins.property
+    def budgets(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrialBalanceBudget]:
+        """by budget key"""
+
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """as asked; unset: everything"""
+
+    def __init__(
+        self,
+        *,
+        budgets: _abc.Iterable[Global___TrialBalanceBudget] | None = ...,
+        debit_fen: _builtins.int = ...,
+        credit_fen: _builtins.int = ...,
+        balanced: _builtins.bool = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "balanced", b"balanced", "budgets", b"budgets", "credit_fen", b"credit_fen", "debit_fen", b"debit_fen"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrialBalance: _TypeAlias = TrialBalance  # noqa: Y015
+
+@_typing.final
+class GetGrantStatementRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetGrantStatementRequest: _TypeAlias = GetGrantStatementRequest  # noqa: Y015
+
+@_typing.final
+class StatementEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    JOURNAL_ID_FIELD_NUMBER: _builtins.int
+    MOVEMENT_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DEBIT_FEN_FIELD_NUMBER: _builtins.int
+    CREDIT_FEN_FIELD_NUMBER: _builtins.int
+    BALANCE_FEN_FIELD_NUMBER: _builtins.int
+    MEMO_FIELD_NUMBER: _builtins.int
+    POSTED_AT_FIELD_NUMBER: _builtins.int
+    entry_id: _builtins.int
+    journal_id: _builtins.str
+    movement: Global___LedgerMovement.ValueType
+    account: _builtins.str
+    kind: Global___LedgerAccountKind.ValueType
+    debit_fen: _builtins.int
+    credit_fen: _builtins.int
+    balance_fen: _builtins.int
+    """The account's balance (debit - credit) from this award's movements up to this entry."""
+    memo: _builtins.str
+    @_builtins.property
+    def posted_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        entry_id: _builtins.int = ...,
+        journal_id: _builtins.str = ...,
+        movement: Global___LedgerMovement.ValueType = ...,
+        account: _builtins.str = ...,
+        kind: Global___LedgerAccountKind.ValueType = ...,
+        debit_fen: _builtins.int = ...,
+        credit_fen: _builtins.int = ...,
+        balance_fen: _builtins.int = ...,
+        memo: _builtins.str = ...,
+        posted_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["posted_at", b"posted_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "balance_fen", b"balance_fen", "credit_fen", b"credit_fen", "debit_fen", b"debit_fen", "entry_id", b"entry_id", "journal_id", b"journal_id", "kind", b"kind", "memo", b"memo", "movement", b"movement", "posted_at", b"posted_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatementEntry: _TypeAlias = StatementEntry  # noqa: Y015
+
+@_typing.final
+class GrantStatement(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
+    APPLICANT_CREDIT_CODE_FIELD_NUMBER: _builtins.int
+    APPLICANT_NAME_FIELD_NUMBER: _builtins.int
+    BUDGET_KEY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    RESERVED_FEN_FIELD_NUMBER: _builtins.int
+    RELEASED_FEN_FIELD_NUMBER: _builtins.int
+    PAID_FEN_FIELD_NUMBER: _builtins.int
+    OUTSTANDING_FEN_FIELD_NUMBER: _builtins.int
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    program_code: _builtins.str
+    applicant_credit_code: _builtins.str
+    applicant_name: _builtins.str
+    budget_key: _builtins.str
+    """the budget the award is reserved against"""
+    state: Global___ReservationState.ValueType
+    reserved_fen: _builtins.int
+    """what the reservation journal reserved"""
+    released_fen: _builtins.int
+    paid_fen: _builtins.int
+    outstanding_fen: _builtins.int
+    """reserved - released - paid: still to pay"""
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementEntry]:
+        """in time order"""
+
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        program_code: _builtins.str = ...,
+        applicant_credit_code: _builtins.str = ...,
+        applicant_name: _builtins.str = ...,
+        budget_key: _builtins.str = ...,
+        state: Global___ReservationState.ValueType = ...,
+        reserved_fen: _builtins.int = ...,
+        released_fen: _builtins.int = ...,
+        paid_fen: _builtins.int = ...,
+        outstanding_fen: _builtins.int = ...,
+        entries: _abc.Iterable[Global___StatementEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "budget_key", b"budget_key", "entries", b"entries", "outstanding_fen", b"outstanding_fen", "paid_fen", b"paid_fen", "program_code", b"program_code", "released_fen", b"released_fen", "reserved_fen", b"reserved_fen", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GrantStatement: _TypeAlias = GrantStatement  # noqa: Y015

@@ -134,6 +134,16 @@ class DisbursementServiceStub:
                 request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ListPaymentLinesRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ListPaymentLinesResponse.FromString,
                 _registered_method=True)
+        self.GetTrialBalance = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/GetTrialBalance',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.GetTrialBalanceRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.TrialBalance.FromString,
+                _registered_method=True)
+        self.GetGrantStatement = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/GetGrantStatement',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.GetGrantStatementRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.GrantStatement.FromString,
+                _registered_method=True)
 
 
 class DisbursementServiceServicer:
@@ -288,6 +298,25 @@ class DisbursementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTrialBalance(self, request, context):
+        """试算平衡表 (finance, ops): every ledger account's debit and credit totals and balance,
+        grouped by budget, with the grand totals and whether debits equal credits. Summed by the
+        database per account; no entry is listed. NOT_FOUND for a program never published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGrantStatement(self, request, context):
+        """资金对账单 (finance, ops, and the applicant of the award's enterprise: PERMISSION_DENIED for
+        another's): every ledger movement of one award (reservation, release, payments) in time
+        order, each with the running balance of its account within the award, and the award's
+        totals. NOT_FOUND when the application never held a reservation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DisbursementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -390,6 +419,16 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
                     servicer.ListPaymentLines,
                     request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ListPaymentLinesRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_disbursement__pb2.ListPaymentLinesResponse.SerializeToString,
+            ),
+            'GetTrialBalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrialBalance,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.GetTrialBalanceRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.TrialBalance.SerializeToString,
+            ),
+            'GetGrantStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGrantStatement,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.GetGrantStatementRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.GrantStatement.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -932,6 +971,60 @@ class DisbursementService:
             '/grantflow.v1.DisbursementService/ListPaymentLines',
             grantflow_dot_v1_dot_disbursement__pb2.ListPaymentLinesRequest.SerializeToString,
             grantflow_dot_v1_dot_disbursement__pb2.ListPaymentLinesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrialBalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/GetTrialBalance',
+            grantflow_dot_v1_dot_disbursement__pb2.GetTrialBalanceRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.TrialBalance.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGrantStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/GetGrantStatement',
+            grantflow_dot_v1_dot_disbursement__pb2.GetGrantStatementRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.GrantStatement.FromString,
             options,
             channel_credentials,
             insecure,

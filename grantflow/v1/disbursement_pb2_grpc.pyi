@@ -88,6 +88,17 @@ class DisbursementServiceStub:
     """
     ListPaymentLines: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ListPaymentLinesRequest, _disbursement_pb2.ListPaymentLinesResponse]
     """Payment lines across plans, newest plan first (ops, finance), e.g. every failed line."""
+    GetTrialBalance: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.GetTrialBalanceRequest, _disbursement_pb2.TrialBalance]
+    """试算平衡表 (finance, ops): every ledger account's debit and credit totals and balance,
+    grouped by budget, with the grand totals and whether debits equal credits. Summed by the
+    database per account; no entry is listed. NOT_FOUND for a program never published.
+    """
+    GetGrantStatement: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.GetGrantStatementRequest, _disbursement_pb2.GrantStatement]
+    """资金对账单 (finance, ops, and the applicant of the award's enterprise: PERMISSION_DENIED for
+    another's): every ledger movement of one award (reservation, release, payments) in time
+    order, each with the running balance of its account within the award, and the award's
+    totals. NOT_FOUND when the application never held a reservation.
+    """
 
 @_typing.type_check_only
 class DisbursementServiceAsyncStub(DisbursementServiceStub):
@@ -147,6 +158,17 @@ class DisbursementServiceAsyncStub(DisbursementServiceStub):
     """
     ListPaymentLines: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ListPaymentLinesRequest, _disbursement_pb2.ListPaymentLinesResponse]  # type: ignore[assignment]
     """Payment lines across plans, newest plan first (ops, finance), e.g. every failed line."""
+    GetTrialBalance: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.GetTrialBalanceRequest, _disbursement_pb2.TrialBalance]  # type: ignore[assignment]
+    """试算平衡表 (finance, ops): every ledger account's debit and credit totals and balance,
+    grouped by budget, with the grand totals and whether debits equal credits. Summed by the
+    database per account; no entry is listed. NOT_FOUND for a program never published.
+    """
+    GetGrantStatement: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.GetGrantStatementRequest, _disbursement_pb2.GrantStatement]  # type: ignore[assignment]
+    """资金对账单 (finance, ops, and the applicant of the award's enterprise: PERMISSION_DENIED for
+    another's): every ledger movement of one award (reservation, release, payments) in time
+    order, each with the running balance of its account within the award, and the award's
+    totals. NOT_FOUND when the application never held a reservation.
+    """
 
 class DisbursementServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -323,5 +345,28 @@ class DisbursementServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_disbursement_pb2.ListPaymentLinesResponse, _abc.Awaitable[_disbursement_pb2.ListPaymentLinesResponse]]:
         """Payment lines across plans, newest plan first (ops, finance), e.g. every failed line."""
+
+    @_abc_1.abstractmethod
+    def GetTrialBalance(
+        self,
+        request: _disbursement_pb2.GetTrialBalanceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.TrialBalance, _abc.Awaitable[_disbursement_pb2.TrialBalance]]:
+        """试算平衡表 (finance, ops): every ledger account's debit and credit totals and balance,
+        grouped by budget, with the grand totals and whether debits equal credits. Summed by the
+        database per account; no entry is listed. NOT_FOUND for a program never published.
+        """
+
+    @_abc_1.abstractmethod
+    def GetGrantStatement(
+        self,
+        request: _disbursement_pb2.GetGrantStatementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.GrantStatement, _abc.Awaitable[_disbursement_pb2.GrantStatement]]:
+        """资金对账单 (finance, ops, and the applicant of the award's enterprise: PERMISSION_DENIED for
+        another's): every ledger movement of one award (reservation, release, payments) in time
+        order, each with the running balance of its account within the award, and the award's
+        totals. NOT_FOUND when the application never held a reservation.
+        """
 
 def add_DisbursementServiceServicer_to_server(servicer: DisbursementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

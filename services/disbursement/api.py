@@ -17,7 +17,7 @@ from grantflow.v1 import disbursement_pb2 as pb
 from grantflow.v1 import disbursement_pb2_grpc
 from services.common import validation
 from services.common.auth import current_principal
-from services.common.db import to_timestamp
+from services.common.db import from_timestamp, to_timestamp
 from services.common.errors import InvalidArgument
 from services.common.service_main import ServiceSpec
 from services.common.vocabulary import (
@@ -29,7 +29,7 @@ from services.common.vocabulary import (
     ReservationState,
     Role,
 )
-from services.disbursement import commands
+from services.disbursement import commands, store
 from services.disbursement.store import (
     BudgetFigures,
     FundingPlanRow,
@@ -37,7 +37,17 @@ from services.disbursement.store import (
     PaymentLineRow,
     ReservationRow,
 )
-from services.disbursement.use_cases import BatchView, Disbursement, LineView, PlanView
+from services.disbursement.use_cases import (
+    PAYMENT,
+    RELEASE,
+    RESERVATION,
+    BatchView,
+    Disbursement,
+    GrantStatement,
+    LineView,
+    PlanView,
+    TrialBalance,
+)
 from workflows.contracts import plan_workflow_id
 
 READERS = (Role.FINANCE, Role.OPS, Role.SYSTEM)
@@ -65,6 +75,9 @@ SERVICE = ServiceSpec(
         "ListLedgerEntries": (Role.FINANCE, Role.OPS),
         "GetApplicationFunds": (Role.FINANCE, Role.OPS),
         "ListPaymentLines": (Role.FINANCE, Role.OPS),
+        "GetTrialBalance": (Role.FINANCE, Role.OPS),
+        # An applicant only its own enterprise's (use_cases.grant_statement).
+        "GetGrantStatement": (Role.FINANCE, Role.OPS, Role.APPLICANT),
     },
 )
 
@@ -129,6 +142,30 @@ def batch_entries(request: pb.AllocateBatchRequest) -> tuple[commands.Allocation
             )
         )
     return tuple(entries)
+
+
+def budget_key(field: str, value: str) -> str:
+    """A budget's ledger name: a program code, or LINE:YEAR (store.py)."""
+    if not value:
+        return ""
+    line, colon, year = value.partition(":")
+    if not colon:
+        return program_code(field, value)
+    code(field, line)
+    if not (year.isdigit() and MIN_YEAR <= int(year) <= MAX_YEAR):
+        raise InvalidArgument(
+            field, f"must be a program code or LINE:YEAR with a year from {MIN_YEAR} to {MAX_YEAR}"
+        )
+    return store.line_key(line, int(year))
+
+
+def as_of(request: pb.GetTrialBalanceRequest) -> datetime | None:
+    if not request.HasField("as_of"):
+        return None
+    try:
+        return from_timestamp(request.as_of)
+    except (ValueError, OverflowError) as error:
+        raise InvalidArgument("as_of", "is not a valid time") from error
 
 
 # Conversions ------------------------------------------------------------------------------------
@@ -292,6 +329,83 @@ def entry_pb(row: LedgerEntryRow) -> pb.LedgerEntry:
         credit_fen=row.credit_fen,
         memo=row.memo,
         posted_at=to_timestamp(row.posted_at),
+    )
+
+
+ACCOUNT_KINDS = {
+    store.APPROPRIATION: pb.LEDGER_ACCOUNT_KIND_APPROPRIATION,
+    store.AVAILABLE: pb.LEDGER_ACCOUNT_KIND_AVAILABLE,
+    store.RESERVED: pb.LEDGER_ACCOUNT_KIND_RESERVED,
+    store.PAID: pb.LEDGER_ACCOUNT_KIND_PAID,
+}
+MOVEMENTS = {
+    RESERVATION: pb.LEDGER_MOVEMENT_RESERVATION,
+    RELEASE: pb.LEDGER_MOVEMENT_RELEASE,
+    PAYMENT: pb.LEDGER_MOVEMENT_PAYMENT,
+}
+
+
+def trial_balance_pb(balance: TrialBalance) -> pb.TrialBalance:
+    budgets = []
+    for budget in balance.budgets:
+        program, line, year = store.split_budget_key(budget.budget_key)
+        budgets.append(
+            pb.TrialBalanceBudget(
+                budget_key=budget.budget_key,
+                program_code=program,
+                budget_line_code=line,
+                fiscal_year=year,
+                accounts=[
+                    pb.TrialBalanceAccount(
+                        account=account.account,
+                        kind=ACCOUNT_KINDS.get(account.kind, pb.LEDGER_ACCOUNT_KIND_UNSPECIFIED),
+                        debit_fen=account.debit_fen,
+                        credit_fen=account.credit_fen,
+                        balance_fen=account.balance_fen,
+                    )
+                    for account in budget.accounts
+                ],
+                debit_fen=budget.debit_fen,
+                credit_fen=budget.credit_fen,
+            )
+        )
+    return pb.TrialBalance(
+        budgets=budgets,
+        debit_fen=balance.debit_fen,
+        credit_fen=balance.credit_fen,
+        balanced=balance.balanced,
+        as_of=to_timestamp(balance.as_of),
+    )
+
+
+def statement_pb(statement: GrantStatement) -> pb.GrantStatement:
+    row = statement.reservation
+    return pb.GrantStatement(
+        application_id=row.application_id,
+        program_code=row.program_code,
+        applicant_credit_code=row.applicant_credit_code,
+        applicant_name=row.applicant_name,
+        budget_key=row.budget_key,
+        state=ReservationState.parse(row.state).to_proto(),
+        reserved_fen=statement.reserved_fen,
+        released_fen=statement.released_fen,
+        paid_fen=statement.paid_fen,
+        outstanding_fen=statement.outstanding_fen,
+        entries=[
+            pb.StatementEntry(
+                entry_id=line.entry.id or 0,
+                journal_id=line.entry.journal_id,
+                movement=MOVEMENTS.get(line.movement, pb.LEDGER_MOVEMENT_UNSPECIFIED),
+                account=line.entry.account,
+                kind=ACCOUNT_KINDS.get(line.kind, pb.LEDGER_ACCOUNT_KIND_UNSPECIFIED),
+                debit_fen=line.entry.debit_fen,
+                credit_fen=line.entry.credit_fen,
+                balance_fen=line.balance_fen,
+                memo=line.entry.memo,
+                posted_at=to_timestamp(line.entry.posted_at),
+            )
+            for line in statement.lines
+        ],
     )
 
 
@@ -517,3 +631,24 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
         )
         rows = await self.disbursement.payment_lines(command)
         return pb.ListPaymentLinesResponse(lines=[line_pb(row) for row in rows])
+
+    async def GetTrialBalance(
+        self, request: pb.GetTrialBalanceRequest, context: Any
+    ) -> pb.TrialBalance:
+        key = budget_key("budget_key", request.budget_key)
+        program = program_code("program_code", request.program_code) if request.program_code else ""
+        if key and program:
+            raise InvalidArgument("program_code", "give budget_key or program_code, not both")
+        query = commands.TrialBalanceQuery(
+            budget_key=key, program_code=program, as_of=as_of(request)
+        )
+        return trial_balance_pb(await self.disbursement.trial_balance(query))
+
+    async def GetGrantStatement(
+        self, request: pb.GetGrantStatementRequest, context: Any
+    ) -> pb.GrantStatement:
+        query = commands.GrantStatementQuery(
+            application_id=validation.identifier("application_id", request.application_id),
+            caller=current_principal(),
+        )
+        return statement_pb(await self.disbursement.grant_statement(query))

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
+
+from services.common.auth import Principal
 
 
 @dataclass(frozen=True)
@@ -129,3 +132,16 @@ class ListLines:
     state: str | None  # a PaymentState; None: every state
     limit: int
     program_code: str = ""  # "": every program
+
+
+@dataclass(frozen=True)
+class TrialBalanceQuery:
+    budget_key: str = ""  # "": every budget (or the program's)
+    program_code: str = ""  # "": every program
+    as_of: datetime | None = None  # None: every entry
+
+
+@dataclass(frozen=True)
+class GrantStatementQuery:
+    application_id: str
+    caller: Principal

@@ -56,6 +56,32 @@ def paid(program: str) -> str:
     return f"paid:{program}"
 
 
+# What an account holds (account_kind): the four forms of the module docstring.
+APPROPRIATION, AVAILABLE, RESERVED, PAID = "appropriation", "available", "reserved", "paid"
+
+
+def account_kind(account: str) -> tuple[str, str]:
+    """The kind of an account and its budget key K: "budget:L:2025:reserved" -> ("reserved",
+    "L:2025"); ("", "") for a name of none of the four forms."""
+    head, _, rest = account.partition(":")
+    if head in (APPROPRIATION, PAID) and rest:
+        return head, rest
+    if head == "budget":
+        key, _, tail = rest.rpartition(":")
+        if key and tail in (AVAILABLE, RESERVED):
+            return tail, key
+    return "", ""
+
+
+def split_budget_key(key: str) -> tuple[str, str, int]:
+    """A budget key as (program code, budget line code, fiscal year): "P" -> ("P", "", 0),
+    "L:2025" -> ("", "L", 2025)."""
+    line_code, _, year = key.partition(":")
+    if not year:
+        return key, "", 0
+    return "", line_code, int(year) if year.isdigit() else 0
+
+
 class ProgramBudgetRow(SQLModel, table=True):
     __tablename__ = "program_budget"
 
@@ -578,3 +604,61 @@ def payment_lines(
         query = query.where(col(FundingPlanRow.program_code) == program_code)
     query = query.order_by(col(FundingPlanRow.created_at).desc(), col(PaymentLineRow.line_id))
     return list(session.exec(query.limit(limit)).all())
+
+
+def account_totals(session: Session, as_of: datetime | None = None) -> list[tuple[str, int, int]]:
+    """Every account's (name, debit total, credit total), of the entries posted at or before
+    `as_of` (None: all), by account name: one aggregate query, whatever the ledger's size."""
+    query = (
+        select(
+            col(LedgerEntryRow.account),
+            func.coalesce(func.sum(LedgerEntryRow.debit_fen), 0),
+            func.coalesce(func.sum(LedgerEntryRow.credit_fen), 0),
+        )
+        .group_by(col(LedgerEntryRow.account))
+        .order_by(col(LedgerEntryRow.account))
+    )
+    if as_of is not None:
+        query = query.where(col(LedgerEntryRow.posted_at) <= as_of)
+    return [(account, int(debit), int(credit)) for account, debit, credit in session.exec(query)]
+
+
+def reservation_budget_keys(session: Session, program_code: str) -> set[str]:
+    """The budgets the program's reservations hold money in (its own, or budget line years)."""
+    rows = session.exec(
+        select(ReservationRow.budget_line_code, ReservationRow.fiscal_year)
+        .where(col(ReservationRow.program_code) == program_code)
+        .distinct()
+    ).all()
+    return {
+        line_key(line_code, year) if line_code and year else program_code
+        for line_code, year in rows
+    }
+
+
+def award_journal_ids(application_id: str, line_ids: list[str]) -> list[str]:
+    """The journals that move an award's money: its reservation, its release and the payment of
+    each of its payment lines (use_cases.py names them)."""
+    return [
+        f"reserve-{application_id}",
+        f"release-{application_id}",
+        *(f"pay-{line_id}" for line_id in line_ids),
+    ]
+
+
+def award_entries(session: Session, application_id: str) -> list[LedgerEntryRow]:
+    """The ledger entries of an award's journals, in the order they were posted."""
+    line_ids = list(
+        session.exec(
+            select(PaymentLineRow.line_id).where(
+                col(PaymentLineRow.application_id) == application_id
+            )
+        ).all()
+    )
+    return list(
+        session.exec(
+            select(LedgerEntryRow)
+            .where(col(LedgerEntryRow.journal_id).in_(award_journal_ids(application_id, line_ids)))
+            .order_by(col(LedgerEntryRow.posted_at), col(LedgerEntryRow.id))
+        ).all()
+    )

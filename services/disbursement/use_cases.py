@@ -74,12 +74,14 @@ from services.disbursement.commands import (
     CreatePlan,
     ExecuteLine,
     FailLine,
+    GrantStatementQuery,
     ListLines,
     Release,
     Reserve,
     RetryLine,
     SetBudget,
     SetBudgetLine,
+    TrialBalanceQuery,
 )
 from services.disbursement.gateway import (
     GatewayRejected,
@@ -1379,6 +1381,167 @@ class Disbursement:
         return await self.transactions.read(
             lambda session: store.ledger_entries(session, account_prefix, journal_id)
         )
+
+    async def trial_balance(self, query: TrialBalanceQuery) -> TrialBalance:
+        """试算平衡表: every account's totals (one aggregate query), grouped by budget; of one
+        budget, or of the budgets a program draws on, when asked."""
+        keys: set[str] | None = {query.budget_key} if query.budget_key else None
+        line_code = ""
+        if query.program_code:
+            known = await self.catalogue.budget_line(query.program_code)
+            if known is None:
+                raise NotFound(
+                    f"program {query.program_code} was never published in the program catalogue"
+                )
+            line_code = known
+
+        def work(session: Session) -> list[tuple[str, int, int]]:
+            nonlocal keys
+            if query.program_code:
+                keys = {query.program_code} | store.reservation_budget_keys(
+                    session, query.program_code
+                )
+            return store.account_totals(session, query.as_of)
+
+        def wanted(key: str) -> bool:
+            if keys is None:
+                return True
+            return key in keys or bool(line_code and key.startswith(f"{line_code}:"))
+
+        budgets: dict[str, list[AccountBalance]] = {}
+        for account, debit, credit in await self.transactions.read(work):
+            kind, key = store.account_kind(account)
+            if wanted(key):
+                budgets.setdefault(key, []).append(AccountBalance(account, kind, debit, credit))
+        return TrialBalance(
+            [BudgetBalance(key, accounts) for key, accounts in sorted(budgets.items())],
+            query.as_of,
+        )
+
+    async def grant_statement(self, query: GrantStatementQuery) -> GrantStatement:
+        """资金对账单: an award's ledger movements in time order with running balances per
+        account; an applicant sees only its own enterprise's awards."""
+        application_id, caller = query.application_id, query.caller
+
+        def work(session: Session) -> GrantStatement:
+            reservation = session.get(ReservationRow, application_id)
+            if reservation is None:
+                raise NotFound(f"application {application_id} has no reservation: no money moved")
+            if (
+                caller.role == Role.APPLICANT
+                and reservation.applicant_credit_code != caller.enterprise.strip().upper()
+            ):
+                raise PermissionDenied(
+                    f"application {application_id} is not your enterprise's: an applicant sees "
+                    "only its own statements"
+                )
+            running: dict[str, int] = {}
+            lines = []
+            for entry in store.award_entries(session, application_id):
+                running[entry.account] = (
+                    running.get(entry.account, 0) + entry.debit_fen - entry.credit_fen
+                )
+                kind, _ = store.account_kind(entry.account)
+                lines.append(
+                    StatementLine(
+                        entry, movement_of(entry.journal_id), kind, running[entry.account]
+                    )
+                )
+            return GrantStatement(reservation, lines)
+
+        return await self.transactions.read(work)
+
+
+RESERVATION, RELEASE, PAYMENT = "reservation", "release", "payment"
+
+
+def movement_of(journal_id: str) -> str:
+    """What an award's journal did, from its id (reserve-, release-, pay-); "" otherwise."""
+    for prefix, movement in (("reserve-", RESERVATION), ("release-", RELEASE), ("pay-", PAYMENT)):
+        if journal_id.startswith(prefix):
+            return movement
+    return ""
+
+
+@dataclass(frozen=True)
+class AccountBalance:
+    account: str
+    kind: str  # store.APPROPRIATION, AVAILABLE, RESERVED, PAID, or "" for another name
+    debit_fen: int
+    credit_fen: int
+
+    @property
+    def balance_fen(self) -> int:
+        return self.debit_fen - self.credit_fen
+
+
+@dataclass(frozen=True)
+class BudgetBalance:
+    budget_key: str  # "" for accounts of no known form
+    accounts: list[AccountBalance]
+
+    @property
+    def debit_fen(self) -> int:
+        return sum(account.debit_fen for account in self.accounts)
+
+    @property
+    def credit_fen(self) -> int:
+        return sum(account.credit_fen for account in self.accounts)
+
+
+@dataclass(frozen=True)
+class TrialBalance:
+    budgets: list[BudgetBalance]
+    as_of: datetime | None
+
+    @property
+    def debit_fen(self) -> int:
+        return sum(budget.debit_fen for budget in self.budgets)
+
+    @property
+    def credit_fen(self) -> int:
+        return sum(budget.credit_fen for budget in self.budgets)
+
+    @property
+    def balanced(self) -> bool:
+        return self.debit_fen == self.credit_fen
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    entry: LedgerEntryRow
+    movement: str  # RESERVATION, RELEASE, PAYMENT
+    kind: str  # the account's kind (store.account_kind)
+    balance_fen: int  # the account's running balance within the award
+
+
+@dataclass(frozen=True)
+class GrantStatement:
+    reservation: ReservationRow
+    lines: list[StatementLine]
+
+    def _sum(self, movement: str, kind: str, *, debit: bool) -> int:
+        return sum(
+            line.entry.debit_fen if debit else line.entry.credit_fen
+            for line in self.lines
+            if line.movement == movement and line.kind == kind
+        )
+
+    @property
+    def reserved_fen(self) -> int:
+        return self._sum(RESERVATION, store.RESERVED, debit=True)
+
+    @property
+    def released_fen(self) -> int:
+        return self._sum(RELEASE, store.RESERVED, debit=False)
+
+    @property
+    def paid_fen(self) -> int:
+        return self._sum(PAYMENT, store.PAID, debit=True)
+
+    @property
+    def outstanding_fen(self) -> int:
+        return self.reserved_fen - self.released_fen - self.paid_fen
 
 
 def _paid_after_failure(

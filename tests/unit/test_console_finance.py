@@ -12,7 +12,7 @@ import pytest
 from openpyxl import load_workbook
 
 from console.pages.finance import Progress
-from console.pages.finance_exports import (
+from grantflow.plan_exports import (
     LINE_HEADERS,
     plain_yuan,
     plan_csv,

@@ -1,4 +1,5 @@
-"""What a funding plan becomes outside the console: the notice text the city publishes
+"""What a funding plan becomes outside Grantflow, for the console's finance pages and the CLI
+(`grantflow plan notice`, `grantflow plan export`): the notice text the city publishes
 ("安排资金X万元对N个项目予以资助" with its list of projects) and the plan's lines as CSV and XLSX
 for the finance bureau's own spreadsheets.
 

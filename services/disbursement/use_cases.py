@@ -54,8 +54,8 @@ from services.common.validation import cut
 from services.common.vocabulary import (
     CLOSED_PLAN_STATES,
     PAYABLE_PLAN_STATES,
-    AllocationState,
     UNAPPROVED_PLAN_STATES,
+    AllocationState,
     AuditAction,
     Department,
     OverBudgetPolicy,
@@ -1089,10 +1089,7 @@ class Disbursement:
             for reservation in store.lock_reservations(
                 session, [line.application_id for line in lines]
             ):
-                if (
-                    reservation.state == ReservationState.IN_PLAN
-                    and reservation.plan_id == plan_id
-                ):
+                if reservation.state == ReservationState.IN_PLAN and reservation.plan_id == plan_id:
                     reservation.state = ReservationState.AWARDED
                     reservation.plan_id = None
                     reservation.updated_at = now

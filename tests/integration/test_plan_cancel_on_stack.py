@@ -40,9 +40,7 @@ async def test_a_cancelled_plans_awards_are_paid_by_a_later_plan(tmp_path: Path)
                     request_id="plan-cancel-test-1", program_code="SME-CLOUD", title="batch 1"
                 )
             )
-            assert sorted(line.application_id for line in draft.lines) == sorted(
-                [kept, withdrawn]
-            )
+            assert sorted(line.application_id for line in draft.lines) == sorted([kept, withdrawn])
             cancelled = await actors.checker.disbursement.CancelFundingPlan(
                 disbursement_pb2.CancelFundingPlanRequest(
                     plan_id=draft.plan_id, reason="名单需重新核对"

@@ -164,6 +164,7 @@ async def run_lifecycle(
     async def finance() -> None:
         maker = bearer(mint_token(secret, "bench-maker", "finance"))
         checker = bearer(mint_token(secret, "bench-checker", "finance"))
+        second_checker = bearer(mint_token(secret, "bench-second-checker", "finance"))
         while not stop.is_set():
             await _sleep_or(stop, plan_every)
             try:
@@ -179,9 +180,11 @@ async def run_lifecycle(
                 if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
                     continue  # nothing awaiting a plan yet
                 raise
-            await money.ApproveFundingPlan(
-                disbursement_pb2.ApproveFundingPlanRequest(plan_id=plan.plan_id), metadata=checker
-            )
+            approve = disbursement_pb2.ApproveFundingPlanRequest(plan_id=plan.plan_id)
+            plan = await money.ApproveFundingPlan(approve, metadata=checker)
+            if plan.state == disbursement_pb2.PLAN_STATE_AWAITING_SECOND_APPROVAL:
+                # Above the second-approval level: another officer approves it too.
+                await money.ApproveFundingPlan(approve, metadata=second_checker)
             result.plans += 1
 
     async def progress(began: float) -> None:

@@ -784,7 +784,38 @@ def plan_approve(plan_id: str, user: UserOpt = "finance-checker", token: TokenOp
             disbursement_pb2.ApproveFundingPlanRequest(plan_id=plan_id)
         ),
     )
+    if plan.state == PlanState.AWAITING_SECOND_APPROVAL.to_proto():
+        out().print(
+            f"plan {plan.plan_id}: first approval by {plan.first_approved_by}; above the "
+            "second-approval level, it awaits a second approval by another finance officer "
+            "(待二级审批)"
+        )
+        return
     out().print(f"plan {plan.plan_id} approved by {plan.approved_by}; workflow plan-{plan.plan_id}")
+
+
+@plan_app.command("cancel")
+def plan_cancel(
+    plan_id: str,
+    reason: Annotated[str, typer.Option(help="why the plan is cancelled (required; audited)")],
+    user: UserOpt = "finance-maker",
+    token: TokenOpt = "",
+) -> None:
+    """Cancel a funding plan not yet approved; its awards wait for the next plan, nothing is paid."""
+    from grantflow.v1 import disbursement_pb2
+
+    bearer = token_for(get_settings(), token, Role.FINANCE, user)
+    plan = call(
+        bearer,
+        "disbursement",
+        lambda c: c.disbursement.CancelFundingPlan(
+            disbursement_pb2.CancelFundingPlanRequest(plan_id=plan_id, reason=reason)
+        ),
+    )
+    out().print(
+        f"plan {plan.plan_id} cancelled by {plan.cancelled_by} ({plan.cancel_reason}); "
+        f"its {len(plan.lines)} awards wait for the next plan"
+    )
 
 
 @plan_app.command("show")
@@ -793,6 +824,7 @@ def plan_show(plan_id: str, user: UserOpt = "finance", token: TokenOpt = "") -> 
 
     from grantflow.format import yuan
     from grantflow.v1 import disbursement_pb2
+    from services.common.labels import label
 
     bearer = token_for(get_settings(), token, Role.FINANCE, user)
     plan = call(
@@ -813,10 +845,16 @@ def plan_show(plan_id: str, user: UserOpt = "finance", token: TokenOpt = "") -> 
             line.gateway_reference,
         )
     out().print(table)
+    state = PlanState.from_proto(plan.state)
+    checkers = plan.approved_by
+    if plan.second_approval_required:
+        checkers = f"{plan.first_approved_by or '-'} (first), {plan.approved_by or '-'} (second)"
     out().print(
-        f"state {PlanState.from_proto(plan.state).name}, "
-        f"maker {plan.created_by}, checker {plan.approved_by}, total {yuan(plan.total_fen)}"
+        f"state {state.name} {label(state)}, "
+        f"maker {plan.created_by}, checker {checkers}, total {yuan(plan.total_fen)}"
     )
+    if state == PlanState.CANCELLED:
+        out().print(f"cancelled by {plan.cancelled_by}: {plan.cancel_reason}")
 
 
 # ---------------------------------------------------------------------------------- ops

@@ -199,6 +199,10 @@ class Demo:
         )
         self.maker = ServiceClients(settings, mint_token(secret, "zhang.finance", Role.FINANCE))
         self.checker = ServiceClients(settings, mint_token(secret, "chen.finance", Role.FINANCE))
+        # The second approval of a plan above the configured level (plan_second_approval_fen).
+        self.second_checker = ServiceClients(
+            settings, mint_token(secret, "wang.finance", Role.FINANCE)
+        )
         self.experts: dict[str, ServiceClients] = {}
         self.rules: dict[str, common_pb2.ProgramRule] = {}
         self.progress = Progress(
@@ -211,7 +215,14 @@ class Demo:
         self.bars: dict[str, TaskID] = {}
 
     async def close(self) -> None:
-        everyone = [self.ops, self.auditor, self.objector, self.maker, self.checker]
+        everyone = [
+            self.ops,
+            self.auditor,
+            self.objector,
+            self.maker,
+            self.checker,
+            self.second_checker,
+        ]
         for clients in [*everyone, *self.reviewers.values(), *self.experts.values()]:
             await clients.close()
 
@@ -544,11 +555,11 @@ class Demo:
                 if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
                     continue  # nothing noticed in this program
                 raise
-            plans.append(
-                await self.checker.disbursement.ApproveFundingPlan(
-                    disbursement_pb2.ApproveFundingPlanRequest(plan_id=plan.plan_id)
-                )
-            )
+            approve = disbursement_pb2.ApproveFundingPlanRequest(plan_id=plan.plan_id)
+            plan = await self.checker.disbursement.ApproveFundingPlan(approve)
+            if plan.state == disbursement_pb2.PLAN_STATE_AWAITING_SECOND_APPROVAL:
+                plan = await self.second_checker.disbursement.ApproveFundingPlan(approve)
+            plans.append(plan)
         return plans
 
 

@@ -48,9 +48,13 @@ class Actors:
         }
         self.maker = ServiceClients(settings, mint_token(secret, "maker.test", Role.FINANCE))
         self.checker = ServiceClients(settings, mint_token(secret, "checker.test", Role.FINANCE))
+        self.second_checker = ServiceClients(
+            settings, mint_token(secret, "second-checker.test", Role.FINANCE)
+        )
 
     async def close(self) -> None:
-        for clients in [self.ops, self.maker, self.checker, *self.reviewers.values()]:
+        everyone = [self.ops, self.maker, self.checker, self.second_checker]
+        for clients in [*everyone, *self.reviewers.values()]:
             await clients.close()
 
     async def submit_sme_cloud(self, number: int, fee_fen: int = 300_000) -> str:
@@ -168,6 +172,8 @@ class Actors:
                 title=f"{program} batch",
             )
         )
-        return await self.checker.disbursement.ApproveFundingPlan(
-            disbursement_pb2.ApproveFundingPlanRequest(plan_id=plan.plan_id)
-        )
+        approve = disbursement_pb2.ApproveFundingPlanRequest(plan_id=plan.plan_id)
+        approved = await self.checker.disbursement.ApproveFundingPlan(approve)
+        if approved.state == disbursement_pb2.PLAN_STATE_AWAITING_SECOND_APPROVAL:
+            approved = await self.second_checker.disbursement.ApproveFundingPlan(approve)
+        return approved

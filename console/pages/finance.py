@@ -32,6 +32,9 @@ PLANS_PAGE_SIZE = 30
 PAYMENT_LINES_STEP = 100
 PAYMENT_LINES_MAX = 1000  # the service's own limit of ListPaymentLines
 RUNNING_PLAN_STATES = frozenset({PlanState.APPROVED, PlanState.PAYING})
+# Still to approve: the approve and cancel forms are offered.
+OPEN_PLAN_STATES = frozenset({PlanState.DRAFT, PlanState.AWAITING_SECOND_APPROVAL})
+MAX_CANCEL_REASON = 500
 PAYMENT_FILTERS = {
     "failed": PaymentState.FAILED,
     "pending": PaymentState.PENDING,
@@ -307,11 +310,18 @@ def _progress_values(plan: disbursement_pb2.FundingPlan) -> dict[str, Any]:
 
 
 async def _plan_page(
-    current: Page, *, error: str = "", flash: str = "", status_code: int = 200
+    current: Page,
+    *,
+    error: str = "",
+    cancel_error: str = "",
+    reason: str = "",
+    flash: str = "",
+    status_code: int = 200,
 ) -> Response:
     plan = await _plan(current)
     names = await program_names(current)
     program_name = names.get(plan.program_code, plan.program_code)
+    subject = current.signed_in.subject
     return current.render(
         "finance/plan.html",
         status_code=status_code,
@@ -319,8 +329,12 @@ async def _plan_page(
         program_name=program_name,
         notice=plan_notice(plan, program_name),
         approve_error=error,
+        cancel_error=cancel_error,
+        cancel_reason=reason,
         flash=flash,
-        is_maker=current.signed_in.subject == plan.created_by,
+        is_maker=subject == plan.created_by,
+        is_first_approver=bool(plan.first_approved_by) and subject == plan.first_approved_by,
+        open_plan=_plan_state(plan.state) in OPEN_PLAN_STATES,
         **_progress_values(plan),
     )
 
@@ -328,8 +342,20 @@ async def _plan_page(
 @page(Role.FINANCE)
 async def plan_detail(current: Page) -> Response:
     flash = ""
-    if current.request.query_params.get("approved"):
+    query = current.request.query_params
+    if query.get("approved"):
         flash = current.tr("已审核，开始拨付。", "Approved: payment has started.")
+    elif query.get("first_approved"):
+        flash = current.tr(
+            "一级审批已完成；计划总额超过二级审批额度，须由另一位财政人员二级审批后拨付。",
+            "First approval given: the total is above the second-approval level, so another "
+            "finance officer must approve it before payment.",
+        )
+    elif query.get("cancelled"):
+        flash = current.tr(
+            "资助计划已撤销，其中的项目回到待下达资助计划，可编入新的计划。",
+            "The plan is cancelled: its awards wait for the next plan.",
+        )
     return await _plan_page(current, flash=flash)
 
 
@@ -343,7 +369,7 @@ async def plan_progress(current: Page) -> Response:
 async def plan_approve(current: Page) -> Response:
     plan_id = current.request.path_params["plan_id"]
     try:
-        await current.call(
+        approved = await current.call(
             current.clients.disbursement.ApproveFundingPlan,
             disbursement_pb2.ApproveFundingPlanRequest(plan_id=plan_id),
         )
@@ -356,7 +382,18 @@ async def plan_approve(current: Page) -> Response:
         ):
             raise
         message = refusal.message
-        if refusal.code == grpc.StatusCode.PERMISSION_DENIED:
+        plan = await _plan(current)
+        if refusal.code == grpc.StatusCode.PERMISSION_DENIED and (
+            plan.first_approved_by == current.signed_in.subject
+        ):
+            message = (
+                current.tr(
+                    "您已作一级审批；计划总额超过二级审批额度，须由另一位财政人员作二级审批。",
+                    "You gave the first approval: another finance officer must give the second.",
+                )
+                + f" ({refusal.message})"
+            )
+        elif refusal.code == grpc.StatusCode.PERMISSION_DENIED:
             message = (
                 current.tr(
                     "制单人不能审核自己制作的资助计划，须由另一位财政人员审核（制单审核分离）。",
@@ -365,7 +402,37 @@ async def plan_approve(current: Page) -> Response:
                 + f" ({refusal.message})"
             )
         return await _plan_page(current, error=message, status_code=409)
+    if approved.state == PlanState.AWAITING_SECOND_APPROVAL.to_proto():
+        return current.redirect(f"/finance/plans/{plan_id}?first_approved=1")
     return current.redirect(f"/finance/plans/{plan_id}?approved=1")
+
+
+@page(Role.FINANCE)
+async def plan_cancel(current: Page) -> Response:
+    plan_id = current.request.path_params["plan_id"]
+    reason = (await current.form()).get("reason", "")
+    try:
+        await current.call(
+            current.clients.disbursement.CancelFundingPlan,
+            disbursement_pb2.CancelFundingPlanRequest(plan_id=plan_id, reason=reason.strip()),
+        )
+    except ServiceRefusal as refusal:
+        # A missing or over-long reason (INVALID_ARGUMENT), a plan approved meanwhile
+        # (FAILED_PRECONDITION): the service's message, beside the form.
+        if refusal.code == grpc.StatusCode.INVALID_ARGUMENT:
+            message = field_errors(refusal, ["reason"], lang=current.lang)
+            return await _plan_page(
+                current,
+                cancel_error=next(iter(message.values())),
+                reason=reason,
+                status_code=400,
+            )
+        if refusal.code != grpc.StatusCode.FAILED_PRECONDITION:
+            raise
+        return await _plan_page(
+            current, cancel_error=refusal.message, reason=reason, status_code=409
+        )
+    return current.redirect(f"/finance/plans/{plan_id}?cancelled=1")
 
 
 def _download_name(plan: disbursement_pb2.FundingPlan, extension: str) -> str:
@@ -439,6 +506,7 @@ routes = [
     Route("/finance/plans/{plan_id}", plan_detail),
     Route("/finance/plans/{plan_id}/progress", plan_progress),
     Route("/finance/plans/{plan_id}/approve", plan_approve, methods=["POST"]),
+    Route("/finance/plans/{plan_id}/cancel", plan_cancel, methods=["POST"]),
     Route("/finance/plans/{plan_id}/export.csv", plan_export_csv),
     Route("/finance/plans/{plan_id}/export.xlsx", plan_export_xlsx),
     Route("/finance/payments", payments),

@@ -61,6 +61,10 @@ class _PlanStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PlanState.V
     PLAN_STATE_COMPLETED: _PlanState.ValueType  # 4
     """every line paid"""
     PLAN_STATE_COMPLETED_WITH_FAILURES: _PlanState.ValueType  # 5
+    PLAN_STATE_AWAITING_SECOND_APPROVAL: _PlanState.ValueType  # 6
+    """above the second-approval level, approved once"""
+    PLAN_STATE_CANCELLED: _PlanState.ValueType  # 7
+    """cancelled before approval; nothing paid"""
 
 class PlanState(_PlanState, metaclass=_PlanStateEnumTypeWrapper): ...
 
@@ -71,6 +75,10 @@ PLAN_STATE_PAYING: PlanState.ValueType  # 3
 PLAN_STATE_COMPLETED: PlanState.ValueType  # 4
 """every line paid"""
 PLAN_STATE_COMPLETED_WITH_FAILURES: PlanState.ValueType  # 5
+PLAN_STATE_AWAITING_SECOND_APPROVAL: PlanState.ValueType  # 6
+"""above the second-approval level, approved once"""
+PLAN_STATE_CANCELLED: PlanState.ValueType  # 7
+"""cancelled before approval; nothing paid"""
 Global___PlanState: _TypeAlias = PlanState  # noqa: Y015
 
 class _PaymentState:
@@ -83,6 +91,8 @@ class _PaymentStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaymentS
     PAYMENT_STATE_PENDING: _PaymentState.ValueType  # 1
     PAYMENT_STATE_PAID: _PaymentState.ValueType  # 2
     PAYMENT_STATE_FAILED: _PaymentState.ValueType  # 3
+    PAYMENT_STATE_CANCELLED: _PaymentState.ValueType  # 4
+    """its plan was cancelled before approval; never paid"""
 
 class PaymentState(_PaymentState, metaclass=_PaymentStateEnumTypeWrapper): ...
 
@@ -90,6 +100,8 @@ PAYMENT_STATE_UNSPECIFIED: PaymentState.ValueType  # 0
 PAYMENT_STATE_PENDING: PaymentState.ValueType  # 1
 PAYMENT_STATE_PAID: PaymentState.ValueType  # 2
 PAYMENT_STATE_FAILED: PaymentState.ValueType  # 3
+PAYMENT_STATE_CANCELLED: PaymentState.ValueType  # 4
+"""its plan was cancelled before approval; never paid"""
 Global___PaymentState: _TypeAlias = PaymentState  # noqa: Y015
 
 class _AllocationState:
@@ -897,6 +909,12 @@ class FundingPlan(_message.Message):
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
     LINE_COUNT_FIELD_NUMBER: _builtins.int
+    SECOND_APPROVAL_REQUIRED_FIELD_NUMBER: _builtins.int
+    FIRST_APPROVED_BY_FIELD_NUMBER: _builtins.int
+    FIRST_APPROVED_AT_FIELD_NUMBER: _builtins.int
+    CANCELLED_BY_FIELD_NUMBER: _builtins.int
+    CANCELLED_AT_FIELD_NUMBER: _builtins.int
+    CANCEL_REASON_FIELD_NUMBER: _builtins.int
     plan_id: _builtins.str
     program_code: _builtins.str
     title: _builtins.str
@@ -908,6 +926,12 @@ class FundingPlan(_message.Message):
     """plan-<plan_id>"""
     line_count: _builtins.int
     """its payment lines, also when they are left out"""
+    second_approval_required: _builtins.bool
+    """Two approvals needed: the total exceeded the second-approval level when it was made."""
+    first_approved_by: _builtins.str
+    """the first of two approvals (approved_by: the last)"""
+    cancelled_by: _builtins.str
+    cancel_reason: _builtins.str
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaymentLine]: ...
     @_builtins.property
@@ -918,6 +942,10 @@ class FundingPlan(_message.Message):
     def completed_at(self) -> _timestamp_pb2.Timestamp:
         """unset until every line is settled or failed"""
 
+    @_builtins.property
+    def first_approved_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def cancelled_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -934,10 +962,16 @@ class FundingPlan(_message.Message):
         workflow_id: _builtins.str = ...,
         completed_at: _timestamp_pb2.Timestamp | None = ...,
         line_count: _builtins.int = ...,
+        second_approval_required: _builtins.bool = ...,
+        first_approved_by: _builtins.str = ...,
+        first_approved_at: _timestamp_pb2.Timestamp | None = ...,
+        cancelled_by: _builtins.str = ...,
+        cancelled_at: _timestamp_pb2.Timestamp | None = ...,
+        cancel_reason: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "completed_at", b"completed_at", "created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "created_at", b"created_at", "first_approved_at", b"first_approved_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "approved_by", b"approved_by", "completed_at", b"completed_at", "created_at", b"created_at", "created_by", b"created_by", "line_count", b"line_count", "lines", b"lines", "plan_id", b"plan_id", "program_code", b"program_code", "state", b"state", "title", b"title", "total_fen", b"total_fen", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "approved_by", b"approved_by", "cancel_reason", b"cancel_reason", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "created_by", b"created_by", "first_approved_at", b"first_approved_at", "first_approved_by", b"first_approved_by", "line_count", b"line_count", "lines", b"lines", "plan_id", b"plan_id", "program_code", b"program_code", "second_approval_required", b"second_approval_required", "state", b"state", "title", b"title", "total_fen", b"total_fen", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -986,6 +1020,29 @@ class ApproveFundingPlanRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ApproveFundingPlanRequest: _TypeAlias = ApproveFundingPlanRequest  # noqa: Y015
+
+@_typing.final
+class CancelFundingPlanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    plan_id: _builtins.str
+    reason: _builtins.str
+    """required; recorded in the audit trail and the event"""
+    def __init__(
+        self,
+        *,
+        plan_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan_id", b"plan_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelFundingPlanRequest: _TypeAlias = CancelFundingPlanRequest  # noqa: Y015
 
 @_typing.final
 class GetFundingPlanRequest(_message.Message):

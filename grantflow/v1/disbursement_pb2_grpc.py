@@ -89,6 +89,11 @@ class DisbursementServiceStub:
                 request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ApproveFundingPlanRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.FundingPlan.FromString,
                 _registered_method=True)
+        self.CancelFundingPlan = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/CancelFundingPlan',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.CancelFundingPlanRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.FundingPlan.FromString,
+                _registered_method=True)
         self.GetFundingPlan = channel.unary_unary(
                 '/grantflow.v1.DisbursementService/GetFundingPlan',
                 request_serializer=grantflow_dot_v1_dot_disbursement__pb2.GetFundingPlanRequest.SerializeToString,
@@ -228,7 +233,21 @@ class DisbursementServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ApproveFundingPlan(self, request, context):
-        """A second finance officer approves (the checker); this starts the payment run.
+        """A second finance officer approves (the checker); this starts the payment run. A plan whose
+        total exceeds the configured second-approval level (plan_second_approval_fen) needs two
+        approvals by two different officers, neither the maker: the first leaves it
+        AWAITING_SECOND_APPROVAL, the second approves it (and only then is FundingPlanApproved
+        announced). The maker, or the first approver approving again, is PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelFundingPlan(self, request, context):
+        """Cancels a plan not yet approved (DRAFT or AWAITING_SECOND_APPROVAL; finance, with a reason;
+        audited, FundingPlanCancelled announced): its lines are CANCELLED, its awards wait for a
+        plan again (a later plan takes them), nothing is paid. FAILED_PRECONDITION once approved.
+        Idempotent (a cancelled plan answers as it is).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -373,6 +392,11 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
             'ApproveFundingPlan': grpc.unary_unary_rpc_method_handler(
                     servicer.ApproveFundingPlan,
                     request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ApproveFundingPlanRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.FundingPlan.SerializeToString,
+            ),
+            'CancelFundingPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelFundingPlan,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.CancelFundingPlanRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_disbursement__pb2.FundingPlan.SerializeToString,
             ),
             'GetFundingPlan': grpc.unary_unary_rpc_method_handler(
@@ -727,6 +751,33 @@ class DisbursementService:
             target,
             '/grantflow.v1.DisbursementService/ApproveFundingPlan',
             grantflow_dot_v1_dot_disbursement__pb2.ApproveFundingPlanRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.FundingPlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelFundingPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/CancelFundingPlan',
+            grantflow_dot_v1_dot_disbursement__pb2.CancelFundingPlanRequest.SerializeToString,
             grantflow_dot_v1_dot_disbursement__pb2.FundingPlan.FromString,
             options,
             channel_credentials,

@@ -66,7 +66,18 @@ class DisbursementServiceStub:
     CreateFundingPlan: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.CreateFundingPlanRequest, _disbursement_pb2.FundingPlan]
     """Collects the noticed awards of a program that are in no plan yet (finance, the maker)."""
     ApproveFundingPlan: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ApproveFundingPlanRequest, _disbursement_pb2.FundingPlan]
-    """A second finance officer approves (the checker); this starts the payment run."""
+    """A second finance officer approves (the checker); this starts the payment run. A plan whose
+    total exceeds the configured second-approval level (plan_second_approval_fen) needs two
+    approvals by two different officers, neither the maker: the first leaves it
+    AWAITING_SECOND_APPROVAL, the second approves it (and only then is FundingPlanApproved
+    announced). The maker, or the first approver approving again, is PERMISSION_DENIED.
+    """
+    CancelFundingPlan: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.CancelFundingPlanRequest, _disbursement_pb2.FundingPlan]
+    """Cancels a plan not yet approved (DRAFT or AWAITING_SECOND_APPROVAL; finance, with a reason;
+    audited, FundingPlanCancelled announced): its lines are CANCELLED, its awards wait for a
+    plan again (a later plan takes them), nothing is paid. FAILED_PRECONDITION once approved.
+    Idempotent (a cancelled plan answers as it is).
+    """
     GetFundingPlan: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.GetFundingPlanRequest, _disbursement_pb2.FundingPlan]
     ListFundingPlans: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ListFundingPlansRequest, _disbursement_pb2.ListFundingPlansResponse]
     ExecutePayment: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ExecutePaymentRequest, _disbursement_pb2.PaymentLine]
@@ -136,7 +147,18 @@ class DisbursementServiceAsyncStub(DisbursementServiceStub):
     CreateFundingPlan: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.CreateFundingPlanRequest, _disbursement_pb2.FundingPlan]  # type: ignore[assignment]
     """Collects the noticed awards of a program that are in no plan yet (finance, the maker)."""
     ApproveFundingPlan: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ApproveFundingPlanRequest, _disbursement_pb2.FundingPlan]  # type: ignore[assignment]
-    """A second finance officer approves (the checker); this starts the payment run."""
+    """A second finance officer approves (the checker); this starts the payment run. A plan whose
+    total exceeds the configured second-approval level (plan_second_approval_fen) needs two
+    approvals by two different officers, neither the maker: the first leaves it
+    AWAITING_SECOND_APPROVAL, the second approves it (and only then is FundingPlanApproved
+    announced). The maker, or the first approver approving again, is PERMISSION_DENIED.
+    """
+    CancelFundingPlan: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.CancelFundingPlanRequest, _disbursement_pb2.FundingPlan]  # type: ignore[assignment]
+    """Cancels a plan not yet approved (DRAFT or AWAITING_SECOND_APPROVAL; finance, with a reason;
+    audited, FundingPlanCancelled announced): its lines are CANCELLED, its awards wait for a
+    plan again (a later plan takes them), nothing is paid. FAILED_PRECONDITION once approved.
+    Idempotent (a cancelled plan answers as it is).
+    """
     GetFundingPlan: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.GetFundingPlanRequest, _disbursement_pb2.FundingPlan]  # type: ignore[assignment]
     ListFundingPlans: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ListFundingPlansRequest, _disbursement_pb2.ListFundingPlansResponse]  # type: ignore[assignment]
     ExecutePayment: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ExecutePaymentRequest, _disbursement_pb2.PaymentLine]  # type: ignore[assignment]
@@ -269,7 +291,24 @@ class DisbursementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _disbursement_pb2.ApproveFundingPlanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_disbursement_pb2.FundingPlan, _abc.Awaitable[_disbursement_pb2.FundingPlan]]:
-        """A second finance officer approves (the checker); this starts the payment run."""
+        """A second finance officer approves (the checker); this starts the payment run. A plan whose
+        total exceeds the configured second-approval level (plan_second_approval_fen) needs two
+        approvals by two different officers, neither the maker: the first leaves it
+        AWAITING_SECOND_APPROVAL, the second approves it (and only then is FundingPlanApproved
+        announced). The maker, or the first approver approving again, is PERMISSION_DENIED.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelFundingPlan(
+        self,
+        request: _disbursement_pb2.CancelFundingPlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.FundingPlan, _abc.Awaitable[_disbursement_pb2.FundingPlan]]:
+        """Cancels a plan not yet approved (DRAFT or AWAITING_SECOND_APPROVAL; finance, with a reason;
+        audited, FundingPlanCancelled announced): its lines are CANCELLED, its awards wait for a
+        plan again (a later plan takes them), nothing is paid. FAILED_PRECONDITION once approved.
+        Idempotent (a cancelled plan answers as it is).
+        """
 
     @_abc_1.abstractmethod
     def GetFundingPlan(

@@ -51,6 +51,7 @@ class EventEnvelope(_message.Message):
     PAYMENT_SETTLED_FIELD_NUMBER: _builtins.int
     PAYMENT_FAILED_FIELD_NUMBER: _builtins.int
     FUNDING_PLAN_COMPLETED_FIELD_NUMBER: _builtins.int
+    FUNDING_PLAN_CANCELLED_FIELD_NUMBER: _builtins.int
     NOTICE_PUBLISHED_FIELD_NUMBER: _builtins.int
     OBJECTION_LODGED_FIELD_NUMBER: _builtins.int
     OBJECTION_DECIDED_FIELD_NUMBER: _builtins.int
@@ -105,6 +106,8 @@ class EventEnvelope(_message.Message):
     @_builtins.property
     def funding_plan_completed(self) -> Global___FundingPlanCompleted: ...
     @_builtins.property
+    def funding_plan_cancelled(self) -> Global___FundingPlanCancelled: ...
+    @_builtins.property
     def notice_published(self) -> Global___NoticePublished:
         """Public notices and objections (review topic), numbered apart from the review tasks'."""
 
@@ -151,6 +154,7 @@ class EventEnvelope(_message.Message):
         payment_settled: Global___PaymentSettled | None = ...,
         payment_failed: Global___PaymentFailed | None = ...,
         funding_plan_completed: Global___FundingPlanCompleted | None = ...,
+        funding_plan_cancelled: Global___FundingPlanCancelled | None = ...,
         notice_published: Global___NoticePublished | None = ...,
         objection_lodged: Global___ObjectionLodged | None = ...,
         objection_decided: Global___ObjectionDecided | None = ...,
@@ -161,11 +165,11 @@ class EventEnvelope(_message.Message):
         audit_task_created: Global___AuditTaskCreated | None = ...,
         audit_confirmed: Global___AuditConfirmed | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "audit_confirmed", b"audit_confirmed", "audit_task_created", b"audit_task_created", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "expert_panel_drawn", b"expert_panel_drawn", "expert_review_completed", b"expert_review_completed", "funding_plan_approved", b"funding_plan_approved", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_task_reassigned", b"review_task_reassigned", "review_task_released", b"review_task_released", "review_tasks_cancelled", b"review_tasks_cancelled"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "audit_confirmed", b"audit_confirmed", "audit_task_created", b"audit_task_created", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "expert_panel_drawn", b"expert_panel_drawn", "expert_review_completed", b"expert_review_completed", "funding_plan_approved", b"funding_plan_approved", "funding_plan_cancelled", b"funding_plan_cancelled", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_task_reassigned", b"review_task_reassigned", "review_task_released", b"review_task_released", "review_tasks_cancelled", b"review_tasks_cancelled"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "audit_confirmed", b"audit_confirmed", "audit_task_created", b"audit_task_created", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "event_id", b"event_id", "expert_panel_drawn", b"expert_panel_drawn", "expert_review_completed", b"expert_review_completed", "funding_plan_approved", b"funding_plan_approved", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_task_reassigned", b"review_task_reassigned", "review_task_released", b"review_task_released", "review_tasks_cancelled", b"review_tasks_cancelled", "source", b"source", "subject", b"subject", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "audit_confirmed", b"audit_confirmed", "audit_task_created", b"audit_task_created", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "event_id", b"event_id", "expert_panel_drawn", b"expert_panel_drawn", "expert_review_completed", b"expert_review_completed", "funding_plan_approved", b"funding_plan_approved", "funding_plan_cancelled", b"funding_plan_cancelled", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_task_reassigned", b"review_task_reassigned", "review_task_released", b"review_task_released", "review_tasks_cancelled", b"review_tasks_cancelled", "source", b"source", "subject", b"subject", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["application_submitted", "application_withdrawn", "application_supplemented", "grant_stage_changed", "review_task_created", "review_task_claimed", "review_task_decided", "review_tasks_cancelled", "review_task_overdue", "budget_reserved", "reservation_released", "award_confirmed", "funding_plan_created", "funding_plan_approved", "payment_settled", "payment_failed", "funding_plan_completed", "notice_published", "objection_lodged", "objection_decided", "review_task_released", "review_task_reassigned", "expert_panel_drawn", "expert_review_completed", "audit_task_created", "audit_confirmed"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["application_submitted", "application_withdrawn", "application_supplemented", "grant_stage_changed", "review_task_created", "review_task_claimed", "review_task_decided", "review_tasks_cancelled", "review_task_overdue", "budget_reserved", "reservation_released", "award_confirmed", "funding_plan_created", "funding_plan_approved", "payment_settled", "payment_failed", "funding_plan_completed", "funding_plan_cancelled", "notice_published", "objection_lodged", "objection_decided", "review_task_released", "review_task_reassigned", "expert_panel_drawn", "expert_review_completed", "audit_task_created", "audit_confirmed"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -802,6 +806,45 @@ class FundingPlanApproved(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FundingPlanApproved: _TypeAlias = FundingPlanApproved  # noqa: Y015
+
+@_typing.final
+class FundingPlanCancelled(_message.Message):
+    """A plan cancelled before approval: its awards wait for a plan again; nothing was paid."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
+    CANCELLED_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    TOTAL_FEN_FIELD_NUMBER: _builtins.int
+    APPLICATION_IDS_FIELD_NUMBER: _builtins.int
+    plan_id: _builtins.str
+    program_code: _builtins.str
+    cancelled_by: _builtins.str
+    reason: _builtins.str
+    total_fen: _builtins.int
+    @_builtins.property
+    def application_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the awards returned to waiting for a plan"""
+
+    def __init__(
+        self,
+        *,
+        plan_id: _builtins.str = ...,
+        program_code: _builtins.str = ...,
+        cancelled_by: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        total_fen: _builtins.int = ...,
+        application_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_ids", b"application_ids", "cancelled_by", b"cancelled_by", "plan_id", b"plan_id", "program_code", b"program_code", "reason", b"reason", "total_fen", b"total_fen"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FundingPlanCancelled: _TypeAlias = FundingPlanCancelled  # noqa: Y015
 
 @_typing.final
 class PaymentSettled(_message.Message):

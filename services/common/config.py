@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     supplement_period_seconds: float | None = None
     review_period_seconds: float | None = None
 
+    # A funding plan whose total exceeds this (fen) needs a second approval: two finance
+    # officers, neither its maker, approve it before it is paid. 500万元 by default.
+    plan_second_approval_fen: int = Field(default=500_000_000, ge=0)
+
     # The payment gateway adapter; "simulated" is the local simulated treasury, the default.
     payment_gateway: str = "simulated"
     # The local simulated treasury.

@@ -286,17 +286,23 @@ class AllocationState(Term):
 
 
 class PlanState(Term):
-    """A funding plan (资助计划): drafted by a maker, approved by a checker, then paid."""
+    """A funding plan (资助计划): drafted by a maker, approved by a checker (above the
+    second-approval level: by two, the first leaving it awaiting the second), then paid; or
+    cancelled before approval."""
 
     DRAFT = "draft"
     APPROVED = "approved"
     PAYING = "paying"
     COMPLETED = "completed"
     COMPLETED_WITH_FAILURES = "completed_with_failures"
+    AWAITING_SECOND_APPROVAL = "awaiting_second_approval"
+    CANCELLED = "cancelled"
 
 
 PAYABLE_PLAN_STATES = frozenset({PlanState.APPROVED, PlanState.PAYING})
 CLOSED_PLAN_STATES = frozenset({PlanState.COMPLETED, PlanState.COMPLETED_WITH_FAILURES})
+# Not approved yet: may still be approved or cancelled.
+UNAPPROVED_PLAN_STATES = frozenset({PlanState.DRAFT, PlanState.AWAITING_SECOND_APPROVAL})
 
 
 class PaymentState(Term):
@@ -305,6 +311,7 @@ class PaymentState(Term):
     PENDING = "pending"
     PAID = "paid"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # its plan was cancelled before approval
 
 
 class RepairAction(Term):
@@ -386,6 +393,8 @@ class AuditAction(Term):
     AWARD_CONFIRMED = "award.confirmed"
     PLAN_CREATED = "plan.created"
     PLAN_APPROVED = "plan.approved"
+    PLAN_FIRST_APPROVED = "plan.first_approved"
+    PLAN_CANCELLED = "plan.cancelled"
     PLAN_COMPLETED = "plan.completed"
     PAYMENT_SETTLED = "payment.settled"
     PAYMENT_FAILED = "payment.failed"

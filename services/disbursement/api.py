@@ -66,6 +66,7 @@ SERVICE = ServiceSpec(
         "ConfirmAward": (Role.SYSTEM,),
         "CreateFundingPlan": (Role.FINANCE,),
         "ApproveFundingPlan": (Role.FINANCE,),
+        "CancelFundingPlan": (Role.FINANCE,),
         "GetFundingPlan": READERS,
         "ListFundingPlans": READERS,
         "ExecutePayment": (Role.SYSTEM,),
@@ -317,6 +318,12 @@ def plan_pb(view: PlanView) -> pb.FundingPlan:
         approved_at=to_timestamp(plan.approved_at),
         workflow_id=plan_workflow_id(plan.plan_id),
         completed_at=to_timestamp(plan.completed_at),
+        second_approval_required=plan.approvals_required > 1,
+        first_approved_by=plan.first_approved_by,
+        first_approved_at=to_timestamp(plan.first_approved_at),
+        cancelled_by=plan.cancelled_by,
+        cancelled_at=to_timestamp(plan.cancelled_at),
+        cancel_reason=plan.cancel_reason,
     )
 
 
@@ -532,6 +539,16 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             checker=current_principal().subject,
         )
         return plan_pb(await self.disbursement.approve_plan(command))
+
+    async def CancelFundingPlan(
+        self, request: pb.CancelFundingPlanRequest, context: Any
+    ) -> pb.FundingPlan:
+        command = commands.CancelPlan(
+            plan_id=validation.identifier("plan_id", request.plan_id),
+            cancelled_by=current_principal().subject,
+            reason=validation.text("reason", request.reason, max_len=MAX_REASON),
+        )
+        return plan_pb(await self.disbursement.cancel_plan(command))
 
     async def GetFundingPlan(
         self, request: pb.GetFundingPlanRequest, context: Any

@@ -103,6 +103,13 @@ class ApprovePlan:
 
 
 @dataclass(frozen=True)
+class CancelPlan:
+    plan_id: str
+    cancelled_by: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ExecuteLine:
     plan_id: str
     line_id: str

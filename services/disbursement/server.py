@@ -45,7 +45,13 @@ async def run(
         catalogue = ApplicationsCatalogue(settings)
         try:
             transactions = Transactions(database, event_source(topic(settings, DISBURSEMENT)))
-            servicer = DisbursementServicer(Disbursement(transactions, active_gateway, catalogue))
+            disbursement = Disbursement(
+                transactions,
+                active_gateway,
+                catalogue,
+                second_approval_fen=settings.plan_second_approval_fen,
+            )
+            servicer = DisbursementServicer(disbursement)
 
             def register(server: grpc.aio.Server) -> None:
                 disbursement_pb2_grpc.add_DisbursementServiceServicer_to_server(servicer, server)

@@ -196,6 +196,15 @@ class FundingPlanRow(SQLModel, table=True):
     approved_at: datetime | None = Field(default=None, sa_type=TIME)
     completed_at: datetime | None = Field(default=None, sa_type=TIME)
     updated_at: datetime = Field(sa_type=TIME)
+    # 2 when the total exceeded the second-approval level as the plan was made: the first
+    # approval (first_approved_*) leaves it AWAITING_SECOND_APPROVAL, the second (approved_*)
+    # approves it.
+    approvals_required: int = 1
+    first_approved_by: str = Field(default="", max_length=200)
+    first_approved_at: datetime | None = Field(default=None, sa_type=TIME)
+    cancelled_by: str = Field(default="", max_length=200)
+    cancelled_at: datetime | None = Field(default=None, sa_type=TIME)
+    cancel_reason: str = Field(default="", max_length=500)
 
 
 class PaymentLineRow(SQLModel, table=True):

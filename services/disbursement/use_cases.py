@@ -54,6 +54,7 @@ from services.common.validation import cut
 from services.common.vocabulary import (
     CLOSED_PLAN_STATES,
     PAYABLE_PLAN_STATES,
+    UNAPPROVED_PLAN_STATES,
     AllocationState,
     AuditAction,
     Department,
@@ -69,6 +70,7 @@ from services.disbursement.commands import (
     AllocateBatch,
     AllocationEntry,
     ApprovePlan,
+    CancelPlan,
     CompletePlan,
     ConfirmAward,
     CreatePlan,
@@ -113,6 +115,8 @@ EVENT_NAMESPACE = uuid.UUID("5d0c7a52-3f53-4a43-9a55-6f1b1c1f9d10")
 # A gateway that answers after this long is treated as a timeout: outcome unknown.
 GATEWAY_CALL_TIMEOUT_S = 30.0
 MAX_MEMO = 500  # ledger_entry.memo
+# A plan above this total (fen) needs two approvals besides its maker (Settings default).
+SECOND_APPROVAL_FEN = 500_000_000
 # A reservation may be released only while its award has not gone into a plan.
 RELEASABLE = frozenset({ReservationState.RESERVED, ReservationState.AWARDED})
 # Budgets are per fiscal year, China's being the calendar year in Beijing time.
@@ -212,11 +216,13 @@ class Disbursement:
         catalogue: ProgramCatalogue,
         *,
         gateway_timeout_s: float = GATEWAY_CALL_TIMEOUT_S,
+        second_approval_fen: int = SECOND_APPROVAL_FEN,
     ) -> None:
         self.transactions = transactions
         self.gateway = gateway
         self.catalogue = catalogue
         self.gateway_timeout_s = gateway_timeout_s
+        self.second_approval_fen = second_approval_fen
 
     # Budgets ------------------------------------------------------------------------------------
 
@@ -888,6 +894,7 @@ class Disbursement:
                     f"program {program} has no noticed awards waiting for a funding plan"
                 )
             now = now_utc()
+            total = sum(award.amount_fen for award in awards)
             plan = FundingPlanRow(
                 plan_id=uuid.uuid4().hex,
                 request_id=command.request_id,
@@ -896,9 +903,11 @@ class Disbursement:
                 title=command.title,
                 state=PlanState.DRAFT,
                 created_by=command.maker,
-                total_fen=sum(award.amount_fen for award in awards),
+                total_fen=total,
                 created_at=now,
                 updated_at=now,
+                # Fixed as the plan is made, so a later change of the level changes no draft.
+                approvals_required=2 if total > self.second_approval_fen else 1,
             )
             session.add(plan)
             lines = []
@@ -938,6 +947,7 @@ class Disbursement:
                     "title": command.title,
                     "total_fen": plan.total_fen,
                     "line_count": len(lines),
+                    "approvals_required": plan.approvals_required,
                 },
                 key=plan.plan_id,
             )
@@ -946,6 +956,10 @@ class Disbursement:
         return await self.transactions.write(work)
 
     async def approve_plan(self, command: ApprovePlan) -> PlanView:
+        """The checker's approval. A plan needing two (above the second-approval level when it
+        was made) is approved by two officers, neither its maker: the first approval leaves it
+        AWAITING_SECOND_APPROVAL; only the second approves it and announces FundingPlanApproved,
+        from which FundingPlanWorkflow starts."""
         plan_id, checker = command.plan_id, command.checker
 
         def work(unit: UnitOfWork) -> PlanView:
@@ -959,7 +973,20 @@ class Disbursement:
                     "must (maker-checker)"
                 )
             lines = store.plan_lines(session, plan_id)
-            if plan.state != PlanState.DRAFT:
+            if plan.state == PlanState.CANCELLED:
+                raise FailedPrecondition(
+                    f"funding plan {plan_id} was cancelled by {plan.cancelled_by}: "
+                    f"{plan.cancel_reason}"
+                )
+            if plan.state == PlanState.AWAITING_SECOND_APPROVAL and (
+                plan.first_approved_by == checker
+            ):
+                raise PermissionDenied(
+                    f"{checker} gave funding plan {plan_id} its first approval; its total "
+                    f"({plan.total_fen} fen) is above the second-approval level, so the second "
+                    "approval must come from another finance officer"
+                )
+            if plan.state not in UNAPPROVED_PLAN_STATES:
                 if plan.approved_by == checker:
                     return PlanView(plan, lines)
                 raise FailedPrecondition(
@@ -967,10 +994,30 @@ class Disbursement:
                     + (f", approved by {plan.approved_by}" if plan.approved_by else "")
                 )
             now = now_utc()
+            plan.updated_at = now
+            if plan.state == PlanState.DRAFT and plan.approvals_required > 1:
+                plan.state = PlanState.AWAITING_SECOND_APPROVAL
+                plan.first_approved_by = checker
+                plan.first_approved_at = now
+                session.add(plan)
+                unit.audit(
+                    AuditAction.PLAN_FIRST_APPROVED,
+                    plan_id,
+                    finance_officer(checker),
+                    details={
+                        "program_code": plan.program_code,
+                        "maker": plan.created_by,
+                        "first_checker": checker,
+                        "total_fen": plan.total_fen,
+                        "line_count": len(lines),
+                        "second_approval_fen": self.second_approval_fen,
+                    },
+                    key=plan_id,
+                )
+                return PlanView(plan, lines)
             plan.state = PlanState.APPROVED
             plan.approved_by = checker
             plan.approved_at = now
-            plan.updated_at = now
             session.add(plan)
             # A consumer starts FundingPlanWorkflow plan-<plan_id> from this event.
             unit.announce(
@@ -984,16 +1031,105 @@ class Disbursement:
                 ),
                 key=plan_id,
             )
+            details: dict[str, object] = {
+                "program_code": plan.program_code,
+                "maker": plan.created_by,
+                "checker": checker,
+                "total_fen": plan.total_fen,
+                "line_count": len(lines),
+            }
+            if plan.first_approved_by:
+                details["first_checker"] = plan.first_approved_by
             unit.audit(
                 AuditAction.PLAN_APPROVED,
                 plan_id,
                 finance_officer(checker),
+                details=details,
+                key=plan_id,
+            )
+            return PlanView(plan, lines)
+
+        return await self.transactions.write(work)
+
+    async def cancel_plan(self, command: CancelPlan) -> PlanView:
+        """Cancels a plan not yet approved: its lines CANCELLED, its awards back to waiting for a
+        plan (AWARDED, in no plan; their money stays reserved, so no journal), so a later plan
+        takes them. Nothing was announced to the grants or paid before approval, so nothing else
+        is undone. A cancelled plan answers as it is."""
+        plan_id, officer, reason = command.plan_id, command.cancelled_by, command.reason
+
+        def program_of(session: Session) -> str:
+            plan = session.get(FundingPlanRow, plan_id)
+            if plan is None:
+                raise NotFound(f"funding plan {plan_id} not found")
+            return plan.program_code
+
+        program = await self.transactions.read(program_of)
+        line_code = await self.catalogue.budget_line(program) or ""
+
+        def work(unit: UnitOfWork) -> PlanView:
+            session = unit.session
+            # The locks in create_plan's order (budget, plan, reservations): a plan being made
+            # for the program waits for the cancelled plan's awards, and takes them.
+            store.lock_budget(session, program)
+            if line_code:
+                store.lock_budget_lines(session, line_code)
+            plan = store.lock_plan(session, plan_id)
+            if plan is None:
+                raise NotFound(f"funding plan {plan_id} not found")
+            lines = store.plan_lines(session, plan_id)
+            if plan.state == PlanState.CANCELLED:
+                return PlanView(plan, lines)
+            if plan.state not in UNAPPROVED_PLAN_STATES:
+                raise FailedPrecondition(
+                    f"funding plan {plan_id} is {plan.state}"
+                    + (f", approved by {plan.approved_by}" if plan.approved_by else "")
+                    + ": only a plan not yet approved can be cancelled"
+                )
+            now = now_utc()
+            returned = []
+            for reservation in store.lock_reservations(
+                session, [line.application_id for line in lines]
+            ):
+                if reservation.state == ReservationState.IN_PLAN and reservation.plan_id == plan_id:
+                    reservation.state = ReservationState.AWARDED
+                    reservation.plan_id = None
+                    reservation.updated_at = now
+                    session.add(reservation)
+                    returned.append(reservation.application_id)
+            for line in lines:
+                line.state = PaymentState.CANCELLED
+                session.add(line)
+            plan.state = PlanState.CANCELLED
+            plan.cancelled_by = officer
+            plan.cancelled_at = now
+            plan.cancel_reason = reason
+            plan.updated_at = now
+            session.add(plan)
+            unit.announce(
+                plan_id,
+                events_pb2.FundingPlanCancelled(
+                    plan_id=plan_id,
+                    program_code=plan.program_code,
+                    cancelled_by=officer,
+                    reason=reason,
+                    total_fen=plan.total_fen,
+                    application_ids=returned,
+                ),
+                key=plan_id,
+            )
+            unit.audit(
+                AuditAction.PLAN_CANCELLED,
+                plan_id,
+                finance_officer(officer),
+                reason=reason,
                 details={
                     "program_code": plan.program_code,
                     "maker": plan.created_by,
-                    "checker": checker,
+                    "first_checker": plan.first_approved_by,
                     "total_fen": plan.total_fen,
                     "line_count": len(lines),
+                    "returned_awards": returned,
                 },
                 key=plan_id,
             )

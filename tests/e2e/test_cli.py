@@ -88,6 +88,16 @@ async def test_an_application_from_filing_to_paid_through_the_cli(
 
     until(stack, ["status", application_id], "AWAITING_FUNDING_PLAN")
     out = grantflow(stack, "plan", "create", "SME-CLOUD", "--user", "zhang")
+    draft_id = re.search(r"plan ([0-9a-f]{32})", out).group(1)  # type: ignore[union-attr]
+    no_reason = grantflow(stack, "plan", "cancel", draft_id, "--reason", " ", ok=False)
+    assert "INVALID_ARGUMENT" in no_reason and "reason" in no_reason
+    cancelled = grantflow(stack, "plan", "cancel", draft_id, "--reason", "名单有误", "--user", "li")
+    assert "cancelled by li" in cancelled
+    shown = grantflow(stack, "plan", "show", draft_id)
+    assert "CANCELLED" in shown and "名单有误" in shown
+    out = grantflow(
+        stack, "plan", "create", "SME-CLOUD", "--user", "zhang"
+    )  # takes the award again
     plan_id = re.search(r"plan ([0-9a-f]{32})", out).group(1)  # type: ignore[union-attr]
     refused = grantflow(stack, "plan", "approve", plan_id, "--user", "zhang", ok=False)
     assert "PERMISSION_DENIED" in refused  # maker and checker differ

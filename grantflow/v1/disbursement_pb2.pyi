@@ -184,6 +184,98 @@ LEDGER_MOVEMENT_PAYMENT: LedgerMovement.ValueType  # 3
 """拨付 (journal pay-<payment line>)"""
 Global___LedgerMovement: _TypeAlias = LedgerMovement  # noqa: Y015
 
+class _ReconciliationKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReconciliationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReconciliationKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RECONCILIATION_KIND_UNSPECIFIED: _ReconciliationKind.ValueType  # 0
+    RECONCILIATION_KIND_NOT_IN_LEDGER: _ReconciliationKind.ValueType  # 1
+    """银行已付、账未记: the gateway paid it, the ledger settled no line for its key (a lost
+    answer not yet settled).
+    """
+    RECONCILIATION_KIND_NOT_AT_GATEWAY: _ReconciliationKind.ValueType  # 2
+    """账已记、银行未付: the ledger settled a line the gateway has no payment for."""
+    RECONCILIATION_KIND_AMOUNT_DIFFERS: _ReconciliationKind.ValueType  # 3
+    """金额不符"""
+    RECONCILIATION_KIND_PAYEE_DIFFERS: _ReconciliationKind.ValueType  # 4
+    """收款人不符"""
+    RECONCILIATION_KIND_DAY_DIFFERS: _ReconciliationKind.ValueType  # 5
+    """跨日: both sides have it, alike, but on different Beijing days."""
+
+class ReconciliationKind(_ReconciliationKind, metaclass=_ReconciliationKindEnumTypeWrapper):
+    """What a reconciliation found wrong about one payment (idempotency key) of a day."""
+
+RECONCILIATION_KIND_UNSPECIFIED: ReconciliationKind.ValueType  # 0
+RECONCILIATION_KIND_NOT_IN_LEDGER: ReconciliationKind.ValueType  # 1
+"""银行已付、账未记: the gateway paid it, the ledger settled no line for its key (a lost
+answer not yet settled).
+"""
+RECONCILIATION_KIND_NOT_AT_GATEWAY: ReconciliationKind.ValueType  # 2
+"""账已记、银行未付: the ledger settled a line the gateway has no payment for."""
+RECONCILIATION_KIND_AMOUNT_DIFFERS: ReconciliationKind.ValueType  # 3
+"""金额不符"""
+RECONCILIATION_KIND_PAYEE_DIFFERS: ReconciliationKind.ValueType  # 4
+"""收款人不符"""
+RECONCILIATION_KIND_DAY_DIFFERS: ReconciliationKind.ValueType  # 5
+"""跨日: both sides have it, alike, but on different Beijing days."""
+Global___ReconciliationKind: _TypeAlias = ReconciliationKind  # noqa: Y015
+
+class _ReconciliationExceptionState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReconciliationExceptionStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReconciliationExceptionState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RECONCILIATION_EXCEPTION_STATE_UNSPECIFIED: _ReconciliationExceptionState.ValueType  # 0
+    RECONCILIATION_EXCEPTION_STATE_OPEN: _ReconciliationExceptionState.ValueType  # 1
+    """for finance to resolve"""
+    RECONCILIATION_EXCEPTION_STATE_RESOLVED: _ReconciliationExceptionState.ValueType  # 2
+    """resolved by a finance officer"""
+    RECONCILIATION_EXCEPTION_STATE_CLEARED: _ReconciliationExceptionState.ValueType  # 3
+    """Not found again when its day was reconciled again (e.g. the lost answer was settled)."""
+
+class ReconciliationExceptionState(_ReconciliationExceptionState, metaclass=_ReconciliationExceptionStateEnumTypeWrapper): ...
+
+RECONCILIATION_EXCEPTION_STATE_UNSPECIFIED: ReconciliationExceptionState.ValueType  # 0
+RECONCILIATION_EXCEPTION_STATE_OPEN: ReconciliationExceptionState.ValueType  # 1
+"""for finance to resolve"""
+RECONCILIATION_EXCEPTION_STATE_RESOLVED: ReconciliationExceptionState.ValueType  # 2
+"""resolved by a finance officer"""
+RECONCILIATION_EXCEPTION_STATE_CLEARED: ReconciliationExceptionState.ValueType  # 3
+"""Not found again when its day was reconciled again (e.g. the lost answer was settled)."""
+Global___ReconciliationExceptionState: _TypeAlias = ReconciliationExceptionState  # noqa: Y015
+
+class _ReconciliationResolution:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReconciliationResolutionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReconciliationResolution.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RECONCILIATION_RESOLUTION_UNSPECIFIED: _ReconciliationResolution.ValueType  # 0
+    RECONCILIATION_RESOLUTION_TIMING_DIFFERENCE: _ReconciliationResolution.ValueType  # 1
+    """时间性差异，后续自然对平"""
+    RECONCILIATION_RESOLUTION_LEDGER_CORRECTED: _ReconciliationResolution.ValueType  # 2
+    """已更正账务"""
+    RECONCILIATION_RESOLUTION_TREASURY_CORRECTED: _ReconciliationResolution.ValueType  # 3
+    """国库已更正或退回"""
+    RECONCILIATION_RESOLUTION_ACCEPTED: _ReconciliationResolution.ValueType  # 4
+    """经核实无需处理"""
+
+class ReconciliationResolution(_ReconciliationResolution, metaclass=_ReconciliationResolutionEnumTypeWrapper): ...
+
+RECONCILIATION_RESOLUTION_UNSPECIFIED: ReconciliationResolution.ValueType  # 0
+RECONCILIATION_RESOLUTION_TIMING_DIFFERENCE: ReconciliationResolution.ValueType  # 1
+"""时间性差异，后续自然对平"""
+RECONCILIATION_RESOLUTION_LEDGER_CORRECTED: ReconciliationResolution.ValueType  # 2
+"""已更正账务"""
+RECONCILIATION_RESOLUTION_TREASURY_CORRECTED: ReconciliationResolution.ValueType  # 3
+"""国库已更正或退回"""
+RECONCILIATION_RESOLUTION_ACCEPTED: ReconciliationResolution.ValueType  # 4
+"""经核实无需处理"""
+Global___ReconciliationResolution: _TypeAlias = ReconciliationResolution  # noqa: Y015
+
 @_typing.final
 class ProgramBudget(_message.Message):
     """For a program on a budget line, its part of the line: what it reserved and paid, and what the
@@ -1656,3 +1748,261 @@ class GrantStatement(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GrantStatement: _TypeAlias = GrantStatement  # noqa: Y015
+
+@_typing.final
+class ReconcileDayRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    """YYYY-MM-DD, a Beijing calendar day, not in the future"""
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day", b"day"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconcileDayRequest: _TypeAlias = ReconcileDayRequest  # noqa: Y015
+
+@_typing.final
+class GetReconciliationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day", b"day"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReconciliationRequest: _TypeAlias = GetReconciliationRequest  # noqa: Y015
+
+@_typing.final
+class ReconciliationException(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCEPTION_ID_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    GATEWAY_REFERENCE_FIELD_NUMBER: _builtins.int
+    GATEWAY_AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    LEDGER_AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    GATEWAY_PAYEE_FIELD_NUMBER: _builtins.int
+    LEDGER_PAYEE_FIELD_NUMBER: _builtins.int
+    FOUND_AT_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    RESOLUTION_NOTE_FIELD_NUMBER: _builtins.int
+    RESOLVED_BY_FIELD_NUMBER: _builtins.int
+    RESOLVED_AT_FIELD_NUMBER: _builtins.int
+    exception_id: _builtins.int
+    day: _builtins.str
+    """YYYY-MM-DD"""
+    kind: Global___ReconciliationKind.ValueType
+    state: Global___ReconciliationExceptionState.ValueType
+    idempotency_key: _builtins.str
+    line_id: _builtins.str
+    """the payment line, when one is known"""
+    application_id: _builtins.str
+    """when known"""
+    gateway_reference: _builtins.str
+    gateway_amount_fen: _builtins.int
+    """0: absent at the gateway"""
+    ledger_amount_fen: _builtins.int
+    """0: absent from the ledger"""
+    gateway_payee: _builtins.str
+    """credit code and name"""
+    ledger_payee: _builtins.str
+    resolution: Global___ReconciliationResolution.ValueType
+    resolution_note: _builtins.str
+    resolved_by: _builtins.str
+    @_builtins.property
+    def found_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def resolved_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        exception_id: _builtins.int = ...,
+        day: _builtins.str = ...,
+        kind: Global___ReconciliationKind.ValueType = ...,
+        state: Global___ReconciliationExceptionState.ValueType = ...,
+        idempotency_key: _builtins.str = ...,
+        line_id: _builtins.str = ...,
+        application_id: _builtins.str = ...,
+        gateway_reference: _builtins.str = ...,
+        gateway_amount_fen: _builtins.int = ...,
+        ledger_amount_fen: _builtins.int = ...,
+        gateway_payee: _builtins.str = ...,
+        ledger_payee: _builtins.str = ...,
+        found_at: _timestamp_pb2.Timestamp | None = ...,
+        resolution: Global___ReconciliationResolution.ValueType = ...,
+        resolution_note: _builtins.str = ...,
+        resolved_by: _builtins.str = ...,
+        resolved_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["found_at", b"found_at", "resolved_at", b"resolved_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "day", b"day", "exception_id", b"exception_id", "found_at", b"found_at", "gateway_amount_fen", b"gateway_amount_fen", "gateway_payee", b"gateway_payee", "gateway_reference", b"gateway_reference", "idempotency_key", b"idempotency_key", "kind", b"kind", "ledger_amount_fen", b"ledger_amount_fen", "ledger_payee", b"ledger_payee", "line_id", b"line_id", "resolution", b"resolution", "resolution_note", b"resolution_note", "resolved_at", b"resolved_at", "resolved_by", b"resolved_by", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconciliationException: _TypeAlias = ReconciliationException  # noqa: Y015
+
+@_typing.final
+class Reconciliation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DAY_FIELD_NUMBER: _builtins.int
+    GATEWAY_COUNT_FIELD_NUMBER: _builtins.int
+    GATEWAY_TOTAL_FEN_FIELD_NUMBER: _builtins.int
+    LEDGER_COUNT_FIELD_NUMBER: _builtins.int
+    LEDGER_TOTAL_FEN_FIELD_NUMBER: _builtins.int
+    MATCHED_COUNT_FIELD_NUMBER: _builtins.int
+    MATCHED_TOTAL_FEN_FIELD_NUMBER: _builtins.int
+    EXCEPTION_COUNT_FIELD_NUMBER: _builtins.int
+    OPEN_COUNT_FIELD_NUMBER: _builtins.int
+    RECONCILED_BY_FIELD_NUMBER: _builtins.int
+    RECONCILED_AT_FIELD_NUMBER: _builtins.int
+    RUNS_FIELD_NUMBER: _builtins.int
+    EXCEPTIONS_FIELD_NUMBER: _builtins.int
+    day: _builtins.str
+    gateway_count: _builtins.int
+    """payments on the gateway's statement"""
+    gateway_total_fen: _builtins.int
+    ledger_count: _builtins.int
+    """payment lines settled in the ledger"""
+    ledger_total_fen: _builtins.int
+    matched_count: _builtins.int
+    matched_total_fen: _builtins.int
+    exception_count: _builtins.int
+    """found by the last run"""
+    open_count: _builtins.int
+    """of the day's exceptions, still open"""
+    reconciled_by: _builtins.str
+    runs: _builtins.int
+    """how often the day was reconciled"""
+    @_builtins.property
+    def reconciled_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def exceptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReconciliationException]:
+        """the day's, every state"""
+
+    def __init__(
+        self,
+        *,
+        day: _builtins.str = ...,
+        gateway_count: _builtins.int = ...,
+        gateway_total_fen: _builtins.int = ...,
+        ledger_count: _builtins.int = ...,
+        ledger_total_fen: _builtins.int = ...,
+        matched_count: _builtins.int = ...,
+        matched_total_fen: _builtins.int = ...,
+        exception_count: _builtins.int = ...,
+        open_count: _builtins.int = ...,
+        reconciled_by: _builtins.str = ...,
+        reconciled_at: _timestamp_pb2.Timestamp | None = ...,
+        runs: _builtins.int = ...,
+        exceptions: _abc.Iterable[Global___ReconciliationException] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["reconciled_at", b"reconciled_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day", b"day", "exception_count", b"exception_count", "exceptions", b"exceptions", "gateway_count", b"gateway_count", "gateway_total_fen", b"gateway_total_fen", "ledger_count", b"ledger_count", "ledger_total_fen", b"ledger_total_fen", "matched_count", b"matched_count", "matched_total_fen", b"matched_total_fen", "open_count", b"open_count", "reconciled_at", b"reconciled_at", "reconciled_by", b"reconciled_by", "runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Reconciliation: _TypeAlias = Reconciliation  # noqa: Y015
+
+@_typing.final
+class ListReconciliationExceptionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    state: Global___ReconciliationExceptionState.ValueType
+    """UNSPECIFIED: every state"""
+    day: _builtins.str
+    """YYYY-MM-DD; empty: every day"""
+    page_size: _builtins.int
+    """0: the default (100); at most 1000"""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        state: Global___ReconciliationExceptionState.ValueType = ...,
+        day: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["day", b"day", "page_size", b"page_size", "page_token", b"page_token", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReconciliationExceptionsRequest: _TypeAlias = ListReconciliationExceptionsRequest  # noqa: Y015
+
+@_typing.final
+class ListReconciliationExceptionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCEPTIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def exceptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReconciliationException]: ...
+    def __init__(
+        self,
+        *,
+        exceptions: _abc.Iterable[Global___ReconciliationException] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exceptions", b"exceptions", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListReconciliationExceptionsResponse: _TypeAlias = ListReconciliationExceptionsResponse  # noqa: Y015
+
+@_typing.final
+class ResolveReconciliationExceptionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXCEPTION_ID_FIELD_NUMBER: _builtins.int
+    RESOLUTION_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    exception_id: _builtins.int
+    resolution: Global___ReconciliationResolution.ValueType
+    note: _builtins.str
+    """required"""
+    def __init__(
+        self,
+        *,
+        exception_id: _builtins.int = ...,
+        resolution: Global___ReconciliationResolution.ValueType = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exception_id", b"exception_id", "note", b"note", "resolution", b"resolution"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveReconciliationExceptionRequest: _TypeAlias = ResolveReconciliationExceptionRequest  # noqa: Y015

@@ -149,6 +149,26 @@ class DisbursementServiceStub:
                 request_serializer=grantflow_dot_v1_dot_disbursement__pb2.GetGrantStatementRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.GrantStatement.FromString,
                 _registered_method=True)
+        self.ReconcileDay = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/ReconcileDay',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ReconcileDayRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.Reconciliation.FromString,
+                _registered_method=True)
+        self.GetReconciliation = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/GetReconciliation',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.GetReconciliationRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.Reconciliation.FromString,
+                _registered_method=True)
+        self.ListReconciliationExceptions = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/ListReconciliationExceptions',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ListReconciliationExceptionsRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ListReconciliationExceptionsResponse.FromString,
+                _registered_method=True)
+        self.ResolveReconciliationException = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/ResolveReconciliationException',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ResolveReconciliationExceptionRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ReconciliationException.FromString,
+                _registered_method=True)
 
 
 class DisbursementServiceServicer:
@@ -336,6 +356,40 @@ class DisbursementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReconcileDay(self, request, context):
+        """对账 (finance or system): the payment gateway's statement of one Beijing day against the
+        payment lines the ledger settled that day (journals pay-<line>), matched by idempotency
+        key. Every mismatch becomes a ReconciliationException (OPEN). Idempotent per day: running
+        a day again replaces its report and keeps its exceptions (one per day, key and kind; an
+        open one no longer found is CLEARED, a resolved one stays resolved). INVALID_ARGUMENT for a
+        malformed or future day; UNAVAILABLE when the gateway cannot give its statement.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReconciliation(self, request, context):
+        """The last reconciliation of a day (finance, ops, system); NOT_FOUND if never reconciled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReconciliationExceptions(self, request, context):
+        """Reconciliation exceptions, newest day first (finance, ops, system), paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveReconciliationException(self, request, context):
+        """A finance officer resolves an open exception with a resolution and a note (who and when
+        recorded; audited). FAILED_PRECONDITION when it is not open (resolved or cleared).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DisbursementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -453,6 +507,26 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
                     servicer.GetGrantStatement,
                     request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.GetGrantStatementRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_disbursement__pb2.GrantStatement.SerializeToString,
+            ),
+            'ReconcileDay': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReconcileDay,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ReconcileDayRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.Reconciliation.SerializeToString,
+            ),
+            'GetReconciliation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReconciliation,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.GetReconciliationRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.Reconciliation.SerializeToString,
+            ),
+            'ListReconciliationExceptions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReconciliationExceptions,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ListReconciliationExceptionsRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.ListReconciliationExceptionsResponse.SerializeToString,
+            ),
+            'ResolveReconciliationException': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveReconciliationException,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ResolveReconciliationExceptionRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.ReconciliationException.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1076,6 +1150,114 @@ class DisbursementService:
             '/grantflow.v1.DisbursementService/GetGrantStatement',
             grantflow_dot_v1_dot_disbursement__pb2.GetGrantStatementRequest.SerializeToString,
             grantflow_dot_v1_dot_disbursement__pb2.GrantStatement.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReconcileDay(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/ReconcileDay',
+            grantflow_dot_v1_dot_disbursement__pb2.ReconcileDayRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.Reconciliation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReconciliation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/GetReconciliation',
+            grantflow_dot_v1_dot_disbursement__pb2.GetReconciliationRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.Reconciliation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReconciliationExceptions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/ListReconciliationExceptions',
+            grantflow_dot_v1_dot_disbursement__pb2.ListReconciliationExceptionsRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.ListReconciliationExceptionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveReconciliationException(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/ResolveReconciliationException',
+            grantflow_dot_v1_dot_disbursement__pb2.ResolveReconciliationExceptionRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.ReconciliationException.FromString,
             options,
             channel_credentials,
             insecure,

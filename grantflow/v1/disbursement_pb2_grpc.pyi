@@ -110,6 +110,22 @@ class DisbursementServiceStub:
     order, each with the running balance of its account within the award, and the award's
     totals. NOT_FOUND when the application never held a reservation.
     """
+    ReconcileDay: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ReconcileDayRequest, _disbursement_pb2.Reconciliation]
+    """对账 (finance or system): the payment gateway's statement of one Beijing day against the
+    payment lines the ledger settled that day (journals pay-<line>), matched by idempotency
+    key. Every mismatch becomes a ReconciliationException (OPEN). Idempotent per day: running
+    a day again replaces its report and keeps its exceptions (one per day, key and kind; an
+    open one no longer found is CLEARED, a resolved one stays resolved). INVALID_ARGUMENT for a
+    malformed or future day; UNAVAILABLE when the gateway cannot give its statement.
+    """
+    GetReconciliation: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.GetReconciliationRequest, _disbursement_pb2.Reconciliation]
+    """The last reconciliation of a day (finance, ops, system); NOT_FOUND if never reconciled."""
+    ListReconciliationExceptions: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ListReconciliationExceptionsRequest, _disbursement_pb2.ListReconciliationExceptionsResponse]
+    """Reconciliation exceptions, newest day first (finance, ops, system), paged."""
+    ResolveReconciliationException: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ResolveReconciliationExceptionRequest, _disbursement_pb2.ReconciliationException]
+    """A finance officer resolves an open exception with a resolution and a note (who and when
+    recorded; audited). FAILED_PRECONDITION when it is not open (resolved or cleared).
+    """
 
 @_typing.type_check_only
 class DisbursementServiceAsyncStub(DisbursementServiceStub):
@@ -190,6 +206,22 @@ class DisbursementServiceAsyncStub(DisbursementServiceStub):
     another's): every ledger movement of one award (reservation, release, payments) in time
     order, each with the running balance of its account within the award, and the award's
     totals. NOT_FOUND when the application never held a reservation.
+    """
+    ReconcileDay: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ReconcileDayRequest, _disbursement_pb2.Reconciliation]  # type: ignore[assignment]
+    """对账 (finance or system): the payment gateway's statement of one Beijing day against the
+    payment lines the ledger settled that day (journals pay-<line>), matched by idempotency
+    key. Every mismatch becomes a ReconciliationException (OPEN). Idempotent per day: running
+    a day again replaces its report and keeps its exceptions (one per day, key and kind; an
+    open one no longer found is CLEARED, a resolved one stays resolved). INVALID_ARGUMENT for a
+    malformed or future day; UNAVAILABLE when the gateway cannot give its statement.
+    """
+    GetReconciliation: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.GetReconciliationRequest, _disbursement_pb2.Reconciliation]  # type: ignore[assignment]
+    """The last reconciliation of a day (finance, ops, system); NOT_FOUND if never reconciled."""
+    ListReconciliationExceptions: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ListReconciliationExceptionsRequest, _disbursement_pb2.ListReconciliationExceptionsResponse]  # type: ignore[assignment]
+    """Reconciliation exceptions, newest day first (finance, ops, system), paged."""
+    ResolveReconciliationException: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ResolveReconciliationExceptionRequest, _disbursement_pb2.ReconciliationException]  # type: ignore[assignment]
+    """A finance officer resolves an open exception with a resolution and a note (who and when
+    recorded; audited). FAILED_PRECONDITION when it is not open (resolved or cleared).
     """
 
 class DisbursementServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -406,6 +438,46 @@ class DisbursementServiceServicer(metaclass=_abc_1.ABCMeta):
         another's): every ledger movement of one award (reservation, release, payments) in time
         order, each with the running balance of its account within the award, and the award's
         totals. NOT_FOUND when the application never held a reservation.
+        """
+
+    @_abc_1.abstractmethod
+    def ReconcileDay(
+        self,
+        request: _disbursement_pb2.ReconcileDayRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.Reconciliation, _abc.Awaitable[_disbursement_pb2.Reconciliation]]:
+        """对账 (finance or system): the payment gateway's statement of one Beijing day against the
+        payment lines the ledger settled that day (journals pay-<line>), matched by idempotency
+        key. Every mismatch becomes a ReconciliationException (OPEN). Idempotent per day: running
+        a day again replaces its report and keeps its exceptions (one per day, key and kind; an
+        open one no longer found is CLEARED, a resolved one stays resolved). INVALID_ARGUMENT for a
+        malformed or future day; UNAVAILABLE when the gateway cannot give its statement.
+        """
+
+    @_abc_1.abstractmethod
+    def GetReconciliation(
+        self,
+        request: _disbursement_pb2.GetReconciliationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.Reconciliation, _abc.Awaitable[_disbursement_pb2.Reconciliation]]:
+        """The last reconciliation of a day (finance, ops, system); NOT_FOUND if never reconciled."""
+
+    @_abc_1.abstractmethod
+    def ListReconciliationExceptions(
+        self,
+        request: _disbursement_pb2.ListReconciliationExceptionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.ListReconciliationExceptionsResponse, _abc.Awaitable[_disbursement_pb2.ListReconciliationExceptionsResponse]]:
+        """Reconciliation exceptions, newest day first (finance, ops, system), paged."""
+
+    @_abc_1.abstractmethod
+    def ResolveReconciliationException(
+        self,
+        request: _disbursement_pb2.ResolveReconciliationExceptionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.ReconciliationException, _abc.Awaitable[_disbursement_pb2.ReconciliationException]]:
+        """A finance officer resolves an open exception with a resolution and a note (who and when
+        recorded; audited). FAILED_PRECONDITION when it is not open (resolved or cleared).
         """
 
 def add_DisbursementServiceServicer_to_server(servicer: DisbursementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -314,6 +314,34 @@ class PaymentState(Term):
     CANCELLED = "cancelled"  # its plan was cancelled before approval
 
 
+class ReconciliationKind(Term):
+    """What a reconciliation of the gateway's daily statement against the ledger found wrong
+    about one payment (services/disbursement/reconciliation.py)."""
+
+    NOT_IN_LEDGER = "not_in_ledger"  # the gateway paid it; no settled line for its key
+    NOT_AT_GATEWAY = "not_at_gateway"  # a settled line the gateway has no payment for
+    AMOUNT_DIFFERS = "amount_differs"
+    PAYEE_DIFFERS = "payee_differs"
+    DAY_DIFFERS = "day_differs"  # alike on both sides, on different Beijing days
+
+
+class ReconciliationExceptionState(Term):
+    """Where a reconciliation exception stands."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"  # by a finance officer, with a resolution and a note
+    CLEARED = "cleared"  # not found again when its day was reconciled again
+
+
+class ReconciliationResolution(Term):
+    """How a finance officer resolved a reconciliation exception."""
+
+    TIMING_DIFFERENCE = "timing_difference"
+    LEDGER_CORRECTED = "ledger_corrected"
+    TREASURY_CORRECTED = "treasury_corrected"
+    ACCEPTED = "accepted"
+
+
 class RepairAction(Term):
     """The named repairs of a grant (workflows/repair.py)."""
 
@@ -400,6 +428,9 @@ class AuditAction(Term):
     PAYMENT_FAILED = "payment.failed"
     # A failed line made payable again by an approved repair (RetryPaymentLine).
     PAYMENT_RETRIED = "payment.retried"
+    # Reconciliation of the gateway's daily statement (issue 7).
+    RECONCILIATION_RUN = "reconciliation.run"
+    RECONCILIATION_RESOLVED = "reconciliation.resolved"
     # The review process (issue 6): the inbox, the expert pool and panels, special audits.
     REVIEW_RELEASED = "review.released"
     REVIEW_REASSIGNED = "review.reassigned"
@@ -466,6 +497,15 @@ def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
         AllocationState: (disbursement_pb2.AllocationState, "ALLOCATION_STATE_"),
         PlanState: (disbursement_pb2.PlanState, "PLAN_STATE_"),
         PaymentState: (disbursement_pb2.PaymentState, "PAYMENT_STATE_"),
+        ReconciliationKind: (disbursement_pb2.ReconciliationKind, "RECONCILIATION_KIND_"),
+        ReconciliationExceptionState: (
+            disbursement_pb2.ReconciliationExceptionState,
+            "RECONCILIATION_EXCEPTION_STATE_",
+        ),
+        ReconciliationResolution: (
+            disbursement_pb2.ReconciliationResolution,
+            "RECONCILIATION_RESOLUTION_",
+        ),
         RepairAction: (repair_pb2.RepairAction, "REPAIR_ACTION_"),
         RepairState: (repair_pb2.RepairState, "REPAIR_STATE_"),
         GrantRepairState: (repair_pb2.GrantRepairState, "GRANT_REPAIR_STATE_"),
@@ -493,6 +533,9 @@ MAPPED_VOCABULARIES: tuple[type[Term], ...] = (
     AllocationState,
     PlanState,
     PaymentState,
+    ReconciliationKind,
+    ReconciliationExceptionState,
+    ReconciliationResolution,
     RepairAction,
     RepairState,
     GrantRepairState,

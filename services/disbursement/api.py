@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from grantflow.v1 import disbursement_pb2 as pb
@@ -26,6 +26,9 @@ from services.common.vocabulary import (
     OverBudgetPolicy,
     PaymentState,
     PlanState,
+    ReconciliationExceptionState,
+    ReconciliationKind,
+    ReconciliationResolution,
     ReservationState,
     Role,
 )
@@ -35,6 +38,7 @@ from services.disbursement.store import (
     FundingPlanRow,
     LedgerEntryRow,
     PaymentLineRow,
+    ReconciliationExceptionRow,
     ReservationRow,
 )
 from services.disbursement.use_cases import (
@@ -46,7 +50,9 @@ from services.disbursement.use_cases import (
     GrantStatement,
     LineView,
     PlanView,
+    ReconciliationView,
     TrialBalance,
+    current_day,
 )
 from workflows.contracts import plan_workflow_id
 
@@ -79,6 +85,11 @@ SERVICE = ServiceSpec(
         "GetTrialBalance": (Role.FINANCE, Role.OPS),
         # An applicant only its own enterprise's (use_cases.grant_statement).
         "GetGrantStatement": (Role.FINANCE, Role.OPS, Role.APPLICANT),
+        # Reconciliation: run by finance, or daily by the system; resolved by finance only.
+        "ReconcileDay": (Role.FINANCE, Role.SYSTEM),
+        "GetReconciliation": READERS,
+        "ListReconciliationExceptions": READERS,
+        "ResolveReconciliationException": (Role.FINANCE,),
     },
 )
 
@@ -167,6 +178,50 @@ def as_of(request: pb.GetTrialBalanceRequest) -> datetime | None:
         return from_timestamp(request.as_of)
     except (ValueError, OverflowError) as error:
         raise InvalidArgument("as_of", "is not a valid time") from error
+
+
+def optional_day(field: str, value: str) -> date | None:
+    return day(field, value) if value else None
+
+
+def day(field: str, value: str) -> date:
+    """A Beijing calendar day spelt YYYY-MM-DD, not in the future."""
+    if not value:
+        raise InvalidArgument(field, "is required (YYYY-MM-DD)")
+    try:
+        parsed = date.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or len(value) != 10:
+        raise InvalidArgument(field, f"must be a day spelt YYYY-MM-DD, not {value[:20]!r}")
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:
+        raise InvalidArgument(field, f"must be a day of a year from {MIN_YEAR} to {MAX_YEAR}")
+    if parsed > current_day():
+        raise InvalidArgument(field, "is in the future (Beijing time): nothing to reconcile yet")
+    return parsed
+
+
+EXCEPTION_PAGE_PREFIX = "rx-after:"
+DEFAULT_EXCEPTIONS, MAX_EXCEPTIONS = 100, 1000
+MAX_NOTE = 500  # reconciliation_exception.resolution_note
+
+
+def _exception_page_token(row: ReconciliationExceptionRow) -> str:
+    return base64.urlsafe_b64encode(f"{EXCEPTION_PAGE_PREFIX}{row.day}|{row.id}".encode()).decode()
+
+
+def _exception_page_after(token: str) -> tuple[str, int] | None:
+    """The (day, id) a page token of ListReconciliationExceptions continues after."""
+    if not token:
+        return None
+    try:
+        decoded = base64.urlsafe_b64decode(token.encode("ascii")).decode("ascii")
+        if decoded.startswith(EXCEPTION_PAGE_PREFIX):
+            when, _, number = decoded.removeprefix(EXCEPTION_PAGE_PREFIX).partition("|")
+            return date.fromisoformat(when).isoformat(), int(number)
+    except (ValueError, UnicodeError, binascii.Error):
+        pass
+    raise InvalidArgument("page_token", "is not a page token this service issued")
 
 
 # Conversions ------------------------------------------------------------------------------------
@@ -413,6 +468,51 @@ def statement_pb(statement: GrantStatement) -> pb.GrantStatement:
             )
             for line in statement.lines
         ],
+    )
+
+
+def exception_pb(row: ReconciliationExceptionRow) -> pb.ReconciliationException:
+    return pb.ReconciliationException(
+        exception_id=row.id or 0,
+        day=row.day,
+        kind=ReconciliationKind.parse(row.kind).to_proto(),
+        state=ReconciliationExceptionState.parse(row.state).to_proto(),
+        idempotency_key=row.idempotency_key,
+        line_id=row.line_id,
+        application_id=row.application_id,
+        gateway_reference=row.gateway_reference,
+        gateway_amount_fen=row.gateway_amount_fen,
+        ledger_amount_fen=row.ledger_amount_fen,
+        gateway_payee=row.gateway_payee,
+        ledger_payee=row.ledger_payee,
+        found_at=to_timestamp(row.found_at),
+        resolution=(
+            ReconciliationResolution.parse(row.resolution).to_proto()
+            if row.resolution
+            else pb.RECONCILIATION_RESOLUTION_UNSPECIFIED
+        ),
+        resolution_note=row.resolution_note,
+        resolved_by=row.resolved_by,
+        resolved_at=to_timestamp(row.resolved_at),
+    )
+
+
+def reconciliation_pb(view: ReconciliationView) -> pb.Reconciliation:
+    run = view.run
+    return pb.Reconciliation(
+        day=run.day,
+        gateway_count=run.gateway_count,
+        gateway_total_fen=run.gateway_total_fen,
+        ledger_count=run.ledger_count,
+        ledger_total_fen=run.ledger_total_fen,
+        matched_count=run.matched_count,
+        matched_total_fen=run.matched_total_fen,
+        exception_count=run.exception_count,
+        open_count=view.open_count,
+        reconciled_by=run.reconciled_by,
+        reconciled_at=to_timestamp(run.reconciled_at),
+        runs=run.runs,
+        exceptions=[exception_pb(row) for row in view.exceptions],
     )
 
 
@@ -669,3 +769,52 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             caller=current_principal(),
         )
         return statement_pb(await self.disbursement.grant_statement(query))
+
+    async def ReconcileDay(
+        self, request: pb.ReconcileDayRequest, context: Any
+    ) -> pb.Reconciliation:
+        wanted = day("day", request.day)
+        command = commands.ReconcileDay(day=wanted, run_by=current_principal().subject)
+        return reconciliation_pb(await self.disbursement.reconcile_day(command))
+
+    async def GetReconciliation(
+        self, request: pb.GetReconciliationRequest, context: Any
+    ) -> pb.Reconciliation:
+        wanted = day("day", request.day)
+        return reconciliation_pb(await self.disbursement.reconciliation(wanted))
+
+    async def ListReconciliationExceptions(
+        self, request: pb.ListReconciliationExceptionsRequest, context: Any
+    ) -> pb.ListReconciliationExceptionsResponse:
+        state = validation.optional_term("state", ReconciliationExceptionState, request.state)
+        wanted = optional_day("day", request.day)
+        if not 0 <= request.page_size <= MAX_EXCEPTIONS:
+            raise InvalidArgument("page_size", f"must be between 0 and {MAX_EXCEPTIONS}")
+        limit = request.page_size or DEFAULT_EXCEPTIONS
+        command = commands.ListReconciliationExceptions(
+            state=str(state) if state is not None else None,
+            day=wanted.isoformat() if wanted is not None else "",
+            limit=limit + 1,
+            after=_exception_page_after(request.page_token),
+        )
+        rows = await self.disbursement.reconciliation_exceptions(command)
+        page = rows[:limit]
+        more = len(rows) > limit
+        return pb.ListReconciliationExceptionsResponse(
+            exceptions=[exception_pb(row) for row in page],
+            next_page_token=_exception_page_token(page[-1]) if more and page else "",
+        )
+
+    async def ResolveReconciliationException(
+        self, request: pb.ResolveReconciliationExceptionRequest, context: Any
+    ) -> pb.ReconciliationException:
+        if request.exception_id <= 0:
+            raise InvalidArgument("exception_id", "is required (a positive number)")
+        resolution = validation.term("resolution", ReconciliationResolution, request.resolution)
+        command = commands.ResolveReconciliationException(
+            exception_id=request.exception_id,
+            resolution=str(resolution),
+            note=validation.text("note", request.note, max_len=MAX_NOTE),
+            resolved_by=current_principal().subject,
+        )
+        return exception_pb(await self.disbursement.resolve_reconciliation_exception(command))

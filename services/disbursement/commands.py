@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from services.common.auth import Principal
 
@@ -152,3 +152,25 @@ class TrialBalanceQuery:
 class GrantStatementQuery:
     application_id: str
     caller: Principal
+
+
+@dataclass(frozen=True)
+class ReconcileDay:
+    day: date  # a Beijing calendar day
+    run_by: str
+
+
+@dataclass(frozen=True)
+class ListReconciliationExceptions:
+    state: str | None  # a ReconciliationExceptionState; None: every state
+    day: str  # YYYY-MM-DD; "": every day
+    limit: int
+    after: tuple[str, int] | None = None  # the (day, id) of the last exception of the page before
+
+
+@dataclass(frozen=True)
+class ResolveReconciliationException:
+    exception_id: int
+    resolution: str  # a ReconciliationResolution
+    note: str
+    resolved_by: str

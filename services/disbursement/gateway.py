@@ -10,18 +10,51 @@ answer was lost is never mistaken for one that was not made.
 The idempotency key belongs to the award, not to a payment line (award_payment_key): a line given
 up after a lost answer may still be paid late, and the award's line in a later plan must then get
 that payment back instead of paying the award a second time.
+
+statement(day) is the gateway's daily statement (对账单): what it paid on one Beijing calendar
+day, which reconciliation (reconciliation.py) compares with the ledger.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from services.common.config import Settings
 
 # Gateways take keys of at most this many characters (the simulated treasury's column).
 MAX_KEY = 128
 AWARD_KEY_PREFIX = "award-"
+# Statement days are Beijing calendar days.
+BEIJING = ZoneInfo("Asia/Shanghai")
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """The instants [start, end) of a Beijing calendar day, in UTC (as every time is stored:
+    SQLite keeps the wall clock of what it is given)."""
+    start = datetime.combine(day, time(), tzinfo=BEIJING)
+    end = datetime.combine(day + timedelta(days=1), time(), tzinfo=BEIJING)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def beijing_day(instant: datetime) -> date:
+    """The Beijing calendar day of a timezone-aware instant."""
+    return instant.astimezone(BEIJING).date()
+
+
+@dataclass(frozen=True)
+class GatewayPayment:
+    """One payment the gateway made: a line of its daily statement."""
+
+    idempotency_key: str
+    reference: str
+    payee_credit_code: str
+    payee_name: str
+    amount_fen: int
+    paid_at: datetime
 
 
 def award_payment_key(application_id: str) -> str:
@@ -71,6 +104,13 @@ class PaymentGateway(Protocol):
         """The reference of the payment made under this key, or None if none was made.
 
         A status query, asked before giving up on a payment whose outcome was unknown.
+        """
+        ...
+
+    async def statement(self, day: date) -> list[GatewayPayment]:
+        """The daily statement: every payment made on this Beijing calendar day, by time.
+
+        Raises GatewayUnavailable when the gateway cannot answer.
         """
         ...
 

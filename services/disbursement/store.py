@@ -26,6 +26,7 @@ from services.common.db import now_utc
 from services.common.vocabulary import (
     HOLDING_RESERVATION_STATES,
     AllocationState,
+    PaymentState,
     ReservationState,
 )
 
@@ -671,3 +672,151 @@ def award_entries(session: Session, application_id: str) -> list[LedgerEntryRow]
             .order_by(col(LedgerEntryRow.posted_at), col(LedgerEntryRow.id))
         ).all()
     )
+
+
+# Reconciliation ----------------------------------------------------------------------------------
+
+
+class ReconciliationRunRow(SQLModel, table=True):
+    """The last reconciliation of one Beijing day (reconciliation.py): its report."""
+
+    __tablename__ = "reconciliation_run"
+
+    day: str = Field(primary_key=True, max_length=10)  # YYYY-MM-DD
+    gateway_count: int = 0
+    gateway_total_fen: int = Field(default=0, sa_type=MONEY)
+    ledger_count: int = 0
+    ledger_total_fen: int = Field(default=0, sa_type=MONEY)
+    matched_count: int = 0
+    matched_total_fen: int = Field(default=0, sa_type=MONEY)
+    exception_count: int = 0
+    runs: int = 0
+    reconciled_by: str = Field(default="", max_length=200)
+    reconciled_at: datetime = Field(sa_type=TIME)
+
+
+class ReconciliationExceptionRow(SQLModel, table=True):
+    """One mismatch of a day's reconciliation: one per day, idempotency key and kind, so running
+    the day again finds it again instead of adding another."""
+
+    __tablename__ = "reconciliation_exception"
+    __table_args__ = (
+        UniqueConstraint("day", "idempotency_key", "kind", name="uq_reconciliation_exception"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ROW_ID)
+    day: str = Field(max_length=10, index=True)
+    kind: str = Field(max_length=20)  # a ReconciliationKind
+    state: str = Field(max_length=20, index=True)  # a ReconciliationExceptionState
+    idempotency_key: str = Field(max_length=128)
+    line_id: str = Field(default="", max_length=32)
+    application_id: str = Field(default="", max_length=128)
+    gateway_reference: str = Field(default="", max_length=128)
+    gateway_amount_fen: int = Field(default=0, sa_type=MONEY)
+    ledger_amount_fen: int = Field(default=0, sa_type=MONEY)
+    gateway_payee: str = Field(default="", max_length=240)
+    ledger_payee: str = Field(default="", max_length=240)
+    found_at: datetime = Field(sa_type=TIME)
+    resolution: str = Field(default="", max_length=20)  # a ReconciliationResolution
+    resolution_note: str = Field(default="", max_length=500)
+    resolved_by: str = Field(default="", max_length=200)
+    resolved_at: datetime | None = Field(default=None, sa_type=TIME)
+
+
+def settled_lines(session: Session, start: datetime, end: datetime) -> list[PaymentLineRow]:
+    """The payment lines settled (PAID) in [start, end), by line id."""
+    return list(
+        session.exec(
+            select(PaymentLineRow)
+            .where(col(PaymentLineRow.state) == PaymentState.PAID)
+            .where(col(PaymentLineRow.paid_at) >= start)
+            .where(col(PaymentLineRow.paid_at) < end)
+            .order_by(col(PaymentLineRow.line_id))
+        ).all()
+    )
+
+
+def paid_lines_of(session: Session, application_ids: list[str]) -> list[PaymentLineRow]:
+    """The settled payment lines of these applications, whatever day they were settled."""
+    if not application_ids:
+        return []
+    return list(
+        session.exec(
+            select(PaymentLineRow)
+            .where(col(PaymentLineRow.application_id).in_(sorted(set(application_ids))))
+            .where(col(PaymentLineRow.state) == PaymentState.PAID)
+            .order_by(col(PaymentLineRow.line_id))
+        ).all()
+    )
+
+
+def journal_amounts(session: Session, line_ids: list[str]) -> dict[str, int]:
+    """What each line's payment journal (pay-<line>) moved into its paid account; a line whose
+    journal is missing is absent."""
+    if not line_ids:
+        return {}
+    rows = session.exec(
+        select(col(LedgerEntryRow.journal_id), func.sum(LedgerEntryRow.debit_fen))
+        .where(col(LedgerEntryRow.journal_id).in_([f"pay-{line_id}" for line_id in line_ids]))
+        .where(col(LedgerEntryRow.account).startswith("paid:", autoescape=True))
+        .group_by(col(LedgerEntryRow.journal_id))
+    ).all()
+    return {journal.removeprefix("pay-"): int(amount or 0) for journal, amount in rows}
+
+
+def lines_of_applications(session: Session, application_ids: list[str]) -> list[PaymentLineRow]:
+    """Every payment line of these applications, newest line id last."""
+    if not application_ids:
+        return []
+    return list(
+        session.exec(
+            select(PaymentLineRow)
+            .where(col(PaymentLineRow.application_id).in_(sorted(set(application_ids))))
+            .order_by(col(PaymentLineRow.line_id))
+        ).all()
+    )
+
+
+def day_exceptions(session: Session, day: str) -> list[ReconciliationExceptionRow]:
+    return list(
+        session.exec(
+            select(ReconciliationExceptionRow)
+            .where(col(ReconciliationExceptionRow.day) == day)
+            .order_by(col(ReconciliationExceptionRow.id))
+            .with_for_update()
+        ).all()
+    )
+
+
+def reconciliation_exceptions(
+    session: Session, state: str | None, day: str, limit: int, after: tuple[str, int] | None
+) -> list[ReconciliationExceptionRow]:
+    """Exceptions newest day first, then by id; of one state and day when given; at most
+    `limit` after (day, id)."""
+    query = select(ReconciliationExceptionRow).order_by(
+        col(ReconciliationExceptionRow.day).desc(), col(ReconciliationExceptionRow.id)
+    )
+    if state is not None:
+        query = query.where(col(ReconciliationExceptionRow.state) == state)
+    if day:
+        query = query.where(col(ReconciliationExceptionRow.day) == day)
+    if after is not None:
+        after_day, after_id = after
+        query = query.where(
+            or_(
+                col(ReconciliationExceptionRow.day) < after_day,
+                and_(
+                    col(ReconciliationExceptionRow.day) == after_day,
+                    col(ReconciliationExceptionRow.id) > after_id,
+                ),
+            )
+        )
+    return list(session.exec(query.limit(limit)).all())
+
+
+def lock_exception(session: Session, exception_id: int) -> ReconciliationExceptionRow | None:
+    return session.exec(
+        select(ReconciliationExceptionRow)
+        .where(col(ReconciliationExceptionRow.id) == exception_id)
+        .with_for_update()
+    ).first()

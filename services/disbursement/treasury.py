@@ -14,8 +14,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import BigInteger, DateTime
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -25,9 +24,11 @@ from services.common.db import Database, as_utc, now_utc
 from services.common.unit_of_work import Transactions
 from services.disbursement.gateway import (
     MAX_KEY,
+    GatewayPayment,
     GatewayRejected,
     GatewayTimeout,
     GatewayUnavailable,
+    day_bounds,
 )
 
 
@@ -42,16 +43,8 @@ class TreasuryPayment(SQLModel, table=True):
     paid_at: datetime = Field(sa_type=DateTime(timezone=True))
 
 
-@dataclass(frozen=True)
-class TreasuryRecord:
-    """One payment the treasury made, for reconciliation."""
-
-    idempotency_key: str
-    reference: str
-    payee_credit_code: str
-    payee_name: str
-    amount_fen: int
-    paid_at: datetime
+# One payment the treasury made, for reconciliation (the gateway's statement line).
+TreasuryRecord = GatewayPayment
 
 
 class SimulatedTreasury:
@@ -144,12 +137,22 @@ class SimulatedTreasury:
         return await self._db.run_read(work)
 
     async def list_payments(self) -> list[TreasuryRecord]:
+        return await self._payments(None)
+
+    async def statement(self, day: date) -> list[GatewayPayment]:
+        """What the treasury paid on this Beijing day, by time (its 对账单)."""
+        return await self._payments(day)
+
+    async def _payments(self, day: date | None) -> list[TreasuryRecord]:
         def work(session: Session) -> list[TreasuryRecord]:
-            rows = session.exec(
-                select(TreasuryPayment).order_by(
-                    col(TreasuryPayment.paid_at), col(TreasuryPayment.idempotency_key)
+            query = select(TreasuryPayment).order_by(
+                col(TreasuryPayment.paid_at), col(TreasuryPayment.idempotency_key)
+            )
+            if day is not None:
+                start, end = day_bounds(day)
+                query = query.where(col(TreasuryPayment.paid_at) >= start).where(
+                    col(TreasuryPayment.paid_at) < end
                 )
-            ).all()
             return [
                 TreasuryRecord(
                     idempotency_key=row.idempotency_key,
@@ -159,7 +162,7 @@ class SimulatedTreasury:
                     amount_fen=row.amount_fen,
                     paid_at=as_utc(row.paid_at),
                 )
-                for row in rows
+                for row in session.exec(query).all()
             ]
 
         return await self._db.run_read(work)

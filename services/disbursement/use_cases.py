@@ -31,11 +31,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from grantflow.v1 import events_pb2
 from services.common.auth import Principal
@@ -61,10 +61,11 @@ from services.common.vocabulary import (
     OverBudgetPolicy,
     PaymentState,
     PlanState,
+    ReconciliationExceptionState,
     ReservationState,
     Role,
 )
-from services.disbursement import store
+from services.disbursement import reconciliation, store
 from services.disbursement.catalogue import ProgramCatalogue
 from services.disbursement.commands import (
     AllocateBatch,
@@ -78,19 +79,24 @@ from services.disbursement.commands import (
     FailLine,
     GrantStatementQuery,
     ListLines,
+    ListReconciliationExceptions,
+    ReconcileDay,
     Release,
     Reserve,
+    ResolveReconciliationException,
     RetryLine,
     SetBudget,
     SetBudgetLine,
     TrialBalanceQuery,
 )
 from services.disbursement.gateway import (
+    GatewayError,
     GatewayRejected,
     GatewayTimeout,
     GatewayUnavailable,
     PaymentGateway,
     award_payment_key,
+    day_bounds,
 )
 from services.disbursement.store import (
     AllocationBatchRow,
@@ -103,6 +109,8 @@ from services.disbursement.store import (
     LineFigures,
     PaymentLineRow,
     ProgramBudgetRow,
+    ReconciliationExceptionRow,
+    ReconciliationRunRow,
     ReservationRow,
     SupportPlanRow,
 )
@@ -121,6 +129,11 @@ SECOND_APPROVAL_FEN = 500_000_000
 RELEASABLE = frozenset({ReservationState.RESERVED, ReservationState.AWARDED})
 # Budgets are per fiscal year, China's being the calendar year in Beijing time.
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def current_day() -> date:
+    """Today in Beijing: the last day that can be reconciled."""
+    return datetime.now(SHANGHAI).date()
 
 
 def current_fiscal_year() -> int:
@@ -1586,6 +1599,232 @@ class Disbursement:
             return GrantStatement(reservation, lines)
 
         return await self.transactions.read(work)
+
+    # Reconciliation -----------------------------------------------------------------------------
+
+    async def reconcile_day(self, command: ReconcileDay) -> ReconciliationView:
+        """对账: the gateway's statement of the day against the lines the ledger settled that day
+        (reconciliation.py compares); the day's report replaced, its exceptions kept once per
+        key and kind (reopened when found again after clearing; resolved ones stay resolved)."""
+        day, name = command.day, command.day.isoformat()
+        try:
+            statement = await asyncio.wait_for(
+                self.gateway.statement(day), timeout=self.gateway_timeout_s
+            )
+        except (GatewayError, TimeoutError) as exc:
+            raise Unavailable(
+                f"the payment gateway could not give its statement of {name}: {exc}",
+                reason=REASON_PAYMENT_GATEWAY,
+            ) from exc
+        start, end = day_bounds(day)
+        on_statement = {payment.idempotency_key for payment in statement}
+
+        def ledger_side(
+            session: Session,
+        ) -> tuple[list[reconciliation.SettledLine], dict[str, list[reconciliation.SettledLine]]]:
+            settled = _settled(session, store.settled_lines(session, start, end))
+            keys = {line.idempotency_key for line in settled}
+            missing = [reconciliation.application_of_key(key) for key in on_statement - keys]
+            elsewhere: dict[str, list[reconciliation.SettledLine]] = {}
+            for line in _settled(session, store.paid_lines_of(session, [a for a in missing if a])):
+                elsewhere.setdefault(line.idempotency_key, []).append(line)
+            return settled, elsewhere
+
+        settled, settled_elsewhere = await self.transactions.read(ledger_side)
+        paid_elsewhere: dict[str, str] = {}
+        for key in sorted({line.idempotency_key for line in settled} - on_statement):
+            try:
+                reference = await asyncio.wait_for(
+                    self.gateway.find_payment(key), timeout=self.gateway_timeout_s
+                )
+            except (GatewayError, TimeoutError) as exc:
+                raise Unavailable(
+                    f"the payment gateway could not say whether it paid {key}: {exc}",
+                    reason=REASON_PAYMENT_GATEWAY,
+                ) from exc
+            if reference:
+                paid_elsewhere[key] = reference
+        outcome = reconciliation.compare(statement, settled, settled_elsewhere, paid_elsewhere)
+
+        def keep(unit: UnitOfWork) -> ReconciliationView:
+            session = unit.session
+            now = now_utc()
+            run = session.exec(
+                select(ReconciliationRunRow)
+                .where(col(ReconciliationRunRow.day) == name)
+                .with_for_update()
+            ).first()
+            if run is None:
+                run = ReconciliationRunRow(day=name, reconciled_at=now)
+            run.gateway_count, run.gateway_total_fen = (
+                outcome.gateway_count,
+                outcome.gateway_total_fen,
+            )
+            run.ledger_count, run.ledger_total_fen = outcome.ledger_count, outcome.ledger_total_fen
+            run.matched_count, run.matched_total_fen = (
+                outcome.matched_count,
+                outcome.matched_total_fen,
+            )
+            run.exception_count = len(outcome.findings)
+            run.runs += 1
+            run.reconciled_by, run.reconciled_at = command.run_by, now
+            session.add(run)
+
+            known = {
+                (row.idempotency_key, row.kind): row for row in store.day_exceptions(session, name)
+            }
+            # A payment the gateway made that no line settled: name the award's latest line.
+            latest = {
+                line.application_id: line.line_id
+                for line in store.lines_of_applications(
+                    session, [f.application_id for f in outcome.findings if not f.line_id]
+                )
+            }
+            found = set()
+            opened = reopened = 0
+            for finding in outcome.findings:
+                kind = str(finding.kind)
+                found.add((finding.idempotency_key, kind))
+                row = known.get((finding.idempotency_key, kind))
+                if row is None:
+                    row = ReconciliationExceptionRow(
+                        day=name,
+                        kind=kind,
+                        state=ReconciliationExceptionState.OPEN,
+                        idempotency_key=finding.idempotency_key,
+                        found_at=now,
+                    )
+                    opened += 1
+                elif row.state == ReconciliationExceptionState.CLEARED:
+                    row.state = ReconciliationExceptionState.OPEN
+                    reopened += 1
+                row.line_id = finding.line_id or latest.get(finding.application_id, "")
+                row.application_id = finding.application_id
+                row.gateway_reference = finding.gateway_reference
+                row.gateway_amount_fen = finding.gateway_amount_fen
+                row.ledger_amount_fen = finding.ledger_amount_fen
+                row.gateway_payee = cut(finding.gateway_payee, 240)
+                row.ledger_payee = cut(finding.ledger_payee, 240)
+                session.add(row)
+            cleared = 0
+            for key, row in known.items():
+                if key not in found and row.state == ReconciliationExceptionState.OPEN:
+                    row.state = ReconciliationExceptionState.CLEARED
+                    session.add(row)
+                    cleared += 1
+            unit.audit(
+                AuditAction.RECONCILIATION_RUN,
+                f"reconciliation-{name}",
+                details={
+                    "day": name,
+                    "run": run.runs,
+                    "gateway_count": run.gateway_count,
+                    "gateway_total_fen": run.gateway_total_fen,
+                    "ledger_count": run.ledger_count,
+                    "ledger_total_fen": run.ledger_total_fen,
+                    "matched_count": run.matched_count,
+                    "exception_count": run.exception_count,
+                    "opened": opened,
+                    "reopened": reopened,
+                    "cleared": cleared,
+                },
+                key=f"reconcile-{name}-{run.runs}",
+            )
+            session.flush()
+            return ReconciliationView(run, store.day_exceptions(session, name))
+
+        return await self.transactions.write(keep)
+
+    async def reconciliation(self, day: date) -> ReconciliationView:
+        name = day.isoformat()
+
+        def work(session: Session) -> ReconciliationView:
+            run = session.get(ReconciliationRunRow, name)
+            if run is None:
+                raise NotFound(f"{name} was never reconciled")
+            return ReconciliationView(run, store.day_exceptions(session, name))
+
+        return await self.transactions.read(work)
+
+    async def reconciliation_exceptions(
+        self, command: ListReconciliationExceptions
+    ) -> list[ReconciliationExceptionRow]:
+        return await self.transactions.read(
+            lambda session: store.reconciliation_exceptions(
+                session, command.state, command.day, command.limit, command.after
+            )
+        )
+
+    async def resolve_reconciliation_exception(
+        self, command: ResolveReconciliationException
+    ) -> ReconciliationExceptionRow:
+        def work(unit: UnitOfWork) -> ReconciliationExceptionRow:
+            row = store.lock_exception(unit.session, command.exception_id)
+            if row is None:
+                raise NotFound(f"reconciliation exception {command.exception_id} not found")
+            if row.state != ReconciliationExceptionState.OPEN:
+                how = (
+                    f"resolved by {row.resolved_by} at {row.resolved_at}"
+                    if row.state == ReconciliationExceptionState.RESOLVED
+                    else "cleared when its day was reconciled again"
+                )
+                raise FailedPrecondition(
+                    f"reconciliation exception {command.exception_id} is not open: it was {how}"
+                )
+            row.state = ReconciliationExceptionState.RESOLVED
+            row.resolution = command.resolution
+            row.resolution_note = command.note
+            row.resolved_by = command.resolved_by
+            row.resolved_at = now_utc()
+            unit.session.add(row)
+            unit.audit(
+                AuditAction.RECONCILIATION_RESOLVED,
+                row.application_id or f"reconciliation-{row.day}",
+                reason=command.note,
+                details={
+                    "exception_id": row.id,
+                    "day": row.day,
+                    "kind": row.kind,
+                    "idempotency_key": row.idempotency_key,
+                    "line_id": row.line_id,
+                    "gateway_amount_fen": row.gateway_amount_fen,
+                    "ledger_amount_fen": row.ledger_amount_fen,
+                    "resolution": command.resolution,
+                },
+                key=f"reconciliation-resolved-{row.id}",
+            )
+            return row
+
+        return await self.transactions.write(work)
+
+
+@dataclass(frozen=True)
+class ReconciliationView:
+    """A day's last reconciliation and its exceptions (every state)."""
+
+    run: ReconciliationRunRow
+    exceptions: list[ReconciliationExceptionRow]
+
+    @property
+    def open_count(self) -> int:
+        return sum(1 for row in self.exceptions if row.state == ReconciliationExceptionState.OPEN)
+
+
+def _settled(session: Session, lines: list[PaymentLineRow]) -> list[reconciliation.SettledLine]:
+    """The ledger's side of settled lines: each with what its journal pay-<line> moved."""
+    amounts = store.journal_amounts(session, [line.line_id for line in lines])
+    return [
+        reconciliation.SettledLine(
+            idempotency_key=award_payment_key(line.application_id),
+            line_id=line.line_id,
+            application_id=line.application_id,
+            amount_fen=amounts.get(line.line_id, 0),
+            payee_credit_code=line.applicant_credit_code,
+            payee_name=line.applicant_name,
+            gateway_reference=line.gateway_reference,
+        )
+        for line in lines
+    ]
 
 
 RESERVATION, RELEASE, PAYMENT = "reservation", "release", "payment"

@@ -14,11 +14,13 @@ import asyncio
 import statistics
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 from services.common.db import Database, migrate
 from services.common.unit_of_work import Transactions
 from services.disbursement.commands import Reserve, SetBudget
+from services.disbursement.gateway import GatewayPayment
 from services.disbursement.server import MIGRATIONS
 from services.disbursement.use_cases import Disbursement, event_source
 
@@ -41,6 +43,9 @@ class NoGateway:
 
     async def find_payment(self, idempotency_key: str) -> str | None:
         return None
+
+    async def statement(self, day: date) -> list[GatewayPayment]:
+        return []
 
     async def close(self) -> None:
         pass

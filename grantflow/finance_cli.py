@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 finance_app = typer.Typer(
     no_args_is_help=True,
-    help="财务报表 The ledger's reports: trial balance and per-grant statements (finance, ops).",
+    help="财务报表 The ledger's reports: trial balance and per-grant statements, and the "
+    "reconciliation of the gateway's daily statement (finance, ops).",
 )
 
 # LedgerAccountKind and LedgerMovement numbers (disbursement.proto) -> what a person reads.
@@ -365,6 +366,9 @@ def plan_export(
 
 
 def register(app: typer.Typer, plan_app: typer.Typer) -> None:
+    from grantflow import reconcile_cli
+
+    reconcile_cli.register(finance_app)
     app.add_typer(finance_app, name="finance")
     plan_app.command("notice")(plan_notice)
     plan_app.command("export")(plan_export)

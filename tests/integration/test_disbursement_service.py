@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,12 @@ from services.common.config import Settings
 from services.common.db import make_engine
 from services.common.kafka import DISBURSEMENT, Record, read_topic, topic
 from services.common.vocabulary import Department, Role
-from services.disbursement.gateway import GatewayTimeout, PaymentGateway, award_payment_key
+from services.disbursement.gateway import (
+    GatewayPayment,
+    GatewayTimeout,
+    PaymentGateway,
+    award_payment_key,
+)
 from services.disbursement.server import run
 from services.disbursement.treasury import SimulatedTreasury
 from tests.integration._applications_server import ApplicationsHarness, applications_service
@@ -298,6 +304,9 @@ class SlowNetwork:
 
     async def find_payment(self, idempotency_key: str) -> str | None:
         return await self.treasury.find_payment(idempotency_key)
+
+    async def statement(self, day: date) -> list[GatewayPayment]:
+        return await self.treasury.statement(day)
 
     async def close(self) -> None:
         if self._late is not None and not self._late.done():

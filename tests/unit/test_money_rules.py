@@ -16,6 +16,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ from services.disbursement.commands import (
     Reserve,
     SetBudget,
 )
-from services.disbursement.gateway import GatewayTimeout
+from services.disbursement.gateway import GatewayPayment, GatewayTimeout
 from services.disbursement.server import MIGRATIONS
 from services.disbursement.store import ProgramBudgetRow
 from services.disbursement.use_cases import Disbursement, PlanView, event_source
@@ -95,6 +96,9 @@ class Gateway:
     async def find_payment(self, idempotency_key: str) -> str | None:
         payment = self.paid.get(idempotency_key)
         return payment[0] if payment else None
+
+    async def statement(self, day: date) -> list[GatewayPayment]:
+        return []  # these tests do not reconcile
 
     async def close(self) -> None:
         pass

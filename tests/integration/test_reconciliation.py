@@ -210,7 +210,7 @@ async def test_bad_input_and_roles_are_refused(
         for listing, field in (
             (pb.ListReconciliationExceptionsRequest(page_token="not-a-token"), "page_token"),
             (pb.ListReconciliationExceptionsRequest(page_size=5000), "page_size"),
-            (pb.ListReconciliationExceptionsRequest(state=99), "state"),
+            (pb.ListReconciliationExceptionsRequest(state=99), "state"),  # type: ignore[arg-type]
             (pb.ListReconciliationExceptionsRequest(day="26-1-5"), "day"),
         ):
             error = await expect_error(

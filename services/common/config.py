@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     # officers, neither its maker, approve it before it is paid. 500万元 by default.
     plan_second_approval_fen: int = Field(default=500_000_000, ge=0)
 
+    # The disbursement service reconciles the previous Beijing day by itself, once, after this
+    # hour (Beijing time), checking every reconciliation_check_s seconds (off by default:
+    # `grantflow finance reconcile` runs it by hand).
+    reconciliation_daily: bool = False
+    reconciliation_daily_hour: int = Field(default=2, ge=0, le=23)
+    reconciliation_check_s: float = Field(default=600.0, gt=0)
+
     # The payment gateway adapter; "simulated" is the local simulated treasury, the default.
     payment_gateway: str = "simulated"
     # The local simulated treasury.

@@ -21,6 +21,7 @@ from services.common.service_main import migrated_database, serve_service
 from services.common.unit_of_work import Transactions
 from services.disbursement.api import SERVICE, DisbursementServicer
 from services.disbursement.catalogue import ApplicationsCatalogue
+from services.disbursement.daily_reconciliation import DailyReconciliation
 from services.disbursement.gateway import PaymentGateway, make_gateway
 from services.disbursement.use_cases import Disbursement, event_source
 
@@ -52,6 +53,14 @@ async def run(
                 second_approval_fen=settings.plan_second_approval_fen,
             )
             servicer = DisbursementServicer(disbursement)
+            background = [OutboxRelay(settings, database).run]
+            if settings.reconciliation_daily:
+                daily = DailyReconciliation(
+                    disbursement,
+                    hour=settings.reconciliation_daily_hour,
+                    check_s=settings.reconciliation_check_s,
+                )
+                background.append(daily.run)
 
             def register(server: grpc.aio.Server) -> None:
                 disbursement_pb2_grpc.add_DisbursementServiceServicer_to_server(servicer, server)
@@ -60,7 +69,7 @@ async def run(
                 settings,
                 SERVICE,
                 register,
-                background=[OutboxRelay(settings, database).run],
+                background=background,
                 stop=stop,
                 ready=ready,
                 companions=[

@@ -5,6 +5,7 @@ once; bad input is refused naming the field."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import grpc
 
 from grantflow.v1 import disbursement_pb2 as pb
 from services.common.vocabulary import AuditAction, Role
+from services.disbursement.daily_reconciliation import DAILY_ACTOR
 from services.disbursement.gateway import BEIJING
 from tests.integration.test_disbursement_service import (
     Harness,
@@ -249,3 +251,29 @@ async def test_bad_input_and_roles_are_refused(
                 grpc.StatusCode.PERMISSION_DENIED,
             )
         assert h.count_rows()["ledger_entry"] == 0  # nothing was written by bad input
+
+
+async def test_the_service_reconciles_yesterday_by_itself_once(
+    database_url: str, tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    settings = {
+        "reconciliation_daily": True,
+        "reconciliation_daily_hour": 0,
+        "reconciliation_check_s": 0.2,
+    }
+    async with service(database_url, tmp_path, kafka_bootstrap, **settings) as h:
+        yesterday = (datetime.now(BEIJING).date() - timedelta(days=1)).isoformat()
+        request = pb.GetReconciliationRequest(day=yesterday)
+        ops = h.as_("ops-1", Role.OPS)
+        for _ in range(100):
+            try:
+                report = await ops.GetReconciliation(request)
+                break
+            except grpc.aio.AioRpcError as error:
+                assert error.code() == grpc.StatusCode.NOT_FOUND
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"{yesterday} was not reconciled by the service")
+        assert (report.reconciled_by, report.runs) == (DAILY_ACTOR, 1)
+        await asyncio.sleep(1.0)  # several checks later: not reconciled again
+        assert (await ops.GetReconciliation(request)).runs == 1

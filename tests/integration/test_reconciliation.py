@@ -256,12 +256,14 @@ async def test_bad_input_and_roles_are_refused(
 async def test_the_service_reconciles_yesterday_by_itself_once(
     database_url: str, tmp_path: Path, kafka_bootstrap: str
 ) -> None:
-    settings = {
-        "reconciliation_daily": True,
-        "reconciliation_daily_hour": 0,
-        "reconciliation_check_s": 0.2,
-    }
-    async with service(database_url, tmp_path, kafka_bootstrap, **settings) as h:
+    async with service(
+        database_url,
+        tmp_path,
+        kafka_bootstrap,
+        reconciliation_daily=True,
+        reconciliation_daily_hour=0,
+        reconciliation_check_s=0.2,
+    ) as h:
         yesterday = (datetime.now(BEIJING).date() - timedelta(days=1)).isoformat()
         request = pb.GetReconciliationRequest(day=yesterday)
         ops = h.as_("ops-1", Role.OPS)

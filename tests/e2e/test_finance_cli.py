@@ -105,3 +105,34 @@ async def test_a_paid_grant_in_the_trial_balance_statement_notice_and_exports(
     assert "申报编号" in cells and application_id in cells and "合计" in cells
     wrong = cli(stack.environment(), "plan", "export", plan.plan_id, "--format", "pdf", "-o", "x")
     assert wrong.status == 2 and "csv" in wrong.output and wrong.clean
+
+    # Reconciliation (对账) of today: the grant's payment is on the treasury's statement and in
+    # the ledger alike. Other tests of the session may leave exceptions of their own (exit 1).
+    from datetime import datetime
+
+    from services.disbursement.gateway import BEIJING
+
+    today = datetime.now(BEIJING).date().isoformat()
+    run = cli(stack.environment(), "finance", "reconcile", today, "--json")
+    assert run.status in (0, 1) and run.clean, run.output
+    report = json.loads(run.output[run.output.index("{") :])
+    assert report["day"] == today and report["matched_count"] >= 1
+    assert report["gateway_total_fen"] >= award and report["ledger_total_fen"] >= award
+    assert application_id not in {e["application_id"] for e in report["exceptions"]}
+    printed = cli(stack.environment(), "finance", "reconcile", today)
+    for seen in (f"{today} 对账报告", "国库对账单", "账面已拨付", "核对相符", "差异"):
+        assert seen in printed.output, printed.output
+    listed = cli(stack.environment(), "finance", "exceptions", "--open")
+    assert listed.status == 0 and listed.clean, listed.output
+    missing = cli(
+        stack.environment(),
+        *("finance", "resolve", "987654321", "--resolution", "accepted", "--note", "核实无误"),
+    )
+    assert missing.status == 1 and "NOT_FOUND" in missing.output and missing.clean
+    bogus = cli(
+        stack.environment(),
+        *("finance", "resolve", "1", "--resolution", "bogus", "--note", "x"),
+    )
+    assert bogus.status == 2 and "timing_difference" in bogus.output and bogus.clean
+    malformed = cli(stack.environment(), "finance", "reconcile", "2026-13-01")
+    assert malformed.status == 1 and "day" in malformed.output and malformed.clean

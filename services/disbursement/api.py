@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import date, datetime
 from typing import Any
 
@@ -180,6 +181,9 @@ def as_of(request: pb.GetTrialBalanceRequest) -> datetime | None:
         raise InvalidArgument("as_of", "is not a valid time") from error
 
 
+DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def optional_day(field: str, value: str) -> date | None:
     return day(field, value) if value else None
 
@@ -188,11 +192,13 @@ def day(field: str, value: str) -> date:
     """A Beijing calendar day spelt YYYY-MM-DD, not in the future."""
     if not value:
         raise InvalidArgument(field, "is required (YYYY-MM-DD)")
-    try:
-        parsed = date.fromisoformat(value)
-    except ValueError:
-        parsed = None
-    if parsed is None or len(value) != 10:
+    parsed = None
+    if DAY.fullmatch(value):
+        try:
+            parsed = date.fromisoformat(value)
+        except ValueError:
+            pass
+    if parsed is None:
         raise InvalidArgument(field, f"must be a day spelt YYYY-MM-DD, not {value[:20]!r}")
     if not MIN_YEAR <= parsed.year <= MAX_YEAR:
         raise InvalidArgument(field, f"must be a day of a year from {MIN_YEAR} to {MAX_YEAR}")

@@ -194,7 +194,15 @@ async def test_bad_input_and_roles_are_refused(
     async with service(database_url, tmp_path, kafka_bootstrap) as h:
         finance = h.as_("fin-r", Role.FINANCE)
         tomorrow = (datetime.now(BEIJING).date() + timedelta(days=1)).isoformat()
-        for day in ("", "2026-13-01", "2026-1-5", "yesterday", tomorrow, "1999-12-31"):
+        for day in (
+            "",
+            "2026-13-01",
+            "2026-1-5",
+            "yesterday",
+            "2026-W01-1",
+            tomorrow,
+            "1999-12-31",
+        ):
             error = await expect_error(
                 finance.ReconcileDay(pb.ReconcileDayRequest(day=day)),
                 grpc.StatusCode.INVALID_ARGUMENT,

@@ -777,15 +777,18 @@ def lines_of_applications(session: Session, application_ids: list[str]) -> list[
     )
 
 
-def day_exceptions(session: Session, day: str) -> list[ReconciliationExceptionRow]:
-    return list(
-        session.exec(
-            select(ReconciliationExceptionRow)
-            .where(col(ReconciliationExceptionRow.day) == day)
-            .order_by(col(ReconciliationExceptionRow.id))
-            .with_for_update()
-        ).all()
+def day_exceptions(
+    session: Session, day: str, *, lock: bool = False
+) -> list[ReconciliationExceptionRow]:
+    """A day's exceptions by id; locked until commit when asked (not in a read-only one)."""
+    query = (
+        select(ReconciliationExceptionRow)
+        .where(col(ReconciliationExceptionRow.day) == day)
+        .order_by(col(ReconciliationExceptionRow.id))
     )
+    if lock:
+        query = query.with_for_update()
+    return list(session.exec(query).all())
 
 
 def reconciliation_exceptions(

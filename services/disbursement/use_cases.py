@@ -1671,7 +1671,8 @@ class Disbursement:
             session.add(run)
 
             known = {
-                (row.idempotency_key, row.kind): row for row in store.day_exceptions(session, name)
+                (row.idempotency_key, row.kind): row
+                for row in store.day_exceptions(session, name, lock=True)
             }
             # A payment the gateway made that no line settled: name the award's latest line.
             latest = {

@@ -278,6 +278,13 @@ HOLDING_RESERVATION_STATES = frozenset(
 )
 
 
+class ClawbackState(Term):
+    """A clawback (追回) of a paid award: its receivable open, or repaid to zero."""
+
+    OPEN = "open"
+    SETTLED = "settled"
+
+
 class AllocationState(Term):
     """An award's place in a batch allocation (AllocateBatch)."""
 
@@ -400,6 +407,9 @@ class AuditAction(Term):
     PAYMENT_FAILED = "payment.failed"
     # A failed line made payable again by an approved repair (RetryPaymentLine).
     PAYMENT_RETRIED = "payment.retried"
+    # Clawback (追回) of a paid award: opened with a receivable, repaid in part or in full.
+    CLAWBACK_OPENED = "clawback.opened"
+    CLAWBACK_REPAID = "clawback.repaid"
     # The review process (issue 6): the inbox, the expert pool and panels, special audits.
     REVIEW_RELEASED = "review.released"
     REVIEW_REASSIGNED = "review.reassigned"
@@ -466,6 +476,7 @@ def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
         AllocationState: (disbursement_pb2.AllocationState, "ALLOCATION_STATE_"),
         PlanState: (disbursement_pb2.PlanState, "PLAN_STATE_"),
         PaymentState: (disbursement_pb2.PaymentState, "PAYMENT_STATE_"),
+        ClawbackState: (disbursement_pb2.ClawbackState, "CLAWBACK_STATE_"),
         RepairAction: (repair_pb2.RepairAction, "REPAIR_ACTION_"),
         RepairState: (repair_pb2.RepairState, "REPAIR_STATE_"),
         GrantRepairState: (repair_pb2.GrantRepairState, "GRANT_REPAIR_STATE_"),
@@ -493,6 +504,7 @@ MAPPED_VOCABULARIES: tuple[type[Term], ...] = (
     AllocationState,
     PlanState,
     PaymentState,
+    ClawbackState,
     RepairAction,
     RepairState,
     GrantRepairState,

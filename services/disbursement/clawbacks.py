@@ -39,12 +39,11 @@ from services.disbursement import store
 from services.disbursement.commands import ListClawbacks, OpenClawback, RecordRepayment
 from services.disbursement.store import ClawbackRepaymentRow, ClawbackRow, ReservationRow
 from services.disbursement.use_cases import MAX_MEMO, SHANGHAI, finance_officer
+from workflows.contracts import clawback_workflow_id
+
+__all__ = ["ClawbackView", "Clawbacks", "clawback_workflow_id", "years_after"]
 
 DEFAULT_BAR_YEARS = 3
-
-
-def clawback_workflow_id(clawback_id: str) -> str:
-    return f"clawback-{clawback_id}"
 
 
 def years_after(moment: datetime, years: int) -> datetime:

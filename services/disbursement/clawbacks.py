@@ -70,6 +70,8 @@ class Clawbacks:
     async def open(self, command: OpenClawback) -> ClawbackView:
         def work(unit: UnitOfWork) -> ClawbackView:
             session = unit.session
+            # The award's lock first: a repeated request then finds what the first one wrote.
+            reservation = store.lock_reservation(session, command.application_id)
             existing = store.clawback_by_request(session, command.request_id)
             if existing is not None:
                 if existing.request_fingerprint != command.fingerprint:
@@ -77,7 +79,6 @@ class Clawbacks:
                         f"request_id {command.request_id} was already used for another clawback"
                     )
                 return _view(session, existing)
-            reservation = store.lock_reservation(session, command.application_id)
             if reservation is None:
                 raise NotFound(
                     f"application {command.application_id} has no award: nothing was paid"

@@ -59,7 +59,7 @@ async def test_a_clawback_is_repaid_in_part_then_in_full_and_the_books_balance(
 
         opened = await finance.OpenClawback(
             pb.OpenClawbackRequest(
-                request_id="cb-1", application_id="app-1", amount_fen=100_000, reason="虚报营收"
+                request_id="clawback-0001", application_id="app-1", amount_fen=100_000, reason="虚报营收"
             )
         )
         assert opened.state == pb.CLAWBACK_STATE_OPEN
@@ -71,7 +71,7 @@ async def test_a_clawback_is_repaid_in_part_then_in_full_and_the_books_balance(
         assert opened.bar_years == 2 and timedelta(days=730) <= bar <= timedelta(days=731)
         again = await finance.OpenClawback(
             pb.OpenClawbackRequest(
-                request_id="cb-1", application_id="app-1", amount_fen=100_000, reason="虚报营收"
+                request_id="clawback-0001", application_id="app-1", amount_fen=100_000, reason="虚报营收"
             )
         )
         assert again.clawback_id == opened.clawback_id
@@ -84,7 +84,7 @@ async def test_a_clawback_is_repaid_in_part_then_in_full_and_the_books_balance(
         error = await expect_error(
             finance.OpenClawback(
                 pb.OpenClawbackRequest(
-                    request_id="cb-2", application_id="app-1", amount_fen=50_001, reason="再追回"
+                    request_id="clawback-0002", application_id="app-1", amount_fen=50_001, reason="再追回"
                 )
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
@@ -96,16 +96,16 @@ async def test_a_clawback_is_repaid_in_part_then_in_full_and_the_books_balance(
                 request_id=request_id, clawback_id=opened.clawback_id, amount_fen=amount
             )
 
-        partial = await finance.RecordRepayment(repay("r-1", 30_000))
+        partial = await finance.RecordRepayment(repay("repayment-1", 30_000))
         assert (partial.repaid_fen, partial.outstanding_fen) == (30_000, 70_000)
         assert partial.state == pb.CLAWBACK_STATE_OPEN
-        replayed = await finance.RecordRepayment(repay("r-1", 30_000))
+        replayed = await finance.RecordRepayment(repay("repayment-1", 30_000))
         assert replayed.repaid_fen == 30_000 and len(replayed.repayments) == 1
         await expect_error(
-            finance.RecordRepayment(repay("r-1", 40_000)), grpc.StatusCode.ALREADY_EXISTS
+            finance.RecordRepayment(repay("repayment-1", 40_000)), grpc.StatusCode.ALREADY_EXISTS
         )
         error = await expect_error(
-            finance.RecordRepayment(repay("r-2", 70_001)), grpc.StatusCode.INVALID_ARGUMENT
+            finance.RecordRepayment(repay("repayment-2", 70_001)), grpc.StatusCode.INVALID_ARGUMENT
         )
         assert violated_field(error) == "amount_fen"
 
@@ -116,13 +116,13 @@ async def test_a_clawback_is_repaid_in_part_then_in_full_and_the_books_balance(
         assert middle[RECOVERED] == 30_000
         assert middle[PAID] == before[PAID] - 100_000
 
-        settled = await finance.RecordRepayment(repay("r-2", 70_000))
+        settled = await finance.RecordRepayment(repay("repayment-2", 70_000))
         assert settled.state == pb.CLAWBACK_STATE_SETTLED
         assert (settled.repaid_fen, settled.outstanding_fen) == (100_000, 0)
         assert [r.amount_fen for r in settled.repayments] == [30_000, 70_000]
         assert settled.HasField("settled_at")
         await expect_error(
-            finance.RecordRepayment(repay("r-3", 1)), grpc.StatusCode.FAILED_PRECONDITION
+            finance.RecordRepayment(repay("repayment-3", 1)), grpc.StatusCode.FAILED_PRECONDITION
         )
 
         trial = await ops.GetTrialBalance(pb.GetTrialBalanceRequest(program_code=PROGRAM))
@@ -163,7 +163,7 @@ async def test_only_a_paid_award_is_clawed_back_and_bad_input_writes_nothing(
         await expect_error(
             finance.OpenClawback(
                 pb.OpenClawbackRequest(
-                    request_id="cb-x", application_id="app-2", amount_fen=1, reason="未拨付"
+                    request_id="clawback-000x", application_id="app-2", amount_fen=1, reason="未拨付"
                 )
             ),
             grpc.StatusCode.FAILED_PRECONDITION,
@@ -171,7 +171,7 @@ async def test_only_a_paid_award_is_clawed_back_and_bad_input_writes_nothing(
         await expect_error(
             finance.OpenClawback(
                 pb.OpenClawbackRequest(
-                    request_id="cb-y", application_id="app-9", amount_fen=1, reason="无此项目"
+                    request_id="clawback-000y", application_id="app-9", amount_fen=1, reason="无此项目"
                 )
             ),
             grpc.StatusCode.NOT_FOUND,
@@ -181,26 +181,26 @@ async def test_only_a_paid_award_is_clawed_back_and_bad_input_writes_nothing(
                 pb.OpenClawbackRequest(application_id="app-1", amount_fen=1, reason="r"),
                 "request_id",
             ),
-            (pb.OpenClawbackRequest(request_id="q", amount_fen=1, reason="r"), "application_id"),
+            (pb.OpenClawbackRequest(request_id="request-q1", amount_fen=1, reason="r"), "application_id"),
             (
-                pb.OpenClawbackRequest(request_id="q", application_id="app-1", reason="r"),
+                pb.OpenClawbackRequest(request_id="request-q1", application_id="app-1", reason="r"),
                 "amount_fen",
             ),
             (
                 pb.OpenClawbackRequest(
-                    request_id="q", application_id="app-1", amount_fen=-5, reason="r"
+                    request_id="request-q1", application_id="app-1", amount_fen=-5, reason="r"
                 ),
                 "amount_fen",
             ),
             (
                 pb.OpenClawbackRequest(
-                    request_id="q", application_id="app-1", amount_fen=1, reason="  "
+                    request_id="request-q1", application_id="app-1", amount_fen=1, reason="  "
                 ),
                 "reason",
             ),
             (
                 pb.OpenClawbackRequest(
-                    request_id="q", application_id="app-1", amount_fen=150_001, reason="r"
+                    request_id="request-q1", application_id="app-1", amount_fen=150_001, reason="r"
                 ),
                 "amount_fen",
             ),
@@ -210,13 +210,13 @@ async def test_only_a_paid_award_is_clawed_back_and_bad_input_writes_nothing(
             )
             assert violated_field(error) == field
         error = await expect_error(
-            finance.RecordRepayment(pb.RecordRepaymentRequest(request_id="q", amount_fen=1)),
+            finance.RecordRepayment(pb.RecordRepaymentRequest(request_id="request-q1", amount_fen=1)),
             grpc.StatusCode.INVALID_ARGUMENT,
         )
         assert violated_field(error) == "clawback_id"
         await expect_error(
             finance.RecordRepayment(
-                pb.RecordRepaymentRequest(request_id="q", clawback_id="nope", amount_fen=1)
+                pb.RecordRepaymentRequest(request_id="request-q1", clawback_id="nope", amount_fen=1)
             ),
             grpc.StatusCode.NOT_FOUND,
         )
@@ -229,7 +229,7 @@ async def test_only_a_paid_award_is_clawed_back_and_bad_input_writes_nothing(
         await expect_error(
             h.as_("ops-1", Role.OPS).OpenClawback(
                 pb.OpenClawbackRequest(
-                    request_id="q", application_id="app-1", amount_fen=1, reason="r"
+                    request_id="request-q1", application_id="app-1", amount_fen=1, reason="r"
                 )
             ),
             grpc.StatusCode.PERMISSION_DENIED,

@@ -59,7 +59,10 @@ async def test_a_clawback_is_repaid_in_part_then_in_full_and_the_books_balance(
 
         opened = await finance.OpenClawback(
             pb.OpenClawbackRequest(
-                request_id="clawback-0001", application_id="app-1", amount_fen=100_000, reason="虚报营收"
+                request_id="clawback-0001",
+                application_id="app-1",
+                amount_fen=100_000,
+                reason="虚报营收",
             )
         )
         assert opened.state == pb.CLAWBACK_STATE_OPEN
@@ -71,7 +74,10 @@ async def test_a_clawback_is_repaid_in_part_then_in_full_and_the_books_balance(
         assert opened.bar_years == 2 and timedelta(days=730) <= bar <= timedelta(days=731)
         again = await finance.OpenClawback(
             pb.OpenClawbackRequest(
-                request_id="clawback-0001", application_id="app-1", amount_fen=100_000, reason="虚报营收"
+                request_id="clawback-0001",
+                application_id="app-1",
+                amount_fen=100_000,
+                reason="虚报营收",
             )
         )
         assert again.clawback_id == opened.clawback_id
@@ -84,7 +90,10 @@ async def test_a_clawback_is_repaid_in_part_then_in_full_and_the_books_balance(
         error = await expect_error(
             finance.OpenClawback(
                 pb.OpenClawbackRequest(
-                    request_id="clawback-0002", application_id="app-1", amount_fen=50_001, reason="再追回"
+                    request_id="clawback-0002",
+                    application_id="app-1",
+                    amount_fen=50_001,
+                    reason="再追回",
                 )
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
@@ -163,7 +172,10 @@ async def test_only_a_paid_award_is_clawed_back_and_bad_input_writes_nothing(
         await expect_error(
             finance.OpenClawback(
                 pb.OpenClawbackRequest(
-                    request_id="clawback-000x", application_id="app-2", amount_fen=1, reason="未拨付"
+                    request_id="clawback-000x",
+                    application_id="app-2",
+                    amount_fen=1,
+                    reason="未拨付",
                 )
             ),
             grpc.StatusCode.FAILED_PRECONDITION,
@@ -171,7 +183,10 @@ async def test_only_a_paid_award_is_clawed_back_and_bad_input_writes_nothing(
         await expect_error(
             finance.OpenClawback(
                 pb.OpenClawbackRequest(
-                    request_id="clawback-000y", application_id="app-9", amount_fen=1, reason="无此项目"
+                    request_id="clawback-000y",
+                    application_id="app-9",
+                    amount_fen=1,
+                    reason="无此项目",
                 )
             ),
             grpc.StatusCode.NOT_FOUND,
@@ -181,7 +196,10 @@ async def test_only_a_paid_award_is_clawed_back_and_bad_input_writes_nothing(
                 pb.OpenClawbackRequest(application_id="app-1", amount_fen=1, reason="r"),
                 "request_id",
             ),
-            (pb.OpenClawbackRequest(request_id="request-q1", amount_fen=1, reason="r"), "application_id"),
+            (
+                pb.OpenClawbackRequest(request_id="request-q1", amount_fen=1, reason="r"),
+                "application_id",
+            ),
             (
                 pb.OpenClawbackRequest(request_id="request-q1", application_id="app-1", reason="r"),
                 "amount_fen",
@@ -210,7 +228,9 @@ async def test_only_a_paid_award_is_clawed_back_and_bad_input_writes_nothing(
             )
             assert violated_field(error) == field
         error = await expect_error(
-            finance.RecordRepayment(pb.RecordRepaymentRequest(request_id="request-q1", amount_fen=1)),
+            finance.RecordRepayment(
+                pb.RecordRepaymentRequest(request_id="request-q1", amount_fen=1)
+            ),
             grpc.StatusCode.INVALID_ARGUMENT,
         )
         assert violated_field(error) == "clawback_id"

@@ -2,6 +2,7 @@
 
     grantflow finance trial-balance [--program P | --budget K] [--as-of 2026-06-30] [--json]
     grantflow finance statement <application id> [--json] [--enterprise CREDIT_CODE]
+    grantflow finance clawback open | repay | show | list   (clawback_cli.py)
     grantflow plan notice <plan id>
     grantflow plan export <plan id> --format csv|xlsx --output FILE
 
@@ -35,10 +36,24 @@ finance_app = typer.Typer(
 )
 
 # LedgerAccountKind and LedgerMovement numbers (disbursement.proto) -> what a person reads.
-ACCOUNT_WORDS = {1: "预算批复", 2: "可用预算", 3: "已预留", 4: "已拨付"}
-MOVEMENT_WORDS = {1: "预留", 2: "释放", 3: "拨付"}
-JSON_KINDS = {1: "appropriation", 2: "available", 3: "reserved", 4: "paid"}
-JSON_MOVEMENTS = {1: "reservation", 2: "release", 3: "payment"}
+ACCOUNT_WORDS = {
+    1: "预算批复",
+    2: "可用预算",
+    3: "已预留",
+    4: "已拨付",
+    5: "应收追回款",
+    6: "已追回入库",
+}
+MOVEMENT_WORDS = {1: "预留", 2: "释放", 3: "拨付", 4: "追回", 5: "追回款退还"}
+JSON_KINDS = {
+    1: "appropriation",
+    2: "available",
+    3: "reserved",
+    4: "paid",
+    5: "clawback_receivable",
+    6: "recovered",
+}
+JSON_MOVEMENTS = {1: "reservation", 2: "release", 3: "payment", 4: "clawback", 5: "repayment"}
 
 
 def balance_text(balance_fen: int) -> str:
@@ -266,6 +281,12 @@ def statement(
         f"已拨付 {yuan(answer.paid_fen)}，待拨付 {yuan(answer.outstanding_fen)}",
         highlight=False,
     )
+    if answer.clawed_back_fen:
+        cli.out().print(
+            f"追回 {yuan(answer.clawed_back_fen)}，已退还 {yuan(answer.repaid_fen)}，"
+            f"应收未还 {yuan(answer.receivable_fen)}",
+            highlight=False,
+        )
 
 
 def statement_json(answer: disbursement_pb2.GrantStatement) -> dict[str, Any]:
@@ -280,6 +301,9 @@ def statement_json(answer: disbursement_pb2.GrantStatement) -> dict[str, Any]:
         "released_fen": answer.released_fen,
         "paid_fen": answer.paid_fen,
         "outstanding_fen": answer.outstanding_fen,
+        "clawed_back_fen": answer.clawed_back_fen,
+        "repaid_fen": answer.repaid_fen,
+        "receivable_fen": answer.receivable_fen,
         "entries": [
             {
                 "entry_id": entry.entry_id,
@@ -369,6 +393,9 @@ def register(app: typer.Typer, plan_app: typer.Typer) -> None:
     from grantflow import reconcile_cli
 
     reconcile_cli.register(finance_app)
+    from grantflow.clawback_cli import clawback_app
+
+    finance_app.add_typer(clawback_app, name="clawback")
     app.add_typer(finance_app, name="finance")
     plan_app.command("notice")(plan_notice)
     plan_app.command("export")(plan_export)

@@ -72,6 +72,7 @@ from workflows.models import (
 from workflows.registry import EnterpriseRegistry
 
 T = TypeVar("T")
+MAX_CREDIT_REASON = 1000  # AddCreditListEntryRequest.reason (services/applications/api.py)
 
 # Answers that no retry can change.
 FINAL_CODES = {
@@ -508,8 +509,35 @@ class GrantActivities:
     async def complete_funding_plan(self, plan_id: str) -> None:
         await self.complete_funding_plan_v3(PlanRef(plan_id=plan_id))
 
+    # ------------------------------------------------------------------------------- clawbacks
+
+    @activity.defn(name="bar_clawed_back_enterprise")
+    async def bar_clawed_back_enterprise(self, clawback: contracts.ClawbackInput) -> str:
+        """Puts a clawback's enterprise on the credit list (财政资金追回失信名单) for its bar;
+        the clawback is the request id, so a retry adds nothing. Returns the entry id."""
+        yuan = f"{clawback.amount_fen // 100}.{clawback.amount_fen % 100:02d}"
+        reason = (
+            f"追回财政资金{yuan}元（申请 {clawback.application_id}，项目 "
+            f"{clawback.program_code}）：{clawback.reason}"
+        )
+        entry = await call(
+            self.clients.applications.AddCreditListEntry(
+                applications_pb2.AddCreditListEntryRequest(
+                    request_id=contracts.clawback_workflow_id(clawback.clawback_id),
+                    credit_code=clawback.applicant_credit_code,
+                    list_name=contracts.CLAWBACK_CREDIT_LIST,
+                    reason=reason[:MAX_CREDIT_REASON],
+                    source=f"clawback {clawback.clawback_id}",
+                    valid_from=to_timestamp(clawback.opened_at),
+                    valid_until=to_timestamp(clawback.bar_until),
+                )
+            )
+        )
+        return entry.entry_id
+
     def all(self) -> list[object]:
         return [
+            self.bar_clawed_back_enterprise,
             self.join_notice_batch,
             self.leave_notice_batch,
             self.check_eligibility,

@@ -6,6 +6,8 @@ imports nothing from the workflow code itself.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 
 from services.common.vocabulary import Decision, ErrorType
@@ -13,6 +15,9 @@ from services.common.vocabulary import Decision, ErrorType
 GRANT_WORKFLOW = "GrantWorkflow"
 FUNDING_PLAN_WORKFLOW = "FundingPlanWorkflow"
 NOTICE_BATCH_WORKFLOW = "NoticeBatchWorkflow"
+CLAWBACK_WORKFLOW = "ClawbackWorkflow"
+# The credit list a clawback (追回) puts the enterprise on, barring new applications.
+CLAWBACK_CREDIT_LIST = "财政资金追回失信名单"
 
 # Updates (the caller learns at once whether the workflow took it)
 DECIDE_REVIEW_TASK = "decide_review_task"
@@ -70,6 +75,10 @@ def grant_workflow_id(application_id: str) -> str:
 
 def plan_workflow_id(plan_id: str) -> str:
     return f"plan-{plan_id}"
+
+
+def clawback_workflow_id(clawback_id: str) -> str:
+    return f"clawback-{clawback_id}"
 
 
 def notice_batcher_id(program_code: str) -> str:
@@ -188,6 +197,21 @@ class FundingPlanInput(BaseModel):
     program_code: str
     line_ids: list[str]
     application_ids: list[str]
+
+
+class ClawbackInput(BaseModel):
+    """A clawback opened by the disbursement service (its ClawbackOpened event): the enterprise
+    is barred from opened_at until bar_until."""
+
+    clawback_id: str
+    application_id: str
+    program_code: str
+    applicant_credit_code: str
+    applicant_name: str
+    amount_fen: int
+    reason: str
+    opened_at: datetime
+    bar_until: datetime
 
 
 class ReopenReview(BaseModel):

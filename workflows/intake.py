@@ -1,7 +1,8 @@
 """The intake consumer: turns events into workflow starts and signals.
 
 ApplicationSubmitted starts GrantWorkflow `grant-<application id>`; ApplicationWithdrawn and
-ApplicationSupplemented signal it; FundingPlanApproved starts FundingPlanWorkflow `plan-<plan id>`.
+ApplicationSupplemented signal it; FundingPlanApproved starts FundingPlanWorkflow `plan-<plan id>`;
+ClawbackOpened starts ClawbackWorkflow `clawback-<clawback id>` (the credit bar).
 Redelivered events are harmless: a workflow id is used once (a second start is refused by
 Temporal and ignored here), a repeated supplement carries the same count, a repeated withdrawal
 is the same request.
@@ -85,6 +86,8 @@ class Intake:
             await self._start_plan(
                 envelope.funding_plan_approved, from_timestamp(envelope.occurred_at)
             )
+        elif kind == "clawback_opened":
+            await self._start_clawback(envelope.clawback_opened)
 
     def _maybe_forgotten(self, occurred_at: datetime) -> bool:
         """Whether Temporal may have forgotten a workflow this event started once. It refuses a
@@ -160,6 +163,33 @@ class Intake:
             contracts.FUNDING_PLAN_WORKFLOW,
             plan,
             contracts.plan_workflow_id(event.plan_id),
+            attributes,
+        )
+
+    async def _start_clawback(self, event: events_pb2.ClawbackOpened) -> None:
+        """A redelivery after Temporal forgot the workflow starts it again: harmless, its one
+        activity is idempotent (the clawback is its request id)."""
+        clawback = contracts.ClawbackInput(
+            clawback_id=event.clawback_id,
+            application_id=event.application_id,
+            program_code=event.program_code,
+            applicant_credit_code=event.applicant_credit_code,
+            applicant_name=event.applicant_name,
+            amount_fen=event.amount_fen,
+            reason=event.reason,
+            opened_at=from_timestamp(event.opened_at),
+            bar_until=from_timestamp(event.bar_until),
+        )
+        attributes = TypedSearchAttributes(
+            [
+                SearchAttributePair(PROGRAM_KEY, event.program_code),
+                SearchAttributePair(APPLICANT_KEY, event.applicant_credit_code),
+            ]
+        )
+        await self._start(
+            contracts.CLAWBACK_WORKFLOW,
+            clawback,
+            contracts.clawback_workflow_id(event.clawback_id),
             attributes,
         )
 

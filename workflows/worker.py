@@ -1,5 +1,5 @@
-"""The Temporal worker: runs GrantWorkflow, FundingPlanWorkflow and RepairWorkflow and their
-activities.
+"""The Temporal worker: runs GrantWorkflow, FundingPlanWorkflow, NoticeBatchWorkflow,
+RepairWorkflow and ClawbackWorkflow and their activities.
 
 `python -m workflows.worker` (the stack starts it). Activities reach the services over gRPC with
 the system token; the enterprise registry is the local adapter unless configured otherwise.
@@ -26,6 +26,7 @@ from services.common.config import Settings
 from services.common.process import run_process
 from services.common.temporal import temporal_process
 from workflows.activities import GrantActivities
+from workflows.clawback import ClawbackWorkflow
 from workflows.funding_plan import FundingPlanWorkflow
 from workflows.grant import GrantWorkflow
 from workflows.notice_batch import NoticeBatchWorkflow
@@ -125,7 +126,13 @@ async def run(
         worker = Worker(
             process.client,
             task_queue=settings.temporal_task_queue,
-            workflows=[GrantWorkflow, FundingPlanWorkflow, NoticeBatchWorkflow, RepairWorkflow],
+            workflows=[
+                GrantWorkflow,
+                FundingPlanWorkflow,
+                NoticeBatchWorkflow,
+                RepairWorkflow,
+                ClawbackWorkflow,
+            ],
             activities=[*activities.all(), *repairs.all()],  # type: ignore[list-item]
             interceptors=[ActivityLogContext()],
             **WORKER_TUNING,

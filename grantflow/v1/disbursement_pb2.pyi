@@ -141,6 +141,10 @@ class _LedgerAccountKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Led
     """已预留"""
     LEDGER_ACCOUNT_KIND_PAID: _LedgerAccountKind.ValueType  # 4
     """已拨付"""
+    LEDGER_ACCOUNT_KIND_CLAWBACK_RECEIVABLE: _LedgerAccountKind.ValueType  # 5
+    """应收追回款 clawback_receivable:K (debit balance)"""
+    LEDGER_ACCOUNT_KIND_RECOVERED: _LedgerAccountKind.ValueType  # 6
+    """已追回入库 recovered:K (debit balance)"""
 
 class LedgerAccountKind(_LedgerAccountKind, metaclass=_LedgerAccountKindEnumTypeWrapper):
     """What a ledger account holds, from its name (store.py): appropriation:K, budget:K:available,
@@ -157,6 +161,10 @@ LEDGER_ACCOUNT_KIND_RESERVED: LedgerAccountKind.ValueType  # 3
 """已预留"""
 LEDGER_ACCOUNT_KIND_PAID: LedgerAccountKind.ValueType  # 4
 """已拨付"""
+LEDGER_ACCOUNT_KIND_CLAWBACK_RECEIVABLE: LedgerAccountKind.ValueType  # 5
+"""应收追回款 clawback_receivable:K (debit balance)"""
+LEDGER_ACCOUNT_KIND_RECOVERED: LedgerAccountKind.ValueType  # 6
+"""已追回入库 recovered:K (debit balance)"""
 Global___LedgerAccountKind: _TypeAlias = LedgerAccountKind  # noqa: Y015
 
 class _LedgerMovement:
@@ -172,6 +180,10 @@ class _LedgerMovementEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ledger
     """释放 (journal release-<application>)"""
     LEDGER_MOVEMENT_PAYMENT: _LedgerMovement.ValueType  # 3
     """拨付 (journal pay-<payment line>)"""
+    LEDGER_MOVEMENT_CLAWBACK: _LedgerMovement.ValueType  # 4
+    """追回 (journal clawback-<clawback>)"""
+    LEDGER_MOVEMENT_REPAYMENT: _LedgerMovement.ValueType  # 5
+    """追回款退还 (journal repay-<repayment>)"""
 
 class LedgerMovement(_LedgerMovement, metaclass=_LedgerMovementEnumTypeWrapper): ...
 
@@ -182,7 +194,32 @@ LEDGER_MOVEMENT_RELEASE: LedgerMovement.ValueType  # 2
 """释放 (journal release-<application>)"""
 LEDGER_MOVEMENT_PAYMENT: LedgerMovement.ValueType  # 3
 """拨付 (journal pay-<payment line>)"""
+LEDGER_MOVEMENT_CLAWBACK: LedgerMovement.ValueType  # 4
+"""追回 (journal clawback-<clawback>)"""
+LEDGER_MOVEMENT_REPAYMENT: LedgerMovement.ValueType  # 5
+"""追回款退还 (journal repay-<repayment>)"""
 Global___LedgerMovement: _TypeAlias = LedgerMovement  # noqa: Y015
+
+class _ClawbackState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ClawbackStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ClawbackState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CLAWBACK_STATE_UNSPECIFIED: _ClawbackState.ValueType  # 0
+    CLAWBACK_STATE_OPEN: _ClawbackState.ValueType  # 1
+    """追回中: the receivable is not yet repaid"""
+    CLAWBACK_STATE_SETTLED: _ClawbackState.ValueType  # 2
+    """已追回: repaid to zero"""
+
+class ClawbackState(_ClawbackState, metaclass=_ClawbackStateEnumTypeWrapper): ...
+
+CLAWBACK_STATE_UNSPECIFIED: ClawbackState.ValueType  # 0
+CLAWBACK_STATE_OPEN: ClawbackState.ValueType  # 1
+"""追回中: the receivable is not yet repaid"""
+CLAWBACK_STATE_SETTLED: ClawbackState.ValueType  # 2
+"""已追回: repaid to zero"""
+Global___ClawbackState: _TypeAlias = ClawbackState  # noqa: Y015
 
 class _ReconciliationKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -1709,6 +1746,9 @@ class GrantStatement(_message.Message):
     PAID_FEN_FIELD_NUMBER: _builtins.int
     OUTSTANDING_FEN_FIELD_NUMBER: _builtins.int
     ENTRIES_FIELD_NUMBER: _builtins.int
+    CLAWED_BACK_FEN_FIELD_NUMBER: _builtins.int
+    REPAID_FEN_FIELD_NUMBER: _builtins.int
+    RECEIVABLE_FEN_FIELD_NUMBER: _builtins.int
     application_id: _builtins.str
     program_code: _builtins.str
     applicant_credit_code: _builtins.str
@@ -1722,6 +1762,12 @@ class GrantStatement(_message.Message):
     paid_fen: _builtins.int
     outstanding_fen: _builtins.int
     """reserved - released - paid: still to pay"""
+    clawed_back_fen: _builtins.int
+    """what clawbacks of the award claim back"""
+    repaid_fen: _builtins.int
+    """what the enterprise has repaid of them"""
+    receivable_fen: _builtins.int
+    """clawed_back - repaid: still owed back"""
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementEntry]:
         """in time order"""
@@ -1740,14 +1786,251 @@ class GrantStatement(_message.Message):
         paid_fen: _builtins.int = ...,
         outstanding_fen: _builtins.int = ...,
         entries: _abc.Iterable[Global___StatementEntry] | None = ...,
+        clawed_back_fen: _builtins.int = ...,
+        repaid_fen: _builtins.int = ...,
+        receivable_fen: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "budget_key", b"budget_key", "entries", b"entries", "outstanding_fen", b"outstanding_fen", "paid_fen", b"paid_fen", "program_code", b"program_code", "released_fen", b"released_fen", "reserved_fen", b"reserved_fen", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "budget_key", b"budget_key", "clawed_back_fen", b"clawed_back_fen", "entries", b"entries", "outstanding_fen", b"outstanding_fen", "paid_fen", b"paid_fen", "program_code", b"program_code", "receivable_fen", b"receivable_fen", "released_fen", b"released_fen", "repaid_fen", b"repaid_fen", "reserved_fen", b"reserved_fen", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GrantStatement: _TypeAlias = GrantStatement  # noqa: Y015
+
+@_typing.final
+class Repayment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPAYMENT_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    RECORDED_BY_FIELD_NUMBER: _builtins.int
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
+    repayment_id: _builtins.str
+    request_id: _builtins.str
+    amount_fen: _builtins.int
+    recorded_by: _builtins.str
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        repayment_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        amount_fen: _builtins.int = ...,
+        recorded_by: _builtins.str = ...,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["recorded_at", b"recorded_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "recorded_at", b"recorded_at", "recorded_by", b"recorded_by", "repayment_id", b"repayment_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Repayment: _TypeAlias = Repayment  # noqa: Y015
+
+@_typing.final
+class Clawback(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAWBACK_ID_FIELD_NUMBER: _builtins.int
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
+    APPLICANT_CREDIT_CODE_FIELD_NUMBER: _builtins.int
+    APPLICANT_NAME_FIELD_NUMBER: _builtins.int
+    BUDGET_KEY_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    REPAID_FEN_FIELD_NUMBER: _builtins.int
+    OUTSTANDING_FEN_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    OPENED_BY_FIELD_NUMBER: _builtins.int
+    OPENED_AT_FIELD_NUMBER: _builtins.int
+    SETTLED_AT_FIELD_NUMBER: _builtins.int
+    BAR_YEARS_FIELD_NUMBER: _builtins.int
+    BAR_UNTIL_FIELD_NUMBER: _builtins.int
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    REPAYMENTS_FIELD_NUMBER: _builtins.int
+    clawback_id: _builtins.str
+    application_id: _builtins.str
+    program_code: _builtins.str
+    applicant_credit_code: _builtins.str
+    applicant_name: _builtins.str
+    budget_key: _builtins.str
+    amount_fen: _builtins.int
+    """what is claimed back"""
+    repaid_fen: _builtins.int
+    outstanding_fen: _builtins.int
+    """the receivable: amount - repaid"""
+    reason: _builtins.str
+    state: Global___ClawbackState.ValueType
+    opened_by: _builtins.str
+    bar_years: _builtins.int
+    """the credit penalty: no new applications for"""
+    workflow_id: _builtins.str
+    """ClawbackWorkflow clawback-<clawback id>"""
+    @_builtins.property
+    def opened_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def settled_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def bar_until(self) -> _timestamp_pb2.Timestamp:
+        """these years, until this instant"""
+
+    @_builtins.property
+    def repayments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Repayment]:
+        """oldest first"""
+
+    def __init__(
+        self,
+        *,
+        clawback_id: _builtins.str = ...,
+        application_id: _builtins.str = ...,
+        program_code: _builtins.str = ...,
+        applicant_credit_code: _builtins.str = ...,
+        applicant_name: _builtins.str = ...,
+        budget_key: _builtins.str = ...,
+        amount_fen: _builtins.int = ...,
+        repaid_fen: _builtins.int = ...,
+        outstanding_fen: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        state: Global___ClawbackState.ValueType = ...,
+        opened_by: _builtins.str = ...,
+        opened_at: _timestamp_pb2.Timestamp | None = ...,
+        settled_at: _timestamp_pb2.Timestamp | None = ...,
+        bar_years: _builtins.int = ...,
+        bar_until: _timestamp_pb2.Timestamp | None = ...,
+        workflow_id: _builtins.str = ...,
+        repayments: _abc.Iterable[Global___Repayment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bar_until", b"bar_until", "opened_at", b"opened_at", "settled_at", b"settled_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "bar_until", b"bar_until", "bar_years", b"bar_years", "budget_key", b"budget_key", "clawback_id", b"clawback_id", "opened_at", b"opened_at", "opened_by", b"opened_by", "outstanding_fen", b"outstanding_fen", "program_code", b"program_code", "reason", b"reason", "repaid_fen", b"repaid_fen", "repayments", b"repayments", "settled_at", b"settled_at", "state", b"state", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Clawback: _TypeAlias = Clawback  # noqa: Y015
+
+@_typing.final
+class OpenClawbackRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    application_id: _builtins.str
+    amount_fen: _builtins.int
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        application_id: _builtins.str = ...,
+        amount_fen: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "application_id", b"application_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpenClawbackRequest: _TypeAlias = OpenClawbackRequest  # noqa: Y015
+
+@_typing.final
+class RecordRepaymentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CLAWBACK_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    clawback_id: _builtins.str
+    amount_fen: _builtins.int
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        clawback_id: _builtins.str = ...,
+        amount_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "clawback_id", b"clawback_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordRepaymentRequest: _TypeAlias = RecordRepaymentRequest  # noqa: Y015
+
+@_typing.final
+class GetClawbackRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAWBACK_ID_FIELD_NUMBER: _builtins.int
+    clawback_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        clawback_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clawback_id", b"clawback_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetClawbackRequest: _TypeAlias = GetClawbackRequest  # noqa: Y015
+
+@_typing.final
+class ListClawbacksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    """empty: every application"""
+    state: Global___ClawbackState.ValueType
+    """unspecified: any"""
+    limit: _builtins.int
+    """default 100, at most 1000"""
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        state: Global___ClawbackState.ValueType = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "limit", b"limit", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListClawbacksRequest: _TypeAlias = ListClawbacksRequest  # noqa: Y015
+
+@_typing.final
+class ListClawbacksResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAWBACKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def clawbacks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Clawback]: ...
+    def __init__(
+        self,
+        *,
+        clawbacks: _abc.Iterable[Global___Clawback] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clawbacks", b"clawbacks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListClawbacksResponse: _TypeAlias = ListClawbacksResponse  # noqa: Y015
 
 @_typing.final
 class ReconcileDayRequest(_message.Message):

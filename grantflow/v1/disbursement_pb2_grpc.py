@@ -169,6 +169,26 @@ class DisbursementServiceStub:
                 request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ResolveReconciliationExceptionRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ReconciliationException.FromString,
                 _registered_method=True)
+        self.OpenClawback = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/OpenClawback',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.OpenClawbackRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.Clawback.FromString,
+                _registered_method=True)
+        self.RecordRepayment = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/RecordRepayment',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.RecordRepaymentRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.Clawback.FromString,
+                _registered_method=True)
+        self.GetClawback = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/GetClawback',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.GetClawbackRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.Clawback.FromString,
+                _registered_method=True)
+        self.ListClawbacks = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/ListClawbacks',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ListClawbacksRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ListClawbacksResponse.FromString,
+                _registered_method=True)
 
 
 class DisbursementServiceServicer:
@@ -390,6 +410,42 @@ class DisbursementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenClawback(self, request, context):
+        """追回 (finance): opens a clawback of a paid award with a reason and an amount (at most what
+        was paid less what earlier clawbacks of the award claim; INVALID_ARGUMENT naming amount_fen
+        otherwise): a receivable in the ledger (journal clawback-<id>: clawback_receivable:K debited,
+        paid:K credited) and ClawbackOpened announced, from which ClawbackWorkflow clawback-<id>
+        bars the enterprise through the credit list for the configured years. FAILED_PRECONDITION
+        for an award not paid. Idempotent per request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordRepayment(self, request, context):
+        """A repayment of a clawback (finance), full or partial, idempotent per request_id: journal
+        repay-<repayment id> (recovered:K debited, the receivable credited); the clawback is SETTLED
+        when its receivable reaches zero. More than is outstanding: INVALID_ARGUMENT (amount_fen);
+        a settled clawback: FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetClawback(self, request, context):
+        """finance, ops
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListClawbacks(self, request, context):
+        """Clawbacks newest first (finance, ops), of one application or state when given.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DisbursementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -527,6 +583,26 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
                     servicer.ResolveReconciliationException,
                     request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ResolveReconciliationExceptionRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_disbursement__pb2.ReconciliationException.SerializeToString,
+            ),
+            'OpenClawback': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenClawback,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.OpenClawbackRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.Clawback.SerializeToString,
+            ),
+            'RecordRepayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordRepayment,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.RecordRepaymentRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.Clawback.SerializeToString,
+            ),
+            'GetClawback': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClawback,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.GetClawbackRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.Clawback.SerializeToString,
+            ),
+            'ListClawbacks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListClawbacks,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ListClawbacksRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.ListClawbacksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1258,6 +1334,114 @@ class DisbursementService:
             '/grantflow.v1.DisbursementService/ResolveReconciliationException',
             grantflow_dot_v1_dot_disbursement__pb2.ResolveReconciliationExceptionRequest.SerializeToString,
             grantflow_dot_v1_dot_disbursement__pb2.ReconciliationException.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenClawback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/OpenClawback',
+            grantflow_dot_v1_dot_disbursement__pb2.OpenClawbackRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.Clawback.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordRepayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/RecordRepayment',
+            grantflow_dot_v1_dot_disbursement__pb2.RecordRepaymentRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.Clawback.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClawback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/GetClawback',
+            grantflow_dot_v1_dot_disbursement__pb2.GetClawbackRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.Clawback.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListClawbacks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/ListClawbacks',
+            grantflow_dot_v1_dot_disbursement__pb2.ListClawbacksRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.ListClawbacksResponse.FromString,
             options,
             channel_credentials,
             insecure,

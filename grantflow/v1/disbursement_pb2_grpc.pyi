@@ -126,6 +126,24 @@ class DisbursementServiceStub:
     """A finance officer resolves an open exception with a resolution and a note (who and when
     recorded; audited). FAILED_PRECONDITION when it is not open (resolved or cleared).
     """
+    OpenClawback: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.OpenClawbackRequest, _disbursement_pb2.Clawback]
+    """追回 (finance): opens a clawback of a paid award with a reason and an amount (at most what
+    was paid less what earlier clawbacks of the award claim; INVALID_ARGUMENT naming amount_fen
+    otherwise): a receivable in the ledger (journal clawback-<id>: clawback_receivable:K debited,
+    paid:K credited) and ClawbackOpened announced, from which ClawbackWorkflow clawback-<id>
+    bars the enterprise through the credit list for the configured years. FAILED_PRECONDITION
+    for an award not paid. Idempotent per request_id.
+    """
+    RecordRepayment: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.RecordRepaymentRequest, _disbursement_pb2.Clawback]
+    """A repayment of a clawback (finance), full or partial, idempotent per request_id: journal
+    repay-<repayment id> (recovered:K debited, the receivable credited); the clawback is SETTLED
+    when its receivable reaches zero. More than is outstanding: INVALID_ARGUMENT (amount_fen);
+    a settled clawback: FAILED_PRECONDITION.
+    """
+    GetClawback: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.GetClawbackRequest, _disbursement_pb2.Clawback]
+    """finance, ops"""
+    ListClawbacks: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ListClawbacksRequest, _disbursement_pb2.ListClawbacksResponse]
+    """Clawbacks newest first (finance, ops), of one application or state when given."""
 
 @_typing.type_check_only
 class DisbursementServiceAsyncStub(DisbursementServiceStub):
@@ -223,6 +241,24 @@ class DisbursementServiceAsyncStub(DisbursementServiceStub):
     """A finance officer resolves an open exception with a resolution and a note (who and when
     recorded; audited). FAILED_PRECONDITION when it is not open (resolved or cleared).
     """
+    OpenClawback: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.OpenClawbackRequest, _disbursement_pb2.Clawback]  # type: ignore[assignment]
+    """追回 (finance): opens a clawback of a paid award with a reason and an amount (at most what
+    was paid less what earlier clawbacks of the award claim; INVALID_ARGUMENT naming amount_fen
+    otherwise): a receivable in the ledger (journal clawback-<id>: clawback_receivable:K debited,
+    paid:K credited) and ClawbackOpened announced, from which ClawbackWorkflow clawback-<id>
+    bars the enterprise through the credit list for the configured years. FAILED_PRECONDITION
+    for an award not paid. Idempotent per request_id.
+    """
+    RecordRepayment: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.RecordRepaymentRequest, _disbursement_pb2.Clawback]  # type: ignore[assignment]
+    """A repayment of a clawback (finance), full or partial, idempotent per request_id: journal
+    repay-<repayment id> (recovered:K debited, the receivable credited); the clawback is SETTLED
+    when its receivable reaches zero. More than is outstanding: INVALID_ARGUMENT (amount_fen);
+    a settled clawback: FAILED_PRECONDITION.
+    """
+    GetClawback: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.GetClawbackRequest, _disbursement_pb2.Clawback]  # type: ignore[assignment]
+    """finance, ops"""
+    ListClawbacks: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ListClawbacksRequest, _disbursement_pb2.ListClawbacksResponse]  # type: ignore[assignment]
+    """Clawbacks newest first (finance, ops), of one application or state when given."""
 
 class DisbursementServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -479,5 +515,47 @@ class DisbursementServiceServicer(metaclass=_abc_1.ABCMeta):
         """A finance officer resolves an open exception with a resolution and a note (who and when
         recorded; audited). FAILED_PRECONDITION when it is not open (resolved or cleared).
         """
+
+    @_abc_1.abstractmethod
+    def OpenClawback(
+        self,
+        request: _disbursement_pb2.OpenClawbackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.Clawback, _abc.Awaitable[_disbursement_pb2.Clawback]]:
+        """追回 (finance): opens a clawback of a paid award with a reason and an amount (at most what
+        was paid less what earlier clawbacks of the award claim; INVALID_ARGUMENT naming amount_fen
+        otherwise): a receivable in the ledger (journal clawback-<id>: clawback_receivable:K debited,
+        paid:K credited) and ClawbackOpened announced, from which ClawbackWorkflow clawback-<id>
+        bars the enterprise through the credit list for the configured years. FAILED_PRECONDITION
+        for an award not paid. Idempotent per request_id.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordRepayment(
+        self,
+        request: _disbursement_pb2.RecordRepaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.Clawback, _abc.Awaitable[_disbursement_pb2.Clawback]]:
+        """A repayment of a clawback (finance), full or partial, idempotent per request_id: journal
+        repay-<repayment id> (recovered:K debited, the receivable credited); the clawback is SETTLED
+        when its receivable reaches zero. More than is outstanding: INVALID_ARGUMENT (amount_fen);
+        a settled clawback: FAILED_PRECONDITION.
+        """
+
+    @_abc_1.abstractmethod
+    def GetClawback(
+        self,
+        request: _disbursement_pb2.GetClawbackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.Clawback, _abc.Awaitable[_disbursement_pb2.Clawback]]:
+        """finance, ops"""
+
+    @_abc_1.abstractmethod
+    def ListClawbacks(
+        self,
+        request: _disbursement_pb2.ListClawbacksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.ListClawbacksResponse, _abc.Awaitable[_disbursement_pb2.ListClawbacksResponse]]:
+        """Clawbacks newest first (finance, ops), of one application or state when given."""
 
 def add_DisbursementServiceServicer_to_server(servicer: DisbursementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -52,6 +52,7 @@ class EventEnvelope(_message.Message):
     PAYMENT_FAILED_FIELD_NUMBER: _builtins.int
     FUNDING_PLAN_COMPLETED_FIELD_NUMBER: _builtins.int
     FUNDING_PLAN_CANCELLED_FIELD_NUMBER: _builtins.int
+    CLAWBACK_OPENED_FIELD_NUMBER: _builtins.int
     NOTICE_PUBLISHED_FIELD_NUMBER: _builtins.int
     OBJECTION_LODGED_FIELD_NUMBER: _builtins.int
     OBJECTION_DECIDED_FIELD_NUMBER: _builtins.int
@@ -108,6 +109,8 @@ class EventEnvelope(_message.Message):
     @_builtins.property
     def funding_plan_cancelled(self) -> Global___FundingPlanCancelled: ...
     @_builtins.property
+    def clawback_opened(self) -> Global___ClawbackOpened: ...
+    @_builtins.property
     def notice_published(self) -> Global___NoticePublished:
         """Public notices and objections (review topic), numbered apart from the review tasks'."""
 
@@ -155,6 +158,7 @@ class EventEnvelope(_message.Message):
         payment_failed: Global___PaymentFailed | None = ...,
         funding_plan_completed: Global___FundingPlanCompleted | None = ...,
         funding_plan_cancelled: Global___FundingPlanCancelled | None = ...,
+        clawback_opened: Global___ClawbackOpened | None = ...,
         notice_published: Global___NoticePublished | None = ...,
         objection_lodged: Global___ObjectionLodged | None = ...,
         objection_decided: Global___ObjectionDecided | None = ...,
@@ -165,11 +169,11 @@ class EventEnvelope(_message.Message):
         audit_task_created: Global___AuditTaskCreated | None = ...,
         audit_confirmed: Global___AuditConfirmed | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "audit_confirmed", b"audit_confirmed", "audit_task_created", b"audit_task_created", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "expert_panel_drawn", b"expert_panel_drawn", "expert_review_completed", b"expert_review_completed", "funding_plan_approved", b"funding_plan_approved", "funding_plan_cancelled", b"funding_plan_cancelled", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_task_reassigned", b"review_task_reassigned", "review_task_released", b"review_task_released", "review_tasks_cancelled", b"review_tasks_cancelled"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "audit_confirmed", b"audit_confirmed", "audit_task_created", b"audit_task_created", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "clawback_opened", b"clawback_opened", "expert_panel_drawn", b"expert_panel_drawn", "expert_review_completed", b"expert_review_completed", "funding_plan_approved", b"funding_plan_approved", "funding_plan_cancelled", b"funding_plan_cancelled", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_task_reassigned", b"review_task_reassigned", "review_task_released", b"review_task_released", "review_tasks_cancelled", b"review_tasks_cancelled"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "audit_confirmed", b"audit_confirmed", "audit_task_created", b"audit_task_created", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "event_id", b"event_id", "expert_panel_drawn", b"expert_panel_drawn", "expert_review_completed", b"expert_review_completed", "funding_plan_approved", b"funding_plan_approved", "funding_plan_cancelled", b"funding_plan_cancelled", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_task_reassigned", b"review_task_reassigned", "review_task_released", b"review_task_released", "review_tasks_cancelled", b"review_tasks_cancelled", "source", b"source", "subject", b"subject", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "audit_confirmed", b"audit_confirmed", "audit_task_created", b"audit_task_created", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "clawback_opened", b"clawback_opened", "event_id", b"event_id", "expert_panel_drawn", b"expert_panel_drawn", "expert_review_completed", b"expert_review_completed", "funding_plan_approved", b"funding_plan_approved", "funding_plan_cancelled", b"funding_plan_cancelled", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_task_reassigned", b"review_task_reassigned", "review_task_released", b"review_task_released", "review_tasks_cancelled", b"review_tasks_cancelled", "source", b"source", "subject", b"subject", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["application_submitted", "application_withdrawn", "application_supplemented", "grant_stage_changed", "review_task_created", "review_task_claimed", "review_task_decided", "review_tasks_cancelled", "review_task_overdue", "budget_reserved", "reservation_released", "award_confirmed", "funding_plan_created", "funding_plan_approved", "payment_settled", "payment_failed", "funding_plan_completed", "funding_plan_cancelled", "notice_published", "objection_lodged", "objection_decided", "review_task_released", "review_task_reassigned", "expert_panel_drawn", "expert_review_completed", "audit_task_created", "audit_confirmed"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["application_submitted", "application_withdrawn", "application_supplemented", "grant_stage_changed", "review_task_created", "review_task_claimed", "review_task_decided", "review_tasks_cancelled", "review_task_overdue", "budget_reserved", "reservation_released", "award_confirmed", "funding_plan_created", "funding_plan_approved", "payment_settled", "payment_failed", "funding_plan_completed", "funding_plan_cancelled", "clawback_opened", "notice_published", "objection_lodged", "objection_decided", "review_task_released", "review_task_reassigned", "expert_panel_drawn", "expert_review_completed", "audit_task_created", "audit_confirmed"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -845,6 +849,59 @@ class FundingPlanCancelled(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FundingPlanCancelled: _TypeAlias = FundingPlanCancelled  # noqa: Y015
+
+@_typing.final
+class ClawbackOpened(_message.Message):
+    """A clawback (追回) of a paid award (keyed by the application id): the intake consumer starts
+    ClawbackWorkflow clawback-<clawback id>, which puts the enterprise on the credit list from
+    opened_at until bar_until.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAWBACK_ID_FIELD_NUMBER: _builtins.int
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
+    APPLICANT_CREDIT_CODE_FIELD_NUMBER: _builtins.int
+    APPLICANT_NAME_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    OPENED_BY_FIELD_NUMBER: _builtins.int
+    OPENED_AT_FIELD_NUMBER: _builtins.int
+    BAR_UNTIL_FIELD_NUMBER: _builtins.int
+    clawback_id: _builtins.str
+    application_id: _builtins.str
+    program_code: _builtins.str
+    applicant_credit_code: _builtins.str
+    applicant_name: _builtins.str
+    amount_fen: _builtins.int
+    reason: _builtins.str
+    opened_by: _builtins.str
+    @_builtins.property
+    def opened_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def bar_until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        clawback_id: _builtins.str = ...,
+        application_id: _builtins.str = ...,
+        program_code: _builtins.str = ...,
+        applicant_credit_code: _builtins.str = ...,
+        applicant_name: _builtins.str = ...,
+        amount_fen: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        opened_by: _builtins.str = ...,
+        opened_at: _timestamp_pb2.Timestamp | None = ...,
+        bar_until: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["bar_until", b"bar_until", "opened_at", b"opened_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "bar_until", b"bar_until", "clawback_id", b"clawback_id", "opened_at", b"opened_at", "opened_by", b"opened_by", "program_code", b"program_code", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClawbackOpened: _TypeAlias = ClawbackOpened  # noqa: Y015
 
 @_typing.final
 class PaymentSettled(_message.Message):

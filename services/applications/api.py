@@ -42,7 +42,8 @@ SERVICE = ServiceSpec(
         "PublishProgramVersion": (Role.OPS, Role.SYSTEM),
         "ReportGrantStage": (Role.SYSTEM,),
         "CheckEligibility": (Role.SYSTEM,),
-        "AddCreditListEntry": (Role.OPS,),
+        # SYSTEM: a clawback's credit bar (workflows/clawback.py), with the clawback as request.
+        "AddCreditListEntry": (Role.OPS, Role.SYSTEM),
         "ListCreditListEntries": (Role.OPS,),
         "SummarizeApplications": (Role.OPS,),
     },

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     # A funding plan whose total exceeds this (fen) needs a second approval: two finance
     # officers, neither its maker, approve it before it is paid. 500万元 by default.
     plan_second_approval_fen: int = Field(default=500_000_000, ge=0)
+    # A clawback (追回) bars the enterprise from new applications for this many years: a credit
+    # list entry (财政资金追回失信名单) valid from the clawback's opening.
+    clawback_bar_years: int = Field(default=3, ge=1, le=20)
 
     # The disbursement service reconciles the previous Beijing day by itself, once, after this
     # hour (Beijing time), checking every reconciliation_check_s seconds (off by default:

@@ -278,6 +278,13 @@ HOLDING_RESERVATION_STATES = frozenset(
 )
 
 
+class ClawbackState(Term):
+    """A clawback (追回) of a paid award: its receivable open, or repaid to zero."""
+
+    OPEN = "open"
+    SETTLED = "settled"
+
+
 class AllocationState(Term):
     """An award's place in a batch allocation (AllocateBatch)."""
 
@@ -431,6 +438,9 @@ class AuditAction(Term):
     # Reconciliation of the gateway's daily statement (issue 7).
     RECONCILIATION_RUN = "reconciliation.run"
     RECONCILIATION_RESOLVED = "reconciliation.resolved"
+    # Clawback (追回) of a paid award: opened with a receivable, repaid in part or in full.
+    CLAWBACK_OPENED = "clawback.opened"
+    CLAWBACK_REPAID = "clawback.repaid"
     # The review process (issue 6): the inbox, the expert pool and panels, special audits.
     REVIEW_RELEASED = "review.released"
     REVIEW_REASSIGNED = "review.reassigned"
@@ -506,6 +516,7 @@ def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
             disbursement_pb2.ReconciliationResolution,
             "RECONCILIATION_RESOLUTION_",
         ),
+        ClawbackState: (disbursement_pb2.ClawbackState, "CLAWBACK_STATE_"),
         RepairAction: (repair_pb2.RepairAction, "REPAIR_ACTION_"),
         RepairState: (repair_pb2.RepairState, "REPAIR_STATE_"),
         GrantRepairState: (repair_pb2.GrantRepairState, "GRANT_REPAIR_STATE_"),
@@ -536,6 +547,7 @@ MAPPED_VOCABULARIES: tuple[type[Term], ...] = (
     ReconciliationKind,
     ReconciliationExceptionState,
     ReconciliationResolution,
+    ClawbackState,
     RepairAction,
     RepairState,
     GrantRepairState,

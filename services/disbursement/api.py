@@ -23,6 +23,7 @@ from services.common.errors import InvalidArgument
 from services.common.service_main import ServiceSpec
 from services.common.vocabulary import (
     AllocationState,
+    ClawbackState,
     Department,
     OverBudgetPolicy,
     PaymentState,
@@ -34,6 +35,7 @@ from services.common.vocabulary import (
     Role,
 )
 from services.disbursement import commands, store
+from services.disbursement.clawbacks import Clawbacks, ClawbackView, clawback_workflow_id
 from services.disbursement.store import (
     BudgetFigures,
     FundingPlanRow,
@@ -43,8 +45,10 @@ from services.disbursement.store import (
     ReservationRow,
 )
 from services.disbursement.use_cases import (
+    CLAWBACK,
     PAYMENT,
     RELEASE,
+    REPAYMENT,
     RESERVATION,
     BatchView,
     Disbursement,
@@ -91,6 +95,11 @@ SERVICE = ServiceSpec(
         "GetReconciliation": READERS,
         "ListReconciliationExceptions": READERS,
         "ResolveReconciliationException": (Role.FINANCE,),
+        # Clawbacks (追回, clawbacks.py): finance opens and records repayments; ops may read.
+        "OpenClawback": (Role.FINANCE,),
+        "RecordRepayment": (Role.FINANCE,),
+        "GetClawback": (Role.FINANCE, Role.OPS),
+        "ListClawbacks": (Role.FINANCE, Role.OPS),
     },
 )
 
@@ -405,11 +414,15 @@ ACCOUNT_KINDS = {
     store.AVAILABLE: pb.LEDGER_ACCOUNT_KIND_AVAILABLE,
     store.RESERVED: pb.LEDGER_ACCOUNT_KIND_RESERVED,
     store.PAID: pb.LEDGER_ACCOUNT_KIND_PAID,
+    store.CLAWBACK_RECEIVABLE: pb.LEDGER_ACCOUNT_KIND_CLAWBACK_RECEIVABLE,
+    store.RECOVERED: pb.LEDGER_ACCOUNT_KIND_RECOVERED,
 }
 MOVEMENTS = {
     RESERVATION: pb.LEDGER_MOVEMENT_RESERVATION,
     RELEASE: pb.LEDGER_MOVEMENT_RELEASE,
     PAYMENT: pb.LEDGER_MOVEMENT_PAYMENT,
+    CLAWBACK: pb.LEDGER_MOVEMENT_CLAWBACK,
+    REPAYMENT: pb.LEDGER_MOVEMENT_REPAYMENT,
 }
 
 
@@ -459,6 +472,9 @@ def statement_pb(statement: GrantStatement) -> pb.GrantStatement:
         released_fen=statement.released_fen,
         paid_fen=statement.paid_fen,
         outstanding_fen=statement.outstanding_fen,
+        clawed_back_fen=statement.clawed_back_fen,
+        repaid_fen=statement.repaid_fen,
+        receivable_fen=statement.receivable_fen,
         entries=[
             pb.StatementEntry(
                 entry_id=line.entry.id or 0,
@@ -519,12 +535,43 @@ def reconciliation_pb(view: ReconciliationView) -> pb.Reconciliation:
         reconciled_at=to_timestamp(run.reconciled_at),
         runs=run.runs,
         exceptions=[exception_pb(row) for row in view.exceptions],
+def clawback_pb(view: ClawbackView) -> pb.Clawback:
+    row = view.clawback
+    return pb.Clawback(
+        clawback_id=row.clawback_id,
+        application_id=row.application_id,
+        program_code=row.program_code,
+        applicant_credit_code=row.applicant_credit_code,
+        applicant_name=row.applicant_name,
+        budget_key=row.budget_key,
+        amount_fen=row.amount_fen,
+        repaid_fen=row.repaid_fen,
+        outstanding_fen=row.outstanding_fen,
+        reason=row.reason,
+        state=ClawbackState.parse(row.state).to_proto(),
+        opened_by=row.opened_by,
+        opened_at=to_timestamp(row.opened_at),
+        settled_at=to_timestamp(row.settled_at) if row.settled_at else None,
+        bar_years=row.bar_years,
+        bar_until=to_timestamp(row.bar_until),
+        workflow_id=clawback_workflow_id(row.clawback_id),
+        repayments=[
+            pb.Repayment(
+                repayment_id=repayment.repayment_id,
+                request_id=repayment.request_id,
+                amount_fen=repayment.amount_fen,
+                recorded_by=repayment.recorded_by,
+                recorded_at=to_timestamp(repayment.recorded_at),
+            )
+            for repayment in view.repayments
+        ],
     )
 
 
 class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
-    def __init__(self, disbursement: Disbursement) -> None:
+    def __init__(self, disbursement: Disbursement, clawbacks: Clawbacks | None = None) -> None:
         self.disbursement = disbursement
+        self.clawbacks = clawbacks or Clawbacks(disbursement.transactions)
 
     # Budgets ------------------------------------------------------------------------------------
 
@@ -824,3 +871,46 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             resolved_by=current_principal().subject,
         )
         return exception_pb(await self.disbursement.resolve_reconciliation_exception(command))
+    # Clawbacks ----------------------------------------------------------------------------------
+
+    async def OpenClawback(self, request: pb.OpenClawbackRequest, context: Any) -> pb.Clawback:
+        command = commands.OpenClawback(
+            request_id=validation.request_id("request_id", request.request_id),
+            application_id=validation.identifier("application_id", request.application_id),
+            amount_fen=validation.fen("amount_fen", request.amount_fen, required=True),
+            reason=validation.text("reason", request.reason, max_len=MAX_REASON),
+            opened_by=current_principal().subject,
+        )
+        return clawback_pb(await self.clawbacks.open(command))
+
+    async def RecordRepayment(
+        self, request: pb.RecordRepaymentRequest, context: Any
+    ) -> pb.Clawback:
+        command = commands.RecordRepayment(
+            request_id=validation.request_id("request_id", request.request_id),
+            clawback_id=validation.identifier("clawback_id", request.clawback_id),
+            amount_fen=validation.fen("amount_fen", request.amount_fen, required=True),
+            recorded_by=current_principal().subject,
+        )
+        return clawback_pb(await self.clawbacks.repay(command))
+
+    async def GetClawback(self, request: pb.GetClawbackRequest, context: Any) -> pb.Clawback:
+        clawback_id = validation.identifier("clawback_id", request.clawback_id)
+        return clawback_pb(await self.clawbacks.get(clawback_id))
+
+    async def ListClawbacks(
+        self, request: pb.ListClawbacksRequest, context: Any
+    ) -> pb.ListClawbacksResponse:
+        application_id = (
+            validation.identifier("application_id", request.application_id)
+            if request.application_id
+            else ""
+        )
+        state = validation.optional_term("state", ClawbackState, request.state)
+        if not 0 <= request.limit <= MAX_LINES:
+            raise InvalidArgument("limit", f"must be between 0 and {MAX_LINES}")
+        query = commands.ListClawbacks(
+            application_id=application_id, state=state, limit=request.limit or DEFAULT_LINES
+        )
+        views = await self.clawbacks.list(query)
+        return pb.ListClawbacksResponse(clawbacks=[clawback_pb(view) for view in views])

@@ -174,3 +174,33 @@ class ResolveReconciliationException:
     resolution: str  # a ReconciliationResolution
     note: str
     resolved_by: str
+
+
+@dataclass(frozen=True)
+class OpenClawback:
+    request_id: str
+    application_id: str
+    amount_fen: int
+    reason: str
+    opened_by: str
+
+    @property
+    def fingerprint(self) -> str:
+        """What the request says; a repeated request id must say the same."""
+        text = f"{self.application_id}\x1f{self.amount_fen}\x1f{self.reason}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RecordRepayment:
+    request_id: str
+    clawback_id: str
+    amount_fen: int
+    recorded_by: str
+
+
+@dataclass(frozen=True)
+class ListClawbacks:
+    application_id: str = ""  # "": every application
+    state: str | None = None  # a ClawbackState; None: any
+    limit: int = 100

@@ -22,6 +22,7 @@ from services.common.unit_of_work import Transactions
 from services.disbursement.api import SERVICE, DisbursementServicer
 from services.disbursement.catalogue import ApplicationsCatalogue
 from services.disbursement.daily_reconciliation import DailyReconciliation
+from services.disbursement.clawbacks import Clawbacks
 from services.disbursement.gateway import PaymentGateway, make_gateway
 from services.disbursement.use_cases import Disbursement, event_source
 
@@ -52,7 +53,6 @@ async def run(
                 catalogue,
                 second_approval_fen=settings.plan_second_approval_fen,
             )
-            servicer = DisbursementServicer(disbursement)
             background = [OutboxRelay(settings, database).run]
             if settings.reconciliation_daily:
                 daily = DailyReconciliation(
@@ -61,6 +61,8 @@ async def run(
                     check_s=settings.reconciliation_check_s,
                 )
                 background.append(daily.run)
+            clawbacks = Clawbacks(transactions, bar_years=settings.clawback_bar_years)
+            servicer = DisbursementServicer(disbursement, clawbacks)
 
             def register(server: grpc.aio.Server) -> None:
                 disbursement_pb2_grpc.add_DisbursementServiceServicer_to_server(servicer, server)

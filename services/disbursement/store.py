@@ -10,6 +10,11 @@ hold no ':', so the two never meet):
   budget:K:available       budget not yet promised to anyone (debit balance)
   budget:K:reserved        promised to an award, not yet paid
   paid:K                   paid out
+  clawback_receivable:K    what clawbacks (追回) of paid awards claim back, not yet repaid
+  recovered:K              what enterprises repaid of clawbacks (returned to the treasury)
+A clawback moves its amount from paid:K to clawback_receivable:K (journal clawback-<id>), each
+repayment from the receivable to recovered:K (journal repay-<repayment id>), so every budget's
+accounts still balance and paid:K nets to what the enterprises keep.
 A reservation remembers the budget it was made against (its line and year, or none), so its
 release and payment move money in the same accounts whatever the catalogue says later.
 """
@@ -57,15 +62,24 @@ def paid(program: str) -> str:
     return f"paid:{program}"
 
 
-# What an account holds (account_kind): the four forms of the module docstring.
+def clawback_receivable(program: str) -> str:
+    return f"clawback_receivable:{program}"
+
+
+def recovered(program: str) -> str:
+    return f"recovered:{program}"
+
+
+# What an account holds (account_kind): the forms of the module docstring.
 APPROPRIATION, AVAILABLE, RESERVED, PAID = "appropriation", "available", "reserved", "paid"
+CLAWBACK_RECEIVABLE, RECOVERED = "clawback_receivable", "recovered"
 
 
 def account_kind(account: str) -> tuple[str, str]:
     """The kind of an account and its budget key K: "budget:L:2025:reserved" -> ("reserved",
-    "L:2025"); ("", "") for a name of none of the four forms."""
+    "L:2025"); ("", "") for a name of none of the forms."""
     head, _, rest = account.partition(":")
-    if head in (APPROPRIATION, PAID) and rest:
+    if head in (APPROPRIATION, PAID, CLAWBACK_RECEIVABLE, RECOVERED) and rest:
         return head, rest
     if head == "budget":
         key, _, tail = rest.rpartition(":")
@@ -235,6 +249,94 @@ class LedgerEntryRow(SQLModel, table=True):
     credit_fen: int = Field(default=0, sa_type=MONEY)
     memo: str = Field(default="", max_length=500)
     posted_at: datetime = Field(sa_type=TIME)
+
+
+class ClawbackRow(SQLModel, table=True):
+    """A clawback (追回) of a paid award: the amount claimed back, what was repaid, and the
+    credit penalty (bar_until) it imposes."""
+
+    __tablename__ = "clawback"
+
+    clawback_id: str = Field(primary_key=True, max_length=32)
+    request_id: str = Field(max_length=128, unique=True)
+    request_fingerprint: str = Field(max_length=64)
+    application_id: str = Field(max_length=128, index=True)
+    program_code: str = Field(max_length=128)
+    budget_key: str = Field(max_length=200)  # the ledger's K: where the award's money was
+    applicant_credit_code: str = Field(max_length=32, index=True)
+    applicant_name: str = Field(max_length=200)
+    amount_fen: int = Field(sa_type=MONEY)
+    repaid_fen: int = Field(default=0, sa_type=MONEY)
+    reason: str = Field(max_length=500)
+    state: str = Field(max_length=20)  # a ClawbackState
+    opened_by: str = Field(max_length=200)
+    opened_at: datetime = Field(sa_type=TIME)
+    settled_at: datetime | None = Field(default=None, sa_type=TIME)
+    bar_years: int
+    bar_until: datetime = Field(sa_type=TIME)
+    updated_at: datetime = Field(sa_type=TIME)
+
+    @property
+    def outstanding_fen(self) -> int:
+        return self.amount_fen - self.repaid_fen
+
+
+class ClawbackRepaymentRow(SQLModel, table=True):
+    __tablename__ = "clawback_repayment"
+
+    repayment_id: str = Field(primary_key=True, max_length=32)
+    request_id: str = Field(max_length=128, unique=True)
+    clawback_id: str = Field(max_length=32, foreign_key="clawback.clawback_id", index=True)
+    amount_fen: int = Field(sa_type=MONEY)
+    recorded_by: str = Field(max_length=200)
+    recorded_at: datetime = Field(sa_type=TIME)
+
+
+def lock_clawback(session: Session, clawback_id: str) -> ClawbackRow | None:
+    return session.exec(
+        select(ClawbackRow).where(col(ClawbackRow.clawback_id) == clawback_id).with_for_update()
+    ).first()
+
+
+def clawback_by_request(session: Session, request_id: str) -> ClawbackRow | None:
+    return session.exec(
+        select(ClawbackRow).where(col(ClawbackRow.request_id) == request_id)
+    ).first()
+
+
+def repayment_by_request(session: Session, request_id: str) -> ClawbackRepaymentRow | None:
+    return session.exec(
+        select(ClawbackRepaymentRow).where(col(ClawbackRepaymentRow.request_id) == request_id)
+    ).first()
+
+
+def repayments(session: Session, clawback_ids: list[str]) -> list[ClawbackRepaymentRow]:
+    """The repayments of these clawbacks, oldest first."""
+    if not clawback_ids:
+        return []
+    return list(
+        session.exec(
+            select(ClawbackRepaymentRow)
+            .where(col(ClawbackRepaymentRow.clawback_id).in_(clawback_ids))
+            .order_by(col(ClawbackRepaymentRow.recorded_at), col(ClawbackRepaymentRow.repayment_id))
+        ).all()
+    )
+
+
+def clawbacks(
+    session: Session, application_id: str = "", state: str | None = None, limit: int = 0
+) -> list[ClawbackRow]:
+    """Clawbacks newest first, of one application and one ClawbackState when given."""
+    query = select(ClawbackRow).order_by(
+        col(ClawbackRow.opened_at).desc(), col(ClawbackRow.clawback_id)
+    )
+    if application_id:
+        query = query.where(col(ClawbackRow.application_id) == application_id)
+    if state is not None:
+        query = query.where(col(ClawbackRow.state) == state)
+    if limit:
+        query = query.limit(limit)
+    return list(session.exec(query).all())
 
 
 def post_journal(
@@ -646,13 +748,20 @@ def reservation_budget_keys(session: Session, program_code: str) -> set[str]:
     }
 
 
-def award_journal_ids(application_id: str, line_ids: list[str]) -> list[str]:
-    """The journals that move an award's money: its reservation, its release and the payment of
-    each of its payment lines (use_cases.py names them)."""
+def award_journal_ids(
+    application_id: str,
+    line_ids: list[str],
+    clawback_ids: tuple[str, ...] | list[str] = (),
+    repayment_ids: tuple[str, ...] | list[str] = (),
+) -> list[str]:
+    """The journals that move an award's money: its reservation, its release, the payment of
+    each of its payment lines, its clawbacks and their repayments (use_cases.py names them)."""
     return [
         f"reserve-{application_id}",
         f"release-{application_id}",
         *(f"pay-{line_id}" for line_id in line_ids),
+        *(f"clawback-{clawback_id}" for clawback_id in clawback_ids),
+        *(f"repay-{repayment_id}" for repayment_id in repayment_ids),
     ]
 
 
@@ -665,10 +774,17 @@ def award_entries(session: Session, application_id: str) -> list[LedgerEntryRow]
             )
         ).all()
     )
+    clawback_ids = list(
+        session.exec(
+            select(ClawbackRow.clawback_id).where(col(ClawbackRow.application_id) == application_id)
+        ).all()
+    )
+    repayment_ids = [row.repayment_id for row in repayments(session, clawback_ids)]
+    journal_ids = award_journal_ids(application_id, line_ids, clawback_ids, repayment_ids)
     return list(
         session.exec(
             select(LedgerEntryRow)
-            .where(col(LedgerEntryRow.journal_id).in_(award_journal_ids(application_id, line_ids)))
+            .where(col(LedgerEntryRow.journal_id).in_(journal_ids))
             .order_by(col(LedgerEntryRow.posted_at), col(LedgerEntryRow.id))
         ).all()
     )

@@ -1829,11 +1829,20 @@ def _settled(session: Session, lines: list[PaymentLineRow]) -> list[reconciliati
 
 
 RESERVATION, RELEASE, PAYMENT = "reservation", "release", "payment"
+CLAWBACK, REPAYMENT = "clawback", "repayment"  # clawbacks.py
+JOURNAL_PREFIXES = (
+    ("reserve-", RESERVATION),
+    ("release-", RELEASE),
+    ("pay-", PAYMENT),
+    ("clawback-", CLAWBACK),
+    ("repay-", REPAYMENT),
+)
 
 
 def movement_of(journal_id: str) -> str:
-    """What an award's journal did, from its id (reserve-, release-, pay-); "" otherwise."""
-    for prefix, movement in (("reserve-", RESERVATION), ("release-", RELEASE), ("pay-", PAYMENT)):
+    """What an award's journal did, from its id (reserve-, release-, pay-, clawback-, repay-);
+    "" otherwise."""
+    for prefix, movement in JOURNAL_PREFIXES:
         if journal_id.startswith(prefix):
             return movement
     return ""
@@ -1886,7 +1895,7 @@ class TrialBalance:
 @dataclass(frozen=True)
 class StatementLine:
     entry: LedgerEntryRow
-    movement: str  # RESERVATION, RELEASE, PAYMENT
+    movement: str  # RESERVATION, RELEASE, PAYMENT, CLAWBACK, REPAYMENT
     kind: str  # the account's kind (store.account_kind)
     balance_fen: int  # the account's running balance within the award
 
@@ -1918,6 +1927,18 @@ class GrantStatement:
     @property
     def outstanding_fen(self) -> int:
         return self.reserved_fen - self.released_fen - self.paid_fen
+
+    @property
+    def clawed_back_fen(self) -> int:
+        return self._sum(CLAWBACK, store.CLAWBACK_RECEIVABLE, debit=True)
+
+    @property
+    def repaid_fen(self) -> int:
+        return self._sum(REPAYMENT, store.CLAWBACK_RECEIVABLE, debit=False)
+
+    @property
+    def receivable_fen(self) -> int:
+        return self.clawed_back_fen - self.repaid_fen
 
 
 def _paid_after_failure(

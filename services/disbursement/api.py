@@ -535,6 +535,9 @@ def reconciliation_pb(view: ReconciliationView) -> pb.Reconciliation:
         reconciled_at=to_timestamp(run.reconciled_at),
         runs=run.runs,
         exceptions=[exception_pb(row) for row in view.exceptions],
+    )
+
+
 def clawback_pb(view: ClawbackView) -> pb.Clawback:
     row = view.clawback
     return pb.Clawback(
@@ -871,6 +874,7 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             resolved_by=current_principal().subject,
         )
         return exception_pb(await self.disbursement.resolve_reconciliation_exception(command))
+
     # Clawbacks ----------------------------------------------------------------------------------
 
     async def OpenClawback(self, request: pb.OpenClawbackRequest, context: Any) -> pb.Clawback:

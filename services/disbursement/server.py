@@ -21,8 +21,8 @@ from services.common.service_main import migrated_database, serve_service
 from services.common.unit_of_work import Transactions
 from services.disbursement.api import SERVICE, DisbursementServicer
 from services.disbursement.catalogue import ApplicationsCatalogue
-from services.disbursement.daily_reconciliation import DailyReconciliation
 from services.disbursement.clawbacks import Clawbacks
+from services.disbursement.daily_reconciliation import DailyReconciliation
 from services.disbursement.gateway import PaymentGateway, make_gateway
 from services.disbursement.use_cases import Disbursement, event_source
 

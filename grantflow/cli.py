@@ -786,12 +786,14 @@ def plan_approve(plan_id: str, user: UserOpt = "finance-checker", token: TokenOp
     )
     if plan.state == PlanState.AWAITING_SECOND_APPROVAL.to_proto():
         out().print(
-            f"plan {plan.plan_id}: first approval by {plan.first_approved_by}; above the "
-            "second-approval level, it awaits a second approval by another finance officer "
-            "(待二级审批)"
+            f"资助计划 {plan.plan_id}：{plan.first_approved_by} 已一级审核；总额超过二级审批额度，"
+            "待另一位财政人员二级审批（待二级审批）"
         )
         return
-    out().print(f"plan {plan.plan_id} approved by {plan.approved_by}; workflow plan-{plan.plan_id}")
+    out().print(
+        f"资助计划 {plan.plan_id} 已由 {plan.approved_by} 审核，开始拨付"
+        f"（流程 plan-{plan.plan_id}）"
+    )
 
 
 @plan_app.command("cancel")
@@ -813,8 +815,8 @@ def plan_cancel(
         ),
     )
     out().print(
-        f"plan {plan.plan_id} cancelled by {plan.cancelled_by} ({plan.cancel_reason}); "
-        f"its {len(plan.lines)} awards wait for the next plan"
+        f"资助计划 {plan.plan_id} 已由 {plan.cancelled_by} 撤销（{plan.cancel_reason}）；"
+        f"其中 {len(plan.lines)} 项资助待下一个资助计划安排"
     )
 
 
@@ -834,27 +836,27 @@ def plan_show(plan_id: str, user: UserOpt = "finance", token: TokenOpt = "") -> 
             disbursement_pb2.GetFundingPlanRequest(plan_id=plan_id)
         ),
     )
-    table = Table("line", "application", "payee", "amount", "state", "reference", title=plan.title)
+    table = Table("支付行", "申请编号", "收款单位", "金额", "状态", "支付流水号", title=plan.title)
     for line in plan.lines:
         table.add_row(
             line.line_id,
             line.application_id,
             line.applicant_name,
             yuan(line.amount_fen),
-            PaymentState.from_proto(line.state).name,
+            f"{label(PaymentState.from_proto(line.state))} ({PaymentState.from_proto(line.state).name})",
             line.gateway_reference,
         )
     out().print(table)
     state = PlanState.from_proto(plan.state)
-    checkers = plan.approved_by
+    checkers = plan.approved_by or "—"
     if plan.second_approval_required:
-        checkers = f"{plan.first_approved_by or '-'} (first), {plan.approved_by or '-'} (second)"
+        checkers = f"{plan.first_approved_by or '—'}（一级），{plan.approved_by or '—'}（二级）"
     out().print(
-        f"state {state.name} {label(state)}, "
-        f"maker {plan.created_by}, checker {checkers}, total {yuan(plan.total_fen)}"
+        f"状态 {label(state)} ({state.name})，制单人 {plan.created_by}，审核人 {checkers}，"
+        f"总额 {yuan(plan.total_fen)}"
     )
     if state == PlanState.CANCELLED:
-        out().print(f"cancelled by {plan.cancelled_by}: {plan.cancel_reason}")
+        out().print(f"已由 {plan.cancelled_by} 撤销：{plan.cancel_reason}")
 
 
 # ---------------------------------------------------------------------------------- ops

@@ -92,7 +92,7 @@ async def test_an_application_from_filing_to_paid_through_the_cli(
     no_reason = grantflow(stack, "plan", "cancel", draft_id, "--reason", " ", ok=False)
     assert "INVALID_ARGUMENT" in no_reason and "reason" in no_reason
     cancelled = grantflow(stack, "plan", "cancel", draft_id, "--reason", "名单有误", "--user", "li")
-    assert "cancelled by li" in cancelled
+    assert "已由 li 撤销" in cancelled
     shown = grantflow(stack, "plan", "show", draft_id)
     assert "CANCELLED" in shown and "名单有误" in shown
     out = grantflow(

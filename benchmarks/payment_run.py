@@ -90,7 +90,12 @@ async def file_all(settings: Settings, count: int, clients: int = 16) -> float:
 
 
 async def reviewer(
-    settings: Settings, department: str, enum: Any, stop: asyncio.Event, decided: Counter[str]
+    settings: Settings,
+    department: str,
+    enum: Any,
+    stop: asyncio.Event,
+    decided: Counter[str],
+    errors: Counter[str],
 ) -> None:
     """Claims and approves every open task of the department (8 at a time) until stopped."""
     channel = grpc.aio.insecure_channel(settings.review_address)
@@ -101,17 +106,27 @@ async def reviewer(
     handled: set[str] = set()
     deciding = asyncio.Semaphore(8)
 
-    async def handle(task_id: str) -> None:
+    async def handle(task_id: str, claimed: bool) -> None:
         async with deciding:
-            await stub.ClaimTask(review_pb2.ClaimTaskRequest(task_id=task_id), metadata=meta)
-            await stub.DecideTask(
-                review_pb2.DecideTaskRequest(
-                    task_id=task_id,
-                    decision=review_pb2.REVIEW_DECISION_APPROVE,
-                    reason="meets the rules",
-                ),
-                metadata=meta,
-            )
+            try:
+                if not claimed:
+                    await stub.ClaimTask(
+                        review_pb2.ClaimTaskRequest(task_id=task_id), metadata=meta
+                    )
+                await stub.DecideTask(
+                    review_pb2.DecideTaskRequest(
+                        task_id=task_id,
+                        decision=review_pb2.REVIEW_DECISION_APPROVE,
+                        reason="meets the rules",
+                    ),
+                    metadata=meta,
+                )
+            except grpc.aio.AioRpcError as error:
+                # E.g. UNAVAILABLE "the grant workflow did not answer in time; try again": the
+                # next look at the inbox finds the task again (open, or claimed by us).
+                errors[f"{department} {error.code().name}"] += 1
+                handled.discard(task_id)
+                return
             decided[department] += 1
 
     running: set[asyncio.Task[None]] = set()
@@ -124,9 +139,12 @@ async def reviewer(
                 metadata=meta,
             )
             for task in page.tasks:
-                if task.state == review_pb2.TASK_STATE_OPEN and task.task_id not in handled:
+                claimed = task.state == review_pb2.TASK_STATE_CLAIMED
+                if task.state == review_pb2.TASK_STATE_OPEN or claimed:
+                    if task.task_id in handled:
+                        continue
                     handled.add(task.task_id)
-                    job = asyncio.create_task(handle(task.task_id))
+                    job = asyncio.create_task(handle(task.task_id, claimed))
                     running.add(job)
                     job.add_done_callback(running.discard)
             await sleep_or(stop, 1.0)
@@ -161,12 +179,13 @@ async def to_awaiting_plan(settings: Settings, count: int, temporal: Any) -> Non
         raise SystemExit(f"{LINE} {year} has {line.available_fen} fen, not {count * AWARD_FEN}")
     stop = asyncio.Event()
     decided: Counter[str] = Counter()
+    errors: Counter[str] = Counter()  # decisions refused for now, tried again
     reviewers = [
         asyncio.create_task(
-            reviewer(settings, "industry", common_pb2.DEPARTMENT_INDUSTRY, stop, decided)
+            reviewer(settings, "industry", common_pb2.DEPARTMENT_INDUSTRY, stop, decided, errors)
         ),
         asyncio.create_task(
-            reviewer(settings, "finance", common_pb2.DEPARTMENT_FINANCE, stop, decided)
+            reviewer(settings, "finance", common_pb2.DEPARTMENT_FINANCE, stop, decided, errors)
         ),
     ]
     began = time.monotonic()
@@ -186,7 +205,8 @@ async def to_awaiting_plan(settings: Settings, count: int, temporal: Any) -> Non
             if time.monotonic() - last_print > 15:
                 last_print = time.monotonic()
                 print(
-                    f"  {last_print - began:5.0f} s: {dict(decided)} decisions, "
+                    f"  {last_print - began:5.0f} s: {dict(decided)} decisions "
+                    f"({dict(errors)} tried again), "
                     f"{awarded} awards noticed, {waiting} grants awaiting a plan",
                     flush=True,
                 )

@@ -1,4 +1,5 @@
-"""Fixtures shared by the whole suite: database URLs (SQLite and PostgreSQL) and a Kafka broker."""
+"""Fixtures shared by the whole suite: database URLs (SQLite and PostgreSQL) and a Kafka broker;
+and how the suite's tests are grouped onto the runner's parallel workers (pytest-xdist)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,19 @@ import pytest
 from tests.support import postgres_available, postgres_database, tansu_broker
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# Packages whose tests share one embedded stack (a package-scoped fixture): each runs whole on
+# one worker, so the suite starts that stack once, not once per worker.
+ONE_STACK_PACKAGES = ("browser", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The runner spreads groups over its workers (`--dist loadgroup`): a test module is a group
+    (its module-scoped stacks and servers start once), and so is a package sharing a stack."""
+    for item in items:
+        parts = item.nodeid.split("::", 1)[0].split("/")
+        package = parts[1] if len(parts) > 2 else ""
+        group = package if package in ONE_STACK_PACKAGES else parts[-1]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def require_postgres() -> None:

@@ -31,6 +31,8 @@ def stack_environment(data_dir: Path) -> dict[str, str]:
         applications_address=f"127.0.0.1:{free_port()}",
         review_address=f"127.0.0.1:{free_port()}",
         disbursement_address=f"127.0.0.1:{free_port()}",
+        console_address=f"127.0.0.1:{free_port()}",
+        stack_metrics_port=0,  # the default ports are fixed: a stack of another test would collide
     )
     return LocalStack(settings).environment()
 

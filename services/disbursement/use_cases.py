@@ -967,7 +967,7 @@ class Disbursement:
                         f"plan ({existing.plan_id})"
                     )
                 return PlanView(existing, store.plan_lines(session, existing.plan_id))
-            if not locked:
+            if not locked and (scope.line_code or scope.program_lock):
                 if command.first_form or not scope.line_code:
                     raise FailedPrecondition(f"program {scope.program_lock} has no budget")
                 raise InvalidArgument(

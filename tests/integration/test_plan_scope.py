@@ -18,7 +18,7 @@ from grantflow.v1 import applications_pb2
 from grantflow.v1 import disbursement_pb2 as pb
 from services.applications.catalogue import load_catalogue
 from services.common.db import make_engine
-from services.common.vocabulary import AuditAction, Role
+from services.common.vocabulary import AuditAction, Department, Role
 from tests.integration.test_disbursement_service import (
     LINE,
     LINED_PROGRAM,
@@ -63,7 +63,7 @@ async def lines_and_programs(h: Harness) -> None:
                 name=f"{line} 预算科目",
                 support_plan_code="TEST-PLAN",
                 support_plan_name="测试扶持计划",
-                department=1,
+                department=Department.INDUSTRY.to_proto(),
                 fund_code="TEST-FUND",
                 fund_name="测试专项资金",
             )

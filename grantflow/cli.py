@@ -753,22 +753,155 @@ def budget_set_line(
     )
 
 
+def _plan_summary(plan: Any, verb: str) -> None:
+    """A plan's headline and its totals per program, Chinese first."""
+    from grantflow.format import yuan
+
+    where = f"预算科目 {plan.budget_line_code}，" if plan.budget_line_code else ""
+    approvals = "，需二级审批" if plan.second_approval_required else ""
+    out().print(
+        f"资助计划 {plan.plan_id} {verb}（草稿）：{where}{len(plan.lines)} 个项目，"
+        f"合计 {yuan(plan.total_fen)}{approvals}"
+        f"（plan {plan.plan_id}: {len(plan.lines)} lines, {yuan(plan.total_fen)}）",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for program in plan.programs:
+        out().print(
+            f"  项目类别 {program.program_code}：{program.line_count} 个项目，"
+            f"{yuan(program.amount_fen)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _application_ids(listed: list[str], from_file: Path | None) -> list[str]:
+    """Ids given on the command line, then those of the file (one a line; blank lines and
+    lines starting with # skipped)."""
+    ids = list(listed)
+    if from_file is not None:
+        for raw in from_file.read_text(encoding="utf-8").splitlines():
+            text = raw.strip()
+            if text and not text.startswith("#"):
+                ids.append(text.split(",")[0].strip())
+    return ids
+
+
 @plan_app.command("create")
 def plan_create(
-    program: str, title: str = "", user: UserOpt = "finance-maker", token: TokenOpt = ""
+    program_arg: Annotated[
+        str, typer.Argument(metavar="[PROGRAM]", help="one program's awards (the first form)")
+    ] = "",
+    title: str = "",
+    budget_line: Annotated[
+        str, typer.Option("--budget-line", help="预算科目：the awards of this budget line")
+    ] = "",
+    program: Annotated[
+        list[str] | None,
+        typer.Option("--program", help="项目类别 (repeatable): only these programs of the line"),
+    ] = None,
+    application: Annotated[
+        list[str] | None,
+        typer.Option("--application", help="申报编号 (repeatable): exactly these awards"),
+    ] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option("--from-file", help="a file of application ids, one a line (or CSV)"),
+    ] = None,
+    year: Annotated[int, typer.Option("--year", help="only the line's awards of this year")] = 0,
+    awarded_before: Annotated[
+        str, typer.Option("--awarded-before", help="YYYY-MM-DD: awards noticed before this day")
+    ] = "",
+    max_lines: Annotated[
+        int, typer.Option("--max-lines", help="at most this many awards, oldest first")
+    ] = 0,
+    user: UserOpt = "finance-maker",
+    token: TokenOpt = "",
 ) -> None:
-    """Collect a program's noticed awards into a funding plan (you are the maker)."""
+    """编制资助计划 Collect noticed awards into a funding plan (you are the maker): one program's
+    (PROGRAM), a budget line's programs by filter, or a list of application ids."""
+    import uuid
+    from datetime import date, datetime, timedelta, timezone
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from grantflow.v1 import disbursement_pb2
+
+    ids = _application_ids(application or [], from_file)
+    programs = list(program or [])
+    if not (program_arg or budget_line or programs or ids):
+        raise typer.BadParameter(
+            "请指定项目类别、预算科目或申报编号 (give a program, --budget-line, --program or "
+            "--application/--from-file)"
+        )
+    label = program_arg or budget_line or ",".join(programs) or f"{len(ids)} 项"
+    request = disbursement_pb2.CreateFundingPlanRequest(
+        request_id=uuid.uuid4().hex,
+        program_code=program_arg,
+        title=title or f"{label} 资助计划",
+        budget_line_code=budget_line,
+        program_codes=programs,
+        fiscal_year=year,
+        max_lines=max_lines,
+        application_ids=ids,
+    )
+    if awarded_before:
+        try:
+            day = date.fromisoformat(awarded_before)
+        except ValueError as error:
+            raise typer.BadParameter(
+                f"日期格式应为 YYYY-MM-DD (not {awarded_before!r})", param_hint="--awarded-before"
+            ) from error
+        beijing = timezone(timedelta(hours=8))
+        stamp = Timestamp()
+        stamp.FromDatetime(datetime(day.year, day.month, day.day, tzinfo=beijing))
+        request.awarded_before.CopyFrom(stamp)
+    bearer = token_for(get_settings(), token, Role.FINANCE, user)
+    plan = call(bearer, "disbursement", lambda c: c.disbursement.CreateFundingPlan(request))
+    _plan_summary(plan, "已编制")
+
+
+def _plan_edit(
+    plan_id: str, add: list[str], remove: list[str], reason: str, user: str, token: str
+) -> None:
     import uuid
 
-    from grantflow.format import yuan
     from grantflow.v1 import disbursement_pb2
 
     bearer = token_for(get_settings(), token, Role.FINANCE, user)
-    request = disbursement_pb2.CreateFundingPlanRequest(
-        request_id=uuid.uuid4().hex, program_code=program, title=title or f"{program} funding plan"
+    request = disbursement_pb2.EditFundingPlanRequest(
+        request_id=uuid.uuid4().hex,
+        plan_id=plan_id,
+        add_application_ids=add,
+        remove_application_ids=remove,
+        reason=reason,
     )
-    plan = call(bearer, "disbursement", lambda c: c.disbursement.CreateFundingPlan(request))
-    out().print(f"plan {plan.plan_id}: {len(plan.lines)} lines, {yuan(plan.total_fen)}")
+    plan = call(bearer, "disbursement", lambda c: c.disbursement.EditFundingPlan(request))
+    _plan_summary(plan, "已调整")
+
+
+@plan_app.command("add")
+def plan_add(
+    plan_id: str,
+    applications: Annotated[list[str], typer.Argument(help="申报编号 application ids")],
+    reason: Annotated[str, typer.Option(help="why (recorded in the audit trail)")] = "",
+    user: UserOpt = "finance-maker",
+    token: TokenOpt = "",
+) -> None:
+    """资助计划增加项目 Add noticed awards to a draft plan."""
+    _plan_edit(plan_id, applications, [], reason, user, token)
+
+
+@plan_app.command("remove")
+def plan_remove(
+    plan_id: str,
+    applications: Annotated[list[str], typer.Argument(help="申报编号 application ids")],
+    reason: Annotated[str, typer.Option(help="why (recorded in the audit trail)")] = "",
+    user: UserOpt = "finance-maker",
+    token: TokenOpt = "",
+) -> None:
+    """资助计划移出项目 Remove awards from a draft plan; they wait for the next plan."""
+    _plan_edit(plan_id, [], applications, reason, user, token)
 
 
 @plan_app.command("approve")
@@ -855,6 +988,12 @@ def plan_show(plan_id: str, user: UserOpt = "finance", token: TokenOpt = "") -> 
         f"状态 {label(state)} ({state.name})，制单人 {plan.created_by}，审核人 {checkers}，"
         f"总额 {yuan(plan.total_fen)}"
     )
+    for program in plan.programs if len(plan.programs) > 1 else ():
+        out().print(
+            f"  项目类别 {program.program_code}：{program.line_count} 个项目，"
+            f"{yuan(program.amount_fen)}",
+            highlight=False,
+        )
     if state == PlanState.CANCELLED:
         out().print(f"已由 {plan.cancelled_by} 撤销：{plan.cancel_reason}")
 

@@ -850,6 +850,7 @@ class Reservation(_message.Message):
     FISCAL_YEAR_FIELD_NUMBER: _builtins.int
     BATCH_ID_FIELD_NUMBER: _builtins.int
     CUT_FROM_FEN_FIELD_NUMBER: _builtins.int
+    AWARDED_AT_FIELD_NUMBER: _builtins.int
     application_id: _builtins.str
     program_code: _builtins.str
     amount_fen: _builtins.int
@@ -870,6 +871,10 @@ class Reservation(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp:
         """the last change of state (e.g. released)"""
 
+    @_builtins.property
+    def awarded_at(self) -> _timestamp_pb2.Timestamp:
+        """noticed (ConfirmAward); unset before"""
+
     def __init__(
         self,
         *,
@@ -886,10 +891,11 @@ class Reservation(_message.Message):
         fiscal_year: _builtins.int = ...,
         batch_id: _builtins.str = ...,
         cut_from_fen: _builtins.int = ...,
+        awarded_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["awarded_at", b"awarded_at", "created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "batch_id", b"batch_id", "budget_line_code", b"budget_line_code", "created_at", b"created_at", "cut_from_fen", b"cut_from_fen", "fiscal_year", b"fiscal_year", "plan_id", b"plan_id", "program_code", b"program_code", "state", b"state", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "awarded_at", b"awarded_at", "batch_id", b"batch_id", "budget_line_code", b"budget_line_code", "created_at", b"created_at", "cut_from_fen", b"cut_from_fen", "fiscal_year", b"fiscal_year", "plan_id", b"plan_id", "program_code", b"program_code", "state", b"state", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -986,6 +992,7 @@ class PaymentLine(_message.Message):
     FAILURE_REASON_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     PAID_AT_FIELD_NUMBER: _builtins.int
+    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
     line_id: _builtins.str
     plan_id: _builtins.str
     application_id: _builtins.str
@@ -996,6 +1003,8 @@ class PaymentLine(_message.Message):
     gateway_reference: _builtins.str
     failure_reason: _builtins.str
     attempts: _builtins.int
+    program_code: _builtins.str
+    """the award's program"""
     @_builtins.property
     def paid_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -1012,14 +1021,42 @@ class PaymentLine(_message.Message):
         failure_reason: _builtins.str = ...,
         attempts: _builtins.int = ...,
         paid_at: _timestamp_pb2.Timestamp | None = ...,
+        program_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["paid_at", b"paid_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "attempts", b"attempts", "failure_reason", b"failure_reason", "gateway_reference", b"gateway_reference", "line_id", b"line_id", "paid_at", b"paid_at", "plan_id", b"plan_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "attempts", b"attempts", "failure_reason", b"failure_reason", "gateway_reference", b"gateway_reference", "line_id", b"line_id", "paid_at", b"paid_at", "plan_id", b"plan_id", "program_code", b"program_code", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PaymentLine: _TypeAlias = PaymentLine  # noqa: Y015
+
+@_typing.final
+class FundingPlanProgram(_message.Message):
+    """One program's part of a plan: its lines and their amount."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
+    LINE_COUNT_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    program_code: _builtins.str
+    line_count: _builtins.int
+    amount_fen: _builtins.int
+    def __init__(
+        self,
+        *,
+        program_code: _builtins.str = ...,
+        line_count: _builtins.int = ...,
+        amount_fen: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "line_count", b"line_count", "program_code", b"program_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FundingPlanProgram: _TypeAlias = FundingPlanProgram  # noqa: Y015
 
 @_typing.final
 class FundingPlan(_message.Message):
@@ -1044,6 +1081,8 @@ class FundingPlan(_message.Message):
     CANCELLED_BY_FIELD_NUMBER: _builtins.int
     CANCELLED_AT_FIELD_NUMBER: _builtins.int
     CANCEL_REASON_FIELD_NUMBER: _builtins.int
+    BUDGET_LINE_CODE_FIELD_NUMBER: _builtins.int
+    PROGRAMS_FIELD_NUMBER: _builtins.int
     plan_id: _builtins.str
     program_code: _builtins.str
     title: _builtins.str
@@ -1061,6 +1100,8 @@ class FundingPlan(_message.Message):
     """the first of two approvals (approved_by: the last)"""
     cancelled_by: _builtins.str
     cancel_reason: _builtins.str
+    budget_line_code: _builtins.str
+    """the line its awards are of; empty: a program's own budget"""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaymentLine]: ...
     @_builtins.property
@@ -1075,6 +1116,10 @@ class FundingPlan(_message.Message):
     def first_approved_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def cancelled_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def programs(self) -> _containers.RepeatedCompositeFieldContainer[Global___FundingPlanProgram]:
+        """totals per program, by program code"""
+
     def __init__(
         self,
         *,
@@ -1097,10 +1142,12 @@ class FundingPlan(_message.Message):
         cancelled_by: _builtins.str = ...,
         cancelled_at: _timestamp_pb2.Timestamp | None = ...,
         cancel_reason: _builtins.str = ...,
+        budget_line_code: _builtins.str = ...,
+        programs: _abc.Iterable[Global___FundingPlanProgram] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "cancelled_at", b"cancelled_at", "completed_at", b"completed_at", "created_at", b"created_at", "first_approved_at", b"first_approved_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "approved_by", b"approved_by", "cancel_reason", b"cancel_reason", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "created_by", b"created_by", "first_approved_at", b"first_approved_at", "first_approved_by", b"first_approved_by", "line_count", b"line_count", "lines", b"lines", "plan_id", b"plan_id", "program_code", b"program_code", "second_approval_required", b"second_approval_required", "state", b"state", "title", b"title", "total_fen", b"total_fen", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "approved_by", b"approved_by", "budget_line_code", b"budget_line_code", "cancel_reason", b"cancel_reason", "cancelled_at", b"cancelled_at", "cancelled_by", b"cancelled_by", "completed_at", b"completed_at", "created_at", b"created_at", "created_by", b"created_by", "first_approved_at", b"first_approved_at", "first_approved_by", b"first_approved_by", "line_count", b"line_count", "lines", b"lines", "plan_id", b"plan_id", "program_code", b"program_code", "programs", b"programs", "second_approval_required", b"second_approval_required", "state", b"state", "title", b"title", "total_fen", b"total_fen", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1113,23 +1160,86 @@ class CreateFundingPlanRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     PROGRAM_CODE_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
+    BUDGET_LINE_CODE_FIELD_NUMBER: _builtins.int
+    PROGRAM_CODES_FIELD_NUMBER: _builtins.int
+    FISCAL_YEAR_FIELD_NUMBER: _builtins.int
+    AWARDED_BEFORE_FIELD_NUMBER: _builtins.int
+    MAX_LINES_FIELD_NUMBER: _builtins.int
+    APPLICATION_IDS_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     program_code: _builtins.str
+    """alone: a filter of this program (as before); else one of programs"""
     title: _builtins.str
+    budget_line_code: _builtins.str
+    """The filter (none of these with application_ids but budget_line_code and program_codes, which
+    then bound the list): the awards of this budget line, of these of its programs (empty: every
+    program of the line), reserved against this fiscal year (0: any), noticed before this time
+    (unset: any), at most max_lines of them (0: all), oldest award first.
+    """
+    fiscal_year: _builtins.int
+    max_lines: _builtins.int
+    @_builtins.property
+    def program_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def awarded_before(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def application_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The list: exactly these awards, each waiting for a plan, all of one budget line."""
+
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         program_code: _builtins.str = ...,
         title: _builtins.str = ...,
+        budget_line_code: _builtins.str = ...,
+        program_codes: _abc.Iterable[_builtins.str] | None = ...,
+        fiscal_year: _builtins.int = ...,
+        awarded_before: _timestamp_pb2.Timestamp | None = ...,
+        max_lines: _builtins.int = ...,
+        application_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["awarded_before", b"awarded_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["program_code", b"program_code", "request_id", b"request_id", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_ids", b"application_ids", "awarded_before", b"awarded_before", "budget_line_code", b"budget_line_code", "fiscal_year", b"fiscal_year", "max_lines", b"max_lines", "program_code", b"program_code", "program_codes", b"program_codes", "request_id", b"request_id", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateFundingPlanRequest: _TypeAlias = CreateFundingPlanRequest  # noqa: Y015
+
+@_typing.final
+class EditFundingPlanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    ADD_APPLICATION_IDS_FIELD_NUMBER: _builtins.int
+    REMOVE_APPLICATION_IDS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    plan_id: _builtins.str
+    reason: _builtins.str
+    """optional; recorded in the audit trail"""
+    @_builtins.property
+    def add_application_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def remove_application_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        plan_id: _builtins.str = ...,
+        add_application_ids: _abc.Iterable[_builtins.str] | None = ...,
+        remove_application_ids: _abc.Iterable[_builtins.str] | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_application_ids", b"add_application_ids", "plan_id", b"plan_id", "reason", b"reason", "remove_application_ids", b"remove_application_ids", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EditFundingPlanRequest: _TypeAlias = EditFundingPlanRequest  # noqa: Y015
 
 @_typing.final
 class ApproveFundingPlanRequest(_message.Message):
@@ -1201,6 +1311,7 @@ class ListFundingPlansRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     WITHOUT_LINES_FIELD_NUMBER: _builtins.int
     program_code: _builtins.str
+    """plans holding an award of this program"""
     page_size: _builtins.int
     """0: every plan at once (each with its lines); otherwise at most this many (<= 200), newest
     first, and next_page_token continues.

@@ -84,6 +84,11 @@ class DisbursementServiceStub:
                 request_serializer=grantflow_dot_v1_dot_disbursement__pb2.CreateFundingPlanRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.FundingPlan.FromString,
                 _registered_method=True)
+        self.EditFundingPlan = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/EditFundingPlan',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.EditFundingPlanRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.FundingPlan.FromString,
+                _registered_method=True)
         self.ApproveFundingPlan = channel.unary_unary(
                 '/grantflow.v1.DisbursementService/ApproveFundingPlan',
                 request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ApproveFundingPlanRequest.SerializeToString,
@@ -266,7 +271,26 @@ class DisbursementServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateFundingPlan(self, request, context):
-        """Collects the noticed awards of a program that are in no plan yet (finance, the maker).
+        """Collects noticed awards waiting for a plan into a DRAFT plan (finance, the maker): the awards
+        of one or more programs of ONE budget line, chosen by filter (budget line, programs,
+        fiscal year, awarded before, at most N lines, oldest award first) or by an explicit list of
+        application ids. program_code alone (the first form) is a filter of one program. An award
+        is waiting for a plan only once its public notice ended with no objection open or upheld
+        (the grant confirms it then: ConfirmAward), so an objected award is never taken.
+        INVALID_ARGUMENT naming the field for ids not waiting for a plan, programs not of the line,
+        a filter that finds nothing; nothing is written. Idempotent per request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EditFundingPlan(self, request, context):
+        """Adds and removes awards of a DRAFT plan by application id (finance; audited; idempotent per
+        request_id): a removed award waits for a plan again; an added one must be waiting for a
+        plan, of the plan's budget line. The total and the approvals it needs are computed again
+        (plan_second_approval_fen). FAILED_PRECONDITION once the plan was approved (even once) or
+        cancelled; INVALID_ARGUMENT naming the field for ids that cannot be added or removed, or an
+        edit that would leave the plan empty (cancel it instead).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -497,6 +521,11 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
             'CreateFundingPlan': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateFundingPlan,
                     request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.CreateFundingPlanRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.FundingPlan.SerializeToString,
+            ),
+            'EditFundingPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.EditFundingPlan,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.EditFundingPlanRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_disbursement__pb2.FundingPlan.SerializeToString,
             ),
             'ApproveFundingPlan': grpc.unary_unary_rpc_method_handler(
@@ -874,6 +903,33 @@ class DisbursementService:
             target,
             '/grantflow.v1.DisbursementService/CreateFundingPlan',
             grantflow_dot_v1_dot_disbursement__pb2.CreateFundingPlanRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.FundingPlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EditFundingPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/EditFundingPlan',
+            grantflow_dot_v1_dot_disbursement__pb2.EditFundingPlanRequest.SerializeToString,
             grantflow_dot_v1_dot_disbursement__pb2.FundingPlan.FromString,
             options,
             channel_credentials,

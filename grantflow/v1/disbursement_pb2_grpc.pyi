@@ -64,7 +64,23 @@ class DisbursementServiceStub:
     ConfirmAward: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ConfirmAwardRequest, _disbursement_pb2.Reservation]
     """Marks a reservation as a noticed award, ready for a funding plan (system role). Idempotent."""
     CreateFundingPlan: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.CreateFundingPlanRequest, _disbursement_pb2.FundingPlan]
-    """Collects the noticed awards of a program that are in no plan yet (finance, the maker)."""
+    """Collects noticed awards waiting for a plan into a DRAFT plan (finance, the maker): the awards
+    of one or more programs of ONE budget line, chosen by filter (budget line, programs,
+    fiscal year, awarded before, at most N lines, oldest award first) or by an explicit list of
+    application ids. program_code alone (the first form) is a filter of one program. An award
+    is waiting for a plan only once its public notice ended with no objection open or upheld
+    (the grant confirms it then: ConfirmAward), so an objected award is never taken.
+    INVALID_ARGUMENT naming the field for ids not waiting for a plan, programs not of the line,
+    a filter that finds nothing; nothing is written. Idempotent per request_id.
+    """
+    EditFundingPlan: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.EditFundingPlanRequest, _disbursement_pb2.FundingPlan]
+    """Adds and removes awards of a DRAFT plan by application id (finance; audited; idempotent per
+    request_id): a removed award waits for a plan again; an added one must be waiting for a
+    plan, of the plan's budget line. The total and the approvals it needs are computed again
+    (plan_second_approval_fen). FAILED_PRECONDITION once the plan was approved (even once) or
+    cancelled; INVALID_ARGUMENT naming the field for ids that cannot be added or removed, or an
+    edit that would leave the plan empty (cancel it instead).
+    """
     ApproveFundingPlan: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ApproveFundingPlanRequest, _disbursement_pb2.FundingPlan]
     """A second finance officer approves (the checker); this starts the payment run. A plan whose
     total exceeds the configured second-approval level (plan_second_approval_fen) needs two
@@ -179,7 +195,23 @@ class DisbursementServiceAsyncStub(DisbursementServiceStub):
     ConfirmAward: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ConfirmAwardRequest, _disbursement_pb2.Reservation]  # type: ignore[assignment]
     """Marks a reservation as a noticed award, ready for a funding plan (system role). Idempotent."""
     CreateFundingPlan: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.CreateFundingPlanRequest, _disbursement_pb2.FundingPlan]  # type: ignore[assignment]
-    """Collects the noticed awards of a program that are in no plan yet (finance, the maker)."""
+    """Collects noticed awards waiting for a plan into a DRAFT plan (finance, the maker): the awards
+    of one or more programs of ONE budget line, chosen by filter (budget line, programs,
+    fiscal year, awarded before, at most N lines, oldest award first) or by an explicit list of
+    application ids. program_code alone (the first form) is a filter of one program. An award
+    is waiting for a plan only once its public notice ended with no objection open or upheld
+    (the grant confirms it then: ConfirmAward), so an objected award is never taken.
+    INVALID_ARGUMENT naming the field for ids not waiting for a plan, programs not of the line,
+    a filter that finds nothing; nothing is written. Idempotent per request_id.
+    """
+    EditFundingPlan: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.EditFundingPlanRequest, _disbursement_pb2.FundingPlan]  # type: ignore[assignment]
+    """Adds and removes awards of a DRAFT plan by application id (finance; audited; idempotent per
+    request_id): a removed award waits for a plan again; an added one must be waiting for a
+    plan, of the plan's budget line. The total and the approvals it needs are computed again
+    (plan_second_approval_fen). FAILED_PRECONDITION once the plan was approved (even once) or
+    cancelled; INVALID_ARGUMENT naming the field for ids that cannot be added or removed, or an
+    edit that would leave the plan empty (cancel it instead).
+    """
     ApproveFundingPlan: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ApproveFundingPlanRequest, _disbursement_pb2.FundingPlan]  # type: ignore[assignment]
     """A second finance officer approves (the checker); this starts the payment run. A plan whose
     total exceeds the configured second-approval level (plan_second_approval_fen) needs two
@@ -351,7 +383,29 @@ class DisbursementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _disbursement_pb2.CreateFundingPlanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_disbursement_pb2.FundingPlan, _abc.Awaitable[_disbursement_pb2.FundingPlan]]:
-        """Collects the noticed awards of a program that are in no plan yet (finance, the maker)."""
+        """Collects noticed awards waiting for a plan into a DRAFT plan (finance, the maker): the awards
+        of one or more programs of ONE budget line, chosen by filter (budget line, programs,
+        fiscal year, awarded before, at most N lines, oldest award first) or by an explicit list of
+        application ids. program_code alone (the first form) is a filter of one program. An award
+        is waiting for a plan only once its public notice ended with no objection open or upheld
+        (the grant confirms it then: ConfirmAward), so an objected award is never taken.
+        INVALID_ARGUMENT naming the field for ids not waiting for a plan, programs not of the line,
+        a filter that finds nothing; nothing is written. Idempotent per request_id.
+        """
+
+    @_abc_1.abstractmethod
+    def EditFundingPlan(
+        self,
+        request: _disbursement_pb2.EditFundingPlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.FundingPlan, _abc.Awaitable[_disbursement_pb2.FundingPlan]]:
+        """Adds and removes awards of a DRAFT plan by application id (finance; audited; idempotent per
+        request_id): a removed award waits for a plan again; an added one must be waiting for a
+        plan, of the plan's budget line. The total and the approvals it needs are computed again
+        (plan_second_approval_fen). FAILED_PRECONDITION once the plan was approved (even once) or
+        cancelled; INVALID_ARGUMENT naming the field for ids that cannot be added or removed, or an
+        edit that would leave the plan empty (cancel it instead).
+        """
 
     @_abc_1.abstractmethod
     def ApproveFundingPlan(

@@ -756,11 +756,17 @@ class FundingPlanCreated(_message.Message):
     TOTAL_FEN_FIELD_NUMBER: _builtins.int
     LINE_COUNT_FIELD_NUMBER: _builtins.int
     CREATED_BY_FIELD_NUMBER: _builtins.int
+    BUDGET_LINE_CODE_FIELD_NUMBER: _builtins.int
+    PROGRAM_CODES_FIELD_NUMBER: _builtins.int
     plan_id: _builtins.str
     program_code: _builtins.str
+    """empty when the plan holds awards of several programs"""
     total_fen: _builtins.int
     line_count: _builtins.int
     created_by: _builtins.str
+    budget_line_code: _builtins.str
+    @_builtins.property
+    def program_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -769,10 +775,12 @@ class FundingPlanCreated(_message.Message):
         total_fen: _builtins.int = ...,
         line_count: _builtins.int = ...,
         created_by: _builtins.str = ...,
+        budget_line_code: _builtins.str = ...,
+        program_codes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_by", b"created_by", "line_count", b"line_count", "plan_id", b"plan_id", "program_code", b"program_code", "total_fen", b"total_fen"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_line_code", b"budget_line_code", "created_by", b"created_by", "line_count", b"line_count", "plan_id", b"plan_id", "program_code", b"program_code", "program_codes", b"program_codes", "total_fen", b"total_fen"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -189,6 +189,7 @@ LABELS = Labels(
         (AuditAction.PLAN_APPROVED, "审批资助计划（复核）"),
         (AuditAction.PLAN_FIRST_APPROVED, "资助计划一级审批（待二级审批）"),
         (AuditAction.PLAN_CANCELLED, "撤销资助计划"),
+        (AuditAction.PLAN_EDITED, "调整资助计划（增减项目）"),
         (AuditAction.PLAN_COMPLETED, "资助计划完成"),
         (AuditAction.PAYMENT_SETTLED, "支付成功"),
         (AuditAction.PAYMENT_FAILED, "支付失败"),

@@ -430,6 +430,7 @@ class AuditAction(Term):
     PLAN_APPROVED = "plan.approved"
     PLAN_FIRST_APPROVED = "plan.first_approved"
     PLAN_CANCELLED = "plan.cancelled"
+    PLAN_EDITED = "plan.edited"
     PLAN_COMPLETED = "plan.completed"
     PAYMENT_SETTLED = "payment.settled"
     PAYMENT_FAILED = "payment.failed"

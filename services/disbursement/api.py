@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections import Counter
 from datetime import date, datetime
 from typing import Any
 
@@ -78,6 +79,7 @@ SERVICE = ServiceSpec(
         "CreateFundingPlan": (Role.FINANCE,),
         "ApproveFundingPlan": (Role.FINANCE,),
         "CancelFundingPlan": (Role.FINANCE,),
+        "EditFundingPlan": (Role.FINANCE,),
         "GetFundingPlan": READERS,
         "ListFundingPlans": READERS,
         "ExecutePayment": (Role.SYSTEM,),
@@ -111,6 +113,9 @@ DEFAULT_LINES, MAX_LINES = 100, 1000
 MAX_CODE = 64  # fund, support plan and budget line codes
 MAX_BATCH = 1000  # entries of one AllocateBatch
 MIN_YEAR, MAX_YEAR = 2000, 2100
+# The awards of one plan (by list, by max_lines, added at once): the city's largest batches run
+# to a few thousand (DOMAIN.md cites 2,886).
+MAX_PLAN_LINES = 10_000
 
 
 # Validation -------------------------------------------------------------------------------------
@@ -122,6 +127,34 @@ def program_code(field: str, value: str) -> str:
         # ':' separates the parts of ledger account names (budget:<program>:available).
         raise InvalidArgument(field, "must not contain ':'")
     return value
+
+
+def program_codes(field: str, values: Any) -> list[str]:
+    """Program codes, each once."""
+    codes = [program_code(field, value) for value in values]
+    twice = sorted(c for c, n in Counter(codes).items() if n > 1)
+    if twice:
+        raise InvalidArgument(field, f"names {', '.join(twice)} more than once")
+    return codes
+
+
+def application_ids(field: str, values: Any, limit: int) -> tuple[str, ...]:
+    """Application ids, each once, at most `limit`."""
+    if len(values) > limit:
+        raise InvalidArgument(field, f"names more than {limit} applications")
+    ids = [validation.identifier(field, value) for value in values]
+    twice = sorted(i for i, n in Counter(ids).items() if n > 1)
+    if twice:
+        raise InvalidArgument(field, f"names {', '.join(twice[:20])} more than once")
+    return tuple(ids)
+
+
+def timestamp(field: str, value: Any) -> datetime:
+    """A set Timestamp as an aware datetime; INVALID_ARGUMENT when out of range."""
+    try:
+        return from_timestamp(value)
+    except (ValueError, OverflowError) as error:
+        raise InvalidArgument(field, "is not a valid time") from error
 
 
 def optional_text(field: str, value: str, *, max_len: int) -> str:
@@ -328,6 +361,7 @@ def reservation_pb(row: ReservationRow) -> pb.Reservation:
         fiscal_year=row.fiscal_year or 0,
         batch_id=row.batch_id or "",
         cut_from_fen=row.cut_from_fen,
+        awarded_at=to_timestamp(row.awarded_at),
     )
 
 
@@ -344,6 +378,7 @@ def line_pb(row: PaymentLineRow) -> pb.PaymentLine:
         failure_reason=row.failure_reason,
         attempts=row.attempts,
         paid_at=to_timestamp(row.paid_at),
+        program_code=row.program_code,
     )
 
 
@@ -394,7 +429,23 @@ def plan_pb(view: PlanView) -> pb.FundingPlan:
         cancelled_by=plan.cancelled_by,
         cancelled_at=to_timestamp(plan.cancelled_at),
         cancel_reason=plan.cancel_reason,
+        budget_line_code=plan.budget_line_code,
+        programs=[
+            pb.FundingPlanProgram(program_code=code, line_count=count, amount_fen=amount)
+            for code, count, amount in (
+                view.programs if view.programs is not None else program_totals(view.lines)
+            )
+        ],
     )
+
+
+def program_totals(lines: list[PaymentLineRow]) -> list[tuple[str, int, int]]:
+    """(program, line count, amount) of these lines, by program code."""
+    totals: dict[str, tuple[int, int]] = {}
+    for line in lines:
+        count, amount = totals.get(line.program_code, (0, 0))
+        totals[line.program_code] = (count + 1, amount + line.amount_fen)
+    return [(code, count, amount) for code, (count, amount) in sorted(totals.items())]
 
 
 def entry_pb(row: LedgerEntryRow) -> pb.LedgerEntry:
@@ -679,13 +730,74 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
     async def CreateFundingPlan(
         self, request: pb.CreateFundingPlanRequest, context: Any
     ) -> pb.FundingPlan:
+        request_id = validation.request_id("request_id", request.request_id)
+        title = validation.text("title", request.title, max_len=MAX_TITLE)
+        listed = application_ids("application_ids", request.application_ids, MAX_PLAN_LINES)
+        programs = tuple(program_codes("program_codes", request.program_codes))
+        line = code("budget_line_code", request.budget_line_code, required=False)
+        single = (
+            program_code("program_code", request.program_code)
+            if request.program_code or not (programs or line or listed)
+            else ""
+        )
+        if listed:
+            for field, given in (
+                ("fiscal_year", request.fiscal_year),
+                ("awarded_before", request.HasField("awarded_before")),
+                ("max_lines", request.max_lines),
+            ):
+                if given:
+                    raise InvalidArgument(field, "filters awards; not with application_ids")
+        if request.fiscal_year and not MIN_YEAR <= request.fiscal_year <= MAX_YEAR:
+            raise InvalidArgument("fiscal_year", f"must be between {MIN_YEAR} and {MAX_YEAR}")
+        if request.fiscal_year and not line:
+            raise InvalidArgument("fiscal_year", "needs budget_line_code (a line's year)")
+        if not 0 <= request.max_lines <= MAX_PLAN_LINES:
+            raise InvalidArgument("max_lines", f"must be between 0 and {MAX_PLAN_LINES}")
+        awarded_before = (
+            timestamp("awarded_before", request.awarded_before)
+            if request.HasField("awarded_before")
+            else None
+        )
         command = commands.CreatePlan(
-            request_id=validation.request_id("request_id", request.request_id),
-            program_code=program_code("program_code", request.program_code),
-            title=validation.text("title", request.title, max_len=MAX_TITLE),
+            request_id=request_id,
+            program_code=single,
+            title=title,
             maker=current_principal().subject,
+            budget_line_code=line,
+            program_codes=programs,
+            fiscal_year=request.fiscal_year,
+            awarded_before=awarded_before,
+            max_lines=request.max_lines,
+            application_ids=listed,
         )
         return plan_pb(await self.disbursement.create_plan(command))
+
+    async def EditFundingPlan(
+        self, request: pb.EditFundingPlanRequest, context: Any
+    ) -> pb.FundingPlan:
+        request_id = validation.request_id("request_id", request.request_id)
+        plan_id = validation.identifier("plan_id", request.plan_id)
+        add = application_ids("add_application_ids", request.add_application_ids, MAX_PLAN_LINES)
+        remove = application_ids(
+            "remove_application_ids", request.remove_application_ids, MAX_PLAN_LINES
+        )
+        if not add and not remove:
+            raise InvalidArgument("add_application_ids", "name an award to add or to remove")
+        both = sorted(set(add) & set(remove))
+        if both:
+            raise InvalidArgument(
+                "remove_application_ids", f"both added and removed: {', '.join(both)}"
+            )
+        command = commands.EditPlan(
+            request_id=request_id,
+            plan_id=plan_id,
+            add=add,
+            remove=remove,
+            edited_by=current_principal().subject,
+            reason=optional_text("reason", request.reason, max_len=MAX_REASON),
+        )
+        return plan_pb(await self.disbursement.edit_plan(command))
 
     async def ApproveFundingPlan(
         self, request: pb.ApproveFundingPlanRequest, context: Any

@@ -85,15 +85,71 @@ class ConfirmAward:
 
 @dataclass(frozen=True)
 class CreatePlan:
+    """A plan's awards, by filter (the budget line, its programs, year, noticed before, at most
+    max_lines) or by list (application_ids, which the line and programs then bound). The first
+    form, program_code alone, is a filter of that one program."""
+
     request_id: str
-    program_code: str
+    program_code: str  # the first form's one program; "" when program_codes say
     title: str
     maker: str
+    budget_line_code: str = ""
+    program_codes: tuple[str, ...] = ()
+    fiscal_year: int = 0
+    awarded_before: datetime | None = None
+    max_lines: int = 0
+    application_ids: tuple[str, ...] = ()
+
+    @property
+    def first_form(self) -> bool:
+        """The request as it was before plans spanned programs: one program, nothing else."""
+        return bool(self.program_code) and not (
+            self.budget_line_code
+            or self.program_codes
+            or self.fiscal_year
+            or self.awarded_before
+            or self.max_lines
+            or self.application_ids
+        )
+
+    @property
+    def programs(self) -> tuple[str, ...]:
+        """Every program named, in the order given, once."""
+        named = ((self.program_code,) if self.program_code else ()) + self.program_codes
+        return tuple(dict.fromkeys(named))
 
     @property
     def fingerprint(self) -> str:
-        """What the request says; a repeated request id must say the same."""
-        return hashlib.sha256(f"{self.program_code}\x1f{self.title}".encode()).hexdigest()
+        """What the request says; a repeated request id must say the same. The first form
+        keeps its fingerprint of before, so a retry across the upgrade finds its plan."""
+        if self.first_form:
+            return hashlib.sha256(f"{self.program_code}\x1f{self.title}".encode()).hexdigest()
+        parts = [
+            self.program_code,
+            self.title,
+            self.budget_line_code,
+            ",".join(self.program_codes),
+            str(self.fiscal_year),
+            self.awarded_before.isoformat() if self.awarded_before else "",
+            str(self.max_lines),
+            ",".join(self.application_ids),
+        ]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class EditPlan:
+    request_id: str
+    plan_id: str
+    add: tuple[str, ...]
+    remove: tuple[str, ...]
+    edited_by: str
+    reason: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        text = "\x1f".join([self.plan_id, ",".join(self.add), ",".join(self.remove), self.reason])
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

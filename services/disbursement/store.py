@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, UniqueConstraint, and_, func, or_
+from sqlalchemy import BigInteger, DateTime, Integer, Text, UniqueConstraint, and_, func, or_
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from services.common.db import now_utc
@@ -161,6 +161,8 @@ class ReservationRow(SQLModel, table=True):
     fiscal_year: int | None = None
     batch_id: str | None = Field(default=None, max_length=128)
     cut_from_fen: int = Field(default=0, sa_type=MONEY)  # before a pro-rata cut; 0: not cut
+    # When the award was noticed (ConfirmAward): plans take the oldest first.
+    awarded_at: datetime | None = Field(default=None, sa_type=TIME)
 
     @property
     def budget_key(self) -> str:
@@ -220,6 +222,29 @@ class FundingPlanRow(SQLModel, table=True):
     cancelled_by: str = Field(default="", max_length=200)
     cancelled_at: datetime | None = Field(default=None, sa_type=TIME)
     cancel_reason: str = Field(default="", max_length=500)
+    # The budget line its awards are of ("": one program's own budget). program_code is the
+    # plan's program when it holds one program's awards, "" when several (the lines say which).
+    budget_line_code: str = Field(default="", max_length=64)
+
+
+class FundingPlanEditRow(SQLModel, table=True):
+    """One edit of a draft plan (awards added and removed), kept for its request id (a retry
+    finds it) and as the plan's history."""
+
+    __tablename__ = "funding_plan_edit"
+
+    edit_id: str = Field(primary_key=True, max_length=32)
+    request_id: str = Field(max_length=128, unique=True)
+    request_fingerprint: str = Field(max_length=64)
+    plan_id: str = Field(max_length=32, index=True, foreign_key="funding_plan.plan_id")
+    added: str = Field(sa_type=Text())  # JSON list of application ids
+    removed: str = Field(sa_type=Text())
+    reason: str = Field(default="", max_length=500)
+    edited_by: str = Field(max_length=200)
+    edited_at: datetime = Field(sa_type=TIME)
+    total_before_fen: int = Field(sa_type=MONEY)
+    total_after_fen: int = Field(sa_type=MONEY)
+    approvals_required: int
 
 
 class PaymentLineRow(SQLModel, table=True):
@@ -236,6 +261,7 @@ class PaymentLineRow(SQLModel, table=True):
     failure_reason: str = Field(default="", max_length=500)
     attempts: int = 0
     paid_at: datetime | None = Field(default=None, sa_type=TIME)
+    program_code: str = Field(default="", max_length=128, index=True)  # the award's program
 
 
 class LedgerEntryRow(SQLModel, table=True):
@@ -612,18 +638,77 @@ def plan_by_request(session: Session, request_id: str) -> FundingPlanRow | None:
     ).first()
 
 
-def awards_waiting_for_a_plan(session: Session, program_code: str) -> list[ReservationRow]:
-    """The program's noticed awards that no plan holds, locked, in application order."""
+def awards_waiting_for_a_plan(
+    session: Session,
+    program_codes: list[str],
+    line_code: str,
+    *,
+    fiscal_year: int = 0,
+    awarded_before: datetime | None = None,
+    limit: int = 0,
+) -> list[ReservationRow]:
+    """The noticed awards no plan holds, locked: of these programs (empty: any) reserved against
+    the budget line (its year when given; line "": a program's own budget), noticed before
+    `awarded_before` when given; oldest award first, at most `limit` (0: all)."""
+    query = (
+        select(ReservationRow)
+        .where(col(ReservationRow.state) == ReservationState.AWARDED)
+        .where(col(ReservationRow.plan_id).is_(None))
+    )
+    if program_codes:
+        query = query.where(col(ReservationRow.program_code).in_(sorted(program_codes)))
+    if line_code:
+        query = query.where(col(ReservationRow.budget_line_code) == line_code)
+        if fiscal_year:
+            query = query.where(col(ReservationRow.fiscal_year) == fiscal_year)
+    else:
+        query = query.where(col(ReservationRow.budget_line_code).is_(None))
+    if awarded_before is not None:
+        query = query.where(col(ReservationRow.awarded_at) < awarded_before)
+    query = query.order_by(col(ReservationRow.awarded_at), col(ReservationRow.application_id))
+    if limit:
+        query = query.limit(limit)
+    return list(session.exec(query.with_for_update()).all())
+
+
+def reservations_of(session: Session, application_ids: list[str]) -> list[ReservationRow]:
+    """The reservations of these applications that exist (not locked), in application order."""
+    if not application_ids:
+        return []
     return list(
         session.exec(
             select(ReservationRow)
-            .where(col(ReservationRow.program_code) == program_code)
-            .where(col(ReservationRow.state) == ReservationState.AWARDED)
-            .where(col(ReservationRow.plan_id).is_(None))
+            .where(col(ReservationRow.application_id).in_(sorted(set(application_ids))))
             .order_by(col(ReservationRow.application_id))
-            .with_for_update()
         ).all()
     )
+
+
+def plan_edit_by_request(session: Session, request_id: str) -> FundingPlanEditRow | None:
+    return session.exec(
+        select(FundingPlanEditRow).where(col(FundingPlanEditRow.request_id) == request_id)
+    ).first()
+
+
+def program_totals(session: Session, plan_ids: list[str]) -> dict[str, list[tuple[str, int, int]]]:
+    """Each plan's (program, line count, amount) by program code (one query)."""
+    if not plan_ids:
+        return {}
+    rows = session.exec(
+        select(
+            col(PaymentLineRow.plan_id),
+            col(PaymentLineRow.program_code),
+            func.count(),
+            func.coalesce(func.sum(PaymentLineRow.amount_fen), 0),
+        )
+        .where(col(PaymentLineRow.plan_id).in_(plan_ids))
+        .group_by(col(PaymentLineRow.plan_id), col(PaymentLineRow.program_code))
+        .order_by(col(PaymentLineRow.plan_id), col(PaymentLineRow.program_code))
+    ).all()
+    totals: dict[str, list[tuple[str, int, int]]] = {}
+    for plan_id, program, count, amount in rows:
+        totals.setdefault(plan_id, []).append((program, int(count), int(amount)))
+    return totals
 
 
 def plans(
@@ -639,7 +724,14 @@ def plans(
         col(FundingPlanRow.created_at).desc(), col(FundingPlanRow.plan_id)
     )
     if program_code:
-        query = query.where(col(FundingPlanRow.program_code) == program_code)
+        # A plan of several programs names none itself: its lines say which it holds.
+        query = query.where(
+            col(FundingPlanRow.plan_id).in_(
+                select(PaymentLineRow.plan_id).where(
+                    col(PaymentLineRow.program_code) == program_code
+                )
+            )
+        )
     if after is not None:
         created_at, plan_id = after
         query = query.where(
@@ -713,7 +805,7 @@ def payment_lines(
     if state is not None:
         query = query.where(col(PaymentLineRow.state) == state)
     if program_code:
-        query = query.where(col(FundingPlanRow.program_code) == program_code)
+        query = query.where(col(PaymentLineRow.program_code) == program_code)
     query = query.order_by(col(FundingPlanRow.created_at).desc(), col(PaymentLineRow.line_id))
     return list(session.exec(query.limit(limit)).all())
 

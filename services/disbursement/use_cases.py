@@ -29,6 +29,7 @@ write lock from its start.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -75,6 +76,7 @@ from services.disbursement.commands import (
     CompletePlan,
     ConfirmAward,
     CreatePlan,
+    EditPlan,
     ExecuteLine,
     FailLine,
     GrantStatementQuery,
@@ -103,6 +105,7 @@ from services.disbursement.store import (
     BatchAllocationRow,
     BudgetFigures,
     BudgetLineRow,
+    FundingPlanEditRow,
     FundingPlanRow,
     FundRow,
     LedgerEntryRow,
@@ -155,6 +158,69 @@ class PlanView:
     plan: FundingPlanRow
     lines: list[PaymentLineRow]
     line_count: int | None = None  # when the lines are left out: how many there are
+    # (program, line count, amount) by program, when the lines are not all of the plan's
+    programs: list[tuple[str, int, int]] | None = None
+
+
+@dataclass(frozen=True)
+class PlanScope:
+    """The budget a plan is of: a budget line (line_code), or one program's own budget
+    (program_lock, line ""); programs bound its awards (empty: any program of the line)."""
+
+    line_code: str
+    programs: tuple[str, ...]
+    program_lock: str = ""  # a program's own budget row to lock (the first form locks it too)
+
+    def describe(self) -> str:
+        where = f"budget line {self.line_code}" if self.line_code else "own budget"
+        return where + (f", programs {', '.join(self.programs)}" if self.programs else "")
+
+
+def _narrowest_filter(command: CreatePlan) -> str:
+    """The field of a filter that found nothing to name: the narrowest one given."""
+    if command.awarded_before is not None:
+        return "awarded_before"
+    if command.max_lines:
+        return "max_lines"
+    if command.fiscal_year:
+        return "fiscal_year"
+    if command.program_codes:
+        return "program_codes"
+    if command.program_code:
+        return "program_code"
+    return "budget_line_code"
+
+
+MAX_LISTED_PROBLEMS = 20  # named in one refusal; the rest counted
+
+
+def _listing(problems: list[str]) -> str:
+    shown = "; ".join(problems[:MAX_LISTED_PROBLEMS])
+    more = len(problems) - MAX_LISTED_PROBLEMS
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def _not_plannable(row: ReservationRow | None, line_code: str, programs: tuple[str, ...]) -> str:
+    """Why the award cannot go into a plan of this budget ("" when it can)."""
+    if row is None:
+        return "holds no reservation (no award)"
+    if row.state == ReservationState.RESERVED:
+        return (
+            "is not yet a noticed award (its public notice has not ended, or an objection to "
+            "it is still open)"
+        )
+    if row.state == ReservationState.IN_PLAN:
+        return f"is in funding plan {row.plan_id} already"
+    if row.state != ReservationState.AWARDED or row.plan_id is not None:
+        return f"is {row.state}, not waiting for a funding plan"
+    if (row.budget_line_code or "") != line_code:
+        return (
+            f"is of {f'budget line {row.budget_line_code}' if row.budget_line_code else 'its own budget'}"
+            f", not of {f'budget line {line_code}' if line_code else 'this budget'}"
+        )
+    if programs and row.program_code not in programs:
+        return f"is of program {row.program_code}, not of {', '.join(programs)}"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -857,7 +923,7 @@ class Disbursement:
             if row.state != ReservationState.RESERVED:
                 return row  # awarded already, or further along: nothing to do
             row.state = ReservationState.AWARDED
-            row.updated_at = now_utc()
+            row.updated_at = row.awarded_at = now_utc()
             unit.session.add(row)
             unit.announce(
                 application_id,
@@ -881,16 +947,18 @@ class Disbursement:
     # Funding plans ------------------------------------------------------------------------------
 
     async def create_plan(self, command: CreatePlan) -> PlanView:
-        program, fingerprint = command.program_code, command.fingerprint
-        line_code = await self.catalogue.budget_line(program) or ""
+        """A DRAFT plan of the awards the command chooses (commands.CreatePlan), all of one budget
+        line (or one program's own budget), each waiting for a plan: noticed (ConfirmAward, so its
+        notice ended with no objection open or upheld) and in no plan."""
+        scope = await self._plan_scope(command)
+        fingerprint = command.fingerprint
 
         def work(unit: UnitOfWork) -> PlanView:
             session = unit.session
-            # The budget's lock (the program's own, or every year of its line) serialises plan
-            # making per program, so two plans never take the same award; the replay check
-            # comes after it so a concurrent retry sees the plan.
-            budget = store.lock_budget(session, program)
-            budget_lines = store.lock_budget_lines(session, line_code) if line_code else []
+            # The budget's lock (the line's years, or a program's own budget) serialises plan
+            # making and editing on it, so two plans never take the same award; the replay
+            # check comes after it so a concurrent retry sees the plan.
+            locked = self._lock_plan_budget(session, scope.program_lock, scope.line_code)
             existing = store.plan_by_request(session, command.request_id)
             if existing is not None:
                 if existing.request_fingerprint != fingerprint:
@@ -899,72 +967,350 @@ class Disbursement:
                         f"plan ({existing.plan_id})"
                     )
                 return PlanView(existing, store.plan_lines(session, existing.plan_id))
-            if budget is None and not budget_lines:
-                raise FailedPrecondition(f"program {program} has no budget")
-            awards = store.awards_waiting_for_a_plan(session, program)
+            if not locked and (scope.line_code or scope.program_lock):
+                if command.first_form or not scope.line_code:
+                    raise FailedPrecondition(f"program {scope.program_lock} has no budget")
+                raise InvalidArgument(
+                    "budget_line_code", f"budget line {scope.line_code} has no budget"
+                )
+            if command.application_ids:
+                awards = self._listed_awards(session, command.application_ids, scope)
+            else:
+                awards = store.awards_waiting_for_a_plan(
+                    session,
+                    list(scope.programs),
+                    scope.line_code,
+                    fiscal_year=command.fiscal_year,
+                    awarded_before=command.awarded_before,
+                    limit=command.max_lines,
+                )
             if not awards:
-                raise FailedPrecondition(
-                    f"program {program} has no noticed awards waiting for a funding plan"
+                if command.first_form:
+                    raise FailedPrecondition(
+                        f"program {command.program_code} has no noticed awards waiting for a "
+                        "funding plan"
+                    )
+                raise InvalidArgument(
+                    _narrowest_filter(command),
+                    "no noticed award waiting for a funding plan matches this filter ("
+                    + scope.describe()
+                    + ")",
                 )
             now = now_utc()
             total = sum(award.amount_fen for award in awards)
+            programs = sorted({award.program_code for award in awards})
             plan = FundingPlanRow(
                 plan_id=uuid.uuid4().hex,
                 request_id=command.request_id,
                 request_fingerprint=fingerprint,
-                program_code=program,
+                program_code=programs[0] if len(programs) == 1 else "",
+                budget_line_code=scope.line_code,
                 title=command.title,
                 state=PlanState.DRAFT,
                 created_by=command.maker,
                 total_fen=total,
                 created_at=now,
                 updated_at=now,
-                # Fixed as the plan is made, so a later change of the level changes no draft.
-                approvals_required=2 if total > self.second_approval_fen else 1,
+                # Fixed as the plan is made (or edited), so a later change of the level changes
+                # no draft.
+                approvals_required=self._approvals_for(total),
             )
             session.add(plan)
-            lines = []
-            for award in awards:
-                line = PaymentLineRow(
-                    line_id=uuid.uuid4().hex,
-                    plan_id=plan.plan_id,
-                    application_id=award.application_id,
-                    applicant_credit_code=award.applicant_credit_code,
-                    applicant_name=award.applicant_name,
-                    amount_fen=award.amount_fen,
-                    state=PaymentState.PENDING,
-                )
-                session.add(line)
-                lines.append(line)
-                award.state = ReservationState.IN_PLAN
-                award.plan_id = plan.plan_id
-                award.updated_at = now
-                session.add(award)
+            lines = [self._take_award(session, plan, award, now) for award in awards]
+            lines.sort(key=lambda line: line.application_id)
             unit.announce(
                 plan.plan_id,
                 events_pb2.FundingPlanCreated(
                     plan_id=plan.plan_id,
-                    program_code=program,
+                    program_code=plan.program_code,
                     total_fen=plan.total_fen,
                     line_count=len(lines),
                     created_by=command.maker,
+                    budget_line_code=scope.line_code,
+                    program_codes=programs,
                 ),
                 key=plan.plan_id,
             )
+            details: dict[str, object] = {
+                "program_code": plan.program_code,
+                "title": command.title,
+                "total_fen": plan.total_fen,
+                "line_count": len(lines),
+                "approvals_required": plan.approvals_required,
+            }
+            if not command.first_form:
+                details |= {
+                    "budget_line_code": scope.line_code,
+                    "program_codes": programs,
+                    "chosen_by": "list" if command.application_ids else "filter",
+                    "filter": {
+                        "program_codes": list(scope.programs),
+                        "fiscal_year": command.fiscal_year,
+                        "awarded_before": (
+                            command.awarded_before.isoformat() if command.awarded_before else ""
+                        ),
+                        "max_lines": command.max_lines,
+                    },
+                }
             unit.audit(
                 AuditAction.PLAN_CREATED,
                 plan.plan_id,
                 finance_officer(command.maker),
-                details={
-                    "program_code": program,
-                    "title": command.title,
-                    "total_fen": plan.total_fen,
-                    "line_count": len(lines),
-                    "approvals_required": plan.approvals_required,
-                },
+                details=details,
                 key=plan.plan_id,
             )
             return PlanView(plan, lines)
+
+        return await self.transactions.write(work)
+
+    def _approvals_for(self, total_fen: int) -> int:
+        return 2 if total_fen > self.second_approval_fen else 1
+
+    @staticmethod
+    def _take_award(
+        session: Session, plan: FundingPlanRow, award: ReservationRow, now: datetime
+    ) -> PaymentLineRow:
+        """The award's payment line in the plan; the award IN_PLAN (its row locked already)."""
+        line = PaymentLineRow(
+            line_id=uuid.uuid4().hex,
+            plan_id=plan.plan_id,
+            application_id=award.application_id,
+            applicant_credit_code=award.applicant_credit_code,
+            applicant_name=award.applicant_name,
+            amount_fen=award.amount_fen,
+            state=PaymentState.PENDING,
+            program_code=award.program_code,
+        )
+        session.add(line)
+        award.state = ReservationState.IN_PLAN
+        award.plan_id = plan.plan_id
+        award.updated_at = now
+        session.add(award)
+        return line
+
+    @staticmethod
+    def _lock_plan_budget(session: Session, program: str, line_code: str) -> bool:
+        """Locks what plans of the budget serialise on (a program's own budget row, then every
+        year of the budget line), in the order of the module docstring; whether any exists."""
+        found = False
+        if program:
+            found = store.lock_budget(session, program) is not None
+        if line_code:
+            found = bool(store.lock_budget_lines(session, line_code)) or found
+        return found
+
+    async def _plan_scope(self, command: CreatePlan) -> PlanScope:
+        """Which budget the plan is of, from the catalogue (the programs' budget lines) or, for
+        a list alone, from its awards' reservations; checked again under the budget's lock."""
+        programs = command.programs
+        field = (
+            "program_code"
+            if command.program_code and not command.program_codes
+            else ("program_codes")
+        )
+        lines = {program: await self.catalogue.budget_line(program) for program in programs}
+        if command.first_form:
+            # As before plans spanned programs: an unpublished program has no budget.
+            [program] = programs
+            line = lines[program] or ""
+            return PlanScope(line, programs, program_lock=program)
+        unpublished = [program for program, line in lines.items() if line is None]
+        if unpublished:
+            raise InvalidArgument(
+                field, f"program {', '.join(unpublished)} was never published in the catalogue"
+            )
+        line_code = command.budget_line_code
+        if line_code:
+            wrong = [
+                f"{p} ({line or 'own budget'})" for p, line in lines.items() if line != line_code
+            ]
+            if wrong:
+                raise InvalidArgument(
+                    field,
+                    f"not of budget line {line_code}: {', '.join(wrong)}; a funding plan holds "
+                    "the awards of one budget line",
+                )
+            return PlanScope(line_code, programs)
+        if programs:
+            found = sorted({line or "" for line in lines.values()})
+            if len(found) > 1:
+                raise InvalidArgument(
+                    field,
+                    "the programs draw on different budgets ("
+                    + ", ".join(f"{p}: {line or 'own budget'}" for p, line in lines.items())
+                    + "); a funding plan holds the awards of one budget line",
+                )
+            if not found[0] and len(programs) > 1:
+                raise InvalidArgument(
+                    field,
+                    "programs with budgets of their own are planned one program at a time",
+                )
+            return PlanScope(found[0], programs, program_lock="" if found[0] else programs[0])
+        # A list alone: the budget its awards are reserved against.
+        held = await self.transactions.read(
+            lambda session: store.reservations_of(session, list(command.application_ids))
+        )
+        budgets = sorted({(row.budget_line_code or "", row.program_code) for row in held})
+        line_codes = sorted({line for line, _ in budgets})
+        if len(line_codes) > 1 or (line_codes == [""] and len(budgets) > 1):
+            raise InvalidArgument(
+                "application_ids",
+                "the awards are of different budgets ("
+                + ", ".join(line or f"{program} own budget" for line, program in budgets)
+                + "); a funding plan holds the awards of one budget line",
+            )
+        if not budgets:
+            return PlanScope("", ())  # none holds a reservation: refused under the lock
+        line, program = budgets[0]
+        if line:
+            return PlanScope(line, ())
+        return PlanScope("", (program,), program_lock=program)
+
+    @staticmethod
+    def _listed_awards(
+        session: Session, application_ids: tuple[str, ...], scope: PlanScope
+    ) -> list[ReservationRow]:
+        """The listed awards, locked; INVALID_ARGUMENT (application_ids) naming every one that is
+        not waiting for a plan or not of the plan's budget."""
+        rows = {
+            row.application_id: row
+            for row in store.lock_reservations(session, list(application_ids))
+        }
+        problems = []
+        for application_id in application_ids:
+            row = rows.get(application_id)
+            problem = _not_plannable(row, scope.line_code, scope.programs)
+            if problem:
+                problems.append(f"{application_id} {problem}")
+        if problems:
+            raise InvalidArgument("application_ids", _listing(problems))
+        return [rows[application_id] for application_id in application_ids]
+
+    async def edit_plan(self, command: EditPlan) -> PlanView:
+        """Adds and removes awards of a DRAFT plan (commands.EditPlan): a removed award waits for
+        a plan again (its line is deleted: a draft's lines were never paid nor announced); an
+        added one must be waiting for a plan, of the plan's budget. The total, the plan's program
+        and the approvals it needs follow. A repeated request id answers the plan as it is."""
+        plan_id = command.plan_id
+
+        def budget_of(session: Session) -> tuple[str, str]:
+            plan = session.get(FundingPlanRow, plan_id)
+            if plan is None:
+                raise NotFound(f"funding plan {plan_id} not found")
+            return plan.program_code if not plan.budget_line_code else "", plan.budget_line_code
+
+        program, line_code = await self.transactions.read(budget_of)
+
+        def work(unit: UnitOfWork) -> PlanView:
+            session = unit.session
+            # create_plan's locks, then the plan's: an edit and a plan being made on the same
+            # budget line take turns, so an award goes into one of them only.
+            self._lock_plan_budget(session, program, line_code)
+            plan = store.lock_plan(session, plan_id)
+            if plan is None:
+                raise NotFound(f"funding plan {plan_id} not found")
+            existing = store.plan_edit_by_request(session, command.request_id)
+            if existing is not None:
+                if existing.request_fingerprint != command.fingerprint:
+                    raise AlreadyExists(
+                        f"request_id {command.request_id} was already used for another edit "
+                        f"(of funding plan {existing.plan_id})"
+                    )
+                return PlanView(plan, store.plan_lines(session, plan_id))
+            if plan.state != PlanState.DRAFT:
+                raise FailedPrecondition(
+                    f"funding plan {plan_id} is {plan.state}"
+                    + (f", approved by {plan.first_approved_by}" if plan.first_approved_by else "")
+                    + (f", approved by {plan.approved_by}" if plan.approved_by else "")
+                    + ": only a draft can be edited (cancel it and make another)"
+                )
+            lines = store.plan_lines(session, plan_id)
+            held = {line.application_id: line for line in lines}
+            absent = [a for a in command.remove if a not in held]
+            if absent:
+                raise InvalidArgument(
+                    "remove_application_ids", _listing([f"{a} is not in this plan" for a in absent])
+                )
+            rows = {
+                row.application_id: row
+                for row in store.lock_reservations(session, sorted({*command.add, *command.remove}))
+            }
+            plan_programs = () if plan.budget_line_code else (plan.program_code,)
+            problems = []
+            for application_id in command.add:
+                if application_id in held:
+                    problems.append(f"{application_id} is in this plan already")
+                    continue
+                problem = _not_plannable(
+                    rows.get(application_id), plan.budget_line_code, plan_programs
+                )
+                if problem:
+                    problems.append(f"{application_id} {problem}")
+            if problems:
+                raise InvalidArgument("add_application_ids", _listing(problems))
+            if len(lines) - len(command.remove) + len(command.add) == 0:
+                raise InvalidArgument(
+                    "remove_application_ids",
+                    "would leave the plan empty: cancel it instead (CancelFundingPlan)",
+                )
+            now = now_utc()
+            before = plan.total_fen
+            for application_id in command.remove:
+                session.delete(held.pop(application_id))
+                reservation = rows.get(application_id)
+                if (
+                    reservation is not None
+                    and reservation.state == ReservationState.IN_PLAN
+                    and reservation.plan_id == plan_id
+                ):
+                    reservation.state = ReservationState.AWARDED
+                    reservation.plan_id = None
+                    reservation.updated_at = now
+                    session.add(reservation)
+            for application_id in command.add:
+                line = self._take_award(session, plan, rows[application_id], now)
+                held[application_id] = line
+            kept = sorted(held.values(), key=lambda line: line.application_id)
+            programs = sorted({line.program_code for line in kept})
+            plan.total_fen = sum(line.amount_fen for line in kept)
+            plan.program_code = programs[0] if len(programs) == 1 else ""
+            plan.approvals_required = self._approvals_for(plan.total_fen)
+            plan.updated_at = now
+            session.add(plan)
+            edit = FundingPlanEditRow(
+                edit_id=uuid.uuid4().hex,
+                request_id=command.request_id,
+                request_fingerprint=command.fingerprint,
+                plan_id=plan_id,
+                added=json.dumps(list(command.add)),
+                removed=json.dumps(list(command.remove)),
+                reason=command.reason,
+                edited_by=command.edited_by,
+                edited_at=now,
+                total_before_fen=before,
+                total_after_fen=plan.total_fen,
+                approvals_required=plan.approvals_required,
+            )
+            session.add(edit)
+            unit.audit(
+                AuditAction.PLAN_EDITED,
+                plan_id,
+                finance_officer(command.edited_by),
+                reason=command.reason,
+                details={
+                    "request_id": command.request_id,
+                    "added": list(command.add),
+                    "removed": list(command.remove),
+                    "total_before_fen": before,
+                    "total_fen": plan.total_fen,
+                    "line_count": len(kept),
+                    "program_codes": programs,
+                    "approvals_required": plan.approvals_required,
+                    "second_approval_fen": self.second_approval_fen,
+                },
+                key=edit.edit_id,
+            )
+            return PlanView(plan, kept)
 
         return await self.transactions.write(work)
 
@@ -1071,22 +1417,19 @@ class Disbursement:
         is undone. A cancelled plan answers as it is."""
         plan_id, officer, reason = command.plan_id, command.cancelled_by, command.reason
 
-        def program_of(session: Session) -> str:
+        def budget_of(session: Session) -> tuple[str, str]:
             plan = session.get(FundingPlanRow, plan_id)
             if plan is None:
                 raise NotFound(f"funding plan {plan_id} not found")
-            return plan.program_code
+            return plan.program_code, plan.budget_line_code
 
-        program = await self.transactions.read(program_of)
-        line_code = await self.catalogue.budget_line(program) or ""
+        program, line_code = await self.transactions.read(budget_of)
 
         def work(unit: UnitOfWork) -> PlanView:
             session = unit.session
             # The locks in create_plan's order (budget, plan, reservations): a plan being made
-            # for the program waits for the cancelled plan's awards, and takes them.
-            store.lock_budget(session, program)
-            if line_code:
-                store.lock_budget_lines(session, line_code)
+            # for the budget waits for the cancelled plan's awards, and takes them.
+            self._lock_plan_budget(session, program, line_code)
             plan = store.lock_plan(session, plan_id)
             if plan is None:
                 raise NotFound(f"funding plan {plan_id} not found")
@@ -1177,8 +1520,13 @@ class Disbursement:
             if with_lines:
                 views = [PlanView(plan, store.plan_lines(session, plan.plan_id)) for plan in rows]
             else:
-                counts = store.line_counts(session, [plan.plan_id for plan in rows])
-                views = [PlanView(plan, [], counts.get(plan.plan_id, 0)) for plan in rows]
+                ids = [plan.plan_id for plan in rows]
+                counts = store.line_counts(session, ids)
+                totals = store.program_totals(session, ids)
+                views = [
+                    PlanView(plan, [], counts.get(plan.plan_id, 0), totals.get(plan.plan_id, []))
+                    for plan in rows
+                ]
             return views, more
 
         return await self.transactions.read(work)
@@ -1510,8 +1858,13 @@ class Disbursement:
             reservation = session.get(ReservationRow, application_id)
             lines = store.lines_of_application(session, application_id)
             plans = store.plans_by_id(session, {line.plan_id for line in lines})
+            totals = store.program_totals(session, [plan.plan_id for plan in plans])
             return reservation, [
-                PlanView(plan, [line for line in lines if line.plan_id == plan.plan_id])
+                PlanView(
+                    plan,
+                    [line for line in lines if line.plan_id == plan.plan_id],
+                    programs=totals.get(plan.plan_id, []),
+                )
                 for plan in plans
             ]
 

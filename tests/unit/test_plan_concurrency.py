@@ -1,5 +1,6 @@
-"""Many reservations, plan creations, approvals (one and two levels), cancellations and payments
-at once, from threads, against one budget line shared by two programs, on SQLite and PostgreSQL:
+"""Many reservations, plan creations (of one program, of the whole line by filter, of a list of
+awards), edits of drafts (awards added and removed), approvals (one and two levels),
+cancellations and payments at once, from threads, against one budget line shared by two programs, on SQLite and PostgreSQL:
 the line is never exceeded, an award is in at most one live plan and paid at most once, and the
 ledger agrees with the figures.
 
@@ -32,12 +33,13 @@ from services.disbursement.commands import (
     CancelPlan,
     ConfirmAward,
     CreatePlan,
+    EditPlan,
     ExecuteLine,
     Reserve,
     SetBudgetLine,
 )
 from services.disbursement.server import MIGRATIONS
-from services.disbursement.use_cases import Disbursement, event_source
+from services.disbursement.use_cases import Disbursement, PlanView, event_source
 from tests.conftest import require_postgres
 from tests.support import postgres_database
 from tests.unit.test_money_rules import Gateway, Published, credit_code
@@ -103,10 +105,46 @@ class PlanDesk:
     approves it (twice when it needs two) and pays it; and meddles with plans of the others
     (approving or cancelling them at the same time)."""
 
-    def __init__(self, disbursement: Disbursement) -> None:
+    def __init__(self, disbursement: Disbursement, database: Database) -> None:
         self.disbursement = disbursement
+        self.database = database
         self.plans: list[str] = []
+        self.edits = 0
         self.lock = threading.Lock()
+
+    def _waiting(self, rng: random.Random, most: int) -> list[str]:
+        """Some awards that were waiting for a plan when looked at (a stale look on purpose)."""
+
+        def look(session: Session) -> list[str]:
+            rows = session.exec(
+                select(store.ReservationRow.application_id)
+                .where(store.ReservationRow.state == ReservationState.AWARDED)
+                .where(store.ReservationRow.plan_id == None)  # noqa: E711
+            ).all()
+            return list(rows)
+
+        waiting = self.database.read(look)
+        return rng.sample(waiting, min(len(waiting), rng.randint(1, most))) if waiting else []
+
+    def _edit(
+        self,
+        desk: int,
+        round_: int,
+        plan_id: str,
+        lines: list[store.PaymentLineRow],
+        rng: random.Random,
+    ) -> PlanView:
+        """Adds awards that looked free, removes one of the draft's (when it has more)."""
+        remove = (rng.choice(lines).application_id,) if len(lines) > 1 else ()
+        add = tuple(a for a in self._waiting(rng, 3) if a not in {x.application_id for x in lines})
+        view = asyncio.run(
+            self.disbursement.edit_plan(
+                EditPlan(f"edit-{desk}-{round_}", plan_id, add, remove, f"maker-{desk}", "调整")
+            )
+        )
+        with self.lock:
+            self.edits += 1
+        return view
 
     def run(self, desk: int) -> None:
         rng = random.Random(desk)
@@ -122,21 +160,41 @@ class PlanDesk:
         if rng.random() < 0.3 and self.plans:
             with self.lock:
                 other = rng.choice(self.plans)
-            if rng.random() < 0.5:
+            meddle = rng.random()
+            if meddle < 0.3:
                 call(self.disbursement.cancel_plan(CancelPlan(other, f"desk-{desk}", "meddling")))
-            else:
+            elif meddle < 0.6:
                 call(self.disbursement.approve_plan(ApprovePlan(other, f"desk-{desk}")))
+            else:  # edits another's plan while its maker may approve, cancel or edit it
+                lines = call(self.disbursement.plan(other)).lines
+                self._edit(desk, round_, other, lines, rng)
             return
-        view = call(
-            self.disbursement.create_plan(
-                CreatePlan(
-                    f"plan-{desk}-{round_}",
-                    rng.choice(PROGRAMS),
-                    f"desk {desk} round {round_}",
-                    f"maker-{desk}",
-                )
+        request_id = f"plan-{desk}-{round_}"
+        title = f"desk {desk} round {round_}"
+        how = rng.random()
+        if how < 0.4:  # one program, the first form
+            command = CreatePlan(request_id, rng.choice(PROGRAMS), title, f"maker-{desk}")
+        elif how < 0.7:  # the line's programs, at most a few, by filter
+            command = CreatePlan(
+                request_id,
+                "",
+                title,
+                f"maker-{desk}",
+                budget_line_code=LINE,
+                program_codes=PROGRAMS,
+                max_lines=rng.randint(1, 6),
             )
-        )
+        else:  # a list of what looked free a moment ago (others may take it meanwhile)
+            command = CreatePlan(
+                request_id,
+                "",
+                title,
+                f"maker-{desk}",
+                application_ids=tuple(self._waiting(rng, 4)),
+            )
+        view = call(self.disbursement.create_plan(command))
+        if rng.random() < 0.7:
+            view = self._edit(desk, round_, view.plan.plan_id, view.lines, rng)
         plan_id = view.plan.plan_id
         with self.lock:
             self.plans.append(plan_id)
@@ -169,6 +227,10 @@ def check_the_books(database: Database, gateway: Gateway) -> tuple[int, int]:
         paid_lines: Counter[str] = Counter()
         for plan_id, plan in plans.items():
             assert plan.total_fen == sum(x.amount_fen for x in by_plan[plan_id])
+            # The approvals a plan needs follow its total as made or last edited.
+            assert plan.approvals_required == (2 if plan.total_fen > SECOND_APPROVAL_FEN else 1)
+            programs = {x.program_code for x in by_plan[plan_id]}
+            assert plan.program_code == (programs.pop() if len(programs) == 1 else "")
             if plan.state == PlanState.CANCELLED:
                 assert {x.state for x in by_plan[plan_id]} == {PaymentState.CANCELLED}
                 assert not plan.approved_by
@@ -238,7 +300,7 @@ def test_parallel_reservations_and_plans_never_exceed_the_budget_line(
             )
         )
     )
-    desk = PlanDesk(disbursement)
+    desk = PlanDesk(disbursement, database)
     work: list[tuple[str, int]] = [("reserve", n) for n in range(1, APPLICATIONS + 1)]
     work += [("plans", k) for k in range(6)]
     random.Random(7).shuffle(work)
@@ -256,6 +318,7 @@ def test_parallel_reservations_and_plans_never_exceed_the_budget_line(
     reserved, paid = check_the_books(database, gateway)
     assert reserved + paid == granted * AWARD
     assert desk.plans, "no plan was made while the awards came in"
+    assert desk.edits, "no draft was edited while plans were made"
 
     # Afterwards every award still waiting (a cancelled plan's too) is taken and paid once.
     for program in PROGRAMS:

@@ -6,13 +6,15 @@ integration tests run the same process on the real stack."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
-from temporalio.client import WorkflowHandle
+import pytest
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
 from services.common.vocabulary import AmountKind, JoinPolicy, OverBudgetPolicy
 from tests.workflows.grants import Harness, grant_input, pay, sme_cloud_rule, withdraw
 from workflows import contracts, reasons
-from workflows.models import GrantInput, Timing
+from workflows.models import GrantInput, GrantStatus, Timing
 from workflows.rules import (
     AmountRuleModel,
     ExpertReviewModel,
@@ -340,3 +342,37 @@ async def test_a_missing_required_document_is_asked_for_before_any_review(
     tasks = await harness.tasks_of_round(grant, 1)
     assert set(tasks) == {"industry", "finance"}
     await handle.cancel()
+
+
+async def test_an_award_with_an_objection_open_never_waits_for_a_funding_plan(
+    harness: Harness,
+) -> None:
+    """资助计划 hold out objected grants: an award is put before a funding plan only by
+    ConfirmAward (its reservation AWARDED, "awaiting a plan"), which the grant calls once its
+    notice has ended with no objection open and none upheld; an upheld one never confirms it
+    (test_an_upheld_objection_ends_the_award_and_releases_its_money). So while an objection is
+    open, past the notice's end, no plan can take the award; no objection is taken once the
+    notice has closed; a dismissed one lets the award wait for a plan."""
+    grant = v4_grant(
+        rule=sme_cloud_rule(code=program()), timing=Timing(notice_seconds=3600, batch_seconds=0.5)
+    )
+    handle = await harness.start(grant)
+    await harness.approve_all(handle, grant)
+    await in_notice(harness, grant)
+    await lodge(handle, "obj-open")
+    await harness.env.sleep(timedelta(hours=3))  # the notice has long closed
+    status = await handle.query(contracts.GRANT_STATUS, result_type=GrantStatus)
+    assert status.stage == "IN_NOTICE"
+    assert grant.application_id not in harness.services.confirmed
+    assert grant.application_id in harness.services.reserved  # still only reserved
+    with pytest.raises(WorkflowUpdateFailedError) as late:
+        await lodge(handle, "obj-late")
+    assert "closed" in str(late.value.cause)
+
+    await handle.execute_update(
+        contracts.OBJECTION_DECIDED,
+        contracts.ObjectionDecided(objection_id="obj-open", upheld=False, reason="异议不成立"),
+    )
+    await harness.until(lambda: grant.application_id in harness.services.confirmed, "the award")
+    await pay(harness, grant)
+    assert (await handle.result()).stage == "PAID"

@@ -325,22 +325,28 @@ def statement_json(answer: disbursement_pb2.GrantStatement) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- plans
 
 
-def _plan_and_name(plan_id: str, token: str, user: str) -> tuple[Any, str]:
-    """The funding plan with its lines, and its program's name in the catalogue ("" unknown)."""
+def _plan_and_names(plan_id: str, token: str, user: str) -> tuple[Any, dict[str, str]]:
+    """The funding plan with its lines, and {program code: name in the catalogue} of the
+    programs it funds (newest version; a code the catalogue does not know is left out)."""
     from grantflow.v1 import applications_pb2, disbursement_pb2
 
     bearer = cli.token_for(cli.get_settings(), token, Role.FINANCE, user)
 
-    async def work(clients: Any) -> tuple[Any, str]:
+    async def work(clients: Any) -> tuple[Any, dict[str, str]]:
         plan = await clients.disbursement.GetFundingPlan(
             disbursement_pb2.GetFundingPlanRequest(plan_id=plan_id)
         )
-        programs = await clients.applications.ListPrograms(
-            applications_pb2.ListProgramsRequest(code=plan.program_code)
-        )
-        versions = [rule for rule in programs.programs if rule.code == plan.program_code]
-        name = max(versions, key=lambda rule: rule.version).name if versions else ""
-        return plan, name
+        codes = {line.program_code or plan.program_code for line in plan.lines}
+        codes |= {program.program_code for program in plan.programs}
+        names: dict[str, str] = {}
+        for code in sorted(codes - {""}):
+            programs = await clients.applications.ListPrograms(
+                applications_pb2.ListProgramsRequest(code=code)
+            )
+            versions = [rule for rule in programs.programs if rule.code == code]
+            if versions:
+                names[code] = max(versions, key=lambda rule: rule.version).name
+        return plan, names
 
     return cli.call(bearer, "disbursement", work)
 
@@ -353,8 +359,8 @@ def plan_notice(
     """资助计划公示文本 The plan's notice text ("安排资金X万元对N个项目予以资助" and its projects)."""
     from grantflow import plan_exports
 
-    plan, name = _plan_and_name(plan_id, token, user)
-    print(plan_exports.plan_notice(plan, name).text)
+    plan, names = _plan_and_names(plan_id, token, user)
+    print(plan_exports.plan_notice(plan, names).text)
 
 
 def plan_export(
@@ -373,11 +379,11 @@ def plan_export(
     from grantflow import plan_exports
     from grantflow.format import yuan
 
-    plan, name = _plan_and_name(plan_id, token, user)
+    plan, names = _plan_and_names(plan_id, token, user)
     data = (
         plan_exports.plan_csv(plan)
         if export_format == "csv"
-        else plan_exports.plan_xlsx(plan, name)
+        else plan_exports.plan_xlsx(plan, names)
     )
     try:
         output.write_bytes(data)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -36,6 +37,7 @@ LINE_HEADERS = (
     "尝试次数",
     "支付流水号",
     "失败原因",
+    "专项代码",
 )
 
 
@@ -83,22 +85,42 @@ class NoticeItem:
 
 
 @dataclass(frozen=True)
-class Notice:
-    """A plan's published notice: the headline sentence and its list of projects."""
+class NoticeSection:
+    """One program's part of a plan's notice: its headline sentence and its projects."""
 
+    program_code: str
     program_name: str
     headline: str
     items: tuple[NoticeItem, ...]
     total_fen: int
 
+
+@dataclass(frozen=True)
+class Notice:
+    """A plan's published notice: the headline sentence, then each program's section (a plan
+    of one program has one section, whose headline is the notice's)."""
+
+    headline: str
+    sections: tuple[NoticeSection, ...]
+    total_fen: int
+
+    @property
+    def items(self) -> tuple[NoticeItem, ...]:
+        return tuple(item for section in self.sections for item in section.items)
+
     @property
     def text(self) -> str:
         lines = [self.headline, ""]
-        lines += [
-            f"{item.number}. {item.applicant_name}（{item.credit_code}）：{item.amount_wan}万元"
-            for item in self.items
-        ]
-        return "\n".join(lines)
+        for section in self.sections:
+            if len(self.sections) > 1:
+                lines.append(section.headline)
+            lines += [
+                f"{item.number}. {item.applicant_name}（{item.credit_code}）：{item.amount_wan}万元"
+                for item in section.items
+            ]
+            if len(self.sections) > 1:
+                lines.append("")
+        return "\n".join(lines).rstrip("\n")
 
 
 def chinese_name(name: str) -> str:
@@ -107,24 +129,62 @@ def chinese_name(name: str) -> str:
     return name.split(" (", 1)[0].strip() or name
 
 
-def plan_notice(plan: disbursement_pb2.FundingPlan, program_name: str) -> Notice:
-    """The notice of one plan (a plan funds one program): every line of it, in the plan's order.
+def line_program(plan: disbursement_pb2.FundingPlan, line: disbursement_pb2.PaymentLine) -> str:
+    """The program a line funds (plans made before plans could span programs name it once, on
+    the plan)."""
+    return line.program_code or plan.program_code
 
-    The sum is of the lines themselves, so the headline always agrees with the list below it."""
-    total = sum(line.amount_fen for line in plan.lines)
-    items = tuple(
-        NoticeItem(
-            number=number,
-            applicant_name=line.applicant_name,
-            credit_code=line.applicant_credit_code,
-            application_id=line.application_id,
-            amount_wan=wan_yuan(line.amount_fen),
+
+def _by_program(
+    plan: disbursement_pb2.FundingPlan,
+) -> dict[str, list[disbursement_pb2.PaymentLine]]:
+    """The plan's lines per program, programs in the order their first line appears."""
+    groups: dict[str, list[disbursement_pb2.PaymentLine]] = {}
+    for line in plan.lines:
+        groups.setdefault(line_program(plan, line), []).append(line)
+    return groups
+
+
+def plan_notice(plan: disbursement_pb2.FundingPlan, names: Mapping[str, str]) -> Notice:
+    """The notice of a plan ("安排资金X万元对N个项目予以资助" per program, `names` giving each
+    program code's catalogue name), every line in the plan's order within its program.
+
+    Sums are of the lines themselves, so each headline agrees with the list below it."""
+    sections: list[NoticeSection] = []
+    number = 0
+    for code, lines in _by_program(plan).items():
+        items = []
+        for line in lines:
+            number += 1
+            items.append(
+                NoticeItem(
+                    number=number,
+                    applicant_name=line.applicant_name,
+                    credit_code=line.applicant_credit_code,
+                    application_id=line.application_id,
+                    amount_wan=wan_yuan(line.amount_fen),
+                )
+            )
+        total = sum(line.amount_fen for line in lines)
+        name = chinese_name(names[code]) if names.get(code) else code
+        sections.append(
+            NoticeSection(
+                program_code=code,
+                program_name=name,
+                headline=f"{name}（{code}）：安排资金{wan_yuan(total)}万元对{len(items)}个项目予以资助。",
+                items=tuple(items),
+                total_fen=total,
+            )
         )
-        for number, line in enumerate(plan.lines, start=1)
-    )
-    name = chinese_name(program_name) if program_name else plan.program_code
-    headline = f"{name}（{plan.program_code}）：安排资金{wan_yuan(total)}万元对{len(items)}个项目予以资助。"
-    return Notice(program_name=name, headline=headline, items=items, total_fen=total)
+    total = sum(section.total_fen for section in sections)
+    if len(sections) == 1:
+        headline = sections[0].headline
+    else:
+        headline = (
+            f"{plan.title}：安排资金{wan_yuan(total)}万元对{number}个项目予以资助，"
+            f"涉及{len(sections)}个专项。"
+        )
+    return Notice(headline=headline, sections=tuple(sections), total_fen=total)
 
 
 def _line_row(number: int, line: disbursement_pb2.PaymentLine) -> list[object]:
@@ -139,27 +199,58 @@ def _line_row(number: int, line: disbursement_pb2.PaymentLine) -> list[object]:
         line.attempts,
         line.gateway_reference,
         line.failure_reason,
+        line.program_code,
     ]
 
 
-def _total_row(plan: disbursement_pb2.FundingPlan) -> list[object]:
-    total = sum(line.amount_fen for line in plan.lines)
-    return ["合计", f"{len(plan.lines)}个项目", "", "", plain_yuan(total), wan_yuan(total)]
+@dataclass(frozen=True)
+class _Subtotal:
+    """A program's subtotal row, after its lines, in a plan of several programs."""
+
+    program_code: str
+    lines: list[disbursement_pb2.PaymentLine]
+
+
+def _rows(
+    plan: disbursement_pb2.FundingPlan,
+) -> list[tuple[int, disbursement_pb2.PaymentLine] | _Subtotal]:
+    """The export's rows in order: (number, line) grouped by program, each program followed by
+    its subtotal when the plan spans several programs."""
+    rows: list[tuple[int, disbursement_pb2.PaymentLine] | _Subtotal] = []
+    groups = _by_program(plan)
+    number = 0
+    for code, lines in groups.items():
+        for line in lines:
+            number += 1
+            rows.append((number, line))
+        if len(groups) > 1:
+            rows.append(_Subtotal(code, lines))
+    return rows
+
+
+def _sum_row(label: str, lines: list[disbursement_pb2.PaymentLine]) -> list[object]:
+    total = sum(line.amount_fen for line in lines)
+    return [label, f"{len(lines)}个项目", "", "", plain_yuan(total), wan_yuan(total)]
 
 
 def plan_csv(plan: disbursement_pb2.FundingPlan) -> bytes:
-    """The plan's lines as CSV: a header row, one row per line, a total row; UTF-8 with BOM."""
+    """The plan's lines as CSV: a header row, one row per line (grouped by program, with a
+    subtotal row per program when there are several), a total row; UTF-8 with BOM."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(LINE_HEADERS)
-    for number, line in enumerate(plan.lines, start=1):
-        writer.writerow(_line_row(number, line))
-    writer.writerow(_total_row(plan))
+    for row in _rows(plan):
+        if isinstance(row, _Subtotal):
+            writer.writerow(_sum_row(f"小计 {row.program_code}", row.lines))
+        else:
+            writer.writerow(_line_row(*row))
+    writer.writerow(_sum_row("合计", list(plan.lines)))
     return buffer.getvalue().encode("utf-8-sig")
 
 
-def plan_xlsx(plan: disbursement_pb2.FundingPlan, program_name: str) -> bytes:
-    """The plan as a workbook: the plan's facts, then the lines under a header row, then the total.
+def plan_xlsx(plan: disbursement_pb2.FundingPlan, names: Mapping[str, str]) -> bytes:
+    """The plan as a workbook: the plan's facts, then the lines under a header row (grouped by
+    program, with subtotals when there are several), then the total.
 
     Amounts in 元 are number cells (exact Decimals, formatted with two decimals) so the bureau
     can sum them; 万元 is the text the notice prints."""
@@ -168,10 +259,14 @@ def plan_xlsx(plan: disbursement_pb2.FundingPlan, program_name: str) -> bytes:
     assert sheet is not None
     sheet.title = "资助计划"
     bold = Font(bold=True)
+    programs = "、".join(
+        f"{chinese_name(names[code]) if names.get(code) else code}（{code}）"
+        for code in _by_program(plan)
+    )
     facts = [
         ("资助计划", plan.title),
         ("计划编号", plan.plan_id),
-        ("项目", f"{program_name or plan.program_code}（{plan.program_code}）"),
+        ("项目", programs or plan.program_code),
         ("状态", plan_label(plan.state)),
         ("制单人", plan.created_by),
         ("审核人", plan.approved_by),
@@ -183,17 +278,28 @@ def plan_xlsx(plan: disbursement_pb2.FundingPlan, program_name: str) -> bytes:
     sheet.append(list(LINE_HEADERS))
     for cell in sheet[sheet.max_row]:
         cell.font = bold
-    for number, line in enumerate(plan.lines, start=1):
+
+    def append_sum(label: str, lines: list[disbursement_pb2.PaymentLine]) -> None:
+        row = _sum_row(label, lines)
+        row[4] = yuan_decimal(sum(line.amount_fen for line in lines))
+        sheet.append(row)
+        sheet.cell(row=sheet.max_row, column=5).number_format = "#,##0.00"
+        for cell in sheet[sheet.max_row]:
+            cell.font = bold
+
+    for item in _rows(plan):
+        if isinstance(item, _Subtotal):
+            append_sum(f"小计 {item.program_code}", item.lines)
+            continue
+        number, line = item
         row = _line_row(number, line)
         row[4] = yuan_decimal(line.amount_fen)
         sheet.append(row)
         sheet.cell(row=sheet.max_row, column=5).number_format = "#,##0.00"
-    total = sum(line.amount_fen for line in plan.lines)
-    sheet.append(["合计", f"{len(plan.lines)}个项目", "", "", yuan_decimal(total), wan_yuan(total)])
-    sheet.cell(row=sheet.max_row, column=5).number_format = "#,##0.00"
-    for cell in sheet[sheet.max_row]:
-        cell.font = bold
-    for column, width in zip("ABCDEFGHIJ", (8, 34, 30, 22, 16, 16, 12, 10, 24, 30), strict=True):
+    append_sum("合计", list(plan.lines))
+    for column, width in zip(
+        "ABCDEFGHIJK", (8, 34, 30, 22, 16, 16, 12, 10, 24, 30, 16), strict=True
+    ):
         sheet.column_dimensions[column].width = width
     out = io.BytesIO()
     book.save(out)

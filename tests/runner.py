@@ -13,7 +13,6 @@ import pytest
 
 from services.common.process import run_and_exit
 
-
 # Two workers (pytest-xdist): much of the suite waits on the embedded stack's processes, so two
 # keep this 2-core machine busy; a test module, or a package sharing a stack, stays on one worker.
 PARALLEL = ["-n", "2", "--dist", "loadgroup"]

@@ -327,7 +327,7 @@ async def _plan_page(
         status_code=status_code,
         title=plan.title,
         program_name=program_name,
-        notice=plan_notice(plan, program_name),
+        notice=plan_notice(plan, names),
         approve_error=error,
         cancel_error=cancel_error,
         cancel_reason=reason,
@@ -454,7 +454,7 @@ async def plan_export_xlsx(current: Page) -> Response:
     plan = await _plan(current)
     names = await program_names(current)
     return Response(
-        plan_xlsx(plan, names.get(plan.program_code, plan.program_code)),
+        plan_xlsx(plan, names),
         media_type=XLSX,
         headers={"Content-Disposition": f'attachment; filename="{_download_name(plan, "xlsx")}"'},
     )

@@ -67,6 +67,16 @@ def sample_plan() -> pb.FundingPlan:
 
 
 TOTAL_FEN = 300_000 + 12_345_678 + 1
+NAMES = {"SME-CLOUD": "中小企业上云补贴 (SME cloud adoption)", "TECH-SMART": "智能化改造奖补"}
+
+
+def two_program_plan() -> pb.FundingPlan:
+    """The sample's lines spread over two programs of one budget line, interleaved."""
+    plan = sample_plan()
+    plan.program_code = ""
+    for line, code in zip(plan.lines, ("SME-CLOUD", "TECH-SMART", "SME-CLOUD"), strict=True):
+        line.program_code = code
+    return plan
 
 
 @pytest.mark.parametrize(
@@ -89,7 +99,7 @@ def test_wan_yuan_is_exact_from_integer_fen(fen: int, wan: str) -> None:
 
 
 def test_the_notice_says_the_plans_money_in_wan_and_its_number_of_projects() -> None:
-    notice = plan_notice(sample_plan(), "中小企业上云补贴")
+    notice = plan_notice(sample_plan(), NAMES)
     assert notice.total_fen == TOTAL_FEN
     assert notice.headline == (
         "中小企业上云补贴（SME-CLOUD）：安排资金12.645679万元对3个项目予以资助。"
@@ -97,6 +107,51 @@ def test_the_notice_says_the_plans_money_in_wan_and_its_number_of_projects() -> 
     assert [item.amount_wan for item in notice.items] == ["0.3", "12.345678", "0.000001"]
     assert "1. 深圳市甲科技有限公司（91440300MA5DC1XX1A）：0.3万元" in notice.text
     assert sum(Decimal(item.amount_wan) for item in notice.items) == Decimal("12.645679")
+
+
+def test_a_plan_of_two_programs_is_noticed_per_program_with_the_plans_total() -> None:
+    notice = plan_notice(two_program_plan(), NAMES)
+    assert notice.headline == (
+        "中小企业上云补贴 2026年第一批：安排资金12.645679万元对3个项目予以资助，涉及2个专项。"
+    )
+    assert [section.headline for section in notice.sections] == [
+        "中小企业上云补贴（SME-CLOUD）：安排资金0.300001万元对2个项目予以资助。",
+        "智能化改造奖补（TECH-SMART）：安排资金12.345678万元对1个项目予以资助。",
+    ]
+    # Numbered through the notice, each project under its program's headline.
+    assert [(item.number, item.application_id) for item in notice.items] == [
+        (1, "app-1"),
+        (2, "app-3"),
+        (3, "app-2"),
+    ]
+    text = notice.text.splitlines()
+    assert (
+        text.index(notice.sections[1].headline)
+        == text.index("3. 深圳市乙制造有限公司（91440300MA5DC1XX2B）：12.345678万元") - 1
+    )
+
+
+def test_the_exports_of_a_plan_of_two_programs_have_subtotals_that_add_up() -> None:
+    rows = list(csv.reader(io.StringIO(plan_csv(two_program_plan()).decode("utf-8-sig"))))
+    assert [row[0] for row in rows[1:]] == [
+        "1",
+        "2",
+        "小计 SME-CLOUD",
+        "3",
+        "小计 TECH-SMART",
+        "合计",
+    ]
+    assert rows[3][4:6] == ["3000.01", "0.300001"]
+    assert rows[2][-1] == "SME-CLOUD"
+    book = load_workbook(io.BytesIO(plan_xlsx(two_program_plan(), NAMES)))
+    sheet = book.active
+    assert sheet is not None
+    cells = [list(row) for row in sheet.iter_rows(values_only=True)]
+    assert cells[2][1] == "中小企业上云补贴（SME-CLOUD）、智能化改造奖补（TECH-SMART）"
+    sums = {
+        row[0]: Decimal(str(row[4])) for row in cells if str(row[0]).startswith(("小计", "合计"))
+    }
+    assert sums["小计 SME-CLOUD"] + sums["小计 TECH-SMART"] == sums["合计"] == Decimal("126456.79")
 
 
 def test_the_csv_opens_in_excel_with_chinese_headers_lines_and_total() -> None:
@@ -112,7 +167,7 @@ def test_the_csv_opens_in_excel_with_chinese_headers_lines_and_total() -> None:
 
 
 def test_the_xlsx_opens_with_its_header_lines_and_exact_total() -> None:
-    book = load_workbook(io.BytesIO(plan_xlsx(sample_plan(), "中小企业上云补贴")))
+    book = load_workbook(io.BytesIO(plan_xlsx(sample_plan(), NAMES)))
     sheet = book.active
     assert sheet is not None
     rows = [list(row) for row in sheet.iter_rows(values_only=True)]

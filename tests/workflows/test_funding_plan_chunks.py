@@ -8,9 +8,11 @@ import asyncio
 import time
 import uuid
 
+from rich.console import Console
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 
+from grantflow.plan_progress import follow, show_once, snapshot
 from tests.workflows.grants import TASK_QUEUE, Harness
 from workflows import contracts
 from workflows.funding_plan import CHUNK_LINES, REPORT_EVERY, FundingPlanWorkflow
@@ -75,8 +77,22 @@ async def test_a_plan_of_several_chunks_pays_every_line_once_and_shows_its_progr
     own = await chunk_0.query(contracts.PLAN_PROGRESS, result_type=contracts.ChunkProgress)
     assert (own.lines, own.paid_lines, own.failed_lines) == (50, 48, 1)
 
+    # What `grantflow plan show` draws from the query: the bar, and the same counts as text.
+    screen = Console(record=True, width=160)
+    show_once(screen, await snapshot(harness.env.client, plan.plan_id))
+    drawn = screen.export_text()
+    shown = await progress()  # reports may have come in since
+    assert "拨付进度" in drawn and "分块 3/5 完成" in drawn
+    assert f"已拨付 {now.paid_lines}" in drawn or f"已拨付 {shown.paid_lines}" in drawn
+
     services.release.set()
+    screen = Console(record=True, width=160)
+    followed = await follow(harness.env.client, plan.plan_id, screen, every_seconds=0.05)
+    assert not followed.running and followed.progress is not None
+    drawn = screen.export_text()
+    assert "230/230 行已办结" in drawn and "失败 3 · 待拨付 0" in drawn
     result = await handle.result()
+    assert followed.progress == result
     assert (result.paid_lines, result.failed_lines, result.pending_lines) == (227, 3, 0)
     assert result.chunks_done == 5 and result.chunks_running == 0
     paid = set(line) - services.refuse_payment_lines

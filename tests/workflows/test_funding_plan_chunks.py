@@ -12,6 +12,7 @@ from rich.console import Console
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHistory
 
+from grantflow.ops import replay_history
 from grantflow.plan_progress import follow, show_once, snapshot
 from tests.workflows.grants import TASK_QUEUE, Harness
 from workflows import contracts
@@ -102,10 +103,14 @@ async def test_a_plan_of_several_chunks_pays_every_line_once_and_shows_its_progr
     assert services.completed_plans.count(plan.plan_id) == 1
     expected = [contracts.plan_chunk_workflow_id(plan.plan_id, n) for n in range(5)]
     assert expected[0] == f"plan-{plan.plan_id}-chunk-0"
-    assert started_children(await handle.fetch_history()) == expected
+    history = await handle.fetch_history()
+    assert started_children(history) == expected
+    # The plan with its chunks' reports replays (the recorded plan of the demo has one chunk).
+    assert (await replay_history(history)).error == ""
     for chunk_id in expected:
-        described = await harness.env.client.get_workflow_handle(chunk_id).describe()
-        assert described.status == WorkflowExecutionStatus.COMPLETED
+        chunk = harness.env.client.get_workflow_handle(chunk_id)
+        assert (await chunk.describe()).status == WorkflowExecutionStatus.COMPLETED
+    assert (await replay_history(await chunk.fetch_history())).error == ""
     assert (await progress()) == result
 
 

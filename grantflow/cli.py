@@ -954,21 +954,38 @@ def plan_cancel(
 
 
 @plan_app.command("show")
-def plan_show(plan_id: str, user: UserOpt = "finance", token: TokenOpt = "") -> None:
+def plan_show(
+    plan_id: str,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", help="跟随拨付进度直到拨付结束 / follow the payment run until it ends"
+        ),
+    ] = False,
+    user: UserOpt = "finance",
+    token: TokenOpt = "",
+) -> None:
+    """A plan's lines and state; while it is being paid, its progress (--watch: followed)."""
     from rich.table import Table
 
     from grantflow.format import yuan
     from grantflow.v1 import disbursement_pb2
     from services.common.labels import label
+    from services.common.vocabulary import PAYABLE_PLAN_STATES
 
-    bearer = token_for(get_settings(), token, Role.FINANCE, user)
-    plan = call(
-        bearer,
-        "disbursement",
-        lambda c: c.disbursement.GetFundingPlan(
-            disbursement_pb2.GetFundingPlanRequest(plan_id=plan_id)
-        ),
-    )
+    settings = get_settings()
+    bearer = token_for(settings, token, Role.FINANCE, user)
+
+    def get_plan() -> disbursement_pb2.FundingPlan:
+        return call(
+            bearer,
+            "disbursement",
+            lambda c: c.disbursement.GetFundingPlan(
+                disbursement_pb2.GetFundingPlanRequest(plan_id=plan_id)
+            ),
+        )
+
+    plan = get_plan()
     table = Table("支付行", "申请编号", "收款单位", "金额", "状态", "支付流水号", title=plan.title)
     for line in plan.lines:
         table.add_row(
@@ -980,22 +997,42 @@ def plan_show(plan_id: str, user: UserOpt = "finance", token: TokenOpt = "") -> 
             line.gateway_reference,
         )
     out().print(table)
-    state = PlanState.from_proto(plan.state)
-    checkers = plan.approved_by or "—"
-    if plan.second_approval_required:
-        checkers = f"{plan.first_approved_by or '—'}（一级），{plan.approved_by or '—'}（二级）"
-    out().print(
-        f"状态 {label(state)} ({state.name})，制单人 {plan.created_by}，审核人 {checkers}，"
-        f"总额 {yuan(plan.total_fen)}"
-    )
-    for program in plan.programs if len(plan.programs) > 1 else ():
+
+    def print_state(plan: disbursement_pb2.FundingPlan) -> None:
+        state = PlanState.from_proto(plan.state)
+        checkers = plan.approved_by or "—"
+        if plan.second_approval_required:
+            checkers = f"{plan.first_approved_by or '—'}（一级），{plan.approved_by or '—'}（二级）"
         out().print(
-            f"  项目类别 {program.program_code}：{program.line_count} 个项目，"
-            f"{yuan(program.amount_fen)}",
-            highlight=False,
+            f"状态 {label(state)} ({state.name})，制单人 {plan.created_by}，审核人 {checkers}，"
+            f"总额 {yuan(plan.total_fen)}"
         )
-    if state == PlanState.CANCELLED:
-        out().print(f"已由 {plan.cancelled_by} 撤销：{plan.cancel_reason}")
+        for program in plan.programs if len(plan.programs) > 1 else ():
+            out().print(
+                f"  项目类别 {program.program_code}：{program.line_count} 个项目，"
+                f"{yuan(program.amount_fen)}",
+                highlight=False,
+            )
+        if state == PlanState.CANCELLED:
+            out().print(f"已由 {plan.cancelled_by} 撤销：{plan.cancel_reason}")
+
+    print_state(plan)
+    if PlanState.from_proto(plan.state) not in PAYABLE_PLAN_STATES:
+        return
+    # Being paid: the run's own counts, below the lines (a plan of thousands of lines scrolls).
+    from grantflow.plan_progress import follow, show_once, snapshot
+    from services.common.temporal import connect_temporal
+
+    async def progress() -> None:
+        client = await connect_temporal(settings)
+        if watch:
+            await follow(client, plan_id, out())
+        else:
+            show_once(out(), await snapshot(client, plan_id))
+
+    run(progress(), "Temporal", settings.temporal_address)
+    if watch:
+        print_state(get_plan())  # as the run left it
 
 
 # ---------------------------------------------------------------------------------- ops

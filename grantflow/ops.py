@@ -16,18 +16,26 @@ from services.common import kafka
 from services.common.config import Settings
 from services.common.temporal import connect_temporal
 from workflows import contracts
-from workflows.funding_plan import FundingPlanWorkflow
+from workflows.funding_plan import FundingPlanChunkWorkflow, FundingPlanWorkflow
 from workflows.grant import GrantWorkflow
 from workflows.notice_batch import NoticeBatchWorkflow
 from workflows.repair import RepairWorkflow
 from workflows.worker import workflow_runner
 
-WORKFLOWS = [GrantWorkflow, FundingPlanWorkflow, NoticeBatchWorkflow, RepairWorkflow]
+WORKFLOWS = [
+    GrantWorkflow,
+    FundingPlanWorkflow,
+    FundingPlanChunkWorkflow,
+    NoticeBatchWorkflow,
+    RepairWorkflow,
+]
 # What `ops replay --sample` replays: grants and plans that have closed (their whole life).
-# Grants, plans and the runs of notice batchers (each continues as new after its batch).
+# Grants, plans and their chunks, and the runs of notice batchers (each continues as new after
+# its batch).
 CLOSED_LIVES = (
     f"WorkflowType IN ('{contracts.GRANT_WORKFLOW}', '{contracts.FUNDING_PLAN_WORKFLOW}', "
-    f"'{contracts.NOTICE_BATCH_WORKFLOW}') AND ExecutionStatus != 'Running'"
+    f"'{contracts.FUNDING_PLAN_CHUNK_WORKFLOW}', '{contracts.NOTICE_BATCH_WORKFLOW}') "
+    "AND ExecutionStatus != 'Running'"
 )
 
 

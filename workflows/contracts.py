@@ -14,6 +14,8 @@ from services.common.vocabulary import Decision, ErrorType
 
 GRANT_WORKFLOW = "GrantWorkflow"
 FUNDING_PLAN_WORKFLOW = "FundingPlanWorkflow"
+# A plan's lines are paid by child workflows of at most a few hundred lines each (funding-plan-v4).
+FUNDING_PLAN_CHUNK_WORKFLOW = "FundingPlanChunkWorkflow"
 NOTICE_BATCH_WORKFLOW = "NoticeBatchWorkflow"
 CLAWBACK_WORKFLOW = "ClawbackWorkflow"
 # The credit list a clawback (追回) puts the enterprise on, barring new applications.
@@ -46,9 +48,12 @@ JOIN_NOTICE_BATCH = "join"  # grant -> batcher: a decided award to notice
 LEAVE_NOTICE_BATCH = "leave"  # grant -> batcher: withdrawn before its batch was published
 CLOSE_NOTICE_BATCH = "close_batch"  # an officer: publish the collected batch now
 NOTICE_PUBLISHED = "notice_published"  # batcher -> grant: what its batch gave it
+# Chunk -> its plan: the chunk's running counts (ChunkProgress), sent every few settled lines.
+CHUNK_PROGRESS = "chunk_progress"
 
 # Queries
 GRANT_STATUS = "status"
+PLAN_PROGRESS = "progress"  # a plan's (FundingPlanOutcome) and a chunk's (ChunkProgress)
 
 # ApplicationError types raised by update validators: the ErrorType (gRPC status code name) the
 # services answer with, the same spelling activities use for a service's final answers.
@@ -75,6 +80,12 @@ def grant_workflow_id(application_id: str) -> str:
 
 def plan_workflow_id(plan_id: str) -> str:
     return f"plan-{plan_id}"
+
+
+def plan_chunk_workflow_id(plan_id: str, chunk: int) -> str:
+    """The child workflow paying a plan's chunk `chunk` (0, 1, ...): the same chunk of the same
+    plan always has the same id, so a retried start finds it instead of paying it twice."""
+    return f"{plan_workflow_id(plan_id)}-chunk-{chunk}"
 
 
 def clawback_workflow_id(clawback_id: str) -> str:
@@ -197,6 +208,32 @@ class FundingPlanInput(BaseModel):
     program_code: str
     line_ids: list[str]
     application_ids: list[str]
+    # Lines per chunk workflow (funding-plan-v4); 0: the workflow's own CHUNK_LINES.
+    chunk_lines: int = Field(default=0, ge=0)
+
+
+class FundingPlanChunkInput(BaseModel):
+    """One chunk of a plan's lines (its `chunk`-th slice, in the plan's order)."""
+
+    plan_id: str
+    chunk: int
+    line_ids: list[str]
+    application_ids: list[str]
+
+
+class ChunkProgress(BaseModel):
+    """What a chunk has settled so far (counts only grow): reported to its plan by signal and
+    answered as the chunk's result."""
+
+    chunk: int
+    lines: int
+    paid_lines: int = 0
+    failed_lines: int = 0
+    paid_fen: int = 0
+
+    @property
+    def settled(self) -> int:
+        return self.paid_lines + self.failed_lines
 
 
 class ClawbackInput(BaseModel):

@@ -130,8 +130,11 @@ class LegacyFundingPlan:
             workflow.logger.warning("could not signal %s: %s", application_id, error)
 
     def progress(self) -> FundingPlanOutcome:
+        # A query: it adds no command, so its answer may grow without a patch.
         return FundingPlanOutcome(
             plan_id=workflow.info().workflow_id.removeprefix("plan-"),
             paid_lines=self._paid,
             failed_lines=self._failed,
+            total_lines=self._total,
+            pending_lines=self._total - self._paid - self._failed,
         )

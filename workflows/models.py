@@ -129,9 +129,19 @@ class PaymentFailure(BaseModel):
 
 
 class FundingPlanOutcome(BaseModel):
+    """A plan's result, and what its `progress` query answers while it runs (the line counts a
+    plan paid in chunks knows from its chunks' reports: they lag by fewer than a report's lines
+    per running chunk; the result is exact)."""
+
     plan_id: str
     paid_lines: int
     failed_lines: int
+    total_lines: int = 0
+    pending_lines: int = 0
+    paid_fen: int = 0
+    chunks: int = 0  # 0: a plan of an earlier generation, paid in one workflow
+    chunks_done: int = 0
+    chunks_running: int = 0
 
 
 # One argument per activity (third generation; the second's multi-argument activities remain

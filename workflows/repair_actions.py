@@ -20,8 +20,8 @@ never repairs twice. A final answer (the grant refuses, nothing to repair) raise
 - cancel with compensation: the grant's `withdraw_application` Update on the repair's behalf:
   open review tasks cancelled, the reservation released, WITHDRAWN reported with the repair's
   reason (the applicant is told); refused once a funding plan holds the award.
-- resume: every activity of the grant (and of its current funding plan) that is retrying after a
-  failure is reset through Temporal's activity API: attempt 1, tried again now, the workflow's
+- resume: every activity of the grant (and of its current funding plan, and of that plan's
+  running chunk workflows, where its lines are paid) that is retrying after a failure is reset through Temporal's activity API: attempt 1, tried again now, the workflow's
   history untouched. Grants call services through local activities, which Temporal does not
   list; a grant whose last workflow task failed (a defect fixed since) is reset to its last
   completed workflow task instead.
@@ -356,7 +356,7 @@ class RepairActions:
                 self.client.get_workflow_handle(contracts.plan_workflow_id(status.plan_id))
             )
         stuck: list[tuple[WorkflowHandle[Any, Any], Any]] = []
-        for handle in handles:
+        for handle in handles:  # grows by a plan's running chunks as the plan is described
             try:
                 description = await handle.describe()
             except RPCError as error:
@@ -366,6 +366,10 @@ class RepairActions:
             for info in description.raw_description.pending_activities:
                 if info.attempt > 1 or info.HasField("last_failure"):
                     stuck.append((handle, info))
+            if handle.id != self._grant(application_id).id:
+                # A plan paid in chunks (funding-plan-v4) pays its lines in its children.
+                for child in description.raw_description.pending_children:
+                    handles.append(self.client.get_workflow_handle(child.workflow_id))
         return stuck
 
     # ---------------------------------------------------------------------------- helpers

@@ -1,5 +1,5 @@
-"""The Temporal worker: runs GrantWorkflow, FundingPlanWorkflow, NoticeBatchWorkflow,
-RepairWorkflow and ClawbackWorkflow and their activities.
+"""The Temporal worker: runs GrantWorkflow, FundingPlanWorkflow (and its chunks),
+NoticeBatchWorkflow, RepairWorkflow and ClawbackWorkflow and their activities.
 
 `python -m workflows.worker` (the stack starts it). Activities reach the services over gRPC with
 the system token; the enterprise registry is the local adapter unless configured otherwise.
@@ -27,7 +27,7 @@ from services.common.process import run_process
 from services.common.temporal import temporal_process
 from workflows.activities import GrantActivities
 from workflows.clawback import ClawbackWorkflow
-from workflows.funding_plan import FundingPlanWorkflow
+from workflows.funding_plan import FundingPlanChunkWorkflow, FundingPlanWorkflow
 from workflows.grant import GrantWorkflow
 from workflows.notice_batch import NoticeBatchWorkflow
 from workflows.registry import registry_from_settings
@@ -129,6 +129,7 @@ async def run(
             workflows=[
                 GrantWorkflow,
                 FundingPlanWorkflow,
+                FundingPlanChunkWorkflow,
                 NoticeBatchWorkflow,
                 RepairWorkflow,
                 ClawbackWorkflow,

@@ -31,7 +31,7 @@ from services.common.vocabulary import GrantStage, Role
 from tests.integration._applications_server import ApplicationsHarness, applications_service
 from tests.workflows.fakes import FakeServices
 from tests.workflows.test_repair import MemoryAuditPort, Ops, quick
-from workflows.funding_plan import FundingPlanWorkflow
+from workflows.funding_plan import FundingPlanChunkWorkflow, FundingPlanWorkflow
 from workflows.grant import APPLICANT_KEY, PENDING_KEY, PROGRAM_KEY, STAGE_KEY, GrantWorkflow
 from workflows.repair import RepairActivities, RepairWorkflow
 from workflows.repair_actions import RepairActions
@@ -89,7 +89,12 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
                 async with Worker(
                     env.client,
                     task_queue=QUEUE,
-                    workflows=[GrantWorkflow, FundingPlanWorkflow, RepairWorkflow],
+                    workflows=[
+                        GrantWorkflow,
+                        FundingPlanWorkflow,
+                        FundingPlanChunkWorkflow,
+                        RepairWorkflow,
+                    ],
                     activities=[*services.activities(), *repairs.all()],  # type: ignore[list-item]
                     workflow_runner=workflow_runner(),
                 ):

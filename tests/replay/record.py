@@ -4,26 +4,33 @@
 (grantflow/demo_script.py), and writes one history per kind of life the demo has (paid, paid at a
 lower amount, rejected, withdrawn, returned for supplement, incomplete at filing; in the fourth
 process also audited lower, objections upheld and dismissed, scored too low, waitlisted …), a
-funding plan's and a notice batch's into tests/replay/histories/. Re-record only for a
-deliberate, versioned workflow change: these files are what running grants look like.
+funding plan's (with its chunk workflows', for plans paid in chunks) and a notice batch's into
+tests/replay/histories/. Re-record only for a deliberate, versioned workflow change: these files
+are what running grants look like. `--plans-only` writes the funding plan's files alone, for a
+generation that changed the plan's workflow and not the grant's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import tempfile
 from pathlib import Path
 
 from rich.console import Console
+from temporalio.service import RPCError, RPCStatusCode
 
 from grantflow.demo import run_demo
 from grantflow.ops import replay_workflow
 from tests.stack_fixture import running_stack
+from workflows import contracts
 
 HISTORIES = Path(__file__).parent / "histories"
 
 
-async def record(stack_settings: object, suffix: str, count: int) -> list[Path]:
+async def record(
+    stack_settings: object, suffix: str, count: int, *, plans_only: bool = False
+) -> list[Path]:
     from services.common.config import Settings
 
     settings: Settings = stack_settings  # type: ignore[assignment]
@@ -33,7 +40,7 @@ async def record(stack_settings: object, suffix: str, count: int) -> list[Path]:
     written: list[Path] = []
     seen: set[str] = set()
     plans: set[str] = set()
-    for grant in summary.grants:
+    for grant in [] if plans_only else summary.grants:
         if grant.scenario.kind in seen:
             continue
         seen.add(grant.scenario.kind)
@@ -50,6 +57,20 @@ async def record(stack_settings: object, suffix: str, count: int) -> list[Path]:
         path = HISTORIES / f"funding-plan-{index}{suffix}.json"
         await replay_workflow(settings, plan, path)
         written.append(path)
+        # A plan paid in chunks (funding-plan-v4): its chunk workflows, numbered from 0.
+        for chunk in itertools.count():
+            chunk_id = contracts.plan_chunk_workflow_id(plan.removeprefix("plan-"), chunk)
+            try:
+                await client.get_workflow_handle(chunk_id).describe()
+            except RPCError as error:
+                if error.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                break
+            path = HISTORIES / f"funding-plan-{index}-chunk-{chunk}{suffix}.json"
+            await replay_workflow(settings, chunk_id, path)
+            written.append(path)
+    if plans_only:
+        return written
     # A notice batcher's run ends by continuing as new after its batch: one whole run.
     query = "WorkflowType = 'NoticeBatchWorkflow' AND ExecutionStatus = 'ContinuedAsNew'"
     async for execution in client.list_workflows(query, limit=1):
@@ -70,10 +91,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--suffix", default="")
     parser.add_argument("--count", type=int, default=24, help="the demo's applications")
+    parser.add_argument(
+        "--plans-only", action="store_true", help="write the funding plan's histories alone"
+    )
     args = parser.parse_args()
     HISTORIES.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, running_stack(Path(tmp)) as stack:
-        for path in asyncio.run(record(stack.settings, args.suffix, args.count)):
+        written = record(stack.settings, args.suffix, args.count, plans_only=args.plans_only)
+        for path in asyncio.run(written):
             print(f"recorded {path}")
 
 

@@ -16,7 +16,7 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from grantflow.demo_script import KINDS as DEMO_KINDS
 from grantflow.ops import replay_history
-from workflows.funding_plan import FUNDING_PLAN_PATCH
+from workflows.funding_plan import CHUNKED_PLAN_PATCH, FUNDING_PLAN_PATCH
 from workflows.grant import LIGHTER_GRANT_PATCH, REVIEW_PROCESS_PATCH, GrantWorkflow
 from workflows.models import GrantInput, GrantOutcome
 
@@ -38,6 +38,11 @@ GENERATIONS = {
     "-v3": "the lighter grant in phases (patches lighter-grant-v3 and funding-plan-v3)",
     "-v4": "the whole review process (patch review-process-v4), notice batches",
 }
+# Generations of the funding plan alone (`record --plans-only`): the grants paid by them are
+# those of the latest generation above. Each has the plan's history and its chunks'.
+PLAN_GENERATIONS = {
+    "-chunked": "the plan paid by chunk workflows (patch funding-plan-v4)",
+}
 
 
 def test_every_kind_of_life_is_recorded_in_every_generation() -> None:
@@ -48,11 +53,20 @@ def test_every_kind_of_life_is_recorded_in_every_generation() -> None:
         kinds = KINDS_V4 if suffix == "-v4" else KINDS
         assert {f"grant-{kind}{suffix}" for kind in kinds} <= names
         assert f"funding-plan-0{suffix}" in names
+    for suffix in PLAN_GENERATIONS:
+        assert {f"funding-plan-0{suffix}", f"funding-plan-0-chunk-0{suffix}"} <= names
     assert "notice-batch-0-v4" in names
     for path in HISTORIES:
         if path.stem.startswith("notice-batch"):
             continue  # a workflow the fourth process brought: no earlier generation to tell from
         found = patches(load(path))
+        assert (CHUNKED_PLAN_PATCH in found) == (
+            path.stem.startswith("funding-plan-0")
+            and path.stem.endswith("-chunked")
+            and "-chunk-" not in path.stem
+        ), path.name
+        if path.stem.endswith(tuple(PLAN_GENERATIONS)):
+            continue  # a chunk has no generation of its own yet; its plan has the marker
         lighter = bool(found & {LIGHTER_GRANT_PATCH, FUNDING_PLAN_PATCH})
         assert lighter == path.stem.endswith(("-v3", "-v4")), path.name
         if path.stem.startswith("grant-"):

@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 
 from tests.workflows.fakes import FakeServices
 from tests.workflows.grants import TASK_QUEUE, Harness
-from workflows.funding_plan import FundingPlanWorkflow
+from workflows.funding_plan import FundingPlanChunkWorkflow, FundingPlanWorkflow
 from workflows.grant import GrantWorkflow
 from workflows.notice_batch import NoticeBatchWorkflow
 from workflows.worker import workflow_runner
@@ -41,7 +41,12 @@ async def harness(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Harne
     async with Worker(
         time_skipping_env.client,
         task_queue=TASK_QUEUE,
-        workflows=[GrantWorkflow, FundingPlanWorkflow, NoticeBatchWorkflow],
+        workflows=[
+            GrantWorkflow,
+            FundingPlanWorkflow,
+            FundingPlanChunkWorkflow,
+            NoticeBatchWorkflow,
+        ],
         activities=services.activities(),  # type: ignore[arg-type]
         workflow_runner=workflow_runner(),  # the sandbox as the worker configures it
     ):

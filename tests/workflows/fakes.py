@@ -56,6 +56,11 @@ class FakeServices:
     # lines the gateway paid although every answer was lost: marking them failed is refused
     paid_despite_timeouts: set[str] = field(default_factory=set)
     payment_attempts: dict[str, int] = field(default_factory=dict)
+    # line id -> payments the gateway answered as done (a line paid twice would count 2)
+    payments_answered: dict[str, int] = field(default_factory=dict)
+    # lines whose payment waits until `release` is set (a plan caught in the middle of its run)
+    hold_lines: set[str] = field(default_factory=set)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
     reports: list[StageReport] = field(default_factory=list)
     tasks: dict[str, CreateReviewTaskRequest] = field(default_factory=dict)
     cancelled: list[str] = field(default_factory=list)
@@ -180,8 +185,11 @@ class FakeServices:
                 raise ApplicationError(
                     "account closed", type=ErrorType.FAILED_PRECONDITION, non_retryable=True
                 )
+            if line in self.hold_lines:
+                await self.release.wait()
             amount = self.line_amounts.get(line, 100)
             self.paid.setdefault(line, amount)
+            self.payments_answered[line] = self.payments_answered.get(line, 0) + 1
             return PaymentResult(line_id=line, amount_fen=amount, gateway_reference=f"ref-{line}")
 
         @activity.defn(name="mark_payment_failed")

@@ -31,7 +31,7 @@ from tests.replay.test_replay_histories import GrantWorkflowWithAnUnpatchedChang
 from tests.workflows.fakes import FakeServices
 from tests.workflows.grants import grant_input
 from workflows import contracts
-from workflows.funding_plan import FundingPlanWorkflow
+from workflows.funding_plan import FundingPlanChunkWorkflow, FundingPlanWorkflow
 from workflows.grant import APPLICANT_KEY, PENDING_KEY, PROGRAM_KEY, STAGE_KEY, GrantWorkflow
 from workflows.models import GrantInput, GrantOutcome, GrantStatus, Timing
 from workflows.repair import RepairActivities, RepairWorkflow
@@ -203,7 +203,7 @@ async def ops(dev_server: WorkflowEnvironment) -> AsyncIterator[Ops]:
     async with Worker(
         dev_server.client,
         task_queue=QUEUE,
-        workflows=[GrantWorkflow, FundingPlanWorkflow, RepairWorkflow],
+        workflows=[GrantWorkflow, FundingPlanWorkflow, FundingPlanChunkWorkflow, RepairWorkflow],
         activities=[*services.activities(), *repairs.all()],  # type: ignore[list-item]
         workflow_runner=workflow_runner(),
     ):
@@ -482,7 +482,11 @@ async def test_ops_replay_sample_replays_recently_closed_lives_from_the_server(o
 
     # A change to the grant without workflow.patched is caught on the same sample.
     careless = Replayer(
-        workflows=[GrantWorkflowWithAnUnpatchedChange, FundingPlanWorkflow],
+        workflows=[
+            GrantWorkflowWithAnUnpatchedChange,
+            FundingPlanWorkflow,
+            FundingPlanChunkWorkflow,
+        ],
         data_converter=pydantic_data_converter,
         workflow_runner=UnsandboxedWorkflowRunner(),
     )

@@ -18,6 +18,7 @@ was published gets its reservation released here (compensation).
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 from temporalio import workflow
@@ -38,6 +39,11 @@ with workflow.unsafe.imports_passed_through():
         ReservationRelease,
     )
 
+# Generations: a batch begun before this marker told its grants one after the other (one workflow
+# task per grant: a city batch of thousands took most of an hour to reach its grants); from it on,
+# TELL_AT_ONCE grants are told together, their signals sent by one workflow task.
+TELL_TOGETHER_PATCH = "notice-batch-tell-together"
+TELL_AT_ONCE = 100
 SERVICE_TIMEOUT = timedelta(seconds=30)
 SERVICE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -139,19 +145,32 @@ class NoticeBatchWorkflow:
                 retry_policy=SERVICE_RETRY,
             )
         still_waiting: list[NoticeEntry] = []
+
+        def news(entry: NoticeEntry) -> NoticePublished:
+            allocation = allocations.get(entry.application_id)
+            return NoticePublished(
+                batch_id=batch_id,
+                reserved=allocation.reserved if allocation else True,
+                amount_fen=allocation.amount_fen if allocation else entry.amount_fen,
+                requested_fen=entry.amount_fen,
+                closes_at=closes_at,
+            )
+
+        told_together: dict[str, bool] = {}
+        if workflow.patched(TELL_TOGETHER_PATCH):
+            for start in range(0, len(taken), TELL_AT_ONCE):
+                group = taken[start : start + TELL_AT_ONCE]
+                answers = await asyncio.gather(
+                    *(self._tell_grant(e.application_id, news(e)) for e in group)
+                )
+                told_together.update(zip((e.application_id for e in group), answers, strict=True))
         for entry in taken:
             allocation = allocations.get(entry.application_id)
             reserved = allocation.reserved if allocation else True
-            told = await self._tell_grant(
-                entry.application_id,
-                NoticePublished(
-                    batch_id=batch_id,
-                    reserved=reserved,
-                    amount_fen=allocation.amount_fen if allocation else entry.amount_fen,
-                    requested_fen=entry.amount_fen,
-                    closes_at=closes_at,
-                ),
-            )
+            if entry.application_id in told_together:
+                told = told_together[entry.application_id]
+            else:  # a batch begun before TELL_TOGETHER_PATCH: one grant after the other
+                told = await self._tell_grant(entry.application_id, news(entry))
             if not reserved:
                 if told:
                     still_waiting.append(entry)

@@ -138,6 +138,27 @@ class GrantWorkflows:
             update_id=f"withdraw-{uuid.uuid4().hex}",
         )
 
+    async def confirm_milestone(
+        self, application_id: str, confirmation: contracts.ConfirmMilestone
+    ) -> contracts.MilestoneConfirmed:
+        """Tells the grant a milestone of its instalments was confirmed; answers the confirmation
+        the grant recorded (the first, if confirmed before). A grant not running (or not yet
+        started) is FailedPrecondition."""
+        try:
+            return await self._update(
+                application_id,
+                contracts.CONFIRM_MILESTONE,
+                confirmation,
+                contracts.MilestoneConfirmed,
+                # The grant answers a repeated confirmation itself, across its runs.
+                update_id=f"milestone-{confirmation.instalment}-{uuid.uuid4().hex}",
+            )
+        except GrantNotRunning as exc:
+            raise FailedPrecondition(
+                "the grant is not waiting for milestones: it is not paid in instalments, or "
+                "has ended"
+            ) from exc
+
     async def objection_lodged(
         self, application_id: str, lodged: contracts.ObjectionLodged
     ) -> contracts.Acknowledged:

@@ -25,6 +25,8 @@ from services.common.vocabulary import (
     AllocationState,
     ClawbackState,
     Department,
+    InstalmentState,
+    Milestone,
     OverBudgetPolicy,
     PaymentState,
     PlanState,
@@ -39,6 +41,7 @@ from services.disbursement.clawbacks import Clawbacks, ClawbackView, clawback_wo
 from services.disbursement.store import (
     BudgetFigures,
     FundingPlanRow,
+    InstalmentRow,
     LedgerEntryRow,
     PaymentLineRow,
     ReconciliationExceptionRow,
@@ -75,6 +78,11 @@ SERVICE = ServiceSpec(
         "ReserveBudget": (Role.SYSTEM,),
         "ReleaseReservation": (Role.SYSTEM,),
         "ConfirmAward": (Role.SYSTEM,),
+        # From the grant workflow once the milestone was confirmed (the applications service's
+        # ConfirmMilestone judges who may confirm).
+        "ReleaseInstalment": (Role.SYSTEM,),
+        # An applicant only its own enterprise's (use_cases.instalment_schedule).
+        "GetInstalmentSchedule": (*READERS, Role.APPLICANT),
         "CreateFundingPlan": (Role.FINANCE,),
         "ApproveFundingPlan": (Role.FINANCE,),
         "CancelFundingPlan": (Role.FINANCE,),
@@ -111,6 +119,8 @@ DEFAULT_LINES, MAX_LINES = 100, 1000
 MAX_CODE = 64  # fund, support plan and budget line codes
 MAX_BATCH = 1000  # entries of one AllocateBatch
 MIN_YEAR, MAX_YEAR = 2000, 2100
+MAX_INSTALMENTS = 3  # workflows/rules.py MAX_INSTALMENTS
+MAX_NOTE = 500  # instalment.note
 
 
 # Validation -------------------------------------------------------------------------------------
@@ -344,7 +354,46 @@ def line_pb(row: PaymentLineRow) -> pb.PaymentLine:
         failure_reason=row.failure_reason,
         attempts=row.attempts,
         paid_at=to_timestamp(row.paid_at),
+        instalment=row.instalment,
     )
+
+
+def instalment_pb(row: InstalmentRow) -> pb.Instalment:
+    return pb.Instalment(
+        application_id=row.application_id,
+        number=row.number,
+        of=row.count,
+        amount_fen=row.amount_fen,
+        milestone=Milestone.parse(row.milestone).to_proto(),
+        due_at=to_timestamp(row.due_at),
+        state=InstalmentState.parse(row.state).to_proto(),
+        plan_id=row.plan_id or "",
+        released_at=to_timestamp(row.released_at),
+        paid_at=to_timestamp(row.paid_at),
+        confirmed_by=row.confirmed_by,
+        note=row.note,
+    )
+
+
+def schedule_items(field: str, items: Any) -> tuple[commands.InstalmentItem, ...]:
+    """A ConfirmAward's schedule, checked item by item (the use case checks the whole)."""
+    checked = []
+    for index, item in enumerate(items):
+        if not item.HasField("due_at"):
+            raise InvalidArgument(f"{field}[{index}].due_at", "is required")
+        checked.append(
+            commands.InstalmentItem(
+                number=item.number,
+                amount_fen=validation.fen(
+                    f"{field}[{index}].amount_fen", item.amount_fen, required=True
+                ),
+                milestone=validation.term(f"{field}[{index}].milestone", Milestone, item.milestone),
+                due_at=from_timestamp(item.due_at),
+            )
+        )
+    if len(checked) > MAX_INSTALMENTS:
+        raise InvalidArgument(field, f"at most {MAX_INSTALMENTS} instalments")
+    return tuple(checked)
 
 
 MAX_PLANS_PAGE = 200
@@ -490,6 +539,7 @@ def statement_pb(statement: GrantStatement) -> pb.GrantStatement:
             )
             for line in statement.lines
         ],
+        instalments=[instalment_pb(part) for part in statement.instalments],
     )
 
 
@@ -670,9 +720,34 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
 
     async def ConfirmAward(self, request: pb.ConfirmAwardRequest, context: Any) -> pb.Reservation:
         command = commands.ConfirmAward(
-            application_id=validation.identifier("application_id", request.application_id)
+            application_id=validation.identifier("application_id", request.application_id),
+            schedule=schedule_items("schedule", request.schedule),
         )
         return reservation_pb(await self.disbursement.confirm_award(command))
+
+    async def ReleaseInstalment(
+        self, request: pb.ReleaseInstalmentRequest, context: Any
+    ) -> pb.Instalment:
+        if request.instalment < 2:
+            raise InvalidArgument(
+                "instalment", "instalment 1 is released by the award; give 2 or later"
+            )
+        command = commands.ReleaseInstalment(
+            application_id=validation.identifier("application_id", request.application_id),
+            number=request.instalment,
+            confirmed_by=validation.text("confirmed_by", request.confirmed_by, max_len=MAX_NAME),
+            note=validation.text("note", request.note, max_len=MAX_NOTE, required=False),
+        )
+        return instalment_pb(await self.disbursement.release_instalment(command))
+
+    async def GetInstalmentSchedule(
+        self, request: pb.GetInstalmentScheduleRequest, context: Any
+    ) -> pb.InstalmentSchedule:
+        application_id = validation.identifier("application_id", request.application_id)
+        rows = await self.disbursement.instalment_schedule(application_id, current_principal())
+        return pb.InstalmentSchedule(
+            application_id=application_id, instalments=[instalment_pb(row) for row in rows]
+        )
 
     # Funding plans ------------------------------------------------------------------------------
 
@@ -786,10 +861,16 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
     ) -> pb.ApplicationFunds:
         application_id = validation.identifier("application_id", request.application_id)
         reservation, plans = await self.disbursement.application_funds(application_id)
+        schedule = (
+            await self.disbursement.instalment_schedule(application_id)
+            if reservation is not None
+            else []
+        )
         return pb.ApplicationFunds(
             application_id=application_id,
             reservation=reservation_pb(reservation) if reservation is not None else None,
             plans=[plan_pb(view) for view in plans],
+            instalments=[instalment_pb(row) for row in schedule],
         )
 
     async def ListPaymentLines(

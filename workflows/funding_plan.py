@@ -162,6 +162,7 @@ class FundingPlanWorkflow:
                 line_id=line_id,
                 amount_fen=result.amount_fen,
                 gateway_reference=result.gateway_reference,
+                instalment=result.instalment,
             ),
         )
 

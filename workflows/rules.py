@@ -319,7 +319,7 @@ def instalment_schedule(
     audit (专项审计). Empty for a rule paid at once."""
     amounts = instalment_amounts(rule, award)
     count = len(amounts)
-    if count <= 1:
+    if count <= 1 or award < count:  # not a fen for every instalment: paid at once
         return []
     return [
         ScheduledInstalment(

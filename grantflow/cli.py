@@ -1448,6 +1448,10 @@ app.command("contact")(contact)
 from grantflow.finance_cli import register as register_finance_commands  # noqa: E402
 
 register_finance_commands(app, plan_app)
+# `grantflow grant milestone confirm` (awards paid in instalments).
+from grantflow.milestone_cli import grant_app  # noqa: E402
+
+app.add_typer(grant_app, name="grant")
 
 
 def main() -> None:

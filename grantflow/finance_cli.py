@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from grantflow import cli
-from services.common.vocabulary import ReservationState, Role, VocabularyError
+from services.common.vocabulary import (
+    InstalmentState,
+    Milestone,
+    ReservationState,
+    Role,
+    VocabularyError,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -287,6 +293,29 @@ def statement(
             f"应收未还 {yuan(answer.receivable_fen)}",
             highlight=False,
         )
+    if answer.instalments:
+        schedule = Table(
+            "期次", "金额", "放款条件", "应完成日期", "状态", "资助计划", title="分期计划"
+        )
+        for part in answer.instalments:
+            schedule.add_row(
+                f"{part.number}/{part.of}",
+                yuan(part.amount_fen),
+                _term_word(Milestone, part.milestone),
+                _shanghai(part.due_at)[:10],
+                _term_word(InstalmentState, part.state),
+                part.plan_id,
+            )
+        cli.out().print(schedule)
+
+
+def _term_word(vocabulary: type[Milestone] | type[InstalmentState], number: int) -> str:
+    from services.common.labels import LABELS
+
+    try:
+        return LABELS[vocabulary.from_proto(number)]
+    except (KeyError, VocabularyError):
+        return ""
 
 
 def statement_json(answer: disbursement_pb2.GrantStatement) -> dict[str, Any]:
@@ -318,6 +347,19 @@ def statement_json(answer: disbursement_pb2.GrantStatement) -> dict[str, Any]:
                 "memo": entry.memo,
             }
             for entry in answer.entries
+        ],
+        "instalments": [
+            {
+                "number": part.number,
+                "of": part.of,
+                "amount_fen": part.amount_fen,
+                "milestone": str(Milestone.from_proto(part.milestone)),
+                "due_at": part.due_at.ToJsonString(),
+                "state": str(InstalmentState.from_proto(part.state)),
+                "plan_id": part.plan_id,
+                "confirmed_by": part.confirmed_by,
+            }
+            for part in answer.instalments
         ],
     }
 

@@ -40,6 +40,7 @@ from services.common.vocabulary import (
     Department,
     ErrorType,
     GrantStage,
+    Milestone,
     OverBudgetPolicy,
     VocabularyError,
 )
@@ -57,6 +58,7 @@ from workflows.models import (
     EligibilityRequest,
     EligibilityVerdict,
     ExpertReviewRequest,
+    InstalmentRelease,
     JoinNoticeBatch,
     OverdueReminder,
     PaymentFailure,
@@ -66,6 +68,7 @@ from workflows.models import (
     PublishNoticeRequest,
     ReservationRelease,
     ReserveRequest,
+    ScheduledAward,
     StageReport,
     TasksToCancel,
 )
@@ -415,6 +418,40 @@ class GrantActivities:
             )
         )
 
+    @activity.defn(name="confirm_award_scheduled")
+    async def confirm_award_scheduled(self, award: ScheduledAward) -> None:
+        """The award final with its instalment schedule (instalment 1 released with it)."""
+        await call(
+            self.clients.disbursement.ConfirmAward(
+                disbursement_pb2.ConfirmAwardRequest(
+                    application_id=award.application_id,
+                    schedule=[
+                        disbursement_pb2.InstalmentItem(
+                            number=part.number,
+                            amount_fen=part.amount_fen,
+                            milestone=Milestone.parse(part.milestone).to_proto(),
+                            due_at=to_timestamp(part.due_at),
+                        )
+                        for part in award.schedule
+                    ],
+                )
+            )
+        )
+
+    @activity.defn(name="release_instalment")
+    async def release_instalment(self, release: InstalmentRelease) -> None:
+        """A confirmed milestone releases its instalment: it awaits a funding plan."""
+        await call(
+            self.clients.disbursement.ReleaseInstalment(
+                disbursement_pb2.ReleaseInstalmentRequest(
+                    application_id=release.application_id,
+                    instalment=release.instalment,
+                    confirmed_by=release.confirmed_by,
+                    note=release.note,
+                )
+            )
+        )
+
     # ------------------------------------------------------------------------------ plans
 
     @activity.defn(name="pay_line_v3")
@@ -440,6 +477,7 @@ class GrantActivities:
             line_id=line.line_id,
             amount_fen=line.amount_fen,
             gateway_reference=line.gateway_reference,
+            instalment=line.instalment,
         )
 
     @activity.defn(name="mark_payment_failed")
@@ -554,6 +592,8 @@ class GrantActivities:
             self.reserve_budget,
             self.release_reservation_v3,
             self.confirm_award_v3,
+            self.confirm_award_scheduled,
+            self.release_instalment,
             self.pay_line_v3,
             self.mark_payment_failed,
             self.complete_funding_plan_v3,

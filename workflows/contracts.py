@@ -36,6 +36,10 @@ AUDIT_DONE = "audit_done"  # update id: f"audit-{task_id}"
 OBJECTION_LODGED = "objection_lodged"  # update id: f"objection-{objection_id}"
 OBJECTION_DECIDED = "objection_decided"  # update id: f"objection-decided-{objection_id}"
 
+# An award paid in instalments: a milestone (项目验收, 专项审计) confirmed releases the next
+# instalment (the applications service's ConfirmMilestone; update id milestone-<n>-<uuid>).
+CONFIRM_MILESTONE = "confirm_milestone"
+
 # Signals (no answer needed)
 # A withdrawal filed before the grant's workflow started reaches it as this signal.
 WITHDRAW = "withdraw"
@@ -159,6 +163,27 @@ class ObjectionDecided(BaseModel):
     handled_by: str = ""
 
 
+class ConfirmMilestone(BaseModel):
+    instalment: int = Field(ge=1)
+    confirmed_by: str
+    note: str = ""
+
+
+class MilestoneConfirmed(BaseModel):
+    """The confirmation the grant recorded (the first one, when confirmed again)."""
+
+    instalment: int
+    of: int
+    milestone: str  # a Milestone
+    confirmed_by: str
+    note: str = ""
+    confirmed_at: datetime
+    due_at: datetime
+    late: bool = False  # after its due date: accepted all the same
+    repeated: bool = False  # answered again
+    stage: str = ""
+
+
 class Acknowledged(BaseModel):
     """What the grant answers an Update that needs no more than "taken"."""
 
@@ -195,6 +220,7 @@ class PaymentSettled(BaseModel):
     line_id: str
     amount_fen: int
     gateway_reference: str
+    instalment: int = 0  # the instalment the line paid; 0: not said (a plan of before)
 
 
 class PaymentFailed(BaseModel):

@@ -164,6 +164,7 @@ class LinePayments:
                 line_id=line_id,
                 amount_fen=result.amount_fen,
                 gateway_reference=result.gateway_reference,
+                instalment=result.instalment,
             ),
         )
 

@@ -21,6 +21,18 @@ commands of a running grant needs workflow.patched and a new generation of recor
 (tests/replay). Determinism: only workflow APIs for time and waiting; the holiday calendar is
 read in an activity.
 
+Fifth generation (`instalments-v5`, recorded only by grants whose rule pays in instalments, e.g.
+TECH-MAJOR): the award's schedule (rules.instalment_schedule: equal parts, instalment 1 with the
+award, each later one a year after the one before, released by 项目验收 or, the last, 专项审计)
+is fixed when the award is final. Each later instalment waits durably for its milestone (the
+`confirm_milestone` Update; one timer, to its due date, after which the grant shows
+MILESTONE_OVERDUE and keeps waiting), is released in the disbursement service and paid by a plan
+like an award. Between instalments the stage is INSTALMENTS ("分期支付中 n/N"); the grant is PAID
+after the last. After each paid instalment but the last the grant continues as new, carrying its
+state (GrantInput.carried), so a run's history holds one instalment. A continued run's stage
+reports go on from the carried sequence; a Temporal reset of such a run is not told apart from
+the run itself (its reports would reuse event ids the applications service already holds).
+
 Repairs (workflows/repair.py) reach a grant through the `reopen_review` Update (additive: old
 histories never invoke it; a department's review of the current round starts again with a new
 task), the applicant's own `withdraw_application` for a cancellation with compensation, and
@@ -61,9 +73,11 @@ with workflow.unsafe.imports_passed_through():
         Acknowledged,
         AuditDone,
         ClaimReviewTask,
+        ConfirmMilestone,
         DecideReviewTask,
         ExpertReviewDone,
         FundingPlanAssigned,
+        MilestoneConfirmed,
         ObjectionDecided,
         ObjectionLodged,
         PaymentFailed,
@@ -86,6 +100,8 @@ with workflow.unsafe.imports_passed_through():
         GrantInput,
         GrantOutcome,
         GrantStatus,
+        InstalmentCarry,
+        InstalmentRelease,
         JoinNoticeBatch,
         NoticeBatcherInput,
         NoticeEntry,
@@ -93,9 +109,11 @@ with workflow.unsafe.imports_passed_through():
         OverdueReminder,
         ReservationRelease,
         ReserveRequest,
+        ScheduledAward,
         StageReport,
         TasksToCancel,
     )
+    from workflows.rules import ScheduledInstalment
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -111,6 +129,10 @@ LIGHTER_GRANT_PATCH = "lighter-grant-v3"
 # per-department due dates, notices by batch with objections. Without it a grant runs the third
 # generation's steps, which the code below keeps behind `state.v4`.
 REVIEW_PROCESS_PATCH = "review-process-v4"
+# The fifth: an award whose rule pays it in instalments (TECH-MAJOR) is paid as a schedule fixed
+# at the award, each later instalment released by its confirmed milestone, the grant continuing
+# as new after each paid instalment. Without it such a grant is paid at once, as before.
+INSTALMENTS_PATCH = "instalments-v5"
 # China keeps one offset all year (no file read in workflow code, unlike zoneinfo).
 CHINA = timezone(timedelta(hours=8))
 # An overdue review task is escalated this many working days after its due date.
@@ -193,6 +215,14 @@ class GrantState:
     objections: dict[str, ObjectionLodged] = field(default_factory=dict)
     objection_decisions: dict[str, ObjectionDecided] = field(default_factory=dict)
     renoticed: bool = False
+    # Fifth generation (INSTALMENTS_PATCH): an award paid in instalments.
+    scheduled: bool = False  # the grant runs the instalments generation
+    instalments: list[ScheduledInstalment] = field(default_factory=list)  # fixed at the award
+    paid_instalments: int = 0
+    settled_instalment: int = 0  # the last instalment whose payment signal was recorded
+    paid_fen: int = 0
+    milestones: dict[int, MilestoneConfirmed] = field(default_factory=dict)
+    last_reference: str = ""
 
     def open_objections(self) -> list[str]:
         return [o for o in self.objections if o not in self.objection_decisions]
@@ -228,15 +258,27 @@ class GrantWorkflow:
             document_names=None if grant.document_names is None else list(grant.document_names),
         )
         self._legacy: LegacyGrant | None = None
+        if grant.carried is not None:
+            # Restored here, not in run: an Update reaching the continued run may be judged
+            # before run starts.
+            self._restore(grant.carried)
 
     @workflow.run
     async def run(self, grant: GrantInput) -> GrantOutcome:
         if not workflow.patched(LIGHTER_GRANT_PATCH):
             self._legacy = LegacyGrant()
             return await self._legacy.run(grant)
-        # Only a grant started for the fourth process records its marker.
-        self.state.v4 = grant.process_generation >= 4 and workflow.patched(REVIEW_PROCESS_PATCH)
-        outcome = await (self._process() if self.state.v4 else self._phases())
+        if grant.carried is not None:
+            # A grant paid in instalments, continued as new after one was paid (its state
+            # restored by __init__).
+            outcome = await self._instalments()
+        else:
+            # Only a grant started for the fourth process records its marker.
+            self.state.v4 = grant.process_generation >= 4 and workflow.patched(REVIEW_PROCESS_PATCH)
+            # Only a grant whose rule pays in instalments records the fifth's.
+            if grant.rule.amount_rule.instalments > 1:
+                self.state.scheduled = workflow.patched(INSTALMENTS_PATCH)
+            outcome = await (self._process() if self.state.v4 else self._phases())
         self._answer_withdrawals(reasons.not_withdrawable(self.state.stage))
         # An Update still being handled (a decision that arrived as the grant closed) finishes
         # before the workflow does.
@@ -249,7 +291,7 @@ class GrantWorkflow:
             ending = await phase()
             if ending is not None:
                 return ending
-        return await self._payment()
+        return await self._paying()
 
     async def _process(self) -> GrantOutcome:
         """The fourth generation's: the program decides which of the checks it asks for; an
@@ -272,7 +314,11 @@ class GrantWorkflow:
                 return noticed
             if noticed != RE_REVIEW:
                 break
-        return await self._payment()
+        return await self._paying()
+
+    async def _paying(self) -> GrantOutcome:
+        """The award paid at once, or by its schedule (fifth generation)."""
+        return await (self._instalments() if self.state.instalments else self._payment())
 
     # ----------------------------------------------------------------------------- phases
 
@@ -358,9 +404,7 @@ class GrantWorkflow:
         )
         if await self._wait(lambda: self.state.withdrawal is not None, notice):
             return await self._withdrawn()
-        await self._call(
-            GrantActivities.confirm_award_v3, AwardRef(application_id=self.grant.application_id)
-        )
+        await self._confirm_award()
         return None
 
     # ------------------------------------------------------------- fourth-generation phases
@@ -498,10 +542,29 @@ class GrantWorkflow:
             if ending == "renotice":
                 continue
             return ending
-        await self._call(
-            GrantActivities.confirm_award_v3, AwardRef(application_id=self.grant.application_id)
-        )
+        await self._confirm_award()
         return None
+
+    async def _confirm_award(self) -> None:
+        """The award is final: ready for a funding plan, or, paid in instalments, with its
+        schedule fixed now (instalment 1 ready for a plan, each later one due a year after the
+        one before)."""
+        if self.state.scheduled:
+            self.state.instalments = rules.instalment_schedule(
+                self.grant.rule.amount_rule, self.state.amount_fen, workflow.now()
+            )
+        if not self.state.instalments:
+            await self._call(
+                GrantActivities.confirm_award_v3,
+                AwardRef(application_id=self.grant.application_id),
+            )
+            return
+        await self._call(
+            GrantActivities.confirm_award_scheduled,
+            ScheduledAward(
+                application_id=self.grant.application_id, schedule=self.state.instalments
+            ),
+        )
 
     def _objection_upheld(self) -> bool:
         decided = self.state.objection_decisions
@@ -624,6 +687,139 @@ class GrantWorkflow:
             if stage == GrantStage.PAYMENT_FAILED:
                 reason = reasons.payment_failed(self.state.failures[plan_id].reason)
             await self._report(stage, reason, plan_id=plan_id)
+
+    # ------------------------------------------------------------- fifth generation: instalments
+
+    async def _instalments(self) -> GrantOutcome:
+        """Pays the schedule in order: each later instalment after its milestone is confirmed
+        (a durable wait with one timer, to its due date: past it the grant shows
+        MILESTONE_OVERDUE and keeps waiting; a late confirmation is accepted), then released and
+        paid by a plan like an award. After every instalment but the last the grant continues as
+        new, carrying its state, so its history holds one instalment's events at most."""
+        state = self.state
+        count = len(state.instalments)
+        number = state.paid_instalments + 1
+        part = state.instalments[number - 1]
+        if number > 1:
+            await self._await_milestone(part)
+            # What the last instalment's plans told is done with; this one's start afresh.
+            state.plans, state.failures, state.told, state.settled = {}, {}, set(), None
+            confirmed = state.milestones[number]
+            await self._call(
+                GrantActivities.release_instalment,
+                InstalmentRelease(
+                    application_id=self.grant.application_id,
+                    instalment=number,
+                    confirmed_by=confirmed.confirmed_by,
+                    note=confirmed.note,
+                ),
+            )
+        ending = await self._pay_instalment(part)
+        if ending is not None:
+            return ending
+        settled = state.settled
+        assert settled is not None
+        state.paid_instalments = number
+        state.paid_fen += part.amount_fen
+        state.last_reference = settled.gateway_reference
+        if number == count:
+            await self._report(GrantStage.PAID, plan_id=settled.plan_id)
+            return self._outcome(gateway_reference=settled.gateway_reference)
+        following = state.instalments[number]
+        await self._report(
+            GrantStage.INSTALMENTS,
+            reasons.instalment_paid(
+                number,
+                count,
+                following.milestone,
+                following.due_at.astimezone(CHINA).strftime("%Y-%m-%d"),
+                state.paid_fen,
+                state.amount_fen,
+            ),
+            plan_id=settled.plan_id,
+        )
+        # Updates still being answered (a milestone confirmed just now) finish in this run.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(self.grant.model_copy(update={"carried": self._carry()}))
+
+    async def _await_milestone(self, part: ScheduledInstalment) -> None:
+        number = part.number
+        if number in self.state.milestones:
+            return
+        left = part.due_at - workflow.now()
+        if left > timedelta(0) and await self._wait(lambda: number in self.state.milestones, left):
+            return
+        await self._report(
+            GrantStage.MILESTONE_OVERDUE,
+            reasons.milestone_overdue(
+                number,
+                len(self.state.instalments),
+                part.milestone,
+                part.due_at.astimezone(CHINA).strftime("%Y-%m-%d"),
+            ),
+        )
+        await workflow.wait_condition(lambda: number in self.state.milestones)
+
+    async def _pay_instalment(self, part: ScheduledInstalment) -> GrantOutcome | None:
+        """As _payment, for one instalment: None once it is paid. Only before the first is
+        paid may the applicant still withdraw (the reservation released whole)."""
+        count = len(self.state.instalments)
+        await self._report(
+            GrantStage.AWAITING_FUNDING_PLAN,
+            reasons.instalment_awaiting_plan(part.number, count, part.amount_fen),
+        )
+        while True:
+            await workflow.wait_condition(
+                lambda: self.state.withdrawal is not None or self._payment_news() is not None
+            )
+            if self.state.withdrawal is not None:
+                if part.number == 1 and await self._release(reasons.WITHDRAWN_BY_APPLICANT):
+                    return await self._withdrawn()
+                self._answer_withdrawals(
+                    reasons.IN_A_FUNDING_PLAN if part.number == 1 else reasons.PARTLY_PAID
+                )
+                continue
+            news = self._payment_news()
+            assert news is not None
+            plan_id, stage = news
+            self.state.told.add((plan_id, stage))
+            if stage == GrantStage.PAID:
+                return None
+            reason = reasons.instalment_of(part.number, count)
+            if stage == GrantStage.PAYMENT_FAILED:
+                reason += "：" + reasons.payment_failed(self.state.failures[plan_id].reason)
+            await self._report(stage, reason, plan_id=plan_id)
+
+    def _carry(self) -> InstalmentCarry:
+        state = self.state
+        return InstalmentCarry(
+            stage=state.stage,
+            reason=state.reason,
+            amount_fen=state.amount_fen,
+            sequence=state.sequence,
+            v4=state.v4,
+            schedule=state.instalments,
+            paid=state.paid_instalments,
+            paid_fen=state.paid_fen,
+            milestones=state.milestones,
+            plan_id=state.settled.plan_id if state.settled else "",
+            gateway_reference=state.last_reference,
+        )
+
+    def _restore(self, carried: InstalmentCarry) -> None:
+        state = self.state
+        state.stage = GrantStage(carried.stage)
+        state.reason = carried.reason
+        state.amount_fen = carried.amount_fen
+        state.sequence = carried.sequence
+        state.v4 = carried.v4
+        state.scheduled = True
+        state.reserved = True
+        state.instalments = list(carried.schedule)
+        state.paid_instalments = carried.paid
+        state.paid_fen = carried.paid_fen
+        state.milestones = dict(carried.milestones)
+        state.last_reference = carried.gateway_reference
 
     def _payment_news(self) -> tuple[str, GrantStage] | None:
         """The next thing to tell of the plans, in their order: a failure, the payment, or that a
@@ -949,10 +1145,13 @@ class GrantWorkflow:
 
     # ------------------------------------------------------------------------- helpers
 
-    @staticmethod
-    def _rerun_tag() -> str:
+    def _rerun_tag(self) -> str:
         """ "" in the grant's first run; in a run made by a reset, a short id of that run."""
         info = workflow.info()
+        if self.grant.carried is not None:
+            # A run an instalment grant continued as new with: its reports go on from the
+            # carried sequence (a reset of such a run is not told apart: see the docstring).
+            return ""
         return "" if info.run_id == info.first_execution_run_id else info.run_id[:8]
 
     def _task_request_id(self, round_: int, department: str, suffix: str = "") -> str:
@@ -1234,6 +1433,54 @@ class GrantWorkflow:
         if decision.upheld and decision.consequence not in ("fall_away", RE_REVIEW):
             self._refuse("an upheld objection needs a consequence: fall_away or re_review")
 
+    @workflow.update(name=contracts.CONFIRM_MILESTONE)
+    async def confirm_milestone(self, request: ConfirmMilestone) -> MilestoneConfirmed:
+        """A milestone confirmed (项目验收, 专项审计): its instalment is released. Late is
+        accepted; a repeat answers the first confirmation."""
+        known = self.state.milestones.get(request.instalment)
+        if known is not None:
+            return known.model_copy(update={"repeated": True, "stage": self.state.stage})
+        part = self.state.instalments[request.instalment - 1]
+        now = workflow.now()
+        confirmed = MilestoneConfirmed(
+            instalment=part.number,
+            of=part.count,
+            milestone=part.milestone,
+            confirmed_by=request.confirmed_by,
+            note=request.note,
+            confirmed_at=now,
+            due_at=part.due_at,
+            late=now > part.due_at,
+            stage=self.state.stage,
+        )
+        self.state.milestones[part.number] = confirmed
+        return confirmed
+
+    @confirm_milestone.validator
+    def _validate_milestone(self, request: ConfirmMilestone) -> None:
+        number, count = request.instalment, len(self.state.instalments)
+        if self._legacy is not None or not self.state.instalments:
+            self._refuse(
+                "该项目不分期拨付，或分期计划尚未确定（资助确定后才有分期计划）"
+                " (the grant has no instalment schedule)"
+            )
+        if number in self.state.milestones:
+            return  # confirmed before: answered as then
+        if number == 1:
+            self._refuse("第1期随资助确定拨付，无需确认里程碑 (instalment 1 needs no milestone)")
+        if number > count:
+            self._refuse(
+                f"分期计划只有 {count} 期 (the schedule has {count} instalments)",
+                contracts.ERR_NOT_FOUND,
+            )
+        # The payment counts as soon as its signal is recorded (the grant may not have moved
+        # on yet: an Update can be judged in the same activation as the signal).
+        if number > max(self.state.paid_instalments, self.state.settled_instalment) + 1:
+            self._refuse(
+                f"第{number - 1}期尚未拨付，不能确认第{number}期的里程碑"
+                f" (instalment {number - 1} is not paid yet)"
+            )
+
     @workflow.signal(name=contracts.NOTICE_PUBLISHED)
     def notice_published(self, news: NoticePublished) -> None:
         if self.state.v4 and self.state.stage in (
@@ -1268,11 +1515,18 @@ class GrantWorkflow:
         if self._legacy is not None:
             self._legacy.payment_settled(request)
             return
+        if self.state.instalments and request.instalment not in (
+            0,
+            self.state.paid_instalments + 1,
+        ):
+            return  # an earlier instalment's payment told again
         self.state.plans.setdefault(
             request.plan_id, FundingPlanAssigned(plan_id=request.plan_id, line_id=request.line_id)
         )
         if self.state.settled is None:
             self.state.settled = request
+            if self.state.instalments:
+                self.state.settled_instalment = self.state.paid_instalments + 1
 
     @workflow.signal(name=contracts.PAYMENT_FAILED)
     def payment_failed(self, request: PaymentFailed) -> None:
@@ -1307,6 +1561,9 @@ class GrantWorkflow:
                 for plan_id, failure in state.failures.items()
                 if plan_id != current_plan
             },
+            instalments=(
+                f"{state.paid_instalments}/{len(state.instalments)}" if state.instalments else ""
+            ),
         )
 
     # ------------------------------------------------------------------------- repairs

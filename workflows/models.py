@@ -8,7 +8,13 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from workflows.rules import EnterpriseRecord, ExpertReviewModel, ProgramRuleModel
+from workflows.contracts import MilestoneConfirmed
+from workflows.rules import (
+    EnterpriseRecord,
+    ExpertReviewModel,
+    ProgramRuleModel,
+    ScheduledInstalment,
+)
 
 
 class Timing(BaseModel):
@@ -20,6 +26,24 @@ class Timing(BaseModel):
     # How long a program's notice batch collects decided awards after its first one (fourth
     # generation): awards decided within it are noticed together.
     batch_seconds: float = 24 * 3600.0
+
+
+class InstalmentCarry(BaseModel):
+    """What a grant paid in instalments carries into the run it continues as new with after an
+    instalment was paid (each run then covers one instalment: its history stays short however
+    many years the schedule spans)."""
+
+    stage: str
+    reason: str = ""
+    amount_fen: int
+    sequence: int  # of the stage reports (their event ids go on from it)
+    v4: bool = False
+    schedule: list[ScheduledInstalment]
+    paid: int  # instalments paid so far
+    paid_fen: int = 0
+    milestones: dict[int, MilestoneConfirmed] = {}
+    plan_id: str = ""  # of the last payment
+    gateway_reference: str = ""
 
 
 class GrantInput(BaseModel):
@@ -39,6 +63,8 @@ class GrantInput(BaseModel):
     # The names of the documents filed with the application, checked against the rule's
     # required documents by the fourth process; None for grants started before they were sent.
     document_names: list[str] | None = None
+    # Set only in a run a grant paid in instalments continued as new with (INSTALMENTS_PATCH).
+    carried: InstalmentCarry | None = None
 
 
 class GrantOutcome(BaseModel):
@@ -64,6 +90,8 @@ class GrantStatus(BaseModel):
     supplement_count: int
     # Plans whose payment of this grant failed (and was not paid since): plan id -> line id.
     failed_lines: dict[str, str] = {}
+    # An award paid in instalments: how many are paid of how many ("1/3"); "" otherwise.
+    instalments: str = ""
 
 
 class EligibilityRequest(BaseModel):
@@ -120,6 +148,7 @@ class PaymentResult(BaseModel):
     line_id: str
     amount_fen: int
     gateway_reference: str
+    instalment: int = 0  # which instalment of its award the line paid; 0: not said
 
 
 class PaymentFailure(BaseModel):
@@ -171,6 +200,24 @@ class AwardRef(BaseModel):
 
 class PlanRef(BaseModel):
     plan_id: str
+
+
+# Awards paid in instalments (INSTALMENTS_PATCH).
+
+
+class ScheduledAward(BaseModel):
+    """The award final, with the schedule that pays it (fixed now, shown by the disbursement
+    service)."""
+
+    application_id: str
+    schedule: list[ScheduledInstalment]
+
+
+class InstalmentRelease(BaseModel):
+    application_id: str
+    instalment: int
+    confirmed_by: str
+    note: str = ""
 
 
 # Fourth generation: eligibility with evidence, expert review, special audit, notice batches.

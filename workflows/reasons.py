@@ -31,6 +31,8 @@ STAGE_NAMES = {
     GrantStage.SPECIAL_AUDIT: "专项审计中",
     GrantStage.AWAITING_NOTICE: "待公示",
     GrantStage.WAITLISTED: "预算不足，待后续批次安排",
+    GrantStage.INSTALMENTS: "分期支付中",
+    GrantStage.MILESTONE_OVERDUE: "分期里程碑逾期",
 }
 
 NO_ELIGIBLE_AMOUNT = "按申报数据计算，本项目无可资助金额"
@@ -44,6 +46,7 @@ EXPERT_REVIEW = "专家评审中：评审专家独立评分，评分汇总后进
 SPECIAL_AUDIT = "专项审计中：审计机构核定可资助金额的依据数据"
 AWAITING_NOTICE = "部门联审通过，等待同批次项目一并公示"
 GONE_BEFORE_NOTICE = "申请在公示前已撤回"
+PARTLY_PAID = "资助资金已按分期拨付部分款项，不能撤回"
 WAITLISTED = "本批次预算科目资金不足，项目列入候补名单，待后续批次安排资金后公示"
 
 
@@ -122,3 +125,42 @@ def objection_re_review(reason: str) -> str:
 
 def renotice(reason: str) -> str:
     return f"公示期异议不成立（{reason}），按规定在后续批次重新公示"
+
+
+def _yuan(fen: int) -> str:
+    return f"{fen // 100:,}.{fen % 100:02d}"
+
+
+MILESTONE_NAMES = {"award": "资助确定", "acceptance": "项目验收", "audit": "专项审计"}
+
+
+def milestone(name: str) -> str:
+    return MILESTONE_NAMES.get(name, name)
+
+
+def instalment_of(number: int, count: int) -> str:
+    """ "分期支付中 2/3": the stage's words with which instalment the grant is at."""
+    return f"分期支付中 {number}/{count}"
+
+
+def instalment_awaiting_plan(number: int, count: int, amount_fen: int) -> str:
+    return (
+        f"{instalment_of(number, count)}：第{number}期资金 {_yuan(amount_fen)} 元待列入资助资金计划"
+    )
+
+
+def instalment_paid(
+    number: int, count: int, next_milestone: str, due: str, paid_fen: int, award_fen: int
+) -> str:
+    return (
+        f"{instalment_of(number, count)}：第{number}期已拨付（累计 {_yuan(paid_fen)} 元，"
+        f"共 {_yuan(award_fen)} 元）；第{number + 1}期待{milestone(next_milestone)}确认，"
+        f"应于 {due} 前完成"
+    )
+
+
+def milestone_overdue(number: int, count: int, next_milestone: str, due: str) -> str:
+    return (
+        f"{instalment_of(number - 1, count)}：第{number}期的{milestone(next_milestone)}"
+        f"应于 {due} 前完成，已逾期，确认后仍可拨付"
+    )

@@ -10,7 +10,7 @@ A rule version is pinned to an application when it is filed (see ProgramRuleMode
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel
@@ -294,6 +294,43 @@ def instalment_amounts(rule: AmountRuleModel, award: int) -> list[int]:
     count = max(rule.instalments, 1)
     part = award // count
     return [part] * (count - 1) + [award - part * (count - 1)]
+
+
+# A later instalment is due this long after the one before it: yearly, so three instalments
+# span at most three years from the award (DOMAIN.md: ≤ 3 years).
+INSTALMENT_INTERVAL = timedelta(days=365)
+
+
+class ScheduledInstalment(BaseModel):
+    """One part of an award paid in instalments, fixed when the award is final."""
+
+    number: int  # 1..count
+    count: int
+    amount_fen: int
+    milestone: str  # a Milestone: award (instalment 1), acceptance, audit (the last)
+    due_at: datetime
+
+
+def instalment_schedule(
+    rule: AmountRuleModel, award: int, awarded_at: datetime
+) -> list[ScheduledInstalment]:
+    """The schedule of an award: instalment 1 at the award itself; each later one a year after
+    the one before, released by the project's acceptance (项目验收), the last by its special
+    audit (专项审计). Empty for a rule paid at once."""
+    amounts = instalment_amounts(rule, award)
+    count = len(amounts)
+    if count <= 1 or award < count:  # not a fen for every instalment: paid at once
+        return []
+    return [
+        ScheduledInstalment(
+            number=number,
+            count=count,
+            amount_fen=amount,
+            milestone="award" if number == 1 else "audit" if number == count else "acceptance",
+            due_at=awarded_at + INSTALMENT_INTERVAL * (number - 1),
+        )
+        for number, amount in enumerate(amounts, start=1)
+    ]
 
 
 Problem = tuple[str, str]  # (field path inside the rule, reason)

@@ -74,6 +74,8 @@ STAGE_ORDER: tuple[GrantStage, ...] = (
     GrantStage.AWAITING_FUNDING_PLAN,
     GrantStage.IN_PAYMENT,
     GrantStage.PAYMENT_FAILED,
+    GrantStage.INSTALMENTS,
+    GrantStage.MILESTONE_OVERDUE,
     GrantStage.PAID,
     GrantStage.REJECTED,
     GrantStage.WITHDRAWN,

@@ -21,6 +21,87 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ConfirmMilestoneRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    INSTALMENT_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    instalment: _builtins.int
+    """2..n"""
+    note: _builtins.str
+    """e.g. the acceptance report's number"""
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        instalment: _builtins.int = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "instalment", b"instalment", "note", b"note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmMilestoneRequest: _TypeAlias = ConfirmMilestoneRequest  # noqa: Y015
+
+@_typing.final
+class MilestoneConfirmation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    INSTALMENT_FIELD_NUMBER: _builtins.int
+    OF_FIELD_NUMBER: _builtins.int
+    MILESTONE_FIELD_NUMBER: _builtins.int
+    CONFIRMED_BY_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    CONFIRMED_AT_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    LATE_FIELD_NUMBER: _builtins.int
+    REPEATED_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    instalment: _builtins.int
+    of: _builtins.int
+    milestone: _builtins.str
+    """"acceptance" or "audit" """
+    confirmed_by: _builtins.str
+    note: _builtins.str
+    late: _builtins.bool
+    """confirmed after its due date (accepted all the same)"""
+    repeated: _builtins.bool
+    """an earlier confirmation answered again"""
+    stage: _common_pb2.GrantStage.ValueType
+    @_builtins.property
+    def confirmed_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        instalment: _builtins.int = ...,
+        of: _builtins.int = ...,
+        milestone: _builtins.str = ...,
+        confirmed_by: _builtins.str = ...,
+        note: _builtins.str = ...,
+        confirmed_at: _timestamp_pb2.Timestamp | None = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+        late: _builtins.bool = ...,
+        repeated: _builtins.bool = ...,
+        stage: _common_pb2.GrantStage.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["confirmed_at", b"confirmed_at", "due_at", b"due_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "confirmed_at", b"confirmed_at", "confirmed_by", b"confirmed_by", "due_at", b"due_at", "instalment", b"instalment", "late", b"late", "milestone", b"milestone", "note", b"note", "of", b"of", "repeated", b"repeated", "stage", b"stage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MilestoneConfirmation: _TypeAlias = MilestoneConfirmation  # noqa: Y015
+
+@_typing.final
 class Application(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

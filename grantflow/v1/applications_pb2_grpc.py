@@ -95,6 +95,11 @@ class ApplicationServiceStub:
                 request_serializer=grantflow_dot_v1_dot_applications__pb2.SummarizeApplicationsRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_applications__pb2.ApplicationsSummary.FromString,
                 _registered_method=True)
+        self.ConfirmMilestone = channel.unary_unary(
+                '/grantflow.v1.ApplicationService/ConfirmMilestone',
+                request_serializer=grantflow_dot_v1_dot_applications__pb2.ConfirmMilestoneRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_applications__pb2.MilestoneConfirmation.FromString,
+                _registered_method=True)
 
 
 class ApplicationServiceServicer:
@@ -196,6 +201,19 @@ class ApplicationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConfirmMilestone(self, request, context):
+        """Confirms the milestone (项目验收 or 专项审计) that releases instalment n of an award paid in
+        instalments (TECH-MAJOR): a reviewer or department head of the program's owner department,
+        or a finance officer (PERMISSION_DENIED for another department's reviewer). The grant's
+        workflow judges it: FAILED_PRECONDITION when instalment n-1 is not paid yet, for
+        instalment 1 (released by the award itself) or for a grant not paid in instalments;
+        NOT_FOUND for an instalment its schedule does not have. A milestone confirmed after its
+        due date is accepted. Idempotent: confirming again answers the first confirmation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ApplicationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -258,6 +276,11 @@ def add_ApplicationServiceServicer_to_server(servicer, server):
                     servicer.SummarizeApplications,
                     request_deserializer=grantflow_dot_v1_dot_applications__pb2.SummarizeApplicationsRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_applications__pb2.ApplicationsSummary.SerializeToString,
+            ),
+            'ConfirmMilestone': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmMilestone,
+                    request_deserializer=grantflow_dot_v1_dot_applications__pb2.ConfirmMilestoneRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_applications__pb2.MilestoneConfirmation.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -584,6 +607,33 @@ class ApplicationService:
             '/grantflow.v1.ApplicationService/SummarizeApplications',
             grantflow_dot_v1_dot_applications__pb2.SummarizeApplicationsRequest.SerializeToString,
             grantflow_dot_v1_dot_applications__pb2.ApplicationsSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmMilestone(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.ApplicationService/ConfirmMilestone',
+            grantflow_dot_v1_dot_applications__pb2.ConfirmMilestoneRequest.SerializeToString,
+            grantflow_dot_v1_dot_applications__pb2.MilestoneConfirmation.FromString,
             options,
             channel_credentials,
             insecure,

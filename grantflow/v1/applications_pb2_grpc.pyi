@@ -74,6 +74,15 @@ class ApplicationServiceStub:
     many of them are stuck (not closed, unchanged since stuck_before), and per (day submitted,
     program). Counted by the database (GROUP BY), never by listing applications.
     """
+    ConfirmMilestone: _grpc.UnaryUnaryMultiCallable[_applications_pb2.ConfirmMilestoneRequest, _applications_pb2.MilestoneConfirmation]
+    """Confirms the milestone (项目验收 or 专项审计) that releases instalment n of an award paid in
+    instalments (TECH-MAJOR): a reviewer or department head of the program's owner department,
+    or a finance officer (PERMISSION_DENIED for another department's reviewer). The grant's
+    workflow judges it: FAILED_PRECONDITION when instalment n-1 is not paid yet, for
+    instalment 1 (released by the award itself) or for a grant not paid in instalments;
+    NOT_FOUND for an instalment its schedule does not have. A milestone confirmed after its
+    due date is accepted. Idempotent: confirming again answers the first confirmation.
+    """
 
 @_typing.type_check_only
 class ApplicationServiceAsyncStub(ApplicationServiceStub):
@@ -119,6 +128,15 @@ class ApplicationServiceAsyncStub(ApplicationServiceStub):
     """Counts for the operators' overview (ops role): applications per (program, stage), with how
     many of them are stuck (not closed, unchanged since stuck_before), and per (day submitted,
     program). Counted by the database (GROUP BY), never by listing applications.
+    """
+    ConfirmMilestone: _aio.UnaryUnaryMultiCallable[_applications_pb2.ConfirmMilestoneRequest, _applications_pb2.MilestoneConfirmation]  # type: ignore[assignment]
+    """Confirms the milestone (项目验收 or 专项审计) that releases instalment n of an award paid in
+    instalments (TECH-MAJOR): a reviewer or department head of the program's owner department,
+    or a finance officer (PERMISSION_DENIED for another department's reviewer). The grant's
+    workflow judges it: FAILED_PRECONDITION when instalment n-1 is not paid yet, for
+    instalment 1 (released by the award itself) or for a grant not paid in instalments;
+    NOT_FOUND for an instalment its schedule does not have. A milestone confirmed after its
+    due date is accepted. Idempotent: confirming again answers the first confirmation.
     """
 
 class ApplicationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -234,6 +252,21 @@ class ApplicationServiceServicer(metaclass=_abc_1.ABCMeta):
         """Counts for the operators' overview (ops role): applications per (program, stage), with how
         many of them are stuck (not closed, unchanged since stuck_before), and per (day submitted,
         program). Counted by the database (GROUP BY), never by listing applications.
+        """
+
+    @_abc_1.abstractmethod
+    def ConfirmMilestone(
+        self,
+        request: _applications_pb2.ConfirmMilestoneRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_applications_pb2.MilestoneConfirmation, _abc.Awaitable[_applications_pb2.MilestoneConfirmation]]:
+        """Confirms the milestone (项目验收 or 专项审计) that releases instalment n of an award paid in
+        instalments (TECH-MAJOR): a reviewer or department head of the program's owner department,
+        or a finance officer (PERMISSION_DENIED for another department's reviewer). The grant's
+        workflow judges it: FAILED_PRECONDITION when instalment n-1 is not paid yet, for
+        instalment 1 (released by the award itself) or for a grant not paid in instalments;
+        NOT_FOUND for an instalment its schedule does not have. A milestone confirmed after its
+        due date is accepted. Idempotent: confirming again answers the first confirmation.
         """
 
 def add_ApplicationServiceServicer_to_server(servicer: ApplicationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -75,6 +75,10 @@ class _GrantStageEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GrantStage
     """decided; waits for its batch's public notice"""
     GRANT_STAGE_WAITLISTED: _GrantStage.ValueType  # 16
     """decided, but its budget line had no room: a later batch funds it"""
+    GRANT_STAGE_INSTALMENTS: _GrantStage.ValueType  # 17
+    """paid in part: the next instalment waits for its milestone"""
+    GRANT_STAGE_MILESTONE_OVERDUE: _GrantStage.ValueType  # 18
+    """the next instalment's milestone is past its due date"""
 
 class GrantStage(_GrantStage, metaclass=_GrantStageEnumTypeWrapper):
     """Where a grant is in its life. The applications service projects this from events."""
@@ -100,6 +104,10 @@ GRANT_STAGE_AWAITING_NOTICE: GrantStage.ValueType  # 15
 """decided; waits for its batch's public notice"""
 GRANT_STAGE_WAITLISTED: GrantStage.ValueType  # 16
 """decided, but its budget line had no room: a later batch funds it"""
+GRANT_STAGE_INSTALMENTS: GrantStage.ValueType  # 17
+"""paid in part: the next instalment waits for its milestone"""
+GRANT_STAGE_MILESTONE_OVERDUE: GrantStage.ValueType  # 18
+"""the next instalment's milestone is past its due date"""
 Global___GrantStage: _TypeAlias = GrantStage  # noqa: Y015
 
 class _AmountKind:

@@ -125,6 +125,57 @@ ALLOCATION_STATE_WAITLISTED: AllocationState.ValueType  # 2
 """not reserved; a later batch lists it again first"""
 Global___AllocationState: _TypeAlias = AllocationState  # noqa: Y015
 
+class _Milestone:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MilestoneEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Milestone.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MILESTONE_UNSPECIFIED: _Milestone.ValueType  # 0
+    MILESTONE_AWARD: _Milestone.ValueType  # 1
+    """资助确定: the award is final after its notice (instalment 1)"""
+    MILESTONE_ACCEPTANCE: _Milestone.ValueType  # 2
+    """项目验收"""
+    MILESTONE_AUDIT: _Milestone.ValueType  # 3
+    """专项审计"""
+
+class Milestone(_Milestone, metaclass=_MilestoneEnumTypeWrapper):
+    """What releases an instalment of a scheduled award."""
+
+MILESTONE_UNSPECIFIED: Milestone.ValueType  # 0
+MILESTONE_AWARD: Milestone.ValueType  # 1
+"""资助确定: the award is final after its notice (instalment 1)"""
+MILESTONE_ACCEPTANCE: Milestone.ValueType  # 2
+"""项目验收"""
+MILESTONE_AUDIT: Milestone.ValueType  # 3
+"""专项审计"""
+Global___Milestone: _TypeAlias = Milestone  # noqa: Y015
+
+class _InstalmentState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _InstalmentStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InstalmentState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INSTALMENT_STATE_UNSPECIFIED: _InstalmentState.ValueType  # 0
+    INSTALMENT_STATE_SCHEDULED: _InstalmentState.ValueType  # 1
+    """waits for its milestone"""
+    INSTALMENT_STATE_RELEASED: _InstalmentState.ValueType  # 2
+    """milestone confirmed: awaits a funding plan"""
+    INSTALMENT_STATE_IN_PLAN: _InstalmentState.ValueType  # 3
+    INSTALMENT_STATE_PAID: _InstalmentState.ValueType  # 4
+
+class InstalmentState(_InstalmentState, metaclass=_InstalmentStateEnumTypeWrapper): ...
+
+INSTALMENT_STATE_UNSPECIFIED: InstalmentState.ValueType  # 0
+INSTALMENT_STATE_SCHEDULED: InstalmentState.ValueType  # 1
+"""waits for its milestone"""
+INSTALMENT_STATE_RELEASED: InstalmentState.ValueType  # 2
+"""milestone confirmed: awaits a funding plan"""
+INSTALMENT_STATE_IN_PLAN: InstalmentState.ValueType  # 3
+INSTALMENT_STATE_PAID: InstalmentState.ValueType  # 4
+Global___InstalmentState: _TypeAlias = InstalmentState  # noqa: Y015
+
 class _LedgerAccountKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -963,6 +1014,149 @@ class ConfirmAwardRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    @_builtins.property
+    def schedule(self) -> _containers.RepeatedCompositeFieldContainer[Global___InstalmentItem]:
+        """Empty: the award is paid at once. Otherwise its instalments 1..n, adding up to the award."""
+
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        schedule: _abc.Iterable[Global___InstalmentItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmAwardRequest: _TypeAlias = ConfirmAwardRequest  # noqa: Y015
+
+@_typing.final
+class InstalmentItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUMBER_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    MILESTONE_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    number: _builtins.int
+    """1..n"""
+    amount_fen: _builtins.int
+    milestone: Global___Milestone.ValueType
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp:
+        """when the milestone is expected"""
+
+    def __init__(
+        self,
+        *,
+        number: _builtins.int = ...,
+        amount_fen: _builtins.int = ...,
+        milestone: Global___Milestone.ValueType = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "due_at", b"due_at", "milestone", b"milestone", "number", b"number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstalmentItem: _TypeAlias = InstalmentItem  # noqa: Y015
+
+@_typing.final
+class Instalment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    OF_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    MILESTONE_FIELD_NUMBER: _builtins.int
+    DUE_AT_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    RELEASED_AT_FIELD_NUMBER: _builtins.int
+    PAID_AT_FIELD_NUMBER: _builtins.int
+    CONFIRMED_BY_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    number: _builtins.int
+    of: _builtins.int
+    """how many the schedule has"""
+    amount_fen: _builtins.int
+    milestone: Global___Milestone.ValueType
+    state: Global___InstalmentState.ValueType
+    plan_id: _builtins.str
+    """the plan holding it (IN_PLAN, PAID)"""
+    confirmed_by: _builtins.str
+    """who confirmed its milestone"""
+    note: _builtins.str
+    @_builtins.property
+    def due_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def released_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def paid_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        number: _builtins.int = ...,
+        of: _builtins.int = ...,
+        amount_fen: _builtins.int = ...,
+        milestone: Global___Milestone.ValueType = ...,
+        due_at: _timestamp_pb2.Timestamp | None = ...,
+        state: Global___InstalmentState.ValueType = ...,
+        plan_id: _builtins.str = ...,
+        released_at: _timestamp_pb2.Timestamp | None = ...,
+        paid_at: _timestamp_pb2.Timestamp | None = ...,
+        confirmed_by: _builtins.str = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_at", b"due_at", "paid_at", b"paid_at", "released_at", b"released_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "application_id", b"application_id", "confirmed_by", b"confirmed_by", "due_at", b"due_at", "milestone", b"milestone", "note", b"note", "number", b"number", "of", b"of", "paid_at", b"paid_at", "plan_id", b"plan_id", "released_at", b"released_at", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Instalment: _TypeAlias = Instalment  # noqa: Y015
+
+@_typing.final
+class ReleaseInstalmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    INSTALMENT_FIELD_NUMBER: _builtins.int
+    CONFIRMED_BY_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    instalment: _builtins.int
+    confirmed_by: _builtins.str
+    note: _builtins.str
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        instalment: _builtins.int = ...,
+        confirmed_by: _builtins.str = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "confirmed_by", b"confirmed_by", "instalment", b"instalment", "note", b"note"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseInstalmentRequest: _TypeAlias = ReleaseInstalmentRequest  # noqa: Y015
+
+@_typing.final
+class GetInstalmentScheduleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
     application_id: _builtins.str
     def __init__(
         self,
@@ -975,7 +1169,32 @@ class ConfirmAwardRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ConfirmAwardRequest: _TypeAlias = ConfirmAwardRequest  # noqa: Y015
+Global___GetInstalmentScheduleRequest: _TypeAlias = GetInstalmentScheduleRequest  # noqa: Y015
+
+@_typing.final
+class InstalmentSchedule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    INSTALMENTS_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    @_builtins.property
+    def instalments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Instalment]:
+        """in order; empty: paid at once"""
+
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        instalments: _abc.Iterable[Global___Instalment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "instalments", b"instalments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InstalmentSchedule: _TypeAlias = InstalmentSchedule  # noqa: Y015
 
 @_typing.final
 class PaymentLine(_message.Message):
@@ -993,6 +1212,7 @@ class PaymentLine(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     PAID_AT_FIELD_NUMBER: _builtins.int
     PROGRAM_CODE_FIELD_NUMBER: _builtins.int
+    INSTALMENT_FIELD_NUMBER: _builtins.int
     line_id: _builtins.str
     plan_id: _builtins.str
     application_id: _builtins.str
@@ -1005,6 +1225,8 @@ class PaymentLine(_message.Message):
     attempts: _builtins.int
     program_code: _builtins.str
     """the award's program"""
+    instalment: _builtins.int
+    """which instalment of a scheduled award it pays (1 for any other)"""
     @_builtins.property
     def paid_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -1022,10 +1244,11 @@ class PaymentLine(_message.Message):
         attempts: _builtins.int = ...,
         paid_at: _timestamp_pb2.Timestamp | None = ...,
         program_code: _builtins.str = ...,
+        instalment: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["paid_at", b"paid_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "attempts", b"attempts", "failure_reason", b"failure_reason", "gateway_reference", b"gateway_reference", "line_id", b"line_id", "paid_at", b"paid_at", "plan_id", b"plan_id", "program_code", b"program_code", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "attempts", b"attempts", "failure_reason", b"failure_reason", "gateway_reference", b"gateway_reference", "instalment", b"instalment", "line_id", b"line_id", "paid_at", b"paid_at", "plan_id", b"plan_id", "program_code", b"program_code", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1558,6 +1781,7 @@ class ApplicationFunds(_message.Message):
     APPLICATION_ID_FIELD_NUMBER: _builtins.int
     RESERVATION_FIELD_NUMBER: _builtins.int
     PLANS_FIELD_NUMBER: _builtins.int
+    INSTALMENTS_FIELD_NUMBER: _builtins.int
     application_id: _builtins.str
     @_builtins.property
     def reservation(self) -> Global___Reservation:
@@ -1567,16 +1791,21 @@ class ApplicationFunds(_message.Message):
     def plans(self) -> _containers.RepeatedCompositeFieldContainer[Global___FundingPlan]:
         """oldest first; lines: only this application's"""
 
+    @_builtins.property
+    def instalments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Instalment]:
+        """the schedule of an award paid in instalments"""
+
     def __init__(
         self,
         *,
         application_id: _builtins.str = ...,
         reservation: Global___Reservation | None = ...,
         plans: _abc.Iterable[Global___FundingPlan] | None = ...,
+        instalments: _abc.Iterable[Global___Instalment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["reservation", b"reservation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "plans", b"plans", "reservation", b"reservation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "instalments", b"instalments", "plans", b"plans", "reservation", b"reservation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1860,6 +2089,7 @@ class GrantStatement(_message.Message):
     CLAWED_BACK_FEN_FIELD_NUMBER: _builtins.int
     REPAID_FEN_FIELD_NUMBER: _builtins.int
     RECEIVABLE_FEN_FIELD_NUMBER: _builtins.int
+    INSTALMENTS_FIELD_NUMBER: _builtins.int
     application_id: _builtins.str
     program_code: _builtins.str
     applicant_credit_code: _builtins.str
@@ -1883,6 +2113,10 @@ class GrantStatement(_message.Message):
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementEntry]:
         """in time order"""
 
+    @_builtins.property
+    def instalments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Instalment]:
+        """the schedule of an award paid in instalments"""
+
     def __init__(
         self,
         *,
@@ -1900,10 +2134,11 @@ class GrantStatement(_message.Message):
         clawed_back_fen: _builtins.int = ...,
         repaid_fen: _builtins.int = ...,
         receivable_fen: _builtins.int = ...,
+        instalments: _abc.Iterable[Global___Instalment] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "budget_key", b"budget_key", "clawed_back_fen", b"clawed_back_fen", "entries", b"entries", "outstanding_fen", b"outstanding_fen", "paid_fen", b"paid_fen", "program_code", b"program_code", "receivable_fen", b"receivable_fen", "released_fen", b"released_fen", "repaid_fen", b"repaid_fen", "reserved_fen", b"reserved_fen", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "budget_key", b"budget_key", "clawed_back_fen", b"clawed_back_fen", "entries", b"entries", "instalments", b"instalments", "outstanding_fen", b"outstanding_fen", "paid_fen", b"paid_fen", "program_code", b"program_code", "receivable_fen", b"receivable_fen", "released_fen", b"released_fen", "repaid_fen", b"repaid_fen", "reserved_fen", b"reserved_fen", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

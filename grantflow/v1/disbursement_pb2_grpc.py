@@ -79,6 +79,16 @@ class DisbursementServiceStub:
                 request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ConfirmAwardRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.Reservation.FromString,
                 _registered_method=True)
+        self.ReleaseInstalment = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/ReleaseInstalment',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ReleaseInstalmentRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.Instalment.FromString,
+                _registered_method=True)
+        self.GetInstalmentSchedule = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/GetInstalmentSchedule',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.GetInstalmentScheduleRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.InstalmentSchedule.FromString,
+                _registered_method=True)
         self.CreateFundingPlan = channel.unary_unary(
                 '/grantflow.v1.DisbursementService/CreateFundingPlan',
                 request_serializer=grantflow_dot_v1_dot_disbursement__pb2.CreateFundingPlanRequest.SerializeToString,
@@ -265,6 +275,28 @@ class DisbursementServiceServicer:
 
     def ConfirmAward(self, request, context):
         """Marks a reservation as a noticed award, ready for a funding plan (system role). Idempotent.
+        With a schedule (an award paid in instalments, e.g. TECH-MAJOR), the schedule is fixed
+        with it: instalment 1 is released at once (it awaits a plan like a single award), each later
+        one waits for ReleaseInstalment. INVALID_ARGUMENT (schedule) when the parts do not number
+        1..n in order or do not add up to the award.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseInstalment(self, request, context):
+        """Releases instalment n of a scheduled award after its milestone was confirmed (system role,
+        from the grant workflow): it then awaits a funding plan. FAILED_PRECONDITION when instalment
+        n-1 is not paid; NOT_FOUND for an instalment the award's schedule does not have.
+        Idempotent (a released, planned or paid instalment answers as it is).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInstalmentSchedule(self, request, context):
+        """An award's instalment schedule (finance, ops, system; the applicant of its enterprise):
+        empty for an award paid at once. NOT_FOUND when the application holds no reservation.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -517,6 +549,16 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
                     servicer.ConfirmAward,
                     request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ConfirmAwardRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_disbursement__pb2.Reservation.SerializeToString,
+            ),
+            'ReleaseInstalment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseInstalment,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ReleaseInstalmentRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.Instalment.SerializeToString,
+            ),
+            'GetInstalmentSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInstalmentSchedule,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.GetInstalmentScheduleRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.InstalmentSchedule.SerializeToString,
             ),
             'CreateFundingPlan': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateFundingPlan,
@@ -877,6 +919,60 @@ class DisbursementService:
             '/grantflow.v1.DisbursementService/ConfirmAward',
             grantflow_dot_v1_dot_disbursement__pb2.ConfirmAwardRequest.SerializeToString,
             grantflow_dot_v1_dot_disbursement__pb2.Reservation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseInstalment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/ReleaseInstalment',
+            grantflow_dot_v1_dot_disbursement__pb2.ReleaseInstalmentRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.Instalment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInstalmentSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/GetInstalmentSchedule',
+            grantflow_dot_v1_dot_disbursement__pb2.GetInstalmentScheduleRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.InstalmentSchedule.FromString,
             options,
             channel_credentials,
             insecure,

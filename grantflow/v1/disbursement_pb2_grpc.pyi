@@ -62,7 +62,22 @@ class DisbursementServiceStub:
     ReleaseReservation: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ReleaseReservationRequest, _disbursement_pb2.Reservation]
     """Releases a reservation when an award falls away (system role). Idempotent."""
     ConfirmAward: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ConfirmAwardRequest, _disbursement_pb2.Reservation]
-    """Marks a reservation as a noticed award, ready for a funding plan (system role). Idempotent."""
+    """Marks a reservation as a noticed award, ready for a funding plan (system role). Idempotent.
+    With a schedule (an award paid in instalments, e.g. TECH-MAJOR), the schedule is fixed
+    with it: instalment 1 is released at once (it awaits a plan like a single award), each later
+    one waits for ReleaseInstalment. INVALID_ARGUMENT (schedule) when the parts do not number
+    1..n in order or do not add up to the award.
+    """
+    ReleaseInstalment: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ReleaseInstalmentRequest, _disbursement_pb2.Instalment]
+    """Releases instalment n of a scheduled award after its milestone was confirmed (system role,
+    from the grant workflow): it then awaits a funding plan. FAILED_PRECONDITION when instalment
+    n-1 is not paid; NOT_FOUND for an instalment the award's schedule does not have.
+    Idempotent (a released, planned or paid instalment answers as it is).
+    """
+    GetInstalmentSchedule: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.GetInstalmentScheduleRequest, _disbursement_pb2.InstalmentSchedule]
+    """An award's instalment schedule (finance, ops, system; the applicant of its enterprise):
+    empty for an award paid at once. NOT_FOUND when the application holds no reservation.
+    """
     CreateFundingPlan: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.CreateFundingPlanRequest, _disbursement_pb2.FundingPlan]
     """Collects noticed awards waiting for a plan into a DRAFT plan (finance, the maker): the awards
     of one or more programs of ONE budget line, chosen by filter (budget line, programs,
@@ -193,7 +208,22 @@ class DisbursementServiceAsyncStub(DisbursementServiceStub):
     ReleaseReservation: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ReleaseReservationRequest, _disbursement_pb2.Reservation]  # type: ignore[assignment]
     """Releases a reservation when an award falls away (system role). Idempotent."""
     ConfirmAward: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ConfirmAwardRequest, _disbursement_pb2.Reservation]  # type: ignore[assignment]
-    """Marks a reservation as a noticed award, ready for a funding plan (system role). Idempotent."""
+    """Marks a reservation as a noticed award, ready for a funding plan (system role). Idempotent.
+    With a schedule (an award paid in instalments, e.g. TECH-MAJOR), the schedule is fixed
+    with it: instalment 1 is released at once (it awaits a plan like a single award), each later
+    one waits for ReleaseInstalment. INVALID_ARGUMENT (schedule) when the parts do not number
+    1..n in order or do not add up to the award.
+    """
+    ReleaseInstalment: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ReleaseInstalmentRequest, _disbursement_pb2.Instalment]  # type: ignore[assignment]
+    """Releases instalment n of a scheduled award after its milestone was confirmed (system role,
+    from the grant workflow): it then awaits a funding plan. FAILED_PRECONDITION when instalment
+    n-1 is not paid; NOT_FOUND for an instalment the award's schedule does not have.
+    Idempotent (a released, planned or paid instalment answers as it is).
+    """
+    GetInstalmentSchedule: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.GetInstalmentScheduleRequest, _disbursement_pb2.InstalmentSchedule]  # type: ignore[assignment]
+    """An award's instalment schedule (finance, ops, system; the applicant of its enterprise):
+    empty for an award paid at once. NOT_FOUND when the application holds no reservation.
+    """
     CreateFundingPlan: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.CreateFundingPlanRequest, _disbursement_pb2.FundingPlan]  # type: ignore[assignment]
     """Collects noticed awards waiting for a plan into a DRAFT plan (finance, the maker): the awards
     of one or more programs of ONE budget line, chosen by filter (budget line, programs,
@@ -375,7 +405,34 @@ class DisbursementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _disbursement_pb2.ConfirmAwardRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_disbursement_pb2.Reservation, _abc.Awaitable[_disbursement_pb2.Reservation]]:
-        """Marks a reservation as a noticed award, ready for a funding plan (system role). Idempotent."""
+        """Marks a reservation as a noticed award, ready for a funding plan (system role). Idempotent.
+        With a schedule (an award paid in instalments, e.g. TECH-MAJOR), the schedule is fixed
+        with it: instalment 1 is released at once (it awaits a plan like a single award), each later
+        one waits for ReleaseInstalment. INVALID_ARGUMENT (schedule) when the parts do not number
+        1..n in order or do not add up to the award.
+        """
+
+    @_abc_1.abstractmethod
+    def ReleaseInstalment(
+        self,
+        request: _disbursement_pb2.ReleaseInstalmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.Instalment, _abc.Awaitable[_disbursement_pb2.Instalment]]:
+        """Releases instalment n of a scheduled award after its milestone was confirmed (system role,
+        from the grant workflow): it then awaits a funding plan. FAILED_PRECONDITION when instalment
+        n-1 is not paid; NOT_FOUND for an instalment the award's schedule does not have.
+        Idempotent (a released, planned or paid instalment answers as it is).
+        """
+
+    @_abc_1.abstractmethod
+    def GetInstalmentSchedule(
+        self,
+        request: _disbursement_pb2.GetInstalmentScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.InstalmentSchedule, _abc.Awaitable[_disbursement_pb2.InstalmentSchedule]]:
+        """An award's instalment schedule (finance, ops, system; the applicant of its enterprise):
+        empty for an award paid at once. NOT_FOUND when the application holds no reservation.
+        """
 
     @_abc_1.abstractmethod
     def CreateFundingPlan(

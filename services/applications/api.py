@@ -24,7 +24,7 @@ from services.applications.store import document_dicts
 from services.applications.use_cases import Applications
 from services.common import validation
 from services.common.auth import current_principal
-from services.common.db import from_timestamp
+from services.common.db import from_timestamp, to_timestamp
 from services.common.errors import InvalidArgument
 from services.common.service_main import ServiceSpec
 from services.common.vocabulary import GrantStage, Role
@@ -46,6 +46,9 @@ SERVICE = ServiceSpec(
         "AddCreditListEntry": (Role.OPS, Role.SYSTEM),
         "ListCreditListEntries": (Role.OPS,),
         "SummarizeApplications": (Role.OPS,),
+        # The owner department's reviewers and heads (their department checked by the use
+        # case), and finance, which pays the instalments.
+        "ConfirmMilestone": (Role.REVIEWER, Role.DEPARTMENT_HEAD, Role.FINANCE),
     },
 )
 
@@ -54,6 +57,8 @@ MAX_TITLE = 200
 MAX_DESCRIPTION = 5000
 MAX_REASON = 1000
 MAX_NOTE = 2000
+MAX_MILESTONE_NOTE = 500  # the disbursement service's instalment.note
+MAX_INSTALMENTS = 3  # workflows/rules.py MAX_INSTALMENTS
 MAX_DOCUMENTS_PER_REQUEST = 20
 MAX_EVENT_ID = 64  # outbox_event.event_id
 MAX_PLAN_ID = 64  # application.plan_id
@@ -275,6 +280,41 @@ class ApplicationServicer(applications_pb2_grpc.ApplicationServiceServicer):
             reason=validation.text("reason", request.reason, max_len=MAX_REASON, required=False),
         )
         return await self.applications.withdraw(command)
+
+    async def ConfirmMilestone(
+        self,
+        request: applications_pb2.ConfirmMilestoneRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> applications_pb2.MilestoneConfirmation:
+        if not 2 <= request.instalment <= MAX_INSTALMENTS:
+            raise InvalidArgument(
+                "instalment",
+                f"must be between 2 and {MAX_INSTALMENTS} (instalment 1 is paid with the award)",
+            )
+        command = commands.ConfirmMilestone(
+            caller=current_principal(),
+            application_id=_application_id("application_id", request.application_id),
+            instalment=request.instalment,
+            note=validation.text("note", request.note, max_len=MAX_MILESTONE_NOTE, required=False),
+        )
+        answer = await self.applications.confirm_milestone(command)
+        return applications_pb2.MilestoneConfirmation(
+            application_id=command.application_id,
+            instalment=answer.instalment,
+            of=answer.of,
+            milestone=answer.milestone,
+            confirmed_by=answer.confirmed_by,
+            note=answer.note,
+            confirmed_at=to_timestamp(answer.confirmed_at),
+            due_at=to_timestamp(answer.due_at),
+            late=answer.late,
+            repeated=answer.repeated,
+            stage=(
+                GrantStage.parse(answer.stage).to_proto()
+                if answer.stage
+                else common_pb2.GRANT_STAGE_UNSPECIFIED
+            ),
+        )
 
     async def SupplementApplication(
         self,

@@ -67,6 +67,14 @@ class Withdraw:
 
 
 @dataclass(frozen=True)
+class ConfirmMilestone:
+    caller: Principal
+    application_id: str
+    instalment: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Supplement:
     caller: Principal
     application_id: str

@@ -57,6 +57,9 @@ AWARDED = frozenset(
         GrantStage.IN_PAYMENT,
         GrantStage.PAID,
         GrantStage.PAYMENT_FAILED,
+        # Paid in instalments: the whole award is held between them.
+        GrantStage.INSTALMENTS,
+        GrantStage.MILESTONE_OVERDUE,
     }
 )
 SIZE_WORDS = {"large": "大型", "medium": "中型", "small": "小型", "micro": "微型"}

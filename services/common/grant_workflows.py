@@ -42,6 +42,7 @@ from workflows import contracts
 log = structlog.get_logger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
+MILESTONE_ATTEMPTS = 3
 NO_LONGER_IN_REVIEW = "the grant is no longer in review"
 NO_LONGER_WAITING = "the grant is no longer waiting for this review"
 # The answers of the grant's update validators and handlers, by their ErrorType.
@@ -137,6 +138,33 @@ class GrantWorkflows:
             contracts.WithdrawalAnswer,
             update_id=f"withdraw-{uuid.uuid4().hex}",
         )
+
+    async def confirm_milestone(
+        self, application_id: str, confirmation: contracts.ConfirmMilestone
+    ) -> contracts.MilestoneConfirmed:
+        """Tells the grant a milestone of its instalments was confirmed; answers the confirmation
+        the grant recorded (the first, if confirmed before). A grant not running (or not yet
+        started) is FailedPrecondition."""
+        for attempt in range(MILESTONE_ATTEMPTS):
+            try:
+                return await self._update(
+                    application_id,
+                    contracts.CONFIRM_MILESTONE,
+                    confirmation,
+                    contracts.MilestoneConfirmed,
+                    # The grant answers a repeated confirmation itself, across its runs.
+                    update_id=f"milestone-{confirmation.instalment}-{uuid.uuid4().hex}",
+                )
+            except GrantNotRunning as exc:
+                # An Update that reached a run as it continued as new ends unanswered: the
+                # next run takes it (a confirmation is idempotent, so sending again is safe).
+                if attempt + 1 == MILESTONE_ATTEMPTS:
+                    raise FailedPrecondition(
+                        "the grant is not waiting for milestones: it is not paid in "
+                        "instalments, or has ended"
+                    ) from exc
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def objection_lodged(
         self, application_id: str, lodged: contracts.ObjectionLodged

@@ -79,12 +79,20 @@ class GrantStage(Term):
     SPECIAL_AUDIT = "SPECIAL_AUDIT"
     AWAITING_NOTICE = "AWAITING_NOTICE"
     WAITLISTED = "WAITLISTED"
+    # An award paid in instalments: paid in part, the next instalment waits for its milestone
+    # (项目验收 or 专项审计); past the milestone's due date it is MILESTONE_OVERDUE (never failed).
+    INSTALMENTS = "INSTALMENTS"
+    MILESTONE_OVERDUE = "MILESTONE_OVERDUE"
 
 
 # A grant in one of these stages has ended.
 CLOSED_STAGES = frozenset({GrantStage.PAID, GrantStage.REJECTED, GrantStage.WITHDRAWN})
 # The money has gone or is going out, or the grant has ended: nothing is left to withdraw.
-NOT_WITHDRAWABLE_STAGES = CLOSED_STAGES | {GrantStage.IN_PAYMENT}
+NOT_WITHDRAWABLE_STAGES = CLOSED_STAGES | {
+    GrantStage.IN_PAYMENT,
+    GrantStage.INSTALMENTS,
+    GrantStage.MILESTONE_OVERDUE,
+}
 
 
 class Department(Term):
@@ -272,6 +280,24 @@ class ReservationState(Term):
     RELEASED = "released"
 
 
+class Milestone(Term):
+    """What releases an instalment of an award paid in instalments (TECH-MAJOR)."""
+
+    AWARD = "award"  # 资助确定: the award final after its notice releases instalment 1
+    ACCEPTANCE = "acceptance"  # 项目验收
+    AUDIT = "audit"  # 专项审计
+
+
+class InstalmentState(Term):
+    """One instalment of a scheduled award: waiting for its milestone, released (awaiting a
+    funding plan), in a plan, paid."""
+
+    SCHEDULED = "scheduled"
+    RELEASED = "released"
+    IN_PLAN = "in_plan"
+    PAID = "paid"
+
+
 # Reservation states in which an amount still counts against the budget without being paid.
 HOLDING_RESERVATION_STATES = frozenset(
     {ReservationState.RESERVED, ReservationState.AWARDED, ReservationState.IN_PLAN}
@@ -426,6 +452,10 @@ class AuditAction(Term):
     RESERVATION_MADE = "reservation.made"
     RESERVATION_RELEASED = "reservation.released"
     AWARD_CONFIRMED = "award.confirmed"
+    # An award paid in instalments: the milestone confirmed (applications service, by the
+    # reviewer or finance) and the instalment released for a plan (disbursement service).
+    MILESTONE_CONFIRMED = "milestone.confirmed"
+    INSTALMENT_RELEASED = "instalment.released"
     PLAN_CREATED = "plan.created"
     PLAN_APPROVED = "plan.approved"
     PLAN_FIRST_APPROVED = "plan.first_approved"
@@ -518,6 +548,8 @@ def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
             "RECONCILIATION_RESOLUTION_",
         ),
         ClawbackState: (disbursement_pb2.ClawbackState, "CLAWBACK_STATE_"),
+        Milestone: (disbursement_pb2.Milestone, "MILESTONE_"),
+        InstalmentState: (disbursement_pb2.InstalmentState, "INSTALMENT_STATE_"),
         RepairAction: (repair_pb2.RepairAction, "REPAIR_ACTION_"),
         RepairState: (repair_pb2.RepairState, "REPAIR_STATE_"),
         GrantRepairState: (repair_pb2.GrantRepairState, "GRANT_REPAIR_STATE_"),
@@ -549,6 +581,8 @@ MAPPED_VOCABULARIES: tuple[type[Term], ...] = (
     ReconciliationExceptionState,
     ReconciliationResolution,
     ClawbackState,
+    Milestone,
+    InstalmentState,
     RepairAction,
     RepairState,
     GrantRepairState,

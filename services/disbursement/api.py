@@ -26,6 +26,8 @@ from services.common.vocabulary import (
     AllocationState,
     ClawbackState,
     Department,
+    InstalmentState,
+    Milestone,
     OverBudgetPolicy,
     PaymentState,
     PlanState,
@@ -40,6 +42,7 @@ from services.disbursement.clawbacks import Clawbacks, ClawbackView, clawback_wo
 from services.disbursement.store import (
     BudgetFigures,
     FundingPlanRow,
+    InstalmentRow,
     LedgerEntryRow,
     PaymentLineRow,
     ReconciliationExceptionRow,
@@ -76,6 +79,11 @@ SERVICE = ServiceSpec(
         "ReserveBudget": (Role.SYSTEM,),
         "ReleaseReservation": (Role.SYSTEM,),
         "ConfirmAward": (Role.SYSTEM,),
+        # From the grant workflow once the milestone was confirmed (the applications service's
+        # ConfirmMilestone judges who may confirm).
+        "ReleaseInstalment": (Role.SYSTEM,),
+        # An applicant only its own enterprise's (use_cases.instalment_schedule).
+        "GetInstalmentSchedule": (*READERS, Role.APPLICANT),
         "CreateFundingPlan": (Role.FINANCE,),
         "ApproveFundingPlan": (Role.FINANCE,),
         "CancelFundingPlan": (Role.FINANCE,),
@@ -116,6 +124,8 @@ MIN_YEAR, MAX_YEAR = 2000, 2100
 # The awards of one plan (by list, by max_lines, added at once): the city's largest batches run
 # to a few thousand (DOMAIN.md cites 2,886).
 MAX_PLAN_LINES = 10_000
+MAX_INSTALMENTS = 3  # workflows/rules.py MAX_INSTALMENTS
+MAX_NOTE = 500  # instalment.note
 
 
 # Validation -------------------------------------------------------------------------------------
@@ -379,7 +389,46 @@ def line_pb(row: PaymentLineRow) -> pb.PaymentLine:
         attempts=row.attempts,
         paid_at=to_timestamp(row.paid_at),
         program_code=row.program_code,
+        instalment=row.instalment,
     )
+
+
+def instalment_pb(row: InstalmentRow) -> pb.Instalment:
+    return pb.Instalment(
+        application_id=row.application_id,
+        number=row.number,
+        of=row.count,
+        amount_fen=row.amount_fen,
+        milestone=Milestone.parse(row.milestone).to_proto(),
+        due_at=to_timestamp(row.due_at),
+        state=InstalmentState.parse(row.state).to_proto(),
+        plan_id=row.plan_id or "",
+        released_at=to_timestamp(row.released_at),
+        paid_at=to_timestamp(row.paid_at),
+        confirmed_by=row.confirmed_by,
+        note=row.note,
+    )
+
+
+def schedule_items(field: str, items: Any) -> tuple[commands.InstalmentItem, ...]:
+    """A ConfirmAward's schedule, checked item by item (the use case checks the whole)."""
+    checked = []
+    for index, item in enumerate(items):
+        if not item.HasField("due_at"):
+            raise InvalidArgument(f"{field}[{index}].due_at", "is required")
+        checked.append(
+            commands.InstalmentItem(
+                number=item.number,
+                amount_fen=validation.fen(
+                    f"{field}[{index}].amount_fen", item.amount_fen, required=True
+                ),
+                milestone=validation.term(f"{field}[{index}].milestone", Milestone, item.milestone),
+                due_at=from_timestamp(item.due_at),
+            )
+        )
+    if len(checked) > MAX_INSTALMENTS:
+        raise InvalidArgument(field, f"at most {MAX_INSTALMENTS} instalments")
+    return tuple(checked)
 
 
 MAX_PLANS_PAGE = 200
@@ -541,6 +590,7 @@ def statement_pb(statement: GrantStatement) -> pb.GrantStatement:
             )
             for line in statement.lines
         ],
+        instalments=[instalment_pb(part) for part in statement.instalments],
     )
 
 
@@ -721,9 +771,34 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
 
     async def ConfirmAward(self, request: pb.ConfirmAwardRequest, context: Any) -> pb.Reservation:
         command = commands.ConfirmAward(
-            application_id=validation.identifier("application_id", request.application_id)
+            application_id=validation.identifier("application_id", request.application_id),
+            schedule=schedule_items("schedule", request.schedule),
         )
         return reservation_pb(await self.disbursement.confirm_award(command))
+
+    async def ReleaseInstalment(
+        self, request: pb.ReleaseInstalmentRequest, context: Any
+    ) -> pb.Instalment:
+        if request.instalment < 2:
+            raise InvalidArgument(
+                "instalment", "instalment 1 is released by the award; give 2 or later"
+            )
+        command = commands.ReleaseInstalment(
+            application_id=validation.identifier("application_id", request.application_id),
+            number=request.instalment,
+            confirmed_by=validation.text("confirmed_by", request.confirmed_by, max_len=MAX_NAME),
+            note=validation.text("note", request.note, max_len=MAX_NOTE, required=False),
+        )
+        return instalment_pb(await self.disbursement.release_instalment(command))
+
+    async def GetInstalmentSchedule(
+        self, request: pb.GetInstalmentScheduleRequest, context: Any
+    ) -> pb.InstalmentSchedule:
+        application_id = validation.identifier("application_id", request.application_id)
+        rows = await self.disbursement.instalment_schedule(application_id, current_principal())
+        return pb.InstalmentSchedule(
+            application_id=application_id, instalments=[instalment_pb(row) for row in rows]
+        )
 
     # Funding plans ------------------------------------------------------------------------------
 
@@ -898,10 +973,16 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
     ) -> pb.ApplicationFunds:
         application_id = validation.identifier("application_id", request.application_id)
         reservation, plans = await self.disbursement.application_funds(application_id)
+        schedule = (
+            await self.disbursement.instalment_schedule(application_id)
+            if reservation is not None
+            else []
+        )
         return pb.ApplicationFunds(
             application_id=application_id,
             reservation=reservation_pb(reservation) if reservation is not None else None,
             plans=[plan_pb(view) for view in plans],
+            instalments=[instalment_pb(row) for row in schedule],
         )
 
     async def ListPaymentLines(

@@ -79,8 +79,29 @@ class Release:
 
 
 @dataclass(frozen=True)
+class InstalmentItem:
+    """One part of an award paid in instalments, as the grant fixed it at the award."""
+
+    number: int
+    amount_fen: int
+    milestone: str  # a Milestone
+    due_at: datetime
+
+
+@dataclass(frozen=True)
 class ConfirmAward:
     application_id: str
+    # Empty: paid at once. Otherwise instalments 1..n adding up to the award (checked by the
+    # use case, which knows the award).
+    schedule: tuple[InstalmentItem, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReleaseInstalment:
+    application_id: str
+    number: int
+    confirmed_by: str
+    note: str = ""
 
 
 @dataclass(frozen=True)

@@ -57,16 +57,21 @@ class GatewayPayment:
     paid_at: datetime
 
 
-def award_payment_key(application_id: str) -> str:
+def award_payment_key(application_id: str, instalment: int = 1, reissue: int = 0) -> str:
     """The idempotency key of the payment of an application's award, the same in every plan.
 
-    One payment per award for now; instalments will need a key per instalment. Application ids
-    too long for the gateway's key are replaced by their SHA-256, so the key stays one per award.
+    An award paid at once has one key ("award-<id>"); an award paid in instalments has one per
+    instalment, instalment 1 keeping the award's key (so payments made before instalments
+    existed stay found) and instalment n > 1 appending "-i<n>"; a payment made again after the
+    treasury returned it appends "-r<k>". Keys too long for the gateway are replaced by the
+    SHA-256 of what follows the prefix, so the key stays one per payment.
     """
-    key = AWARD_KEY_PREFIX + application_id
+    suffix = (f"-i{instalment}" if instalment > 1 else "") + (f"-r{reissue}" if reissue else "")
+    key = AWARD_KEY_PREFIX + application_id + suffix
     if len(key) <= MAX_KEY:
         return key
-    return AWARD_KEY_PREFIX + "sha256-" + hashlib.sha256(application_id.encode()).hexdigest()
+    digest = hashlib.sha256((application_id + suffix).encode()).hexdigest()
+    return AWARD_KEY_PREFIX + "sha256-" + digest
 
 
 class GatewayError(Exception):

@@ -21,6 +21,7 @@ This module only compares; use_cases.py gathers both sides and keeps the excepti
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -28,6 +29,7 @@ from services.common.vocabulary import ReconciliationKind
 from services.disbursement.gateway import AWARD_KEY_PREFIX, GatewayPayment
 
 HASHED_KEY_PREFIX = AWARD_KEY_PREFIX + "sha256-"
+KEY_SUFFIX = re.compile(r"(-i[0-9]+)?(-r[0-9]+)?$")
 
 
 def application_of_key(idempotency_key: str) -> str:
@@ -37,7 +39,8 @@ def application_of_key(idempotency_key: str) -> str:
         HASHED_KEY_PREFIX
     ):
         return ""
-    return idempotency_key.removeprefix(AWARD_KEY_PREFIX)
+    # An instalment's or a reissue's key carries its suffix after the id (gateway.py).
+    return KEY_SUFFIX.sub("", idempotency_key.removeprefix(AWARD_KEY_PREFIX))
 
 
 def payee(credit_code: str, name: str) -> str:

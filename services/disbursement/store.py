@@ -15,6 +15,9 @@ hold no ':', so the two never meet):
 A clawback moves its amount from paid:K to clawback_receivable:K (journal clawback-<id>), each
 repayment from the receivable to recovered:K (journal repay-<repayment id>), so every budget's
 accounts still balance and paid:K nets to what the enterprises keep.
+An award paid in instalments (TECH-MAJOR) is reserved whole; each instalment's payment line moves
+its part from reserved to paid (journal pay-<line>), and the reservation counts what it has paid
+(paid_fen) until the last instalment makes it PAID. Its schedule is the instalment table.
 A reservation remembers the budget it was made against (its line and year, or none), so its
 release and payment move money in the same accounts whatever the catalogue says later.
 """
@@ -31,6 +34,7 @@ from services.common.db import now_utc
 from services.common.vocabulary import (
     HOLDING_RESERVATION_STATES,
     AllocationState,
+    InstalmentState,
     PaymentState,
     ReservationState,
 )
@@ -163,6 +167,14 @@ class ReservationRow(SQLModel, table=True):
     cut_from_fen: int = Field(default=0, sa_type=MONEY)  # before a pro-rata cut; 0: not cut
     # When the award was noticed (ConfirmAward): plans take the oldest first.
     awarded_at: datetime | None = Field(default=None, sa_type=TIME)
+    # An award paid in instalments: how many, and what its paid instalments moved so far (0
+    # for an award paid at once, whose PAID state says it all).
+    instalments: int = 1
+    paid_fen: int = Field(default=0, sa_type=MONEY)
+
+    @property
+    def scheduled(self) -> bool:
+        return self.instalments > 1
 
     @property
     def budget_key(self) -> str:
@@ -262,6 +274,61 @@ class PaymentLineRow(SQLModel, table=True):
     attempts: int = 0
     paid_at: datetime | None = Field(default=None, sa_type=TIME)
     program_code: str = Field(default="", max_length=128, index=True)  # the award's program
+    instalment: int = 1  # which instalment of its award it pays (1: the whole of a single one)
+
+
+class InstalmentRow(SQLModel, table=True):
+    """One instalment of an award paid in instalments: fixed when the award is confirmed,
+    released by its milestone (instalment 1 by the award), then planned and paid like an
+    award paid at once."""
+
+    __tablename__ = "instalment"
+
+    application_id: str = Field(primary_key=True, max_length=128)
+    number: int = Field(primary_key=True)
+    count: int
+    amount_fen: int = Field(sa_type=MONEY)
+    milestone: str = Field(max_length=20)  # a Milestone
+    due_at: datetime = Field(sa_type=TIME)
+    state: str = Field(max_length=20)  # an InstalmentState
+    plan_id: str | None = Field(default=None, max_length=32, index=True)
+    released_at: datetime | None = Field(default=None, sa_type=TIME)
+    paid_at: datetime | None = Field(default=None, sa_type=TIME)
+    confirmed_by: str = Field(default="", max_length=200)
+    note: str = Field(default="", max_length=500)
+    created_at: datetime = Field(sa_type=TIME)
+    updated_at: datetime = Field(sa_type=TIME)
+
+
+def instalments_of(session: Session, application_id: str) -> list[InstalmentRow]:
+    return list(
+        session.exec(
+            select(InstalmentRow)
+            .where(col(InstalmentRow.application_id) == application_id)
+            .order_by(col(InstalmentRow.number))
+        ).all()
+    )
+
+
+def lock_instalment(session: Session, application_id: str, number: int) -> InstalmentRow | None:
+    return session.exec(
+        select(InstalmentRow)
+        .where(col(InstalmentRow.application_id) == application_id)
+        .where(col(InstalmentRow.number) == number)
+        .with_for_update()
+    ).first()
+
+
+def released_instalment(session: Session, application_id: str) -> InstalmentRow | None:
+    """The award's released instalment no plan holds (at most one at a time), locked."""
+    return session.exec(
+        select(InstalmentRow)
+        .where(col(InstalmentRow.application_id) == application_id)
+        .where(col(InstalmentRow.state) == InstalmentState.RELEASED)
+        .where(col(InstalmentRow.plan_id).is_(None))
+        .order_by(col(InstalmentRow.number))
+        .with_for_update()
+    ).first()
 
 
 class LedgerEntryRow(SQLModel, table=True):
@@ -423,19 +490,35 @@ class BudgetFigures:
 
 def budget_figures(session: Session, budget: ProgramBudgetRow) -> BudgetFigures:
     rows = session.exec(
-        select(ReservationRow.state, func.coalesce(func.sum(ReservationRow.amount_fen), 0))
+        select(
+            ReservationRow.state,
+            func.coalesce(func.sum(ReservationRow.amount_fen), 0),
+            func.coalesce(func.sum(ReservationRow.paid_fen), 0),
+        )
         .where(col(ReservationRow.program_code) == budget.program_code)
         .where(col(ReservationRow.budget_line_code).is_(None))
         .where(col(ReservationRow.state).in_([*HOLDING_RESERVATION_STATES, ReservationState.PAID]))
         .group_by(col(ReservationRow.state))
     ).all()
-    sums = {state: int(total) for state, total in rows}
+    reserved_fen = paid_fen = 0
+    for state, total, part_paid in rows:
+        held, paid_out = _held_and_paid(state, int(total), int(part_paid))
+        reserved_fen += held
+        paid_fen += paid_out
     return BudgetFigures(
         program_code=budget.program_code,
         total_fen=budget.total_fen,
-        reserved_fen=sum(sums.get(state, 0) for state in HOLDING_RESERVATION_STATES),
-        paid_fen=sums.get(ReservationState.PAID, 0),
+        reserved_fen=reserved_fen,
+        paid_fen=paid_fen,
     )
+
+
+def _held_and_paid(state: str, amount_fen: int, part_paid_fen: int) -> tuple[int, int]:
+    """What reservations of one state hold and have paid: a PAID one its whole amount paid; a
+    holding one its amount less what its paid instalments moved (an award paid in part)."""
+    if state == ReservationState.PAID:
+        return 0, amount_fen
+    return amount_fen - part_paid_fen, part_paid_fen
 
 
 def lock_budget(session: Session, program_code: str) -> ProgramBudgetRow | None:
@@ -472,6 +555,7 @@ def line_figures(session: Session, line: BudgetLineRow) -> LineFigures:
             ReservationRow.program_code,
             ReservationRow.state,
             func.coalesce(func.sum(ReservationRow.amount_fen), 0),
+            func.coalesce(func.sum(ReservationRow.paid_fen), 0),
         )
         .where(col(ReservationRow.budget_line_code) == line.line_code)
         .where(col(ReservationRow.fiscal_year) == line.fiscal_year)
@@ -480,18 +564,14 @@ def line_figures(session: Session, line: BudgetLineRow) -> LineFigures:
     ).all()
     programs: dict[str, tuple[int, int]] = {}
     reserved_fen = committed_fen = paid_fen = 0
-    for program, state, total in rows:
-        amount = int(total)
+    for program, state, total, part_paid in rows:
+        holding, paying = _held_and_paid(state, int(total), int(part_paid))
         held, paid_out = programs.get(program, (0, 0))
-        if state == ReservationState.PAID:
-            paid_fen += amount
-            paid_out += amount
-        else:
-            reserved_fen += amount
-            held += amount
-            if state != ReservationState.RESERVED:
-                committed_fen += amount
-        programs[program] = (held, paid_out)
+        paid_fen += paying
+        reserved_fen += holding
+        if state not in (ReservationState.PAID, ReservationState.RESERVED):
+            committed_fen += holding
+        programs[program] = (held + holding, paid_out + paying)
     return LineFigures(line, reserved_fen, committed_fen, paid_fen, dict(sorted(programs.items())))
 
 
@@ -646,14 +726,26 @@ def awards_waiting_for_a_plan(
     fiscal_year: int = 0,
     awarded_before: datetime | None = None,
     limit: int = 0,
-) -> list[ReservationRow]:
+) -> list[tuple[ReservationRow, InstalmentRow | None]]:
     """The noticed awards no plan holds, locked: of these programs (empty: any) reserved against
     the budget line (its year when given; line "": a program's own budget), noticed before
-    `awarded_before` when given; oldest award first, at most `limit` (0: all)."""
+    `awarded_before` when given; oldest award first, at most `limit` (0: all). An award paid in
+    instalments waits by its released instalment, which comes with it (None for the others)."""
+    released = (
+        select(InstalmentRow.application_id)
+        .where(col(InstalmentRow.state) == InstalmentState.RELEASED)
+        .where(col(InstalmentRow.plan_id).is_(None))
+    )
     query = (
         select(ReservationRow)
         .where(col(ReservationRow.state) == ReservationState.AWARDED)
         .where(col(ReservationRow.plan_id).is_(None))
+        .where(
+            or_(
+                col(ReservationRow.instalments) <= 1,
+                col(ReservationRow.application_id).in_(released),
+            )
+        )
     )
     if program_codes:
         query = query.where(col(ReservationRow.program_code).in_(sorted(program_codes)))
@@ -668,7 +760,11 @@ def awards_waiting_for_a_plan(
     query = query.order_by(col(ReservationRow.awarded_at), col(ReservationRow.application_id))
     if limit:
         query = query.limit(limit)
-    return list(session.exec(query.with_for_update()).all())
+    awards = list(session.exec(query.with_for_update()).all())
+    return [
+        (award, released_instalment(session, award.application_id) if award.scheduled else None)
+        for award in awards
+    ]
 
 
 def reservations_of(session: Session, application_ids: list[str]) -> list[ReservationRow]:

@@ -31,8 +31,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from dataclasses import dataclass, replace
-from datetime import date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -59,6 +59,8 @@ from services.common.vocabulary import (
     AllocationState,
     AuditAction,
     Department,
+    InstalmentState,
+    Milestone,
     OverBudgetPolicy,
     PaymentState,
     PlanState,
@@ -80,10 +82,12 @@ from services.disbursement.commands import (
     ExecuteLine,
     FailLine,
     GrantStatementQuery,
+    InstalmentItem,
     ListLines,
     ListReconciliationExceptions,
     ReconcileDay,
     Release,
+    ReleaseInstalment,
     Reserve,
     ResolveReconciliationException,
     RetryLine,
@@ -108,6 +112,7 @@ from services.disbursement.store import (
     FundingPlanEditRow,
     FundingPlanRow,
     FundRow,
+    InstalmentRow,
     LedgerEntryRow,
     LineFigures,
     PaymentLineRow,
@@ -873,6 +878,12 @@ class Disbursement:
                     f"the reservation of application {application_id} is {row.state}; "
                     "only a reserved or awarded one can be released"
                 )
+            if row.paid_fen:
+                raise FailedPrecondition(
+                    f"the award of application {application_id} is paid in instalments and "
+                    f"{row.paid_fen} fen of it were paid: it cannot be released (a clawback "
+                    "recovers paid money)"
+                )
             program = row.program_code
             store.post_journal(
                 session,
@@ -922,8 +933,29 @@ class Disbursement:
                 )
             if row.state != ReservationState.RESERVED:
                 return row  # awarded already, or further along: nothing to do
+            _check_schedule(command.schedule, row.amount_fen)
+            now = now_utc()
             row.state = ReservationState.AWARDED
-            row.updated_at = row.awarded_at = now_utc()
+            row.updated_at = row.awarded_at = now
+            if command.schedule:
+                row.instalments = len(command.schedule)
+                for item in command.schedule:
+                    first = item.number == 1
+                    unit.session.add(
+                        store.InstalmentRow(
+                            application_id=application_id,
+                            number=item.number,
+                            count=len(command.schedule),
+                            amount_fen=item.amount_fen,
+                            milestone=item.milestone,
+                            due_at=item.due_at,
+                            # The award itself is instalment 1's milestone: it awaits a plan.
+                            state=InstalmentState.RELEASED if first else InstalmentState.SCHEDULED,
+                            released_at=now if first else None,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
             unit.session.add(row)
             unit.announce(
                 application_id,
@@ -934,15 +966,88 @@ class Disbursement:
                 ),
                 key=application_id,
             )
+            details: dict[str, object] = {
+                "program_code": row.program_code,
+                "amount_fen": row.amount_fen,
+            }
+            if command.schedule:
+                details["instalments"] = [item.amount_fen for item in command.schedule]
             unit.audit(
-                AuditAction.AWARD_CONFIRMED,
-                application_id,
-                details={"program_code": row.program_code, "amount_fen": row.amount_fen},
-                key=application_id,
+                AuditAction.AWARD_CONFIRMED, application_id, details=details, key=application_id
             )
             return row
 
         return await self.transactions.write(work)
+
+    async def release_instalment(self, command: ReleaseInstalment) -> InstalmentRow:
+        """Instalment n of a scheduled award released by its confirmed milestone: it awaits a
+        funding plan. Only after instalment n-1 was paid; a released one answers as it is."""
+        application_id, number = command.application_id, command.number
+
+        def work(unit: UnitOfWork) -> InstalmentRow:
+            session = unit.session
+            reservation = store.lock_reservation(session, application_id)
+            if reservation is None:
+                raise NotFound(f"application {application_id} has no reservation")
+            row = store.lock_instalment(session, application_id, number)
+            if row is None:
+                raise NotFound(
+                    f"the award of application {application_id} has no instalment {number} "
+                    f"(it is paid in {reservation.instalments})"
+                )
+            if row.state != InstalmentState.SCHEDULED:
+                return row  # released before (a retried call)
+            previous = store.lock_instalment(session, application_id, number - 1)
+            if previous is None or previous.state != InstalmentState.PAID:
+                state = previous.state if previous else "missing"
+                raise FailedPrecondition(
+                    f"instalment {number - 1} of application {application_id} is {state}, not "
+                    f"paid: instalment {number} is released only after it"
+                )
+            if reservation.state == ReservationState.RELEASED:
+                raise FailedPrecondition(
+                    f"the reservation of application {application_id} was released"
+                )
+            now = now_utc()
+            row.state = InstalmentState.RELEASED
+            row.released_at = now
+            row.confirmed_by = command.confirmed_by
+            row.note = cut(command.note, MAX_MEMO)
+            row.updated_at = now
+            session.add(row)
+            unit.audit(
+                AuditAction.INSTALMENT_RELEASED,
+                application_id,
+                reason=row.note,
+                details={
+                    "instalment": number,
+                    "of": row.count,
+                    "amount_fen": row.amount_fen,
+                    "milestone": row.milestone,
+                    "due_at": row.due_at.isoformat(),
+                    "confirmed_by": command.confirmed_by,
+                    "late": now > _aware(row.due_at),
+                },
+                key=f"{application_id}-{number}",
+            )
+            return row
+
+        return await self.transactions.write(work)
+
+    async def instalment_schedule(
+        self, application_id: str, caller: Principal | None = None
+    ) -> list[InstalmentRow]:
+        """An award's schedule (empty for one paid at once); an applicant sees only its own."""
+
+        def work(session: Session) -> list[InstalmentRow]:
+            reservation = session.get(ReservationRow, application_id)
+            if reservation is None:
+                raise NotFound(f"application {application_id} has no reservation")
+            if caller is not None:
+                _only_own(caller, reservation)
+            return store.instalments_of(session, application_id)
+
+        return await self.transactions.read(work)
 
     # Funding plans ------------------------------------------------------------------------------
 
@@ -973,6 +1078,9 @@ class Disbursement:
                 raise InvalidArgument(
                     "budget_line_code", f"budget line {scope.line_code} has no budget"
                 )
+            # Awards paid at once, and the released instalments of awards paid in instalments
+            # (each a line of its own amount, at most one per award at a time).
+            awards: list[tuple[ReservationRow, InstalmentRow | None]]
             if command.application_ids:
                 awards = self._listed_awards(session, command.application_ids, scope)
             else:
@@ -997,8 +1105,8 @@ class Disbursement:
                     + ")",
                 )
             now = now_utc()
-            total = sum(award.amount_fen for award in awards)
-            programs = sorted({award.program_code for award in awards})
+            total = sum((part or award).amount_fen for award, part in awards)
+            programs = sorted({award.program_code for award, _ in awards})
             plan = FundingPlanRow(
                 plan_id=uuid.uuid4().hex,
                 request_id=command.request_id,
@@ -1016,7 +1124,7 @@ class Disbursement:
                 approvals_required=self._approvals_for(total),
             )
             session.add(plan)
-            lines = [self._take_award(session, plan, award, now) for award in awards]
+            lines = [self._take_award(session, plan, award, now, part) for award, part in awards]
             lines.sort(key=lambda line: line.application_id)
             unit.announce(
                 plan.plan_id,
@@ -1068,20 +1176,31 @@ class Disbursement:
 
     @staticmethod
     def _take_award(
-        session: Session, plan: FundingPlanRow, award: ReservationRow, now: datetime
+        session: Session,
+        plan: FundingPlanRow,
+        award: ReservationRow,
+        now: datetime,
+        part: InstalmentRow | None = None,
     ) -> PaymentLineRow:
-        """The award's payment line in the plan; the award IN_PLAN (its row locked already)."""
+        """The award's payment line in the plan (of its released instalment `part`, for an award
+        paid in instalments); the award IN_PLAN (its row locked already)."""
         line = PaymentLineRow(
             line_id=uuid.uuid4().hex,
             plan_id=plan.plan_id,
             application_id=award.application_id,
             applicant_credit_code=award.applicant_credit_code,
             applicant_name=award.applicant_name,
-            amount_fen=award.amount_fen,
+            amount_fen=(part or award).amount_fen,
             state=PaymentState.PENDING,
             program_code=award.program_code,
+            instalment=part.number if part else 1,
         )
         session.add(line)
+        if part is not None:
+            part.state = InstalmentState.IN_PLAN
+            part.plan_id = plan.plan_id
+            part.updated_at = now
+            session.add(part)
         award.state = ReservationState.IN_PLAN
         award.plan_id = plan.plan_id
         award.updated_at = now
@@ -1169,22 +1288,31 @@ class Disbursement:
     @staticmethod
     def _listed_awards(
         session: Session, application_ids: tuple[str, ...], scope: PlanScope
-    ) -> list[ReservationRow]:
-        """The listed awards, locked; INVALID_ARGUMENT (application_ids) naming every one that is
-        not waiting for a plan or not of the plan's budget."""
+    ) -> list[tuple[ReservationRow, InstalmentRow | None]]:
+        """The listed awards (with the released instalment of one paid in instalments), locked;
+        INVALID_ARGUMENT (application_ids) naming every one that is not waiting for a plan or
+        not of the plan's budget."""
         rows = {
             row.application_id: row
             for row in store.lock_reservations(session, list(application_ids))
         }
         problems = []
+        chosen: list[tuple[ReservationRow, InstalmentRow | None]] = []
         for application_id in application_ids:
             row = rows.get(application_id)
             problem = _not_plannable(row, scope.line_code, scope.programs)
+            part = None
+            if not problem and row is not None and row.scheduled:
+                part = store.released_instalment(session, application_id)
+                if part is None:
+                    problem = "is paid in instalments and has none released for payment"
             if problem:
                 problems.append(f"{application_id} {problem}")
+            elif row is not None:
+                chosen.append((row, part))
         if problems:
             raise InvalidArgument("application_ids", _listing(problems))
-        return [rows[application_id] for application_id in application_ids]
+        return chosen
 
     async def edit_plan(self, command: EditPlan) -> PlanView:
         """Adds and removes awards of a DRAFT plan (commands.EditPlan): a removed award waits for
@@ -1237,15 +1365,22 @@ class Disbursement:
             }
             plan_programs = () if plan.budget_line_code else (plan.program_code,)
             problems = []
+            added: list[tuple[str, InstalmentRow | None]] = []
             for application_id in command.add:
                 if application_id in held:
                     problems.append(f"{application_id} is in this plan already")
                     continue
-                problem = _not_plannable(
-                    rows.get(application_id), plan.budget_line_code, plan_programs
-                )
+                row = rows.get(application_id)
+                problem = _not_plannable(row, plan.budget_line_code, plan_programs)
+                part = None
+                if not problem and row is not None and row.scheduled:
+                    part = store.released_instalment(session, application_id)
+                    if part is None:
+                        problem = "is paid in instalments and has none released for payment"
                 if problem:
                     problems.append(f"{application_id} {problem}")
+                else:
+                    added.append((application_id, part))
             if problems:
                 raise InvalidArgument("add_application_ids", _listing(problems))
             if len(lines) - len(command.remove) + len(command.add) == 0:
@@ -1267,8 +1402,9 @@ class Disbursement:
                     reservation.plan_id = None
                     reservation.updated_at = now
                     session.add(reservation)
-            for application_id in command.add:
-                line = self._take_award(session, plan, rows[application_id], now)
+                    _unplan_instalment(session, reservation, plan_id, now)
+            for application_id, part in added:
+                line = self._take_award(session, plan, rows[application_id], now, part)
                 held[application_id] = line
             kept = sorted(held.values(), key=lambda line: line.application_id)
             programs = sorted({line.program_code for line in kept})
@@ -1453,6 +1589,7 @@ class Disbursement:
                     reservation.updated_at = now
                     session.add(reservation)
                     returned.append(reservation.application_id)
+                    _unplan_instalment(session, reservation, plan_id, now)
             for line in lines:
                 line.state = PaymentState.CANCELLED
                 session.add(line)
@@ -1615,7 +1752,7 @@ class Disbursement:
             # been paid late; the award's line in a later plan then gets that payment back.
             reference = await asyncio.wait_for(
                 self.gateway.pay(
-                    idempotency_key=award_payment_key(line.application_id),
+                    idempotency_key=award_payment_key(line.application_id, line.instalment),
                     payee_credit_code=line.applicant_credit_code,
                     payee_name=line.applicant_name,
                     amount_fen=line.amount_fen,
@@ -1653,9 +1790,7 @@ class Disbursement:
             row.paid_at = now
             session.add(row)
             if reservation is not None:
-                reservation.state = ReservationState.PAID
-                reservation.updated_at = now
-                session.add(reservation)
+                _settle_award(session, reservation, row, now)
             # The money leaves the budget the award was reserved against.
             key = reservation.budget_key if reservation is not None else plan.program_code
             store.post_journal(
@@ -1724,7 +1859,7 @@ class Disbursement:
         if attempted:
             # An attempt whose answer was lost, on this line or an earlier one of the award, may
             # have paid: the payment is then settled on this line, never given up.
-            reference = await self._award_payment(seen.application_id)
+            reference = await self._award_payment(seen.application_id, seen.instalment)
             if reference:
                 raise FailedPrecondition(
                     f"the payment gateway paid the award of application {seen.application_id} "
@@ -1754,6 +1889,7 @@ class Disbursement:
                 reservation.plan_id = None
                 reservation.updated_at = now
                 session.add(reservation)
+                _unplan_instalment(session, reservation, plan_id, now)
             failure = events_pb2.PaymentFailed(
                 plan_id=plan_id,
                 line_id=line_id,
@@ -1809,6 +1945,17 @@ class Disbursement:
             line.state = PaymentState.PENDING
             line.failure_reason = ""
             session.add(line)
+            if reservation.scheduled:
+                part = store.lock_instalment(session, line.application_id, line.instalment)
+                if part is None or part.state != InstalmentState.RELEASED or part.plan_id:
+                    raise FailedPrecondition(
+                        f"instalment {line.instalment} of application {line.application_id} is "
+                        f"{part.state if part else 'missing'}: a later plan holds it, or it was paid"
+                    )
+                part.state = InstalmentState.IN_PLAN
+                part.plan_id = plan_id
+                part.updated_at = now
+                session.add(part)
             reservation.state = ReservationState.IN_PLAN
             reservation.plan_id = plan_id
             reservation.updated_at = now
@@ -1834,11 +1981,12 @@ class Disbursement:
 
         return await self.transactions.write(work)
 
-    async def _award_payment(self, application_id: str) -> str | None:
-        """The gateway reference of the award's payment, if one was made; Unavailable if unsure."""
+    async def _award_payment(self, application_id: str, instalment: int = 1) -> str | None:
+        """The gateway reference of the award's payment (of one of its instalments), if one was
+        made; Unavailable if unsure."""
         try:
             return await asyncio.wait_for(
-                self.gateway.find_payment(award_payment_key(application_id)),
+                self.gateway.find_payment(award_payment_key(application_id, instalment)),
                 timeout=self.gateway_timeout_s,
             )
         except (GatewayUnavailable, GatewayTimeout, TimeoutError) as exc:
@@ -1949,7 +2097,7 @@ class Disbursement:
                         entry, movement_of(entry.journal_id), kind, running[entry.account]
                     )
                 )
-            return GrantStatement(reservation, lines)
+            return GrantStatement(reservation, lines, store.instalments_of(session, application_id))
 
         return await self.transactions.read(work)
 
@@ -2169,7 +2317,7 @@ def _settled(session: Session, lines: list[PaymentLineRow]) -> list[reconciliati
     amounts = store.journal_amounts(session, [line.line_id for line in lines])
     return [
         reconciliation.SettledLine(
-            idempotency_key=award_payment_key(line.application_id),
+            idempotency_key=award_payment_key(line.application_id, line.instalment),
             line_id=line.line_id,
             application_id=line.application_id,
             amount_fen=amounts.get(line.line_id, 0),
@@ -2257,6 +2405,7 @@ class StatementLine:
 class GrantStatement:
     reservation: ReservationRow
     lines: list[StatementLine]
+    instalments: list[InstalmentRow] = field(default_factory=list)  # its schedule, if any
 
     def _sum(self, movement: str, kind: str, *, debit: bool) -> int:
         return sum(
@@ -2339,3 +2488,81 @@ def _paid_after_failure(
         f"{where} (reference {reference}), and the award of application "
         f"{line.application_id} is {state}: reconcile with the treasury"
     )
+
+
+def _check_schedule(schedule: tuple[InstalmentItem, ...], award_fen: int) -> None:
+    """A schedule numbers its instalments 1..n, each positive, adding up to the award, the first
+    released by the award itself."""
+    if not schedule:
+        return
+    if [item.number for item in schedule] != list(range(1, len(schedule) + 1)):
+        raise InvalidArgument("schedule", "instalments must be numbered 1..n in order")
+    if len(schedule) < 2:
+        raise InvalidArgument("schedule", "a schedule has at least two instalments")
+    if any(item.amount_fen <= 0 for item in schedule):
+        raise InvalidArgument("schedule", "every instalment pays a positive amount")
+    if sum(item.amount_fen for item in schedule) != award_fen:
+        raise InvalidArgument(
+            "schedule", f"the instalments must add up to the award, {award_fen} fen"
+        )
+    if schedule[0].milestone != Milestone.AWARD or any(
+        item.milestone == Milestone.AWARD for item in schedule[1:]
+    ):
+        raise InvalidArgument(
+            "schedule", "instalment 1 is released by the award, each later one by a milestone"
+        )
+
+
+def _aware(instant: datetime) -> datetime:
+    """SQLite gives back naive UTC instants."""
+    return instant if instant.tzinfo else instant.replace(tzinfo=UTC)
+
+
+def _only_own(caller: Principal, reservation: ReservationRow) -> None:
+    if (
+        caller.role == Role.APPLICANT
+        and reservation.applicant_credit_code != caller.enterprise.strip().upper()
+    ):
+        raise PermissionDenied(
+            f"application {reservation.application_id} is not your enterprise's: an applicant "
+            "sees only its own"
+        )
+
+
+def _unplan_instalment(
+    session: Session, reservation: ReservationRow, plan_id: str, now: datetime
+) -> None:
+    """The instalment a plan held goes back to awaiting a plan with its award."""
+    if not reservation.scheduled:
+        return
+    for part in store.instalments_of(session, reservation.application_id):
+        if part.state == InstalmentState.IN_PLAN and part.plan_id == plan_id:
+            part.state = InstalmentState.RELEASED
+            part.plan_id = None
+            part.updated_at = now
+            session.add(part)
+
+
+def _settle_award(
+    session: Session, reservation: ReservationRow, line: PaymentLineRow, now: datetime
+) -> None:
+    """A settled line pays its award: the whole of one paid at once; one instalment of one paid
+    in instalments, which is PAID with its last and otherwise waits, in no plan, for the next
+    instalment's milestone."""
+    reservation.updated_at = now
+    if not reservation.scheduled:
+        reservation.state = ReservationState.PAID
+        session.add(reservation)
+        return
+    part = store.lock_instalment(session, reservation.application_id, line.instalment)
+    if part is not None and part.state != InstalmentState.PAID:
+        part.state = InstalmentState.PAID
+        part.plan_id = line.plan_id
+        part.paid_at = now
+        part.updated_at = now
+        session.add(part)
+        reservation.paid_fen += line.amount_fen
+    last = line.instalment >= reservation.instalments
+    reservation.state = ReservationState.PAID if last else ReservationState.AWARDED
+    reservation.plan_id = line.plan_id if last else None
+    session.add(reservation)

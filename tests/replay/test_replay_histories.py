@@ -17,7 +17,12 @@ from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 from grantflow.demo_script import KINDS as DEMO_KINDS
 from grantflow.ops import replay_history
 from workflows.funding_plan import CHUNKED_PLAN_PATCH, FUNDING_PLAN_PATCH
-from workflows.grant import LIGHTER_GRANT_PATCH, REVIEW_PROCESS_PATCH, GrantWorkflow
+from workflows.grant import (
+    INSTALMENTS_PATCH,
+    LIGHTER_GRANT_PATCH,
+    REVIEW_PROCESS_PATCH,
+    GrantWorkflow,
+)
 from workflows.models import GrantInput, GrantOutcome
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -43,6 +48,10 @@ GENERATIONS = {
 PLAN_GENERATIONS = {
     "-chunked": "the plan paid by chunk workflows (patch funding-plan-v4)",
 }
+# Awards paid in instalments (patch instalments-v5): one grant's three runs, recorded by
+# tests/workflows/test_instalments.py on the time-skipping server (RECORD_INSTALMENT_HISTORIES=1);
+# runs 2 and 3 are the ones it continued as new with, carrying its state.
+INSTALMENT_RUNS = [f"grant-instalments_run{n}-v5" for n in (1, 2, 3)]
 
 
 def test_every_kind_of_life_is_recorded_in_every_generation() -> None:
@@ -56,6 +65,7 @@ def test_every_kind_of_life_is_recorded_in_every_generation() -> None:
     for suffix in PLAN_GENERATIONS:
         assert {f"funding-plan-0{suffix}", f"funding-plan-0-chunk-0{suffix}"} <= names
     assert "notice-batch-0-v4" in names
+    assert set(INSTALMENT_RUNS) <= names
     for path in HISTORIES:
         if path.stem.startswith("notice-batch"):
             continue  # a workflow the fourth process brought: no earlier generation to tell from
@@ -68,9 +78,12 @@ def test_every_kind_of_life_is_recorded_in_every_generation() -> None:
         if path.stem.endswith(tuple(PLAN_GENERATIONS)):
             continue  # a chunk has no generation of its own yet; its plan has the marker
         lighter = bool(found & {LIGHTER_GRANT_PATCH, FUNDING_PLAN_PATCH})
-        assert lighter == path.stem.endswith(("-v3", "-v4")), path.name
+        assert lighter == path.stem.endswith(("-v3", "-v4", "-v5")), path.name
         if path.stem.startswith("grant-"):
             assert (REVIEW_PROCESS_PATCH in found) == path.stem.endswith("-v4"), path.name
+            # Only the first run of an instalment grant decides its generation.
+            first_run = path.stem == INSTALMENT_RUNS[0]
+            assert (INSTALMENTS_PATCH in found) == first_run, path.name
 
 
 def patches(history: WorkflowHistory) -> set[str]:

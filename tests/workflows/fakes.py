@@ -27,6 +27,7 @@ from workflows.models import (
     EligibilityRequest,
     EligibilityVerdict,
     ExpertReviewRequest,
+    InstalmentRelease,
     JoinNoticeBatch,
     OverdueReminder,
     PaymentFailure,
@@ -36,10 +37,12 @@ from workflows.models import (
     PublishNoticeRequest,
     ReservationRelease,
     ReserveRequest,
+    ScheduledAward,
     StageReport,
     TasksToCancel,
 )
 from workflows.registry import LocalEnterpriseRegistry
+from workflows.rules import ScheduledInstalment
 
 BARRED = credit_code(999)
 
@@ -84,6 +87,10 @@ class FakeServices:
     allocations: list[AllocateBatchRequest] = field(default_factory=list)
     notices: list[PublishNoticeRequest] = field(default_factory=list)
     left_batches: list[str] = field(default_factory=list)
+    # Fifth generation: awards paid in instalments.
+    schedules: dict[str, list[ScheduledInstalment]] = field(default_factory=dict)
+    released_instalments: list[tuple[str, int, str]] = field(default_factory=list)
+    line_instalments: dict[str, int] = field(default_factory=dict)  # line -> instalment it pays
 
     def stages(self, application_id: str) -> list[str]:
         return [r.stage for r in self.reports if r.application_id == application_id]
@@ -169,6 +176,17 @@ class FakeServices:
         async def confirm_award(award: AwardRef) -> None:
             self.confirmed.append(award.application_id)
 
+        @activity.defn(name="confirm_award_scheduled")
+        async def confirm_award_scheduled(award: ScheduledAward) -> None:
+            self.confirmed.append(award.application_id)
+            self.schedules[award.application_id] = award.schedule
+
+        @activity.defn(name="release_instalment")
+        async def release_instalment(release: InstalmentRelease) -> None:
+            self.released_instalments.append(
+                (release.application_id, release.instalment, release.confirmed_by)
+            )
+
         @activity.defn(name="pay_line_v3")
         async def pay_line(request: PaymentRequest) -> PaymentResult:
             line = request.line_id
@@ -190,7 +208,12 @@ class FakeServices:
             amount = self.line_amounts.get(line, 100)
             self.paid.setdefault(line, amount)
             self.payments_answered[line] = self.payments_answered.get(line, 0) + 1
-            return PaymentResult(line_id=line, amount_fen=amount, gateway_reference=f"ref-{line}")
+            return PaymentResult(
+                line_id=line,
+                amount_fen=amount,
+                gateway_reference=f"ref-{line}",
+                instalment=self.line_instalments.get(line, 0),
+            )
 
         @activity.defn(name="mark_payment_failed")
         async def mark_payment_failed(failure: PaymentFailure) -> None:
@@ -303,6 +326,8 @@ class FakeServices:
             reserve_budget,
             release_reservation,
             confirm_award,
+            confirm_award_scheduled,
+            release_instalment,
             pay_line,
             mark_payment_failed,
             complete_funding_plan,

@@ -321,10 +321,17 @@ async def test_tech_major_is_capped_at_50_million_yuan_once_every_department_app
     status = await filed.status()
     assert (status.stage, status.pending_departments) == ("IN_REVIEW", ["industry"])
     await filed.decide(tasks, "industry", "approve")
-    await filed.funded_and_paid(5_000 * WAN)
-    assert filed.reported() == path(
-        ["EXPERT_REVIEW", "EXPERT_REVIEW", "SPECIAL_AUDIT"], 5_000 * WAN
-    )
+    # Paid in three instalments (tests/workflows/test_instalments.py follows one to the end):
+    # the first with the award, then the grant waits for the next milestone.
+    await filed.reaches("AWAITING_FUNDING_PLAN")
+    schedule = harness.services.schedules[grant.application_id]
+    assert [p.amount_fen for p in schedule] == [1_666_666_666, 1_666_666_666, 1_666_666_668]
+    await pay(harness, grant)
+    await filed.reaches("INSTALMENTS")
+    status = await filed.status()
+    assert (status.instalments, status.award_amount_fen) == ("1/3", 5_000 * WAN)
+    paid_once = path(["EXPERT_REVIEW", "EXPERT_REVIEW", "SPECIAL_AUDIT"], 5_000 * WAN)
+    assert filed.reported() == [*paid_once[:-1], ("INSTALMENTS", 5_000 * WAN)]
 
 
 async def test_service_event_pays_half_the_event_cost_to_a_social_organisation(

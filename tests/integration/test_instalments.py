@@ -1,0 +1,208 @@
+"""Awards paid in instalments over real gRPC on SQLite and PostgreSQL: the schedule fixed with the
+award and shown, each instalment planned and paid by a line of its own (its own idempotency key,
+instalment 1 keeping the award's), a later one only after its milestone released it, the whole
+award reserved at the start and paid out part by part, the books balanced throughout."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+
+from grantflow.v1 import disbursement_pb2 as pb
+from services.common.db import to_timestamp
+from services.common.vocabulary import Role
+from services.disbursement.gateway import award_payment_key
+from tests.integration.test_disbursement_service import (
+    PROGRAM,
+    Harness,
+    assert_books_balance,
+    expect_error,
+    reserve,
+    service,
+    set_budget,
+    violated_field,
+)
+
+AWARD = 300_001  # three instalments: 100,000 + 100,000 + 100,001 fen
+AWARDED_AT = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def schedule(amounts: list[int]) -> list[pb.InstalmentItem]:
+    milestones = [pb.MILESTONE_AWARD, pb.MILESTONE_ACCEPTANCE, pb.MILESTONE_AUDIT]
+    return [
+        pb.InstalmentItem(
+            number=n,
+            amount_fen=amount,
+            milestone=milestones[n - 1],
+            due_at=to_timestamp(AWARDED_AT + timedelta(days=365 * (n - 1))),
+        )
+        for n, amount in enumerate(amounts, start=1)
+    ]
+
+
+async def plan_and_pay(h: Harness, title: str, *, pay: bool = True) -> pb.FundingPlan:
+    plan = await h.as_("fin-a", Role.FINANCE).CreateFundingPlan(
+        pb.CreateFundingPlanRequest(
+            request_id=f"plan-{uuid.uuid4().hex}", program_code=PROGRAM, title=title
+        )
+    )
+    if not pay:
+        return plan
+    plan = await h.as_("fin-b", Role.FINANCE).ApproveFundingPlan(
+        pb.ApproveFundingPlanRequest(plan_id=plan.plan_id)
+    )
+    for line in plan.lines:
+        paid = await h.system.ExecutePayment(
+            pb.ExecutePaymentRequest(plan_id=plan.plan_id, line_id=line.line_id)
+        )
+        assert paid.state == pb.PAYMENT_STATE_PAID
+    return plan
+
+
+async def states(h: Harness) -> list[int]:
+    found = await h.system.GetInstalmentSchedule(
+        pb.GetInstalmentScheduleRequest(application_id="app-1")
+    )
+    return [part.state for part in found.instalments]
+
+
+async def test_an_award_is_paid_instalment_by_instalment_each_after_its_milestone(
+    database_url: str, tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    async with service(database_url, tmp_path, kafka_bootstrap) as h:
+        await set_budget(h, 10_000_000)
+        await reserve(h.system, "app-1", AWARD, 1)
+        await reserve(h.system, "app-2", 50_000, 2)
+        S, R, PLANNED, PAID = (
+            pb.INSTALMENT_STATE_SCHEDULED,
+            pb.INSTALMENT_STATE_RELEASED,
+            pb.INSTALMENT_STATE_IN_PLAN,
+            pb.INSTALMENT_STATE_PAID,
+        )
+
+        # A schedule that does not add up to the award is refused, and nothing is written.
+        refused = await expect_error(
+            h.system.ConfirmAward(
+                pb.ConfirmAwardRequest(
+                    application_id="app-1", schedule=schedule([100_000, 100_000, 100_000])
+                )
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        assert violated_field(refused) == "schedule"
+        assert await states(h) == []
+        funds = await h.as_("ops-1", Role.OPS).GetApplicationFunds(
+            pb.GetApplicationFundsRequest(application_id="app-1")
+        )
+        assert funds.reservation.state == pb.RESERVATION_STATE_RESERVED
+
+        parts = [100_000, 100_000, 100_001]
+        await h.system.ConfirmAward(
+            pb.ConfirmAwardRequest(application_id="app-1", schedule=schedule(parts))
+        )
+        await h.system.ConfirmAward(pb.ConfirmAwardRequest(application_id="app-2"))
+        funds = await h.as_("ops-1", Role.OPS).GetApplicationFunds(
+            pb.GetApplicationFundsRequest(application_id="app-1")
+        )
+        shown = funds.instalments
+        assert [(p.number, p.of, p.amount_fen) for p in shown] == [
+            (1, 3, 100_000),
+            (2, 3, 100_000),
+            (3, 3, 100_001),
+        ]
+        assert [p.milestone for p in shown] == [
+            pb.MILESTONE_AWARD,
+            pb.MILESTONE_ACCEPTANCE,
+            pb.MILESTONE_AUDIT,
+        ]
+        assert shown[2].due_at.ToDatetime(UTC) == AWARDED_AT + timedelta(days=730)
+        assert [p.state for p in shown] == [R, S, S]
+
+        # Instalment 2 waits for instalment 1's payment.
+        early = await expect_error(
+            h.system.ReleaseInstalment(
+                pb.ReleaseInstalmentRequest(
+                    application_id="app-1", instalment=2, confirmed_by="rev-1"
+                )
+            ),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        )
+        assert "instalment 1" in (early.details() or "")
+
+        first = await plan_and_pay(h, "2026 batch 1")
+        assert sorted(
+            (line.application_id, line.instalment, line.amount_fen) for line in first.lines
+        ) == [
+            ("app-1", 1, 100_000),
+            ("app-2", 1, 50_000),
+        ]
+        treasury = h.treasury()
+        assert await treasury.find_payment(award_payment_key("app-1"))  # today's key
+        assert await states(h) == [PAID, S, S]
+        budget = await h.system.GetProgramBudget(pb.GetProgramBudgetRequest(program_code=PROGRAM))
+        assert (budget.reserved_fen, budget.paid_fen) == (AWARD - 100_000, 150_000)
+        await assert_books_balance(h)
+
+        # Partly paid: never released back to the budget; nothing waits for a plan.
+        await expect_error(
+            h.system.ReleaseReservation(
+                pb.ReleaseReservationRequest(application_id="app-1", reason="withdrawn")
+            ),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        )
+        await expect_error(plan_and_pay(h, "nothing"), grpc.StatusCode.FAILED_PRECONDITION)
+
+        released = await h.system.ReleaseInstalment(
+            pb.ReleaseInstalmentRequest(
+                application_id="app-1", instalment=2, confirmed_by="rev-1", note="验收报告 07号"
+            )
+        )
+        again = await h.system.ReleaseInstalment(
+            pb.ReleaseInstalmentRequest(application_id="app-1", instalment=2, confirmed_by="x")
+        )
+        assert (released.state, again.confirmed_by, again.note) == (R, "rev-1", "验收报告 07号")
+        await expect_error(
+            h.system.ReleaseInstalment(
+                pb.ReleaseInstalmentRequest(
+                    application_id="app-1", instalment=3, confirmed_by="rev-1"
+                )
+            ),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        )
+
+        # A cancelled draft gives the instalment back; the next plan takes it.
+        draft = await plan_and_pay(h, "draft", pay=False)
+        assert [(line.instalment, line.amount_fen) for line in draft.lines] == [(2, 100_000)]
+        assert await states(h) == [PAID, PLANNED, S]
+        await h.as_("fin-b", Role.FINANCE).CancelFundingPlan(
+            pb.CancelFundingPlanRequest(plan_id=draft.plan_id, reason="重做")
+        )
+        assert await states(h) == [PAID, R, S]
+        second = await plan_and_pay(h, "2027 batch 1")
+        assert [line.instalment for line in second.lines] == [2]
+        assert await treasury.find_payment(award_payment_key("app-1", instalment=2))
+        assert not await treasury.find_payment(award_payment_key("app-1", instalment=3))
+
+        await h.system.ReleaseInstalment(
+            pb.ReleaseInstalmentRequest(application_id="app-1", instalment=3, confirmed_by="fin")
+        )
+        third = await plan_and_pay(h, "2028 batch 1")
+        assert [(line.instalment, line.amount_fen) for line in third.lines] == [(3, 100_001)]
+        assert await states(h) == [PAID, PAID, PAID]
+        statement = await h.as_("fin-a", Role.FINANCE).GetGrantStatement(
+            pb.GetGrantStatementRequest(application_id="app-1")
+        )
+        assert statement.state == pb.RESERVATION_STATE_PAID
+        assert (statement.reserved_fen, statement.paid_fen, statement.outstanding_fen) == (
+            AWARD,
+            AWARD,
+            0,
+        )
+        assert len([e for e in statement.entries if e.movement == pb.LEDGER_MOVEMENT_PAYMENT]) == 6
+        assert [p.number for p in statement.instalments] == [1, 2, 3]
+        budget = await h.system.GetProgramBudget(pb.GetProgramBudgetRequest(program_code=PROGRAM))
+        assert (budget.reserved_fen, budget.paid_fen) == (0, AWARD + 50_000)
+        await assert_books_balance(h)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest_asyncio
@@ -23,8 +24,8 @@ from workflows.worker import workflow_runner
 TEST_SERVER = Path(sys.executable).parent / "temporal-test-server"
 
 
-@pytest_asyncio.fixture(scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+@asynccontextmanager
+async def started_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=str(TEST_SERVER),
@@ -35,11 +36,17 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
-@pytest_asyncio.fixture
-async def harness(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Harness]:
-    services = FakeServices(client=time_skipping_env.client, task_queue=TASK_QUEUE)
+@pytest_asyncio.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    async with started_env() as env:
+        yield env
+
+
+@asynccontextmanager
+async def harness_on(env: WorkflowEnvironment) -> AsyncIterator[Harness]:
+    services = FakeServices(client=env.client, task_queue=TASK_QUEUE)
     async with Worker(
-        time_skipping_env.client,
+        env.client,
         task_queue=TASK_QUEUE,
         workflows=[
             GrantWorkflow,
@@ -50,4 +57,19 @@ async def harness(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Harne
         activities=services.activities(),  # type: ignore[arg-type]
         workflow_runner=workflow_runner(),  # the sandbox as the worker configures it
     ):
-        yield Harness(time_skipping_env, services)
+        yield Harness(env, services)
+
+
+@pytest_asyncio.fixture
+async def harness(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Harness]:
+    async with harness_on(time_skipping_env) as harness:
+        yield harness
+
+
+@pytest_asyncio.fixture
+async def lone_harness() -> AsyncIterator[Harness]:
+    """A harness on a time-skipping server of its own, for a test that skips days or months:
+    on the shared server, every earlier test's grants still running would wake up in that span
+    (reminders, escalations, waitlist retries) and the skip could outlast the client's timeout."""
+    async with started_env() as env, harness_on(env) as harness:
+        yield harness

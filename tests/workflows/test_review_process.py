@@ -345,7 +345,7 @@ async def test_a_missing_required_document_is_asked_for_before_any_review(
 
 
 async def test_an_award_with_an_objection_open_never_waits_for_a_funding_plan(
-    harness: Harness,
+    lone_harness: Harness,
 ) -> None:
     """资助计划 hold out objected grants: an award is put before a funding plan only by
     ConfirmAward (its reservation AWARDED, "awaiting a plan"), which the grant calls once its
@@ -353,6 +353,7 @@ async def test_an_award_with_an_objection_open_never_waits_for_a_funding_plan(
     (test_an_upheld_objection_ends_the_award_and_releases_its_money). So while an objection is
     open, past the notice's end, no plan can take the award; no objection is taken once the
     notice has closed; a dismissed one lets the award wait for a plan."""
+    harness = lone_harness  # hours are skipped: on a server of its own
     grant = v4_grant(
         rule=sme_cloud_rule(code=program()), timing=Timing(notice_seconds=3600, batch_seconds=0.5)
     )

@@ -94,6 +94,16 @@ STAGE_TEXTS: dict[GrantStage, Callable[[applications_pb2.GrantStageChanged], tup
         "资助资金已拨付",
         f"资助资金 {wan_yuan(c.award_amount_fen)} 已拨付，请注意查收，并按规定出具收款收据。",
     ),
+    # Awards paid in instalments (TECH-MAJOR): the grant's reason says which instalment was
+    # paid, what is paid so far, and which milestone releases the next one by when.
+    GrantStage.INSTALMENTS: lambda c: (
+        "分期资金已拨付",
+        f"{_sentence(c.reason)}请按期完成下一期的验收或审计，确认后拨付下一期资金。",
+    ),
+    GrantStage.MILESTONE_OVERDUE: lambda c: (
+        "分期里程碑已逾期",
+        f"{_sentence(c.reason)}请尽快完成并向主管部门申请确认。",
+    ),
     GrantStage.PAYMENT_FAILED: lambda c: (
         "资金拨付未成功",
         f"资助资金拨付未成功。{_reason(c.reason)}请核对收款账户信息，工作人员将重新安排拨付。",

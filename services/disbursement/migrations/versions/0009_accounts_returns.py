@@ -42,34 +42,39 @@ def upgrade() -> None:
         sa.Column("approved_at", TIME, nullable=True),
         sa.Column("reason", sa.String(500), nullable=False, server_default=""),
     )
-    with op.batch_alter_table("payment_line") as batch:
-        for name, length in (
-            ("account_name", 200),
-            ("account_number", 40),
-            ("bank_code", 12),
-            ("bank_name", 200),
-            ("return_reason", 500),
-        ):
-            batch.add_column(sa.Column(name, sa.String(length), nullable=False, server_default=""))
-        for name in ("account_version", "reissue", "ledger_moves"):
-            batch.add_column(sa.Column(name, sa.Integer(), nullable=False, server_default="0"))
-        batch.add_column(
-            sa.Column("payable", sa.Boolean(), nullable=False, server_default=sa.false())
+    # Plain ADD COLUMN (SQLite and PostgreSQL both have it): nothing to rebuild.
+    for name, length in (
+        ("account_name", 200),
+        ("account_number", 40),
+        ("bank_code", 12),
+        ("bank_name", 200),
+        ("return_reason", 500),
+        ("idempotency_key", 128),
+    ):
+        op.add_column(
+            "payment_line",
+            sa.Column(name, sa.String(length), nullable=False, server_default=""),
         )
-        batch.add_column(sa.Column("returned_at", TIME, nullable=True))
-        batch.add_column(
-            sa.Column("idempotency_key", sa.String(128), nullable=False, server_default="")
+    for name in ("account_version", "reissue", "ledger_moves"):
+        op.add_column(
+            "payment_line", sa.Column(name, sa.Integer(), nullable=False, server_default="0")
         )
-        batch.create_index("ix_payment_line_idempotency_key", ["idempotency_key"])
-    with op.batch_alter_table("reservation") as batch:
-        batch.add_column(sa.Column("returns", sa.Integer(), nullable=False, server_default="0"))
+    op.add_column(
+        "payment_line",
+        sa.Column("payable", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.add_column("payment_line", sa.Column("returned_at", TIME, nullable=True))
+    op.create_index("ix_payment_line_idempotency_key", "payment_line", ["idempotency_key"])
+    op.add_column(
+        "reservation", sa.Column("returns", sa.Integer(), nullable=False, server_default="0")
+    )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("reservation") as batch:
         batch.drop_column("returns")
+    op.drop_index("ix_payment_line_idempotency_key", "payment_line")
     with op.batch_alter_table("payment_line") as batch:
-        batch.drop_index("ix_payment_line_idempotency_key")
         for name in (
             "idempotency_key",
             "returned_at",

@@ -63,6 +63,7 @@ TABLES = (
     "budget_line",
     "allocation_batch",
     "batch_allocation",
+    "receiving_account",
 )
 
 

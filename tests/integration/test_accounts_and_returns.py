@@ -6,6 +6,8 @@ with a new key, the books balanced and reconciliation clean."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 
 import grpc
@@ -14,6 +16,7 @@ from grantflow.v1 import disbursement_pb2 as pb
 from services.common.errors import REASON_PAYMENT_SETTLING, error_reason
 from services.common.vocabulary import Role
 from services.disbursement.use_cases import current_day
+from tests.e2e.support import cli
 from tests.integration.test_disbursement_service import (
     PROGRAM,
     Harness,
@@ -361,3 +364,21 @@ async def test_a_returned_payment_is_paid_again_to_the_corrected_account(
         )
         assert (reconciled.gateway_count, reconciled.matched_count) == (3, 3)
         assert reconciled.exception_count == 0
+
+        # What a finance officer and the applicant read: the return and the accounts, in Chinese.
+        env = {
+            **os.environ,
+            "DISBURSEMENT_ADDRESS": h.settings.disbursement_address,
+            "AUTH_SECRET": h.settings.auth_secret,
+            "DATA_DIR": str(tmp_path),
+        }
+        # In a thread: the service answers from this test's event loop.
+        told = await asyncio.to_thread(
+            cli, env, "finance", "statement", "app-1", "--enterprise", credit_code(1)
+        )
+        assert told.status == 0, told.output
+        assert "退汇 ¥1,500.00" in told.output and "更正收款账户" in told.output
+        shown = await asyncio.to_thread(cli, env, "finance", "account", "show", "app-1")
+        assert shown.status == 0, shown.output
+        assert "生效账户" in shown.output and "6000000000000009" in shown.output
+        assert "已被变更替代" in shown.output

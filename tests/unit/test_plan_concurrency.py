@@ -213,9 +213,7 @@ def check_the_books(database: Database, gateway: Gateway) -> tuple[int, int]:
         assert {j: d for j, d in journals.items() if d} == {}
         key = store.line_key(LINE, YEAR)
         # Held money sits reserved, or payable once its plan is approved.
-        assert (
-            balances[store.reserved(key)] + balances[store.payable(key)] == figures.reserved_fen
-        )
+        assert balances[store.reserved(key)] + balances[store.payable(key)] == figures.reserved_fen
         assert balances[store.paid(key)] == figures.paid_fen
         assert balances[store.available(key)] == figures.available_fen
         return figures.reserved_fen, figures.paid_fen

@@ -554,8 +554,18 @@ async def bench(settings: Settings, args: argparse.Namespace, refused: set[str])
     run = await payment_run(settings, args.lines, temporal)
     reissues = await pay_returns_again(settings)
     plan: PS.FundingPlan = run["plan"]
+    # Its lines as they are now: the returned ones recorded RETURNED since the run.
+    actors = Actors(settings)
+    try:
+        plan = await actors.maker.disbursement.GetFundingPlan(
+            PS.GetFundingPlanRequest(plan_id=plan.plan_id)
+        )
+    finally:
+        await actors.close()
     seconds: float = run["seconds"]
-    paid = sum(1 for line in plan.lines if line.state == PS.PAYMENT_STATE_PAID)
+    paid = sum(
+        1 for line in plan.lines if line.state in (PS.PAYMENT_STATE_PAID, PS.PAYMENT_STATE_RETURNED)
+    )
     failed = sum(1 for line in plan.lines if line.state == PS.PAYMENT_STATE_FAILED)
     retries = sum(max(0, line.attempts - 1) for line in plan.lines)
     retried = sum(1 for line in plan.lines if line.attempts > 1)

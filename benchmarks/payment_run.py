@@ -1,5 +1,6 @@
 """One funding plan's payment run at the city's size, with the treasury misbehaving
-(`python -m benchmarks.payment_run [--lines 3000] [--rejections 0.10] [--timeouts 0.05]`).
+(`python -m benchmarks.payment_run [--lines 3000] [--rejections 0.10] [--timeouts 0.05]
+[--returns 0.01] [--settling 0.0]`).
 
 Starts a throw-away embedded stack whose simulated treasury injects faults (its settings:
 treasury_rejected_payees, a chosen share of the enterprises whose accounts it refuses for good;
@@ -7,23 +8,29 @@ treasury_timeout_rate, payments recorded but their answer lost; treasury_failure
 unavailable before anything is paid, 0 unless --unavailable), publishes the catalogue and budgets,
 files N SME-CLOUD applications with 16 clients, approves them in both departments as scripted
 reviewers (claim and approve every open task), waits until every award is noticed and waits for a
-plan, then one finance officer makes one plan of all N awards and two others approve it. Timed:
-from the plan's (last) approval to its completion (completed_at set). Printed: the time, lines/s,
-lines paid and failed, retries (the lines' gateway attempts beyond the first), and the sizes of the
-plan's history and its chunk workflows' (plan-<id>-chunk-<n>). Then checked:
+plan, then one finance officer makes one plan of all N awards, every recipient confirms its
+receiving account (收款账户: the stack pays only confirmed accounts), and two others approve it.
+Timed: from the plan's (last) approval to its completion (completed_at set). Printed: the time,
+lines/s, lines paid and failed, retries (the lines' gateway attempts beyond the first), and the
+sizes of the plan's history and its chunk workflows' (plan-<id>-chunk-<n>).
 
-- every line ends PAID or FAILED with a reason (the grant PAID or PAYMENT_FAILED), and the
-  failed ones are exactly the refused payees';
-- the treasury's statement of the day has each award's key at most once, exactly the paid lines'
-  keys with their amounts;
+Returns after settlement (退汇, --returns, treasury_return_rate; and --settling, late
+settlement): the returned payments are recorded (SyncGatewayReturns), each recipient proposes a
+corrected account and a second finance officer approves it, and a further plan pays those awards
+again with their reissue keys (award-<id>-r<k>), round after round until none is returned. Then
+checked:
+
+- every line of the first plan ends PAID, RETURNED or FAILED with a reason (the grant PAID or
+  PAYMENT_FAILED), and the failed ones are exactly the refused payees';
+- every returned award is paid again once, to its corrected account, and none is left returned;
+- the treasury's statement of the day has each key at most once, exactly the paid and returned
+  lines' keys with their amounts;
 - ReconcileDay of today's Beijing day matches every payment (its exceptions are listed);
-- GetTrialBalance of SME-CLOUD balances, its paid account holding what the lines paid.
+- GetTrialBalance of SME-CLOUD balances, its paid account holding what the PAID lines paid, its
+  returned and payable accounts at zero.
 
 The floor: the gateway alone, SimulatedTreasury.pay called N times (30 at a time, as many as the
 plan's chunks pay at once) on a scratch database without faults; printed with the ratio.
-
-Not covered: payments returned after settlement (退汇), which the issue's benchmark also asks
-for (1 %): the simulated treasury cannot return a payment yet, so there is no option for them.
 """
 
 from __future__ import annotations
@@ -31,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
 import random
 import tempfile
 import time
@@ -60,7 +66,7 @@ from services.common.clients import ServiceClients
 from services.common.config import Settings
 from services.common.temporal import connect_temporal
 from services.common.vocabulary import Role
-from services.disbursement.gateway import BEIJING, award_payment_key
+from services.disbursement.gateway import BEIJING
 from services.disbursement.treasury import SimulatedTreasury
 from tests.actors import Actors
 from tests.stack_fixture import running_stack
@@ -234,10 +240,117 @@ async def to_awaiting_plan(settings: Settings, count: int, temporal: Any) -> Non
 # ------------------------------------------------------------------------------- the payment run
 
 
+def account_number(credit: str, reissue: int = 0) -> str:
+    """A made-up account number per enterprise (a different one after each correction)."""
+    digits = "".join(ch for ch in credit if ch.isdigit())
+    return f"{reissue + 4}{digits[-12:]:0>12}{reissue:03d}"
+
+
+async def confirm_accounts(settings: Settings, lines: list[Any], reissue: int = 0) -> None:
+    """Every line's recipient confirms (first time) or changes (after a return, approved by a
+    second finance officer) its receiving account, 16 at a time."""
+    channel = grpc.aio.insecure_channel(settings.disbursement_address)
+    from grantflow.v1 import disbursement_pb2_grpc
+
+    stub = disbursement_pb2_grpc.DisbursementServiceStub(channel)
+    approver = bearer(mint_token(settings.auth_secret, "bench.finance-accounts", Role.FINANCE))
+    places = asyncio.Semaphore(16)
+
+    async def one(line: Any) -> None:
+        code = line.applicant_credit_code
+        meta = bearer(mint_token(settings.auth_secret, code, "applicant", enterprise=code))
+        async with places:
+            details = PS.AccountDetails(
+                account_name=line.applicant_name,
+                account_number=account_number(code, reissue),
+                bank_code="102584000016",
+                bank_name="中国工商银行深圳分行营业部",
+            )
+            if not reissue:
+                await stub.ConfirmReceivingAccount(
+                    PS.ConfirmReceivingAccountRequest(
+                        request_id=f"bench-account-{line.application_id}",
+                        application_id=line.application_id,
+                        account=details,
+                    ),
+                    metadata=meta,
+                )
+                return
+            proposed = await stub.ProposeAccountChange(
+                PS.ProposeAccountChangeRequest(
+                    request_id=f"bench-change-{line.application_id}-{reissue}",
+                    application_id=line.application_id,
+                    account=details,
+                    reason="原账户已销户（退汇）",
+                ),
+                metadata=meta,
+            )
+            await stub.ApproveAccountChange(
+                PS.ApproveAccountChangeRequest(
+                    application_id=line.application_id, version=proposed.proposed.version
+                ),
+                metadata=approver,
+            )
+
+    try:
+        await asyncio.gather(*(one(line) for line in lines))
+    finally:
+        await channel.close()
+
+
+async def fund_with_accounts(actors: Actors, settings: Settings, reissue: int = 0) -> Any:
+    """A plan of every award waiting for one, its recipients' accounts confirmed (or corrected
+    after a return), approved by two further officers when its total asks for them."""
+    plan = await actors.maker.disbursement.CreateFundingPlan(
+        PS.CreateFundingPlanRequest(
+            request_id=f"plan-{uuid.uuid4().hex}", program_code="SME-CLOUD", title="SME-CLOUD batch"
+        )
+    )
+    if not reissue:
+        await confirm_accounts(settings, list(plan.lines))
+    approve = PS.ApproveFundingPlanRequest(plan_id=plan.plan_id)
+    approved = await actors.checker.disbursement.ApproveFundingPlan(approve)
+    if approved.state == PS.PLAN_STATE_AWAITING_SECOND_APPROVAL:
+        approved = await actors.second_checker.disbursement.ApproveFundingPlan(approve)
+    return approved
+
+
+async def wait_completed(actors: Actors, plan_id: str) -> Any:
+    while True:
+        plan = await actors.maker.disbursement.GetFundingPlan(
+            PS.GetFundingPlanRequest(plan_id=plan_id)
+        )
+        if plan.HasField("completed_at"):
+            return plan
+        await asyncio.sleep(1.0)
+
+
+async def pay_returns_again(settings: Settings, rounds: int = 4) -> list[Any]:
+    """Records the returned payments, corrects their accounts and pays them again by further
+    plans, round after round until the treasury returns none; the reissue plans."""
+    actors = Actors(settings)
+    plans: list[Any] = []
+    try:
+        for reissue in range(1, rounds + 1):
+            await asyncio.sleep(1.0)  # returns come back after settlement
+            synced = await actors.maker.disbursement.SyncGatewayReturns(
+                PS.SyncGatewayReturnsRequest()
+            )
+            if not synced.returned:
+                break
+            print(f"round {reissue}: {len(synced.returned)} returned payments (退汇)", flush=True)
+            await confirm_accounts(settings, list(synced.returned), reissue)
+            plan = await fund_with_accounts(actors, settings, reissue)
+            plans.append(await wait_completed(actors, plan.plan_id))
+        return plans
+    finally:
+        await actors.close()
+
+
 async def payment_run(settings: Settings, count: int, temporal: Any) -> dict[str, Any]:
     actors = Actors(settings)
     try:
-        plan = await actors.fund()
+        plan = await fund_with_accounts(actors, settings)
         if plan.line_count != count:
             raise SystemExit(f"the plan has {plan.line_count} lines, not {count}")
         approved = plan.approved_at.ToDatetime().timestamp()
@@ -302,11 +415,16 @@ async def chunk_histories(temporal: Any, plan_id: str) -> list[tuple[int, int]]:
 
 
 async def check(
-    settings: Settings, plan: PS.FundingPlan, refused: set[str], temporal: Any
+    settings: Settings,
+    plan: PS.FundingPlan,
+    refused: set[str],
+    temporal: Any,
+    reissues: list[PS.FundingPlan],
 ) -> list[str]:
     """What does not agree, as sentences (none: ledger, gateway and reconciliation agree)."""
     problems: list[str] = []
-    paid = [line for line in plan.lines if line.state == PS.PAYMENT_STATE_PAID]
+    paid_states = (PS.PAYMENT_STATE_PAID, PS.PAYMENT_STATE_RETURNED)
+    paid = [line for line in plan.lines if line.state in paid_states]
     failed = [line for line in plan.lines if line.state == PS.PAYMENT_STATE_FAILED]
     other = len(plan.lines) - len(paid) - len(failed)
     if other:
@@ -333,8 +451,27 @@ async def check(
     duplicates = [key for key, n in keys.items() if n > 1]
     if duplicates:
         problems.append(f"{len(duplicates)} keys paid more than once by the treasury")
-    wanted = {award_payment_key(line.application_id): line.amount_fen for line in paid}
+    every = paid + [line for p in reissues for line in p.lines if line.state in paid_states]
+    wanted = {line.idempotency_key: line.amount_fen for line in every}
     at_gateway = {entry.idempotency_key: entry.amount_fen for entry in statement}
+    # Every award paid is paid once net: the returned ones again, with a new key, each once.
+    returned = [line for line in every if line.state == PS.PAYMENT_STATE_RETURNED]
+    settled = [line for line in every if line.state == PS.PAYMENT_STATE_PAID]
+    if len({line.application_id for line in settled}) != len(settled):
+        problems.append("an award has two settled payments that were not returned")
+    unpaid = {x.application_id for x in paid} - {x.application_id for x in settled}
+    if unpaid:
+        problems.append(f"{len(unpaid)} awards returned and not paid again")
+    if any(
+        line.reissue and line.account_number == account_number(line.applicant_credit_code)
+        for line in settled
+    ):
+        problems.append("a reissue was paid to the account that returned it")
+    print(
+        f"returns: {len(returned)} payments returned (退汇), paid again in {len(reissues)} "
+        f"plan(s) with {sum(len(p.lines) for p in reissues)} lines",
+        flush=True,
+    )
     if wanted != at_gateway:
         problems.append(
             f"statement and paid lines differ: {len(set(at_gateway) - set(wanted))} paid "
@@ -375,17 +512,25 @@ async def check(
             f"gateway {exception.gateway_amount_fen} ledger {exception.ledger_amount_fen}",
             flush=True,
         )
-    if not (r.gateway_count == r.ledger_count == r.matched_count == len(paid)):
+    if not (r.gateway_count == r.ledger_count == r.matched_count == len(every)):
         problems.append("reconciliation counts differ from the paid lines")
     if r.exception_count:
         problems.append(f"{r.exception_count} reconciliation exceptions")
-    paid_fen = sum(line.amount_fen for line in paid)
+    paid_fen = sum(line.amount_fen for line in settled)
     ledger_paid = sum(
         account.balance_fen
         for budget in balance.budgets
         for account in budget.accounts
         if account.kind == PS.LEDGER_ACCOUNT_KIND_PAID
     )
+    left = sum(
+        account.balance_fen
+        for budget in balance.budgets
+        for account in budget.accounts
+        if account.kind in (PS.LEDGER_ACCOUNT_KIND_RETURNED, PS.LEDGER_ACCOUNT_KIND_PAYABLE)
+    )
+    if left:
+        problems.append(f"{left} fen still returned or payable in the ledger")
     print(
         f"trial balance: debit {balance.debit_fen} credit {balance.credit_fen} "
         f"balanced {balance.balanced}; paid accounts {ledger_paid} fen, lines paid {paid_fen} fen",
@@ -402,7 +547,7 @@ async def check(
 
 
 async def bare_gateway(count: int) -> float:
-    """Seconds for SimulatedTreasury.pay called `count` times, 20 at a time, on a scratch
+    """Seconds for SimulatedTreasury.pay called `count` times, CONCURRENT_PAYMENTS at a time, on a scratch
     database, without faults."""
     with tempfile.TemporaryDirectory() as folder:
         treasury = SimulatedTreasury(f"sqlite:///{Path(folder) / 'treasury.db'}")
@@ -432,9 +577,20 @@ async def bench(settings: Settings, args: argparse.Namespace, refused: set[str])
     temporal = await connect_temporal(settings)
     await to_awaiting_plan(settings, args.lines, temporal)
     run = await payment_run(settings, args.lines, temporal)
+    reissues = await pay_returns_again(settings)
     plan: PS.FundingPlan = run["plan"]
+    # Its lines as they are now: the returned ones recorded RETURNED since the run.
+    actors = Actors(settings)
+    try:
+        plan = await actors.maker.disbursement.GetFundingPlan(
+            PS.GetFundingPlanRequest(plan_id=plan.plan_id)
+        )
+    finally:
+        await actors.close()
     seconds: float = run["seconds"]
-    paid = sum(1 for line in plan.lines if line.state == PS.PAYMENT_STATE_PAID)
+    paid = sum(
+        1 for line in plan.lines if line.state in (PS.PAYMENT_STATE_PAID, PS.PAYMENT_STATE_RETURNED)
+    )
     failed = sum(1 for line in plan.lines if line.state == PS.PAYMENT_STATE_FAILED)
     retries = sum(max(0, line.attempts - 1) for line in plan.lines)
     retried = sum(1 for line in plan.lines if line.attempts > 1)
@@ -458,7 +614,7 @@ async def bench(settings: Settings, args: argparse.Namespace, refused: set[str])
             f"(events per chunk: {', '.join(map(str, events))})",
             flush=True,
         )
-    problems = await check(settings, plan, refused, temporal)
+    problems = await check(settings, plan, refused, temporal, reissues)
     floor = await bare_gateway(args.lines)
     print(
         f"floor (SimulatedTreasury.pay x {args.lines}, no faults): {floor:.1f} s "
@@ -482,6 +638,12 @@ def main() -> None:
         "--timeouts", type=float, default=0.05, help="payments whose answer is lost"
     )
     parser.add_argument("--unavailable", type=float, default=0.0, help="calls the gateway refuses")
+    parser.add_argument(
+        "--returns", type=float, default=0.01, help="payments returned after settlement (退汇)"
+    )
+    parser.add_argument(
+        "--settling", type=float, default=0.0, help="payments that settle late (2 s later)"
+    )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -491,13 +653,10 @@ def main() -> None:
     }
     print(
         f"{args.lines} lines: {len(refused)} payees refused, timeouts {args.timeouts:.0%}, "
-        f"unavailable {args.unavailable:.0%}",
+        f"unavailable {args.unavailable:.0%}, returns {args.returns:.0%}, "
+        f"settling late {args.settling:.0%}",
         flush=True,
     )
-    # The stack's processes inherit this environment: LocalStack.environment() passes on the
-    # treasury's failure and timeout rates from the settings, but not its refused payees or seed.
-    os.environ["TREASURY_REJECTED_PAYEES"] = ",".join(sorted(refused))
-    os.environ["TREASURY_SEED"] = str(args.seed)
     with (
         tempfile.TemporaryDirectory() as folder,
         running_stack(
@@ -508,6 +667,10 @@ def main() -> None:
             treasury_timeout_rate=args.timeouts,
             treasury_failure_rate=args.unavailable,
             treasury_seed=args.seed,
+            treasury_return_rate=args.returns,
+            treasury_settle_delay_rate=args.settling,
+            treasury_settle_delay_s=2.0,
+            payment_requires_account=True,
         ) as stack,
     ):
         ok = asyncio.run(bench(stack.settings, args, refused))

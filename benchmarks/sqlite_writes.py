@@ -14,13 +14,13 @@ import asyncio
 import statistics
 import tempfile
 import time
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from services.common.db import Database, migrate
 from services.common.unit_of_work import Transactions
 from services.disbursement.commands import Reserve, SetBudget
-from services.disbursement.gateway import GatewayPayment
+from services.disbursement.gateway import GatewayPayment, PayeeAccount, PaymentStatus
 from services.disbursement.server import MIGRATIONS
 from services.disbursement.use_cases import Disbursement, event_source
 
@@ -38,11 +38,24 @@ class Catalogue:
 
 
 class NoGateway:
-    async def pay(self, idempotency_key: str, payee: str, name: str, amount: int) -> str:
+    async def pay(
+        self,
+        idempotency_key: str,
+        payee: str,
+        name: str,
+        amount: int,
+        account: PayeeAccount | None = None,
+    ) -> str:
         raise AssertionError("nothing is paid here")
 
     async def find_payment(self, idempotency_key: str) -> str | None:
         return None
+
+    async def payment_status(self, idempotency_key: str) -> PaymentStatus | None:
+        return None
+
+    async def returns(self, since: datetime) -> list[PaymentStatus]:
+        return []
 
     async def statement(self, day: date) -> list[GatewayPayment]:
         return []

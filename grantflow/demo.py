@@ -555,12 +555,36 @@ class Demo:
                 if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
                     continue  # nothing noticed in this program
                 raise
+            await self.confirm_accounts(plan)
             approve = disbursement_pb2.ApproveFundingPlanRequest(plan_id=plan.plan_id)
             plan = await self.checker.disbursement.ApproveFundingPlan(approve)
             if plan.state == disbursement_pb2.PLAN_STATE_AWAITING_SECOND_APPROVAL:
                 plan = await self.second_checker.disbursement.ApproveFundingPlan(approve)
             plans.append(plan)
         return plans
+
+    async def confirm_accounts(self, plan: disbursement_pb2.FundingPlan) -> None:
+        """Each recipient in the plan confirms its receiving account (收款账户) before it is
+        paid: payments go only to a confirmed account."""
+        for line in plan.lines:
+            code = line.applicant_credit_code
+            async with ServiceClients(
+                self.settings,
+                mint_token(self.settings.auth_secret, code, Role.APPLICANT, enterprise=code),
+            ) as applicant:
+                digits = "".join(ch for ch in code if ch.isdigit())
+                await applicant.disbursement.ConfirmReceivingAccount(
+                    disbursement_pb2.ConfirmReceivingAccountRequest(
+                        request_id=f"demo-account-{line.application_id}",
+                        application_id=line.application_id,
+                        account=disbursement_pb2.AccountDetails(
+                            account_name=line.applicant_name,
+                            account_number=f"44{digits[-14:]:0>14}",
+                            bank_code="102584000016",
+                            bank_name="中国工商银行深圳分行营业部",
+                        ),
+                    )
+                )
 
 
 def document(g: Tracked, name: str) -> common_pb2.DocumentRef:

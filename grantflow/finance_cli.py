@@ -3,6 +3,7 @@
     grantflow finance trial-balance [--program P | --budget K] [--as-of 2026-06-30] [--json]
     grantflow finance statement <application id> [--json] [--enterprise CREDIT_CODE]
     grantflow finance clawback open | repay | show | list   (clawback_cli.py)
+    grantflow finance account show | confirm | change | approve-change   (account_cli.py)
     grantflow plan notice <plan id>
     grantflow plan export <plan id> --format csv|xlsx --output FILE
 
@@ -49,8 +50,20 @@ ACCOUNT_WORDS = {
     4: "已拨付",
     5: "应收追回款",
     6: "已追回入库",
+    10: "应付",
+    11: "退汇",
 }
-MOVEMENT_WORDS = {1: "预留", 2: "释放", 3: "拨付", 4: "追回", 5: "追回款退还"}
+MOVEMENT_WORDS = {
+    1: "预留",
+    2: "释放",
+    3: "拨付",
+    4: "追回",
+    5: "追回款退还",
+    10: "计划批准转应付",
+    11: "应付转回",
+    12: "退汇",
+    13: "更正账户后重新待拨",
+}
 JSON_KINDS = {
     1: "appropriation",
     2: "available",
@@ -58,8 +71,20 @@ JSON_KINDS = {
     4: "paid",
     5: "clawback_receivable",
     6: "recovered",
+    10: "payable",
+    11: "returned",
 }
-JSON_MOVEMENTS = {1: "reservation", 2: "release", 3: "payment", 4: "clawback", 5: "repayment"}
+JSON_MOVEMENTS = {
+    1: "reservation",
+    2: "release",
+    3: "payment",
+    4: "clawback",
+    5: "repayment",
+    10: "payable",
+    11: "unpayable",
+    12: "return",
+    13: "reaward",
+}
 
 
 def balance_text(balance_fen: int) -> str:
@@ -234,8 +259,8 @@ def statement(
     token: cli.TokenOpt = "",
     user: cli.UserOpt = "finance",
 ) -> None:
-    """资金对账单 One award's ledger movements (reservation, release, payments) with running
-    balances, and what was reserved, paid and is still to pay."""
+    """资金对账单 One award's ledger movements (reservation, release, payments, returned
+    payments 退汇) with running balances, and what was reserved, paid and is still to pay."""
     from grantflow.v1 import disbursement_pb2
 
     settings = cli.get_settings()
@@ -287,6 +312,12 @@ def statement(
         f"已拨付 {yuan(answer.paid_fen)}，待拨付 {yuan(answer.outstanding_fen)}",
         highlight=False,
     )
+    if answer.returned_fen:
+        cli.out().print(
+            f"退汇 {yuan(answer.returned_fen)}：款项被收款行退回，更正收款账户并经审批后重新拨付"
+            f"（grantflow finance account show {answer.application_id}）",
+            highlight=False,
+        )
     if answer.clawed_back_fen:
         cli.out().print(
             f"追回 {yuan(answer.clawed_back_fen)}，已退还 {yuan(answer.repaid_fen)}，"
@@ -333,6 +364,7 @@ def statement_json(answer: disbursement_pb2.GrantStatement) -> dict[str, Any]:
         "clawed_back_fen": answer.clawed_back_fen,
         "repaid_fen": answer.repaid_fen,
         "receivable_fen": answer.receivable_fen,
+        "returned_fen": answer.returned_fen,
         "entries": [
             {
                 "entry_id": entry.entry_id,
@@ -444,6 +476,9 @@ def register(app: typer.Typer, plan_app: typer.Typer) -> None:
     from grantflow.clawback_cli import clawback_app
 
     finance_app.add_typer(clawback_app, name="clawback")
+    from grantflow.account_cli import account_app
+
+    finance_app.add_typer(account_app, name="account")
     app.add_typer(finance_app, name="finance")
     plan_app.command("notice")(plan_notice)
     plan_app.command("export")(plan_export)

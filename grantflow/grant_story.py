@@ -203,7 +203,7 @@ def funds_entries(funds: disbursement_pb2.ApplicationFunds, timeline: Timeline) 
             state = PaymentState.from_proto(line.state)
             attempts = f"尝试 {line.attempts} 次"
             paid = _time(line.paid_at)
-            if state == PaymentState.PAID and paid:
+            if state in (PaymentState.PAID, PaymentState.RETURNED) and paid:
                 timeline.entries.append(
                     Entry(
                         paid,
@@ -213,6 +213,18 @@ def funds_entries(funds: disbursement_pb2.ApplicationFunds, timeline: Timeline) 
                         f"收款凭证 {line.gateway_reference}，{attempts}",
                     )
                 )
+                returned = _time(line.returned_at)
+                if state == PaymentState.RETURNED and returned:
+                    # 退汇: the money came back; paid again once the account is corrected.
+                    timeline.entries.append(
+                        Entry(
+                            returned,
+                            FUNDS,
+                            f"退汇 {yuan(line.amount_fen)}",
+                            "",
+                            f"{line.return_reason}；更正收款账户并经审批后重新拨付",
+                        )
+                    )
             elif state == PaymentState.FAILED:
                 at = _time(plan.completed_at) or approved or created
                 if at:

@@ -35,7 +35,7 @@ from grantflow.v1 import (
 )
 from services.common.clients import ServiceClients
 from services.common.db import from_timestamp, to_timestamp
-from services.common.errors import REASON_PAYMENT_GATEWAY, error_reason
+from services.common.errors import REASON_PAYMENT_GATEWAY, REASON_PAYMENT_SETTLING, error_reason
 from services.common.vocabulary import (
     Department,
     ErrorType,
@@ -45,6 +45,7 @@ from services.common.vocabulary import (
     VocabularyError,
 )
 from workflows import contracts
+from workflows.contracts import SETTLING
 from workflows.models import (
     AllocateBatchRequest,
     Allocation,
@@ -466,9 +467,14 @@ class GrantActivities:
                 )
             )
         except grpc.aio.AioRpcError as error:
-            if error_reason(error) == REASON_PAYMENT_GATEWAY:
+            reason = error_reason(error)
+            if reason in (REASON_PAYMENT_GATEWAY, REASON_PAYMENT_SETTLING):
+                # A settling payment is a gateway answer that passes too (so plans started
+                # before settlement existed wait it out); its detail tells newer plans it is
+                # accepted, to be polled, never counted against the line.
                 raise ApplicationError(
                     error.details() or "payment gateway failure",
+                    *((SETTLING,) if reason == REASON_PAYMENT_SETTLING else ()),
                     type=ErrorType.GATEWAY_FAILED,
                     non_retryable=True,
                 ) from None

@@ -45,6 +45,8 @@ CONFIRM_MILESTONE = "confirm_milestone"
 WITHDRAW = "withdraw"
 SUPPLEMENT = "supplement"
 PAYMENT_SETTLED = "payment_settled"
+# The detail of a pay_line_v3 GATEWAY_FAILED answer for a payment accepted and settling.
+SETTLING = "settling"
 PAYMENT_FAILED = "payment_failed"
 FUNDING_PLAN_ASSIGNED = "funding_plan_assigned"
 # Between a grant and its program's notice batcher (workflows/notice_batch.py).

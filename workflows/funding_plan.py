@@ -20,6 +20,16 @@ costs the line nothing. A grant is told its plan is paying only when its payment
 through at the first attempt (a payment that settles at once has nothing to tell in between).
 The plan is closed when every line is settled.
 
+A payment the gateway accepted but has not settled yet (late settlement, 待清算) is no failure:
+from the first such answer (patch `funding-plan-settling`) the line is polled, its status query
+first, every SETTLEMENT_POLL doubling up to SETTLEMENT_POLL_MAX, until it settles; it never
+counts against the line's attempts and is never given up (the money has left). A plan that took
+such an answer before this code waits it out through its gateway attempts, then as a line the
+gateway paid (mark_payment_failed is refused), which ends the same way.
+
+A line whose award has no confirmed receiving account is refused by the service (a final
+answer): the line is failed with that reason and the award waits for a later plan.
+
 Generations: a plan started before the v3 code (no `funding-plan-v3` marker) runs
 LegacyFundingPlan (funding_plan_legacy.py) as it did; one started under v3 (its marker, not the
 v4 one) pays every line itself with LinePayments, as it did; a plan started since
@@ -33,7 +43,7 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from services.common.vocabulary import ErrorType
@@ -50,6 +60,12 @@ with workflow.unsafe.imports_passed_through():
     )
 
 FUNDING_PLAN_PATCH = "funding-plan-v3"
+# Taken only when the gateway first answers "accepted, settling": recorded histories never had one.
+SETTLEMENT_PATCH = "funding-plan-settling"
+# Polling a settling payment: 5 s, 10 s ... at most 10 min (durable timers; the history grows
+# by one poll per interval, so a payment settling for a day costs a few hundred events).
+SETTLEMENT_POLL = timedelta(seconds=5)
+SETTLEMENT_POLL_MAX = timedelta(minutes=10)
 # The fourth generation's marker: the plan pays in chunk workflows.
 CHUNKED_PLAN_PATCH = "funding-plan-v4"
 # Gateway answers that may pass (timeout, unavailable) tolerated per line before it is failed.
@@ -72,6 +88,12 @@ CHUNK_CONCURRENT_PAYMENTS = 10
 # A chunk tells its plan its counts every this many settled lines (and at its end, by its
 # result): the plan's progress lags by fewer lines than this per running chunk.
 REPORT_EVERY = 25
+
+
+def settling(error: ActivityError) -> bool:
+    """Whether a GATEWAY_FAILED answer says the payment was accepted and is settling."""
+    cause = error.cause
+    return isinstance(cause, ApplicationError) and contracts.SETTLING in cause.details
 
 
 class LinePayments:
@@ -102,6 +124,16 @@ class LinePayments:
                 reason = str(error.cause or error)
                 if final_error_type(error) != ErrorType.GATEWAY_FAILED:
                     break  # a final answer: the gateway rejected it, or the line cannot be paid
+                if settling(error) and workflow.patched(SETTLEMENT_PATCH):
+                    # Accepted, settling: polled until it settles, never counted or given up.
+                    await self._tell_grant(
+                        application_id,
+                        contracts.FUNDING_PLAN_ASSIGNED,
+                        contracts.FundingPlanAssigned(plan_id=plan_id, line_id=line_id),
+                    )
+                    return await self._settle_paid_line(
+                        request, application_id, SETTLEMENT_POLL, SETTLEMENT_POLL_MAX
+                    )
                 workflow.logger.info(
                     "gateway failure on line %s (%d): %s", line_id, attempt, reason
                 )
@@ -133,7 +165,11 @@ class LinePayments:
         )
 
     async def _settle_paid_line(
-        self, request: PaymentRequest, application_id: str, backoff: timedelta
+        self,
+        request: PaymentRequest,
+        application_id: str,
+        backoff: timedelta,
+        backoff_max: timedelta = GATEWAY_BACKOFF_MAX,
     ) -> None:
         """A line the gateway paid: executed again (same key) until the gateway answers. Its
         passing failures are waited out, never counted: the money has left, so the line cannot
@@ -151,7 +187,7 @@ class LinePayments:
                 if final_error_type(error) != ErrorType.GATEWAY_FAILED:
                     raise
                 await workflow.sleep(backoff)
-                backoff = min(backoff * 2, GATEWAY_BACKOFF_MAX)
+                backoff = min(backoff * 2, backoff_max)
 
     async def _settled(self, line_id: str, application_id: str, result: PaymentResult) -> None:
         self.paid += 1

@@ -281,12 +281,13 @@ class Progress:
             sums[state] += line.amount_fen
         return cls(
             total=len(plan.lines),
-            paid=counts[PaymentState.PAID],
+            # A payment returned since (退汇) was paid all the same; one settling is pending.
+            paid=counts[PaymentState.PAID] + counts[PaymentState.RETURNED],
             failed=counts[PaymentState.FAILED],
-            pending=counts[PaymentState.PENDING],
-            paid_fen=sums[PaymentState.PAID],
+            pending=counts[PaymentState.PENDING] + counts[PaymentState.SETTLING],
+            paid_fen=sums[PaymentState.PAID] + sums[PaymentState.RETURNED],
             failed_fen=sums[PaymentState.FAILED],
-            pending_fen=sums[PaymentState.PENDING],
+            pending_fen=sums[PaymentState.PENDING] + sums[PaymentState.SETTLING],
             total_fen=sum(sums.values()),
         )
 

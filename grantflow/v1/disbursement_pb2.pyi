@@ -23,6 +23,35 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _AccountState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AccountStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccountState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACCOUNT_STATE_UNSPECIFIED: _AccountState.ValueType  # 0
+    ACCOUNT_STATE_CONFIRMED: _AccountState.ValueType  # 1
+    """生效: payments go to it"""
+    ACCOUNT_STATE_PROPOSED: _AccountState.ValueType  # 2
+    """变更待审批: the confirmed one stays in force"""
+    ACCOUNT_STATE_SUPERSEDED: _AccountState.ValueType  # 3
+    """replaced by an approved change"""
+    ACCOUNT_STATE_WITHDRAWN: _AccountState.ValueType  # 4
+    """a proposal replaced by a later one before approval"""
+
+class AccountState(_AccountState, metaclass=_AccountStateEnumTypeWrapper): ...
+
+ACCOUNT_STATE_UNSPECIFIED: AccountState.ValueType  # 0
+ACCOUNT_STATE_CONFIRMED: AccountState.ValueType  # 1
+"""生效: payments go to it"""
+ACCOUNT_STATE_PROPOSED: AccountState.ValueType  # 2
+"""变更待审批: the confirmed one stays in force"""
+ACCOUNT_STATE_SUPERSEDED: AccountState.ValueType  # 3
+"""replaced by an approved change"""
+ACCOUNT_STATE_WITHDRAWN: AccountState.ValueType  # 4
+"""a proposal replaced by a later one before approval"""
+Global___AccountState: _TypeAlias = AccountState  # noqa: Y015
+
 class _ReservationState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -36,6 +65,8 @@ class _ReservationStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Rese
     RESERVATION_STATE_IN_PLAN: _ReservationState.ValueType  # 3
     RESERVATION_STATE_PAID: _ReservationState.ValueType  # 4
     RESERVATION_STATE_RELEASED: _ReservationState.ValueType  # 5
+    RESERVATION_STATE_RETURNED: _ReservationState.ValueType  # 6
+    """已退汇: paid, sent back; paid again once the account is corrected"""
 
 class ReservationState(_ReservationState, metaclass=_ReservationStateEnumTypeWrapper): ...
 
@@ -46,6 +77,8 @@ RESERVATION_STATE_AWARDED: ReservationState.ValueType  # 2
 RESERVATION_STATE_IN_PLAN: ReservationState.ValueType  # 3
 RESERVATION_STATE_PAID: ReservationState.ValueType  # 4
 RESERVATION_STATE_RELEASED: ReservationState.ValueType  # 5
+RESERVATION_STATE_RETURNED: ReservationState.ValueType  # 6
+"""已退汇: paid, sent back; paid again once the account is corrected"""
 Global___ReservationState: _TypeAlias = ReservationState  # noqa: Y015
 
 class _PlanState:
@@ -93,6 +126,10 @@ class _PaymentStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaymentS
     PAYMENT_STATE_FAILED: _PaymentState.ValueType  # 3
     PAYMENT_STATE_CANCELLED: _PaymentState.ValueType  # 4
     """its plan was cancelled before approval; never paid"""
+    PAYMENT_STATE_SETTLING: _PaymentState.ValueType  # 10
+    """待清算: accepted by the gateway, not yet settled"""
+    PAYMENT_STATE_RETURNED: _PaymentState.ValueType  # 11
+    """已退汇: settled, then sent back by the recipient's bank"""
 
 class PaymentState(_PaymentState, metaclass=_PaymentStateEnumTypeWrapper): ...
 
@@ -102,6 +139,10 @@ PAYMENT_STATE_PAID: PaymentState.ValueType  # 2
 PAYMENT_STATE_FAILED: PaymentState.ValueType  # 3
 PAYMENT_STATE_CANCELLED: PaymentState.ValueType  # 4
 """its plan was cancelled before approval; never paid"""
+PAYMENT_STATE_SETTLING: PaymentState.ValueType  # 10
+"""待清算: accepted by the gateway, not yet settled"""
+PAYMENT_STATE_RETURNED: PaymentState.ValueType  # 11
+"""已退汇: settled, then sent back by the recipient's bank"""
 Global___PaymentState: _TypeAlias = PaymentState  # noqa: Y015
 
 class _AllocationState:
@@ -196,6 +237,10 @@ class _LedgerAccountKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Led
     """应收追回款 clawback_receivable:K (debit balance)"""
     LEDGER_ACCOUNT_KIND_RECOVERED: _LedgerAccountKind.ValueType  # 6
     """已追回入库 recovered:K (debit balance)"""
+    LEDGER_ACCOUNT_KIND_PAYABLE: _LedgerAccountKind.ValueType  # 10
+    """应付 payable:K: lines of approved plans, not yet paid"""
+    LEDGER_ACCOUNT_KIND_RETURNED: _LedgerAccountKind.ValueType  # 11
+    """退汇 returned:K: sent back, owed again to the award"""
 
 class LedgerAccountKind(_LedgerAccountKind, metaclass=_LedgerAccountKindEnumTypeWrapper):
     """What a ledger account holds, from its name (store.py): appropriation:K, budget:K:available,
@@ -216,6 +261,10 @@ LEDGER_ACCOUNT_KIND_CLAWBACK_RECEIVABLE: LedgerAccountKind.ValueType  # 5
 """应收追回款 clawback_receivable:K (debit balance)"""
 LEDGER_ACCOUNT_KIND_RECOVERED: LedgerAccountKind.ValueType  # 6
 """已追回入库 recovered:K (debit balance)"""
+LEDGER_ACCOUNT_KIND_PAYABLE: LedgerAccountKind.ValueType  # 10
+"""应付 payable:K: lines of approved plans, not yet paid"""
+LEDGER_ACCOUNT_KIND_RETURNED: LedgerAccountKind.ValueType  # 11
+"""退汇 returned:K: sent back, owed again to the award"""
 Global___LedgerAccountKind: _TypeAlias = LedgerAccountKind  # noqa: Y015
 
 class _LedgerMovement:
@@ -235,6 +284,14 @@ class _LedgerMovementEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Ledger
     """追回 (journal clawback-<clawback>)"""
     LEDGER_MOVEMENT_REPAYMENT: _LedgerMovement.ValueType  # 5
     """追回款退还 (journal repay-<repayment>)"""
+    LEDGER_MOVEMENT_PAYABLE: _LedgerMovement.ValueType  # 10
+    """转应付 (journal payable-<line>-<n>: plan approved, line retried)"""
+    LEDGER_MOVEMENT_UNPAYABLE: _LedgerMovement.ValueType  # 11
+    """应付转回 (journal unpayable-<line>-<n>: line failed)"""
+    LEDGER_MOVEMENT_RETURN: _LedgerMovement.ValueType  # 12
+    """退汇 (journal return-<line>)"""
+    LEDGER_MOVEMENT_REAWARD: _LedgerMovement.ValueType  # 13
+    """更正账户后重新待拨 (journal reaward-<application>-<k>)"""
 
 class LedgerMovement(_LedgerMovement, metaclass=_LedgerMovementEnumTypeWrapper): ...
 
@@ -249,6 +306,14 @@ LEDGER_MOVEMENT_CLAWBACK: LedgerMovement.ValueType  # 4
 """追回 (journal clawback-<clawback>)"""
 LEDGER_MOVEMENT_REPAYMENT: LedgerMovement.ValueType  # 5
 """追回款退还 (journal repay-<repayment>)"""
+LEDGER_MOVEMENT_PAYABLE: LedgerMovement.ValueType  # 10
+"""转应付 (journal payable-<line>-<n>: plan approved, line retried)"""
+LEDGER_MOVEMENT_UNPAYABLE: LedgerMovement.ValueType  # 11
+"""应付转回 (journal unpayable-<line>-<n>: line failed)"""
+LEDGER_MOVEMENT_RETURN: LedgerMovement.ValueType  # 12
+"""退汇 (journal return-<line>)"""
+LEDGER_MOVEMENT_REAWARD: LedgerMovement.ValueType  # 13
+"""更正账户后重新待拨 (journal reaward-<application>-<k>)"""
 Global___LedgerMovement: _TypeAlias = LedgerMovement  # noqa: Y015
 
 class _ClawbackState:
@@ -291,6 +356,8 @@ class _ReconciliationKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Re
     """收款人不符"""
     RECONCILIATION_KIND_DAY_DIFFERS: _ReconciliationKind.ValueType  # 5
     """跨日: both sides have it, alike, but on different Beijing days."""
+    RECONCILIATION_KIND_STATUS_DIFFERS: _ReconciliationKind.ValueType  # 10
+    """退汇状态不符: the gateway returned the payment and the ledger has it paid, or the other way."""
 
 class ReconciliationKind(_ReconciliationKind, metaclass=_ReconciliationKindEnumTypeWrapper):
     """What a reconciliation found wrong about one payment (idempotency key) of a day."""
@@ -308,6 +375,8 @@ RECONCILIATION_KIND_PAYEE_DIFFERS: ReconciliationKind.ValueType  # 4
 """收款人不符"""
 RECONCILIATION_KIND_DAY_DIFFERS: ReconciliationKind.ValueType  # 5
 """跨日: both sides have it, alike, but on different Beijing days."""
+RECONCILIATION_KIND_STATUS_DIFFERS: ReconciliationKind.ValueType  # 10
+"""退汇状态不符: the gateway returned the payment and the ledger has it paid, or the other way."""
 Global___ReconciliationKind: _TypeAlias = ReconciliationKind  # noqa: Y015
 
 class _ReconciliationExceptionState:
@@ -363,6 +432,282 @@ RECONCILIATION_RESOLUTION_TREASURY_CORRECTED: ReconciliationResolution.ValueType
 RECONCILIATION_RESOLUTION_ACCEPTED: ReconciliationResolution.ValueType  # 4
 """经核实无需处理"""
 Global___ReconciliationResolution: _TypeAlias = ReconciliationResolution  # noqa: Y015
+
+@_typing.final
+class ReceivingAccount(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ACCOUNT_NAME_FIELD_NUMBER: _builtins.int
+    ACCOUNT_NUMBER_FIELD_NUMBER: _builtins.int
+    BANK_CODE_FIELD_NUMBER: _builtins.int
+    BANK_NAME_FIELD_NUMBER: _builtins.int
+    GIVEN_BY_FIELD_NUMBER: _builtins.int
+    GIVEN_AT_FIELD_NUMBER: _builtins.int
+    APPROVED_BY_FIELD_NUMBER: _builtins.int
+    APPROVED_AT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    version: _builtins.int
+    """1, 2, ... in the order they were given"""
+    state: Global___AccountState.ValueType
+    account_name: _builtins.str
+    """户名: the enterprise's registered name"""
+    account_number: _builtins.str
+    """账号, digits"""
+    bank_code: _builtins.str
+    """开户行联行号 (CNAPS, 12 digits)"""
+    bank_name: _builtins.str
+    """开户行名称"""
+    given_by: _builtins.str
+    """who confirmed or proposed it"""
+    approved_by: _builtins.str
+    """a change's approver (a confirmation needs none)"""
+    reason: _builtins.str
+    """why a change was asked for"""
+    @_builtins.property
+    def given_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def approved_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        state: Global___AccountState.ValueType = ...,
+        account_name: _builtins.str = ...,
+        account_number: _builtins.str = ...,
+        bank_code: _builtins.str = ...,
+        bank_name: _builtins.str = ...,
+        given_by: _builtins.str = ...,
+        given_at: _timestamp_pb2.Timestamp | None = ...,
+        approved_by: _builtins.str = ...,
+        approved_at: _timestamp_pb2.Timestamp | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approved_at", b"approved_at", "given_at", b"given_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_name", b"account_name", "account_number", b"account_number", "application_id", b"application_id", "approved_at", b"approved_at", "approved_by", b"approved_by", "bank_code", b"bank_code", "bank_name", b"bank_name", "given_at", b"given_at", "given_by", b"given_by", "reason", b"reason", "state", b"state", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceivingAccount: _TypeAlias = ReceivingAccount  # noqa: Y015
+
+@_typing.final
+class ReceivingAccounts(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    CURRENT_FIELD_NUMBER: _builtins.int
+    PROPOSED_FIELD_NUMBER: _builtins.int
+    HISTORY_FIELD_NUMBER: _builtins.int
+    APPLICANT_NAME_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    applicant_name: _builtins.str
+    """the registered name the account name must be"""
+    @_builtins.property
+    def current(self) -> Global___ReceivingAccount:
+        """in force; unset: none confirmed yet"""
+
+    @_builtins.property
+    def proposed(self) -> Global___ReceivingAccount:
+        """a change waiting for approval; unset: none"""
+
+    @_builtins.property
+    def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReceivingAccount]:
+        """every version, oldest first"""
+
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        current: Global___ReceivingAccount | None = ...,
+        proposed: Global___ReceivingAccount | None = ...,
+        history: _abc.Iterable[Global___ReceivingAccount] | None = ...,
+        applicant_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["current", b"current", "proposed", b"proposed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_name", b"applicant_name", "application_id", b"application_id", "current", b"current", "history", b"history", "proposed", b"proposed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceivingAccounts: _TypeAlias = ReceivingAccounts  # noqa: Y015
+
+@_typing.final
+class GetReceivingAccountRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReceivingAccountRequest: _TypeAlias = GetReceivingAccountRequest  # noqa: Y015
+
+@_typing.final
+class AccountDetails(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_NAME_FIELD_NUMBER: _builtins.int
+    ACCOUNT_NUMBER_FIELD_NUMBER: _builtins.int
+    BANK_CODE_FIELD_NUMBER: _builtins.int
+    BANK_NAME_FIELD_NUMBER: _builtins.int
+    account_name: _builtins.str
+    account_number: _builtins.str
+    bank_code: _builtins.str
+    bank_name: _builtins.str
+    def __init__(
+        self,
+        *,
+        account_name: _builtins.str = ...,
+        account_number: _builtins.str = ...,
+        bank_code: _builtins.str = ...,
+        bank_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_name", b"account_name", "account_number", b"account_number", "bank_code", b"bank_code", "bank_name", b"bank_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccountDetails: _TypeAlias = AccountDetails  # noqa: Y015
+
+@_typing.final
+class ConfirmReceivingAccountRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    application_id: _builtins.str
+    @_builtins.property
+    def account(self) -> Global___AccountDetails: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        application_id: _builtins.str = ...,
+        account: Global___AccountDetails | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "application_id", b"application_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfirmReceivingAccountRequest: _TypeAlias = ConfirmReceivingAccountRequest  # noqa: Y015
+
+@_typing.final
+class ProposeAccountChangeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    application_id: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def account(self) -> Global___AccountDetails: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        application_id: _builtins.str = ...,
+        account: Global___AccountDetails | None = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "application_id", b"application_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProposeAccountChangeRequest: _TypeAlias = ProposeAccountChangeRequest  # noqa: Y015
+
+@_typing.final
+class ApproveAccountChangeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    version: _builtins.int
+    """the proposal approved (it must still be the one waiting)"""
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_id", b"application_id", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveAccountChangeRequest: _TypeAlias = ApproveAccountChangeRequest  # noqa: Y015
+
+@_typing.final
+class SyncGatewayReturnsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """unset: a day back"""
+
+    def __init__(
+        self,
+        *,
+        since: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SyncGatewayReturnsRequest: _TypeAlias = SyncGatewayReturnsRequest  # noqa: Y015
+
+@_typing.final
+class SyncGatewayReturnsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETURNED_FIELD_NUMBER: _builtins.int
+    KNOWN_FIELD_NUMBER: _builtins.int
+    known: _builtins.int
+    """returns the gateway listed that were recorded before"""
+    @_builtins.property
+    def returned(self) -> _containers.RepeatedCompositeFieldContainer[Global___PaymentLine]:
+        """the lines recorded RETURNED by this call"""
+
+    def __init__(
+        self,
+        *,
+        returned: _abc.Iterable[Global___PaymentLine] | None = ...,
+        known: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["known", b"known", "returned", b"returned"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SyncGatewayReturnsResponse: _TypeAlias = SyncGatewayReturnsResponse  # noqa: Y015
 
 @_typing.final
 class ProgramBudget(_message.Message):
@@ -902,6 +1247,7 @@ class Reservation(_message.Message):
     BATCH_ID_FIELD_NUMBER: _builtins.int
     CUT_FROM_FEN_FIELD_NUMBER: _builtins.int
     AWARDED_AT_FIELD_NUMBER: _builtins.int
+    RETURNS_FIELD_NUMBER: _builtins.int
     application_id: _builtins.str
     program_code: _builtins.str
     amount_fen: _builtins.int
@@ -916,6 +1262,8 @@ class Reservation(_message.Message):
     """the batch that allocated it (empty: reserved on its own)"""
     cut_from_fen: _builtins.int
     """the award before a pro-rata cut; 0 when not cut"""
+    returns: _builtins.int
+    """how many of its payments came back (退汇)"""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -943,10 +1291,11 @@ class Reservation(_message.Message):
         batch_id: _builtins.str = ...,
         cut_from_fen: _builtins.int = ...,
         awarded_at: _timestamp_pb2.Timestamp | None = ...,
+        returns: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["awarded_at", b"awarded_at", "created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "awarded_at", b"awarded_at", "batch_id", b"batch_id", "budget_line_code", b"budget_line_code", "created_at", b"created_at", "cut_from_fen", b"cut_from_fen", "fiscal_year", b"fiscal_year", "plan_id", b"plan_id", "program_code", b"program_code", "state", b"state", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "awarded_at", b"awarded_at", "batch_id", b"batch_id", "budget_line_code", b"budget_line_code", "created_at", b"created_at", "cut_from_fen", b"cut_from_fen", "fiscal_year", b"fiscal_year", "plan_id", b"plan_id", "program_code", b"program_code", "returns", b"returns", "state", b"state", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1213,6 +1562,15 @@ class PaymentLine(_message.Message):
     PAID_AT_FIELD_NUMBER: _builtins.int
     PROGRAM_CODE_FIELD_NUMBER: _builtins.int
     INSTALMENT_FIELD_NUMBER: _builtins.int
+    ACCOUNT_NAME_FIELD_NUMBER: _builtins.int
+    ACCOUNT_NUMBER_FIELD_NUMBER: _builtins.int
+    BANK_CODE_FIELD_NUMBER: _builtins.int
+    BANK_NAME_FIELD_NUMBER: _builtins.int
+    ACCOUNT_VERSION_FIELD_NUMBER: _builtins.int
+    REISSUE_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    RETURNED_AT_FIELD_NUMBER: _builtins.int
+    RETURN_REASON_FIELD_NUMBER: _builtins.int
     line_id: _builtins.str
     plan_id: _builtins.str
     application_id: _builtins.str
@@ -1227,8 +1585,20 @@ class PaymentLine(_message.Message):
     """the award's program"""
     instalment: _builtins.int
     """which instalment of a scheduled award it pays (1 for any other)"""
+    account_name: _builtins.str
+    """The receiving account it was paid to (at its first attempt), and what became of it."""
+    account_number: _builtins.str
+    bank_code: _builtins.str
+    bank_name: _builtins.str
+    account_version: _builtins.int
+    reissue: _builtins.int
+    """0; k for the k-th payment again after returns (key award-<id>-r<k>)"""
+    idempotency_key: _builtins.str
+    return_reason: _builtins.str
     @_builtins.property
     def paid_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def returned_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -1245,10 +1615,19 @@ class PaymentLine(_message.Message):
         paid_at: _timestamp_pb2.Timestamp | None = ...,
         program_code: _builtins.str = ...,
         instalment: _builtins.int = ...,
+        account_name: _builtins.str = ...,
+        account_number: _builtins.str = ...,
+        bank_code: _builtins.str = ...,
+        bank_name: _builtins.str = ...,
+        account_version: _builtins.int = ...,
+        reissue: _builtins.int = ...,
+        idempotency_key: _builtins.str = ...,
+        returned_at: _timestamp_pb2.Timestamp | None = ...,
+        return_reason: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["paid_at", b"paid_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["paid_at", b"paid_at", "returned_at", b"returned_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "attempts", b"attempts", "failure_reason", b"failure_reason", "gateway_reference", b"gateway_reference", "instalment", b"instalment", "line_id", b"line_id", "paid_at", b"paid_at", "plan_id", b"plan_id", "program_code", b"program_code", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_name", b"account_name", "account_number", b"account_number", "account_version", b"account_version", "amount_fen", b"amount_fen", "applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "attempts", b"attempts", "bank_code", b"bank_code", "bank_name", b"bank_name", "failure_reason", b"failure_reason", "gateway_reference", b"gateway_reference", "idempotency_key", b"idempotency_key", "instalment", b"instalment", "line_id", b"line_id", "paid_at", b"paid_at", "plan_id", b"plan_id", "program_code", b"program_code", "reissue", b"reissue", "return_reason", b"return_reason", "returned_at", b"returned_at", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2090,6 +2469,7 @@ class GrantStatement(_message.Message):
     REPAID_FEN_FIELD_NUMBER: _builtins.int
     RECEIVABLE_FEN_FIELD_NUMBER: _builtins.int
     INSTALMENTS_FIELD_NUMBER: _builtins.int
+    RETURNED_FEN_FIELD_NUMBER: _builtins.int
     application_id: _builtins.str
     program_code: _builtins.str
     applicant_credit_code: _builtins.str
@@ -2102,13 +2482,15 @@ class GrantStatement(_message.Message):
     released_fen: _builtins.int
     paid_fen: _builtins.int
     outstanding_fen: _builtins.int
-    """reserved - released - paid: still to pay"""
+    """reserved - released - paid + returned: still to pay"""
     clawed_back_fen: _builtins.int
     """what clawbacks of the award claim back"""
     repaid_fen: _builtins.int
     """what the enterprise has repaid of them"""
     receivable_fen: _builtins.int
     """clawed_back - repaid: still owed back"""
+    returned_fen: _builtins.int
+    """what came back from returned payments (退汇)"""
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatementEntry]:
         """in time order"""
@@ -2135,10 +2517,11 @@ class GrantStatement(_message.Message):
         repaid_fen: _builtins.int = ...,
         receivable_fen: _builtins.int = ...,
         instalments: _abc.Iterable[Global___Instalment] | None = ...,
+        returned_fen: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "budget_key", b"budget_key", "clawed_back_fen", b"clawed_back_fen", "entries", b"entries", "instalments", b"instalments", "outstanding_fen", b"outstanding_fen", "paid_fen", b"paid_fen", "program_code", b"program_code", "receivable_fen", b"receivable_fen", "released_fen", b"released_fen", "repaid_fen", b"repaid_fen", "reserved_fen", b"reserved_fen", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "budget_key", b"budget_key", "clawed_back_fen", b"clawed_back_fen", "entries", b"entries", "instalments", b"instalments", "outstanding_fen", b"outstanding_fen", "paid_fen", b"paid_fen", "program_code", b"program_code", "receivable_fen", b"receivable_fen", "released_fen", b"released_fen", "repaid_fen", b"repaid_fen", "reserved_fen", b"reserved_fen", "returned_fen", b"returned_fen", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

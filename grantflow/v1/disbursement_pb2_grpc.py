@@ -204,6 +204,31 @@ class DisbursementServiceStub:
                 request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ListClawbacksRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ListClawbacksResponse.FromString,
                 _registered_method=True)
+        self.GetReceivingAccount = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/GetReceivingAccount',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.GetReceivingAccountRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ReceivingAccounts.FromString,
+                _registered_method=True)
+        self.ConfirmReceivingAccount = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/ConfirmReceivingAccount',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ConfirmReceivingAccountRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ReceivingAccounts.FromString,
+                _registered_method=True)
+        self.ProposeAccountChange = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/ProposeAccountChange',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ProposeAccountChangeRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ReceivingAccounts.FromString,
+                _registered_method=True)
+        self.ApproveAccountChange = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/ApproveAccountChange',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ApproveAccountChangeRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ReceivingAccounts.FromString,
+                _registered_method=True)
+        self.SyncGatewayReturns = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/SyncGatewayReturns',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.SyncGatewayReturnsRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.SyncGatewayReturnsResponse.FromString,
+                _registered_method=True)
 
 
 class DisbursementServiceServicer:
@@ -502,6 +527,56 @@ class DisbursementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetReceivingAccount(self, request, context):
+        """Receiving accounts (收款账户) and returned payments (退汇), numbered apart (issue 7, helper
+        "payments"). An award's receiving account: the one in force, a change waiting for approval,
+        and the earlier ones (finance, ops; the applicant of the award's enterprise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmReceivingAccount(self, request, context):
+        """The applicant confirms the account its award is paid to, before the first payment (only
+        its own enterprise's application: PERMISSION_DENIED otherwise): account_name must be the
+        enterprise's registered name the award carries, the account number 8-32 digits, the bank
+        code a 12-digit CNAPS 联行号 (INVALID_ARGUMENT naming the field, nothing written). Once an
+        account is confirmed, another is a change (ProposeAccountChange): FAILED_PRECONDITION.
+        Idempotent per request_id; audited; ReceivingAccountConfirmed announced.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProposeAccountChange(self, request, context):
+        """Proposes a change of a confirmed account (the applicant of the award, or finance), validated
+        as above; the confirmed account stays in force until a finance officer other than the
+        proposer approves (ApproveAccountChange). A new proposal replaces one still waiting.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveAccountChange(self, request, context):
+        """A finance officer, not the proposer (PERMISSION_DENIED), approves the waiting change: it is
+        in force from now. An award whose payment came back (RETURNED) is payable again: it waits
+        for a plan, paid with a new idempotency key (award-<id>-r<k>).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SyncGatewayReturns(self, request, context):
+        """Asks the gateway for the payments returned (退汇) since a moment (default: a day back) and
+        records each once (finance, system; the daily reconciliation also does): the line RETURNED
+        with the reason, journal return-<line> (returned:K debited, paid:K credited), the award
+        RETURNED (or waiting for a plan again at once if its account changed since it was paid),
+        PaymentReturned announced. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DisbursementServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -674,6 +749,31 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
                     servicer.ListClawbacks,
                     request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ListClawbacksRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_disbursement__pb2.ListClawbacksResponse.SerializeToString,
+            ),
+            'GetReceivingAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReceivingAccount,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.GetReceivingAccountRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.ReceivingAccounts.SerializeToString,
+            ),
+            'ConfirmReceivingAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmReceivingAccount,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ConfirmReceivingAccountRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.ReceivingAccounts.SerializeToString,
+            ),
+            'ProposeAccountChange': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeAccountChange,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ProposeAccountChangeRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.ReceivingAccounts.SerializeToString,
+            ),
+            'ApproveAccountChange': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveAccountChange,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ApproveAccountChangeRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.ReceivingAccounts.SerializeToString,
+            ),
+            'SyncGatewayReturns': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncGatewayReturns,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.SyncGatewayReturnsRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.SyncGatewayReturnsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1594,6 +1694,141 @@ class DisbursementService:
             '/grantflow.v1.DisbursementService/ListClawbacks',
             grantflow_dot_v1_dot_disbursement__pb2.ListClawbacksRequest.SerializeToString,
             grantflow_dot_v1_dot_disbursement__pb2.ListClawbacksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReceivingAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/GetReceivingAccount',
+            grantflow_dot_v1_dot_disbursement__pb2.GetReceivingAccountRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.ReceivingAccounts.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmReceivingAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/ConfirmReceivingAccount',
+            grantflow_dot_v1_dot_disbursement__pb2.ConfirmReceivingAccountRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.ReceivingAccounts.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeAccountChange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/ProposeAccountChange',
+            grantflow_dot_v1_dot_disbursement__pb2.ProposeAccountChangeRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.ReceivingAccounts.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveAccountChange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/ApproveAccountChange',
+            grantflow_dot_v1_dot_disbursement__pb2.ApproveAccountChangeRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.ReceivingAccounts.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncGatewayReturns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/SyncGatewayReturns',
+            grantflow_dot_v1_dot_disbursement__pb2.SyncGatewayReturnsRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.SyncGatewayReturnsResponse.FromString,
             options,
             channel_credentials,
             insecure,

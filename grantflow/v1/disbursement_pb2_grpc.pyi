@@ -175,6 +175,36 @@ class DisbursementServiceStub:
     """finance, ops"""
     ListClawbacks: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ListClawbacksRequest, _disbursement_pb2.ListClawbacksResponse]
     """Clawbacks newest first (finance, ops), of one application or state when given."""
+    GetReceivingAccount: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.GetReceivingAccountRequest, _disbursement_pb2.ReceivingAccounts]
+    """Receiving accounts (收款账户) and returned payments (退汇), numbered apart (issue 7, helper
+    "payments"). An award's receiving account: the one in force, a change waiting for approval,
+    and the earlier ones (finance, ops; the applicant of the award's enterprise).
+    """
+    ConfirmReceivingAccount: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ConfirmReceivingAccountRequest, _disbursement_pb2.ReceivingAccounts]
+    """The applicant confirms the account its award is paid to, before the first payment (only
+    its own enterprise's application: PERMISSION_DENIED otherwise): account_name must be the
+    enterprise's registered name the award carries, the account number 8-32 digits, the bank
+    code a 12-digit CNAPS 联行号 (INVALID_ARGUMENT naming the field, nothing written). Once an
+    account is confirmed, another is a change (ProposeAccountChange): FAILED_PRECONDITION.
+    Idempotent per request_id; audited; ReceivingAccountConfirmed announced.
+    """
+    ProposeAccountChange: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ProposeAccountChangeRequest, _disbursement_pb2.ReceivingAccounts]
+    """Proposes a change of a confirmed account (the applicant of the award, or finance), validated
+    as above; the confirmed account stays in force until a finance officer other than the
+    proposer approves (ApproveAccountChange). A new proposal replaces one still waiting.
+    """
+    ApproveAccountChange: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ApproveAccountChangeRequest, _disbursement_pb2.ReceivingAccounts]
+    """A finance officer, not the proposer (PERMISSION_DENIED), approves the waiting change: it is
+    in force from now. An award whose payment came back (RETURNED) is payable again: it waits
+    for a plan, paid with a new idempotency key (award-<id>-r<k>).
+    """
+    SyncGatewayReturns: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.SyncGatewayReturnsRequest, _disbursement_pb2.SyncGatewayReturnsResponse]
+    """Asks the gateway for the payments returned (退汇) since a moment (default: a day back) and
+    records each once (finance, system; the daily reconciliation also does): the line RETURNED
+    with the reason, journal return-<line> (returned:K debited, paid:K credited), the award
+    RETURNED (or waiting for a plan again at once if its account changed since it was paid),
+    PaymentReturned announced. Idempotent.
+    """
 
 @_typing.type_check_only
 class DisbursementServiceAsyncStub(DisbursementServiceStub):
@@ -321,6 +351,36 @@ class DisbursementServiceAsyncStub(DisbursementServiceStub):
     """finance, ops"""
     ListClawbacks: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ListClawbacksRequest, _disbursement_pb2.ListClawbacksResponse]  # type: ignore[assignment]
     """Clawbacks newest first (finance, ops), of one application or state when given."""
+    GetReceivingAccount: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.GetReceivingAccountRequest, _disbursement_pb2.ReceivingAccounts]  # type: ignore[assignment]
+    """Receiving accounts (收款账户) and returned payments (退汇), numbered apart (issue 7, helper
+    "payments"). An award's receiving account: the one in force, a change waiting for approval,
+    and the earlier ones (finance, ops; the applicant of the award's enterprise).
+    """
+    ConfirmReceivingAccount: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ConfirmReceivingAccountRequest, _disbursement_pb2.ReceivingAccounts]  # type: ignore[assignment]
+    """The applicant confirms the account its award is paid to, before the first payment (only
+    its own enterprise's application: PERMISSION_DENIED otherwise): account_name must be the
+    enterprise's registered name the award carries, the account number 8-32 digits, the bank
+    code a 12-digit CNAPS 联行号 (INVALID_ARGUMENT naming the field, nothing written). Once an
+    account is confirmed, another is a change (ProposeAccountChange): FAILED_PRECONDITION.
+    Idempotent per request_id; audited; ReceivingAccountConfirmed announced.
+    """
+    ProposeAccountChange: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ProposeAccountChangeRequest, _disbursement_pb2.ReceivingAccounts]  # type: ignore[assignment]
+    """Proposes a change of a confirmed account (the applicant of the award, or finance), validated
+    as above; the confirmed account stays in force until a finance officer other than the
+    proposer approves (ApproveAccountChange). A new proposal replaces one still waiting.
+    """
+    ApproveAccountChange: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ApproveAccountChangeRequest, _disbursement_pb2.ReceivingAccounts]  # type: ignore[assignment]
+    """A finance officer, not the proposer (PERMISSION_DENIED), approves the waiting change: it is
+    in force from now. An award whose payment came back (RETURNED) is payable again: it waits
+    for a plan, paid with a new idempotency key (award-<id>-r<k>).
+    """
+    SyncGatewayReturns: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.SyncGatewayReturnsRequest, _disbursement_pb2.SyncGatewayReturnsResponse]  # type: ignore[assignment]
+    """Asks the gateway for the payments returned (退汇) since a moment (default: a day back) and
+    records each once (finance, system; the daily reconciliation also does): the line RETURNED
+    with the reason, journal return-<line> (returned:K debited, paid:K credited), the award
+    RETURNED (or waiting for a plan again at once if its account changed since it was paid),
+    PaymentReturned announced. Idempotent.
+    """
 
 class DisbursementServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -668,5 +728,65 @@ class DisbursementServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_disbursement_pb2.ListClawbacksResponse, _abc.Awaitable[_disbursement_pb2.ListClawbacksResponse]]:
         """Clawbacks newest first (finance, ops), of one application or state when given."""
+
+    @_abc_1.abstractmethod
+    def GetReceivingAccount(
+        self,
+        request: _disbursement_pb2.GetReceivingAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.ReceivingAccounts, _abc.Awaitable[_disbursement_pb2.ReceivingAccounts]]:
+        """Receiving accounts (收款账户) and returned payments (退汇), numbered apart (issue 7, helper
+        "payments"). An award's receiving account: the one in force, a change waiting for approval,
+        and the earlier ones (finance, ops; the applicant of the award's enterprise).
+        """
+
+    @_abc_1.abstractmethod
+    def ConfirmReceivingAccount(
+        self,
+        request: _disbursement_pb2.ConfirmReceivingAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.ReceivingAccounts, _abc.Awaitable[_disbursement_pb2.ReceivingAccounts]]:
+        """The applicant confirms the account its award is paid to, before the first payment (only
+        its own enterprise's application: PERMISSION_DENIED otherwise): account_name must be the
+        enterprise's registered name the award carries, the account number 8-32 digits, the bank
+        code a 12-digit CNAPS 联行号 (INVALID_ARGUMENT naming the field, nothing written). Once an
+        account is confirmed, another is a change (ProposeAccountChange): FAILED_PRECONDITION.
+        Idempotent per request_id; audited; ReceivingAccountConfirmed announced.
+        """
+
+    @_abc_1.abstractmethod
+    def ProposeAccountChange(
+        self,
+        request: _disbursement_pb2.ProposeAccountChangeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.ReceivingAccounts, _abc.Awaitable[_disbursement_pb2.ReceivingAccounts]]:
+        """Proposes a change of a confirmed account (the applicant of the award, or finance), validated
+        as above; the confirmed account stays in force until a finance officer other than the
+        proposer approves (ApproveAccountChange). A new proposal replaces one still waiting.
+        """
+
+    @_abc_1.abstractmethod
+    def ApproveAccountChange(
+        self,
+        request: _disbursement_pb2.ApproveAccountChangeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.ReceivingAccounts, _abc.Awaitable[_disbursement_pb2.ReceivingAccounts]]:
+        """A finance officer, not the proposer (PERMISSION_DENIED), approves the waiting change: it is
+        in force from now. An award whose payment came back (RETURNED) is payable again: it waits
+        for a plan, paid with a new idempotency key (award-<id>-r<k>).
+        """
+
+    @_abc_1.abstractmethod
+    def SyncGatewayReturns(
+        self,
+        request: _disbursement_pb2.SyncGatewayReturnsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.SyncGatewayReturnsResponse, _abc.Awaitable[_disbursement_pb2.SyncGatewayReturnsResponse]]:
+        """Asks the gateway for the payments returned (退汇) since a moment (default: a day back) and
+        records each once (finance, system; the daily reconciliation also does): the line RETURNED
+        with the reason, journal return-<line> (returned:K debited, paid:K credited), the award
+        RETURNED (or waiting for a plan again at once if its account changed since it was paid),
+        PaymentReturned announced. Idempotent.
+        """
 
 def add_DisbursementServiceServicer_to_server(servicer: DisbursementServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

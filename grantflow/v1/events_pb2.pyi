@@ -62,6 +62,10 @@ class EventEnvelope(_message.Message):
     EXPERT_REVIEW_COMPLETED_FIELD_NUMBER: _builtins.int
     AUDIT_TASK_CREATED_FIELD_NUMBER: _builtins.int
     AUDIT_CONFIRMED_FIELD_NUMBER: _builtins.int
+    PAYMENT_RETURNED_FIELD_NUMBER: _builtins.int
+    RECEIVING_ACCOUNT_CONFIRMED_FIELD_NUMBER: _builtins.int
+    RECEIVING_ACCOUNT_CHANGE_PROPOSED_FIELD_NUMBER: _builtins.int
+    RECEIVING_ACCOUNT_CHANGE_APPROVED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """unique; consumers record it to apply each event once"""
     type: _builtins.str
@@ -132,6 +136,16 @@ class EventEnvelope(_message.Message):
     def audit_task_created(self) -> Global___AuditTaskCreated: ...
     @_builtins.property
     def audit_confirmed(self) -> Global___AuditConfirmed: ...
+    @_builtins.property
+    def payment_returned(self) -> Global___PaymentReturned:
+        """Receiving accounts and returned payments (issue 7, helper "payments")."""
+
+    @_builtins.property
+    def receiving_account_confirmed(self) -> Global___ReceivingAccountConfirmed: ...
+    @_builtins.property
+    def receiving_account_change_proposed(self) -> Global___ReceivingAccountChangeProposed: ...
+    @_builtins.property
+    def receiving_account_change_approved(self) -> Global___ReceivingAccountChangeApproved: ...
     def __init__(
         self,
         *,
@@ -168,12 +182,16 @@ class EventEnvelope(_message.Message):
         expert_review_completed: Global___ExpertReviewCompleted | None = ...,
         audit_task_created: Global___AuditTaskCreated | None = ...,
         audit_confirmed: Global___AuditConfirmed | None = ...,
+        payment_returned: Global___PaymentReturned | None = ...,
+        receiving_account_confirmed: Global___ReceivingAccountConfirmed | None = ...,
+        receiving_account_change_proposed: Global___ReceivingAccountChangeProposed | None = ...,
+        receiving_account_change_approved: Global___ReceivingAccountChangeApproved | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "audit_confirmed", b"audit_confirmed", "audit_task_created", b"audit_task_created", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "clawback_opened", b"clawback_opened", "expert_panel_drawn", b"expert_panel_drawn", "expert_review_completed", b"expert_review_completed", "funding_plan_approved", b"funding_plan_approved", "funding_plan_cancelled", b"funding_plan_cancelled", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_task_reassigned", b"review_task_reassigned", "review_task_released", b"review_task_released", "review_tasks_cancelled", b"review_tasks_cancelled"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "audit_confirmed", b"audit_confirmed", "audit_task_created", b"audit_task_created", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "clawback_opened", b"clawback_opened", "expert_panel_drawn", b"expert_panel_drawn", "expert_review_completed", b"expert_review_completed", "funding_plan_approved", b"funding_plan_approved", "funding_plan_cancelled", b"funding_plan_cancelled", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_returned", b"payment_returned", "payment_settled", b"payment_settled", "receiving_account_change_approved", b"receiving_account_change_approved", "receiving_account_change_proposed", b"receiving_account_change_proposed", "receiving_account_confirmed", b"receiving_account_confirmed", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_task_reassigned", b"review_task_reassigned", "review_task_released", b"review_task_released", "review_tasks_cancelled", b"review_tasks_cancelled"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "audit_confirmed", b"audit_confirmed", "audit_task_created", b"audit_task_created", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "clawback_opened", b"clawback_opened", "event_id", b"event_id", "expert_panel_drawn", b"expert_panel_drawn", "expert_review_completed", b"expert_review_completed", "funding_plan_approved", b"funding_plan_approved", "funding_plan_cancelled", b"funding_plan_cancelled", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_settled", b"payment_settled", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_task_reassigned", b"review_task_reassigned", "review_task_released", b"review_task_released", "review_tasks_cancelled", b"review_tasks_cancelled", "source", b"source", "subject", b"subject", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["application_submitted", b"application_submitted", "application_supplemented", b"application_supplemented", "application_withdrawn", b"application_withdrawn", "audit_confirmed", b"audit_confirmed", "audit_task_created", b"audit_task_created", "award_confirmed", b"award_confirmed", "budget_reserved", b"budget_reserved", "clawback_opened", b"clawback_opened", "event_id", b"event_id", "expert_panel_drawn", b"expert_panel_drawn", "expert_review_completed", b"expert_review_completed", "funding_plan_approved", b"funding_plan_approved", "funding_plan_cancelled", b"funding_plan_cancelled", "funding_plan_completed", b"funding_plan_completed", "funding_plan_created", b"funding_plan_created", "grant_stage_changed", b"grant_stage_changed", "notice_published", b"notice_published", "objection_decided", b"objection_decided", "objection_lodged", b"objection_lodged", "occurred_at", b"occurred_at", "payload", b"payload", "payment_failed", b"payment_failed", "payment_returned", b"payment_returned", "payment_settled", b"payment_settled", "receiving_account_change_approved", b"receiving_account_change_approved", "receiving_account_change_proposed", b"receiving_account_change_proposed", "receiving_account_confirmed", b"receiving_account_confirmed", "reservation_released", b"reservation_released", "review_task_claimed", b"review_task_claimed", "review_task_created", b"review_task_created", "review_task_decided", b"review_task_decided", "review_task_overdue", b"review_task_overdue", "review_task_reassigned", b"review_task_reassigned", "review_task_released", b"review_task_released", "review_tasks_cancelled", b"review_tasks_cancelled", "source", b"source", "subject", b"subject", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["application_submitted", "application_withdrawn", "application_supplemented", "grant_stage_changed", "review_task_created", "review_task_claimed", "review_task_decided", "review_tasks_cancelled", "review_task_overdue", "budget_reserved", "reservation_released", "award_confirmed", "funding_plan_created", "funding_plan_approved", "payment_settled", "payment_failed", "funding_plan_completed", "funding_plan_cancelled", "clawback_opened", "notice_published", "objection_lodged", "objection_decided", "review_task_released", "review_task_reassigned", "expert_panel_drawn", "expert_review_completed", "audit_task_created", "audit_confirmed"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["application_submitted", "application_withdrawn", "application_supplemented", "grant_stage_changed", "review_task_created", "review_task_claimed", "review_task_decided", "review_tasks_cancelled", "review_task_overdue", "budget_reserved", "reservation_released", "award_confirmed", "funding_plan_created", "funding_plan_approved", "payment_settled", "payment_failed", "funding_plan_completed", "funding_plan_cancelled", "clawback_opened", "notice_published", "objection_lodged", "objection_decided", "review_task_released", "review_task_reassigned", "expert_panel_drawn", "expert_review_completed", "audit_task_created", "audit_confirmed", "payment_returned", "receiving_account_confirmed", "receiving_account_change_proposed", "receiving_account_change_approved"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -972,6 +990,155 @@ class PaymentFailed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PaymentFailed: _TypeAlias = PaymentFailed  # noqa: Y015
+
+@_typing.final
+class PaymentReturned(_message.Message):
+    """A settled payment the recipient's bank sent back (退汇), keyed by the application id. The
+    grant stays PAID (its workflow has ended); the award is paid again by a later plan once its
+    receiving account is corrected.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLAN_ID_FIELD_NUMBER: _builtins.int
+    LINE_ID_FIELD_NUMBER: _builtins.int
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FEN_FIELD_NUMBER: _builtins.int
+    GATEWAY_REFERENCE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    RETURNED_AT_FIELD_NUMBER: _builtins.int
+    plan_id: _builtins.str
+    line_id: _builtins.str
+    application_id: _builtins.str
+    amount_fen: _builtins.int
+    gateway_reference: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def returned_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        plan_id: _builtins.str = ...,
+        line_id: _builtins.str = ...,
+        application_id: _builtins.str = ...,
+        amount_fen: _builtins.int = ...,
+        gateway_reference: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        returned_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["returned_at", b"returned_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_fen", b"amount_fen", "application_id", b"application_id", "gateway_reference", b"gateway_reference", "line_id", b"line_id", "plan_id", b"plan_id", "reason", b"reason", "returned_at", b"returned_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentReturned: _TypeAlias = PaymentReturned  # noqa: Y015
+
+@_typing.final
+class ReceivingAccountConfirmed(_message.Message):
+    """The receiving account (收款账户) of an award: confirmed by the applicant, a change proposed,
+    a change approved by a second finance officer. The account number is masked (last 4 digits).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    ACCOUNT_NAME_FIELD_NUMBER: _builtins.int
+    ACCOUNT_NUMBER_TAIL_FIELD_NUMBER: _builtins.int
+    BANK_CODE_FIELD_NUMBER: _builtins.int
+    CONFIRMED_BY_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    version: _builtins.int
+    account_name: _builtins.str
+    account_number_tail: _builtins.str
+    bank_code: _builtins.str
+    confirmed_by: _builtins.str
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        account_name: _builtins.str = ...,
+        account_number_tail: _builtins.str = ...,
+        bank_code: _builtins.str = ...,
+        confirmed_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_name", b"account_name", "account_number_tail", b"account_number_tail", "application_id", b"application_id", "bank_code", b"bank_code", "confirmed_by", b"confirmed_by", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceivingAccountConfirmed: _TypeAlias = ReceivingAccountConfirmed  # noqa: Y015
+
+@_typing.final
+class ReceivingAccountChangeProposed(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    ACCOUNT_NUMBER_TAIL_FIELD_NUMBER: _builtins.int
+    BANK_CODE_FIELD_NUMBER: _builtins.int
+    PROPOSED_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    version: _builtins.int
+    account_number_tail: _builtins.str
+    bank_code: _builtins.str
+    proposed_by: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        account_number_tail: _builtins.str = ...,
+        bank_code: _builtins.str = ...,
+        proposed_by: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_number_tail", b"account_number_tail", "application_id", b"application_id", "bank_code", b"bank_code", "proposed_by", b"proposed_by", "reason", b"reason", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceivingAccountChangeProposed: _TypeAlias = ReceivingAccountChangeProposed  # noqa: Y015
+
+@_typing.final
+class ReceivingAccountChangeApproved(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    ACCOUNT_NUMBER_TAIL_FIELD_NUMBER: _builtins.int
+    BANK_CODE_FIELD_NUMBER: _builtins.int
+    PROPOSED_BY_FIELD_NUMBER: _builtins.int
+    APPROVED_BY_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    version: _builtins.int
+    account_number_tail: _builtins.str
+    bank_code: _builtins.str
+    proposed_by: _builtins.str
+    approved_by: _builtins.str
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        account_number_tail: _builtins.str = ...,
+        bank_code: _builtins.str = ...,
+        proposed_by: _builtins.str = ...,
+        approved_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_number_tail", b"account_number_tail", "application_id", b"application_id", "approved_by", b"approved_by", "bank_code", b"bank_code", "proposed_by", b"proposed_by", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceivingAccountChangeApproved: _TypeAlias = ReceivingAccountChangeApproved  # noqa: Y015
 
 @_typing.final
 class FundingPlanCompleted(_message.Message):

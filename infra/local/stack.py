@@ -149,6 +149,24 @@ class LocalStack:
         env["GRANT_PROCESS_GENERATION"] = str(s.grant_process_generation)
         env["TREASURY_FAILURE_RATE"] = str(s.treasury_failure_rate)
         env["TREASURY_TIMEOUT_RATE"] = str(s.treasury_timeout_rate)
+        env["PAYMENT_REQUIRES_ACCOUNT"] = str(s.payment_requires_account).lower()
+        # The treasury's other injections, each only when the settings differ from the default:
+        # a value the caller put in the environment itself (tests/e2e/test_ops_view.py sets
+        # TREASURY_REJECTED_PAYEES) is what these settings read, and is not overwritten by a
+        # default of settings made before it.
+        defaults = Settings.model_fields
+        for name in (
+            "treasury_seed",
+            "treasury_rejected_payees",
+            "treasury_settle_delay_rate",
+            "treasury_settle_delay_s",
+            "treasury_return_rate",
+            "treasury_return_delay_s",
+            "treasury_returned_payees",
+        ):
+            value = getattr(s, name)
+            if value != defaults[name].default:
+                env[name.upper()] = str(value)
         env.update(self.extra_env)
         return env
 

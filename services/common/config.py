@@ -138,6 +138,20 @@ class Settings(BaseSettings):
     # Payees whose accounts the simulated treasury refuses for good (comma-separated credit
     # codes): how a payment line fails at once in tests and demos.
     treasury_rejected_payees: str = ""
+    # Late settlement: this share of payments is accepted ("settling") and settles this many
+    # seconds later; the payment run resolves them by the gateway's status query.
+    treasury_settle_delay_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    treasury_settle_delay_s: float = Field(default=60.0, ge=0.0)
+    # Returns after settlement (退汇): this share of payments, and the first account of each payee
+    # listed (comma-separated credit codes: a closed account), come back this many seconds after
+    # they settled.
+    treasury_return_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    treasury_return_delay_s: float = Field(default=0.0, ge=0.0)
+    treasury_returned_payees: str = ""
+    # Payments go only to a receiving account the recipient confirmed (收款账户); a line whose
+    # award has none is failed with the reason. Off only for stacks whose scripted flows predate
+    # receiving accounts (tests/stack_fixture.py).
+    payment_requires_account: bool = True
 
     # The local enterprise registry (the edge adapter, workflows/registry.py): a JSON file of
     # registry records by credit code over the generated ones (empty: none), and whether every

@@ -16,6 +16,9 @@ ERROR_DOMAIN = "grantflow"
 # ErrorInfo reasons. PAYMENT_GATEWAY: the payment gateway answered with a failure that a later
 # attempt may overcome (it timed out with the outcome unknown, or was unavailable).
 REASON_PAYMENT_GATEWAY = "PAYMENT_GATEWAY"
+# PAYMENT_SETTLING: the gateway accepted the payment and it is settling (not final yet): ask
+# again later; the line must neither be paid again nor given up.
+REASON_PAYMENT_SETTLING = "PAYMENT_SETTLING"
 
 
 class ServiceError(Exception):

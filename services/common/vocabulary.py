@@ -278,6 +278,9 @@ class ReservationState(Term):
     IN_PLAN = "in_plan"
     PAID = "paid"
     RELEASED = "released"
+    # Paid, then sent back by the recipient's bank (退汇): held for the award again, paid again
+    # (a new payment) once its receiving account is corrected.
+    RETURNED = "returned"
 
 
 class Milestone(Term):
@@ -300,8 +303,23 @@ class InstalmentState(Term):
 
 # Reservation states in which an amount still counts against the budget without being paid.
 HOLDING_RESERVATION_STATES = frozenset(
-    {ReservationState.RESERVED, ReservationState.AWARDED, ReservationState.IN_PLAN}
+    {
+        ReservationState.RESERVED,
+        ReservationState.AWARDED,
+        ReservationState.IN_PLAN,
+        ReservationState.RETURNED,
+    }
 )
+
+
+class AccountState(Term):
+    """A receiving account (收款账户) of an award: the one in force, a change waiting for a
+    second finance approval, or one a later account replaced (or a proposal withdrawn)."""
+
+    CONFIRMED = "confirmed"  # in force: payments go to it
+    PROPOSED = "proposed"  # a change, waiting for approval; the confirmed one stays in force
+    SUPERSEDED = "superseded"  # replaced by an approved change
+    WITHDRAWN = "withdrawn"  # a proposal replaced by a later proposal before approval
 
 
 class ClawbackState(Term):
@@ -345,6 +363,11 @@ class PaymentState(Term):
     PAID = "paid"
     FAILED = "failed"
     CANCELLED = "cancelled"  # its plan was cancelled before approval
+    # Accepted by the gateway, not yet settled (the money is not final); settled later.
+    SETTLING = "settling"
+    # Settled, then sent back by the recipient's bank (退汇); the award is paid again by a later
+    # line with a new key once its account is corrected.
+    RETURNED = "returned"
 
 
 class ReconciliationKind(Term):
@@ -356,6 +379,8 @@ class ReconciliationKind(Term):
     AMOUNT_DIFFERS = "amount_differs"
     PAYEE_DIFFERS = "payee_differs"
     DAY_DIFFERS = "day_differs"  # alike on both sides, on different Beijing days
+    # The gateway says it returned the payment (退汇), the ledger has it paid, or the other way.
+    STATUS_DIFFERS = "status_differs"
 
 
 class ReconciliationExceptionState(Term):
@@ -472,6 +497,12 @@ class AuditAction(Term):
     # Clawback (追回) of a paid award: opened with a receivable, repaid in part or in full.
     CLAWBACK_OPENED = "clawback.opened"
     CLAWBACK_REPAID = "clawback.repaid"
+    # Receiving accounts (收款账户) and payments returned after settlement (退汇).
+    ACCOUNT_CONFIRMED = "account.confirmed"
+    ACCOUNT_CHANGE_PROPOSED = "account.change_proposed"
+    ACCOUNT_CHANGE_APPROVED = "account.change_approved"
+    PAYMENT_SETTLING = "payment.settling"
+    PAYMENT_RETURNED = "payment.returned"
     # The review process (issue 6): the inbox, the expert pool and panels, special audits.
     REVIEW_RELEASED = "review.released"
     REVIEW_REASSIGNED = "review.reassigned"
@@ -550,6 +581,7 @@ def _proto_enums() -> dict[type[Term], tuple[Any, str]]:
         ClawbackState: (disbursement_pb2.ClawbackState, "CLAWBACK_STATE_"),
         Milestone: (disbursement_pb2.Milestone, "MILESTONE_"),
         InstalmentState: (disbursement_pb2.InstalmentState, "INSTALMENT_STATE_"),
+        AccountState: (disbursement_pb2.AccountState, "ACCOUNT_STATE_"),
         RepairAction: (repair_pb2.RepairAction, "REPAIR_ACTION_"),
         RepairState: (repair_pb2.RepairState, "REPAIR_STATE_"),
         GrantRepairState: (repair_pb2.GrantRepairState, "GRANT_REPAIR_STATE_"),
@@ -583,6 +615,7 @@ MAPPED_VOCABULARIES: tuple[type[Term], ...] = (
     ClawbackState,
     Milestone,
     InstalmentState,
+    AccountState,
     RepairAction,
     RepairState,
     GrantRepairState,

@@ -12,17 +12,18 @@ import base64
 import binascii
 import re
 from collections import Counter
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from grantflow.v1 import disbursement_pb2 as pb
 from grantflow.v1 import disbursement_pb2_grpc
 from services.common import validation
 from services.common.auth import current_principal
-from services.common.db import from_timestamp, to_timestamp
+from services.common.db import from_timestamp, now_utc, to_timestamp
 from services.common.errors import InvalidArgument
 from services.common.service_main import ServiceSpec
 from services.common.vocabulary import (
+    AccountState,
     AllocationState,
     ClawbackState,
     Department,
@@ -38,6 +39,7 @@ from services.common.vocabulary import (
     Role,
 )
 from services.disbursement import commands, store
+from services.disbursement.accounts import AccountsView, ReceivingAccounts, checked_details
 from services.disbursement.clawbacks import Clawbacks, ClawbackView, clawback_workflow_id
 from services.disbursement.store import (
     BudgetFigures,
@@ -45,15 +47,20 @@ from services.disbursement.store import (
     InstalmentRow,
     LedgerEntryRow,
     PaymentLineRow,
+    ReceivingAccountRow,
     ReconciliationExceptionRow,
     ReservationRow,
 )
 from services.disbursement.use_cases import (
     CLAWBACK,
+    PAYABLE_MOVE,
     PAYMENT,
+    REAWARD,
     RELEASE,
     REPAYMENT,
     RESERVATION,
+    RETURN,
+    UNPAYABLE,
     BatchView,
     Disbursement,
     GrantStatement,
@@ -110,6 +117,12 @@ SERVICE = ServiceSpec(
         "RecordRepayment": (Role.FINANCE,),
         "GetClawback": (Role.FINANCE, Role.OPS),
         "ListClawbacks": (Role.FINANCE, Role.OPS),
+        # Receiving accounts (accounts.py): the applicant only its own enterprise's award.
+        "GetReceivingAccount": (Role.FINANCE, Role.OPS, Role.APPLICANT),
+        "ConfirmReceivingAccount": (Role.APPLICANT,),
+        "ProposeAccountChange": (Role.APPLICANT, Role.FINANCE),
+        "ApproveAccountChange": (Role.FINANCE,),
+        "SyncGatewayReturns": (Role.FINANCE, Role.SYSTEM),
     },
 )
 
@@ -126,6 +139,8 @@ MIN_YEAR, MAX_YEAR = 2000, 2100
 MAX_PLAN_LINES = 10_000
 MAX_INSTALMENTS = 3  # workflows/rules.py MAX_INSTALMENTS
 MAX_NOTE = 500  # instalment.note
+# SyncGatewayReturns without `since` looks this far back (returns are recorded once anyway).
+RETURNS_LOOKBACK = timedelta(days=1)
 
 
 # Validation -------------------------------------------------------------------------------------
@@ -372,6 +387,7 @@ def reservation_pb(row: ReservationRow) -> pb.Reservation:
         batch_id=row.batch_id or "",
         cut_from_fen=row.cut_from_fen,
         awarded_at=to_timestamp(row.awarded_at),
+        returns=row.returns,
     )
 
 
@@ -390,6 +406,15 @@ def line_pb(row: PaymentLineRow) -> pb.PaymentLine:
         paid_at=to_timestamp(row.paid_at),
         program_code=row.program_code,
         instalment=row.instalment,
+        account_name=row.account_name,
+        account_number=row.account_number,
+        bank_code=row.bank_code,
+        bank_name=row.bank_name,
+        account_version=row.account_version,
+        reissue=row.reissue,
+        idempotency_key=store.payment_key(row),
+        returned_at=to_timestamp(row.returned_at),
+        return_reason=row.return_reason,
     )
 
 
@@ -516,6 +541,8 @@ ACCOUNT_KINDS = {
     store.PAID: pb.LEDGER_ACCOUNT_KIND_PAID,
     store.CLAWBACK_RECEIVABLE: pb.LEDGER_ACCOUNT_KIND_CLAWBACK_RECEIVABLE,
     store.RECOVERED: pb.LEDGER_ACCOUNT_KIND_RECOVERED,
+    store.PAYABLE: pb.LEDGER_ACCOUNT_KIND_PAYABLE,
+    store.RETURNED: pb.LEDGER_ACCOUNT_KIND_RETURNED,
 }
 MOVEMENTS = {
     RESERVATION: pb.LEDGER_MOVEMENT_RESERVATION,
@@ -523,6 +550,10 @@ MOVEMENTS = {
     PAYMENT: pb.LEDGER_MOVEMENT_PAYMENT,
     CLAWBACK: pb.LEDGER_MOVEMENT_CLAWBACK,
     REPAYMENT: pb.LEDGER_MOVEMENT_REPAYMENT,
+    PAYABLE_MOVE: pb.LEDGER_MOVEMENT_PAYABLE,
+    UNPAYABLE: pb.LEDGER_MOVEMENT_UNPAYABLE,
+    RETURN: pb.LEDGER_MOVEMENT_RETURN,
+    REAWARD: pb.LEDGER_MOVEMENT_REAWARD,
 }
 
 
@@ -575,6 +606,7 @@ def statement_pb(statement: GrantStatement) -> pb.GrantStatement:
         clawed_back_fen=statement.clawed_back_fen,
         repaid_fen=statement.repaid_fen,
         receivable_fen=statement.receivable_fen,
+        returned_fen=statement.returned_fen,
         entries=[
             pb.StatementEntry(
                 entry_id=line.entry.id or 0,
@@ -672,10 +704,56 @@ def clawback_pb(view: ClawbackView) -> pb.Clawback:
     )
 
 
+def account_pb(row: ReceivingAccountRow) -> pb.ReceivingAccount:
+    return pb.ReceivingAccount(
+        application_id=row.application_id,
+        version=row.version,
+        state=AccountState.parse(row.state).to_proto(),
+        account_name=row.account_name,
+        account_number=row.account_number,
+        bank_code=row.bank_code,
+        bank_name=row.bank_name,
+        given_by=row.given_by,
+        given_at=to_timestamp(row.given_at),
+        approved_by=row.approved_by,
+        approved_at=to_timestamp(row.approved_at),
+        reason=row.reason,
+    )
+
+
+def accounts_pb(view: AccountsView) -> pb.ReceivingAccounts:
+    current, proposed = view.current, view.proposed
+    return pb.ReceivingAccounts(
+        application_id=view.application_id,
+        current=account_pb(current) if current is not None else None,
+        proposed=account_pb(proposed) if proposed is not None else None,
+        history=[account_pb(row) for row in view.history],
+        applicant_name=view.applicant_name,
+    )
+
+
+def account_details(field: str, details: pb.AccountDetails) -> commands.AccountDetails:
+    return checked_details(
+        field,
+        commands.AccountDetails(
+            account_name=details.account_name,
+            account_number=details.account_number,
+            bank_code=details.bank_code,
+            bank_name=details.bank_name,
+        ),
+    )
+
+
 class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
-    def __init__(self, disbursement: Disbursement, clawbacks: Clawbacks | None = None) -> None:
+    def __init__(
+        self,
+        disbursement: Disbursement,
+        clawbacks: Clawbacks | None = None,
+        accounts: ReceivingAccounts | None = None,
+    ) -> None:
         self.disbursement = disbursement
         self.clawbacks = clawbacks or Clawbacks(disbursement.transactions)
+        self.accounts = accounts or ReceivingAccounts(disbursement.transactions)
 
     # Budgets ------------------------------------------------------------------------------------
 
@@ -1111,3 +1189,59 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
         )
         views = await self.clawbacks.list(query)
         return pb.ListClawbacksResponse(clawbacks=[clawback_pb(view) for view in views])
+
+    # Receiving accounts and returned payments --------------------------------------------------
+
+    async def GetReceivingAccount(
+        self, request: pb.GetReceivingAccountRequest, context: Any
+    ) -> pb.ReceivingAccounts:
+        application_id = validation.identifier("application_id", request.application_id)
+        return accounts_pb(await self.accounts.get(application_id, current_principal()))
+
+    async def ConfirmReceivingAccount(
+        self, request: pb.ConfirmReceivingAccountRequest, context: Any
+    ) -> pb.ReceivingAccounts:
+        command = commands.ConfirmAccount(
+            request_id=validation.request_id("request_id", request.request_id),
+            application_id=validation.identifier("application_id", request.application_id),
+            account=account_details("account", request.account),
+            caller=current_principal(),
+        )
+        return accounts_pb(await self.accounts.confirm(command))
+
+    async def ProposeAccountChange(
+        self, request: pb.ProposeAccountChangeRequest, context: Any
+    ) -> pb.ReceivingAccounts:
+        command = commands.ProposeAccountChange(
+            request_id=validation.request_id("request_id", request.request_id),
+            application_id=validation.identifier("application_id", request.application_id),
+            account=account_details("account", request.account),
+            reason=validation.text("reason", request.reason, max_len=MAX_REASON),
+            caller=current_principal(),
+        )
+        return accounts_pb(await self.accounts.propose(command))
+
+    async def ApproveAccountChange(
+        self, request: pb.ApproveAccountChangeRequest, context: Any
+    ) -> pb.ReceivingAccounts:
+        if request.version <= 0:
+            raise InvalidArgument("version", "is required (the proposal's version, 2 or more)")
+        command = commands.ApproveAccountChange(
+            application_id=validation.identifier("application_id", request.application_id),
+            version=request.version,
+            approver=current_principal().subject,
+        )
+        return accounts_pb(await self.accounts.approve(command))
+
+    async def SyncGatewayReturns(
+        self, request: pb.SyncGatewayReturnsRequest, context: Any
+    ) -> pb.SyncGatewayReturnsResponse:
+        since = now_utc() - RETURNS_LOOKBACK
+        if request.HasField("since"):
+            try:
+                since = from_timestamp(request.since)
+            except (ValueError, OverflowError) as error:
+                raise InvalidArgument("since", "is not a valid time") from error
+        command = commands.SyncReturns(since=since, run_by=current_principal().subject)
+        lines, known = await self.disbursement.sync_returns(command)
+        return pb.SyncGatewayReturnsResponse(returned=[line_pb(row) for row in lines], known=known)

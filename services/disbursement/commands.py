@@ -281,3 +281,75 @@ class ListClawbacks:
     application_id: str = ""  # "": every application
     state: str | None = None  # a ClawbackState; None: any
     limit: int = 100
+
+
+@dataclass(frozen=True)
+class AccountDetails:
+    """A receiving account (收款账户) as given, its format checked by the gRPC layer; its name is
+    checked against the award's registered name by the use case."""
+
+    account_name: str
+    account_number: str
+    bank_code: str
+    bank_name: str
+
+
+@dataclass(frozen=True)
+class ConfirmAccount:
+    request_id: str
+    application_id: str
+    account: AccountDetails
+    caller: Principal
+
+    @property
+    def fingerprint(self) -> str:
+        a = self.account
+        text = "\x1f".join(
+            [
+                "confirm",
+                self.application_id,
+                a.account_name,
+                a.account_number,
+                a.bank_code,
+                a.bank_name,
+            ]
+        )
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ProposeAccountChange:
+    request_id: str
+    application_id: str
+    account: AccountDetails
+    reason: str
+    caller: Principal
+
+    @property
+    def fingerprint(self) -> str:
+        a = self.account
+        text = "\x1f".join(
+            [
+                "change",
+                self.application_id,
+                a.account_name,
+                a.account_number,
+                a.bank_code,
+                a.bank_name,
+                self.reason,
+            ]
+        )
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApproveAccountChange:
+    application_id: str
+    version: int
+    approver: str
+
+
+@dataclass(frozen=True)
+class SyncReturns:
+    since: datetime
+    run_by: str

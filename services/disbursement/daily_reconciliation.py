@@ -5,7 +5,9 @@ time), when settings.reconciliation_daily is on.
 It runs beside the gRPC server (a background task of serve_service) and checks every
 `check_s` seconds: a day already reconciled (by finance, or by another replica) is left alone,
 and ReconcileDay is idempotent per day anyway, so several replicas need no coordination.
-A failure (the gateway unavailable) is logged and tried again at the next check.
+A failure (the gateway unavailable) is logged and tried again at the next check. Before it
+reconciles, it records the payments the gateway returned (退汇) over the last two days, so a
+return of a payment settled on an earlier day reaches the ledger too (SyncGatewayReturns).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from datetime import date, datetime, timedelta
 import structlog
 
 from services.common.errors import NotFound, ServiceError
-from services.disbursement.commands import ReconcileDay
+from services.disbursement.commands import ReconcileDay, SyncReturns
 from services.disbursement.gateway import BEIJING
 from services.disbursement.use_cases import Disbursement
 
 log = structlog.get_logger(__name__)
 
 DAILY_ACTOR = "grantflow-daily-reconciliation"
+RETURNS_WINDOW = timedelta(days=2)
 
 
 class DailyReconciliation:
@@ -42,6 +45,11 @@ class DailyReconciliation:
             return None  # already reconciled
         except NotFound:
             pass
+        returned, _ = await self.disbursement.sync_returns(
+            SyncReturns(since=moment - RETURNS_WINDOW, run_by=DAILY_ACTOR)
+        )
+        if returned:
+            log.info("returned payments recorded", count=len(returned))
         view = await self.disbursement.reconcile_day(ReconcileDay(day=day, run_by=DAILY_ACTOR))
         log.info(
             "daily reconciliation",

@@ -11,8 +11,16 @@ The idempotency key belongs to the award, not to a payment line (award_payment_k
 up after a lost answer may still be paid late, and the award's line in a later plan must then get
 that payment back instead of paying the award a second time.
 
-statement(day) is the gateway's daily statement (对账单): what it paid on one Beijing calendar
-day, which reconciliation (reconciliation.py) compares with the ledger.
+A payment goes to the recipient's confirmed receiving account (收款账户, PayeeAccount). The
+gateway may accept a payment without settling it at once (GatewayPending: "accepted, settling";
+the money is not final yet): payment_status(key) then says PENDING, later SETTLED, and, for a
+payment the recipient's bank sent back after settlement (退汇: account closed, name mismatch),
+RETURNED with the reason. An unknown or pending outcome is always resolved by payment_status
+before anything is submitted again; returns(since) lists the payments returned since a moment.
+
+statement(day) is the gateway's daily statement (对账单): what it settled on one Beijing
+calendar day (each line with its account and its state now, a returned one RETURNED), which
+reconciliation (reconciliation.py) compares with the ledger.
 """
 
 from __future__ import annotations
@@ -45,33 +53,78 @@ def beijing_day(instant: datetime) -> date:
     return instant.astimezone(BEIJING).date()
 
 
+# What became of a payment the gateway accepted (PaymentStatus.state, GatewayPayment.state).
+PENDING, SETTLED, RETURNED = "pending", "settled", "returned"
+
+
+@dataclass(frozen=True)
+class PayeeAccount:
+    """The receiving account (收款账户) a payment goes to."""
+
+    account_name: str  # 户名: the enterprise's registered name
+    account_number: str  # 账号
+    bank_code: str  # 开户行联行号 (CNAPS, 12 digits)
+    bank_name: str  # 开户行名称
+
+    def describe(self) -> str:
+        return f"{self.account_name} {self.bank_name} {self.account_number}".strip()
+
+
 @dataclass(frozen=True)
 class GatewayPayment:
-    """One payment the gateway made: a line of its daily statement."""
+    """One payment the gateway settled: a line of its daily statement."""
 
     idempotency_key: str
     reference: str
     payee_credit_code: str
     payee_name: str
     amount_fen: int
-    paid_at: datetime
+    paid_at: datetime  # when it settled
+    account_number: str = ""
+    bank_code: str = ""
+    account_name: str = ""
+    state: str = SETTLED  # SETTLED, or RETURNED when the recipient's bank sent it back since
+    returned_at: datetime | None = None
+    return_reason: str = ""
+
+
+@dataclass(frozen=True)
+class PaymentStatus:
+    """The gateway's answer to a status query: what became of the payment made under a key."""
+
+    idempotency_key: str
+    reference: str
+    state: str  # PENDING, SETTLED or RETURNED
+    amount_fen: int
+    payee_credit_code: str
+    payee_name: str
+    account: PayeeAccount | None
+    accepted_at: datetime
+    settled_at: datetime | None  # set once SETTLED (and kept when RETURNED)
+    returned_at: datetime | None = None
+    return_reason: str = ""
 
 
 def award_payment_key(application_id: str, instalment: int = 1, reissue: int = 0) -> str:
     """The idempotency key of the payment of an application's award, the same in every plan.
 
-    An award paid at once has one key ("award-<id>"); an award paid in instalments has one per
-    instalment, instalment 1 keeping the award's key (so payments made before instalments
-    existed stay found) and instalment n > 1 appending "-i<n>"; a payment made again after the
-    treasury returned it appends "-r<k>". Keys too long for the gateway are replaced by the
-    SHA-256 of what follows the prefix, so the key stays one per payment.
+    Instalment 1 and reissue 0 give "award-<id>", the key of every payment made before
+    instalments and returns existed; instalment n > 1 appends "-i<n>"; the k-th payment again
+    after returned payments (退汇) appends "-r<k>", so a reissue is a new payment, and one per
+    return. A key too long for the gateway is replaced by the SHA-256 of the whole key (after
+    the prefix), so the key stays one per award, instalment and reissue.
     """
-    suffix = (f"-i{instalment}" if instalment > 1 else "") + (f"-r{reissue}" if reissue else "")
-    key = AWARD_KEY_PREFIX + application_id + suffix
+    if instalment < 1 or reissue < 0:
+        raise ValueError(f"instalment {instalment} must be >= 1 and reissue {reissue} >= 0")
+    body = application_id
+    if instalment > 1:
+        body += f"-i{instalment}"
+    if reissue:
+        body += f"-r{reissue}"
+    key = AWARD_KEY_PREFIX + body
     if len(key) <= MAX_KEY:
         return key
-    digest = hashlib.sha256((application_id + suffix).encode()).hexdigest()
-    return AWARD_KEY_PREFIX + "sha256-" + digest
+    return AWARD_KEY_PREFIX + "sha256-" + hashlib.sha256(body.encode()).hexdigest()
 
 
 class GatewayError(Exception):
@@ -86,6 +139,17 @@ class GatewayTimeout(GatewayError):
     """The answer was lost: the payment may or may not have been made. Retry with the same key."""
 
 
+class GatewayPending(GatewayError):
+    """Accepted, settling: the payment was taken under its key but the money is not final yet.
+
+    Never resubmit as a new payment: ask payment_status(key) later (PENDING, SETTLED or
+    RETURNED); paying again with the same key answers the same."""
+
+    def __init__(self, reference: str) -> None:
+        super().__init__(f"payment {reference} accepted, settling")
+        self.reference = reference
+
+
 class GatewayRejected(GatewayError):
     """Permanent: the gateway refuses this payment (closed account, bad details, ...)."""
 
@@ -96,20 +160,35 @@ class GatewayRejected(GatewayError):
 
 class PaymentGateway(Protocol):
     async def pay(
-        self, idempotency_key: str, payee_credit_code: str, payee_name: str, amount_fen: int
+        self,
+        idempotency_key: str,
+        payee_credit_code: str,
+        payee_name: str,
+        amount_fen: int,
+        account: PayeeAccount | None = None,
     ) -> str:
-        """Pays amount_fen to the payee once per idempotency_key; returns the gateway reference.
+        """Pays amount_fen to the payee's account once per idempotency_key; returns the gateway
+        reference of a settled payment, raises GatewayPending for one accepted but settling.
 
-        Calling again with a key that was already paid returns the first reference and pays
-        nothing.
+        Calling again with a key that was already used answers the first payment (its reference,
+        or GatewayPending while it settles) and pays nothing.
         """
         ...
 
     async def find_payment(self, idempotency_key: str) -> str | None:
-        """The reference of the payment made under this key, or None if none was made.
+        """The reference of the payment made under this key (pending, settled or returned), or
+        None if none was made.
 
         A status query, asked before giving up on a payment whose outcome was unknown.
         """
+        ...
+
+    async def payment_status(self, idempotency_key: str) -> PaymentStatus | None:
+        """What became of the payment made under this key; None if none was made."""
+        ...
+
+    async def returns(self, since: datetime) -> list[PaymentStatus]:
+        """The payments returned (退汇) at or after `since`, oldest return first."""
         ...
 
     async def statement(self, day: date) -> list[GatewayPayment]:

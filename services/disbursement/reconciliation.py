@@ -12,7 +12,15 @@ same amount (the journal's, not the line's) and the same payee. Otherwise:
 - DAY_DIFFERS: both sides have it, but the other side on another day (a lost answer settled the
   next day; the payment then shows on both days, each once);
 - AMOUNT_DIFFERS, PAYEE_DIFFERS: both sides have it with a different amount or payee (one
-  exception each when both differ).
+  exception each when both differ); the payee is the credit code and name, and the receiving
+  account number where both sides name one;
+- STATUS_DIFFERS: the gateway returned the payment (退汇) and the ledger has it paid, or the
+  ledger has it returned and the gateway does not.
+
+A payment returned after settlement stays on the statement of the day it settled, RETURNED, and
+matches the ledger's RETURNED line (use_cases.reconcile_day records the returns a statement
+shows before comparing, and settles the lines still settling that it shows settled). A payment
+still settling is on no statement and settled on no line: no exception.
 
 The amounts of an exception are each side's for the key: the gateway's from the day's
 statement, the ledger's from its settled line(s) of whichever day; 0 where a side has none.
@@ -26,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from services.common.vocabulary import ReconciliationKind
-from services.disbursement.gateway import AWARD_KEY_PREFIX, GatewayPayment
+from services.disbursement.gateway import AWARD_KEY_PREFIX, RETURNED, GatewayPayment
 
 HASHED_KEY_PREFIX = AWARD_KEY_PREFIX + "sha256-"
 KEY_SUFFIX = re.compile(r"(-i[0-9]+)?(-r[0-9]+)?$")
@@ -43,8 +51,8 @@ def application_of_key(idempotency_key: str) -> str:
     return KEY_SUFFIX.sub("", idempotency_key.removeprefix(AWARD_KEY_PREFIX))
 
 
-def payee(credit_code: str, name: str) -> str:
-    return f"{credit_code} {name}".strip()
+def payee(credit_code: str, name: str, account_number: str = "") -> str:
+    return f"{credit_code} {name} {account_number}".strip()
 
 
 @dataclass(frozen=True)
@@ -58,10 +66,12 @@ class SettledLine:
     payee_credit_code: str
     payee_name: str
     gateway_reference: str = ""
+    account_number: str = ""
+    returned: bool = False  # the ledger recorded the payment's return (退汇)
 
     @property
     def payee(self) -> str:
-        return payee(self.payee_credit_code, self.payee_name)
+        return payee(self.payee_credit_code, self.payee_name, self.account_number)
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,14 @@ def compare(
             continue
         first = lines[0]
         ledger_fen = sum(line.amount_fen for line in lines)
+        # Accounts are compared where both sides name one (payments made before accounts had
+        # none).
+        compared = first.account_number if payment.account_number else ""
+        gateway_payee = payee(
+            payment.payee_credit_code,
+            payment.payee_name,
+            payment.account_number if first.account_number else "",
+        )
         found = Finding(
             ReconciliationKind.DAY_DIFFERS,
             key,
@@ -144,16 +162,21 @@ def compare(
             gateway_reference=payment.reference,
             gateway_amount_fen=payment.amount_fen,
             ledger_amount_fen=ledger_fen,
-            gateway_payee=payee(payment.payee_credit_code, payment.payee_name),
-            ledger_payee=first.payee,
+            gateway_payee=gateway_payee,
+            ledger_payee=payee(first.payee_credit_code, first.payee_name, compared),
         )
         kinds = []
         if not same_day:
             kinds.append(ReconciliationKind.DAY_DIFFERS)
         if ledger_fen != payment.amount_fen:
             kinds.append(ReconciliationKind.AMOUNT_DIFFERS)
-        if any(line.payee != found.gateway_payee for line in lines):
+        if any(
+            payee(line.payee_credit_code, line.payee_name, compared) != gateway_payee
+            for line in lines
+        ):
             kinds.append(ReconciliationKind.PAYEE_DIFFERS)
+        if (payment.state == RETURNED) != any(line.returned for line in lines):
+            kinds.append(ReconciliationKind.STATUS_DIFFERS)
         if not kinds:
             outcome.matched_count += 1
             outcome.matched_total_fen += payment.amount_fen

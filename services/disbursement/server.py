@@ -52,6 +52,7 @@ async def run(
                 active_gateway,
                 catalogue,
                 second_approval_fen=settings.plan_second_approval_fen,
+                require_account=settings.payment_requires_account,
             )
             background = [OutboxRelay(settings, database).run]
             if settings.reconciliation_daily:

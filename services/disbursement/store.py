@@ -10,8 +10,17 @@ hold no ':', so the two never meet):
   budget:K:available       budget not yet promised to anyone (debit balance)
   budget:K:reserved        promised to an award, not yet paid
   paid:K                   paid out
+  payable:K                owed by approved funding plans' lines, not yet paid (应付)
+  paid:K                   paid out
+  returned:K               paid, then sent back by the recipient's bank (退汇), owed again
   clawback_receivable:K    what clawbacks (追回) of paid awards claim back, not yet repaid
   recovered:K              what enterprises repaid of clawbacks (returned to the treasury)
+An award's money moves reserved -> payable when its plan is approved (journal
+payable-<line>-<n>; back by unpayable-<line>-<n> when the line fails, and payable again when a
+repair retries it), payable -> paid when it is paid (pay-<line>; a line approved before payable
+existed, payable False, is paid from reserved as it always was), paid -> returned when the
+payment comes back (return-<line>), and returned -> reserved when the recipient's account is
+corrected (reaward-<application>-<k>), so a later plan pays it again like any award.
 A clawback moves its amount from paid:K to clawback_receivable:K (journal clawback-<id>), each
 repayment from the receivable to recovered:K (journal repay-<repayment id>), so every budget's
 accounts still balance and paid:K nets to what the enterprises keep.
@@ -66,6 +75,14 @@ def paid(program: str) -> str:
     return f"paid:{program}"
 
 
+def payable(program: str) -> str:
+    return f"payable:{program}"
+
+
+def returned(program: str) -> str:
+    return f"returned:{program}"
+
+
 def clawback_receivable(program: str) -> str:
     return f"clawback_receivable:{program}"
 
@@ -77,13 +94,14 @@ def recovered(program: str) -> str:
 # What an account holds (account_kind): the forms of the module docstring.
 APPROPRIATION, AVAILABLE, RESERVED, PAID = "appropriation", "available", "reserved", "paid"
 CLAWBACK_RECEIVABLE, RECOVERED = "clawback_receivable", "recovered"
+PAYABLE, RETURNED = "payable", "returned"
 
 
 def account_kind(account: str) -> tuple[str, str]:
     """The kind of an account and its budget key K: "budget:L:2025:reserved" -> ("reserved",
     "L:2025"); ("", "") for a name of none of the forms."""
     head, _, rest = account.partition(":")
-    if head in (APPROPRIATION, PAID, CLAWBACK_RECEIVABLE, RECOVERED) and rest:
+    if head in (APPROPRIATION, PAID, CLAWBACK_RECEIVABLE, RECOVERED, PAYABLE, RETURNED) and rest:
         return head, rest
     if head == "budget":
         key, _, tail = rest.rpartition(":")
@@ -175,6 +193,9 @@ class ReservationRow(SQLModel, table=True):
     @property
     def scheduled(self) -> bool:
         return self.instalments > 1
+
+    # How many of its payments came back (退汇): the next payment's reissue number.
+    returns: int = 0
 
     @property
     def budget_key(self) -> str:
@@ -275,6 +296,24 @@ class PaymentLineRow(SQLModel, table=True):
     paid_at: datetime | None = Field(default=None, sa_type=TIME)
     program_code: str = Field(default="", max_length=128, index=True)  # the award's program
     instalment: int = 1  # which instalment of its award it pays (1: the whole of a single one)
+    # The receiving account it pays (a copy, taken at its first attempt: retries go where the
+    # first attempt went), and which version of the award's account that was (0: none yet).
+    account_name: str = Field(default="", max_length=200)
+    account_number: str = Field(default="", max_length=40)
+    bank_code: str = Field(default="", max_length=12)
+    bank_name: str = Field(default="", max_length=200)
+    account_version: int = 0
+    # 0; k for the k-th payment of the award again after returns (key award-<id>-r<k>).
+    reissue: int = 0
+    # The gateway's idempotency key of its payment; "" on lines made before it was kept (their
+    # key is award_payment_key(application_id): see line_key).
+    idempotency_key: str = Field(default="", max_length=128, index=True)
+    # Whether its money sits in payable:K (moved there when its plan was approved); lines
+    # approved before payable existed have False and are paid from reserved:K.
+    payable: bool = False
+    ledger_moves: int = 0  # payable/unpayable journals posted: names the next one
+    returned_at: datetime | None = Field(default=None, sa_type=TIME)
+    return_reason: str = Field(default="", max_length=500)
 
 
 class InstalmentRow(SQLModel, table=True):
@@ -328,6 +367,92 @@ def released_instalment(session: Session, application_id: str) -> InstalmentRow 
         .where(col(InstalmentRow.plan_id).is_(None))
         .order_by(col(InstalmentRow.number))
         .with_for_update()
+    ).first()
+
+
+def payment_key(line: PaymentLineRow) -> str:
+    """The idempotency key a line pays with (kept on the line; computed for older lines)."""
+    from services.disbursement.gateway import award_payment_key
+
+    return line.idempotency_key or award_payment_key(line.application_id, line.instalment)
+
+
+def lines_by_keys(session: Session, keys: list[str], states: list[str]) -> list[PaymentLineRow]:
+    """The lines (in these PaymentStates) paying with these idempotency keys, by line id; older
+    lines without a kept key are found by the application their key names."""
+    if not keys:
+        return []
+    from services.disbursement.reconciliation import application_of_key
+
+    wanted = set(keys)
+    older = {application_of_key(key) for key in keys} - {""}
+    query = (
+        select(PaymentLineRow)
+        .where(col(PaymentLineRow.state).in_(states))
+        .where(
+            or_(
+                col(PaymentLineRow.idempotency_key).in_(sorted(wanted)),
+                and_(
+                    col(PaymentLineRow.idempotency_key) == "",
+                    col(PaymentLineRow.application_id).in_(sorted(older)),
+                ),
+            )
+        )
+        .order_by(col(PaymentLineRow.line_id))
+    )
+    return [line for line in session.exec(query).all() if payment_key(line) in wanted]
+
+
+class ReceivingAccountRow(SQLModel, table=True):
+    """A version of an award's receiving account (收款账户): at most one CONFIRMED (in force)
+    and one PROPOSED (a change waiting for a second finance approval) per application."""
+
+    __tablename__ = "receiving_account"
+
+    application_id: str = Field(primary_key=True, max_length=128)
+    version: int = Field(primary_key=True)
+    state: str = Field(max_length=20, index=True)  # an AccountState
+    account_name: str = Field(max_length=200)
+    account_number: str = Field(max_length=40)
+    bank_code: str = Field(max_length=12)
+    bank_name: str = Field(max_length=200)
+    request_id: str = Field(max_length=128, unique=True)
+    request_fingerprint: str = Field(max_length=64)
+    given_by: str = Field(max_length=200)
+    given_by_role: str = Field(max_length=20)
+    given_at: datetime = Field(sa_type=TIME)
+    approved_by: str = Field(default="", max_length=200)
+    approved_at: datetime | None = Field(default=None, sa_type=TIME)
+    reason: str = Field(default="", max_length=500)
+
+
+def receiving_accounts(
+    session: Session, application_id: str, *, lock: bool = False
+) -> list[ReceivingAccountRow]:
+    """Every version of the award's receiving account, oldest first (locked when asked)."""
+    query = (
+        select(ReceivingAccountRow)
+        .where(col(ReceivingAccountRow.application_id) == application_id)
+        .order_by(col(ReceivingAccountRow.version))
+    )
+    if lock:
+        query = query.with_for_update()
+    return list(session.exec(query).all())
+
+
+def account_in_force(session: Session, application_id: str) -> ReceivingAccountRow | None:
+    from services.common.vocabulary import AccountState
+
+    return session.exec(
+        select(ReceivingAccountRow)
+        .where(col(ReceivingAccountRow.application_id) == application_id)
+        .where(col(ReceivingAccountRow.state) == AccountState.CONFIRMED)
+    ).first()
+
+
+def account_by_request(session: Session, request_id: str) -> ReceivingAccountRow | None:
+    return session.exec(
+        select(ReceivingAccountRow).where(col(ReceivingAccountRow.request_id) == request_id)
     ).first()
 
 
@@ -943,11 +1068,14 @@ def award_journal_ids(
     repayment_ids: tuple[str, ...] | list[str] = (),
 ) -> list[str]:
     """The journals that move an award's money: its reservation, its release, the payment of
-    each of its payment lines, its clawbacks and their repayments (use_cases.py names them)."""
+    each of its payment lines, its clawbacks and their repayments (use_cases.py names them).
+    The payable/unpayable journals of the lines and the reawards after returns are named by
+    counters (award_entries adds them)."""
     return [
         f"reserve-{application_id}",
         f"release-{application_id}",
         *(f"pay-{line_id}" for line_id in line_ids),
+        *(f"return-{line_id}" for line_id in line_ids),
         *(f"clawback-{clawback_id}" for clawback_id in clawback_ids),
         *(f"repay-{repayment_id}" for repayment_id in repayment_ids),
     ]
@@ -955,20 +1083,28 @@ def award_journal_ids(
 
 def award_entries(session: Session, application_id: str) -> list[LedgerEntryRow]:
     """The ledger entries of an award's journals, in the order they were posted."""
-    line_ids = list(
-        session.exec(
-            select(PaymentLineRow.line_id).where(
-                col(PaymentLineRow.application_id) == application_id
-            )
-        ).all()
-    )
+    lines = session.exec(
+        select(PaymentLineRow.line_id, PaymentLineRow.ledger_moves).where(
+            col(PaymentLineRow.application_id) == application_id
+        )
+    ).all()
+    line_ids = [line_id for line_id, _ in lines]
+    moves = [
+        f"{kind}-{line_id}-{n}"
+        for line_id, count in lines
+        for n in range(1, count + 1)
+        for kind in ("payable", "unpayable")
+    ]
+    reservation = session.get(ReservationRow, application_id)
+    returns = reservation.returns if reservation is not None else 0
+    moves += [f"reaward-{application_id}-{k}" for k in range(1, returns + 1)]
     clawback_ids = list(
         session.exec(
             select(ClawbackRow.clawback_id).where(col(ClawbackRow.application_id) == application_id)
         ).all()
     )
     repayment_ids = [row.repayment_id for row in repayments(session, clawback_ids)]
-    journal_ids = award_journal_ids(application_id, line_ids, clawback_ids, repayment_ids)
+    journal_ids = award_journal_ids(application_id, line_ids, clawback_ids, repayment_ids) + moves
     return list(
         session.exec(
             select(LedgerEntryRow)
@@ -1028,11 +1164,11 @@ class ReconciliationExceptionRow(SQLModel, table=True):
 
 
 def settled_lines(session: Session, start: datetime, end: datetime) -> list[PaymentLineRow]:
-    """The payment lines settled (PAID) in [start, end), by line id."""
+    """The payment lines settled in [start, end) (PAID, or RETURNED since), by line id."""
     return list(
         session.exec(
             select(PaymentLineRow)
-            .where(col(PaymentLineRow.state) == PaymentState.PAID)
+            .where(col(PaymentLineRow.state).in_([PaymentState.PAID, PaymentState.RETURNED]))
             .where(col(PaymentLineRow.paid_at) >= start)
             .where(col(PaymentLineRow.paid_at) < end)
             .order_by(col(PaymentLineRow.line_id))
@@ -1041,14 +1177,15 @@ def settled_lines(session: Session, start: datetime, end: datetime) -> list[Paym
 
 
 def paid_lines_of(session: Session, application_ids: list[str]) -> list[PaymentLineRow]:
-    """The settled payment lines of these applications, whatever day they were settled."""
+    """The settled payment lines of these applications (PAID or RETURNED since), whatever day
+    they were settled."""
     if not application_ids:
         return []
     return list(
         session.exec(
             select(PaymentLineRow)
             .where(col(PaymentLineRow.application_id).in_(sorted(set(application_ids))))
-            .where(col(PaymentLineRow.state) == PaymentState.PAID)
+            .where(col(PaymentLineRow.state).in_([PaymentState.PAID, PaymentState.RETURNED]))
             .order_by(col(PaymentLineRow.line_id))
         ).all()
     )

@@ -10,8 +10,17 @@ the money rules they keep.
   overtakes an earlier one: the queue keeps its order, and a later batch lists the waitlisted
   ones again first); PRO_RATA cuts every award to floor(amount x available / total) when the
   batch exceeds what is available (an award whose share is below one fen waits instead).
-- A line is paid once: the gateway is called with the award's idempotency key, outside any
-  transaction, and the line is settled (journal `pay-<line id>`) once, whatever is retried.
+- A line is paid once: the gateway is called with the line's idempotency key (the award's,
+  award_payment_key; a reissue after a returned payment has its own), outside any transaction,
+  and the line is settled (journal `pay-<line id>`) once, whatever is retried. A retry asks the
+  gateway's status query first and submits again only when the gateway has no payment for the
+  key; a payment accepted but settling (SETTLING) is asked again until it settles.
+- A line is paid only to the receiving account its award's recipient confirmed (accounts.py),
+  taken at its first attempt; without one the line is refused with the reason (the workflow
+  then fails it: its award waits for a later plan, nothing spins).
+- Approving a plan moves each line's money reserved -> payable (payable-<line>-<n>); a failed
+  line moves it back (unpayable-<line>-<n>); a returned payment (退汇) moves paid -> returned
+  (return-<line>), the award RETURNED until its account is corrected (accounts.py).
 - Every journal balances (store.post_journal), and its id is derived from the business event
   (`budget-<program>-<revision>`, `line-<line>-<year>-<revision>`, `reserve-<application>`,
   `release-<application>`, `pay-<line>`), so posting one event twice is impossible.
@@ -40,9 +49,10 @@ from sqlmodel import Session, col, select
 
 from grantflow.v1 import events_pb2
 from services.common.auth import Principal
-from services.common.db import now_utc
+from services.common.db import now_utc, to_timestamp
 from services.common.errors import (
     REASON_PAYMENT_GATEWAY,
+    REASON_PAYMENT_SETTLING,
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
@@ -93,14 +103,21 @@ from services.disbursement.commands import (
     RetryLine,
     SetBudget,
     SetBudgetLine,
+    SyncReturns,
     TrialBalanceQuery,
 )
 from services.disbursement.gateway import (
+    PENDING,
+    RETURNED,
     GatewayError,
+    GatewayPayment,
+    GatewayPending,
     GatewayRejected,
     GatewayTimeout,
     GatewayUnavailable,
+    PayeeAccount,
     PaymentGateway,
+    PaymentStatus,
     award_payment_key,
     day_bounds,
 )
@@ -301,12 +318,15 @@ class Disbursement:
         *,
         gateway_timeout_s: float = GATEWAY_CALL_TIMEOUT_S,
         second_approval_fen: int = SECOND_APPROVAL_FEN,
+        require_account: bool = True,
     ) -> None:
         self.transactions = transactions
         self.gateway = gateway
         self.catalogue = catalogue
         self.gateway_timeout_s = gateway_timeout_s
         self.second_approval_fen = second_approval_fen
+        # Pay only to a confirmed receiving account (Settings.payment_requires_account).
+        self.require_account = require_account
 
     # Budgets ------------------------------------------------------------------------------------
 
@@ -847,18 +867,21 @@ class Disbursement:
     async def release(self, command: Release) -> ReservationRow:
         application_id, reason = command.application_id, command.reason
 
-        def attempted(session: Session) -> bool:
+        def attempted(session: Session) -> str:
             row = session.get(ReservationRow, application_id)
-            return (
+            if (
                 row is not None
                 and row.state in RELEASABLE
                 and store.award_attempted(session, application_id)
-            )
+            ):
+                return award_payment_key(application_id, reissue=row.returns)
+            return ""
 
-        if await self.transactions.read(attempted):
+        key = await self.transactions.read(attempted)
+        if key:
             # An award whose payment line was given up may have been paid late: giving its
             # money back to the budget would spend it twice.
-            reference = await self._award_payment(application_id)
+            reference = await self._award_payment(key)
             if reference:
                 raise FailedPrecondition(
                     f"the payment gateway paid the award of application {application_id} "
@@ -1194,6 +1217,11 @@ class Disbursement:
             state=PaymentState.PENDING,
             program_code=award.program_code,
             instalment=part.number if part else 1,
+            # A payment again after returns is a new payment: its own key (-r<k>).
+            reissue=award.returns,
+            idempotency_key=award_payment_key(
+                award.application_id, instalment=part.number if part else 1, reissue=award.returns
+            ),
         )
         session.add(line)
         if part is not None:
@@ -1514,6 +1542,15 @@ class Disbursement:
             plan.approved_by = checker
             plan.approved_at = now
             session.add(plan)
+            # What the approved plan owes: each line's money from reserved to payable.
+            held = {
+                row.application_id: row
+                for row in store.lock_reservations(session, [line.application_id for line in lines])
+            }
+            for line in lines:
+                reservation = held.get(line.application_id)
+                key = reservation.budget_key if reservation is not None else plan.program_code
+                _move_payable(session, line, key, to_payable=True, why=f"plan {plan_id} approved")
             # A consumer starts FundingPlanWorkflow plan-<plan_id> from this event.
             unit.announce(
                 plan_id,
@@ -1681,12 +1718,17 @@ class Disbursement:
                 return PlanView(plan, lines)
             if plan.state not in PAYABLE_PLAN_STATES:
                 raise FailedPrecondition(f"funding plan {plan_id} is {plan.state}, not approved")
-            pending = sum(1 for line in lines if line.state == PaymentState.PENDING)
+            pending = sum(
+                1 for line in lines if line.state in (PaymentState.PENDING, PaymentState.SETTLING)
+            )
             if pending:
                 raise FailedPrecondition(
                     f"funding plan {plan_id} still has {pending} pending payment line(s)"
                 )
-            paid_lines = [line for line in lines if line.state == PaymentState.PAID]
+            # A line returned since it was paid was paid all the same (退汇 is tracked apart).
+            paid_lines = [
+                line for line in lines if line.state in (PaymentState.PAID, PaymentState.RETURNED)
+            ]
             failed = len(lines) - len(paid_lines)
             now = now_utc()
             plan.state = PlanState.COMPLETED_WITH_FAILURES if failed else PlanState.COMPLETED
@@ -1723,117 +1765,228 @@ class Disbursement:
     # Payments -----------------------------------------------------------------------------------
 
     async def execute_line(self, command: ExecuteLine) -> PaymentLineRow:
+        """Pays one line. A first attempt submits the payment with the line's key and its
+        account (the one in force, kept on the line); a later one (a lost answer, a payment
+        settling) asks the gateway's status query first and submits again only if the gateway
+        has nothing for the key. A payment accepted but still settling is SETTLING and answers
+        UNAVAILABLE with reason PAYMENT_SETTLING: ask again later."""
         plan_id, line_id = command.plan_id, command.line_id
 
-        def begin(unit: UnitOfWork) -> tuple[PaymentLineRow, bool]:
+        def begin(unit: UnitOfWork) -> tuple[PaymentLineRow, str]:
             session = unit.session
             line = store.lock_line(session, line_id)
             if line is None or line.plan_id != plan_id:
                 raise NotFound(f"payment line {line_id} not found in funding plan {plan_id}")
-            if line.state == PaymentState.PAID:
-                return line, False
+            if line.state in (PaymentState.PAID, PaymentState.RETURNED):
+                return line, DONE
             plan = session.get(FundingPlanRow, plan_id)
             if plan is None or plan.state not in PAYABLE_PLAN_STATES:
                 state = plan.state if plan else "missing"
                 raise FailedPrecondition(f"funding plan {plan_id} is {state}, not approved")
             if line.state == PaymentState.FAILED:
                 raise FailedPrecondition(f"payment line {line_id} was marked failed")
+            if not line.account_version:
+                account = store.account_in_force(session, line.application_id)
+                if account is not None:
+                    # Retries pay where the first attempt paid, whatever changes meanwhile.
+                    line.account_name, line.account_number = (
+                        account.account_name,
+                        account.account_number,
+                    )
+                    line.bank_code, line.bank_name = account.bank_code, account.bank_name
+                    line.account_version = account.version
+                elif self.require_account and line.attempts == 0:
+                    raise FailedPrecondition(NO_ACCOUNT.format(application=line.application_id))
+            # An earlier attempt may have paid (its answer lost) or be settling: ask first.
+            action = STATUS if line.attempts > 0 or line.state == PaymentState.SETTLING else PAY
             line.attempts += 1
             session.add(line)
-            return line, True
+            return line, action
 
-        line, must_pay = await self.transactions.write(begin)
-        if not must_pay:
+        line, action = await self.transactions.write(begin)
+        if action == DONE:
             return line
-
+        key = store.payment_key(line)
+        if action == STATUS:
+            status = await self._status(key)
+            if status is not None:
+                if status.state == PENDING:
+                    return await self._settling(plan_id, line_id, status.reference)
+                return await self._settle(plan_id, line_id, status.reference, status)
+        account = (
+            PayeeAccount(line.account_name, line.account_number, line.bank_code, line.bank_name)
+            if line.account_number
+            else None
+        )
         try:
-            # The award's key, not the line's: however often this runs, and from whichever plan's
-            # line, the gateway pays the award once. A line given up after a lost answer may have
-            # been paid late; the award's line in a later plan then gets that payment back.
             reference = await asyncio.wait_for(
                 self.gateway.pay(
-                    idempotency_key=award_payment_key(line.application_id, line.instalment),
+                    idempotency_key=key,
                     payee_credit_code=line.applicant_credit_code,
                     payee_name=line.applicant_name,
                     amount_fen=line.amount_fen,
+                    account=account,
                 ),
                 timeout=self.gateway_timeout_s,
             )
+        except GatewayPending as pending:
+            return await self._settling(plan_id, line_id, pending.reference)
         except GatewayRejected as exc:
             raise FailedPrecondition(f"payment rejected by the gateway: {exc.reason}") from exc
         except (GatewayTimeout, TimeoutError) as exc:
             log.warning("payment outcome unknown", line_id=line_id, attempt=line.attempts)
             raise Unavailable(
-                "payment gateway timed out, the outcome is unknown: retry this line (same "
-                "idempotency key) to settle it",
+                "payment gateway timed out, the outcome is unknown: retry this line (the "
+                "gateway's status query answers first) to settle it",
                 reason=REASON_PAYMENT_GATEWAY,
             ) from exc
         except GatewayUnavailable as exc:
             raise Unavailable(
                 f"payment gateway unavailable: {exc}", reason=REASON_PAYMENT_GATEWAY
             ) from exc
+        return await self._settle(plan_id, line_id, reference, None)
 
-        def settle(unit: UnitOfWork) -> PaymentLineRow:
+    async def _status(self, key: str) -> PaymentStatus | None:
+        """The gateway's status query; UNAVAILABLE (PAYMENT_GATEWAY) when it cannot answer, so
+        nothing is submitted again while the outcome is unknown."""
+        try:
+            return await asyncio.wait_for(
+                self.gateway.payment_status(key), timeout=self.gateway_timeout_s
+            )
+        except (GatewayError, TimeoutError) as exc:
+            raise Unavailable(
+                f"the payment gateway could not say what became of payment {key}: {exc}",
+                reason=REASON_PAYMENT_GATEWAY,
+            ) from exc
+
+    async def _settling(self, plan_id: str, line_id: str, reference: str) -> PaymentLineRow:
+        """The gateway accepted the payment; it settles later: the line SETTLING (once audited),
+        and the caller told to ask again (UNAVAILABLE, reason PAYMENT_SETTLING)."""
+
+        def work(unit: UnitOfWork) -> None:
             session = unit.session
             plan = store.lock_plan(session, plan_id)
             row = store.lock_line(session, line_id)
-            if plan is None or row is None:
-                raise NotFound(f"payment line {line_id} not found in funding plan {plan_id}")
-            if row.state == PaymentState.PAID:
-                return row  # a concurrent call settled it
-            reservation = store.lock_reservation(session, row.application_id)
-            if row.state == PaymentState.FAILED:
-                raise _paid_after_failure(row, reservation, reference)
-            now = now_utc()
-            row.state = PaymentState.PAID
+            if plan is None or row is None or row.state != PaymentState.PENDING:
+                return
+            row.state = PaymentState.SETTLING
             row.gateway_reference = reference
-            row.paid_at = now
             session.add(row)
-            if reservation is not None:
-                _settle_award(session, reservation, row, now)
-            # The money leaves the budget the award was reserved against.
-            key = reservation.budget_key if reservation is not None else plan.program_code
-            store.post_journal(
-                session,
-                f"pay-{line_id}",
-                f"payment to {row.applicant_credit_code} for application {row.application_id} "
-                f"({reference})",
-                store.paid(key),
-                store.reserved(key),
-                row.amount_fen,
-            )
             if plan.state == PlanState.APPROVED:
                 plan.state = PlanState.PAYING
-                plan.updated_at = now
+                plan.updated_at = now_utc()
                 session.add(plan)
-            # Keyed by application so every event of one grant stays in order on its partition.
-            unit.announce(
-                row.application_id,
-                events_pb2.PaymentSettled(
-                    plan_id=plan_id,
-                    line_id=line_id,
-                    application_id=row.application_id,
-                    amount_fen=row.amount_fen,
-                    gateway_reference=reference,
-                ),
-                key=line_id,
-            )
             unit.audit(
-                AuditAction.PAYMENT_SETTLED,
+                AuditAction.PAYMENT_SETTLING,
                 row.application_id,
                 details={
                     "plan_id": plan_id,
                     "line_id": line_id,
                     "amount_fen": row.amount_fen,
-                    "payee_credit_code": row.applicant_credit_code,
                     "gateway_reference": reference,
-                    "attempts": row.attempts,
+                    "idempotency_key": store.payment_key(row),
                 },
-                key=line_id,
+                key=f"{line_id}-settling",
             )
+
+        await self.transactions.write(work)
+        raise Unavailable(
+            f"the payment gateway accepted payment {reference} and it is settling (国库已受理，"
+            "待清算): ask again later; it is neither paid again nor given up",
+            reason=REASON_PAYMENT_SETTLING,
+        )
+
+    async def _settle(
+        self, plan_id: str, line_id: str, reference: str, status: PaymentStatus | None
+    ) -> PaymentLineRow:
+        """The gateway paid: the line PAID when it settled (the status query's time, else now),
+        once; a payment the gateway returned since is recorded RETURNED too."""
+
+        def work(unit: UnitOfWork) -> PaymentLineRow:
+            session = unit.session
+            plan = store.lock_plan(session, plan_id)
+            row = store.lock_line(session, line_id)
+            if plan is None or row is None:
+                raise NotFound(f"payment line {line_id} not found in funding plan {plan_id}")
+            if row.state in (PaymentState.PAID, PaymentState.RETURNED):
+                return row  # a concurrent call settled it
+            reservation = store.lock_reservation(session, row.application_id)
+            if row.state == PaymentState.FAILED:
+                raise _paid_after_failure(row, reservation, reference)
+            settle_line(unit, plan, row, reservation, reference, status)
+            if status is not None and status.state == RETURNED:
+                return_line(unit, row, reservation, status)
             return row
 
-        return await self.transactions.write(settle)
+        return await self.transactions.write(work)
+
+    async def sync_returns(self, command: SyncReturns) -> tuple[list[PaymentLineRow], int]:
+        """The gateway's returns since a moment recorded (record_returns)."""
+        try:
+            returned = await asyncio.wait_for(
+                self.gateway.returns(command.since), timeout=self.gateway_timeout_s
+            )
+        except (GatewayError, TimeoutError) as exc:
+            raise Unavailable(
+                f"the payment gateway could not list its returned payments: {exc}",
+                reason=REASON_PAYMENT_GATEWAY,
+            ) from exc
+        return await self.record_returns(returned)
+
+    async def record_returns(
+        self, returned: list[PaymentStatus]
+    ) -> tuple[list[PaymentLineRow], int]:
+        """Records payments the gateway returned (退汇), each once in its own transaction: the
+        line RETURNED (settled first if the ledger had not settled it yet), journal
+        return-<line>, the award RETURNED (or waiting for a plan again at once when its account
+        was changed since), PaymentReturned announced. Answers the lines recorded now and how
+        many were recorded before. A returned key no line knows is left to reconciliation."""
+        recorded: list[PaymentLineRow] = []
+        known = 0
+        for status in returned:
+            if status.state != RETURNED:
+                continue
+
+            def work(
+                unit: UnitOfWork, status: PaymentStatus = status
+            ) -> tuple[PaymentLineRow | None, bool]:
+                session = unit.session
+                found = store.lines_by_keys(
+                    session,
+                    [status.idempotency_key],
+                    [PaymentState.PAID, PaymentState.RETURNED, PaymentState.SETTLING],
+                )
+                if not found:
+                    # A PENDING line whose answer was lost: it tried, and the gateway paid.
+                    found = [
+                        line
+                        for line in store.lines_by_keys(
+                            session, [status.idempotency_key], [PaymentState.PENDING]
+                        )
+                        if line.attempts > 0
+                    ]
+                if not found:
+                    log.warning("a returned payment no line knows", key=status.idempotency_key)
+                    return None, False
+                plan = store.lock_plan(session, found[-1].plan_id)
+                row = store.lock_line(session, found[-1].line_id)
+                assert plan is not None and row is not None
+                if row.state == PaymentState.RETURNED:
+                    return row, False
+                reservation = store.lock_reservation(session, row.application_id)
+                if row.state != PaymentState.PAID:
+                    settle_line(unit, plan, row, reservation, status.reference, status)
+                return_line(unit, row, reservation, status)
+                return row, True
+
+            row, fresh = await self.transactions.write(work)
+            if row is None:
+                continue
+            if fresh:
+                recorded.append(row)
+            else:
+                known += 1
+        return recorded, known
 
     async def fail_line(self, command: FailLine) -> PaymentLineRow:
         plan_id, line_id, reason = command.plan_id, command.line_id, command.reason
@@ -1857,9 +2010,10 @@ class Disbursement:
         if seen.state == PaymentState.FAILED:
             return seen
         if attempted:
-            # An attempt whose answer was lost, on this line or an earlier one of the award, may
-            # have paid: the payment is then settled on this line, never given up.
-            reference = await self._award_payment(seen.application_id, seen.instalment)
+            # An attempt whose answer was lost, on this line or an earlier one of the award with
+            # the same key, may have paid: the payment is then settled on this line, never
+            # given up.
+            reference = await self._award_payment(store.payment_key(seen))
             if reference:
                 raise FailedPrecondition(
                     f"the payment gateway paid the award of application {seen.application_id} "
@@ -1879,6 +2033,17 @@ class Disbursement:
             line.failure_reason = reason
             session.add(line)
             reservation = store.lock_reservation(session, line.application_id)
+            if line.payable:
+                # Nothing is owed on a failed line: its money back to the award's reservation.
+                _move_payable(
+                    session,
+                    line,
+                    reservation.budget_key
+                    if reservation is not None
+                    else plan_program(session, line),
+                    to_payable=False,
+                    why=f"line {line_id} failed",
+                )
             if (
                 reservation is not None
                 and reservation.state == ReservationState.IN_PLAN
@@ -1956,6 +2121,9 @@ class Disbursement:
                 part.plan_id = plan_id
                 part.updated_at = now
                 session.add(part)
+            _move_payable(
+                session, line, reservation.budget_key, to_payable=True, why=command.reason
+            )
             reservation.state = ReservationState.IN_PLAN
             reservation.plan_id = plan_id
             reservation.updated_at = now
@@ -1981,18 +2149,16 @@ class Disbursement:
 
         return await self.transactions.write(work)
 
-    async def _award_payment(self, application_id: str, instalment: int = 1) -> str | None:
-        """The gateway reference of the award's payment (of one of its instalments), if one was
-        made; Unavailable if unsure."""
+    async def _award_payment(self, key: str) -> str | None:
+        """The gateway reference of the payment made under the key (the award's, or one of its
+        reissues), if one was made; Unavailable if unsure."""
         try:
             return await asyncio.wait_for(
-                self.gateway.find_payment(award_payment_key(application_id, instalment)),
-                timeout=self.gateway_timeout_s,
+                self.gateway.find_payment(key), timeout=self.gateway_timeout_s
             )
         except (GatewayUnavailable, GatewayTimeout, TimeoutError) as exc:
             raise Unavailable(
-                "cannot confirm with the payment gateway that the award of application "
-                f"{application_id} was not paid; retry"
+                f"cannot confirm with the payment gateway that payment {key} was not made; retry"
             ) from exc
 
     # Reading for operators ----------------------------------------------------------------------
@@ -2119,15 +2285,18 @@ class Disbursement:
             ) from exc
         start, end = day_bounds(day)
         on_statement = {payment.idempotency_key for payment in statement}
+        await self._catch_up(statement)
 
         def ledger_side(
             session: Session,
         ) -> tuple[list[reconciliation.SettledLine], dict[str, list[reconciliation.SettledLine]]]:
             settled = _settled(session, store.settled_lines(session, start, end))
             keys = {line.idempotency_key for line in settled}
-            missing = [reconciliation.application_of_key(key) for key in on_statement - keys]
             elsewhere: dict[str, list[reconciliation.SettledLine]] = {}
-            for line in _settled(session, store.paid_lines_of(session, [a for a in missing if a])):
+            paid_before = store.lines_by_keys(
+                session, sorted(on_statement - keys), [PaymentState.PAID, PaymentState.RETURNED]
+            )
+            for line in _settled(session, paid_before):
                 elsewhere.setdefault(line.idempotency_key, []).append(line)
             return settled, elsewhere
 
@@ -2237,6 +2406,48 @@ class Disbursement:
 
         return await self.transactions.write(keep)
 
+    async def _catch_up(self, statement: list[GatewayPayment]) -> None:
+        """What the statement shows that the ledger has not recorded yet, recorded before the
+        comparison: a payment settled whose line is still SETTLING (the payment run has not
+        asked again yet) is settled, a payment returned (退汇) is recorded returned. Both are
+        the gateway's final word, so neither is an exception."""
+
+        def behind(session: Session) -> list[PaymentLineRow]:
+            return store.lines_by_keys(
+                session,
+                sorted({payment.idempotency_key for payment in statement}),
+                [PaymentState.SETTLING, PaymentState.PAID],
+            )
+
+        lines = {store.payment_key(line): line for line in await self.transactions.read(behind)}
+        returned = []
+        for payment in statement:
+            line = lines.get(payment.idempotency_key)
+            if line is None:
+                continue
+            status = PaymentStatus(
+                idempotency_key=payment.idempotency_key,
+                reference=payment.reference,
+                state=payment.state,
+                amount_fen=payment.amount_fen,
+                payee_credit_code=payment.payee_credit_code,
+                payee_name=payment.payee_name,
+                account=None,
+                accepted_at=payment.paid_at,
+                settled_at=payment.paid_at,
+                returned_at=payment.returned_at,
+                return_reason=payment.return_reason,
+            )
+            if payment.state == RETURNED:
+                returned.append(status)  # settles a settling line first
+            elif line.state == PaymentState.SETTLING:
+                try:
+                    await self._settle(line.plan_id, line.line_id, payment.reference, status)
+                except FailedPrecondition:
+                    pass  # failed meanwhile: the comparison shows it
+        if returned:
+            await self.record_returns(returned)
+
     async def reconciliation(self, day: date) -> ReconciliationView:
         name = day.isoformat()
 
@@ -2317,13 +2528,15 @@ def _settled(session: Session, lines: list[PaymentLineRow]) -> list[reconciliati
     amounts = store.journal_amounts(session, [line.line_id for line in lines])
     return [
         reconciliation.SettledLine(
-            idempotency_key=award_payment_key(line.application_id, line.instalment),
+            idempotency_key=store.payment_key(line),
             line_id=line.line_id,
             application_id=line.application_id,
             amount_fen=amounts.get(line.line_id, 0),
             payee_credit_code=line.applicant_credit_code,
             payee_name=line.applicant_name,
             gateway_reference=line.gateway_reference,
+            account_number=line.account_number,
+            returned=line.state == PaymentState.RETURNED,
         )
         for line in lines
     ]
@@ -2331,12 +2544,19 @@ def _settled(session: Session, lines: list[PaymentLineRow]) -> list[reconciliati
 
 RESERVATION, RELEASE, PAYMENT = "reservation", "release", "payment"
 CLAWBACK, REPAYMENT = "clawback", "repayment"  # clawbacks.py
+# Plan approval and line failure (payable), returns after settlement (退汇) and the award made
+# payable again after its account was corrected (accounts.py).
+PAYABLE_MOVE, UNPAYABLE, RETURN, REAWARD = "payable", "unpayable", "return", "reaward"
 JOURNAL_PREFIXES = (
     ("reserve-", RESERVATION),
     ("release-", RELEASE),
     ("pay-", PAYMENT),
     ("clawback-", CLAWBACK),
     ("repay-", REPAYMENT),
+    ("payable-", PAYABLE_MOVE),
+    ("unpayable-", UNPAYABLE),
+    ("return-", RETURN),
+    ("reaward-", REAWARD),
 )
 
 
@@ -2427,8 +2647,13 @@ class GrantStatement:
         return self._sum(PAYMENT, store.PAID, debit=True)
 
     @property
+    def returned_fen(self) -> int:
+        """What came back from returned payments (退汇), owed to the award again."""
+        return self._sum(RETURN, store.RETURNED, debit=True)
+
+    @property
     def outstanding_fen(self) -> int:
-        return self.reserved_fen - self.released_fen - self.paid_fen
+        return self.reserved_fen - self.released_fen - self.paid_fen + self.returned_fen
 
     @property
     def clawed_back_fen(self) -> int:
@@ -2566,3 +2791,180 @@ def _settle_award(
     reservation.state = ReservationState.PAID if last else ReservationState.AWARDED
     reservation.plan_id = line.plan_id if last else None
     session.add(reservation)
+
+
+# What execute_line does after its first transaction.
+DONE, STATUS, PAY = "done", "status", "pay"
+NO_ACCOUNT = (
+    "收款账户未确认：申请单位须先确认收款账户，该笔资助转入后续资助计划拨付 (no confirmed "
+    "receiving account for application {application}: the applicant confirms it, "
+    "`grantflow finance account confirm`, and a later funding plan pays the award)"
+)
+
+
+def plan_program(session: Session, line: PaymentLineRow) -> str:
+    plan = session.get(FundingPlanRow, line.plan_id)
+    return plan.program_code if plan is not None else ""
+
+
+def _move_payable(
+    session: Session, line: PaymentLineRow, key: str, *, to_payable: bool, why: str
+) -> None:
+    """Moves a line's money between the award's reservation and payable:K (journals
+    payable-<line>-<n> and unpayable-<line>-<n>, n counting the line's moves)."""
+    if line.payable == to_payable:
+        return
+    line.ledger_moves += 1
+    n = line.ledger_moves
+    memo = cut(f"line {line.line_id} of application {line.application_id}: {why}", MAX_MEMO)
+    if to_payable:
+        store.post_journal(
+            session,
+            f"payable-{line.line_id}-{n}",
+            memo,
+            store.payable(key),
+            store.reserved(key),
+            line.amount_fen,
+        )
+    else:
+        store.post_journal(
+            session,
+            f"unpayable-{line.line_id}-{n}",
+            memo,
+            store.reserved(key),
+            store.payable(key),
+            line.amount_fen,
+        )
+    line.payable = to_payable
+    session.add(line)
+
+
+def settle_line(
+    unit: UnitOfWork,
+    plan: FundingPlanRow,
+    row: PaymentLineRow,
+    reservation: ReservationRow | None,
+    reference: str,
+    status: PaymentStatus | None,
+) -> None:
+    """A line the gateway paid: PAID at the time it settled (the status query's, else now), its
+    money from payable:K (reserved:K for lines approved before payable existed) to paid:K
+    (journal pay-<line>), PaymentSettled announced, audited."""
+    session = unit.session
+    now = now_utc()
+    row.state = PaymentState.PAID
+    row.gateway_reference = reference
+    row.paid_at = status.settled_at if status is not None and status.settled_at else now
+    if reservation is not None:
+        _settle_award(session, reservation, row, now)
+    # The money leaves the budget the award was reserved against.
+    key = reservation.budget_key if reservation is not None else plan.program_code
+    store.post_journal(
+        session,
+        f"pay-{row.line_id}",
+        f"payment to {row.applicant_credit_code} for application {row.application_id} "
+        f"({reference})",
+        store.paid(key),
+        store.payable(key) if row.payable else store.reserved(key),
+        row.amount_fen,
+    )
+    row.payable = False
+    session.add(row)
+    if plan.state == PlanState.APPROVED:
+        plan.state = PlanState.PAYING
+        plan.updated_at = now
+        session.add(plan)
+    # Keyed by application so every event of one grant stays in order on its partition.
+    unit.announce(
+        row.application_id,
+        events_pb2.PaymentSettled(
+            plan_id=plan.plan_id,
+            line_id=row.line_id,
+            application_id=row.application_id,
+            amount_fen=row.amount_fen,
+            gateway_reference=reference,
+        ),
+        key=row.line_id,
+    )
+    details: dict[str, object] = {
+        "plan_id": plan.plan_id,
+        "line_id": row.line_id,
+        "amount_fen": row.amount_fen,
+        "payee_credit_code": row.applicant_credit_code,
+        "gateway_reference": reference,
+        "attempts": row.attempts,
+    }
+    if row.account_number:
+        details |= {
+            "account_version": row.account_version,
+            "account_number_tail": row.account_number[-4:],
+            "idempotency_key": store.payment_key(row),
+        }
+    unit.audit(AuditAction.PAYMENT_SETTLED, row.application_id, details=details, key=row.line_id)
+
+
+def return_line(
+    unit: UnitOfWork,
+    row: PaymentLineRow,
+    reservation: ReservationRow | None,
+    status: PaymentStatus,
+) -> None:
+    """A settled line whose payment came back (退汇): RETURNED with the reason, journal
+    return-<line> (paid:K -> returned:K), the award RETURNED until its account is corrected
+    (or waiting for a plan at once if the account in force is newer than the one paid),
+    PaymentReturned announced, audited."""
+    from services.disbursement.accounts import reaward
+
+    session = unit.session
+    now = now_utc()
+    key = reservation.budget_key if reservation is not None else plan_program(session, row)
+    row.state = PaymentState.RETURNED
+    row.returned_at = status.returned_at or now
+    row.return_reason = cut(status.return_reason or "returned by the recipient's bank", 500)
+    session.add(row)
+    store.post_journal(
+        session,
+        f"return-{row.line_id}",
+        cut(f"退汇 {row.application_id} ({status.reference}): {row.return_reason}", MAX_MEMO),
+        store.returned(key),
+        store.paid(key),
+        row.amount_fen,
+    )
+    payable_again = False
+    if reservation is not None and reservation.state == ReservationState.PAID:
+        reservation.returns += 1
+        reservation.state = ReservationState.RETURNED
+        reservation.updated_at = now
+        session.add(reservation)
+        current = store.account_in_force(session, row.application_id)
+        if current is not None and current.version > row.account_version:
+            payable_again = True
+            reaward(unit, reservation, f"account version {current.version} in force already")
+    unit.announce(
+        row.application_id,
+        events_pb2.PaymentReturned(
+            plan_id=row.plan_id,
+            line_id=row.line_id,
+            application_id=row.application_id,
+            amount_fen=row.amount_fen,
+            gateway_reference=status.reference,
+            reason=row.return_reason,
+            returned_at=to_timestamp(row.returned_at),
+        ),
+        key=f"{row.line_id}-returned",
+    )
+    unit.audit(
+        AuditAction.PAYMENT_RETURNED,
+        row.application_id,
+        reason=row.return_reason,
+        details={
+            "plan_id": row.plan_id,
+            "line_id": row.line_id,
+            "amount_fen": row.amount_fen,
+            "gateway_reference": status.reference,
+            "idempotency_key": store.payment_key(row),
+            "account_version": row.account_version,
+            "payable_again": payable_again,
+        },
+        key=f"{row.line_id}-returned",
+    )

@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,9 @@ from services.common.vocabulary import Department, Role
 from services.disbursement.gateway import (
     GatewayPayment,
     GatewayTimeout,
+    PayeeAccount,
     PaymentGateway,
+    PaymentStatus,
     award_payment_key,
 )
 from services.disbursement.server import run
@@ -61,6 +63,7 @@ TABLES = (
     "budget_line",
     "allocation_batch",
     "batch_allocation",
+    "receiving_account",
 )
 
 
@@ -224,12 +227,36 @@ async def set_budget(h: Harness, total: int, program: str = PROGRAM) -> pb.Progr
     )
 
 
+def account_of(n: int, number: str = "") -> pb.AccountDetails:
+    """Enterprise n's receiving account (the name reserve() gives it, a valid CNAPS code)."""
+    return pb.AccountDetails(
+        account_name=f"Enterprise {n} Ltd",
+        account_number=number or f"4000{n:014d}",
+        bank_code="102584000016",
+        bank_name="中国工商银行深圳分行营业部",
+    )
+
+
+async def confirm_account(h: Harness, application_id: str, n: int) -> pb.ReceivingAccounts:
+    """The applicant of enterprise n confirms its award's receiving account."""
+    applicant = h.as_(f"applicant-{n}", Role.APPLICANT, enterprise=credit_code(n))
+    return await applicant.ConfirmReceivingAccount(
+        pb.ConfirmReceivingAccountRequest(
+            request_id=f"account-{application_id}",
+            application_id=application_id,
+            account=account_of(n),
+        )
+    )
+
+
 async def awarded_plan(h: Harness, amounts: dict[str, int]) -> pb.FundingPlan:
-    """Budget, reserved and confirmed awards, a plan made by fin-a and approved by fin-b."""
+    """Budget, reserved and confirmed awards with their receiving accounts confirmed, a plan made
+    by fin-a and approved by fin-b."""
     await set_budget(h, 10_000_000)
     for n, (application_id, amount) in enumerate(sorted(amounts.items()), start=1):
         await reserve(h.system, application_id, amount, n)
         await h.system.ConfirmAward(pb.ConfirmAwardRequest(application_id=application_id))
+        await confirm_account(h, application_id, n)
     plan = await h.as_("fin-a", Role.FINANCE).CreateFundingPlan(
         pb.CreateFundingPlanRequest(
             request_id=f"plan-{uuid.uuid4().hex}", program_code=PROGRAM, title="2021 batch 1"
@@ -276,17 +303,22 @@ class SlowNetwork:
         self._late: asyncio.Task[str] | None = None
 
     async def pay(
-        self, idempotency_key: str, payee_credit_code: str, payee_name: str, amount_fen: int
+        self,
+        idempotency_key: str,
+        payee_credit_code: str,
+        payee_name: str,
+        amount_fen: int,
+        account: PayeeAccount | None = None,
     ) -> str:
         if self._late is not None:
             return await self.treasury.pay(
-                idempotency_key, payee_credit_code, payee_name, amount_fen
+                idempotency_key, payee_credit_code, payee_name, amount_fen, account
             )
 
         async def arrive_late() -> str:
             await self._open.wait()
             return await self.treasury.pay(
-                idempotency_key, payee_credit_code, payee_name, amount_fen
+                idempotency_key, payee_credit_code, payee_name, amount_fen, account
             )
 
         self._late = asyncio.create_task(arrive_late())
@@ -304,6 +336,12 @@ class SlowNetwork:
 
     async def find_payment(self, idempotency_key: str) -> str | None:
         return await self.treasury.find_payment(idempotency_key)
+
+    async def payment_status(self, idempotency_key: str) -> PaymentStatus | None:
+        return await self.treasury.payment_status(idempotency_key)
+
+    async def returns(self, since: datetime) -> list[PaymentStatus]:
+        return await self.treasury.returns(since)
 
     async def statement(self, day: date) -> list[GatewayPayment]:
         return await self.treasury.statement(day)
@@ -330,7 +368,13 @@ async def assert_books_balance(h: Harness, program: str = PROGRAM) -> None:
     budget = await h.system.GetProgramBudget(pb.GetProgramBudgetRequest(program_code=program))
     assert -balances[f"appropriation:{program}"] == budget.total_fen
     assert balances[f"budget:{program}:available"] == budget.available_fen
-    assert balances[f"budget:{program}:reserved"] == budget.reserved_fen
+    # Held money sits reserved, payable (approved plans' lines) or returned (退汇).
+    assert (
+        balances[f"budget:{program}:reserved"]
+        + balances[f"payable:{program}"]
+        + balances[f"returned:{program}"]
+        == budget.reserved_fen
+    )
     assert balances[f"paid:{program}"] == budget.paid_fen
 
 
@@ -709,9 +753,10 @@ async def test_executing_a_payment_twice_pays_once(
         journal = await finance.ListLedgerEntries(
             pb.ListLedgerEntriesRequest(journal_id=f"pay-{one.line_id}")
         )
+        # Approving the plan made the line payable; paying it moves payable to paid.
         assert sorted((e.account, e.debit_fen, e.credit_fen) for e in journal.entries) == [
-            (f"budget:{PROGRAM}:reserved", 0, 150_000),
             (f"paid:{PROGRAM}", 150_000, 0),
+            (f"payable:{PROGRAM}", 0, 150_000),
         ]
         assert len(h.outbox("PaymentSettled")) == 2
 

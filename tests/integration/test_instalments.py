@@ -19,6 +19,7 @@ from tests.integration.test_disbursement_service import (
     PROGRAM,
     Harness,
     assert_books_balance,
+    confirm_account,
     expect_error,
     reserve,
     service,
@@ -104,6 +105,9 @@ async def test_an_award_is_paid_instalment_by_instalment_each_after_its_mileston
             pb.ConfirmAwardRequest(application_id="app-1", schedule=schedule(parts))
         )
         await h.system.ConfirmAward(pb.ConfirmAwardRequest(application_id="app-2"))
+        # Payments go only to confirmed receiving accounts.
+        await confirm_account(h, "app-1", 1)
+        await confirm_account(h, "app-2", 2)
         funds = await h.as_("ops-1", Role.OPS).GetApplicationFunds(
             pb.GetApplicationFundsRequest(application_id="app-1")
         )

@@ -93,7 +93,9 @@ async def test_the_trial_balance_balances_and_agrees_with_the_ledger(
         assert by_kind == {
             pb.LEDGER_ACCOUNT_KIND_APPROPRIATION: -10_000_000,
             pb.LEDGER_ACCOUNT_KIND_AVAILABLE: 10_000_000 - 400_000,
-            pb.LEDGER_ACCOUNT_KIND_RESERVED: 250_000,
+            # app-2's line is in an approved plan: payable (应付), not merely reserved.
+            pb.LEDGER_ACCOUNT_KIND_RESERVED: 0,
+            pb.LEDGER_ACCOUNT_KIND_PAYABLE: 250_000,
             pb.LEDGER_ACCOUNT_KIND_PAID: 150_000,
         }
         for budget in balance.budgets:
@@ -199,6 +201,22 @@ async def test_a_grant_statement_shows_the_awards_movements_to_whom_may_see_them
                 -150_000,
             ),
             (
+                pb.LEDGER_MOVEMENT_PAYABLE,
+                f"payable-{line_1.line_id}-1",
+                f"payable:{PROGRAM}",
+                150_000,
+                0,
+                150_000,
+            ),
+            (
+                pb.LEDGER_MOVEMENT_PAYABLE,
+                f"payable-{line_1.line_id}-1",
+                f"budget:{PROGRAM}:reserved",
+                0,
+                150_000,
+                0,
+            ),
+            (
                 pb.LEDGER_MOVEMENT_PAYMENT,
                 f"pay-{line_1.line_id}",
                 f"paid:{PROGRAM}",
@@ -209,7 +227,7 @@ async def test_a_grant_statement_shows_the_awards_movements_to_whom_may_see_them
             (
                 pb.LEDGER_MOVEMENT_PAYMENT,
                 f"pay-{line_1.line_id}",
-                f"budget:{PROGRAM}:reserved",
+                f"payable:{PROGRAM}",
                 0,
                 150_000,
                 0,

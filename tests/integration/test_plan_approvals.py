@@ -17,6 +17,7 @@ from tests.integration.test_disbursement_service import (
     PROGRAM,
     Harness,
     assert_books_balance,
+    confirm_account,
     expect_error,
     reserve,
     service,
@@ -29,6 +30,7 @@ async def noticed(h: Harness, amounts: dict[str, int], first: int = 1) -> None:
     for n, (application_id, amount) in enumerate(sorted(amounts.items()), start=first):
         await reserve(h.system, application_id, amount, n)
         await h.system.ConfirmAward(pb.ConfirmAwardRequest(application_id=application_id))
+        await confirm_account(h, application_id, n)
 
 
 async def make_plan(h: Harness, title: str, maker: str = "fin-a") -> pb.FundingPlan:

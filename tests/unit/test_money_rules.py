@@ -16,7 +16,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from sqlmodel import Session, select
 from stdnum.cn import uscc
 
-from services.common.db import Database, migrate
+from services.common.db import Database, migrate, now_utc
 from services.common.errors import FailedPrecondition, ServiceError, Unavailable
 from services.common.unit_of_work import Transactions
 from services.common.vocabulary import PaymentState, PlanState, ReservationState
@@ -40,7 +40,13 @@ from services.disbursement.commands import (
     Reserve,
     SetBudget,
 )
-from services.disbursement.gateway import GatewayPayment, GatewayTimeout
+from services.disbursement.gateway import (
+    SETTLED,
+    GatewayPayment,
+    GatewayTimeout,
+    PayeeAccount,
+    PaymentStatus,
+)
 from services.disbursement.server import MIGRATIONS
 from services.disbursement.store import ProgramBudgetRow
 from services.disbursement.use_cases import Disbursement, PlanView, event_source
@@ -79,7 +85,12 @@ class Gateway:
         self.paid.setdefault(key, (f"ref-{len(self.paid) + 1}", amount))
 
     async def pay(
-        self, idempotency_key: str, payee_credit_code: str, payee_name: str, amount_fen: int
+        self,
+        idempotency_key: str,
+        payee_credit_code: str,
+        payee_name: str,
+        amount_fen: int,
+        account: PayeeAccount | None = None,
     ) -> str:
         with self._lock:
             if self.hold_next_request:
@@ -96,6 +107,18 @@ class Gateway:
     async def find_payment(self, idempotency_key: str) -> str | None:
         payment = self.paid.get(idempotency_key)
         return payment[0] if payment else None
+
+    async def payment_status(self, idempotency_key: str) -> PaymentStatus | None:
+        payment = self.paid.get(idempotency_key)
+        if payment is None:
+            return None
+        now = now_utc()
+        return PaymentStatus(
+            idempotency_key, payment[0], SETTLED, payment[1], "", "", None, now, now
+        )
+
+    async def returns(self, since: datetime) -> list[PaymentStatus]:
+        return []
 
     async def statement(self, day: date) -> list[GatewayPayment]:
         return []  # these tests do not reconcile
@@ -120,7 +143,12 @@ def fresh_books(template: Path, folder: Path) -> tuple[Disbursement, Database, G
     database = Database(f"sqlite:///{path}")
     gateway = Gateway()
     transactions = Transactions(database, event_source("test.disbursement.v1"))
-    return Disbursement(transactions, gateway, Published(PROGRAM)), database, gateway
+    # The money rules hold whoever is paid: receiving accounts are tests/integration's.
+    return (
+        Disbursement(transactions, gateway, Published(PROGRAM), require_account=False),
+        database,
+        gateway,
+    )
 
 
 @pytest.fixture
@@ -166,7 +194,13 @@ def assert_books_balance(database: Database) -> None:
             assert figures.reserved_fen + figures.paid_fen <= figures.total_fen
             assert -balances[store.appropriation(program)] == figures.total_fen
             assert balances[store.available(program)] == figures.available_fen
-            assert balances[store.reserved(program)] == figures.reserved_fen
+            # Held money sits reserved, payable (approved plans' lines) or returned (退汇).
+            assert (
+                balances[store.reserved(program)]
+                + balances[store.payable(program)]
+                + balances[store.returned(program)]
+                == figures.reserved_fen
+            )
             assert balances[store.paid(program)] == figures.paid_fen
 
     database.read(check)

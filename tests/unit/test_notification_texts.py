@@ -16,7 +16,7 @@ APPLICATION = Application(
 )
 
 
-def told(stage: int, reason: str) -> str:
+def told(stage: common_pb2.GrantStage.ValueType, reason: str) -> str:
     envelope = events_pb2.EventEnvelope(
         grant_stage_changed=applications_pb2.GrantStageChanged(
             application_id="app-1", stage=stage, reason=reason

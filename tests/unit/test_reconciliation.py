@@ -3,11 +3,13 @@ simulated treasury's statement of a Beijing day."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 from services.common.vocabulary import ReconciliationKind
 from services.disbursement.gateway import (
+    RETURNED,
     GatewayPayment,
     award_payment_key,
     beijing_day,
@@ -46,6 +48,33 @@ def test_a_day_where_everything_matches() -> None:
     assert (outcome.matched_count, outcome.matched_total_fen) == (2, 350)
     assert (outcome.gateway_count, outcome.gateway_total_fen) == (2, 350)
     assert (outcome.ledger_count, outcome.ledger_total_fen) == (2, 350)
+
+
+def test_returns_and_accounts_are_compared() -> None:
+    """A returned payment (退汇) matches the ledger's RETURNED line; a return only one side knows
+    is STATUS_DIFFERS; accounts are compared where both sides name one."""
+    returned = replace(paid("BACK", 100), state=RETURNED, account_number="4001")
+    outcome = compare(
+        [
+            returned,
+            replace(paid("NEWS", 200), state=RETURNED),
+            replace(paid("ACC", 300), account_number="4002"),
+            replace(paid("OLD", 400), account_number="4003"),
+        ],
+        [
+            replace(settled("BACK", 100), returned=True, account_number="4001"),
+            settled("NEWS", 200),
+            replace(settled("ACC", 300), account_number="9999"),
+            settled("OLD", 400),  # paid before accounts: not compared
+        ],
+        {},
+        {},
+    )
+    assert kinds(outcome.findings) == [
+        (ReconciliationKind.STATUS_DIFFERS, "NEWS"),
+        (ReconciliationKind.PAYEE_DIFFERS, "ACC"),
+    ]
+    assert outcome.matched_count == 2
 
 
 def test_each_kind_of_mismatch() -> None:

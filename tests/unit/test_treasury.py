@@ -6,14 +6,21 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 from stdnum.cn import uscc
 
 from services.common.config import Settings
+from services.common.db import now_utc
 from services.disbursement.gateway import (
     MAX_KEY,
+    PENDING,
+    RETURNED,
+    SETTLED,
+    GatewayPending,
     GatewayRejected,
     GatewayTimeout,
     GatewayUnavailable,
+    PayeeAccount,
     PaymentGateway,
     award_payment_key,
     make_gateway,
@@ -202,3 +209,106 @@ async def test_the_configured_gateway_is_the_simulated_treasury_with_its_setting
         await gateway.close()
     # Its own database, apart from the service's (data/treasury.db by default).
     assert (tmp_path / "treasury.db").exists()
+
+
+# Receiving accounts, late settlement and returns (退汇) -------------------------------------------
+
+ACCOUNT = PayeeAccount("Shenzhen Cloud Ltd", "400000000000000001", "102584000016", "工行深圳分行")
+NEW_ACCOUNT = PayeeAccount(
+    "Shenzhen Cloud Ltd", "600000000000000002", "105584000012", "建行深圳分行"
+)
+
+
+def test_award_keys_per_instalment_and_reissue_keep_the_old_key() -> None:
+    assert award_payment_key("app-1") == "award-app-1"
+    assert award_payment_key("app-1", instalment=1, reissue=0) == "award-app-1"
+    assert award_payment_key("app-1", instalment=2) == "award-app-1-i2"
+    assert award_payment_key("app-1", reissue=1) == "award-app-1-r1"
+    assert award_payment_key("app-1", instalment=3, reissue=2) == "award-app-1-i3-r2"
+    long = "x" * 200
+    assert len(award_payment_key(long, reissue=1)) <= MAX_KEY
+    assert award_payment_key(long, reissue=1) != award_payment_key(long)
+
+
+async def test_a_late_payment_is_pending_until_it_settles_and_is_on_no_statement_before(
+    tmp_path: Path,
+) -> None:
+    treasury = SimulatedTreasury(
+        f"sqlite:///{tmp_path / 't.db'}", settle_delay_rate=1.0, settle_delay_s=3600
+    )
+    try:
+        with pytest.raises(GatewayPending) as accepted:
+            await treasury.pay("award-1", PAYEE, "Shenzhen Cloud Ltd", 100, ACCOUNT)
+        status = await treasury.payment_status("award-1")
+        assert status is not None and status.state == PENDING and status.settled_at is None
+        assert status.account == ACCOUNT and status.reference == accepted.value.reference
+        # Asked again with the same key: the same payment, still settling; nothing new.
+        with pytest.raises(GatewayPending):
+            await treasury.pay("award-1", PAYEE, "Shenzhen Cloud Ltd", 100, ACCOUNT)
+        assert await treasury.list_payments() == []
+        assert await treasury.find_payment("award-1") == accepted.value.reference
+        await treasury.settle_now("award-1")
+        settled = await treasury.payment_status("award-1")
+        assert settled is not None and settled.state == SETTLED
+        [line] = await treasury.list_payments()
+        assert (line.account_number, line.bank_code, line.state) == (
+            ACCOUNT.account_number,
+            ACCOUNT.bank_code,
+            SETTLED,
+        )
+    finally:
+        await treasury.close()
+
+
+async def test_a_closed_first_account_is_returned_and_a_corrected_one_is_paid(
+    tmp_path: Path,
+) -> None:
+    treasury = SimulatedTreasury(f"sqlite:///{tmp_path / 't.db'}", returned_payees={PAYEE})
+    since = now_utc()
+    try:
+        await treasury.pay("award-1", PAYEE, "Shenzhen Cloud Ltd", 100, ACCOUNT)
+        await treasury.pay("award-2", OTHER, "Nanshan Robotics Ltd", 100, ACCOUNT)
+        [returned] = await treasury.returns(since)
+        assert (returned.idempotency_key, returned.state) == ("award-1", RETURNED)
+        assert returned.return_reason and returned.returned_at is not None
+        statement = {p.idempotency_key: p for p in await treasury.list_payments()}
+        assert statement["award-1"].state == RETURNED and statement["award-2"].state == SETTLED
+        # The same payee's corrected account is paid and stays paid.
+        await treasury.pay("award-1-r1", PAYEE, "Shenzhen Cloud Ltd", 100, NEW_ACCOUNT)
+        again = await treasury.payment_status("award-1-r1")
+        assert again is not None and again.state == SETTLED
+        assert [r.idempotency_key for r in await treasury.returns(since)] == ["award-1"]
+    finally:
+        await treasury.close()
+
+
+async def test_a_treasury_database_of_an_older_version_gets_the_new_columns(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE TABLE treasury_payment (idempotency_key VARCHAR(128) PRIMARY KEY, "
+                "reference VARCHAR(64) UNIQUE NOT NULL, payee_credit_code VARCHAR(32) NOT NULL, "
+                "payee_name VARCHAR(200) NOT NULL, amount_fen BIGINT NOT NULL, "
+                "paid_at TIMESTAMP NOT NULL)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO treasury_payment VALUES ('award-old', 'TRSOLD', :payee, 'Old Ltd', "
+                "500, '2026-01-05 02:00:00')"
+            ),
+            {"payee": PAYEE},
+        )
+    engine.dispose()
+    treasury = SimulatedTreasury(url)
+    try:
+        old = await treasury.payment_status("award-old")
+        assert old is not None and old.state == SETTLED and old.account is None
+        await treasury.pay("award-new", PAYEE, "New Ltd", 100, ACCOUNT)
+        assert len(await treasury.list_payments()) == 2
+    finally:
+        await treasury.close()

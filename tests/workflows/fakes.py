@@ -58,6 +58,8 @@ class FakeServices:
     unreachable: dict[str, int] = field(default_factory=dict)
     # lines the gateway paid although every answer was lost: marking them failed is refused
     paid_despite_timeouts: set[str] = field(default_factory=set)
+    # line id -> how many more attempts the gateway answers "accepted, settling"
+    settling: dict[str, int] = field(default_factory=dict)
     payment_attempts: dict[str, int] = field(default_factory=dict)
     # line id -> payments the gateway answered as done (a line paid twice would count 2)
     payments_answered: dict[str, int] = field(default_factory=dict)
@@ -198,6 +200,14 @@ class FakeServices:
                 self.gateway_timeouts[line] -= 1
                 raise ApplicationError(
                     "payment gateway timed out", type=ErrorType.GATEWAY_FAILED, non_retryable=True
+                )
+            if self.settling.get(line, 0) > 0:
+                self.settling[line] -= 1
+                raise ApplicationError(
+                    "payment accepted, settling",
+                    contracts.SETTLING,
+                    type=ErrorType.GATEWAY_FAILED,
+                    non_retryable=True,
                 )
             if line in self.refuse_payment_lines:
                 raise ApplicationError(

@@ -12,10 +12,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from services.common.vocabulary import Decision
+from tests.replay.test_replay_histories import patches
 from tests.workflows.fakes import BARRED
 from tests.workflows.grants import TASK_QUEUE, Harness, grant_input, pay, withdraw
 from workflows import contracts, reasons
-from workflows.funding_plan import PAYMENT_ATTEMPTS, FundingPlanWorkflow
+from workflows.funding_plan import PAYMENT_ATTEMPTS, SETTLEMENT_PATCH, FundingPlanWorkflow
 from workflows.models import FundingPlanOutcome, GrantInput, Timing
 
 
@@ -448,6 +449,26 @@ async def test_a_line_paid_despite_lost_answers_is_settled_through_more_gateway_
     await harness.until(
         lambda: "PAID" in harness.services.stages(grants[0].application_id), "paid grant"
     )
+
+
+async def test_a_settling_payment_is_polled_until_it_settles_and_never_failed(
+    harness: Harness,
+) -> None:
+    grants = await noticed_grants(harness, 1)
+    # Accepted, settling for far more answers than a line's attempts: late settlement is no
+    # failure; the line is polled (status query first) until the gateway says settled.
+    harness.services.settling["late-line-0"] = PAYMENT_ATTEMPTS + 4
+    result = await run_plan(harness, "late", grants)
+    assert (result.paid_lines, result.failed_lines) == (1, 0)
+    assert harness.services.payment_attempts["late-line-0"] == PAYMENT_ATTEMPTS + 5
+    assert harness.services.failed_lines == []
+    assert harness.services.paid == {"late-line-0": 100}
+    await harness.until(
+        lambda: "PAID" in harness.services.stages(grants[0].application_id), "paid grant"
+    )
+    # The line was paid by the plan's chunk workflow: the marker is in its history.
+    chunk = harness.env.client.get_workflow_handle(contracts.plan_chunk_workflow_id("late", 0))
+    assert SETTLEMENT_PATCH in patches(await chunk.fetch_history())
 
 
 async def test_an_unreachable_disbursement_service_costs_a_line_nothing(harness: Harness) -> None:

@@ -11,6 +11,7 @@ from datetime import timedelta
 import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
+from grantflow.ops import replay_history
 from services.common.vocabulary import AmountKind, JoinPolicy, OverBudgetPolicy
 from tests.workflows.grants import Harness, grant_input, pay, sme_cloud_rule, withdraw
 from workflows import contracts, reasons
@@ -409,3 +410,4 @@ async def test_a_batch_tells_its_grants_together_not_one_workflow_task_each(
         if e.HasField("workflow_task_completed_event_attributes")
     ]
     assert tasks_between == []  # one workflow task sent all twelve
+    assert (await replay_history(history)).error == ""  # and the batch's run replays

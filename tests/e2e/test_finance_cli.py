@@ -62,8 +62,10 @@ async def test_a_paid_grant_in_the_trial_balance_statement_notice_and_exports(
     assert [(e["movement"], e["kind"], e["balance_fen"]) for e in statement["entries"]] == [
         ("reservation", "reserved", award),
         ("reservation", "available", -award),
+        ("payable", "payable", award),  # the plan's approval makes it payable
+        ("payable", "reserved", 0),
         ("payment", "paid", award),
-        ("payment", "reserved", 0),
+        ("payment", "payable", 0),
     ]
     shown = grantflow(stack, "finance", "statement", application_id)
     yuan = f"¥{award // 100:,}.{award % 100:02d}"

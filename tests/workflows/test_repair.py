@@ -456,7 +456,8 @@ async def test_retrying_a_failed_payment_line_needs_four_eyes_and_pays_it_once(o
     await ops.at_stage(grant, GrantStage.PAID)
     assert ops.services.paid == {line: 100}
     assert (await ops.status(grant)).failed_lines == {}
-    assert ops.services.completed_plans.count(plan_id) == 2  # the plan completes again
+    # The plan completes again once its chunk has reported the line (after the grant is told).
+    await ops.until(lambda: ops.services.completed_plans.count(plan_id) == 2, "the plan again")
     assert ops.audited(result.repair_id) == sorted(
         (f"repair.retry_payment.{step}", grant.application_id)
         for step in ("requested", "approved", "executed")

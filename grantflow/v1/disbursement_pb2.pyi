@@ -205,6 +205,8 @@ class _InstalmentStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Insta
     """milestone confirmed: awaits a funding plan"""
     INSTALMENT_STATE_IN_PLAN: _InstalmentState.ValueType  # 3
     INSTALMENT_STATE_PAID: _InstalmentState.ValueType  # 4
+    INSTALMENT_STATE_RETURNED: _InstalmentState.ValueType  # 5
+    """Its payment came back (退汇): released again once the award's account is corrected."""
 
 class InstalmentState(_InstalmentState, metaclass=_InstalmentStateEnumTypeWrapper): ...
 
@@ -215,6 +217,8 @@ INSTALMENT_STATE_RELEASED: InstalmentState.ValueType  # 2
 """milestone confirmed: awaits a funding plan"""
 INSTALMENT_STATE_IN_PLAN: InstalmentState.ValueType  # 3
 INSTALMENT_STATE_PAID: InstalmentState.ValueType  # 4
+INSTALMENT_STATE_RETURNED: InstalmentState.ValueType  # 5
+"""Its payment came back (退汇): released again once the award's account is corrected."""
 Global___InstalmentState: _TypeAlias = InstalmentState  # noqa: Y015
 
 class _LedgerAccountKind:

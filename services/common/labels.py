@@ -138,6 +138,7 @@ LABELS = Labels(
         (InstalmentState.RELEASED, "待列入资助计划"),
         (InstalmentState.IN_PLAN, "已列入资助计划"),
         (InstalmentState.PAID, "已拨付"),
+        (InstalmentState.RETURNED, "已退汇，待更正收款账户后重新拨付"),
         (ReservationState.RETURNED, "已退汇，待更正收款账户后重新拨付"),
         (AccountState.CONFIRMED, "已确认（生效）"),
         (AccountState.PROPOSED, "变更待审批"),

@@ -293,12 +293,14 @@ class Milestone(Term):
 
 class InstalmentState(Term):
     """One instalment of a scheduled award: waiting for its milestone, released (awaiting a
-    funding plan), in a plan, paid."""
+    funding plan), in a plan, paid; or paid and sent back by the recipient's bank (退汇),
+    released again once the award's receiving account is corrected."""
 
     SCHEDULED = "scheduled"
     RELEASED = "released"
     IN_PLAN = "in_plan"
     PAID = "paid"
+    RETURNED = "returned"
 
 
 # Reservation states in which an amount still counts against the budget without being paid.

@@ -11,7 +11,9 @@
 - Payments take the account in force at their first attempt (use_cases.execute_line). An award
   whose payment came back (退汇, RETURNED) waits for a plan again when a change is approved:
   journal reaward-<application>-<k> moves its money from returned:K back to reserved:K, and the
-  next plan pays it with the key award-<id>-r<k>.
+  next plan pays it with the key award-<id>-r<k>. Of an award paid in instalments, the
+  instalments that came back are released again (their keys award-<id>[-i<n>]-r<k>, k counted
+  per instalment).
 
 Every write commits its row, its audit record and its outbox event together; creating calls are
 idempotent per request id.
@@ -35,7 +37,13 @@ from services.common.errors import (
     PermissionDenied,
 )
 from services.common.unit_of_work import Transactions, UnitOfWork
-from services.common.vocabulary import AccountState, AuditAction, ReservationState, Role
+from services.common.vocabulary import (
+    AccountState,
+    AuditAction,
+    InstalmentState,
+    ReservationState,
+    Role,
+)
 from services.disbursement import store
 from services.disbursement.commands import (
     AccountDetails,
@@ -321,10 +329,9 @@ class ReceivingAccounts:
             row.approved_by = command.approver
             row.approved_at = now
             session.add(row)
-            reawarded = False
-            if reservation.state == ReservationState.RETURNED:
-                reawarded = True
-                _reaward(unit, reservation, f"receiving account changed to version {row.version}")
+            reawarded = _reaward(
+                unit, reservation, f"receiving account changed to version {row.version}"
+            )
             unit.announce(
                 command.application_id,
                 events_pb2.ReceivingAccountChangeApproved(
@@ -421,21 +428,42 @@ def _details(row: ReceivingAccountRow) -> dict[str, object]:
     }
 
 
-def _reaward(unit: UnitOfWork, reservation: ReservationRow, why: str) -> None:
+def _reaward(unit: UnitOfWork, reservation: ReservationRow, why: str) -> bool:
     """A returned award waits for a plan again: its money back from returned:K to reserved:K
-    (journal reaward-<application>-<k>, k its returns so far), the award AWARDED in no plan."""
+    (journal reaward-<application>-<k>, k its returns so far), the award AWARDED in no plan.
+    Of an award paid in instalments, what came back is its returned instalments: they are
+    RELEASED again (one journal for them all), and the award, unless a plan holds a later
+    instalment, waits for a plan. Whether anything had come back."""
+    session = unit.session
+    now = now_utc()
+    parts = store.returned_instalments(session, reservation.application_id)
+    if reservation.scheduled:
+        amount = sum(part.amount_fen for part in parts)
+    elif reservation.state == ReservationState.RETURNED:
+        amount = reservation.amount_fen
+    else:
+        return False
+    if not amount:
+        return False
     store.post_journal(
-        unit.session,
+        session,
         f"reaward-{reservation.application_id}-{reservation.returns}",
         f"退汇后重新待拨 {reservation.application_id}: {why}"[:500],
         store.reserved(reservation.budget_key),
         store.returned(reservation.budget_key),
-        reservation.amount_fen,
+        amount,
     )
-    reservation.state = ReservationState.AWARDED
-    reservation.plan_id = None
-    reservation.updated_at = now_utc()
-    unit.session.add(reservation)
+    for part in parts:
+        part.state = InstalmentState.RELEASED
+        part.plan_id = None
+        part.released_at = part.updated_at = now
+        session.add(part)
+    if reservation.state == ReservationState.RETURNED:
+        reservation.state = ReservationState.AWARDED
+        reservation.plan_id = None
+    reservation.updated_at = now
+    session.add(reservation)
+    return True
 
 
 reaward = _reaward

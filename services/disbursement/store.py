@@ -359,7 +359,12 @@ def lock_instalment(session: Session, application_id: str, number: int) -> Insta
 
 
 def released_instalment(session: Session, application_id: str) -> InstalmentRow | None:
-    """The award's released instalment no plan holds (at most one at a time), locked."""
+    """The award's first released instalment no plan holds, locked; None while one of its
+    instalments came back (退汇) and waits for the corrected account (a payment now would go to
+    the account the bank sent the money back from). Two are released at once only when an
+    earlier one was paid again after a return: the earlier goes first."""
+    if returned_instalments(session, application_id):
+        return None
     return session.exec(
         select(InstalmentRow)
         .where(col(InstalmentRow.application_id) == application_id)
@@ -368,6 +373,28 @@ def released_instalment(session: Session, application_id: str) -> InstalmentRow 
         .order_by(col(InstalmentRow.number))
         .with_for_update()
     ).first()
+
+
+def returned_instalments(session: Session, application_id: str) -> list[InstalmentRow]:
+    """The award's instalments whose payment came back and wait for the corrected account."""
+    return [
+        part
+        for part in instalments_of(session, application_id)
+        if part.state == InstalmentState.RETURNED
+    ]
+
+
+def instalment_returns(session: Session, application_id: str, number: int) -> int:
+    """How many payments of the award's instalment `number` came back: its next payment's
+    reissue number (award_payment_key)."""
+    return len(
+        session.exec(
+            select(PaymentLineRow.line_id)
+            .where(col(PaymentLineRow.application_id) == application_id)
+            .where(col(PaymentLineRow.instalment) == number)
+            .where(col(PaymentLineRow.state) == PaymentState.RETURNED)
+        ).all()
+    )
 
 
 def payment_key(line: PaymentLineRow) -> str:
@@ -861,6 +888,10 @@ def awards_waiting_for_a_plan(
         .where(col(InstalmentRow.state) == InstalmentState.RELEASED)
         .where(col(InstalmentRow.plan_id).is_(None))
     )
+    # An award one of whose instalments came back waits for its corrected account.
+    returned = select(InstalmentRow.application_id).where(
+        col(InstalmentRow.state) == InstalmentState.RETURNED
+    )
     query = (
         select(ReservationRow)
         .where(col(ReservationRow.state) == ReservationState.AWARDED)
@@ -868,7 +899,10 @@ def awards_waiting_for_a_plan(
         .where(
             or_(
                 col(ReservationRow.instalments) <= 1,
-                col(ReservationRow.application_id).in_(released),
+                and_(
+                    col(ReservationRow.application_id).in_(released),
+                    col(ReservationRow.application_id).not_in(returned),
+                ),
             )
         )
     )

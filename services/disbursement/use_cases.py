@@ -20,7 +20,8 @@ the money rules they keep.
   then fails it: its award waits for a later plan, nothing spins).
 - Approving a plan moves each line's money reserved -> payable (payable-<line>-<n>); a failed
   line moves it back (unpayable-<line>-<n>); a returned payment (退汇) moves paid -> returned
-  (return-<line>), the award RETURNED until its account is corrected (accounts.py).
+  (return-<line>), the award RETURNED until its account is corrected (accounts.py); of an award
+  paid in instalments, the instalment RETURNED, and no plan takes the award meanwhile.
 - Every journal balances (store.post_journal), and its id is derived from the business event
   (`budget-<program>-<revision>`, `line-<line>-<year>-<revision>`, `reserve-<application>`,
   `release-<application>`, `pay-<line>`), so posting one event twice is impossible.
@@ -874,7 +875,8 @@ class Disbursement:
                 and row.state in RELEASABLE
                 and store.award_attempted(session, application_id)
             ):
-                return award_payment_key(application_id, reissue=row.returns)
+                # Releasable only while nothing was paid: instalment 1 of one in instalments.
+                return award_payment_key(application_id, reissue=_reissue(session, row, 1))
             return ""
 
         key = await self.transactions.read(attempted)
@@ -906,6 +908,12 @@ class Disbursement:
                     f"the award of application {application_id} is paid in instalments and "
                     f"{row.paid_fen} fen of it were paid: it cannot be released (a clawback "
                     "recovers paid money)"
+                )
+            if row.scheduled and store.returned_instalments(session, application_id):
+                # Its money sits in returned:K, not reserved:K: it is paid again, not released.
+                raise FailedPrecondition(
+                    f"an instalment of the award of application {application_id} was paid and "
+                    "came back (退汇): it is paid again to the corrected account, not released"
                 )
             program = row.program_code
             store.post_journal(
@@ -1021,7 +1029,12 @@ class Disbursement:
             if row.state != InstalmentState.SCHEDULED:
                 return row  # released before (a retried call)
             previous = store.lock_instalment(session, application_id, number - 1)
-            if previous is None or previous.state != InstalmentState.PAID:
+            # One paid and sent back by the bank (退汇) was paid: its milestone's successor is
+            # released; plans take the earlier one first once the account is corrected.
+            if previous is None or (
+                previous.state != InstalmentState.PAID
+                and not store.instalment_returns(session, application_id, number - 1)
+            ):
                 state = previous.state if previous else "missing"
                 raise FailedPrecondition(
                     f"instalment {number - 1} of application {application_id} is {state}, not "
@@ -1207,6 +1220,9 @@ class Disbursement:
     ) -> PaymentLineRow:
         """The award's payment line in the plan (of its released instalment `part`, for an award
         paid in instalments); the award IN_PLAN (its row locked already)."""
+        number = part.number if part else 1
+        # A payment again after returns is a new payment: its own key (-r<k>).
+        reissue = _reissue(session, award, number)
         line = PaymentLineRow(
             line_id=uuid.uuid4().hex,
             plan_id=plan.plan_id,
@@ -1216,11 +1232,10 @@ class Disbursement:
             amount_fen=(part or award).amount_fen,
             state=PaymentState.PENDING,
             program_code=award.program_code,
-            instalment=part.number if part else 1,
-            # A payment again after returns is a new payment: its own key (-r<k>).
-            reissue=award.returns,
+            instalment=number,
+            reissue=reissue,
             idempotency_key=award_payment_key(
-                award.application_id, instalment=part.number if part else 1, reissue=award.returns
+                award.application_id, instalment=number, reissue=reissue
             ),
         )
         session.add(line)
@@ -1333,7 +1348,7 @@ class Disbursement:
             if not problem and row is not None and row.scheduled:
                 part = store.released_instalment(session, application_id)
                 if part is None:
-                    problem = "is paid in instalments and has none released for payment"
+                    problem = NONE_RELEASED
             if problem:
                 problems.append(f"{application_id} {problem}")
             elif row is not None:
@@ -1404,7 +1419,7 @@ class Disbursement:
                 if not problem and row is not None and row.scheduled:
                     part = store.released_instalment(session, application_id)
                     if part is None:
-                        problem = "is paid in instalments and has none released for payment"
+                        problem = NONE_RELEASED
                 if problem:
                     problems.append(f"{application_id} {problem}")
                 else:
@@ -2111,6 +2126,11 @@ class Disbursement:
             line.failure_reason = ""
             session.add(line)
             if reservation.scheduled:
+                if store.returned_instalments(session, line.application_id):
+                    raise FailedPrecondition(
+                        f"a payment of the award of application {line.application_id} came "
+                        "back (退汇): its lines wait for the corrected receiving account"
+                    )
                 part = store.lock_instalment(session, line.application_id, line.instalment)
                 if part is None or part.state != InstalmentState.RELEASED or part.plan_id:
                     raise FailedPrecondition(
@@ -2754,6 +2774,33 @@ def _only_own(caller: Principal, reservation: ReservationRow) -> None:
         )
 
 
+NONE_RELEASED = (
+    "is paid in instalments and has none released for payment (or one came back, 退汇, and "
+    "waits for its corrected receiving account)"
+)
+
+
+def _reissue(session: Session, award: ReservationRow, number: int) -> int:
+    """The reissue number of the award's next payment of instalment `number`: how many of its
+    payments came back. Counted per instalment for an award paid in instalments, so that one
+    instalment's return does not change another's key (a failed line's late payment is found
+    by the key its award's next line pays with)."""
+    if not award.scheduled:
+        return award.returns
+    return store.instalment_returns(session, award.application_id, number)
+
+
+def _resting_state(parts: list[InstalmentRow]) -> ReservationState:
+    """An award in instalments no plan holds: PAID once every instalment is paid, RETURNED when
+    the rest came back (退汇) and wait for the corrected account, else AWARDED (waiting for a
+    milestone or a plan)."""
+    if all(part.state == InstalmentState.PAID for part in parts):
+        return ReservationState.PAID
+    if all(part.state in (InstalmentState.PAID, InstalmentState.RETURNED) for part in parts):
+        return ReservationState.RETURNED
+    return ReservationState.AWARDED
+
+
 def _unplan_instalment(
     session: Session, reservation: ReservationRow, plan_id: str, now: datetime
 ) -> None:
@@ -2787,9 +2834,9 @@ def _settle_award(
         part.updated_at = now
         session.add(part)
         reservation.paid_fen += line.amount_fen
-    last = line.instalment >= reservation.instalments
-    reservation.state = ReservationState.PAID if last else ReservationState.AWARDED
-    reservation.plan_id = line.plan_id if last else None
+    # Not "the last instalment": an earlier one may have come back and wait to be paid again.
+    reservation.state = _resting_state(store.instalments_of(session, reservation.application_id))
+    reservation.plan_id = line.plan_id if reservation.state != ReservationState.AWARDED else None
     session.add(reservation)
 
 
@@ -2912,7 +2959,9 @@ def return_line(
     """A settled line whose payment came back (退汇): RETURNED with the reason, journal
     return-<line> (paid:K -> returned:K), the award RETURNED until its account is corrected
     (or waiting for a plan at once if the account in force is newer than the one paid),
-    PaymentReturned announced, audited."""
+    PaymentReturned announced, audited. Of an award paid in instalments, the line's instalment
+    is RETURNED and no longer counts as paid (paid_fen); the award is RETURNED only if it was
+    PAID, and otherwise keeps its state (between instalments, or a later one in a plan)."""
     from services.disbursement.accounts import reaward
 
     session = unit.session
@@ -2931,9 +2980,24 @@ def return_line(
         row.amount_fen,
     )
     payable_again = False
-    if reservation is not None and reservation.state == ReservationState.PAID:
-        reservation.returns += 1
+    returned = False
+    if reservation is not None and reservation.scheduled:
+        # One instalment came back: it waits for the corrected account; the award keeps its
+        # state (AWARDED between instalments, IN_PLAN with a later one) unless it was PAID.
+        part = store.lock_instalment(session, row.application_id, row.instalment)
+        if part is not None and part.state == InstalmentState.PAID:
+            returned = True
+            part.state = InstalmentState.RETURNED
+            part.updated_at = now
+            session.add(part)
+            reservation.paid_fen -= row.amount_fen
+            if reservation.state == ReservationState.PAID:
+                reservation.state = ReservationState.RETURNED
+    elif reservation is not None and reservation.state == ReservationState.PAID:
+        returned = True
         reservation.state = ReservationState.RETURNED
+    if reservation is not None and returned:
+        reservation.returns += 1
         reservation.updated_at = now
         session.add(reservation)
         current = store.account_in_force(session, row.application_id)

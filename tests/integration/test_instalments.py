@@ -5,6 +5,8 @@ award reserved at the start and paid out part by part, the books balanced throug
 
 from __future__ import annotations
 
+import asyncio
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,11 +17,15 @@ from grantflow.v1 import disbursement_pb2 as pb
 from services.common.db import to_timestamp
 from services.common.vocabulary import Role
 from services.disbursement.gateway import award_payment_key
+from services.disbursement.use_cases import current_day
+from tests.e2e.support import cli
 from tests.integration.test_disbursement_service import (
     PROGRAM,
     Harness,
+    account_of,
     assert_books_balance,
     confirm_account,
+    credit_code,
     expect_error,
     reserve,
     service,
@@ -210,3 +216,170 @@ async def test_an_award_is_paid_instalment_by_instalment_each_after_its_mileston
         budget = await h.system.GetProgramBudget(pb.GetProgramBudgetRequest(program_code=PROGRAM))
         assert (budget.reserved_fen, budget.paid_fen) == (0, AWARD + 50_000)
         await assert_books_balance(h)
+
+
+async def sync_returns(h: Harness) -> list[pb.PaymentLine]:
+    synced = await h.as_("fin-r", Role.FINANCE).SyncGatewayReturns(pb.SyncGatewayReturnsRequest())
+    return list(synced.returned)
+
+
+async def funds(h: Harness) -> pb.ApplicationFunds:
+    return await h.as_("ops-1", Role.OPS).GetApplicationFunds(
+        pb.GetApplicationFundsRequest(application_id="app-1")
+    )
+
+
+async def change_account(h: Harness, number: str, version: int) -> None:
+    """The applicant proposes a corrected account, a finance officer approves it."""
+    await h.as_("applicant-1", Role.APPLICANT, enterprise=credit_code(1)).ProposeAccountChange(
+        pb.ProposeAccountChangeRequest(
+            request_id=f"change-{version}",
+            application_id="app-1",
+            account=account_of(1, number),
+            reason="原账户已销户",
+        )
+    )
+    await h.as_("fin-c", Role.FINANCE).ApproveAccountChange(
+        pb.ApproveAccountChangeRequest(application_id="app-1", version=version)
+    )
+
+
+async def test_a_returned_instalment_is_paid_again_and_the_later_ones_follow(
+    database_url: str, tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    async with service(database_url, tmp_path, kafka_bootstrap) as h:
+        await set_budget(h, 10_000_000)
+        await reserve(h.system, "app-1", AWARD, 1)
+        S, R, PAID, BACK = (
+            pb.INSTALMENT_STATE_SCHEDULED,
+            pb.INSTALMENT_STATE_RELEASED,
+            pb.INSTALMENT_STATE_PAID,
+            pb.INSTALMENT_STATE_RETURNED,
+        )
+        await h.system.ConfirmAward(
+            pb.ConfirmAwardRequest(
+                application_id="app-1", schedule=schedule([100_000, 100_000, 100_001])
+            )
+        )
+        await confirm_account(h, "app-1", 1)
+        await plan_and_pay(h, "2026 batch 1")
+        treasury = h.treasury()
+
+        # Instalment 1 comes back between instalments (the award AWARDED, waiting for 2).
+        await treasury.return_payment(award_payment_key("app-1"), "收款账户已销户")
+        [returned] = await sync_returns(h)
+        assert (returned.instalment, returned.state) == (1, pb.PAYMENT_STATE_RETURNED)
+        assert await states(h) == [BACK, S, S]
+        found = await funds(h)
+        assert (found.reservation.state, found.reservation.returns) == (
+            pb.RESERVATION_STATE_AWARDED,
+            1,
+        )
+        budget = await h.system.GetProgramBudget(pb.GetProgramBudgetRequest(program_code=PROGRAM))
+        assert (budget.reserved_fen, budget.paid_fen) == (AWARD, 0)
+        await assert_books_balance(h)
+        statement = await h.as_("fin-a", Role.FINANCE).GetGrantStatement(
+            pb.GetGrantStatementRequest(application_id="app-1")
+        )
+        assert [p.state for p in statement.instalments] == [BACK, S, S]
+        assert (statement.paid_fen, statement.returned_fen) == (100_000, 100_000)
+        assert statement.outstanding_fen == AWARD
+        # What finance reads: the instalment came back and waits for the corrected account.
+        env = {
+            **os.environ,
+            "DISBURSEMENT_ADDRESS": h.settings.disbursement_address,
+            "AUTH_SECRET": h.settings.auth_secret,
+            "DATA_DIR": str(tmp_path),
+        }
+        told = await asyncio.to_thread(cli, env, "finance", "statement", "app-1")
+        assert told.status == 0, told.output
+        assert "退汇 ¥1,000.00" in told.output
+        assert "已退汇，待更正收款账户后重新拨付" in told.output
+        # Not paid again to the account the bank sent it back from: no plan takes the award.
+        await expect_error(plan_and_pay(h, "too early"), grpc.StatusCode.FAILED_PRECONDITION)
+        # Nor is the award released with its money out at the bank's door.
+        await expect_error(
+            h.system.ReleaseReservation(
+                pb.ReleaseReservationRequest(application_id="app-1", reason="withdrawn")
+            ),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        )
+
+        # Instalment 2's milestone is confirmed meanwhile: released (it was paid once), and
+        # still no plan takes the award while its account is not corrected.
+        await h.system.ReleaseInstalment(
+            pb.ReleaseInstalmentRequest(application_id="app-1", instalment=2, confirmed_by="rev")
+        )
+        assert await states(h) == [BACK, R, S]
+        await expect_error(plan_and_pay(h, "still early"), grpc.StatusCode.FAILED_PRECONDITION)
+
+        await change_account(h, "6000000000000009", 2)
+        assert await states(h) == [R, R, S]
+        again = await plan_and_pay(h, "2026 batch 2 (退汇重拨)")
+        [line] = again.lines
+        assert (line.instalment, line.amount_fen, line.reissue, line.idempotency_key) == (
+            1,
+            100_000,
+            1,
+            award_payment_key("app-1", instalment=1, reissue=1),
+        )
+        assert line.idempotency_key == "award-app-1-r1"
+        assert await states(h) == [PAID, R, S]
+        second = await plan_and_pay(h, "2027 batch 1")
+        [line] = second.lines
+        # Instalment 2 was never returned: its key has no reissue.
+        assert (line.instalment, line.idempotency_key) == (2, "award-app-1-i2")
+        await assert_books_balance(h)
+
+        # The last instalment comes back after the award was paid whole, and the account was
+        # changed in between: it waits for a plan again at once.
+        await h.system.ReleaseInstalment(
+            pb.ReleaseInstalmentRequest(application_id="app-1", instalment=3, confirmed_by="rev")
+        )
+        await plan_and_pay(h, "2028 batch 1")
+        assert (await funds(h)).reservation.state == pb.RESERVATION_STATE_PAID
+        await change_account(h, "7000000000000003", 3)
+        await treasury.return_payment(award_payment_key("app-1", instalment=3), "户名不符")
+        [returned] = await sync_returns(h)
+        assert returned.instalment == 3
+        assert await states(h) == [PAID, PAID, R]
+        found = await funds(h)
+        assert (found.reservation.state, found.reservation.returns) == (
+            pb.RESERVATION_STATE_AWARDED,
+            2,
+        )
+        budget = await h.system.GetProgramBudget(pb.GetProgramBudgetRequest(program_code=PROGRAM))
+        assert (budget.reserved_fen, budget.paid_fen) == (100_001, 200_000)
+        await assert_books_balance(h)
+        last = await plan_and_pay(h, "2028 batch 2 (退汇重拨)")
+        [line] = last.lines
+        assert (line.instalment, line.idempotency_key) == (3, "award-app-1-i3-r1")
+        assert await states(h) == [PAID, PAID, PAID]
+
+        statement = await h.as_("fin-a", Role.FINANCE).GetGrantStatement(
+            pb.GetGrantStatementRequest(application_id="app-1")
+        )
+        assert statement.state == pb.RESERVATION_STATE_PAID
+        assert (statement.returned_fen, statement.outstanding_fen) == (200_001, 0)
+        assert statement.paid_fen == AWARD + 200_001
+        budget = await h.system.GetProgramBudget(pb.GetProgramBudgetRequest(program_code=PROGRAM))
+        assert (budget.reserved_fen, budget.paid_fen) == (0, AWARD)
+        trial = await h.as_("ops-1", Role.OPS).GetTrialBalance(pb.GetTrialBalanceRequest())
+        books = {a.account: a.balance_fen for b in trial.budgets for a in b.accounts}
+        assert trial.balanced and books[f"returned:{PROGRAM}"] == 0
+        assert books[f"paid:{PROGRAM}"] == AWARD
+        await assert_books_balance(h)
+        # Each paid again to the account in force when it was paid again.
+        made = {p.idempotency_key: p for p in await treasury.list_payments()}
+        assert {key: (p.account_number, p.state) for key, p in made.items()} == {
+            "award-app-1": (account_of(1).account_number, "returned"),
+            "award-app-1-r1": ("6000000000000009", "settled"),
+            "award-app-1-i2": ("6000000000000009", "settled"),
+            "award-app-1-i3": ("6000000000000009", "returned"),
+            "award-app-1-i3-r1": ("7000000000000003", "settled"),
+        }
+        reconciled = await h.as_("fin-r", Role.FINANCE).ReconcileDay(
+            pb.ReconcileDayRequest(day=current_day().isoformat())
+        )
+        assert (reconciled.gateway_count, reconciled.matched_count) == (5, 5)
+        assert reconciled.exception_count == 0

@@ -3,7 +3,8 @@ server: the schedule fixed at the award, each instalment released only after its
 paid once, in order, by a funding plan; a milestone confirmed after its due date (the grant shows
 MILESTONE_OVERDUE meanwhile, and is not failed); confirmations out of order or of instalment 1
 refused, a repeated one answered as the first; the grant continuing as new after each paid
-instalment, and PAID only after the last."""
+instalment, and PAID only after the last; an instalment paid again after a return (退汇) told to
+the grant changes nothing."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tests.workflows.grants import TASK_QUEUE, Harness, grant_input, sme_cloud_r
 from workflows import contracts
 from workflows.funding_plan import FundingPlanWorkflow
 from workflows.grant import INSTALMENTS_PATCH
-from workflows.models import GrantInput, Timing
+from workflows.models import GrantInput, GrantStatus, Timing
 from workflows.rules import AmountRuleModel
 
 # `RECORD_INSTALMENT_HISTORIES=1 pytest tests/workflows/test_instalments.py` writes the three runs
@@ -205,3 +206,61 @@ async def test_a_grant_paid_at_once_has_no_milestones(harness: Harness) -> None:
     await harness.until(lambda: grant.application_id in harness.services.confirmed, "award")
     assert grant.application_id not in harness.services.schedules
     assert "不分期拨付" in (await refused(handle, 2)).message
+
+
+async def test_an_instalment_paid_again_after_a_return_changes_nothing_on_the_grant(
+    harness: Harness,
+) -> None:
+    """Instalment 1 came back (退汇) and a later plan paid it again: its PaymentSettled reaches a
+    grant that counted instalment 1 already. Nothing changes: no report, still 1/3 paid, and
+    instalment 2 is paid and counted as before."""
+    grant = tech_major_grant()
+    app = grant.application_id
+    stages = lambda: harness.services.stages(app)  # noqa: E731
+    handle = await harness.start(grant)
+    await harness.approve_all(handle, grant)
+    await harness.until(lambda: "AWAITING_FUNDING_PLAN" in stages(), "instalment 1 waits")
+    await pay_instalment(harness, grant, 1)
+    await harness.until(lambda: "INSTALMENTS" in stages(), "instalment 1 paid")
+
+    async def pay_again(plan_id: str) -> None:
+        line = f"line-again-{plan_id}"
+        harness.services.line_instalments[line] = 1
+        harness.services.line_amounts[line] = 50_000
+        plan = contracts.FundingPlanInput(
+            plan_id=plan_id,
+            program_code=grant.rule.code,
+            line_ids=[line],
+            application_ids=[app],
+        )
+        with harness.env.auto_time_skipping_disabled():
+            await harness.env.client.execute_workflow(
+                FundingPlanWorkflow.run, plan, id=f"plan-{plan_id}", task_queue=TASK_QUEUE
+            )
+
+    def told() -> int:
+        return len([r for r in harness.services.reports if r.application_id == app])
+
+    # Paid again while the grant waits for instalment 2's milestone ...
+    before = told()
+    await pay_again(f"r1-{app[:8]}")
+    status = await handle.query(contracts.GRANT_STATUS, result_type=GrantStatus)
+    assert (status.stage, status.instalments) == ("INSTALMENTS", "1/3")
+    assert told() == before
+
+    # ... and while it waits for instalment 2's plan.
+    await confirm(handle, 2)
+    await harness.until(lambda: len(harness.services.released_instalments) == 1, "release 2")
+    await harness.until(lambda: stages().count("AWAITING_FUNDING_PLAN") == 2, "2 waits")
+    before = told()
+    await pay_again(f"r2-{app[:8]}")
+    status = await handle.query(contracts.GRANT_STATUS, result_type=GrantStatus)
+    assert (status.stage, status.instalments) == ("AWAITING_FUNDING_PLAN", "1/3")
+    assert told() == before
+
+    await pay_instalment(harness, grant, 2)
+    await harness.until(lambda: stages().count("INSTALMENTS") == 2, "instalment 2 paid")
+    status = await handle.query(contracts.GRANT_STATUS, result_type=GrantStatus)
+    assert status.instalments == "2/3"
+    assert harness.services.reports[-1].reason.startswith("分期支付中 2/3")
+    await handle.terminate("test done")

@@ -25,6 +25,46 @@ def _fen(match: re.Match[str]) -> str:
 Chinese = str | Callable[[re.Match[str]], str]
 _PROBLEMS: list[tuple[str, Chinese]] = [
     (r"is required for a new budget line$", "新设预算科目时必填"),
+    # Receiving accounts (services/disbursement/accounts.py): the Chinese term the service puts
+    # in brackets is part of its message, so these come before the plain "is required".
+    (r"is required \(户名: the registered name\)$", "必填，户名须为单位登记名称"),
+    (r"is required \(开户行名称\)$", "必填"),
+    (r"must be 8 to 32 digits \(账号: digits only\)$", "须为 8 至 32 位数字"),
+    (r"is one digit repeated: not an account$", "同一数字重复，不是有效账号"),
+    (r"must be the 12-digit CNAPS bank code \(开户行联行号\)$", "须为 12 位开户行联行号"),
+    (r"names no bank \(its first 3 digits are 000\)$", "不是有效的联行号（前三位为 000）"),
+    (
+        r"must be the enterprise's registered name ['\"](.+)['\"] \(户名须与单位登记名称一致\)$",
+        "户名须与单位登记名称“{1}”一致",
+    ),
+    (
+        r"is confirmed already: a different one is a change, approved by finance "
+        r"\(ProposeAccountChange\)$",
+        "收款账户已确认；更换账户须提出变更，经财务审批后生效",
+    ),
+    (
+        r"that account is the one in force already: nothing to change$",
+        "该账户已是生效账户，无需变更",
+    ),
+    (
+        r"has no confirmed receiving account to change: the applicant confirms one first "
+        r"\(ConfirmReceivingAccount\)$",
+        "尚未确认收款账户，须先由申报单位确认后才能变更",
+    ),
+    (
+        r"proposed this change: a second finance officer must approve it "
+        r"\(变更收款账户须另一名财务人员审批\)$",
+        "此项变更由您提出，须由另一名财务人员审批（审批与提出分离）",
+    ),
+    (
+        r"is \w+, not a change waiting for approval$",
+        "该变更已不在待审批状态（已审批，或已被新的变更申请替代）",
+    ),
+    (
+        r"is not your enterprise's: an applicant gives only its own award's receiving account$",
+        "不是本单位的申报，不能填报其收款账户",
+    ),
+    (r"was released: nothing is to be paid$", "资助已释放，无需拨付"),
     (r"is required$", "必填"),
     (r"must not be negative$", "不能为负数"),
     (r"must be positive$", "须为正数"),

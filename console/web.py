@@ -58,6 +58,7 @@ NAVIGATION: dict[Role, tuple[NavItem, ...]] = {
         NavItem("/finance", "预算", "Budgets"),
         NavItem("/finance/plans", "资助计划", "Funding plans"),
         NavItem("/finance/payments", "支付", "Payments"),
+        NavItem("/finance/accounts", "收款账户变更", "Account changes"),
     ),
     Role.OPS: (
         NavItem("/ops", "运行概况", "Overview"),

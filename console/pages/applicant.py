@@ -1,7 +1,9 @@
 """The applicants' console (申报单位): the programs open now with their rules in plain words, the
 application form built from a program's rule, the enterprise's own applications with their
-status (refreshed while the person watches), 补正 and withdrawal, and the public notices with
-objections (公示 and 异议/投诉/举报; public, so every role and signed-out visitors read them).
+status (refreshed while the person watches), 补正 and withdrawal, the award's receiving account
+(收款账户: confirmed by the applicant, a change proposed for finance to approve) and its instalment
+schedule, and the public notices with objections (公示 and 异议/投诉/举报; public, so every role
+and signed-out visitors read them).
 
 Everything goes through the services with the signed-in user's token: the applications service
 decides who sees what and refuses bad input naming the field, which the pages show beside it.
@@ -11,6 +13,7 @@ a number, in the unit the person typed it in (yuan, per cent, a count).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import uuid
@@ -26,17 +29,25 @@ from starlette.routing import Route
 
 from console.backend import ServiceRefusal
 from console.figures import Figure, figure, hundredths
-from console.i18n import pick, term_label
+from console.i18n import BEIJING, pick, term_label
 from console.service_text import shown
 from console.web import Page, field_errors, page
 from grantflow.format import yuan
-from grantflow.v1 import applications_pb2, common_pb2, notice_pb2, notifications_pb2
+from grantflow.v1 import (
+    applications_pb2,
+    common_pb2,
+    disbursement_pb2,
+    notice_pb2,
+    notifications_pb2,
+)
 from services.common.vocabulary import (
     AmountKind,
     DeliveryStatus,
     Department,
     EligibilityCheck,
     GrantStage,
+    InstalmentState,
+    Milestone,
     ObjectionKind,
     ObjectionState,
     RegistrationKind,
@@ -57,6 +68,19 @@ HASH_CHUNK = 1024 * 1024
 FINAL_STAGES = frozenset({GrantStage.PAID, GrantStage.REJECTED, GrantStage.WITHDRAWN})
 # Stages a withdrawal cannot reach (the money is planned or paid); the service has the last word.
 NOT_WITHDRAWABLE = FINAL_STAGES | {GrantStage.IN_PAYMENT, GrantStage.PAYMENT_FAILED}
+# Stages of an award past its notice: it has a receiving account to confirm (收款账户) and, when
+# paid in instalments, a schedule to follow.
+AWARDED_STAGES = frozenset(
+    {
+        GrantStage.AWAITING_FUNDING_PLAN,
+        GrantStage.IN_PAYMENT,
+        GrantStage.PAYMENT_FAILED,
+        GrantStage.PAID,
+        GrantStage.INSTALMENTS,
+        GrantStage.MILESTONE_OVERDUE,
+    }
+)
+ACCOUNT_FIELDS = ("account_name", "account_number", "bank_code", "bank_name", "reason")
 
 
 # ------------------------------------------------------------------------------------- figures
@@ -276,7 +300,7 @@ def refusal_errors(current: Page, refusal: ServiceRefusal, fields: list[str]) ->
     """A refusal as errors beside the form's fields; others (not found, not allowed now) at the
     top of the form."""
     if refusal.code.name != "INVALID_ARGUMENT":
-        return {"": refusal.message}
+        return {"": service_message(current, refusal.message)}
     return field_errors(refusal, fields, lang=current.lang)
 
 
@@ -545,6 +569,142 @@ async def _status_context(
     }
 
 
+# ---------------------------------------------------------------------- receiving account
+
+
+def masked(number: str) -> str:
+    """An account number as the page shows it: every digit hidden but the last four, so the
+    page (and whatever caches it) never holds a whole account number."""
+    if len(number) <= 4:
+        return "*" * len(number)
+    return "*" * (len(number) - 4) + number[-4:]
+
+
+@dataclass
+class InstalmentRow:
+    instalment: disbursement_pb2.Instalment
+    milestone: Milestone | None
+    state: InstalmentState | None
+    due: str  # the milestone's due day in Beijing, "" when unset
+
+    @classmethod
+    def of(cls, instalment: disbursement_pb2.Instalment) -> InstalmentRow:
+        due = ""
+        if instalment.HasField("due_at"):
+            due = instalment.due_at.ToDatetime(tzinfo=UTC).astimezone(BEIJING).date().isoformat()
+        return cls(
+            instalment,
+            _term(Milestone, instalment.milestone),
+            _term(InstalmentState, instalment.state),
+            due,
+        )
+
+
+async def _award_context(
+    current: Page,
+    application: applications_pb2.Application,
+    stage: GrantStage | None,
+    *,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The receiving-account card and the instalment schedule of a noticed award; nothing
+    before the notice, or when the disbursement service holds no award for it (the card is
+    the applicant's help, not the page's point)."""
+    if stage not in AWARDED_STAGES:
+        return {"accounts": None, "instalments": []}
+    application_id = application.application_id
+
+    async def accounts() -> disbursement_pb2.ReceivingAccounts | None:
+        try:
+            return await current.call(  # type: ignore[no-any-return]
+                current.clients.disbursement.GetReceivingAccount,
+                disbursement_pb2.GetReceivingAccountRequest(application_id=application_id),
+            )
+        except ServiceRefusal as refusal:
+            if refusal.code.name not in ("NOT_FOUND", "UNAVAILABLE", "DEADLINE_EXCEEDED"):
+                raise
+            return None
+
+    async def schedule() -> list[InstalmentRow]:
+        try:
+            answer = await current.call(
+                current.clients.disbursement.GetInstalmentSchedule,
+                disbursement_pb2.GetInstalmentScheduleRequest(application_id=application_id),
+            )
+        except ServiceRefusal as refusal:
+            if refusal.code.name not in ("NOT_FOUND", "UNAVAILABLE", "DEADLINE_EXCEEDED"):
+                raise
+            return []
+        return [InstalmentRow.of(instalment) for instalment in answer.instalments]
+
+    found, rows = await asyncio.gather(accounts(), schedule())
+    form = dict(values or {})
+    if found is not None:
+        form.setdefault("account_name", found.applicant_name or application.applicant_name)
+        form.setdefault("request_id", uuid.uuid4().hex)
+    return {
+        "accounts": found,
+        # An unset message field reads as an empty message, which a template takes for one.
+        "account_current": found.current if found and found.HasField("current") else None,
+        "account_proposed": found.proposed if found and found.HasField("proposed") else None,
+        "account_values": form,
+        "account_errors": errors or {},
+        "masked": masked,
+        "instalments": rows,
+    }
+
+
+@page(Role.APPLICANT)
+async def receiving_account(current: Page) -> Response:
+    """Confirms the award's receiving account, or proposes a change of the confirmed one (in
+    force once a finance officer approves it): the service decides which is allowed and refuses
+    bad input naming the field, shown beside it with nothing written."""
+    application_id = current.request.path_params["application_id"]
+    values = await current.form()
+    values = {key: values.get(key, "") for key in (*ACCOUNT_FIELDS, "request_id", "mode")}
+    if not re.fullmatch(r"[0-9a-f]{32}", values["request_id"]):
+        values["request_id"] = uuid.uuid4().hex
+    account = disbursement_pb2.AccountDetails(
+        account_name=values["account_name"],
+        account_number=values["account_number"],
+        bank_code=values["bank_code"],
+        bank_name=values["bank_name"],
+    )
+    change = values["mode"] == "change"
+    try:
+        if change:
+            await current.call(
+                current.clients.disbursement.ProposeAccountChange,
+                disbursement_pb2.ProposeAccountChangeRequest(
+                    request_id=values["request_id"],
+                    application_id=application_id,
+                    account=account,
+                    reason=values["reason"].strip(),
+                ),
+            )
+        else:
+            await current.call(
+                current.clients.disbursement.ConfirmReceivingAccount,
+                disbursement_pb2.ConfirmReceivingAccountRequest(
+                    request_id=values["request_id"], application_id=application_id, account=account
+                ),
+            )
+    except ServiceRefusal as refusal:
+        if refusal.code.name not in ("INVALID_ARGUMENT", "FAILED_PRECONDITION", "ALREADY_EXISTS"):
+            raise
+        errors = refusal_errors(current, refusal, list(ACCOUNT_FIELDS))
+        return await _application_page(
+            current,
+            application_id,
+            account_values=values,
+            account_errors=errors,
+            status_code=400 if refusal.code.name == "INVALID_ARGUMENT" else 409,
+        )
+    done = "proposed" if change else "confirmed"
+    return current.redirect(f"/my/applications/{application_id}?account={done}#account")
+
+
 def _rule_for(
     rules: Any, application: applications_pb2.Application
 ) -> common_pb2.ProgramRule | None:
@@ -560,6 +720,8 @@ async def _application_page(
     *,
     supplement_values: dict[str, str] | None = None,
     supplement_errors: dict[str, str] | None = None,
+    account_values: dict[str, str] | None = None,
+    account_errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
     application = await _application(current, application_id)
@@ -586,6 +748,17 @@ async def _application_page(
         flash = current.tr("补正材料已提交。", "Your supplement was filed.")
     elif query.get("withdrawn"):
         flash = current.tr("撤回申请已提交。", "Your withdrawal was filed.")
+    elif query.get("account") == "confirmed":
+        flash = current.tr(
+            "收款账户已确认，资金将拨付至该账户。",
+            "Your receiving account is confirmed: the award is paid to it.",
+        )
+    elif query.get("account") == "proposed":
+        flash = current.tr(
+            "收款账户变更已提交，经财务人员审批后生效；审批前仍拨付至原账户。",
+            "The change is filed: it is in force once finance approves it; until then the "
+            "account in force is paid.",
+        )
     return current.render(
         "applicant/application.html",
         status_code=status_code,
@@ -599,6 +772,9 @@ async def _application_page(
         values=values,
         errors=supplement_errors or {},
         **context,
+        **await _award_context(
+            current, application, stage, values=account_values, errors=account_errors
+        ),
     )
 
 
@@ -859,6 +1035,7 @@ routes = [
     Route("/my/applications/{application_id}/status", status_panel),
     Route("/my/applications/{application_id}/supplement", supplement, methods=["POST"]),
     Route("/my/applications/{application_id}/withdraw", withdraw, methods=["GET", "POST"]),
+    Route("/my/applications/{application_id}/account", receiving_account, methods=["POST"]),
     Route("/notices", notices),
     Route("/notices/{batch_id}", notice_page),
     Route(

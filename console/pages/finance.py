@@ -1,6 +1,7 @@
 """The finance officers' pages (财政): budget lines and program budgets, funding plans (make one
 from a program's awaiting awards, check and approve a colleague's, follow its payment run, read
-its notice text, export it) and the payment lines that failed.
+its notice text, export it), the payment lines that failed or came back (退汇), and the changes
+of receiving accounts (收款账户变更) waiting for a second officer's approval.
 
 Everything is read from and done through DisbursementService with the officer's own token, so
 maker-checker is the service's rule, not the page's: the page offers "approve" to every finance
@@ -15,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import grpc
 from starlette.responses import Response
@@ -22,10 +24,18 @@ from starlette.routing import Route
 
 from console.backend import ServiceRefusal
 from console.i18n import BEIJING
+from console.service_text import shown
 from console.web import Page, field_errors, page
 from grantflow.plan_exports import chinese_name, plan_csv, plan_notice, plan_xlsx
 from grantflow.v1 import applications_pb2, common_pb2, disbursement_pb2
-from services.common.vocabulary import Department, PaymentState, PlanState, Role, VocabularyError
+from services.common.vocabulary import (
+    Department,
+    PaymentState,
+    PlanState,
+    ReservationState,
+    Role,
+    VocabularyError,
+)
 
 AWAITING_PAGE_SIZE = 50
 PLANS_PAGE_SIZE = 30
@@ -37,10 +47,12 @@ OPEN_PLAN_STATES = frozenset({PlanState.DRAFT, PlanState.AWAITING_SECOND_APPROVA
 MAX_CANCEL_REASON = 500
 PAYMENT_FILTERS = {
     "failed": PaymentState.FAILED,
+    "returned": PaymentState.RETURNED,
     "pending": PaymentState.PENDING,
     "paid": PaymentState.PAID,
     "all": None,
 }
+ACCOUNT_CHANGES_STEP = 100
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -54,6 +66,13 @@ def _plan_state(number: int) -> PlanState | None:
 def _payment_state(number: int) -> PaymentState | None:
     try:
         return PaymentState.from_proto(number)
+    except VocabularyError:
+        return None
+
+
+def _reservation_state(number: int) -> ReservationState | None:
+    try:
+        return ReservationState.from_proto(number)
     except VocabularyError:
         return None
 
@@ -501,6 +520,90 @@ async def payments(current: Page) -> Response:
     )
 
 
+# ------------------------------------------------------------------------ account changes
+
+
+async def _account_changes_page(
+    current: Page,
+    *,
+    errors: dict[str, str] | None = None,
+    flash: str = "",
+    status_code: int = 200,
+) -> Response:
+    query = current.request.query_params
+    program = query.get("program", "").strip()
+    limit = min(max(_int(query.get("limit"), ACCOUNT_CHANGES_STEP), 1), PAYMENT_LINES_MAX)
+    names = await program_names(current)
+    if program not in names:
+        program = ""
+    answer = await current.call(
+        current.clients.disbursement.ListAccountChanges,
+        disbursement_pb2.ListAccountChangesRequest(limit=limit, program_code=program),
+    )
+    changes = list(answer.changes)
+    errors = errors or {}
+    listed = {change.application_id for change in changes}
+    return current.render(
+        "finance/accounts.html",
+        status_code=status_code,
+        title=current.tr("收款账户变更审批", "Receiving-account changes"),
+        changes=changes,
+        names=names,
+        program=program,
+        limit=limit,
+        more=len(changes) == limit and limit < PAYMENT_LINES_MAX,
+        next_limit=min(limit + ACCOUNT_CHANGES_STEP, PAYMENT_LINES_MAX),
+        errors=errors,
+        # A refusal for a change no longer waiting (approved or replaced meanwhile) has no row.
+        other_errors=[message for key, message in errors.items() if key not in listed],
+        flash=flash,
+        subject=current.signed_in.subject,
+        reservation_state=_reservation_state,
+        returned=ReservationState.RETURNED,
+    )
+
+
+@page(Role.FINANCE)
+async def account_changes(current: Page) -> Response:
+    flash = ""
+    approved = current.request.query_params.get("approved", "")
+    if approved:
+        flash = current.tr(
+            f"申报 {approved} 的收款账户变更已审批，新账户即时生效。",
+            f"The change of application {approved}'s receiving account is approved: in force now.",
+        )
+    return await _account_changes_page(current, flash=flash)
+
+
+@page(Role.FINANCE)
+async def account_change_approve(current: Page) -> Response:
+    """Approves one waiting change; the proposer's own approval, and a change approved or
+    replaced meanwhile, are refused by the service, whose message shows beside the change."""
+    application_id = current.request.path_params["application_id"]
+    version = _int((await current.form()).get("version"), 0)
+    try:
+        await current.call(
+            current.clients.disbursement.ApproveAccountChange,
+            disbursement_pb2.ApproveAccountChangeRequest(
+                application_id=application_id, version=version
+            ),
+        )
+    except ServiceRefusal as refusal:
+        if refusal.code not in (
+            grpc.StatusCode.PERMISSION_DENIED,
+            grpc.StatusCode.FAILED_PRECONDITION,
+            grpc.StatusCode.NOT_FOUND,
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ):
+            raise
+        return await _account_changes_page(
+            current,
+            errors={application_id: shown(current.lang, refusal.message)},
+            status_code=409,
+        )
+    return current.redirect("/finance/accounts?" + urlencode({"approved": application_id}))
+
+
 routes = [
     Route("/finance", budgets),
     Route("/finance/plans", plans, methods=["GET", "POST"]),
@@ -511,4 +614,6 @@ routes = [
     Route("/finance/plans/{plan_id}/export.csv", plan_export_csv),
     Route("/finance/plans/{plan_id}/export.xlsx", plan_export_xlsx),
     Route("/finance/payments", payments),
+    Route("/finance/accounts", account_changes),
+    Route("/finance/accounts/{application_id}/approve", account_change_approve, methods=["POST"]),
 ]

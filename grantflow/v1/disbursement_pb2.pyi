@@ -666,6 +666,100 @@ class ApproveAccountChangeRequest(_message.Message):
 Global___ApproveAccountChangeRequest: _TypeAlias = ApproveAccountChangeRequest  # noqa: Y015
 
 @_typing.final
+class ListAccountChangesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """0 = 100; at most 1000"""
+    program_code: _builtins.str
+    """empty = every program"""
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+        program_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "program_code", b"program_code"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccountChangesRequest: _TypeAlias = ListAccountChangesRequest  # noqa: Y015
+
+@_typing.final
+class AccountChange(_message.Message):
+    """A change of an award's receiving account waiting for a second finance officer's approval."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLICATION_ID_FIELD_NUMBER: _builtins.int
+    APPLICANT_NAME_FIELD_NUMBER: _builtins.int
+    APPLICANT_CREDIT_CODE_FIELD_NUMBER: _builtins.int
+    PROGRAM_CODE_FIELD_NUMBER: _builtins.int
+    AWARD_FEN_FIELD_NUMBER: _builtins.int
+    AWARD_STATE_FIELD_NUMBER: _builtins.int
+    CURRENT_FIELD_NUMBER: _builtins.int
+    PROPOSED_FIELD_NUMBER: _builtins.int
+    application_id: _builtins.str
+    applicant_name: _builtins.str
+    """the registered name the award carries"""
+    applicant_credit_code: _builtins.str
+    program_code: _builtins.str
+    award_fen: _builtins.int
+    award_state: Global___ReservationState.ValueType
+    """RETURNED (退汇): paid again once the change is approved"""
+    @_builtins.property
+    def current(self) -> Global___ReceivingAccount:
+        """in force until the change is approved"""
+
+    @_builtins.property
+    def proposed(self) -> Global___ReceivingAccount:
+        """the change (its version is what ApproveAccountChange names)"""
+
+    def __init__(
+        self,
+        *,
+        application_id: _builtins.str = ...,
+        applicant_name: _builtins.str = ...,
+        applicant_credit_code: _builtins.str = ...,
+        program_code: _builtins.str = ...,
+        award_fen: _builtins.int = ...,
+        award_state: Global___ReservationState.ValueType = ...,
+        current: Global___ReceivingAccount | None = ...,
+        proposed: Global___ReceivingAccount | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["current", b"current", "proposed", b"proposed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applicant_credit_code", b"applicant_credit_code", "applicant_name", b"applicant_name", "application_id", b"application_id", "award_fen", b"award_fen", "award_state", b"award_state", "current", b"current", "program_code", b"program_code", "proposed", b"proposed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccountChange: _TypeAlias = AccountChange  # noqa: Y015
+
+@_typing.final
+class ListAccountChangesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___AccountChange]: ...
+    def __init__(
+        self,
+        *,
+        changes: _abc.Iterable[Global___AccountChange] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAccountChangesResponse: _TypeAlias = ListAccountChangesResponse  # noqa: Y015
+
+@_typing.final
 class SyncGatewayReturnsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -224,6 +224,11 @@ class DisbursementServiceStub:
                 request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ApproveAccountChangeRequest.SerializeToString,
                 response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ReceivingAccounts.FromString,
                 _registered_method=True)
+        self.ListAccountChanges = channel.unary_unary(
+                '/grantflow.v1.DisbursementService/ListAccountChanges',
+                request_serializer=grantflow_dot_v1_dot_disbursement__pb2.ListAccountChangesRequest.SerializeToString,
+                response_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ListAccountChangesResponse.FromString,
+                _registered_method=True)
         self.SyncGatewayReturns = channel.unary_unary(
                 '/grantflow.v1.DisbursementService/SyncGatewayReturns',
                 request_serializer=grantflow_dot_v1_dot_disbursement__pb2.SyncGatewayReturnsRequest.SerializeToString,
@@ -566,6 +571,16 @@ class DisbursementServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAccountChanges(self, request, context):
+        """The account changes waiting for approval (finance, ops), oldest proposal first: each with
+        its award (applicant, program, amount, state: RETURNED is paid again once approved) and the
+        account in force beside the proposed one, so an officer compares them before approving.
+        Filtered by program when one is given. INVALID_ARGUMENT (limit) above 1000.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SyncGatewayReturns(self, request, context):
         """Asks the gateway for the payments returned (退汇) since a moment (default: a day back) and
         records each once (finance, system; the daily reconciliation also does): the line RETURNED
@@ -769,6 +784,11 @@ def add_DisbursementServiceServicer_to_server(servicer, server):
                     servicer.ApproveAccountChange,
                     request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ApproveAccountChangeRequest.FromString,
                     response_serializer=grantflow_dot_v1_dot_disbursement__pb2.ReceivingAccounts.SerializeToString,
+            ),
+            'ListAccountChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccountChanges,
+                    request_deserializer=grantflow_dot_v1_dot_disbursement__pb2.ListAccountChangesRequest.FromString,
+                    response_serializer=grantflow_dot_v1_dot_disbursement__pb2.ListAccountChangesResponse.SerializeToString,
             ),
             'SyncGatewayReturns': grpc.unary_unary_rpc_method_handler(
                     servicer.SyncGatewayReturns,
@@ -1802,6 +1822,33 @@ class DisbursementService:
             '/grantflow.v1.DisbursementService/ApproveAccountChange',
             grantflow_dot_v1_dot_disbursement__pb2.ApproveAccountChangeRequest.SerializeToString,
             grantflow_dot_v1_dot_disbursement__pb2.ReceivingAccounts.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccountChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/grantflow.v1.DisbursementService/ListAccountChanges',
+            grantflow_dot_v1_dot_disbursement__pb2.ListAccountChangesRequest.SerializeToString,
+            grantflow_dot_v1_dot_disbursement__pb2.ListAccountChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,

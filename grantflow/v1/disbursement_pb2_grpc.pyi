@@ -198,6 +198,12 @@ class DisbursementServiceStub:
     in force from now. An award whose payment came back (RETURNED) is payable again: it waits
     for a plan, paid with a new idempotency key (award-<id>-r<k>).
     """
+    ListAccountChanges: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.ListAccountChangesRequest, _disbursement_pb2.ListAccountChangesResponse]
+    """The account changes waiting for approval (finance, ops), oldest proposal first: each with
+    its award (applicant, program, amount, state: RETURNED is paid again once approved) and the
+    account in force beside the proposed one, so an officer compares them before approving.
+    Filtered by program when one is given. INVALID_ARGUMENT (limit) above 1000.
+    """
     SyncGatewayReturns: _grpc.UnaryUnaryMultiCallable[_disbursement_pb2.SyncGatewayReturnsRequest, _disbursement_pb2.SyncGatewayReturnsResponse]
     """Asks the gateway for the payments returned (退汇) since a moment (default: a day back) and
     records each once (finance, system; the daily reconciliation also does): the line RETURNED
@@ -373,6 +379,12 @@ class DisbursementServiceAsyncStub(DisbursementServiceStub):
     """A finance officer, not the proposer (PERMISSION_DENIED), approves the waiting change: it is
     in force from now. An award whose payment came back (RETURNED) is payable again: it waits
     for a plan, paid with a new idempotency key (award-<id>-r<k>).
+    """
+    ListAccountChanges: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.ListAccountChangesRequest, _disbursement_pb2.ListAccountChangesResponse]  # type: ignore[assignment]
+    """The account changes waiting for approval (finance, ops), oldest proposal first: each with
+    its award (applicant, program, amount, state: RETURNED is paid again once approved) and the
+    account in force beside the proposed one, so an officer compares them before approving.
+    Filtered by program when one is given. INVALID_ARGUMENT (limit) above 1000.
     """
     SyncGatewayReturns: _aio.UnaryUnaryMultiCallable[_disbursement_pb2.SyncGatewayReturnsRequest, _disbursement_pb2.SyncGatewayReturnsResponse]  # type: ignore[assignment]
     """Asks the gateway for the payments returned (退汇) since a moment (default: a day back) and
@@ -774,6 +786,18 @@ class DisbursementServiceServicer(metaclass=_abc_1.ABCMeta):
         """A finance officer, not the proposer (PERMISSION_DENIED), approves the waiting change: it is
         in force from now. An award whose payment came back (RETURNED) is payable again: it waits
         for a plan, paid with a new idempotency key (award-<id>-r<k>).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAccountChanges(
+        self,
+        request: _disbursement_pb2.ListAccountChangesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_disbursement_pb2.ListAccountChangesResponse, _abc.Awaitable[_disbursement_pb2.ListAccountChangesResponse]]:
+        """The account changes waiting for approval (finance, ops), oldest proposal first: each with
+        its award (applicant, program, amount, state: RETURNED is paid again once approved) and the
+        account in force beside the proposed one, so an officer compares them before approving.
+        Filtered by program when one is given. INVALID_ARGUMENT (limit) above 1000.
         """
 
     @_abc_1.abstractmethod

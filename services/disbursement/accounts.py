@@ -156,9 +156,31 @@ def _named(field: str, details: AccountDetails, reservation: ReservationRow) -> 
         )
 
 
+@dataclass(frozen=True)
+class PendingChange:
+    """A change waiting for approval, with its award and the account it would replace."""
+
+    award: ReservationRow
+    proposed: ReceivingAccountRow
+    current: ReceivingAccountRow | None
+
+
 class ReceivingAccounts:
     def __init__(self, transactions: Transactions) -> None:
         self.transactions = transactions
+
+    async def pending(self, program_code: str, limit: int) -> list[PendingChange]:
+        """The changes waiting for a second finance officer, oldest proposal first."""
+
+        def work(session: Session) -> list[PendingChange]:
+            return [
+                PendingChange(award, proposed, current)
+                for award, proposed, current in store.pending_account_changes(
+                    session, program_code, limit
+                )
+            ]
+
+        return await self.transactions.read(work)
 
     async def get(self, application_id: str, caller: Principal) -> AccountsView:
         def work(session: Session) -> AccountsView:

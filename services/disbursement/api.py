@@ -39,7 +39,12 @@ from services.common.vocabulary import (
     Role,
 )
 from services.disbursement import commands, store
-from services.disbursement.accounts import AccountsView, ReceivingAccounts, checked_details
+from services.disbursement.accounts import (
+    AccountsView,
+    PendingChange,
+    ReceivingAccounts,
+    checked_details,
+)
 from services.disbursement.clawbacks import Clawbacks, ClawbackView, clawback_workflow_id
 from services.disbursement.store import (
     BudgetFigures,
@@ -122,6 +127,7 @@ SERVICE = ServiceSpec(
         "ConfirmReceivingAccount": (Role.APPLICANT,),
         "ProposeAccountChange": (Role.APPLICANT, Role.FINANCE),
         "ApproveAccountChange": (Role.FINANCE,),
+        "ListAccountChanges": (Role.FINANCE, Role.OPS),
         "SyncGatewayReturns": (Role.FINANCE, Role.SYSTEM),
     },
 )
@@ -732,6 +738,20 @@ def accounts_pb(view: AccountsView) -> pb.ReceivingAccounts:
     )
 
 
+def change_pb(change: PendingChange) -> pb.AccountChange:
+    award = change.award
+    return pb.AccountChange(
+        application_id=award.application_id,
+        applicant_name=award.applicant_name,
+        applicant_credit_code=award.applicant_credit_code,
+        program_code=award.program_code,
+        award_fen=award.amount_fen,
+        award_state=ReservationState.parse(award.state).to_proto(),
+        current=account_pb(change.current) if change.current is not None else None,
+        proposed=account_pb(change.proposed),
+    )
+
+
 def account_details(field: str, details: pb.AccountDetails) -> commands.AccountDetails:
     return checked_details(
         field,
@@ -1232,6 +1252,15 @@ class DisbursementServicer(disbursement_pb2_grpc.DisbursementServiceServicer):
             approver=current_principal().subject,
         )
         return accounts_pb(await self.accounts.approve(command))
+
+    async def ListAccountChanges(
+        self, request: pb.ListAccountChangesRequest, context: Any
+    ) -> pb.ListAccountChangesResponse:
+        if not 0 <= request.limit <= MAX_LINES:
+            raise InvalidArgument("limit", f"must be between 0 and {MAX_LINES}")
+        program = program_code("program_code", request.program_code) if request.program_code else ""
+        changes = await self.accounts.pending(program, request.limit or DEFAULT_LINES)
+        return pb.ListAccountChangesResponse(changes=[change_pb(change) for change in changes])
 
     async def SyncGatewayReturns(
         self, request: pb.SyncGatewayReturnsRequest, context: Any

@@ -477,6 +477,41 @@ def account_in_force(session: Session, application_id: str) -> ReceivingAccountR
     ).first()
 
 
+def pending_account_changes(
+    session: Session, program_code: str, limit: int
+) -> list[tuple[ReservationRow, ReceivingAccountRow, ReceivingAccountRow | None]]:
+    """The changes waiting for approval, oldest proposal first, each with its award and the
+    account in force (one query for the proposals, one for the accounts they would replace)."""
+    from services.common.vocabulary import AccountState
+
+    query = (
+        select(ReceivingAccountRow, ReservationRow)
+        .join(
+            ReservationRow,
+            col(ReservationRow.application_id) == col(ReceivingAccountRow.application_id),
+        )
+        .where(col(ReceivingAccountRow.state) == AccountState.PROPOSED)
+        .order_by(col(ReceivingAccountRow.given_at), col(ReceivingAccountRow.application_id))
+        .limit(limit)
+    )
+    if program_code:
+        query = query.where(col(ReservationRow.program_code) == program_code)
+    proposals = list(session.exec(query).all())
+    ids = [row.application_id for row, _ in proposals]
+    in_force = {
+        row.application_id: row
+        for row in session.exec(
+            select(ReceivingAccountRow)
+            .where(col(ReceivingAccountRow.application_id).in_(ids))
+            .where(col(ReceivingAccountRow.state) == AccountState.CONFIRMED)
+        ).all()
+    }
+    return [
+        (reservation, proposed, in_force.get(proposed.application_id))
+        for proposed, reservation in proposals
+    ]
+
+
 def account_by_request(session: Session, request_id: str) -> ReceivingAccountRow | None:
     return session.exec(
         select(ReceivingAccountRow).where(col(ReceivingAccountRow.request_id) == request_id)

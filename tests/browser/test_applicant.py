@@ -1,7 +1,7 @@
 """The applicants' console in a browser on the real stack: an enterprise files an application
 through the form and watches its status move on the application page; bad input is shown beside
-its field and files nothing; an application is withdrawn; the public notices are read and an
-objection is taken to the service.
+its field and files nothing; a noticed award's receiving account is confirmed; an application
+is withdrawn; the public notices are read and an objection is taken to the service.
 
 Grants are moved along by the services directly (tests/actors.py) where it is another group's
 job (reviewers approving); the applicant's own steps go through the browser.
@@ -152,6 +152,25 @@ async def test_withdrawal_and_the_public_notices(open_console: Any, seeded: Loca
         await actors.wait_for([noticed], {common_pb2.GRANT_STAGE_AWAITING_FUNDING_PLAN})
     finally:
         await actors.close()
+
+    # Its applicant confirms the receiving account the award is paid to (收款账户): the name
+    # comes prefilled with the registered one, the page shows only the number's last 4 digits.
+    console = await open_console()
+    await console.sign_in("sun", "applicant", enterprise=credit_code(50_000 + 71_003))
+    await console.go(f"/my/applications/{noticed}")
+    card = console.page.locator("[data-testid=receiving-account]")
+    assert "尚未确认收款账户" in await card.inner_text()
+    assert await card.locator("input[name=account_name]").input_value() == "Test Enterprise 71003"
+    await card.locator("input[name=account_number]").fill("6222 0200 0000 0012 34")
+    await card.locator("input[name=bank_code]").fill("102584000016")
+    await card.locator("input[name=bank_name]").fill("中国工商银行深圳分行营业部")
+    await card.locator("button[type=submit]").click()
+    await console.page.wait_for_url(f"**/my/applications/{noticed}?account=confirmed*")
+    assert await console.page.locator("[data-testid=account-number]").inner_text() == (
+        "*" * 14 + "1234"
+    )
+    assert "622202000000001234" not in await console.page.content()
+    assert "申请变更收款账户" in await card.inner_text()  # another account is now a change
 
     # The applicant withdraws its own application through the confirm step.
     code = credit_code(71_004)

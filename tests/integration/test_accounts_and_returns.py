@@ -213,6 +213,64 @@ async def test_a_change_of_account_needs_a_second_finance_officer(
         assert len(h.outbox("ReceivingAccountChangeApproved")) == 2
 
 
+async def test_finance_lists_the_changes_waiting_for_approval_beside_the_account_in_force(
+    database_url: str, tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    async with service(database_url, tmp_path, kafka_bootstrap) as h:
+        await set_budget(h, 1_000_000)
+        for n in (1, 2, 3):
+            await reserve(h.system, f"app-{n}", 100_000 * n, n)
+            await confirm_account(h, f"app-{n}", n)
+        fin_a, fin_b = h.as_("fin-a", Role.FINANCE), h.as_("fin-b", Role.FINANCE)
+        for n, who in ((2, applicant(h, 2)), (1, fin_a)):  # app-2 proposed first
+            await who.ProposeAccountChange(  # type: ignore[attr-defined]
+                pb.ProposeAccountChangeRequest(
+                    request_id=f"change-list-{n}",
+                    application_id=f"app-{n}",
+                    account=account_of(n, f"6000000000000{n:03d}"),
+                    reason="原账户已销户",
+                )
+            )
+        listed = await fin_b.ListAccountChanges(pb.ListAccountChangesRequest())
+        assert [c.application_id for c in listed.changes] == ["app-2", "app-1"]
+        first = listed.changes[0]
+        assert (first.applicant_name, first.award_fen) == ("Enterprise 2 Ltd", 200_000)
+        assert first.applicant_credit_code == credit_code(2) and first.program_code == PROGRAM
+        assert first.award_state == pb.RESERVATION_STATE_RESERVED
+        assert (first.current.version, first.current.account_number) == (
+            1,
+            account_of(2).account_number,
+        )
+        assert (first.proposed.version, first.proposed.account_number) == (2, "6000000000000002")
+        assert first.proposed.given_by == "applicant-2" and first.proposed.reason == "原账户已销户"
+        # Ops reads it; a program filter and a limit narrow it; an applicant may not list.
+        ops = h.as_("ops-1", Role.OPS)
+        assert len((await ops.ListAccountChanges(pb.ListAccountChangesRequest())).changes) == 2
+        only_one = await fin_b.ListAccountChanges(pb.ListAccountChangesRequest(limit=1))
+        assert [c.application_id for c in only_one.changes] == ["app-2"]
+        other = await fin_b.ListAccountChanges(
+            pb.ListAccountChangesRequest(program_code="ON-A-LINE")
+        )
+        assert list(other.changes) == []
+        await expect_error(
+            applicant(h, 2).ListAccountChanges(  # type: ignore[attr-defined]
+                pb.ListAccountChangesRequest()
+            ),
+            grpc.StatusCode.PERMISSION_DENIED,
+        )
+        error = await expect_error(
+            fin_b.ListAccountChanges(pb.ListAccountChangesRequest(limit=1001)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        assert violated_field(error) == "limit"
+        # An approved change leaves the list.
+        await fin_b.ApproveAccountChange(
+            pb.ApproveAccountChangeRequest(application_id="app-1", version=2)
+        )
+        left = await fin_a.ListAccountChanges(pb.ListAccountChangesRequest())
+        assert [c.application_id for c in left.changes] == ["app-2"]
+
+
 async def test_a_settling_payment_is_resolved_by_the_status_query_and_paid_once(
     database_url: str, tmp_path: Path, kafka_bootstrap: str
 ) -> None:

@@ -26,6 +26,7 @@ from console.pages.applicant import (
 )
 from grantflow.sample import credit_code
 from grantflow.v1 import applications_pb2, common_pb2, notice_pb2
+from grantflow.v1 import disbursement_pb2 as dpb
 from services.applications.catalogue import load_catalogue
 from services.common.config import Settings
 
@@ -125,6 +126,7 @@ class FakeBackend:
         stub = Stub(self.calls, self.answers)
         self.clients = type("Clients", (), {"applications": stub, "notices": stub})()
         self.clients.notifications = stub
+        self.clients.disbursement = stub
 
     async def call(self, user: Any, method: Any, request: Any) -> Any:
         try:
@@ -378,3 +380,189 @@ def test_the_status_panel_asks_for_a_reload_only_when_the_actions_change(
     )
     final = console.get(f"/my/applications/app-9/status?shown={formal_check}").text
     assert "已撤回" in final and "hx-trigger" not in final  # an ended grant is not polled
+
+
+# The award's receiving account (收款账户) and instalments -------------------------------------------
+
+REGISTERED = "深圳市重大装备有限公司"
+
+
+def awarded(
+    stage: common_pb2.GrantStage.ValueType = common_pb2.GRANT_STAGE_AWAITING_FUNDING_PLAN,
+) -> applications_pb2.Application:
+    return applications_pb2.Application(
+        application_id="app-7",
+        program_code="TECH-MAJOR",
+        rule_version=CATALOGUE["TECH-MAJOR"].version,
+        applicant_credit_code=ENTERPRISE,
+        applicant_name=REGISTERED,
+        project_title="智能产线",
+        status=stage,
+        award_amount_fen=3_000_000_000,
+    )
+
+
+def account(
+    version: int, number: str, state: dpb.AccountState.ValueType, **more: Any
+) -> dpb.ReceivingAccount:
+    return dpb.ReceivingAccount(
+        application_id="app-7",
+        version=version,
+        state=state,
+        account_name=REGISTERED,
+        account_number=number,
+        bank_code="102584000016",
+        bank_name="中国工商银行深圳分行营业部",
+        given_by="zhao",
+        **more,
+    )
+
+
+def award_answers(**more: Any) -> None:
+    FakeBackend.answers.update(
+        GetApplication=awarded(),
+        ListPrograms=applications_pb2.ListProgramsResponse(programs=[CATALOGUE["TECH-MAJOR"]]),
+        ListNotifications=ServiceRefusal(grpc.StatusCode.UNAVAILABLE, "down"),
+        GetReceivingAccount=dpb.ReceivingAccounts(
+            application_id="app-7", applicant_name=REGISTERED
+        ),
+        GetInstalmentSchedule=dpb.InstalmentSchedule(application_id="app-7"),
+    )
+    FakeBackend.answers.update(more)
+
+
+def account_form(page: str, **typed: str) -> dict[str, str]:
+    request_id = re.search(
+        r'name="request_id" value="([0-9a-f]{32})"', page.split('id="account"')[1]
+    )
+    mode = re.search(r'name="mode" value="(\w+)"', page)
+    assert request_id and mode
+    return {
+        "csrftoken": csrf(page),
+        "request_id": request_id.group(1),
+        "mode": mode.group(1),
+        "account_name": REGISTERED,
+        "bank_code": "102584000016",
+        "bank_name": "中国工商银行深圳分行营业部",
+        **typed,
+    }
+
+
+def test_before_the_notice_the_page_asks_nothing_of_the_disbursement_service(
+    console: TestClient,
+) -> None:
+    award_answers(GetApplication=awarded(common_pb2.GRANT_STAGE_IN_NOTICE))
+    sign_in(console)
+    page = console.get("/my/applications/app-7").text
+    assert "收款账户" not in page
+    assert not [
+        n for n, _ in FakeBackend.calls if n in ("GetReceivingAccount", "GetInstalmentSchedule")
+    ]
+
+
+def test_the_applicant_confirms_its_account_a_refusal_beside_its_field_and_one_request_id(
+    console: TestClient,
+) -> None:
+    refusals = iter(
+        [
+            ServiceRefusal(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "must be 8 to 32 digits (账号: digits only)",
+                "account.account_number",
+            )
+        ]
+    )
+
+    def confirm(request: dpb.ConfirmReceivingAccountRequest) -> dpb.ReceivingAccounts:
+        refusal = next(refusals, None)
+        if refusal is not None:
+            raise refusal
+        return dpb.ReceivingAccounts(application_id="app-7")
+
+    award_answers(ConfirmReceivingAccount=confirm)
+    sign_in(console)
+    page = console.get("/my/applications/app-7").text
+    assert "尚未确认收款账户" in page
+    assert f'name="account_name" value="{REGISTERED}"' in page  # prefilled: the registered name
+    form = account_form(page, account_number="6222-02")
+    assert form["mode"] == "confirm"
+    refused = console.post("/my/applications/app-7/account", data=form)
+    assert refused.status_code == 400
+    assert re.search(r'data-field="account_number">须为 8 至 32 位数字', refused.text)
+    assert 'value="6222-02"' in refused.text  # what was typed stays to be corrected
+    assert account_form(refused.text)["request_id"] == form["request_id"]
+
+    done = console.post(
+        "/my/applications/app-7/account",
+        data={**form, "account_number": "6222 0200 0000 0001"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == "/my/applications/app-7?account=confirmed#account"
+    sent = [r for n, r in FakeBackend.calls if n == "ConfirmReceivingAccount"]
+    assert [r.request_id for r in sent] == [form["request_id"]] * 2  # a double submit writes once
+    assert sent[-1].account.account_number == "6222 0200 0000 0001"
+    assert sent[-1].account.account_name == REGISTERED and sent[-1].application_id == "app-7"
+    assert not [n for n, _ in FakeBackend.calls if n == "ProposeAccountChange"]
+
+
+def test_the_account_in_force_is_masked_a_change_waits_and_the_instalments_are_listed(
+    console: TestClient,
+) -> None:
+    schedule = dpb.InstalmentSchedule(
+        application_id="app-7",
+        instalments=[
+            dpb.Instalment(
+                number=1,
+                of=2,
+                amount_fen=1_500_000_000,
+                milestone=dpb.MILESTONE_AWARD,
+                state=dpb.INSTALMENT_STATE_PAID,
+            ),
+            dpb.Instalment(
+                number=2,
+                of=2,
+                amount_fen=1_500_000_000,
+                milestone=dpb.MILESTONE_ACCEPTANCE,
+                state=dpb.INSTALMENT_STATE_SCHEDULED,
+            ),
+        ],
+    )
+    schedule.instalments[0].paid_at.FromDatetime(datetime(2026, 3, 2, 2, 0, tzinfo=UTC))
+    schedule.instalments[1].due_at.FromDatetime(datetime(2027, 6, 30, 16, 0, tzinfo=UTC))
+    accounts = dpb.ReceivingAccounts(
+        application_id="app-7",
+        applicant_name=REGISTERED,
+        current=account(1, "400000000000000001", dpb.ACCOUNT_STATE_CONFIRMED),
+        proposed=account(2, "622202000000009876", dpb.ACCOUNT_STATE_PROPOSED, reason="更换基本户"),
+    )
+    award_answers(
+        GetApplication=awarded(common_pb2.GRANT_STAGE_INSTALMENTS),
+        GetReceivingAccount=accounts,
+        GetInstalmentSchedule=schedule,
+        ProposeAccountChange=ServiceRefusal(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "that account is the one in force already: nothing to change",
+        ),
+    )
+    sign_in(console)
+    page = console.get("/my/applications/app-7").text
+    assert "**************0001" in page and "400000000000000001" not in page
+    assert "**************9876" in page and "622202000000009876" not in page
+    assert "变更待审批" in page and "更换基本户" in page
+    assert "申请变更收款账户" in page and 'name="reason"' in page
+    rows = re.findall(r'<tr data-instalment="(\d)">(.*?)</tr>', page, re.S)
+    assert [n for n, _ in rows] == ["1", "2"]
+    assert "第1/2期" in rows[0][1] and "¥15,000,000.00" in rows[0][1] and "资助确定" in rows[0][1]
+    assert "已拨付" in rows[0][1] and "2026-03-02 10:00" in rows[0][1]
+    assert "项目验收" in rows[1][1] and "2027-07-01" in rows[1][1]  # due: the Beijing day
+    assert "待里程碑确认" in rows[1][1]
+
+    form = account_form(page, account_number="400000000000000001", reason="核对")
+    assert form["mode"] == "change"
+    refused = console.post("/my/applications/app-7/account", data=form)
+    assert refused.status_code == 409
+    assert "该账户已是生效账户，无需变更" in refused.text
+    (sent,) = [r for n, r in FakeBackend.calls if n == "ProposeAccountChange"]
+    assert sent.reason == "核对" and sent.request_id == form["request_id"]
+    assert not [n for n, _ in FakeBackend.calls if n == "ConfirmReceivingAccount"]

@@ -1250,6 +1250,18 @@ class Disbursement:
         session.add(award)
         return line
 
+    async def _plan_budget(self, plan_id: str) -> tuple[str, str]:
+        """What a plan's budget locks are taken on (_lock_plan_budget): its budget line, or the
+        program's own budget for a plan of a program without a line; NOT_FOUND for no plan."""
+
+        def budget_of(session: Session) -> tuple[str, str]:
+            plan = session.get(FundingPlanRow, plan_id)
+            if plan is None:
+                raise NotFound(f"funding plan {plan_id} not found")
+            return plan.program_code if not plan.budget_line_code else "", plan.budget_line_code
+
+        return await self.transactions.read(budget_of)
+
     @staticmethod
     def _lock_plan_budget(session: Session, program: str, line_code: str) -> bool:
         """Locks what plans of the budget serialise on (a program's own budget row, then every
@@ -1364,13 +1376,7 @@ class Disbursement:
         and the approvals it needs follow. A repeated request id answers the plan as it is."""
         plan_id = command.plan_id
 
-        def budget_of(session: Session) -> tuple[str, str]:
-            plan = session.get(FundingPlanRow, plan_id)
-            if plan is None:
-                raise NotFound(f"funding plan {plan_id} not found")
-            return plan.program_code if not plan.budget_line_code else "", plan.budget_line_code
-
-        program, line_code = await self.transactions.read(budget_of)
+        program, line_code = await self._plan_budget(plan_id)
 
         def work(unit: UnitOfWork) -> PlanView:
             session = unit.session
@@ -1605,13 +1611,7 @@ class Disbursement:
         is undone. A cancelled plan answers as it is."""
         plan_id, officer, reason = command.plan_id, command.cancelled_by, command.reason
 
-        def budget_of(session: Session) -> tuple[str, str]:
-            plan = session.get(FundingPlanRow, plan_id)
-            if plan is None:
-                raise NotFound(f"funding plan {plan_id} not found")
-            return plan.program_code, plan.budget_line_code
-
-        program, line_code = await self.transactions.read(budget_of)
+        program, line_code = await self._plan_budget(plan_id)
 
         def work(unit: UnitOfWork) -> PlanView:
             session = unit.session

@@ -330,16 +330,31 @@ async def pay_returns_again(settings: Settings, rounds: int = 4) -> list[Any]:
     plans, round after round until the treasury returns none; the reissue plans."""
     actors = Actors(settings)
     plans: list[Any] = []
+    handled: set[str] = set()
     try:
         for reissue in range(1, rounds + 1):
             await asyncio.sleep(1.0)  # returns come back after settlement
             synced = await actors.maker.disbursement.SyncGatewayReturns(
                 PS.SyncGatewayReturnsRequest()
             )
-            if not synced.returned:
+            # Returns are also recorded as they are met (a late-settling payment whose status
+            # query already says returned): finance acts on every RETURNED line, as its
+            # console's 已退汇 filter lists them, not only on what this sync recorded.
+            listed = await actors.maker.disbursement.ListPaymentLines(
+                PS.ListPaymentLinesRequest(
+                    state=PS.PAYMENT_STATE_RETURNED, program_code="SME-CLOUD", limit=1000
+                )
+            )
+            fresh = [line for line in listed.lines if line.line_id not in handled]
+            if not fresh:
                 break
-            print(f"round {reissue}: {len(synced.returned)} returned payments (退汇)", flush=True)
-            await confirm_accounts(settings, list(synced.returned), reissue)
+            handled |= {line.line_id for line in fresh}
+            print(
+                f"round {reissue}: {len(fresh)} returned payments (退汇), "
+                f"{len(synced.returned)} of them recorded by SyncGatewayReturns",
+                flush=True,
+            )
+            await confirm_accounts(settings, fresh, reissue)
             plan = await fund_with_accounts(actors, settings, reissue)
             plans.append(await wait_completed(actors, plan.plan_id))
         return plans
@@ -414,6 +429,17 @@ async def chunk_histories(temporal: Any, plan_id: str) -> list[tuple[int, int]]:
     return sizes
 
 
+async def gateway_status(settings: Settings, key: str) -> str:
+    treasury = SimulatedTreasury.from_settings(settings)
+    try:
+        status = await treasury.payment_status(key)
+    finally:
+        await treasury.close()
+    if status is None:
+        return "no payment"
+    return f"{status.state} accepted {status.accepted_at:%H:%M:%S.%f} settled {status.settled_at} returned {status.returned_at}"
+
+
 async def check(
     settings: Settings,
     plan: PS.FundingPlan,
@@ -457,11 +483,22 @@ async def check(
     # Every award paid is paid once net: the returned ones again, with a new key, each once.
     returned = [line for line in every if line.state == PS.PAYMENT_STATE_RETURNED]
     settled = [line for line in every if line.state == PS.PAYMENT_STATE_PAID]
-    if len({line.application_id for line in settled}) != len(settled):
-        problems.append("an award has two settled payments that were not returned")
+    twice = [a for a, n in Counter(x.application_id for x in settled).items() if n > 1]
+    if twice:
+        problems.append(f"{len(twice)} awards have two settled payments that were not returned")
     unpaid = {x.application_id for x in paid} - {x.application_id for x in settled}
     if unpaid:
         problems.append(f"{len(unpaid)} awards returned and not paid again")
+    for application_id in sorted({*twice, *unpaid}):  # what happened to each, for the reader
+        for line in every:
+            if line.application_id == application_id:
+                status = await gateway_status(settings, line.idempotency_key)
+                print(
+                    f"  {application_id} line {line.line_id[:8]} of plan {line.plan_id[:8]}: "
+                    f"{PS.PaymentState.Name(line.state)} key {line.idempotency_key} attempts "
+                    f"{line.attempts} reissue {line.reissue}; treasury: {status}",
+                    flush=True,
+                )
     if any(
         line.reissue and line.account_number == account_number(line.applicant_credit_code)
         for line in settled
@@ -585,6 +622,12 @@ async def bench(settings: Settings, args: argparse.Namespace, refused: set[str])
         plan = await actors.maker.disbursement.GetFundingPlan(
             PS.GetFundingPlanRequest(plan_id=plan.plan_id)
         )
+        reissues = [  # and so are the reissue plans' (a reissue may come back too)
+            await actors.maker.disbursement.GetFundingPlan(
+                PS.GetFundingPlanRequest(plan_id=p.plan_id)
+            )
+            for p in reissues
+        ]
     finally:
         await actors.close()
     seconds: float = run["seconds"]

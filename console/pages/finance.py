@@ -1,5 +1,6 @@
 """The finance officers' pages (财政): budget lines and program budgets, funding plans (make one
-from a program's awaiting awards, check and approve a colleague's, follow its payment run, read
+of the awards awaiting a plan, seen by program or by budget line, of every one that matches a
+filter or of exactly those ticked; check and approve a colleague's, follow its payment run, read
 its notice text, export it), the payment lines that failed or came back (退汇), and the changes
 of receiving accounts (收款账户变更) waiting for a second officer's approval.
 
@@ -38,6 +39,10 @@ from services.common.vocabulary import (
 )
 
 AWAITING_PAGE_SIZE = 50
+# A budget line's programs are counted by listing their awaiting awards, this many a call, at
+# most AWAITING_COUNT_MAX a program (a larger count is shown as "at least").
+AWAITING_COUNT_STEP = 500  # the applications service's largest page
+AWAITING_COUNT_MAX = 5000
 PLANS_PAGE_SIZE = 30
 PAYMENT_LINES_STEP = 100
 PAYMENT_LINES_MAX = 1000  # the service's own limit of ListPaymentLines
@@ -91,8 +96,8 @@ def _int(value: str | None, default: int) -> int:
         return default
 
 
-async def program_names(current: Page) -> dict[str, str]:
-    """{program code: name} of the catalogue, by its newest version, in code order."""
+async def _newest_rules(current: Page) -> dict[str, Any]:
+    """{program code: ProgramRule} of the catalogue, each by its newest version, in code order."""
     answer = await current.call(
         current.clients.applications.ListPrograms, applications_pb2.ListProgramsRequest()
     )
@@ -100,7 +105,22 @@ async def program_names(current: Page) -> dict[str, str]:
     for rule in answer.programs:
         if rule.code not in newest or rule.version > newest[rule.code].version:
             newest[rule.code] = rule
-    return {code: newest[code].name for code in sorted(newest)}
+    return {code: newest[code] for code in sorted(newest)}
+
+
+async def program_names(current: Page) -> dict[str, str]:
+    """{program code: name} of the catalogue, by its newest version, in code order."""
+    return {code: rule.name for code, rule in (await _newest_rules(current)).items()}
+
+
+def line_programs(rules: dict[str, Any]) -> dict[str, list[str]]:
+    """{budget line code: the codes of the programs drawing on it}, lines in code order; a
+    program with its own budget (no line) is in none."""
+    lines: dict[str, list[str]] = {}
+    for code, rule in rules.items():
+        if rule.budget_line_code:
+            lines.setdefault(rule.budget_line_code, []).append(code)
+    return dict(sorted(lines.items()))
 
 
 # ------------------------------------------------------------------------------- budgets
@@ -183,19 +203,86 @@ async def _awaiting(current: Page, program: str, token: str) -> tuple[list[Any],
     return list(answer.applications), answer.next_page_token
 
 
+@dataclass(frozen=True)
+class AwaitingProgram:
+    """One program of a budget line: how many of its awards wait for a plan, and their sum."""
+
+    code: str
+    name: str
+    count: int
+    total_fen: int
+    more: bool  # more than AWAITING_COUNT_MAX wait: count and sum are of the oldest ones
+
+
+async def _all_awaiting(current: Page, program: str) -> tuple[list[Any], bool]:
+    """The program's awards waiting for a plan, up to AWAITING_COUNT_MAX (and whether more wait).
+    Counted by listing them: the finance role has no summary call (SummarizeApplications is the
+    operators'), and the line's table shows them anyway."""
+    awards: list[Any] = []
+    token = ""
+    while True:
+        answer = await current.call(
+            current.clients.applications.ListApplications,
+            applications_pb2.ListApplicationsRequest(
+                program_code=program,
+                status=common_pb2.GRANT_STAGE_AWAITING_FUNDING_PLAN,
+                page_size=AWAITING_COUNT_STEP,
+                page_token=token,
+            ),
+        )
+        awards.extend(answer.applications)
+        token = answer.next_page_token
+        if not token:
+            return awards, False
+        if len(awards) >= AWAITING_COUNT_MAX:
+            return awards, True
+
+
+async def _line_awaiting(
+    current: Page, programs: list[str], names: dict[str, str]
+) -> tuple[list[AwaitingProgram], list[Any]]:
+    """Each program of a budget line with its awaiting count and sum, and all those awards,
+    oldest first (the order a filter with 最多N项 takes them in)."""
+    found = await asyncio.gather(*(_all_awaiting(current, code) for code in programs))
+    rows = [
+        AwaitingProgram(
+            code, names.get(code, code), len(awards), sum(a.award_amount_fen for a in awards), more
+        )
+        for code, (awards, more) in zip(programs, found, strict=True)
+    ]
+    merged = [award for awards, _ in found for award in awards]
+    merged.sort(key=lambda a: (a.updated_at.seconds, a.updated_at.nanos, a.application_id))
+    return rows, merged
+
+
 async def _plans_page(
     current: Page,
     *,
     values: dict[str, str] | None = None,
+    ticked: dict[str, list[str]] | None = None,
     errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
     query = current.request.query_params
     values = dict(values or {})
+    errors = dict(errors or {})
     program = values.get("program", query.get("program", "")).strip()
-    names = await program_names(current)
+    line = values.get("line", query.get("line", "")).strip()
+    rules = await _newest_rules(current)
+    names = {code: rule.name for code, rule in rules.items()}
+    lines = line_programs(rules)
+    if line and line not in lines:
+        errors.setdefault(
+            "line",
+            current.tr(
+                "没有项目使用这个预算科目", "No program of the catalogue draws on this budget line"
+            ),
+        )
+        line = ""
+    if line:
+        program = ""  # one view at a time: the line's programs, or one program
     if program and program not in names:
-        errors = {**(errors or {}), "program": current.tr("没有这个项目", "No such program")}
+        errors.setdefault("program", current.tr("没有这个项目", "No such program"))
         program = ""
     plans_token = query.get("plans", "")
     plans_answer = await current.call(
@@ -209,15 +296,29 @@ async def _plans_page(
     )
     awaiting: list[Any] = []
     next_token = ""
+    line_rows: list[AwaitingProgram] = []
+    start = max(_int(query.get("start"), 0), 0)
+    next_start = 0
     if program:
         awaiting, next_token = await _awaiting(current, program, query.get("awaiting", ""))
+    elif line:
+        line_rows, every = await _line_awaiting(current, lines[line], names)
+        awaiting = every[start : start + AWAITING_PAGE_SIZE]
+        next_start = start + AWAITING_PAGE_SIZE if len(every) > start + AWAITING_PAGE_SIZE else 0
     year = datetime.now(BEIJING).year
     values.setdefault("program", program)
-    values.setdefault(
-        "title", f"{chinese_name(names.get(program, program))} {year}年资助计划" if program else ""
-    )
+    values.setdefault("line", line)
+    if program:
+        values.setdefault("title", f"{chinese_name(names.get(program, program))} {year}年资助计划")
+    elif line:
+        values.setdefault("title", f"预算科目{line} {year}年资助计划")
+    else:
+        values.setdefault("title", "")
+    values.setdefault("max_lines", "")
     # A fresh id for each rendering of the form: the same form posted twice makes one plan.
     values.setdefault("request_id", uuid.uuid4().hex)
+    # The line's programs are all ticked until the officer unticks some.
+    ticked = ticked or {"program_codes": list(lines.get(line, [])), "application_ids": []}
     return current.render(
         "finance/plans.html",
         status_code=status_code,
@@ -226,44 +327,127 @@ async def _plans_page(
         plans_token=plans_token,
         plans_next=plans_answer.next_page_token,
         names=names,
+        lines=lines,
         program=program,
+        line=line,
+        line_rows=line_rows,
+        line_total=sum(row.total_fen for row in line_rows),
+        line_count=sum(row.count for row in line_rows),
         awaiting=awaiting,
         awaiting_total=sum(a.award_amount_fen for a in awaiting),
         awaiting_next=next_token,
         awaiting_token=query.get("awaiting", ""),
+        start=start,
+        next_start=next_start,
         values=values,
-        errors=errors or {},
+        ticked_programs=set(ticked.get("program_codes", [])),
+        ticked_awards=set(ticked.get("application_ids", [])),
+        errors=errors,
         plan_state=_plan_state,
     )
+
+
+# The request's fields the form has (a refusal naming another is shown at the top of the form).
+PLAN_FORM_FIELDS = {
+    "request_id": "request_id",
+    "title": "title",
+    "program_code": "program",
+    "budget_line_code": "line",
+    "program_codes": "program_codes",
+    "application_ids": "application_ids",
+    "max_lines": "max_lines",
+}
+
+
+def _plan_request(
+    current: Page, values: dict[str, str], ticked: dict[str, list[str]]
+) -> tuple[disbursement_pb2.CreateFundingPlanRequest | None, dict[str, str]]:
+    """The CreateFundingPlan request the form asks for, or the form's own field errors (nothing
+    is sent then). A filter takes every awaiting award of the view (the line's ticked programs,
+    or the one program), at most 最多N项 of them, oldest first; a list takes exactly the ticked
+    awards, bounded by the view (so an award of another budget is refused, not planned)."""
+    errors: dict[str, str] = {}
+    line, program = values["line"].strip(), values["program"].strip()
+    listed = values["kind"] == "list"
+    max_lines = 0
+    text = values["max_lines"].strip()
+    if text and not listed:
+        if not text.isdigit() or int(text) < 1:
+            errors["max_lines"] = current.tr(
+                "请填写正整数，或留空表示全部", "A whole number above 0, or empty for all"
+            )
+        else:
+            max_lines = int(text)
+    if not (line or program):
+        errors[""] = current.tr("请先选择预算科目或项目", "Choose a budget line or a program first")
+    if listed and not ticked["application_ids"]:
+        # Sent empty, the request would be a filter of the whole line: refuse it here.
+        errors["application_ids"] = current.tr(
+            "请在下表中勾选要列入计划的资助", "Tick the awards to plan in the table below"
+        )
+    if not listed and line and not ticked["program_codes"]:
+        errors["program_codes"] = current.tr(
+            "请至少勾选该预算科目的一个项目", "Tick at least one program of the budget line"
+        )
+    if errors:
+        return None, errors
+    request = disbursement_pb2.CreateFundingPlanRequest(
+        request_id=values["request_id"], title=values["title"].strip()
+    )
+    if line:
+        request.budget_line_code = line
+    if listed:
+        request.application_ids.extend(ticked["application_ids"])
+        if program:
+            request.program_codes.append(program)
+    elif line:
+        request.program_codes.extend(ticked["program_codes"])
+        request.max_lines = max_lines
+    else:
+        request.program_code = program
+        request.max_lines = max_lines
+    return request, {}
 
 
 @page(Role.FINANCE)
 async def plans(current: Page) -> Response:
     if current.request.method == "GET":
         return await _plans_page(current)
-    form = await current.form()
-    values = {key: form.get(key, "") for key in ("request_id", "program", "title")}
-    try:
-        plan = await current.call(
-            current.clients.disbursement.CreateFundingPlan,
-            disbursement_pb2.CreateFundingPlanRequest(
-                request_id=values["request_id"],
-                program_code=values["program"].strip(),
-                title=values["title"].strip(),
-            ),
+    form = await current.request.form()
+    values = {
+        key: str(form.get(key, ""))
+        for key in ("request_id", "program", "line", "title", "max_lines", "kind")
+    }
+    ticked = {
+        key: [str(value).strip() for value in form.getlist(key) if str(value).strip()]
+        for key in ("program_codes", "application_ids")
+    }
+    request, errors = _plan_request(current, values, ticked)
+    if request is None:
+        return await _plans_page(
+            current, values=values, ticked=ticked, errors=errors, status_code=400
         )
+    try:
+        plan = await current.call(current.clients.disbursement.CreateFundingPlan, request)
     except ServiceRefusal as refusal:
         if refusal.code == grpc.StatusCode.INVALID_ARGUMENT:
-            errors = field_errors(
-                refusal, ["request_id", "program_code", "title"], lang=current.lang
+            errors = {
+                PLAN_FORM_FIELDS.get(field, field): message
+                for field, message in field_errors(
+                    refusal, PLAN_FORM_FIELDS, lang=current.lang
+                ).items()
+            }
+            return await _plans_page(
+                current, values=values, ticked=ticked, errors=errors, status_code=400
             )
-            if "program_code" in errors:
-                errors["program"] = errors.pop("program_code")
-            return await _plans_page(current, values=values, errors=errors, status_code=400)
         if refusal.code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ALREADY_EXISTS):
             # e.g. no awards wait any more (a colleague's plan took them): say so on the form.
             return await _plans_page(
-                current, values=values, errors={"": refusal.message}, status_code=409
+                current,
+                values=values,
+                ticked=ticked,
+                errors={"": refusal.message},
+                status_code=409,
             )
         raise
     return current.redirect(f"/finance/plans/{plan.plan_id}")

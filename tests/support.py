@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 import socket
 import sqlite3
 import subprocess
@@ -17,10 +19,46 @@ import psycopg
 PG_ADMIN_URL = os.environ.get("GRANTFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+# Ports for the servers tests start come from below the kernel's ephemeral range: a port the
+# kernel picked (bind to 0) is free only until the next outgoing connection takes it, and with
+# two test workers running stacks side by side one did (a console could not bind its port). Each
+# pytest-xdist worker has its own share of the range, so two workers never hand out one port.
+PORTS_FROM = 10_000
+
+
+def ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections (Linux's default when unknown)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def worker_ports() -> range:
+    """This test process's share of the ports below the ephemeral range."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    share = (ephemeral_low() - PORTS_FROM) // max(workers, 1)
+    start = PORTS_FROM + int(worker or 0) * share
+    return range(start, start + share)
+
+
+_ports = worker_ports()
+# Where this process starts in its share: another run's servers may still hold the low ports.
+_next_port = itertools.count(random.randrange(len(_ports)))
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on now, from this process's share, never handed out twice."""
+    for _ in range(len(_ports)):
+        port = _ports[next(_next_port) % len(_ports)]
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {_ports.start}-{_ports.stop - 1}")
 
 
 def postgres_available() -> bool:

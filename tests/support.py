@@ -11,7 +11,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psycopg
@@ -48,17 +48,28 @@ _ports = worker_ports()
 _next_port = itertools.count(random.randrange(len(_ports)))
 
 
-def free_port() -> int:
-    """A port nothing listens on now, from this process's share, never handed out twice."""
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive ports nothing listens on now, from this process's share;
+    none of them is handed out again (by this or by free_port)."""
     for _ in range(len(_ports)):
-        port = _ports[next(_next_port) % len(_ports)]
-        with socket.socket() as sock:
+        start = _ports[next(_next_port) % len(_ports)]
+        if start + count > _ports.stop:
+            continue
+        with ExitStack() as held:
             try:
-                sock.bind(("127.0.0.1", port))
+                for port in range(start, start + count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
             except OSError:
                 continue
-        return port
-    raise RuntimeError(f"no free port in {_ports.start}-{_ports.stop - 1}")
+        for _ in range(count - 1):  # the rest of the run is taken too
+            next(_next_port)
+        return start
+    raise RuntimeError(f"no {count} free ports in a row in {_ports.start}-{_ports.stop - 1}")
+
+
+def free_port() -> int:
+    """A port nothing listens on now, from this process's share, never handed out twice."""
+    return free_ports(1)
 
 
 def postgres_available() -> bool:

@@ -9,7 +9,6 @@ TraceService of opentelemetry-proto on a gRPC server of the test's own)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 import urllib.request
@@ -29,7 +28,7 @@ from grantflow.v1 import common_pb2
 from services.common import kafka
 from tests.actors import Actors
 from tests.stack_fixture import running_stack
-from tests.support import free_port
+from tests.support import free_ports
 
 pytestmark = pytest.mark.integration
 SERVER, CLIENT, PRODUCER, CONSUMER = (
@@ -96,27 +95,6 @@ def collector() -> Iterator[tuple[Collector, str]]:
         yield receiver, f"http://127.0.0.1:{port}"
     finally:
         server.stop(grace=None)
-
-
-def free_ports(count: int) -> int:
-    """The first of count consecutive ports nothing listens on."""
-    for _ in range(50):
-        base = free_port()
-        if base + count > 65535:
-            continue
-        try:
-            sockets = []
-            for port in range(base, base + count):
-                bound = socket.socket()
-                sockets.append(bound)
-                bound.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for bound in sockets:
-                bound.close()
-        return base
-    raise RuntimeError("no run of free ports")
 
 
 def scrape(address: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

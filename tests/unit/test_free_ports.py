@@ -7,13 +7,19 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.support import ephemeral_low, free_port
+from tests.support import ephemeral_low, free_port, free_ports
 
 
 def test_ports_are_below_the_ephemeral_range_and_never_handed_out_twice() -> None:
     ports = [free_port() for _ in range(200)]
     assert len(set(ports)) == len(ports)
     assert all(1024 < port < ephemeral_low() for port in ports)
+
+
+def test_a_run_of_ports_is_never_handed_out_again() -> None:
+    start = free_ports(8)  # e.g. a stack's metrics ports, given as one base
+    later = {free_port() for _ in range(300)}
+    assert not later & set(range(start, start + 8))
 
 
 def worker_share(worker: str) -> set[int]:
